@@ -1,0 +1,30 @@
+# Two entry points for a fresh machine: `make demo` (the main job on the sample) and `make test`.
+PYTHON ?= $(shell command -v python3.12 >/dev/null 2>&1 && echo python3.12 || echo "env PYENV_VERSION=3.12 python3.12")
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-slow lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/geocamat train samples/nc_landsat.yaml --out demo/run --overwrite
+	$(BIN)/geocamat predict --model demo/run/model.geocamat --out demo/map --overwrite samples/nc_landsat/lsat7_2000_*.tif
+	$(BIN)/geocamat evaluate --model demo/run/model.geocamat --reference samples/nc_landsat/strata.tif --blocks 4 --parity odd samples/nc_landsat/lsat7_2000_*.tif
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) demo

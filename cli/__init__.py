@@ -1,0 +1,1 @@
+"""The geocamat command-line app (click). Thin: parse, call the library, print."""

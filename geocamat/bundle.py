@@ -1,0 +1,118 @@
+"""The self-describing model bundle (``model.geocamat``).
+
+One file holds everything needed to run a trained model on new imagery: weights, architecture, bands,
+normalisation statistics, classes (ids, names, colours), tile size, resolution and CRS of training, the
+regulariser (CAMAT) settings and the validation metrics. It is a ``torch.save`` file of plain Python
+values and tensors, loadable with ``weights_only=True`` (no code is unpickled).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from geocamat.errors import BundleError
+
+FORMAT = "geocamat-bundle"
+VERSION = 1
+
+
+@dataclass
+class ClassInfo:
+    """One class: its label code in the training data, its name and its colour (#rrggbb)."""
+
+    id: int
+    name: str
+    color: str
+
+
+@dataclass
+class Bundle:
+    """A trained model and everything needed to apply it.
+
+    Attributes:
+        task: ``landuse`` or ``detection``.
+        model: architecture spec for :func:`geocamat.models.build_model`.
+        state_dict: trained weights.
+        bands: band names, in the order the model expects them.
+        mean: per-band mean used for normalisation (raw units).
+        std: per-band standard deviation used for normalisation (raw units).
+        classes: the classes, in the order of the model's outputs.
+        tile_size: tile side in pixels.
+        resolution: pixel size (x, y) of the training imagery, in CRS units.
+        crs: CRS of the training imagery (WKT).
+        regulariser: training-time occlusion settings (CAMAT or a baseline).
+        metrics: validation metrics.
+        extra: task-specific settings (e.g. detection thresholds).
+    """
+
+    task: str
+    model: dict
+    state_dict: dict
+    bands: list[str]
+    mean: list[float]
+    std: list[float]
+    classes: list[ClassInfo]
+    tile_size: int
+    resolution: tuple[float, float] | None = None
+    crs: str | None = None
+    regulariser: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+    def build_model(self) -> nn.Module:
+        """The trained model, in eval mode, on the CPU."""
+        from geocamat.models import build_model
+
+        model = build_model(self.model)
+        model.load_state_dict(self.state_dict)
+        return model.eval()
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the bundle atomically (temporary name, then rename)."""
+        path = Path(path)
+        payload = asdict(self)
+        payload["format"], payload["version"] = FORMAT, VERSION
+        payload["state_dict"] = {k: v.detach().cpu() for k, v in self.state_dict.items()}
+        tmp = path.with_name(path.name + ".part")
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Bundle:
+        """Read a bundle, with a clear error if the file is missing or not a geocamat bundle."""
+        path = Path(path)
+        if not path.is_file():
+            raise BundleError(f"model bundle not found: {path} (train one with `geocamat train`)")
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
+            raise BundleError(f"{path} is not a readable geocamat model bundle ({exc.__class__.__name__})") from exc
+        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+            raise BundleError(f"{path} is not a geocamat model bundle")
+        if payload.get("version", 0) > VERSION:
+            raise BundleError(f"{path} was written by a newer geocamat (bundle version {payload['version']})")
+        payload.pop("format"), payload.pop("version")
+        payload["classes"] = [ClassInfo(**c) for c in payload["classes"]]
+        if payload.get("resolution") is not None:
+            payload["resolution"] = tuple(payload["resolution"])
+        return cls(**payload)
+
+    @property
+    def class_ids(self) -> list[int]:
+        """Label codes of the classes, in output order."""
+        return [c.id for c in self.classes]
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file (the model hash recorded in reports)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,66 @@
+"""Fill values for occluded pixels.
+
+Images reaching :mod:`geocamat.camat` are normalised per band (zero mean, unit variance), so the band
+mean is 0. Every fill returns a tensor shaped like the images; the caller mixes it in with a mask.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+FILLS = ("mean", "zero", "white", "max", "noise", "blur")
+
+
+def fill_values(
+    images: Tensor,
+    kind: str,
+    *,
+    zero_value: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Build the fill for a batch of normalised images.
+
+    Args:
+        images: (N, C, H, W) normalised images.
+        kind: one of ``mean`` (band mean, 0), ``zero`` (the normalised value of a raw 0, given by
+            ``zero_value``; the band mean if not given), ``white``/``max`` (per-band maximum of the
+            batch), ``noise`` (standard normal, i.e. noise with the band statistics), ``blur`` (a strong
+            box blur of the image itself).
+        zero_value: (C,) normalised value of a raw zero per band, for ``kind="zero"``.
+        generator: random generator for ``noise``.
+
+    Returns:
+        (N, C, H, W) fill tensor, detached from the graph.
+    """
+    images = images.detach()
+    if kind == "mean":
+        return torch.zeros_like(images)
+    if kind == "zero":
+        if zero_value is None:
+            return torch.zeros_like(images)
+        return zero_value.to(images).view(1, -1, 1, 1).expand_as(images).clone()
+    if kind in ("white", "max"):
+        band_max = images.amax(dim=(0, 2, 3), keepdim=True)
+        return band_max.expand_as(images).clone()
+    if kind == "noise":
+        return torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
+    if kind == "blur":
+        k = max(3, (min(images.shape[-2:]) // 8) | 1)
+        return F.avg_pool2d(images, k, stride=1, padding=k // 2, count_include_pad=False)
+    raise ValueError(f"unknown fill {kind!r}: choose one of {', '.join(FILLS)}")
+
+
+def apply_mask(images: Tensor, mask: Tensor, fill: Tensor) -> Tensor:
+    """Replace the pixels where ``mask`` is true by ``fill``.
+
+    Args:
+        images: (N, C, H, W).
+        mask: (N, 1, H, W) boolean, true where the image is occluded.
+        fill: (N, C, H, W) fill values.
+
+    Returns:
+        The occluded images. No gradient flows into ``fill`` or through the mask.
+    """
+    return torch.where(mask, fill.to(images.dtype), images)

@@ -31,20 +31,36 @@ class Regulariser:
         model: nn.Module | None = None,
         epoch: int = 0,
         max_epochs: int = 1,
+        sample_ids: Tensor | None = None,
+        transforms: Tensor | None = None,
     ) -> Tensor:
         """Occlude a batch.
 
         Args:
-            images: (N, C, H, W) normalised images.
+            images: (N, C, H, W) normalised images, already augmented.
             targets: (N,) ground-truth class indices.
             model: the model being trained (CAMAT only); must expose ``forward_features`` and ``head``.
             epoch: current epoch, 0-based.
             max_epochs: total number of epochs (for the warm-up).
+            sample_ids: (N,) stable index of each sample in its dataset (for cached maps).
+            transforms: (N,) dihedral augmentation index 0-7 applied to each sample (see
+                :func:`geocamat.camat.geometry.dihedral`), so cached maps can follow the augmentation.
 
         Returns:
             (N, C, H, W) images, occluded where the regulariser decided.
         """
         return images
+
+    def observe(
+        self,
+        features: Tensor,
+        head: nn.Module,
+        targets: Tensor,
+        *,
+        sample_ids: Tensor | None = None,
+        transforms: Tensor | None = None,
+    ) -> None:
+        """Receive the (detached) feature map of the training forward; a no-op except for cached CAMAT."""
 
     def settings(self) -> dict:
         """The settings to record in a model bundle."""
@@ -72,7 +88,7 @@ class Cutout(Regulariser):
     def __init__(self, area: float = 0.25, p: float = 1.0, fill: str = "mean") -> None:
         self.area, self.p, self.fill = area, p, fill
 
-    def __call__(self, images, targets, *, model=None, epoch=0, max_epochs=1):
+    def __call__(self, images, targets, *, model=None, epoch=0, max_epochs=1, sample_ids=None, transforms=None):
         n, _, h, w = images.shape
         area = torch.full((n,), self.area, device=images.device)
         mask = _random_rect_mask(n, h, w, area, torch.ones(n, device=images.device), images.device)
@@ -97,7 +113,7 @@ class RandomErasing(Regulariser):
     ) -> None:
         self.p, self.area, self.aspect, self.fill = p, tuple(area), tuple(aspect), fill
 
-    def __call__(self, images, targets, *, model=None, epoch=0, max_epochs=1):
+    def __call__(self, images, targets, *, model=None, epoch=0, max_epochs=1, sample_ids=None, transforms=None):
         n, _, h, w = images.shape
         dev = images.device
         area = torch.empty(n, device=dev).uniform_(*self.area)
@@ -119,7 +135,7 @@ class HideAndSeek(Regulariser):
     def __init__(self, grid: int = 4, p: float = 0.5, fill: str = "mean") -> None:
         self.grid, self.p, self.fill = grid, p, fill
 
-    def __call__(self, images, targets, *, model=None, epoch=0, max_epochs=1):
+    def __call__(self, images, targets, *, model=None, epoch=0, max_epochs=1, sample_ids=None, transforms=None):
         n, _, h, w = images.shape
         cells = torch.rand(n, 1, self.grid, self.grid, device=images.device) < self.p
         mask = nn.functional.interpolate(cells.float(), size=(h, w), mode="nearest").bool()
@@ -191,7 +207,7 @@ class CAMAT(Regulariser):
             cams = class_activation_maps(features, model.head.weight, targets)
         return normalise_maps(upsample_maps(cams.float(), tuple(images.shape[-2:])))
 
-    def __call__(self, images, targets, *, model=None, epoch=0, max_epochs=1):
+    def __call__(self, images, targets, *, model=None, epoch=0, max_epochs=1, sample_ids=None, transforms=None):
         if model is None:
             raise ValueError("CAMAT needs the model to compute class activation maps")
         if not self.active(epoch, max_epochs):

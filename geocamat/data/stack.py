@@ -1,0 +1,181 @@
+"""The user's imagery as one band stack: paths, globs or folders -> rasters with every band -> TorchGeo.
+
+Inputs may be multi-band files (one per scene or mosaic tile) or single-band files (one per band). Files
+that share one grid and hold one band each are stacked into a VRT (band order = sorted file names),
+so that "lsat7_2000_10.tif ... lsat7_2000_70.tif" becomes one 6-band scene. Several such groups (several
+scenes) become several stacks, mosaicked by TorchGeo. Every band of a VRT stack is Float32 with NaN as
+nodata, each source's own nodata honoured; for multi-band files the files' nodata is kept.
+"""
+
+from __future__ import annotations
+
+import glob
+import html
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from geocamat.errors import InputNotFoundError, InvalidRasterError
+
+RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")
+
+
+def resolve_inputs(patterns: Sequence[str | os.PathLike], suffixes: Sequence[str] = RASTER_SUFFIXES) -> list[Path]:
+    """Expand paths, globs and folders into a sorted list of existing files.
+
+    Raises:
+        InputNotFoundError: if a pattern matches nothing.
+    """
+    found: list[Path] = []
+    for pattern in patterns:
+        pattern = str(pattern)
+        path = Path(pattern)
+        if path.is_dir():
+            matches = sorted(p for p in path.iterdir() if p.suffix.lower() in suffixes)
+        elif path.is_file():
+            matches = [path]
+        else:
+            matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+        if not matches:
+            raise InputNotFoundError(f"no raster found at {pattern!r}: check the path or glob")
+        found.extend(matches)
+    return sorted(dict.fromkeys(p.resolve() for p in found))
+
+
+@dataclass
+class ImageStack:
+    """The user's imagery, ready for TorchGeo.
+
+    Attributes:
+        paths: rasters holding every band each (multi-band files or VRT stacks), one per scene/tile.
+        band_names: names of the bands, in order.
+        nodata: nodata value per band of ``paths`` (NaN for VRT stacks, None if the files have none).
+        crs: CRS (WKT) of the first raster; TorchGeo reprojects the others to it.
+        res: pixel size (x, y) of the first raster.
+        sources: the user's files.
+    """
+
+    paths: list[Path]
+    band_names: list[str]
+    nodata: list[float | None]
+    crs: str
+    res: tuple[float, float]
+    sources: list[Path]
+
+    @property
+    def num_bands(self) -> int:
+        return len(self.band_names)
+
+    def dataset(self, crs=None, res: float | tuple[float, float] | None = None):
+        """A TorchGeo RasterDataset over the stack (imported lazily: torchgeo costs seconds to import)."""
+        from geocamat.data.torchgeo_datasets import stack_dataset
+
+        return stack_dataset(self.paths, crs=crs, res=res)
+
+    def valid_mask(self, image: np.ndarray | object) -> np.ndarray | object:
+        """Pixels with at least one valid band: (C, H, W) -> (H, W) boolean (numpy or torch)."""
+        valid = None
+        for b, nodata in enumerate(self.nodata):
+            band = image[b]
+            ok = band == band  # not NaN
+            if nodata is not None and not np.isnan(nodata):
+                ok = ok & (band != nodata)
+            valid = ok if valid is None else (valid | ok)
+        return valid
+
+
+def _grid_key(src) -> tuple:
+    return (src.crs.to_wkt() if src.crs else None, tuple(round(v, 9) for v in src.transform)[:6], src.width,
+            src.height)
+
+
+def write_stack_vrt(files: Sequence[Path], out_path: Path) -> Path:
+    """Write a VRT stacking single-band rasters of one grid as Float32 bands with NaN nodata."""
+    import rasterio
+
+    with rasterio.open(files[0]) as first:
+        crs_wkt, transform, width, height = first.crs.to_wkt(), first.transform, first.width, first.height
+    gt = ", ".join(repr(v) for v in (transform.c, transform.a, transform.b, transform.f, transform.d, transform.e))
+    bands = []
+    for i, path in enumerate(files, start=1):
+        with rasterio.open(path) as src:
+            nodata = src.nodata
+        nodata_xml = f"<NODATA>{nodata!r}</NODATA>" if nodata is not None else ""
+        bands.append(
+            f'  <VRTRasterBand dataType="Float32" band="{i}">\n'
+            f"    <NoDataValue>nan</NoDataValue>\n"
+            f"    <Description>{html.escape(path.stem)}</Description>\n"
+            f"    <ComplexSource>\n"
+            f'      <SourceFilename relativeToVRT="0">{html.escape(str(path))}</SourceFilename>\n'
+            f"      <SourceBand>1</SourceBand>\n"
+            f'      <SrcRect xOff="0" yOff="0" xSize="{width}" ySize="{height}"/>\n'
+            f'      <DstRect xOff="0" yOff="0" xSize="{width}" ySize="{height}"/>\n'
+            f"      {nodata_xml}\n"
+            f"    </ComplexSource>\n"
+            f"  </VRTRasterBand>\n"
+        )
+    xml = (
+        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">\n'
+        f"  <SRS>{html.escape(crs_wkt)}</SRS>\n"
+        f"  <GeoTransform>{gt}</GeoTransform>\n" + "".join(bands) + "</VRTDataset>\n"
+    )
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(xml)
+    return out_path
+
+
+def open_stack(patterns: Sequence[str | os.PathLike], workdir: Path) -> ImageStack:
+    """Resolve the user's imagery into an :class:`ImageStack`.
+
+    Args:
+        patterns: files, globs or folders.
+        workdir: where VRT stacks are written (e.g. the run or output folder's ``.geocamat`` subfolder).
+
+    Raises:
+        InputNotFoundError: nothing matches.
+        InvalidRasterError: unreadable file, no CRS, or inconsistent band counts.
+    """
+    import rasterio
+
+    files = resolve_inputs(patterns)
+    groups: dict[tuple, list[Path]] = {}
+    counts: dict[Path, int] = {}
+    descriptions: dict[Path, tuple] = {}
+    nodatas: dict[Path, tuple] = {}
+    for path in files:
+        try:
+            with rasterio.open(path) as src:
+                if src.crs is None:
+                    raise InvalidRasterError(
+                        f"{path} has no CRS: assign one (e.g. `gdal_edit.py -a_srs EPSG:32617 {path.name}`)")
+                groups.setdefault(_grid_key(src), []).append(path)
+                counts[path], descriptions[path], nodatas[path] = src.count, src.descriptions, src.nodatavals
+        except rasterio.errors.RasterioIOError as exc:
+            raise InvalidRasterError(f"cannot read {path} as a raster: {exc}") from exc
+    stacks: list[Path] = []
+    band_names: list[str] | None = None
+    nodata: list[float | None] = []
+    for i, (key, members) in enumerate(groups.items()):
+        if len(members) > 1 and all(counts[m] == 1 for m in members):
+            vrt = write_stack_vrt(members, workdir / f"stack_{i}.vrt")
+            names, nd = [m.stem for m in members], [float("nan")] * len(members)
+            stacks.append(vrt)
+        else:
+            for m in members:
+                names = [d or f"band{b + 1}" for b, d in enumerate(descriptions[m])]
+                nd = list(nodatas[m])
+                stacks.append(m)
+                if band_names is not None and len(names) != len(band_names):
+                    break
+        if band_names is None:
+            band_names, nodata = names, nd
+        elif len(names) != len(band_names):
+            raise InvalidRasterError(
+                f"inputs have different band counts ({len(band_names)} and {len(names)}): give one set of bands "
+                "per scene, either multi-band files or one single-band file per band on the same grid")
+    with rasterio.open(stacks[0]) as first:
+        crs, res = first.crs.to_wkt(), first.res
+    return ImageStack(stacks, band_names or [], nodata, crs, res, files)

@@ -158,7 +158,7 @@ def open_stack(patterns: Sequence[str | os.PathLike], workdir: Path) -> ImageSta
     stacks: list[Path] = []
     band_names: list[str] | None = None
     nodata: list[float | None] = []
-    for i, (key, members) in enumerate(groups.items()):
+    for i, members in enumerate(groups.values()):
         if len(members) > 1 and all(counts[m] == 1 for m in members):
             vrt = write_stack_vrt(members, workdir / f"stack_{i}.vrt")
             names, nd = [m.stem for m in members], [float("nan")] * len(members)

@@ -14,6 +14,7 @@ ARCHS: dict[str, dict] = {
     "resnet18": {"widths": (64, 128, 256, 512), "depths": (2, 2, 2, 2)},
     "resnet10": {"widths": (64, 128, 256, 512), "depths": (1, 1, 1, 1)},
     "camnet-s": {"widths": (32, 64, 128, 256), "depths": (1, 1, 1, 1)},
+    "camnet-xs": {"widths": (16, 32, 64, 128), "depths": (1, 1, 1, 1)},
 }
 
 

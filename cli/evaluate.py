@@ -1,0 +1,49 @@
+"""``geocamat evaluate``: score a model's map against a reference land-cover raster."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import click
+
+from cli.options import quiet_opt
+
+
+@click.command()
+@click.argument("images", nargs=-1, required=True)
+@click.option("--model", "model_path", required=True, type=click.Path(dir_okay=False), help="model.geocamat bundle.")
+@click.option("--reference", required=True, type=click.Path(dir_okay=False),
+              help="Reference land-cover raster with the model's class codes (any CRS).")
+@click.option("--blocks", type=int, default=None, help="Score only validation blocks of an N x N checkerboard.")
+@click.option("--parity", type=click.Choice(["odd", "even"]), default="odd", show_default=True,
+              help="Which checkerboard blocks are scored.")
+@click.option("--mask", default=None, type=click.Path(dir_okay=False), help="Score only where this raster is non-zero.")
+@click.option("--out", default=None, type=click.Path(file_okay=False),
+              help="Keep the map and metrics.json here (default: a temporary folder).")
+@click.option("--overlap", type=float, default=None, help="Window overlap fraction.  [default: the bundle's]")
+@click.option("--device", default="auto", show_default=True)
+@quiet_opt
+def evaluate(images, model_path, reference, blocks, parity, mask, out, overlap, device, quiet):
+    """Map IMAGES with the model and report OA, kappa and per-class metrics against --reference."""
+    from geocamat.bundle import Bundle
+    from geocamat.inference.landuse import predict_landuse
+    from geocamat.workflows.scoring import score_map
+
+    bundle = Bundle.load(model_path)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(out) if out else Path(tmp) / "map"
+        predict_landuse(bundle, list(images), folder, overlap=overlap if overlap is not None else
+                        bundle.extra.get("overlap", 0.5), device=device, vectorise=False, overwrite=True,
+                        progress=not quiet)
+        metrics = score_map(folder / "landuse.tif", Path(reference), bundle.class_ids,
+                            [c.name for c in bundle.classes], blocks=blocks, parity=parity,
+                            mask=Path(mask) if mask else None)
+        if out:
+            (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    click.echo(f"{metrics['scope']}: OA {metrics['overall_accuracy']}, kappa {metrics['kappa']}, "
+               f"{metrics['n']} pixels (coverage {metrics['coverage']})")
+    for name, m in metrics["per_class"].items():
+        click.echo(f"  {name:<16} precision {m['precision']:.3f}  recall {m['recall']:.3f}  f1 {m['f1']:.3f}  "
+                   f"support {m['support']}")

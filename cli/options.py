@@ -1,0 +1,11 @@
+"""Click options shared by several commands (one place, as in rasterio's rio)."""
+
+from __future__ import annotations
+
+import click
+
+overwrite_opt = click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
+quiet_opt = click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+accelerator_opt = click.option("--accelerator", default=None,
+                               help="Lightning accelerator: auto (GPU if present), cpu, gpu.  [default: auto]")
+devices_opt = click.option("--devices", default=None, help="Devices per node (e.g. 1, 4, auto).  [default: auto]")

@@ -1,0 +1,85 @@
+"""``geocamat train``: train a land-use classifier (or an object detector) from a config and/or flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cli.options import accelerator_opt, devices_opt, overwrite_opt, quiet_opt
+
+
+@click.command()
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@click.option("--out", "out", default="runs/train", show_default=True, type=click.Path(file_okay=False),
+              help="Run folder: model.geocamat, metrics.json, confusion.png, training.png, config.yaml.")
+@click.option("--task", type=click.Choice(["landuse", "detection"]), default=None, help="[default: landuse]")
+@click.option("--images", multiple=True, help="Image files, globs or folders (repeatable).")
+@click.option("--labels", default=None, help="Classified raster, or vector layer of polygons/points.")
+@click.option("--label-field", default=None, help="Class field of a vector label layer.")
+@click.option("--tile-size", type=int, default=None, help="Tile side in pixels.  [default: 16]")
+@click.option("--purity", type=float, default=None, help="Minimum share of a tile's majority class.  [default: 0.5]")
+@click.option("--blocks", type=int, default=None, help="Checkerboard blocks per side (train/validation).  [default: 4]")
+@click.option("--arch", default=None, help="resnet18 | resnet10 | camnet-s.  [default: resnet18]")
+@click.option("--epochs", type=int, default=None, help="[default: 30]")
+@click.option("--batch-size", type=int, default=None, help="[default: 64]")
+@click.option("--lr", type=float, default=None, help="Peak learning rate.  [default: 0.002]")
+@click.option("--seed", type=int, default=None, help="[default: 0]")
+@click.option("--camat/--no-camat", default=None, help="Train with CAMAT (default) or without any occlusion.")
+@click.option("--regulariser", type=click.Choice(["camat", "cutout", "random-erasing", "hide-and-seek", "none"]),
+              default=None, help="Training-time occlusion.  [default: camat]")
+@click.option("--camat-saliency", default=None, help="cam | gradcam | gradcampp.  [default: cam]")
+@click.option("--camat-target", default=None, help="gt | pred.  [default: gt]")
+@click.option("--camat-tau", type=float, default=None, help="Occlude where the normalised CAM >= tau.  [default: 0.7]")
+@click.option("--camat-area", type=float, default=None, help="Occlude this top fraction of the CAM instead of tau.")
+@click.option("--camat-fill", default=None, help="mean | zero | white | noise | blur.  [default: mean]")
+@click.option("--camat-p", type=float, default=None, help="Probability a sample is occluded.  [default: 0.5]")
+@click.option("--camat-warmup", type=float, default=None, help="Fraction of epochs trained clean.  [default: 0.2]")
+@click.option("--camat-source", default=None, help="fresh | cached.  [default: fresh]")
+@accelerator_opt
+@devices_opt
+@click.option("--strategy", default=None, help="Lightning strategy, e.g. ddp for several GPUs.  [default: auto]")
+@click.option("--num-nodes", type=int, default=None, help="Machines for distributed training.  [default: 1]")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Override any setting, e.g. --set camat.tau=0.6 (repeatable).")
+@overwrite_opt
+@quiet_opt
+def train(config, out, task, images, labels, label_field, tile_size, purity, blocks, arch, epochs, batch_size, lr,
+          seed, camat, regulariser, camat_saliency, camat_target, camat_tau, camat_area, camat_fill, camat_p,
+          camat_warmup, camat_source, accelerator, devices, strategy, num_nodes, assignments, overwrite, quiet):
+    """Train a model on GeoTIFF imagery and labels; CONFIG is an optional YAML file of settings.
+
+    Flags override the file, and --set overrides both. Example:
+
+        geocamat train samples/nc_landsat.yaml --out runs/nc --epochs 20
+    """
+    from geocamat.config import load_config
+
+    camat_opts = {k: v for k, v in dict(saliency=camat_saliency, target=camat_target, tau=camat_tau, area=camat_area,
+                                        fill=camat_fill, p=camat_p, warmup=camat_warmup, source=camat_source).items()
+                  if v is not None}
+    if camat is False and regulariser is None:
+        regulariser = "none"
+    overrides = dict(task=task, images=list(images) or None, labels=labels, label_field=label_field,
+                     tile_size=tile_size, purity=purity, blocks=blocks, arch=arch, epochs=epochs,
+                     batch_size=batch_size, lr=lr, seed=seed, regulariser=regulariser, camat=camat_opts or None,
+                     accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes)
+    cfg = load_config(config, overrides, assignments)
+    out = Path(out)
+    if cfg["task"] == "detection":
+        from geocamat.workflows.detection import train_detection
+
+        if out.exists() and any(out.iterdir()) and not overwrite:
+            from geocamat.errors import OutputExistsError
+
+            raise OutputExistsError(f"{out} already holds results: choose another --out or pass --overwrite")
+        metrics = train_detection(cfg, out, progress=not quiet)
+        click.echo(f"model: {out / 'model.geocamat'}  metrics: {metrics}")
+        return
+    from geocamat.workflows.landuse import train_landuse
+
+    metrics = train_landuse(cfg, out, overwrite=overwrite, progress=not quiet, log=click.echo)
+    vm = metrics["validation_map"]
+    click.echo(f"validation map ({vm['scope']}): OA {vm['overall_accuracy']}, kappa {vm['kappa']}, "
+               f"{vm['n']} pixels; tile accuracy {metrics['validation_tiles']['accuracy']}")
+    click.echo(f"model: {out / 'model.geocamat'}")

@@ -1,0 +1,145 @@
+"""Training configuration: defaults, YAML files, ``--set key=value`` overrides, validation.
+
+Keys are flat, except ``camat`` (a mapping of CAMAT options) and ``classes`` (names/colours per code).
+Relative paths in a YAML file are resolved against the file's folder.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import yaml
+
+from geocamat.errors import ConfigError
+
+DEFAULTS: dict = {
+    "task": "landuse",           # landuse | detection
+    "images": [],                # paths, globs or folders of GeoTIFFs (one multi-band file per scene, or band files)
+    "labels": None,              # classified raster or vector layer (polygons/points)
+    "label_field": None,         # class field of a vector layer
+    "classes": {},               # {code: {name: ..., color: "#rrggbb"}} or {code: name}
+    "tile_size": 16,             # tile side in pixels
+    "stride": None,              # training tile stride in pixels (default tile_size // 4)
+    "purity": 0.5,               # minimum share of a tile's majority class
+    "min_labelled": 0.5,         # minimum share of labelled pixels in a tile (dense labels)
+    "min_valid": 0.5,            # minimum share of valid image pixels in a tile
+    "blocks": 4,                 # checkerboard blocks per side for the train/validation split
+    "val_parity": "odd",         # validation blocks: row block + column block odd (or even)
+    "max_tiles": 50000,          # cap on training tiles
+    "arch": "resnet18",          # resnet18 | resnet10 | camnet-s
+    "epochs": 30,
+    "batch_size": 64,
+    "lr": 2e-3,
+    "weight_decay": 1e-4,
+    "label_smoothing": 0.05,
+    "class_weighting": False,    # weight the loss by inverse class frequency
+    "seed": 0,
+    "regulariser": "camat",      # camat | cutout | random-erasing | hide-and-seek | none
+    "camat": {},                 # CAMAT options, see geocamat.camat.CamatConfig
+    "accelerator": "auto",       # auto | cpu | gpu | ...  (Lightning)
+    "devices": "auto",
+    "strategy": "auto",          # e.g. ddp for several GPUs
+    "num_nodes": 1,
+    "precision": None,           # default: bf16-mixed on GPU, 32 on CPU
+    "num_workers": 0,
+    "predict_overlap": 0.5,      # window overlap of the validation map
+}
+
+_PATH_KEYS = ("images", "labels")
+
+
+def _coerce(text: str):
+    """Parse a --set value as YAML (numbers, booleans, lists), falling back to the string."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_override(config: dict, assignment: str) -> None:
+    """Apply one ``key=value`` (``camat.tau=0.6`` for nested keys) to ``config`` in place."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set expects key=value, got {assignment!r}")
+    key, value = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    target = config
+    for part in parts[:-1]:
+        target = target.setdefault(part, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"--set {key}: {part} is not a mapping")
+    target[parts[-1]] = _coerce(value)
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None,
+                assignments: list[str] | tuple[str, ...] = ()) -> dict:
+    """Defaults <- YAML file <- explicit overrides (CLI flags) <- ``--set`` assignments, validated.
+
+    Raises:
+        ConfigError: unreadable file, unknown key, or invalid value.
+    """
+    config = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path} must hold a mapping of settings")
+        for key in _PATH_KEYS:
+            if key in loaded and loaded[key] is not None:
+                values = loaded[key] if isinstance(loaded[key], list) else [loaded[key]]
+                resolved = [str(v) if Path(str(v)).is_absolute() else str(path.parent / str(v)) for v in values]
+                loaded[key] = resolved if isinstance(loaded[key], list) else resolved[0]
+        config.update(loaded)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            if key == "camat":
+                config["camat"] = {**config.get("camat", {}), **value}
+            else:
+                config[key] = value
+    for assignment in assignments:
+        apply_override(config, assignment)
+    return validate(config)
+
+
+def validate(config: dict) -> dict:
+    """Check keys and values; returns the config with normalised types."""
+    detection = config.get("task") == "detection"
+    unknown = sorted(set(config) - set(DEFAULTS))
+    if unknown and not detection:
+        raise ConfigError(f"unknown setting {unknown[0]!r}: known settings are {', '.join(sorted(DEFAULTS))}")
+    if config["task"] not in ("landuse", "detection"):
+        raise ConfigError(f"task must be landuse or detection, not {config['task']!r}")
+    if isinstance(config["images"], str):
+        config["images"] = [config["images"]]
+    if not config["images"]:
+        raise ConfigError("no images given: pass --images PATH (or `images:` in the config file)")
+    if not config.get("labels"):
+        raise ConfigError("no labels given: pass --labels PATH (a classified raster or a vector layer)")
+    for key in ("tile_size", "epochs", "batch_size", "blocks", "max_tiles", "num_nodes"):
+        if not isinstance(config[key], int) or config[key] < 1:
+            raise ConfigError(f"{key} must be a positive integer, not {config[key]!r}")
+    for key in ("purity", "min_labelled", "min_valid"):
+        if not 0.0 <= float(config[key]) <= 1.0:
+            raise ConfigError(f"{key} must be between 0 and 1, not {config[key]!r}")
+    if not detection and config["tile_size"] < 8:
+        raise ConfigError("tile_size must be at least 8 pixels for a meaningful class activation map")
+    if config["val_parity"] not in ("odd", "even"):
+        raise ConfigError("val_parity must be odd or even")
+    from geocamat.camat import REGULARISERS
+
+    if config["regulariser"] not in REGULARISERS:
+        raise ConfigError(f"regulariser must be one of {', '.join(REGULARISERS)}, not {config['regulariser']!r}")
+    if not isinstance(config.get("camat") or {}, dict):
+        raise ConfigError("camat must be a mapping of CAMAT options")
+    config["camat"] = dict(config.get("camat") or {})
+    return config
+
+
+def dump_config(config: dict, path: Path) -> None:
+    """Write the resolved configuration (saved with every run)."""
+    path.write_text(yaml.safe_dump(config, sort_keys=False))

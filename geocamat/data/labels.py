@@ -1,0 +1,162 @@
+"""Labels onto the image grid, once: classified rasters (reprojected) or vector layers (rasterised).
+
+The result is a label raster on the imagery's grid (int32, -1 = unlabelled), so TorchGeo reads image and
+label windows without warping per sample. Vector polygons are burnt by class; points label their pixel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from geocamat.errors import InputNotFoundError, InvalidLabelsError
+
+UNLABELLED = -1
+VECTOR_SUFFIXES = (".shp", ".gpkg", ".geojson", ".json", ".fgb", ".kml", ".parquet", ".gml")
+
+
+@dataclass
+class Grid:
+    """A north-up pixel grid: CRS (WKT), affine transform, and shape (rows, cols)."""
+
+    crs: str
+    transform: object
+    shape: tuple[int, int]
+
+
+@dataclass
+class LabelRaster:
+    """Labels on the image grid.
+
+    Attributes:
+        path: the int32 GeoTIFF written (nodata -1).
+        grid: its grid (the imagery's).
+        class_ids: label codes present, sorted.
+        names: name per code, where the source gave one.
+        colours: colour per code, where the source gave one.
+        sparse: True for point labels (a tile is labelled by the few pixels that carry a label).
+    """
+
+    path: Path
+    grid: Grid
+    class_ids: list[int]
+    names: dict[int, str]
+    colours: dict[int, str]
+    sparse: bool
+
+
+def grid_of_dataset(ds) -> Grid:
+    """The pixel grid covering a TorchGeo dataset's bounds at its resolution."""
+    from rasterio.transform import from_origin
+
+    x, y, _ = ds.bounds
+    rx, ry = ds.res
+    cols = int(round((x.stop - x.start) / rx))
+    rows = int(round((y.stop - y.start) / ry))
+    return Grid(ds.crs.to_wkt(), from_origin(x.start, y.stop, rx, ry), (rows, cols))
+
+
+def _write(array: np.ndarray, grid: Grid, path: Path) -> None:
+    import rasterio
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    profile = dict(driver="GTiff", dtype="int32", count=1, width=grid.shape[1], height=grid.shape[0],
+                   crs=grid.crs, transform=grid.transform, nodata=UNLABELLED, compress="deflate", tiled=True)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(array.astype(np.int32), 1)
+
+
+def _raster_labels(path: Path, grid: Grid) -> tuple[np.ndarray, dict[int, str], dict[int, str]]:
+    import rasterio
+    from rasterio.warp import Resampling, reproject
+
+    with rasterio.open(path) as src:
+        if src.crs is None:
+            raise InvalidLabelsError(f"label raster {path} has no CRS: assign one with gdal_edit.py -a_srs")
+        values = src.read(1, masked=True).astype("float64").filled(np.nan)
+        finite = values[np.isfinite(values)]
+        if finite.size and not np.allclose(finite, np.round(finite)):
+            raise InvalidLabelsError(f"label raster {path} holds non-integer values: give a classified raster")
+        source = np.where(np.isfinite(values), np.round(values), UNLABELLED).astype(np.int32)
+        out = np.full(grid.shape, UNLABELLED, dtype=np.int32)
+        reproject(source, out, src_transform=src.transform, src_crs=src.crs, src_nodata=UNLABELLED,
+                  dst_transform=grid.transform, dst_crs=grid.crs, dst_nodata=UNLABELLED,
+                  resampling=Resampling.nearest)
+        names, colours = {}, {}
+        try:
+            cmap = src.colormap(1)
+        except ValueError:
+            cmap = {}
+        for code in np.unique(out[out != UNLABELLED]):
+            if int(code) in cmap:
+                r, g, b = cmap[int(code)][:3]
+                colours[int(code)] = f"#{r:02x}{g:02x}{b:02x}"
+    return out, names, colours
+
+
+def _vector_labels(path: Path, field: str | None, grid: Grid) -> tuple[np.ndarray, dict[int, str], bool]:
+    import geopandas as gpd
+    import pandas as pd
+    from rasterio.features import rasterize
+
+    frame = gpd.read_file(path)
+    if frame.empty:
+        raise InvalidLabelsError(f"label layer {path} has no features")
+    if frame.crs is None:
+        raise InvalidLabelsError(f"label layer {path} has no CRS: set one (e.g. a .prj file or ogr2ogr -a_srs)")
+    columns = [c for c in frame.columns if c != frame.geometry.name]
+    if field is None:
+        raise InvalidLabelsError(f"vector labels need --label-field: one of {', '.join(columns)}")
+    if field not in frame.columns:
+        raise InvalidLabelsError(f"label field {field!r} not in {path.name}: choose one of {', '.join(columns)}")
+    frame = frame[frame[field].notna() & frame.geometry.notna() & ~frame.geometry.is_empty]
+    frame = frame.to_crs(grid.crs)
+    values = frame[field]
+    names: dict[int, str] = {}
+    if pd.api.types.is_numeric_dtype(values):
+        if not np.allclose(values, np.round(values)):
+            raise InvalidLabelsError(f"label field {field!r} holds non-integer numbers: use a class code or name")
+        codes = np.round(values).astype(int).to_numpy()
+        # A text column in one-to-one correspondence with the codes gives the names.
+        for col in columns:
+            if col != field and (pd.api.types.is_string_dtype(frame[col]) or frame[col].dtype == object):
+                pairs = frame[[field, col]].drop_duplicates()
+                if pairs[field].is_unique and pairs[col].is_unique:
+                    names = {int(round(k)): str(v) for k, v in zip(pairs[field], pairs[col], strict=True)}
+                    break
+    else:
+        labels = sorted(str(v) for v in values.unique())
+        lookup = {name: i + 1 for i, name in enumerate(labels)}
+        codes = np.array([lookup[str(v)] for v in values])
+        names = {code: name for name, code in lookup.items()}
+    geom_types = set(frame.geom_type)
+    sparse = geom_types <= {"Point", "MultiPoint"}
+    out = rasterize(((g, int(c)) for g, c in zip(frame.geometry, codes, strict=True)), out_shape=grid.shape,
+                    transform=grid.transform, fill=UNLABELLED, dtype="int32", all_touched=sparse)
+    return out, names, sparse
+
+
+def labels_on_grid(labels: str | Path, grid: Grid, workdir: Path, field: str | None = None) -> LabelRaster:
+    """Bring a label raster or vector layer onto the image grid (reprojected once) and write it.
+
+    Raises:
+        InputNotFoundError: the file does not exist.
+        InvalidLabelsError: unknown field, no CRS, non-integer classes, or no label inside the imagery.
+    """
+    path = Path(labels)
+    if not path.exists():
+        raise InputNotFoundError(f"labels not found: {path}")
+    if path.suffix.lower() in VECTOR_SUFFIXES:
+        array, names, sparse = _vector_labels(path, field, grid)
+        colours: dict[int, str] = {}
+    else:
+        array, names, colours = _raster_labels(path, grid)
+        sparse = False
+    ids = sorted(int(v) for v in np.unique(array[array != UNLABELLED]))
+    if not ids:
+        raise InvalidLabelsError(f"labels in {path.name} do not overlap the imagery: check both files' extents and CRS")
+    out = workdir / "labels_on_grid.tif"
+    _write(array, grid, out)
+    return LabelRaster(out, grid, ids, names, colours, sparse)

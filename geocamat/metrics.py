@@ -1,0 +1,44 @@
+"""Classification metrics: confusion matrix, overall accuracy, Cohen's kappa, per-class P/R/F1."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def confusion_matrix(reference: np.ndarray, predicted: np.ndarray, class_ids: list[int]) -> np.ndarray:
+    """Counts (K, K): rows = reference class, columns = predicted class, in ``class_ids`` order.
+
+    Pairs whose reference or prediction is not in ``class_ids`` are ignored.
+    """
+    lookup = {c: i for i, c in enumerate(class_ids)}
+    k = len(class_ids)
+    ref = np.asarray(reference).ravel()
+    pred = np.asarray(predicted).ravel()
+    ri = np.array([lookup.get(int(v), -1) for v in np.unique(ref)])
+    pi = np.array([lookup.get(int(v), -1) for v in np.unique(pred)])
+    ref_idx = ri[np.searchsorted(np.unique(ref), ref)] if ref.size else ref
+    pred_idx = pi[np.searchsorted(np.unique(pred), pred)] if pred.size else pred
+    ok = (ref_idx >= 0) & (pred_idx >= 0)
+    return np.bincount(ref_idx[ok] * k + pred_idx[ok], minlength=k * k).reshape(k, k)
+
+
+def summarise(cm: np.ndarray, class_ids: list[int], class_names: list[str] | None = None) -> dict:
+    """OA, kappa, per-class precision/recall/F1/support from a confusion matrix."""
+    cm = cm.astype(np.float64)
+    total = cm.sum()
+    names = class_names or [str(c) for c in class_ids]
+    if total == 0:
+        return {"n": 0, "overall_accuracy": None, "kappa": None, "per_class": {}}
+    oa = np.trace(cm) / total
+    expected = (cm.sum(axis=0) * cm.sum(axis=1)).sum() / total**2
+    kappa = (oa - expected) / (1 - expected) if expected < 1 else 1.0
+    per_class = {}
+    for i, (cid, name) in enumerate(zip(class_ids, names, strict=True)):
+        tp, pred_n, ref_n = cm[i, i], cm[:, i].sum(), cm[i, :].sum()
+        precision = tp / pred_n if pred_n else 0.0
+        recall = tp / ref_n if ref_n else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[name] = {"id": int(cid), "precision": round(float(precision), 4), "recall": round(float(recall), 4),
+                           "f1": round(float(f1), 4), "support": int(ref_n)}
+    return {"n": int(total), "overall_accuracy": round(float(oa), 4), "kappa": round(float(kappa), 4),
+            "per_class": per_class, "confusion_matrix": cm.astype(int).tolist(), "class_ids": list(map(int, class_ids))}

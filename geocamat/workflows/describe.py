@@ -1,0 +1,78 @@
+"""What a GeoTIFF, vector layer or model bundle holds (for ``geocamat info``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from geocamat.errors import InputNotFoundError, InvalidRasterError
+
+BUNDLE_SUFFIXES = (".geocamat",)
+
+
+def _crs_name(crs) -> str | None:
+    if crs is None:
+        return None
+    epsg = crs.to_epsg()
+    return f"EPSG:{epsg}" if epsg else crs.to_string()[:80]
+
+
+def describe(path: str | Path) -> dict:
+    """A summary dict of the file at ``path``: kind, CRS, size, bands or fields, classes.
+
+    Raises:
+        InputNotFoundError: no such file.
+        InvalidRasterError: the file is neither a raster, a vector layer nor a bundle.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputNotFoundError(f"no such file: {path}")
+    if path.suffix in BUNDLE_SUFFIXES:
+        from geocamat.bundle import Bundle, file_sha256
+
+        b = Bundle.load(path)
+        return {"kind": "geocamat model bundle", "task": b.task, "model": b.model, "bands": b.bands,
+                "classes": [{"id": c.id, "name": c.name, "color": c.color} for c in b.classes],
+                "tile_size": b.tile_size, "resolution": b.resolution, "crs": _bundle_crs(b.crs),
+                "regulariser": b.regulariser, "metrics": _headline(b.metrics), "sha256": file_sha256(path)}
+    import rasterio
+
+    try:
+        with rasterio.open(path) as src:
+            info = {"kind": "raster", "driver": src.driver, "crs": _crs_name(src.crs), "width": src.width,
+                    "height": src.height, "bands": src.count, "dtypes": sorted(set(src.dtypes)),
+                    "nodata": src.nodata, "resolution": list(src.res), "bounds": list(src.bounds),
+                    "band_descriptions": [d for d in src.descriptions if d]}
+            try:
+                info["colour_table_entries"] = len(src.colormap(1))
+            except ValueError:
+                pass
+            if src.crs is None:
+                info["warning"] = "no CRS: geocamat cannot use this raster until one is assigned"
+            return info
+    except rasterio.errors.RasterioIOError:
+        pass
+    try:
+        import geopandas as gpd
+        import pyogrio
+
+        layers = [name for name, _ in pyogrio.list_layers(path)]
+        frame = gpd.read_file(path, layer=layers[0])
+    except Exception as exc:  # noqa: BLE001 - any failure means "not a readable vector file"
+        raise InvalidRasterError(f"{path} is neither a raster, a vector layer nor a geocamat bundle") from exc
+    return {"kind": "vector", "layers": layers, "crs": _crs_name(frame.crs), "features": len(frame),
+            "geometry_types": sorted(set(frame.geom_type.dropna())), "bounds": list(map(float, frame.total_bounds)),
+            "fields": {c: str(frame[c].dtype) for c in frame.columns if c != frame.geometry.name}}
+
+
+def _bundle_crs(wkt: str | None) -> str | None:
+    if not wkt:
+        return None
+    from rasterio.crs import CRS
+
+    return _crs_name(CRS.from_wkt(wkt))
+
+
+def _headline(metrics: dict) -> dict:
+    vm = metrics.get("validation_map") or {}
+    out = {k: vm.get(k) for k in ("overall_accuracy", "kappa", "scope") if k in vm}
+    return out or {k: v for k, v in metrics.items() if not isinstance(v, dict | list)}

@@ -1,0 +1,178 @@
+"""``geocamat train`` for land use: stack + labels -> tiles on disjoint blocks -> Lightning -> bundle + metrics."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from geocamat.bundle import Bundle
+from geocamat.config import dump_config
+from geocamat.errors import ConfigError
+from geocamat.workflows.outdir import staged_output
+
+
+def _classes(config: dict, labels) -> list:
+    from geocamat.data.classes import build_classes
+
+    names, colours = dict(labels.names), dict(labels.colours)
+    for code, spec in (config.get("classes") or {}).items():
+        code = int(code)
+        if isinstance(spec, dict):
+            if "name" in spec:
+                names[code] = str(spec["name"])
+            if "color" in spec:
+                colours[code] = str(spec["color"])
+        else:
+            names[code] = str(spec)
+    return build_classes(labels.class_ids, names, colours)
+
+
+def _regulariser(config: dict):
+    from geocamat.camat import build_regulariser
+
+    name = config["regulariser"]
+    options = config["camat"] if name == "camat" else {}
+    try:
+        return build_regulariser(name, **options)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid {name} option: {exc}") from exc
+
+
+class _History:
+    """Collects per-epoch metrics from the Trainer (as a Lightning callback)."""
+
+    def __new__(cls):
+        import lightning as L
+
+        class History(L.Callback):
+            def __init__(self) -> None:
+                self.rows: list[dict] = []
+
+            def on_validation_epoch_end(self, trainer, pl_module) -> None:
+                if trainer.sanity_checking:
+                    return
+                row = {"epoch": trainer.current_epoch}
+                row.update({k: round(float(v), 5) for k, v in trainer.callback_metrics.items()})
+                self.rows.append(row)
+
+        return History()
+
+
+def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progress: bool = True,
+                  log: Callable[[str], None] = print) -> dict:
+    """Train a land-use model and write the run folder.
+
+    Writes ``model.geocamat``, ``metrics.json`` (map-level OA, kappa, per-class P/R/F1 on the validation
+    blocks, plus tile-level accuracy), ``confusion.png``, ``training.png``, ``config.yaml``.
+
+    Returns:
+        The metrics dict.
+    """
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    from geocamat.data.labels import grid_of_dataset, labels_on_grid
+    from geocamat.data.stack import open_stack
+    from geocamat.data.tiles import TileOptions, band_statistics, extract_tiles, normalise
+    from geocamat.outputs.plots import plot_confusion, plot_history
+    from geocamat.tasks.landuse import LandUseTask, TileDataset
+
+    started = time.perf_counter()
+    L.seed_everything(config["seed"], verbose=False)
+    with staged_output(Path(out_dir), overwrite) as stage:
+        work = stage / "work"
+        stack = open_stack(config["images"], work)
+        grid = grid_of_dataset(stack.dataset())
+        labels = labels_on_grid(config["labels"], grid, work, config.get("label_field"))
+        opts = TileOptions(tile_size=config["tile_size"], stride=config["stride"] or max(1, config["tile_size"] // 4),
+                           purity=config["purity"], min_labelled=config["min_labelled"], min_valid=config["min_valid"],
+                           blocks=config["blocks"], val_parity=config["val_parity"], max_tiles=config["max_tiles"],
+                           seed=config["seed"])
+        train, val = extract_tiles(stack, labels, opts)
+        classes = _classes(config, labels)
+        counts = torch.bincount(train.labels, minlength=len(classes)).tolist()
+        log(f"{len(train)} training and {len(val)} validation tiles of {opts.tile_size} px; "
+            f"training tiles per class: " + ", ".join(f"{c.name} {n}" for c, n in zip(classes, counts, strict=True)))
+        mean, std = band_statistics(train)
+        x_train, x_val = normalise(train.images, mean, std), normalise(val.images, mean, std)
+        model_spec = {"name": "camnet", "in_channels": stack.num_bands, "num_classes": len(classes),
+                      "tile_size": opts.tile_size, "arch": config["arch"]}
+        weights = None
+        if config["class_weighting"]:
+            freq = torch.tensor(counts, dtype=torch.float).clamp_min(1)
+            weights = (freq.sum() / (len(counts) * freq)).clamp(max=10).tolist()
+        regulariser = _regulariser(config)
+        task = LandUseTask(model_spec, regulariser, lr=config["lr"], weight_decay=config["weight_decay"],
+                           label_smoothing=config["label_smoothing"], class_weights=weights)
+        generator = torch.Generator().manual_seed(config["seed"])
+        train_loader = DataLoader(TileDataset(x_train, train.labels), batch_size=config["batch_size"], shuffle=True,
+                                  drop_last=len(train) > config["batch_size"], generator=generator,
+                                  num_workers=config["num_workers"])
+        val_loader = DataLoader(TileDataset(x_val, val.labels), batch_size=256, num_workers=config["num_workers"])
+        checkpoint = L.pytorch.callbacks.ModelCheckpoint(dirpath=stage / "checkpoints", filename="best",
+                                                         monitor="val_loss", mode="min", save_last=False)
+        history = _History()
+        gpu = torch.cuda.is_available() and config["accelerator"] in ("auto", "gpu", "cuda")
+        trainer = L.Trainer(max_epochs=config["epochs"], accelerator=config["accelerator"], devices=config["devices"],
+                            strategy=config["strategy"], num_nodes=config["num_nodes"],
+                            precision=config["precision"] or ("bf16-mixed" if gpu else "32-true"),
+                            callbacks=[checkpoint, history], logger=L.pytorch.loggers.CSVLogger(stage, name="logs"),
+                            enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=10,
+                            default_root_dir=stage)
+        trainer.fit(task, train_loader, val_loader)
+        if not trainer.is_global_zero:
+            raise SystemExit(0)
+        best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
+        state = {k.removeprefix("model."): v for k, v in best.items() if k.startswith("model.")}
+        t = grid.transform
+        bundle = Bundle(task="landuse", model=model_spec, state_dict=state, bands=stack.band_names, mean=mean,
+                        std=std, classes=classes, tile_size=opts.tile_size, resolution=(t.a, -t.e), crs=grid.crs,
+                        regulariser=regulariser.settings(),
+                        extra={"overlap": config["predict_overlap"], "training_tiles": len(train),
+                               "validation_tiles": len(val)})
+        bundle.save(stage / "model.geocamat")
+        metrics = {"validation_map": _validation_map_metrics(bundle, stage, stack, labels, config),
+                   "validation_tiles": {"n": len(val), "accuracy": _tile_accuracy(bundle, x_val, val.labels)},
+                   "best_epoch": _best_epoch(history.rows), "train_seconds": round(time.perf_counter() - started, 1),
+                   "training_tiles": len(train), "regulariser": regulariser.settings()}
+        bundle.metrics = metrics
+        bundle.save(stage / "model.geocamat")
+        (stage / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        vm = metrics["validation_map"]
+        plot_confusion(vm["confusion_matrix"], [c.name for c in classes], stage / "confusion.png",
+                       title=f"validation blocks: OA {vm['overall_accuracy']}, kappa {vm['kappa']}")
+        plot_history(history.rows, stage / "training.png")
+        dump_config(config, stage / "config.yaml")
+        for leftover in ("work", "checkpoints", "logs"):
+            import shutil
+
+            shutil.rmtree(stage / leftover, ignore_errors=True)
+    return metrics
+
+
+def _best_epoch(rows: list[dict]) -> int | None:
+    scored = [r for r in rows if "val_loss" in r]
+    return min(scored, key=lambda r: r["val_loss"])["epoch"] if scored else None
+
+
+def _tile_accuracy(bundle: Bundle, x: torch.Tensor, y: torch.Tensor) -> float:
+    model = bundle.build_model()
+    with torch.no_grad():
+        pred = torch.cat([model(x[i:i + 512]).argmax(dim=1) for i in range(0, len(x), 512)])
+    return round(float((pred == y).float().mean()), 4)
+
+
+def _validation_map_metrics(bundle: Bundle, stage: Path, stack, labels, config: dict) -> dict:
+    """Map the scene with the trained bundle and score it on the validation blocks."""
+    from geocamat.inference.landuse import predict_landuse
+    from geocamat.workflows.scoring import score_map
+
+    map_dir = stage / "work" / "validation_map"
+    predict_landuse(bundle, [str(p) for p in stack.sources], map_dir, overlap=config["predict_overlap"],
+                    vectorise=False, progress=False, overwrite=True)
+    return score_map(map_dir / "landuse.tif", labels.path, bundle.class_ids, [c.name for c in bundle.classes],
+                     blocks=config["blocks"], parity=config["val_parity"])

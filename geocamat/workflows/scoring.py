@@ -1,0 +1,73 @@
+"""Score a class map against a reference land-cover raster, on validation blocks or under a mask."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from geocamat.data.splits import checkerboard
+from geocamat.errors import InputNotFoundError, InvalidRasterError
+from geocamat.metrics import confusion_matrix, summarise
+
+
+def _on_grid(path: Path, like) -> np.ndarray:
+    """Read a single-band raster resampled (nearest) onto the grid of the open dataset ``like``."""
+    import rasterio
+    from rasterio.warp import Resampling, reproject
+
+    with rasterio.open(path) as src:
+        if src.crs is None:
+            raise InvalidRasterError(f"{path} has no CRS: assign one with gdal_edit.py -a_srs")
+        data = src.read(1, masked=True).astype("float64").filled(np.nan)
+        out = np.full((like.height, like.width), np.nan)
+        reproject(data, out, src_transform=src.transform, src_crs=src.crs, src_nodata=np.nan,
+                  dst_transform=like.transform, dst_crs=like.crs, dst_nodata=np.nan, resampling=Resampling.nearest)
+    return out
+
+
+def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names: list[str], *,
+              blocks: int | None = None, parity: str = "odd", mask: Path | None = None) -> dict:
+    """Metrics of a class map against a reference raster (any CRS; resampled onto the map's grid).
+
+    Args:
+        map_path: the predicted class raster (class ids).
+        reference: reference raster of the same class codes.
+        class_ids: codes to score, in order; names alongside.
+        blocks: if set, score only the validation blocks of a ``blocks`` x ``blocks`` checkerboard laid over
+            the reference's extent.
+        parity: which blocks are validation (``odd``: row block + column block odd).
+        mask: optional raster; only pixels where it is non-zero (and not nodata) are scored.
+
+    Returns:
+        OA, kappa, per-class metrics, confusion matrix, pixel counts and coverage.
+    """
+    import rasterio
+
+    for p in (map_path, reference) + ((mask,) if mask else ()):
+        if not Path(p).exists():
+            raise InputNotFoundError(f"file not found: {p}")
+    with rasterio.open(map_path) as m:
+        pred = m.read(1, masked=True)
+        ref = _on_grid(Path(reference), m)
+        keep = np.isfinite(ref)
+        if blocks:
+            with rasterio.open(reference) as r:
+                ref_grid = checkerboard((r.height, r.width), blocks, parity).astype("float64")
+                from rasterio.warp import Resampling, reproject
+
+                split = np.full((m.height, m.width), np.nan)
+                reproject(ref_grid, split, src_transform=r.transform, src_crs=r.crs, dst_transform=m.transform,
+                          dst_crs=m.crs, dst_nodata=np.nan, resampling=Resampling.nearest)
+            keep &= split == 1
+        if mask is not None:
+            mk = _on_grid(Path(mask), m)
+            keep &= np.isfinite(mk) & (mk != 0)
+    reference_pixels = int(keep.sum())
+    mapped = keep & ~np.ma.getmaskarray(pred)
+    cm = confusion_matrix(ref[mapped].astype(int), np.asarray(pred)[mapped], class_ids)
+    out = summarise(cm, class_ids, class_names)
+    out["reference_pixels"] = reference_pixels
+    out["coverage"] = round(int(mapped.sum()) / reference_pixels, 4) if reference_pixels else 0.0
+    out["scope"] = f"{parity} blocks of a {blocks}x{blocks} checkerboard" if blocks else "all reference pixels"
+    return out

@@ -1,0 +1,47 @@
+"""Shared fixtures: small synthetic GeoTIFFs made in tmp_path, and the path of ../shared/data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "samples"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def write_raster(path: Path, array: np.ndarray, crs: str = "EPSG:32617", origin=(500000.0, 4000000.0),
+                 res: float = 10.0, nodata=None) -> Path:
+    """Write a (bands, rows, cols) or (rows, cols) array as a GeoTIFF."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    if array.ndim == 2:
+        array = array[None]
+    profile = dict(driver="GTiff", width=array.shape[2], height=array.shape[1], count=array.shape[0],
+                   dtype=array.dtype.name, crs=crs, transform=from_origin(origin[0], origin[1], res, res),
+                   nodata=nodata)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(array)
+    return path
+
+
+@pytest.fixture
+def synthetic_scene(tmp_path: Path) -> dict:
+    """A 96x96 3-band scene whose left half is class 1 (dark) and right half class 2 (bright), with labels."""
+    rng = np.random.default_rng(0)
+    rows, cols = 96, 96
+    labels = np.ones((rows, cols), dtype=np.uint8)
+    labels[:, cols // 2:] = 2
+    image = np.where(labels == 1, 50.0, 150.0)[None].repeat(3, axis=0) + rng.normal(0, 5, (3, rows, cols))
+    image = image.astype("float32")
+    image[:, :4, :] = -9999.0  # nodata collar on top
+    return {
+        "image": write_raster(tmp_path / "scene.tif", image, nodata=-9999.0),
+        "labels": write_raster(tmp_path / "labels.tif", labels, nodata=0),
+        "array": image,
+        "label_array": labels,
+        "dir": tmp_path,
+    }

@@ -1,0 +1,37 @@
+from pathlib import Path
+
+import pytest
+
+from geocamat.config import apply_override, load_config
+from geocamat.errors import ConfigError
+
+
+def test_yaml_paths_resolve_against_the_file_and_flags_override(tmp_path: Path):
+    cfg_file = tmp_path / "sub" / "c.yaml"
+    cfg_file.parent.mkdir()
+    cfg_file.write_text("images: [img/*.tif]\nlabels: lab.tif\nepochs: 3\ncamat: {tau: 0.6}\n")
+    cfg = load_config(cfg_file, {"epochs": 5, "camat": {"p": 0.3}}, ["camat.fill=white", "tile_size=24"])
+    assert cfg["images"] == [str(tmp_path / "sub" / "img/*.tif")]
+    assert cfg["labels"] == str(tmp_path / "sub" / "lab.tif")
+    assert cfg["epochs"] == 5 and cfg["tile_size"] == 24
+    assert cfg["camat"] == {"tau": 0.6, "p": 0.3, "fill": "white"}
+
+
+@pytest.mark.parametrize("assignment, message", [
+    ("epochs=0", "epochs"), ("purity=2", "purity"), ("regulariser=magic", "regulariser"), ("colour=red", "unknown"),
+])
+def test_invalid_settings_are_reported(assignment, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, {"images": ["a.tif"], "labels": "b.tif"}, [assignment])
+
+
+def test_missing_images_or_labels():
+    with pytest.raises(ConfigError, match="no images"):
+        load_config(None, {"labels": "b.tif"})
+    with pytest.raises(ConfigError, match="no labels"):
+        load_config(None, {"images": ["a.tif"]})
+
+
+def test_override_needs_equals_sign():
+    with pytest.raises(ConfigError):
+        apply_override({}, "epochs")

@@ -1,0 +1,91 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from geocamat.data.labels import UNLABELLED, grid_of_dataset, labels_on_grid
+from geocamat.data.splits import block_windows, checkerboard
+from geocamat.data.stack import open_stack, resolve_inputs
+from geocamat.data.tiles import TileOptions, band_statistics, extract_tiles, normalise
+from geocamat.errors import InputNotFoundError, InvalidLabelsError, InvalidRasterError
+from tests.conftest import SAMPLES, write_raster
+
+NC = SAMPLES / "nc_landsat"
+
+
+def test_single_band_files_are_stacked_in_name_order(tmp_path):
+    stack = open_stack([str(NC / "lsat7_2000_*.tif")], tmp_path)
+    assert stack.band_names == [f"lsat7_2000_{b}" for b in (10, 20, 30, 40, 50, 70)]
+    with rasterio.open(stack.paths[0]) as vrt, rasterio.open(NC / "lsat7_2000_70.tif") as b7:
+        assert vrt.count == 6 and vrt.transform == b7.transform
+        stacked = vrt.read(6)
+        original = b7.read(1, masked=True)
+    # band 7's own nodata (-32768) becomes NaN; valid values are kept
+    assert np.isnan(stacked[original.mask]).all()
+    assert np.array_equal(stacked[~original.mask], original.compressed().astype("float32"))
+
+
+def test_missing_input_and_missing_crs(tmp_path):
+    with pytest.raises(InputNotFoundError):
+        resolve_inputs([str(tmp_path / "nothing*.tif")])
+    path = tmp_path / "nocrs.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=8, height=8, count=1, dtype="uint8") as dst:
+        dst.write(np.zeros((1, 8, 8), "uint8"))
+    with pytest.raises(InvalidRasterError, match="no CRS"):
+        open_stack([str(path)], tmp_path)
+
+
+def test_raster_labels_in_another_crs_are_reprojected_onto_the_image_grid(tmp_path):
+    stack = open_stack([str(NC / "lsat7_2000_*.tif")], tmp_path)
+    grid = grid_of_dataset(stack.dataset())
+    labels = labels_on_grid(NC / "strata.tif", grid, tmp_path)
+    assert labels.class_ids == [1, 2, 3, 4, 5, 6, 7]
+    with rasterio.open(labels.path) as out, rasterio.open(NC / "strata.tif") as ref:
+        assert out.shape == ref.shape and out.crs.to_epsg() == 32119
+        a, r = out.read(1), ref.read(1)
+    same = (a == r.round().astype(int)) | (r < 0)
+    assert same.mean() > 0.99  # EPSG:3358 and EPSG:32119 share the grid here
+
+
+def test_vector_labels_names_and_unknown_field(tmp_path):
+    stack = open_stack([str(NC / "lsat7_2000_*.tif")], tmp_path)
+    grid = grid_of_dataset(stack.dataset())
+    polys = labels_on_grid(NC / "landsat96_polygons.shp", grid, tmp_path, field="id")
+    assert polys.names[5] == "forest" and not polys.sparse
+    points = labels_on_grid(NC / "landsat96_points.shp", grid, tmp_path, field="id")
+    assert points.sparse
+    with rasterio.open(points.path) as src:
+        labelled = (src.read(1) != UNLABELLED).sum()
+    assert 500 < labelled <= 1000
+    with pytest.raises(InvalidLabelsError, match="not in"):
+        labels_on_grid(NC / "landsat96_polygons.shp", grid, tmp_path, field="klass")
+
+
+def test_labels_outside_the_image_are_rejected(tmp_path, synthetic_scene):
+    far = write_raster(tmp_path / "far.tif", np.ones((10, 10), "uint8"), origin=(900000.0, 100000.0), nodata=0)
+    stack = open_stack([str(synthetic_scene["image"])], tmp_path)
+    with pytest.raises(InvalidLabelsError, match="do not overlap"):
+        labels_on_grid(far, grid_of_dataset(stack.dataset()), tmp_path)
+
+
+def test_checkerboard_blocks_are_disjoint_and_balanced():
+    split = checkerboard((443, 489), 4)
+    assert abs(split.mean() - 0.5) < 0.01
+    for _, _, r0, r1, c0, c1 in block_windows((443, 489), 4):
+        assert split[r0:r1, c0:c1].min() == split[r0:r1, c0:c1].max()
+
+
+def test_tiles_stay_inside_their_blocks_and_get_the_majority_label(tmp_path, synthetic_scene):
+    stack = open_stack([str(synthetic_scene["image"])], tmp_path)
+    grid = grid_of_dataset(stack.dataset())
+    labels = labels_on_grid(synthetic_scene["labels"], grid, tmp_path)
+    train, val = extract_tiles(stack, labels, TileOptions(tile_size=16, stride=8, blocks=2, purity=0.9))
+    # 2x2 checkerboard of a 96 px scene: blocks of 48 px; training tiles at stride 8 inside 2 blocks
+    assert len(train) == 2 * 25  # two 48 px training blocks, 5 x 5 tiles each (the nodata rows are < 50%)
+    for tiles in (train, val):
+        bright = tiles.images[:, 0].nanmean(dim=(1, 2)) > 100
+        assert ((tiles.labels == 1) == bright).all()  # class index 1 = code 2 = bright half
+    mean, std = band_statistics(train)
+    x = normalise(train.images, mean, std)
+    assert np.isfinite(x.numpy()).all()

@@ -32,7 +32,7 @@ class OutputGrid:
     def window_transform(self, row_off: int, col_off: int):
         from rasterio.transform import Affine
 
-        return self.transform * Affine.translation(col_off, row_off)
+        return self.transform @ Affine.translation(col_off, row_off)
 
     def box(self, row0: int, col0: int, row1: int, col1: int):
         """Map-coordinate box of the pixel window [row0, row1) x [col0, col1)."""

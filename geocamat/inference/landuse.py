@@ -42,6 +42,9 @@ BAND_ROWS = 1024
 BLOCK_COLS = 4096
 #: Row chunks read ahead of the device.
 PREFETCH = 2
+#: GDAL block cache (MiB) during a run, unless GDAL_CACHEMAX is set: GDAL's default (5% of RAM) would let
+#: the cache of decoded input blocks grow with the scene.
+GDAL_CACHE_MB = 128
 #: Files a finished run leaves in the output folder.
 RESULT_FILES = ("landuse.tif", "landuse.qml", "confidence.tif", "cam.tif", "probabilities.tif", "landuse.gpkg",
                 "report.json")
@@ -374,6 +377,18 @@ class _Engine:
 
     # -- main loop ---------------------------------------------------------------------------------------
     def run(self, meta: dict) -> dict:
+        from rasterio.env import get_gdal_config, set_gdal_config
+
+        if "GDAL_CACHEMAX" in os.environ:
+            return self._run(meta)
+        old = get_gdal_config("GDAL_CACHEMAX")
+        set_gdal_config("GDAL_CACHEMAX", GDAL_CACHE_MB)
+        try:
+            return self._run(meta)
+        finally:
+            set_gdal_config("GDAL_CACHEMAX", old)
+
+    def _run(self, meta: dict) -> dict:
         if self.resume and not self.work.exists() and (self.out_dir / "report.json").exists():
             return json.loads((self.out_dir / "report.json").read_text())  # finished earlier: nothing to resume
         import torch

@@ -156,7 +156,7 @@ def to_cog(src: Path, dst: Path, *, resampling: str = "MODE", blocksize: int = 5
     import rasterio
     from rasterio.shutil import copy
 
-    with rasterio.Env(GDAL_NUM_THREADS=str(threads or os.cpu_count() or 1), GDAL_CACHEMAX=256):
+    with rasterio.Env(GDAL_NUM_THREADS=str(threads or os.cpu_count() or 1)):
         copy(str(src), str(dst), driver="COG", COMPRESS="DEFLATE", PREDICTOR="YES" if resampling != "MODE" else "NO",
              BLOCKSIZE=blocksize, RESAMPLING=resampling, OVERVIEWS="AUTO", BIGTIFF="IF_SAFER",
              NUM_THREADS=str(threads or os.cpu_count() or 1))

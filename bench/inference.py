@@ -200,6 +200,7 @@ def main() -> None:
     p.add_argument("--rss-overlap", type=float, default=0.0)
     p.add_argument("--out", default="/tmp/geocamat-bench")
     p.add_argument("--json", default=None, help="results file (default OUT/bench_inference.json)")
+    p.add_argument("--also-no-vector", action="store_true", help="run (b) a second time without landuse.gpkg")
     p.add_argument("--skip", default="", help="comma list of parts to skip: a,b,c")
     p.add_argument("--rss-scene", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -231,6 +232,10 @@ def main() -> None:
         results["b_geocamat"] = bench_geocamat(scene, bundle, dev, args.overlap, args.batch_size, args.workers,
                                                out / "pred")
         print("b", results["b_geocamat"], flush=True)
+        if args.also_no_vector:
+            results["b_geocamat_no_vector"] = bench_geocamat(scene, bundle, dev, args.overlap, args.batch_size,
+                                                             args.workers, out / "pred_nv", vectorise=False)
+            print("b (no vector)", results["b_geocamat_no_vector"], flush=True)
     if "a" not in skip:
         results["a_torchgeo"] = bench_torchgeo(scene, bundle, dev, args.tile, stride, args.batch_size,
                                                args.loader_workers)
@@ -264,6 +269,10 @@ def main() -> None:
     for name, r in rows:
         if r:
             print(f"{name:48s} {r['tiles']:7d} {r['seconds']:9.2f} {r['tiles_per_s']:9.2f}")
+    if "b_geocamat_no_vector" in results:
+        r = results["b_geocamat_no_vector"]
+        name = "(b) end to end without landuse.gpkg"
+        print(f"{name:48s} {r['tiles']:7d} {r['seconds']:9.2f} {r['tiles_per_s']:9.2f}")
     if "b_geocamat" in results:
         r = results["b_geocamat"]
         print(f"{'(b) streaming phase only (no COG/GeoPackage)':48s} {r['tiles']:7d} {r['stream_s']:9.2f} "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -93,6 +94,10 @@ def test_outputs_on_input_grid(tmp_path, bundle):
     assert polys.crs == profile["crs"]
     assert {"class_id", "class_name", "area", "area_ha"} <= set(polys.columns)
     assert polys.area.sum() == pytest.approx(valid.sum() * 100)
+    assert set(polys.class_name) <= {"class 1", "class 2", "class 3"}
+    with sqlite3.connect(out / "landuse.gpkg") as db:
+        table, qml, default = db.execute("SELECT f_table_name, styleQML, useAsDefault FROM layer_styles").fetchone()
+    assert table == "landuse" and default == 1 and all(f"class {i}" in qml for i in (1, 2, 3))
     assert report["tiles"]["tiles_planned"] == report["tiles"]["tiles_processed"] + report["tiles"]["skipped_no_data"]
     assert sum(c["pixels"] for c in report["classes"]) == valid.sum()
     assert json.loads((out / "report.json").read_text())["model"]["weights_sha256"] == report["model"]["weights_sha256"]
@@ -125,8 +130,8 @@ def test_seams_do_not_change_the_result(tmp_path, bundle, monkeypatch):
                                   read(tmp_path / "cut" / "landuse.tif")[0])
     np.testing.assert_allclose(read(tmp_path / "whole" / "confidence.tif")[0],
                                read(tmp_path / "cut" / "confidence.tif")[0], atol=1e-5)
-    a = gpd.read_file(tmp_path / "whole" / "landuse.gpkg")
-    b = gpd.read_file(tmp_path / "cut" / "landuse.gpkg")
+    a = gpd.read_file(tmp_path / "whole" / "landuse.gpkg", layer="landuse")
+    b = gpd.read_file(tmp_path / "cut" / "landuse.gpkg", layer="landuse")
     assert len(a) == len(b) and a.area.sum() == pytest.approx(b.area.sum())
 
 
@@ -210,7 +215,7 @@ def test_region_skips_tiles_and_masks_outside(tmp_path, bundle):
     b = profile["transform"]
     assert b.c >= x0 + 90 and b.f <= y0 - 90  # grid cut to the region's bounds
     assert classes[-1, -1] == 0 and classes[0, 0] != 0  # outside / inside the triangle
-    polys = gpd.read_file(tmp_path / "out" / "landuse.gpkg")
+    polys = gpd.read_file(tmp_path / "out" / "landuse.gpkg", layer="landuse")
     assert polys.crs.to_epsg() == 32618 and polys.union_all().within(tri.buffer(15))
 
 

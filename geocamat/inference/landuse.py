@@ -417,8 +417,8 @@ class _Engine:
         bar = tqdm(total=total_tiles, initial=done_tiles, unit="tile", desc=f"predict {self.out_dir.name}",
                    file=sys.stderr, disable=not self.progress, smoothing=0.1, dynamic_ncols=True)
         reader = MosaicReader(self.index, self.grid, self.stack.num_bands, workers=self.workers)
-        self._writer = ThreadPoolExecutor(max_workers=max(1, min(4, (os.cpu_count() or 2) // 4)),
-                                          thread_name_prefix="geocamat-write")
+        writers = max(1, min(4, (os.cpu_count() or 2) // 4))
+        self._writer = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="geocamat-write")
         pending: deque[tuple[str, Future, dict]] = deque()
         stream_start = time.perf_counter()
         self.t_model = 0.0
@@ -431,7 +431,7 @@ class _Engine:
                     processed_now += stats["tiles_processed"]
                     pending.append((self._unit_name(j, i), future, stats))
                     bar.update(stats["tiles_planned"])
-                    self._drain(pending, manifest, keep=2)
+                    self._drain(pending, manifest, keep=writers + 1)
             self._drain(pending, manifest, keep=0)
         finally:
             bar.close()

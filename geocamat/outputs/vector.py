@@ -193,5 +193,9 @@ def store_layer_style(path: Path, layer: str, style: ClassStyle) -> None:
             " styleQML TEXT, styleSLD TEXT, useAsDefault BOOLEAN, description TEXT, owner TEXT(30), ui TEXT(30),"
             " update_time DATETIME DEFAULT CURRENT_TIMESTAMP)")
         db.execute("INSERT INTO layer_styles (f_table_catalog, f_table_schema, f_table_name, f_geometry_column,"
-                   " styleName, styleQML, styleSLD, useAsDefault, description, owner) VALUES"
-                   " ('', '', ?, 'geom', ?, ?, '', 1, 'geocamat classes', '')", (layer, layer, qml))
+                   " styleName, styleQML, styleSLD, useAsDefault, description, owner, update_time) VALUES"
+                   " ('', '', ?, 'geom', ?, ?, '', 1, 'geocamat classes', '', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+                   (layer, layer, qml))
+        # registered like QGIS does when it saves a style (QGIS hides this table from its layer list)
+        db.execute("INSERT OR IGNORE INTO gpkg_contents (table_name, data_type, identifier) VALUES"
+                   " ('layer_styles', 'attributes', 'layer_styles')")

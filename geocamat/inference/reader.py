@@ -88,36 +88,55 @@ class MosaicReader:
         return sorted(int(h) for h in hits)
 
     def read_into(self, out: np.ndarray, row0: int, col0: int) -> np.ndarray:
-        """Fill ``out`` (bands, rows, cols; float32) with the window at (row0, col0); NaN where no data."""
+        """Fill ``out`` (bands, rows, cols; float32) with the window at (row0, col0); NaN where no data.
+
+        The first file covering the whole window is decoded straight into ``out`` (GDAL converts to float32
+        and writes with ``out``'s strides: no intermediate copy); other files fill the pixels still empty.
+        """
         import time
 
         from rasterio.windows import Window
 
         start = time.perf_counter()
-        out.fill(np.nan)
         _, rows, cols = out.shape
-        for i in self.files_for(row0, col0, row0 + rows, col0 + cols):
+        in_rows = min(rows, self.grid.height - row0)  # the part of the window on the grid
+        in_cols = min(cols, self.grid.width - col0)
+        filled = False
+        files = self.files_for(row0, col0, row0 + in_rows, col0 + in_cols) if in_rows > 0 and in_cols > 0 else []
+        for i in files:
             kind, ds, r_off, c_off = self._handle(i)
-            # window in the file's pixel space, clipped to the file
-            fr0, fc0 = row0 - r_off, col0 - c_off
-            height, width = (ds.height, ds.width)
-            rr0, rr1 = max(fr0, 0), min(fr0 + rows, height)
-            cc0, cc1 = max(fc0, 0), min(fc0 + cols, width)
+            fr0, fc0 = row0 - r_off, col0 - c_off  # window origin in the file's pixel space
+            rr0, rr1 = max(fr0, 0), min(fr0 + in_rows, ds.height)
+            cc0, cc1 = max(fc0, 0), min(fc0 + in_cols, ds.width)
             if rr0 >= rr1 or cc0 >= cc1:
                 continue
-            data = ds.read(window=Window(cc0, rr0, cc1 - cc0, rr1 - rr0), out_dtype="float32")
-            if kind == "direct":
-                for b, nd in enumerate(ds.nodatavals):
-                    if nd is not None and not math.isnan(nd):
-                        data[b][data[b] == nd] = np.nan
+            window = Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
             dst = out[:, rr0 - fr0:rr1 - fr0, cc0 - fc0:cc1 - fc0]
-            if np.isnan(dst).all():
-                dst[...] = data
-            else:
-                fill = np.isnan(dst)
-                dst[fill] = data[fill]
+            if not filled and dst.shape[1:] == (rows, cols):
+                ds.read(window=window, out=dst)
+                self._nodata_to_nan(dst, ds, kind)
+                filled = True
+                continue
+            if not filled:
+                out.fill(np.nan)
+                filled = True
+            data = ds.read(window=window, out_dtype="float32")
+            self._nodata_to_nan(data, ds, kind)
+            empty = np.isnan(dst)
+            dst[empty] = data[empty]
+        if not filled:
+            out.fill(np.nan)
         self.seconds += time.perf_counter() - start
         return out
+
+    @staticmethod
+    def _nodata_to_nan(data: np.ndarray, ds, kind: str) -> None:
+        if kind != "direct":
+            return
+        for b, nd in enumerate(ds.nodatavals):
+            if nd is not None and not math.isnan(nd):
+                band = data[b]
+                band[band == nd] = np.nan
 
     def submit(self, out: np.ndarray, row0: int, col0: int, skip=None) -> list[Future]:
         """Read the window into ``out`` in column pieces on the pool; returns the futures.

@@ -86,8 +86,9 @@ def _model(bundle, dev):
 def _forward(model, x, dev):
     import torch
 
-    from geocamat.models.camnet import tile_probabilities
+    from geocamat.models import camnet
 
+    tile_probabilities = camnet.tile_probabilities
     with torch.inference_mode():
         if dev.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
@@ -166,6 +167,39 @@ def bench_model(bundle, dev, tiles: int, batch: int, tile: int) -> dict:
     return {"tiles": done, "seconds": seconds, "tiles_per_s": done / seconds}
 
 
+class null_model:
+    """Context: replace the model by one returning uniform probabilities (measures everything but the model)."""
+
+    def __enter__(self):
+        import torch
+
+        import geocamat.models.camnet as camnet
+
+        self.module, self.saved = camnet, camnet.tile_probabilities
+
+        def uniform(model, x):
+            k = model.head.out_features
+            n, _, h, w = x.shape
+            return torch.full((n, k, h, w), 1.0 / k, device=x.device), torch.zeros((n, h, w), device=x.device)
+
+        camnet.tile_probabilities = uniform
+        return self
+
+    def __exit__(self, *exc):
+        self.module.tile_probabilities = self.saved
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process (VmHWM: unlike ru_maxrss, not inherited from the parent at exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def rss_child(args: argparse.Namespace) -> None:
     """Run predict_landuse once and print the peak RSS (MiB) as JSON (called in a subprocess)."""
     import geopandas  # noqa: F401 - imported before measuring the baseline
@@ -174,13 +208,13 @@ def rss_child(args: argparse.Namespace) -> None:
     import torchgeo.datasets  # noqa: F401
 
     torch.set_num_threads(args.threads)
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    baseline = peak_rss_mib()
     dev = torch.device(args.device)
     bundle = make_bundle(args.rss_arch, args.tile)
     scene = Path(args.rss_scene)
     out = Path(args.out) / f"rss_out_{scene.stem}"
     result = bench_geocamat(scene, bundle, dev, args.rss_overlap, args.batch_size, args.workers, out)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mib()
     print(json.dumps({"peak_rss_mib": peak, "rss_after_imports_mib": baseline, **result}))
 
 
@@ -244,10 +278,20 @@ def main() -> None:
         n = results.get("b_geocamat", results.get("a_torchgeo", {"tiles": 256}))["tiles"]
         results["c_model"] = bench_model(bundle, dev, n, args.batch_size, args.tile)
         print("c", results["c_model"], flush=True)
+    if "n" not in skip:  # the pipelines without the model: reading, tiling, blending, writing
+        with null_model():
+            results["a_torchgeo_null_model"] = bench_torchgeo(scene, bundle, dev, args.tile, stride, args.batch_size,
+                                                              args.loader_workers)
+            print("a (null model)", results["a_torchgeo_null_model"], flush=True)
+            results["b_geocamat_null_model"] = bench_geocamat(scene, bundle, dev, args.overlap, args.batch_size,
+                                                              args.workers, out / "pred_null")
+            print("b (null model)", results["b_geocamat_null_model"], flush=True)
     a, b, c = (results.get(k, {}).get("tiles_per_s") for k in ("a_torchgeo", "b_geocamat", "c_model"))
     bs = results.get("b_geocamat", {}).get("tiles_per_s_stream")
     results["ratios"] = {"b/a": b / a if a and b else None, "b/c": b / c if b and c else None,
                          "b_stream/a": bs / a if a and bs else None, "b_stream/c": bs / c if c and bs else None}
+    an, bn = (results.get(k, {}).get("tiles_per_s") for k in ("a_torchgeo_null_model", "b_geocamat_null_model"))
+    results["ratios"]["b/a null model"] = bn / an if an and bn else None
     rss = {}
     for size in [int(s) for s in args.rss_sizes.split(",") if s.strip()]:
         rscene = make_scene(out / f"scene_{size}.tif", size)
@@ -264,7 +308,9 @@ def main() -> None:
     results["total_seconds"] = time.perf_counter() - t0
     rows = [("(a) TorchGeo GriddedPatchSampler+DataLoader", results.get("a_torchgeo")),
             ("(b) geocamat predict_landuse (end to end)", results.get("b_geocamat")),
-            ("(c) model alone (tensors in memory)", results.get("c_model"))]
+            ("(c) model alone (tensors in memory)", results.get("c_model")),
+            ("(a) with a null model (pipeline only)", results.get("a_torchgeo_null_model")),
+            ("(b) with a null model (pipeline only)", results.get("b_geocamat_null_model"))]
     print(f"\n{'path':48s} {'tiles':>7s} {'seconds':>9s} {'tiles/s':>9s}")
     for name, r in rows:
         if r:

@@ -531,6 +531,12 @@ class _Engine:
                 tensor = torch.from_numpy(buf)
             return buf, tensor
 
+        k = len(self.style.ids)
+        # buffers reused by every band of the block (no large allocation per band or batch)
+        bufs = {"x": torch.empty((c, hb + halo, win), dtype=torch.float32, device=self.dev),
+                "acc": torch.empty((k + 2, hb + halo, win), dtype=torch.float32, device=self.dev),
+                "batch": torch.empty((self.batch_size, c, plan.tile, plan.tile), dtype=torch.float32, device=self.dev)
+                if not pin else None}
         carry = None
         if start > 0:
             carry = torch.from_numpy(np.load(self._carry_path(j, start - 1))).to(self.dev)
@@ -541,8 +547,10 @@ class _Engine:
             for k in range(i + 1, i + PREFETCH + 2):
                 submit(k)
             nxt_buf, nxt = take(i + 1) if i + 1 <= needed_last else (None, None)
-            x = torch.cat([cur, nxt[:, :halo]], dim=1) if halo else cur
-            result, carry, stats = self._band(j, i, x, carry, x0, x1, qs)
+            bufs["x"][:, :hb].copy_(cur)
+            if halo:
+                bufs["x"][:, hb:].copy_(nxt[:, :halo])
+            result, carry, stats = self._band(i, bufs, carry, x0, x1, qs)
             if pin:  # the copy from the pinned buffer is over once the band's results reached the host
                 torch.cuda.current_stream().synchronize()
             free.append(cur_buf)
@@ -552,23 +560,22 @@ class _Engine:
             yield i, stats
             cur_buf, cur = nxt_buf, nxt
 
-    def _band(self, j: int, i: int, x, carry, x0: int, x1: int, qs: np.ndarray):
-        """Classify the tiles owned by band i of block j and finish its rows."""
+    def _band(self, i: int, bufs: dict, carry, x0: int, x1: int, qs: np.ndarray):
+        """Classify the tiles owned by band i (input in ``bufs["x"]``) and finish its rows."""
         import shapely
         import torch
 
-        from geocamat.models.camnet import tile_probabilities
+        from geocamat.models import camnet
 
         plan, dev = self.plan, self.dev
         t, s, hb, halo = plan.tile, plan.stride, plan.band_rows, plan.halo
         y0, y1, ps = plan.band(i)
         qs0 = int(qs[0])
         k = len(self.style.ids)
-        raw = x
-        valid_px = ~torch.isnan(raw).all(dim=0)
-        xn = torch.nan_to_num((raw - self.mean) / self.std, nan=0.0)
-        hacc, win = raw.shape[1], raw.shape[2]
-        acc = torch.zeros((k + 2, hacc, win), dtype=torch.float32, device=dev)
+        x, acc = bufs["x"], bufs["acc"]
+        valid_px = ~torch.isnan(x).all(dim=0)
+        x.sub_(self.mean).div_(self.std).nan_to_num_(nan=0.0)  # normalised; invalid -> 0 (the band mean)
+        acc.zero_()
         if carry is not None and halo:
             acc[:, :halo] = carry
         nr, nc = len(ps), len(qs)
@@ -581,10 +588,8 @@ class _Engine:
             tile_ok = v.unfold(0, t, s).unfold(1, t, s).amax(dim=(-1, -2)).cpu().numpy()[:nr, :nc].astype(bool)
             if self.aoi is not None:
                 rr, cc = np.meshgrid(ps, qs, indexing="ij")
-                boxes = shapely.box(*[self.grid.transform.c + self.grid.transform.a * cc,
-                                      self.grid.transform.f + self.grid.transform.e * (rr + t),
-                                      self.grid.transform.c + self.grid.transform.a * (cc + t),
-                                      self.grid.transform.f + self.grid.transform.e * rr])
+                g = self.grid.transform
+                boxes = shapely.box(g.c + g.a * cc, g.f + g.e * (rr + t), g.c + g.a * (cc + t), g.f + g.e * rr)
                 in_aoi = shapely.intersects(self.aoi, boxes)
             else:
                 in_aoi = np.ones((nr, nc), bool)
@@ -594,25 +599,36 @@ class _Engine:
             stats["tiles_processed"] = int((run & owned[None]).sum())
             stats["recomputed_at_seams"] = int((run & ~owned[None]).sum())
             ti, tj = np.nonzero(run)
-            if len(ti):
-                views = xn.unfold(1, t, s).unfold(2, t, s)  # (C, rows, cols, T, T), a view
-                start = time.perf_counter()
-                for b in range(0, len(ti), self.batch_size):
-                    bi = torch.from_numpy(ti[b:b + self.batch_size]).to(dev)
-                    bj = torch.from_numpy(tj[b:b + self.batch_size]).to(dev)
-                    batch = views[:, bi, bj].permute(1, 0, 2, 3)
-                    if dev.type == "cuda":
-                        batch = batch.contiguous(memory_format=torch.channels_last)
-                        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
-                            probs, cam = tile_probabilities(self.model, batch)
-                    else:
-                        with torch.inference_mode():
-                            probs, cam = tile_probabilities(self.model, batch.contiguous())
-                    vals = torch.cat([probs.float(), cam.float()[:, None], torch.ones_like(cam)[:, None]], dim=1)
-                    vals = vals * self.w2
-                    for n, (r, q) in enumerate(zip(ti[b:b + self.batch_size], tj[b:b + self.batch_size], strict=True)):
-                        acc[:, r * s:r * s + t, q * s:q * s + t] += vals[n]
-                self.t_model += time.perf_counter() - start
+            start = time.perf_counter()
+            threads = torch.get_num_threads()
+            for b in range(0, len(ti), self.batch_size):
+                bi, bj = ti[b:b + self.batch_size], tj[b:b + self.batch_size]
+                if dev.type == "cuda":  # gather on the device (the caching allocator makes this cheap)
+                    views = x.unfold(1, t, s).unfold(2, t, s)  # (C, rows, cols, T, T), a view
+                    batch = views[:, torch.from_numpy(bi).to(dev), torch.from_numpy(bj).to(dev)].permute(1, 0, 2, 3)
+                    batch = batch.contiguous(memory_format=torch.channels_last)
+                    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+                        probs, cam = camnet.tile_probabilities(self.model, batch)
+                else:  # copy the tiles into a reused buffer
+                    batch = bufs["batch"][: len(bi)]
+                    # small per-tile copies/adds run on one thread: with several OpenMP threads on busy cores,
+                    # threads spinning at barriers make each small op up to 50x slower
+                    torch.set_num_threads(1)
+                    for n, (r, q) in enumerate(zip(bi, bj, strict=True)):
+                        batch[n].copy_(x[:, r * s:r * s + t, q * s:q * s + t])
+                    torch.set_num_threads(threads)
+                    with torch.no_grad():
+                        probs, cam = camnet.tile_probabilities(self.model, batch)
+                    torch.set_num_threads(1)
+                probs = probs.float().mul_(self.w2)
+                cam = cam.float().mul_(self.w2)
+                for n, (r, q) in enumerate(zip(bi, bj, strict=True)):
+                    rows_, cols_ = slice(r * s, r * s + t), slice(q * s, q * s + t)
+                    acc[:k, rows_, cols_] += probs[n]
+                    acc[k, rows_, cols_] += cam[n]
+                    acc[k + 1, rows_, cols_] += self.w2
+                torch.set_num_threads(threads)
+            self.t_model += time.perf_counter() - start
         # finish rows [y0, y1) of columns [x0, x1)
         rows, c0, c1 = y1 - y0, x0 - qs0, x1 - qs0
         a = acc[:, :rows, c0:c1]
@@ -620,13 +636,12 @@ class _Engine:
         ok = (wsum > 0) & valid_px[:rows, c0:c1]
         if self.aoi is not None:
             ok &= torch.from_numpy(self._aoi_mask(y0, x0, rows, x1 - x0)).to(dev)
-        probs = a[:k] / wsum.clamp_min(1e-20)
-        conf, arg = probs.max(dim=0)
-        cls = torch.where(ok, self.lut[arg], torch.full_like(arg, self.nodata))
-        nan = torch.tensor(float("nan"), device=dev)
-        floats = [torch.where(ok, conf, nan), torch.where(ok, a[k] / wsum.clamp_min(1e-20), nan)]
+        inv = torch.where(ok, 1.0 / wsum.clamp_min(1e-30), torch.nan)  # NaN where there is no result
+        best, arg = a[:k].max(dim=0)
+        cls = torch.where(ok, self.lut[arg], self.nodata)
+        floats = [best * inv, a[k] * inv]
         if self.write_probabilities:
-            floats.extend(torch.where(ok, probs[c], nan) for c in range(k))
+            floats.extend(a[c] * inv for c in range(k))
         result = {"class": cls.to(torch.int32).cpu().numpy().astype(self.dtype)[None],
                   "float": torch.stack(floats).cpu().numpy(), "row_off": y0, "col_off": x0}
         new_carry = acc[:, hb:hb + halo].clone() if halo else None

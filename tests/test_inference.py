@@ -166,9 +166,10 @@ def test_resume_after_interrupt_is_identical(tmp_path, bundle, small_units):
     assert report["tiles"] == ref["tiles"] and report["classes"] == ref["classes"]
 
 
-def test_existing_results_need_overwrite(tmp_path, bundle):
+def test_existing_results_need_overwrite(tmp_path, bundle, capsys):
     img = make_raster(tmp_path / "img.tif", 40, 40)
-    run(bundle, [img], tmp_path / "out", vectorise=False)
+    run(bundle, [img], tmp_path / "out", vectorise=False, progress=True)
+    assert "tile/s" in capsys.readouterr().err  # progress bar with the rate on stderr
     with pytest.raises(OutputExistsError):
         run(bundle, [img], tmp_path / "out", vectorise=False)
     run(bundle, [img], tmp_path / "out", vectorise=False, overwrite=True)

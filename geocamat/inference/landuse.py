@@ -277,6 +277,22 @@ def predict_landuse(
         shutil.rmtree(stack_dir, ignore_errors=True)
 
 
+def _progress_bar(**kwargs):
+    """A tqdm bar (tiles/s, ETA) on stderr; a silent stand-in if tqdm is not installed."""
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm comes with lightning
+        class _Silent:
+            def update(self, n: int) -> None:
+                pass
+
+            def close(self) -> None:
+                pass
+
+        return _Silent()
+    return tqdm(**kwargs)
+
+
 def _file_sha(path) -> str | None:
     if path is None or not Path(path).is_file():
         return None
@@ -392,7 +408,6 @@ class _Engine:
         if self.resume and not self.work.exists() and (self.out_dir / "report.json").exists():
             return json.loads((self.out_dir / "report.json").read_text())  # finished earlier: nothing to resume
         import torch
-        from tqdm import tqdm
 
         from geocamat.inference.reader import MosaicReader
 
@@ -414,7 +429,7 @@ class _Engine:
         self.lut = lut
         total_tiles = len(plan.rows) * len(plan.cols)
         done_tiles = sum(u["tiles_planned"] for u in manifest["done"].values())
-        bar = tqdm(total=total_tiles, initial=done_tiles, unit="tile", desc=f"predict {self.out_dir.name}",
+        bar = _progress_bar(total=total_tiles, initial=done_tiles, unit="tile", desc=f"predict {self.out_dir.name}",
                    file=sys.stderr, disable=not self.progress, smoothing=0.1, dynamic_ncols=True)
         reader = MosaicReader(self.index, self.grid, self.stack.num_bands, workers=self.workers)
         writers = max(1, min(4, (os.cpu_count() or 2) // 4))

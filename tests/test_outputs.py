@@ -133,3 +133,44 @@ def test_polygons_merge_across_seams():
         b = shapely.union_all(whole["geoms"][whole["ids"] == cid])
         assert a.symmetric_difference(b).area == pytest.approx(0)
         assert a.area == (arr == cid).sum()
+
+
+def test_write_polygons_gpkg_min_pixels_and_style(tmp_path):
+    import sqlite3
+
+    import geopandas as gpd
+    from rasterio.transform import from_origin
+
+    from geocamat.outputs.vector import save_unit_polygons, write_polygons_gpkg
+
+    arr = np.full((20, 30), 1, np.uint8)
+    arr[2:4, 2:4] = 2  # 4-pixel island, inside the first unit
+    arr[10:20, 0:30] = 5  # a band crossing the unit seam at column 15
+    units = []
+    for k, (c0, c1) in enumerate(((0, 15), (15, 30))):
+        polys = polygonise_unit(arr[:, c0:c1], 0, 0, c0, arr.shape)
+        units.append(save_unit_polygons(tmp_path / f"u{k}.npz", polys))
+    transform = from_origin(1000, 2000, 10, 10)
+    n = write_polygons_gpkg(tmp_path / "p.gpkg", units, transform=transform, crs_wkt="EPSG:32618", style=STYLE,
+                            min_pixels=5, hectares=True)
+    frame = gpd.read_file(tmp_path / "p.gpkg", layer="landuse")
+    assert n == len(frame) == 2  # the island is dropped; class 1 (with a hole) and class 5 (merged across the seam)
+    assert sorted(frame.class_id) == [1, 5] and set(frame.class_name) == {"water", "urban area & roads"}
+    assert frame.loc[frame.class_id == 5, "pixels"].item() == 300
+    assert frame.loc[frame.class_id == 5, "area_ha"].item() == pytest.approx(300 * 100 / 1e4)
+    assert frame.total_bounds.tolist() == [1000, 1800, 1300, 2000]
+    with sqlite3.connect(tmp_path / "p.gpkg") as db:
+        assert db.execute("SELECT count(*) FROM layer_styles WHERE useAsDefault = 1").fetchone()[0] == 1
+
+
+def test_write_polygons_gpkg_empty(tmp_path):
+    import geopandas as gpd
+    from rasterio.transform import from_origin
+
+    from geocamat.outputs.vector import save_unit_polygons, write_polygons_gpkg
+
+    unit = save_unit_polygons(tmp_path / "u.npz", polygonise_unit(np.zeros((5, 5), np.uint8), 0, 0, 0, (5, 5)))
+    n = write_polygons_gpkg(tmp_path / "e.gpkg", [unit], transform=from_origin(0, 0, 1, 1), crs_wkt="EPSG:32618",
+                            style=STYLE)
+    frame = gpd.read_file(tmp_path / "e.gpkg", layer="landuse")
+    assert n == 0 and len(frame) == 0 and "class_name" in frame.columns and frame.crs.to_epsg() == 32618

@@ -503,6 +503,8 @@ class _Engine:
         import torch
 
         plan = self.plan
+        if start >= plan.n_bands:  # block finished before an interruption
+            return
         x0, x1, qs = plan.block(j)
         qs0 = int(qs[0])
         win = int(qs[-1] - qs0 + plan.tile)

@@ -145,24 +145,28 @@ def write_polygons_gpkg(
     pixel_area = abs(transform.a * transform.e - transform.b * transform.d)
     edge_geoms, edge_ids = [], []
     written = 0
+    created = False
     if path.exists():
         path.unlink()
 
-    def write(geoms: np.ndarray, ids: np.ndarray) -> None:
-        nonlocal written
+    def write(geoms: np.ndarray, ids: np.ndarray, final: bool = False) -> None:
+        nonlocal written, created
         pixels = shapely.area(geoms) if len(geoms) else np.zeros(0)
         keep = pixels >= max(min_pixels, 1e-9)
         geoms, ids, pixels = geoms[keep], ids[keep], pixels[keep]
-        if not len(geoms) and written:
+        if not len(geoms) and not final:  # never create the layer from an empty frame (field types unknown)
             return
-        data = {"class_id": ids.astype(np.int32), "class_name": [names.get(int(i), str(i)) for i in ids],
+        data = {"class_id": ids.astype(np.int32),
+                "class_name": np.array([names.get(int(i), str(i)) for i in ids], dtype=object),
                 "pixels": np.rint(pixels).astype(np.int64), "area": pixels * pixel_area}
         if hectares:
             data["area_ha"] = pixels * pixel_area / 1e4
         frame = gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(_to_map(geoms, transform) if len(geoms) else [],
                                                               crs=crs_wkt), crs=crs_wkt)
-        pyogrio.write_dataframe(frame, path, layer=LAYER, driver="GPKG", append=written > 0,
-                                geometry_type="Polygon", promote_to_multi=False)
+        options = {} if created else {"dataset_options": {"VERSION": "1.2"}}  # readable by QGIS 3.22's GDAL
+        pyogrio.write_dataframe(frame, path, layer=LAYER, driver="GPKG", append=created,
+                                geometry_type="Polygon", promote_to_multi=False, **options)
+        created = True
         written += len(geoms)
 
     for unit in unit_files:
@@ -175,8 +179,8 @@ def write_polygons_gpkg(
     if edge_geoms:
         merged, merged_ids = merge_seams(np.concatenate(edge_geoms), np.concatenate(edge_ids))
         write(merged, merged_ids)
-    if written == 0:
-        write(np.zeros(0, object), np.zeros(0, np.int64))
+    if not created:
+        write(np.zeros(0, object), np.zeros(0, np.int64), final=True)
     store_layer_style(path, LAYER, style)
     return written
 

@@ -1,0 +1,1 @@
+"""Inference: region -> windows -> parallel reads -> tiles on the device -> blending -> streamed writers."""

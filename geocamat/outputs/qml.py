@@ -1,0 +1,75 @@
+"""QGIS layer styles (``.qml``): a paletted raster style and a categorised polygon style, listing exactly
+the classes (value, name, colour), so a class map opens in QGIS with its legend instead of 256 numbered,
+mostly black palette entries."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+from geocamat.outputs.raster import ClassStyle
+
+QGIS_VERSION = "3.22.0"
+
+
+def paletted_qml(style: ClassStyle, band: int = 1, opacity: float = 1.0) -> str:
+    """The QML text of a paletted raster renderer with one entry per class."""
+    entries = "".join(
+        f"        <paletteEntry value={quoteattr(str(cid))} label={quoteattr(name)} color={quoteattr(color.lower())}"
+        ' alpha="255"/>\n'
+        for cid, name, color in zip(style.ids, style.names, style.colors, strict=True)
+    )
+    return (
+        "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
+        f'<qgis version="{QGIS_VERSION}" styleCategories="AllStyleCategories">\n'
+        "  <pipe>\n"
+        f'    <rasterrenderer type="paletted" band="{band}" opacity="{opacity}" alphaBand="-1" nodataColor="">\n'
+        "      <rasterTransparency/>\n"
+        "      <colorPalette>\n"
+        f"{entries}"
+        "      </colorPalette>\n"
+        "    </rasterrenderer>\n"
+        '    <brightnesscontrast brightness="0" contrast="0" gamma="1"/>\n'
+        '    <huesaturation saturation="0" grayscaleMode="0" colorizeOn="0"/>\n'
+        '    <rasterresampler maxOversampling="2"/>\n'
+        "  </pipe>\n"
+        "  <blendMode>0</blendMode>\n"
+        "</qgis>\n"
+    )
+
+
+def categorized_polygon_qml(style: ClassStyle, field: str = "class_id") -> str:
+    """The QML text of a categorised fill renderer on ``field`` (one category per class)."""
+    categories, symbols = [], []
+    for i, (cid, name) in enumerate(zip(style.ids, style.names, strict=True)):
+        r, g, b = style.rgb(i)
+        categories.append(f'      <category value={quoteattr(str(cid))} label={quoteattr(name)} symbol="{i}"'
+                          ' render="true"/>\n')
+        symbols.append(
+            f'      <symbol type="fill" name="{i}" alpha="1" clip_to_extent="1" force_rhr="0">\n'
+            '        <layer class="SimpleFill" enabled="1" locked="0" pass="0">\n'
+            f'          <prop k="color" v="{r},{g},{b},255"/>\n'
+            '          <prop k="outline_color" v="35,35,35,255"/>\n'
+            '          <prop k="outline_width" v="0.1"/>\n'
+            '          <prop k="style" v="solid"/>\n'
+            "        </layer>\n"
+            "      </symbol>\n")
+    return (
+        "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
+        f'<qgis version="{QGIS_VERSION}" styleCategories="AllStyleCategories">\n'
+        f'  <renderer-v2 type="categorizedSymbol" attr={quoteattr(field)} enableorderby="0" forceraster="0">\n'
+        "    <categories>\n" + "".join(categories) + "    </categories>\n"
+        "    <symbols>\n" + "".join(symbols) + "    </symbols>\n"
+        "  </renderer-v2>\n"
+        "</qgis>\n"
+    )
+
+
+def write_paletted_qml(path: str | os.PathLike, style: ClassStyle) -> Path:
+    """Write :func:`paletted_qml` to ``path`` (temporary name, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(paletted_qml(style), encoding="utf-8")
+    os.replace(tmp, path)
+    return path

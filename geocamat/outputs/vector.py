@@ -1,0 +1,205 @@
+"""Land-use polygons: vectorised per streamed unit, merged across unit seams, written to a GeoPackage.
+
+Each unit (a band of rows of a column block) is polygonised in *pixel* coordinates of the full grid, so
+the edges of touching polygons of two units have bit-identical coordinates and dissolve exactly. Polygons
+touching an inner seam are kept apart and, at the end, unioned per class; the others are final as they are.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from geocamat.outputs.raster import ClassStyle
+
+LAYER = "landuse"
+
+
+def polygonise_unit(classes: np.ndarray, nodata: int, row_off: int, col_off: int, full_shape: tuple[int, int]
+                    ) -> dict[str, np.ndarray]:
+    """Polygons of same-class regions of one unit, in pixel coordinates of the full grid.
+
+    Args:
+        classes: (rows, cols) class ids of the unit.
+        nodata: value without a class (not vectorised).
+        row_off: row of the unit's first row in the full grid.
+        col_off: column of the unit's first column in the full grid.
+        full_shape: (rows, cols) of the full grid (to tell inner seams from the grid's border).
+
+    Returns:
+        arrays ``geoms`` (WKB bytes, object), ``ids`` (class id) and ``edge`` (touches an inner seam).
+    """
+    import shapely
+    from rasterio.features import shapes
+    from rasterio.transform import Affine
+
+    rows, cols = classes.shape
+    mask = classes != nodata
+    geoms, ids = [], []
+    if mask.any():
+        source = classes if classes.dtype != np.uint16 else classes.astype(np.int32)
+        for geom, value in shapes(source, mask=mask, connectivity=4, transform=Affine.translation(col_off, row_off)):
+            geoms.append(shapely.geometry.shape(geom))
+            ids.append(int(value))
+    geoms_arr = np.array(geoms, dtype=object)
+    if not geoms:
+        return {"geoms": geoms_arr, "ids": np.zeros(0, np.int64), "edge": np.zeros(0, bool)}
+    bounds = shapely.bounds(geoms_arr)
+    edge = np.zeros(len(geoms), bool)
+    if row_off > 0:
+        edge |= bounds[:, 1] <= row_off
+    if col_off > 0:
+        edge |= bounds[:, 0] <= col_off
+    if row_off + rows < full_shape[0]:
+        edge |= bounds[:, 3] >= row_off + rows
+    if col_off + cols < full_shape[1]:
+        edge |= bounds[:, 2] >= col_off + cols
+    return {"geoms": geoms_arr, "ids": np.asarray(ids, np.int64), "edge": edge}
+
+
+def save_unit_polygons(path: Path, polygons: dict[str, np.ndarray]) -> Path:
+    """Store a unit's polygons (WKB) in an ``.npz`` without pickles (temporary name, then rename)."""
+    import shapely
+
+    wkb = [shapely.to_wkb(g) for g in polygons["geoms"]]
+    sizes = np.array([len(w) for w in wkb], np.int64)
+    blob = np.frombuffer(b"".join(wkb), np.uint8) if wkb else np.zeros(0, np.uint8)
+    tmp = path.with_name(path.name + ".part.npz")
+    np.savez(tmp, blob=blob, sizes=sizes, ids=polygons["ids"], edge=polygons["edge"])
+    os.replace(tmp, path)
+    return path
+
+
+def load_unit_polygons(path: Path) -> dict[str, np.ndarray]:
+    """Read what :func:`save_unit_polygons` stored."""
+    import shapely
+
+    with np.load(path, allow_pickle=False) as data:
+        blob, sizes, ids, edge = data["blob"].tobytes(), data["sizes"], data["ids"], data["edge"]
+    ends = np.cumsum(sizes)
+    starts = ends - sizes
+    geoms = np.array([shapely.from_wkb(blob[s:e]) for s, e in zip(starts, ends, strict=True)], dtype=object)
+    return {"geoms": geoms, "ids": ids, "edge": edge}
+
+
+def merge_seams(geoms: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dissolve touching polygons of the same class (those cut by unit seams) into single polygons."""
+    import shapely
+
+    out_geoms, out_ids = [], []
+    for cid in np.unique(ids):
+        merged = shapely.get_parts(shapely.union_all(geoms[ids == cid]))
+        merged = merged[shapely.get_type_id(merged) == 3]  # polygons only (no lines from touching corners)
+        out_geoms.append(merged)
+        out_ids.append(np.full(len(merged), cid, np.int64))
+    if not out_geoms:
+        return np.zeros(0, object), np.zeros(0, np.int64)
+    return np.concatenate(out_geoms), np.concatenate(out_ids)
+
+
+def _to_map(geoms: np.ndarray, transform) -> np.ndarray:
+    import shapely
+
+    a, b, c, d, e, f = transform.a, transform.b, transform.c, transform.d, transform.e, transform.f
+
+    def affine(xy: np.ndarray) -> np.ndarray:
+        x, y = xy[:, 0], xy[:, 1]
+        return np.stack([a * x + b * y + c, d * x + e * y + f], axis=1)
+
+    return shapely.transform(geoms, affine)
+
+
+def write_polygons_gpkg(
+    path: Path,
+    unit_files: Iterable[Path],
+    *,
+    transform,
+    crs_wkt: str,
+    style: ClassStyle,
+    min_pixels: int = 0,
+    hectares: bool = False,
+) -> int:
+    """Write the land-use polygons of all units into one GeoPackage layer (``landuse``) with a QGIS style.
+
+    Args:
+        path: output GeoPackage (should be a temporary name; renamed by the caller).
+        unit_files: the units' ``.npz`` polygon files (:func:`save_unit_polygons`).
+        transform: affine transform of the grid (pixel -> map coordinates).
+        crs_wkt: CRS of the grid.
+        style: classes (names for ``class_name``, colours for the stored style).
+        min_pixels: drop polygons smaller than this many pixels.
+        hectares: add ``area_ha`` (map units are metres).
+
+    Returns:
+        the number of polygons written.
+    """
+    import geopandas as gpd
+    import pyogrio
+    import shapely
+
+    names = dict(zip(style.ids, style.names, strict=True))
+    pixel_area = abs(transform.a * transform.e - transform.b * transform.d)
+    edge_geoms, edge_ids = [], []
+    written = 0
+    created = False
+    if path.exists():
+        path.unlink()
+
+    def write(geoms: np.ndarray, ids: np.ndarray, final: bool = False) -> None:
+        nonlocal written, created
+        pixels = shapely.area(geoms) if len(geoms) else np.zeros(0)
+        keep = pixels >= max(min_pixels, 1e-9)
+        geoms, ids, pixels = geoms[keep], ids[keep], pixels[keep]
+        if not len(geoms) and not final:  # never create the layer from an empty frame (field types unknown)
+            return
+        data = {"class_id": ids.astype(np.int32),
+                "class_name": np.array([names.get(int(i), str(i)) for i in ids], dtype=object),
+                "pixels": np.rint(pixels).astype(np.int64), "area": pixels * pixel_area}
+        if hectares:
+            data["area_ha"] = pixels * pixel_area / 1e4
+        frame = gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(_to_map(geoms, transform) if len(geoms) else [],
+                                                              crs=crs_wkt), crs=crs_wkt)
+        options = {} if created else {"dataset_options": {"VERSION": "1.2"}}  # readable by QGIS 3.22's GDAL
+        pyogrio.write_dataframe(frame, path, layer=LAYER, driver="GPKG", append=created,
+                                geometry_type="Polygon", promote_to_multi=False, **options)
+        created = True
+        written += len(geoms)
+
+    for unit in unit_files:
+        polys = load_unit_polygons(unit)
+        inner = ~polys["edge"]
+        if inner.any():
+            write(polys["geoms"][inner], polys["ids"][inner])
+        edge_geoms.append(polys["geoms"][~inner])
+        edge_ids.append(polys["ids"][~inner])
+    if edge_geoms:
+        merged, merged_ids = merge_seams(np.concatenate(edge_geoms), np.concatenate(edge_ids))
+        write(merged, merged_ids)
+    if not created:
+        write(np.zeros(0, object), np.zeros(0, np.int64), final=True)
+    store_layer_style(path, LAYER, style)
+    return written
+
+
+def store_layer_style(path: Path, layer: str, style: ClassStyle) -> None:
+    """Store a categorised QGIS style as the layer's default in the GeoPackage (``layer_styles`` table)."""
+    from geocamat.outputs.qml import categorized_polygon_qml
+
+    qml = categorized_polygon_qml(style)
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS layer_styles (id INTEGER PRIMARY KEY AUTOINCREMENT, f_table_catalog TEXT(256),"
+            " f_table_schema TEXT(256), f_table_name TEXT(256), f_geometry_column TEXT(256), styleName TEXT(30),"
+            " styleQML TEXT, styleSLD TEXT, useAsDefault BOOLEAN, description TEXT, owner TEXT(30), ui TEXT(30),"
+            " update_time DATETIME DEFAULT CURRENT_TIMESTAMP)")
+        db.execute("INSERT INTO layer_styles (f_table_catalog, f_table_schema, f_table_name, f_geometry_column,"
+                   " styleName, styleQML, styleSLD, useAsDefault, description, owner, update_time) VALUES"
+                   " ('', '', ?, 'geom', ?, ?, '', 1, 'geocamat classes', '', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+                   (layer, layer, qml))
+        # registered like QGIS does when it saves a style (QGIS hides this table from its layer list)
+        db.execute("INSERT OR IGNORE INTO gpkg_contents (table_name, data_type, identifier) VALUES"
+                   " ('layer_styles', 'attributes', 'layer_styles')")

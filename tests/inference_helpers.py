@@ -1,0 +1,52 @@
+"""Helpers shared by the inference/output tests: synthetic rasters and an untrained bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from geocamat.bundle import Bundle, ClassInfo
+
+COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"]
+
+
+def make_bundle(bands: int = 3, classes: int = 3, tile: int = 32, seed: int = 0, ids: list[int] | None = None,
+                arch: str = "camnet-s") -> Bundle:
+    """An untrained land-use bundle (the engine must not depend on training)."""
+    from geocamat.models.camnet import CamNet
+
+    torch.manual_seed(seed)
+    model = CamNet(bands, classes, tile, arch=arch).eval()
+    ids = ids or list(range(1, classes + 1))
+    return Bundle(task="landuse", model={"name": "camnet", "in_channels": bands, "num_classes": classes,
+                                         "tile_size": tile, "arch": arch},
+                  state_dict=model.state_dict(), bands=[f"b{i}" for i in range(bands)], mean=[100.0] * bands,
+                  std=[50.0] * bands, classes=[ClassInfo(i, f"class {i}", COLORS[k % len(COLORS)])
+                                               for k, i in enumerate(ids)], tile_size=tile)
+
+
+def make_raster(path: Path, width: int = 200, height: int = 150, bands: int = 3, crs: str = "EPSG:32618",
+                origin: tuple[float, float] = (500000.0, 4100000.0), res: float = 10.0, nodata: float | None = 0,
+                seed: int = 0, dtype: str = "uint8", tiled: bool = False, collar: int = 0) -> Path:
+    """A smooth random multi-band raster; ``collar`` pixels of nodata around it."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    data = np.stack([127 + 100 * np.sin(xx / (15 + 5 * b) + rng.uniform(0, 6)) * np.cos(yy / (20 + 3 * b))
+                     for b in range(bands)]).clip(1, 254).astype(dtype)
+    if collar:
+        data[:, :collar] = nodata
+        data[:, -collar:] = nodata
+        data[:, :, :collar] = nodata
+        data[:, :, -collar:] = nodata
+    profile = {"driver": "GTiff", "width": width, "height": height, "count": bands, "dtype": dtype, "crs": crs,
+               "transform": from_origin(*origin, res, res), "nodata": nodata}
+    if tiled:
+        profile.update(tiled=True, blockxsize=256, blockysize=256, compress="deflate")
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    return path

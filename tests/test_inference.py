@@ -1,0 +1,297 @@
+"""The land-use inference engine: grids, mosaics, regions, blending, streaming seams, resume, errors."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from inference_helpers import make_bundle, make_raster  # noqa: E402
+from test_outputs import assert_cog, category_names  # noqa: E402
+
+import geocamat.inference.landuse as landuse  # noqa: E402
+from geocamat.errors import (  # noqa: E402
+    BundleError,
+    ConfigError,
+    InputNotFoundError,
+    InvalidRasterError,
+    OutputExistsError,
+)
+from geocamat.inference.landuse import predict_landuse  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def small_units(monkeypatch):
+    """Units of 32 rows x 48 columns, so that small test scenes have several bands and column blocks."""
+    monkeypatch.setattr(landuse, "BAND_ROWS", 32)
+    monkeypatch.setattr(landuse, "BLOCK_COLS", 48)
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return make_bundle(tile=16)
+
+
+def read(path: Path, band: int = 1):
+    import rasterio
+
+    with rasterio.open(path) as src:
+        return src.read(band), src.profile
+
+
+def run(bundle, images, out, **kw):
+    kw.setdefault("progress", False)
+    return predict_landuse(bundle, [str(i) for i in images], out, **kw)
+
+
+def test_outputs_on_input_grid(tmp_path, bundle):
+    import geopandas as gpd
+    import rasterio
+
+    img = make_raster(tmp_path / "img.tif", 130, 90, collar=6)
+    report = run(bundle, [img], tmp_path / "out", write_probabilities=True)
+    out = tmp_path / "out"
+    classes, profile = read(out / "landuse.tif")
+    with rasterio.open(img) as src:
+        valid = (src.read() != 0).any(axis=0)
+        assert profile["crs"] == src.crs and profile["transform"] == src.transform
+        assert (profile["width"], profile["height"]) == (src.width, src.height)
+    assert profile["dtype"] == "uint8" and profile["nodata"] == 0
+    assert (classes[~valid] == 0).all() and set(np.unique(classes[valid])) <= {1, 2, 3}
+    assert_cog(out / "landuse.tif")
+    with rasterio.open(out / "landuse.tif") as src:
+        assert src.colormap(1)[1][:3] == (0x1F, 0x77, 0xB4)
+    assert category_names(out / "landuse.tif")[1:4] == ["class 1", "class 2", "class 3"]
+    assert "class 3" in (out / "landuse.qml").read_text()
+    conf, cprof = read(out / "confidence.tif")
+    assert np.isnan(conf[~valid]).all() and (conf[valid] >= 1 / 3 - 1e-6).all() and (conf[valid] <= 1).all()
+    cam, _ = read(out / "cam.tif")
+    assert np.isnan(cam[~valid]).all() and np.nanmin(cam) >= 0
+    with rasterio.open(out / "probabilities.tif") as src:
+        probs = src.read()
+    np.testing.assert_allclose(probs[:, valid].sum(axis=0), 1, atol=1e-4)
+    np.testing.assert_array_equal(probs.argmax(axis=0)[valid] + 1, classes[valid])
+    for name in ("confidence.tif", "cam.tif", "probabilities.tif"):
+        assert_cog(out / name)
+    polys = gpd.read_file(out / "landuse.gpkg", layer="landuse")
+    assert polys.crs == profile["crs"]
+    assert {"class_id", "class_name", "area", "area_ha"} <= set(polys.columns)
+    assert polys.area.sum() == pytest.approx(valid.sum() * 100)
+    assert set(polys.class_name) <= {"class 1", "class 2", "class 3"}
+    with sqlite3.connect(out / "landuse.gpkg") as db:
+        table, qml, default = db.execute("SELECT f_table_name, styleQML, useAsDefault FROM layer_styles").fetchone()
+    assert table == "landuse" and default == 1 and all(f"class {i}" in qml for i in (1, 2, 3))
+    assert report["tiles"]["tiles_planned"] == report["tiles"]["tiles_processed"] + report["tiles"]["skipped_no_data"]
+    assert sum(c["pixels"] for c in report["classes"]) == valid.sum()
+    assert json.loads((out / "report.json").read_text())["model"]["weights_sha256"] == report["model"]["weights_sha256"]
+    assert not (out / landuse.PARTIAL).exists()
+
+
+def test_constant_model_gives_seamless_map(tmp_path, small_units):
+    bundle = make_bundle(tile=16)
+    bundle.state_dict["head.weight"].zero_()
+    bundle.state_dict["head.bias"].copy_(torch.tensor([0.1, 1.5, 0.3]))
+    img = make_raster(tmp_path / "img.tif", 100, 70, nodata=None)
+    run(bundle, [img], tmp_path / "out", vectorise=False)
+    classes, _ = read(tmp_path / "out" / "landuse.tif")
+    conf, _ = read(tmp_path / "out" / "confidence.tif")
+    expected = torch.tensor([0.1, 1.5, 0.3]).softmax(0).max().item()
+    assert (classes == 2).all()
+    np.testing.assert_allclose(conf, expected, rtol=1e-5)
+
+
+def test_seams_do_not_change_the_result(tmp_path, bundle, monkeypatch):
+    import geopandas as gpd
+
+    img = make_raster(tmp_path / "img.tif", 110, 75, collar=3)
+    whole = run(bundle, [img], tmp_path / "whole")
+    monkeypatch.setattr(landuse, "BAND_ROWS", 24)
+    monkeypatch.setattr(landuse, "BLOCK_COLS", 40)
+    cut = run(bundle, [img], tmp_path / "cut")
+    assert cut["plan"]["units"] > 6 and whole["plan"]["units"] == 1
+    np.testing.assert_array_equal(read(tmp_path / "whole" / "landuse.tif")[0],
+                                  read(tmp_path / "cut" / "landuse.tif")[0])
+    np.testing.assert_allclose(read(tmp_path / "whole" / "confidence.tif")[0],
+                               read(tmp_path / "cut" / "confidence.tif")[0], atol=1e-5)
+    a = gpd.read_file(tmp_path / "whole" / "landuse.gpkg", layer="landuse")
+    b = gpd.read_file(tmp_path / "cut" / "landuse.gpkg", layer="landuse")
+    assert len(a) == len(b) and a.area.sum() == pytest.approx(b.area.sum())
+
+
+def test_resume_after_interrupt_is_identical(tmp_path, bundle, small_units):
+    img = make_raster(tmp_path / "img.tif", 120, 100, collar=2)
+    run(bundle, [img], tmp_path / "ref", write_probabilities=True)
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def stop_after_five(info):
+        seen.append(info["unit"])
+        if len(seen) == 5:
+            raise Stop
+
+    out = tmp_path / "out"
+    with pytest.raises(Stop):
+        run(bundle, [img], out, write_probabilities=True, on_unit=stop_after_five)
+    assert not (out / "landuse.tif").exists() and (out / landuse.PARTIAL / "manifest.json").exists()
+    redone = []
+    report = run(bundle, [img], out, write_probabilities=True, resume=True, on_unit=lambda i: redone.append(i["unit"]))
+    assert report["resumed"] and report["runs"] == 2
+    assert len(redone) < report["plan"]["units"] and not set(redone) & set(seen[:4])
+    for name in ("landuse.tif", "confidence.tif", "cam.tif", "probabilities.tif"):
+        import rasterio
+
+        with rasterio.open(tmp_path / "ref" / name) as a, rasterio.open(out / name) as b:
+            np.testing.assert_array_equal(a.read(), b.read())
+    ref = json.loads((tmp_path / "ref" / "report.json").read_text())
+    assert report["tiles"] == ref["tiles"] and report["classes"] == ref["classes"]
+
+
+def test_existing_results_need_overwrite(tmp_path, bundle, capsys):
+    img = make_raster(tmp_path / "img.tif", 40, 40)
+    run(bundle, [img], tmp_path / "out", vectorise=False, progress=True)
+    assert "tile/s" in capsys.readouterr().err  # progress bar with the rate on stderr
+    with pytest.raises(OutputExistsError):
+        run(bundle, [img], tmp_path / "out", vectorise=False)
+    run(bundle, [img], tmp_path / "out", vectorise=False, overwrite=True)
+    assert not (tmp_path / "out" / "landuse.gpkg").exists()
+
+
+def test_mosaic_of_two_files_equals_single_file(tmp_path, bundle):
+    import rasterio
+    from rasterio.windows import Window
+
+    img = make_raster(tmp_path / "img.tif", 100, 80, nodata=0)
+    with rasterio.open(img) as src:
+        profile = src.profile
+        for name, window in (("left.tif", Window(0, 0, 55, 80)), ("right.tif", Window(55, 0, 45, 80))):
+            part = dict(profile, width=window.width, height=window.height, transform=src.window_transform(window))
+            (tmp_path / "parts").mkdir(exist_ok=True)
+            with rasterio.open(tmp_path / "parts" / name, "w", **part) as dst:
+                dst.write(src.read(window=window))
+    single = run(bundle, [img], tmp_path / "single", vectorise=False)
+    mosaic = run(bundle, [tmp_path / "parts"], tmp_path / "mosaic", vectorise=False)
+    assert len(mosaic["inputs"]["images"]) == 2
+    a, pa = read(tmp_path / "single" / "landuse.tif")
+    b, pb = read(tmp_path / "mosaic" / "landuse.tif")
+    assert pa["transform"] == pb["transform"] and a.shape == b.shape
+    np.testing.assert_array_equal(a, b)
+    assert single["tiles"] == mosaic["tiles"]
+
+
+def test_region_skips_tiles_and_masks_outside(tmp_path, bundle):
+    import geopandas as gpd
+    import shapely
+
+    img = make_raster(tmp_path / "img.tif", 160, 120)
+    # a triangle in the images' CRS covering part of the scene, written in EPSG:4326
+    x0, y0 = 500000.0, 4100000.0
+    tri = shapely.Polygon([(x0 + 100, y0 - 100), (x0 + 1500, y0 - 100), (x0 + 100, y0 - 1100)])
+    gpd.GeoDataFrame({"name": ["a"]}, geometry=[tri], crs="EPSG:32618").to_crs("EPSG:4326").to_file(
+        tmp_path / "aoi.gpkg")
+    report = run(bundle, [img], tmp_path / "out", region=str(tmp_path / "aoi.gpkg"))
+    tiles = report["tiles"]
+    assert tiles["skipped_outside_aoi"] > 0 and tiles["tiles_processed"] > 0
+    assert tiles["tiles_planned"] == tiles["tiles_processed"] + tiles["skipped_outside_aoi"] + tiles["skipped_no_data"]
+    classes, profile = read(tmp_path / "out" / "landuse.tif")
+    b = profile["transform"]
+    assert b.c >= x0 + 90 and b.f <= y0 - 90  # grid cut to the region's bounds
+    assert classes[-1, -1] == 0 and classes[0, 0] != 0  # outside / inside the triangle
+    polys = gpd.read_file(tmp_path / "out" / "landuse.gpkg", layer="landuse")
+    assert polys.crs.to_epsg() == 32618 and polys.union_all().within(tri.buffer(15))
+
+
+def test_region_field_one_output_per_value(tmp_path, bundle):
+    import geopandas as gpd
+    import shapely
+
+    img = make_raster(tmp_path / "img.tif", 80, 60)
+    x0, y0 = 500000.0, 4100000.0
+    frame = gpd.GeoDataFrame({"zone": ["north", "south", "far away"]}, crs="EPSG:32618", geometry=[
+        shapely.box(x0, y0 - 250, x0 + 600, y0), shapely.box(x0, y0 - 600, x0 + 600, y0 - 300),
+        shapely.box(x0 + 1e5, y0, x0 + 2e5, y0 + 1e5)])
+    frame.to_file(tmp_path / "zones.gpkg")
+    with pytest.raises(ConfigError, match="unknown|not in"):
+        run(bundle, [img], tmp_path / "bad", region=str(tmp_path / "zones.gpkg"), region_field="nope")
+    report = run(bundle, [img], tmp_path / "out", region=str(tmp_path / "zones.gpkg"), region_field="zone",
+                 vectorise=False)
+    assert [r["region"]["name"] for r in report["regions"]] == ["north", "south"]
+    assert report["skipped_regions"] == ["far away"]
+    for name in ("north", "south"):
+        assert (tmp_path / "out" / name / "landuse.tif").exists()
+    assert read(tmp_path / "out" / "north" / "landuse.tif")[1]["height"] == 25
+
+
+def test_bbox_in_other_crs_and_output_crs(tmp_path, bundle):
+    import geopandas as gpd
+    import shapely
+
+    img = make_raster(tmp_path / "img.tif", 100, 100)
+    x0, y0 = 500000.0, 4100000.0
+    box = gpd.GeoSeries([shapely.box(x0 + 200, y0 - 700, x0 + 600, y0 - 300)], crs="EPSG:32618").to_crs("EPSG:4326")
+    report = run(bundle, [img], tmp_path / "out", bbox=tuple(box.total_bounds), bbox_crs="EPSG:4326",
+                 vectorise=False)
+    _, profile = read(tmp_path / "out" / "landuse.tif")
+    assert profile["crs"].to_epsg() == 32618
+    assert 38 <= profile["width"] <= 44 and 38 <= profile["height"] <= 44
+    assert report["tiles"]["tiles_processed"] > 0
+    run(bundle, [img], tmp_path / "merc", crs="EPSG:3857", res=20.0, vectorise=False)
+    classes, profile = read(tmp_path / "merc" / "landuse.tif")
+    assert profile["crs"].to_epsg() == 3857 and profile["transform"].a == 20.0
+    assert (classes != 0).mean() > 0.5 and (classes == 0).any()  # the rotated scene does not fill its bounds
+
+
+def test_user_errors(tmp_path, bundle):
+    import rasterio
+
+    img = make_raster(tmp_path / "img.tif", 40, 40)
+    with pytest.raises(BundleError, match="bands"):
+        run(make_bundle(bands=4, tile=16), [img], tmp_path / "o1")
+    with pytest.raises(ConfigError, match="does not overlap"):
+        run(bundle, [img], tmp_path / "o2", bbox=(0, 0, 10, 10))
+    with pytest.raises(InputNotFoundError):
+        run(bundle, [tmp_path / "missing.tif"], tmp_path / "o3")
+    with pytest.raises(InputNotFoundError):
+        run(bundle, [img], tmp_path / "o4", region=str(tmp_path / "nope.gpkg"))
+    nocrs = tmp_path / "nocrs.tif"
+    with rasterio.open(nocrs, "w", driver="GTiff", width=20, height=20, count=3, dtype="uint8") as dst:
+        dst.write(np.ones((3, 20, 20), np.uint8))
+    with pytest.raises(InvalidRasterError, match="no CRS"):
+        run(bundle, [nocrs], tmp_path / "o5")
+    for d in ("o1", "o2", "o3", "o4", "o5"):
+        assert not (tmp_path / d).exists()
+
+
+@pytest.mark.skipif(not (DATA / "rasterio_rgb_byte" / "RGB.byte.tif").exists(), reason="shared data absent")
+def test_real_scene_collar_is_nodata(tmp_path):
+    import rasterio
+
+    path = DATA / "rasterio_rgb_byte" / "RGB.byte.tif"
+    bundle = make_bundle(tile=32)
+    report = run(bundle, [path], tmp_path / "out", vectorise=False)
+    classes, profile = read(tmp_path / "out" / "landuse.tif")
+    with rasterio.open(path) as src:
+        collar = (src.read() == 0).all(axis=0)
+        assert profile["transform"] == src.transform and profile["crs"] == src.crs
+    assert collar.mean() > 0.1
+    assert (classes[collar] == 0).all() and (classes[~collar] != 0).all()
+    assert report["tiles"]["skipped_no_data"] > 0

@@ -1,0 +1,102 @@
+"""The command line: instant help, one-line errors with exit code 2, and a small end-to-end run."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from click.testing import CliRunner
+
+from cli.main import cli
+from tests.conftest import SAMPLES, write_raster
+
+NC = SAMPLES / "nc_landsat"
+
+
+def test_help_does_not_import_the_heavy_stack():
+    code = "import sys; from cli.main import cli; print('torch' in sys.modules, 'torchgeo' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout
+    assert out.strip() == "False False"
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0 and "train" in result.output and "predict" in result.output
+
+
+def _one_line_error(result, *needles):
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("Error:"), result.output
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in lines[-1], lines[-1]
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["--images", "missing/*.tif", "--labels", str(NC / "strata.tif")], ["no raster found"]),
+    (["--images", str(NC / "lsat7_2000_10.tif"), "--labels", str(NC / "landsat96_polygons.shp"),
+      "--label-field", "klass"], ["klass", "label, id"]),
+    (["--images", str(NC / "lsat7_2000_10.tif")], ["no labels"]),
+    (["--images", str(NC / "lsat7_2000_10.tif"), "--labels", str(NC / "strata.tif"), "--epochs", "0"], ["epochs"]),
+])
+def test_train_bad_input_gets_one_line_and_exit_2(tmp_path, args, needles):
+    result = CliRunner().invoke(cli, ["train", "--out", str(tmp_path / "run"), *args])
+    _one_line_error(result, *needles)
+    assert not (tmp_path / "run").exists()
+
+
+def test_labels_not_overlapping_and_image_without_crs(tmp_path, synthetic_scene):
+    far = write_raster(tmp_path / "far.tif", np.ones((10, 10), "uint8"), origin=(900000.0, 100000.0), nodata=0)
+    result = CliRunner().invoke(cli, ["train", "--out", str(tmp_path / "r1"), "--images",
+                                      str(synthetic_scene["image"]), "--labels", str(far)])
+    _one_line_error(result, "do not overlap")
+    nocrs = tmp_path / "nocrs.tif"
+    with rasterio.open(nocrs, "w", driver="GTiff", width=8, height=8, count=1, dtype="uint8") as dst:
+        dst.write(np.zeros((1, 8, 8), "uint8"))
+    result = CliRunner().invoke(cli, ["train", "--out", str(tmp_path / "r2"), "--images", str(nocrs),
+                                      "--labels", str(synthetic_scene["labels"])])
+    _one_line_error(result, "no CRS")
+    assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()
+
+
+def test_predict_and_info_bad_input(tmp_path):
+    result = CliRunner().invoke(cli, ["predict", "--model", str(tmp_path / "none.geocamat"), "--out",
+                                      str(tmp_path / "m"), str(NC / "lsat7_2000_10.tif")])
+    _one_line_error(result, "not found")
+    result = CliRunner().invoke(cli, ["info", str(tmp_path / "nothing.tif")])
+    _one_line_error(result, "no such file")
+
+
+def test_train_predict_evaluate_info_end_to_end(tmp_path, synthetic_scene):
+    run, out = tmp_path / "run", tmp_path / "map"
+    runner = CliRunner()
+    result = runner.invoke(cli, ["train", "--images", str(synthetic_scene["image"]), "--labels",
+                                 str(synthetic_scene["labels"]), "--tile-size", "16", "--blocks", "2", "--epochs", "3",
+                                 "--arch", "camnet-xs", "--set", "camat.warmup=0.0", "--set", "camat.p=1.0",
+                                 "--out", str(run), "--quiet"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["regulariser"]["name"] == "camat"
+    for name in ("model.geocamat", "confusion.png", "training.png", "config.yaml"):
+        assert (run / name).is_file()
+    # the two halves are trivially separable: the validation map must be nearly perfect
+    assert metrics["validation_map"]["overall_accuracy"] > 0.9
+    result = runner.invoke(cli, ["predict", "--model", str(run / "model.geocamat"), "--out", str(out), "--quiet",
+                                 str(synthetic_scene["image"])])
+    assert result.exit_code == 0, result.output
+    with rasterio.open(out / "landuse.tif") as m, rasterio.open(synthetic_scene["image"]) as src:
+        assert m.crs == src.crs and m.transform == src.transform
+        data = m.read(1, masked=True)
+        assert data.mask[:4].all() and not data.mask[4:].any()  # nodata collar of the input stays nodata
+        assert set(np.unique(data.compressed())) <= {1, 2}  # label codes, not class indices
+    result = runner.invoke(cli, ["evaluate", "--model", str(run / "model.geocamat"), "--reference",
+                                 str(synthetic_scene["labels"]), "--quiet", str(synthetic_scene["image"])])
+    assert result.exit_code == 0 and "OA" in result.output, result.output
+    result = runner.invoke(cli, ["info", str(run / "model.geocamat")])
+    assert result.exit_code == 0 and "classes" in result.output
+    # refuses to overwrite without --overwrite
+    result = runner.invoke(cli, ["predict", "--model", str(run / "model.geocamat"), "--out", str(out), "--quiet",
+                                 str(synthetic_scene["image"])])
+    _one_line_error(result, "--overwrite")

@@ -432,8 +432,13 @@ class _Engine:
         bar = _progress_bar(total=total_tiles, initial=done_tiles, unit="tile", desc=f"predict {self.out_dir.name}",
                    file=sys.stderr, disable=not self.progress, smoothing=0.1, dynamic_ncols=True)
         reader = MosaicReader(self.index, self.grid, self.stack.num_bands, workers=self.workers)
-        writers = max(1, min(4, (os.cpu_count() or 2) // 4))
+        writers = max(1, min(8, (os.cpu_count() or 2) // 2))
         self._writer = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="geocamat-write")
+        from geocamat.outputs.vector import Polygoniser
+
+        # worker processes pay off when there are units to overlap with; a one-unit scene polygonises in-thread
+        many = plan.n_bands * plan.n_blocks > 2
+        self._polygoniser = Polygoniser(writers) if self.vectorise and many else None
         pending: deque[tuple[str, Future, dict]] = deque()
         stream_start = time.perf_counter()
         self.t_model = 0.0
@@ -452,6 +457,8 @@ class _Engine:
             bar.close()
             reader.close()
             self._writer.shutdown(wait=True, cancel_futures=True)
+            if self._polygoniser is not None:
+                self._polygoniser.close()
         stream_seconds = time.perf_counter() - stream_start
         t_assemble = time.perf_counter()
         outputs = self._assemble(manifest)
@@ -679,15 +686,19 @@ class _Engine:
 
     def _write_unit(self, name: str, result: dict, carry: np.ndarray | None) -> None:
         from geocamat.outputs.raster import write_piece
-        from geocamat.outputs.vector import polygonise_unit, save_unit_polygons
 
         units = self.work / "units"
         write_piece(units / f"{name}_class.tif", result["class"], self.nodata)
         write_piece(units / f"{name}_float.tif", result["float"], float("nan"))
-        if self.vectorise:
-            polys = polygonise_unit(result["class"][0], self.nodata, result["row_off"], result["col_off"],
-                                    (self.grid.height, self.grid.width))
-            save_unit_polygons(units / f"{name}_poly.npz", polys)
+        job = dict(piece=str(units / f"{name}_class.tif"), nodata=int(self.nodata), row_off=int(result["row_off"]),
+                   col_off=int(result["col_off"]), full_shape=[self.grid.height, self.grid.width],
+                   out=str(units / f"{name}_poly.npz"))
+        if self._polygoniser is not None:  # in a worker process: rasterio's shapes() holds the GIL
+            self._polygoniser.run(**job)
+        elif self.vectorise:
+            from geocamat.outputs.vector import polygonise_piece
+
+            polygonise_piece(**job)
         counts = np.bincount(result["class"][0].ravel().astype(np.int64), minlength=max(self.style.ids) + 1)
         np.save(units / f"{name}_counts.npy", counts)
         if carry is not None:

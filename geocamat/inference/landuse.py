@@ -776,7 +776,7 @@ class _Engine:
                 entry["area_ha"] = pixels * pixel_area / 1e4
             classes.append(entry)
         stream = max(timings["stream_s"], 1e-9)
-        computed = processed_now + 0
+        computed = processed_now
         return {
             "tool": "geocamat predict", "task": "landuse", **meta,
             "grid": {"crs": g.crs, "epsg": crs.to_epsg(), "transform": list(g.transform)[:6], "width": g.width,

@@ -730,10 +730,8 @@ class _Engine:
         common = dict(width=g.width, height=g.height, crs_wkt=g.crs, transform=g.transform)
         class_pieces = [replace(p, path=units / f"{n}_class.tif") for n, p in pieces]
         float_pieces = [replace(p, path=units / f"{n}_float.tif") for n, p in pieces]
-        threads = max(1, min(self.workers, os.cpu_count() or 1))
-        vrt = mosaic_vrt(work / "landuse.vrt", class_pieces, dtype=self.dtype, count=1, nodata=self.nodata,
-                         style=self.style, descriptions=["land use class"], **common)
-        to_cog(vrt, work / "landuse.tif", resampling="MODE", threads=threads)
+        jobs = [(mosaic_vrt(work / "landuse.vrt", class_pieces, dtype=self.dtype, count=1, nodata=self.nodata,
+                            style=self.style, descriptions=["land use class"], **common), "landuse.tif", "MODE")]
         write_paletted_qml(work / "landuse.qml", self.style)
         outputs = ["landuse.tif", "landuse.qml"]
         for name, bands, desc in (("confidence", [1], ["max class probability"]), ("cam", [2], ["CAM of the class"]),
@@ -743,17 +741,27 @@ class _Engine:
                 continue
             vrt = mosaic_vrt(work / f"{name}.vrt", float_pieces, dtype="float32", count=len(bands),
                              nodata=float("nan"), descriptions=desc, source_bands=bands, **common)
-            to_cog(vrt, work / f"{name}.tif", resampling="AVERAGE", threads=threads)
+            jobs.append((vrt, f"{name}.tif", "AVERAGE"))
             outputs.append(f"{name}.tif")
-        if self.vectorise:
-            from rasterio.crs import CRS
+        # the COGs are built side by side (GDAL works without the GIL) while the polygons are merged here
+        cpus = os.cpu_count() or 1
+        pool = ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="geocamat-cog")
+        cogs = [pool.submit(to_cog, vrt, work / name, resampling=resampling, threads=max(1, cpus // len(jobs)))
+                for vrt, name, resampling in jobs]
+        try:
+            if self.vectorise:
+                from rasterio.crs import CRS
 
-            crs = CRS.from_wkt(g.crs)
-            hectares = bool(crs.is_projected and crs.linear_units_factor[1] == 1.0)
-            self.n_polygons = write_polygons_gpkg(work / "landuse.gpkg", [units / f"{n}_poly.npz" for n, _ in pieces],
-                                                  transform=g.transform, crs_wkt=g.crs, style=self.style,
-                                                  min_pixels=self.min_polygon_pixels, hectares=hectares)
-            outputs.append("landuse.gpkg")
+                crs = CRS.from_wkt(g.crs)
+                hectares = bool(crs.is_projected and crs.linear_units_factor[1] == 1.0)
+                self.n_polygons = write_polygons_gpkg(
+                    work / "landuse.gpkg", [units / f"{n}_poly.npz" for n, _ in pieces], transform=g.transform,
+                    crs_wkt=g.crs, style=self.style, min_pixels=self.min_polygon_pixels, hectares=hectares)
+                outputs.append("landuse.gpkg")
+            for cog in cogs:
+                cog.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
         self.counts = sum(np.load(units / f"{n}_counts.npy") for n, _ in pieces)
         return outputs
 

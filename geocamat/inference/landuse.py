@@ -432,8 +432,13 @@ class _Engine:
         bar = _progress_bar(total=total_tiles, initial=done_tiles, unit="tile", desc=f"predict {self.out_dir.name}",
                    file=sys.stderr, disable=not self.progress, smoothing=0.1, dynamic_ncols=True)
         reader = MosaicReader(self.index, self.grid, self.stack.num_bands, workers=self.workers)
-        writers = max(1, min(4, (os.cpu_count() or 2) // 4))
+        writers = max(1, min(8, (os.cpu_count() or 2) // 2))
         self._writer = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="geocamat-write")
+        from geocamat.outputs.vector import Polygoniser
+
+        # worker processes pay off when there are units to overlap with; a one-unit scene polygonises in-thread
+        many = plan.n_bands * plan.n_blocks > 2
+        self._polygoniser = Polygoniser(writers) if self.vectorise and many else None
         pending: deque[tuple[str, Future, dict]] = deque()
         stream_start = time.perf_counter()
         self.t_model = 0.0
@@ -452,6 +457,8 @@ class _Engine:
             bar.close()
             reader.close()
             self._writer.shutdown(wait=True, cancel_futures=True)
+            if self._polygoniser is not None:
+                self._polygoniser.close()
         stream_seconds = time.perf_counter() - stream_start
         t_assemble = time.perf_counter()
         outputs = self._assemble(manifest)
@@ -679,15 +686,19 @@ class _Engine:
 
     def _write_unit(self, name: str, result: dict, carry: np.ndarray | None) -> None:
         from geocamat.outputs.raster import write_piece
-        from geocamat.outputs.vector import polygonise_unit, save_unit_polygons
 
         units = self.work / "units"
         write_piece(units / f"{name}_class.tif", result["class"], self.nodata)
         write_piece(units / f"{name}_float.tif", result["float"], float("nan"))
-        if self.vectorise:
-            polys = polygonise_unit(result["class"][0], self.nodata, result["row_off"], result["col_off"],
-                                    (self.grid.height, self.grid.width))
-            save_unit_polygons(units / f"{name}_poly.npz", polys)
+        job = dict(piece=str(units / f"{name}_class.tif"), nodata=int(self.nodata), row_off=int(result["row_off"]),
+                   col_off=int(result["col_off"]), full_shape=[self.grid.height, self.grid.width],
+                   out=str(units / f"{name}_poly.npz"))
+        if self._polygoniser is not None:  # in a worker process: rasterio's shapes() holds the GIL
+            self._polygoniser.run(**job)
+        elif self.vectorise:
+            from geocamat.outputs.vector import polygonise_piece
+
+            polygonise_piece(**job)
         counts = np.bincount(result["class"][0].ravel().astype(np.int64), minlength=max(self.style.ids) + 1)
         np.save(units / f"{name}_counts.npy", counts)
         if carry is not None:
@@ -719,10 +730,8 @@ class _Engine:
         common = dict(width=g.width, height=g.height, crs_wkt=g.crs, transform=g.transform)
         class_pieces = [replace(p, path=units / f"{n}_class.tif") for n, p in pieces]
         float_pieces = [replace(p, path=units / f"{n}_float.tif") for n, p in pieces]
-        threads = max(1, min(self.workers, os.cpu_count() or 1))
-        vrt = mosaic_vrt(work / "landuse.vrt", class_pieces, dtype=self.dtype, count=1, nodata=self.nodata,
-                         style=self.style, descriptions=["land use class"], **common)
-        to_cog(vrt, work / "landuse.tif", resampling="MODE", threads=threads)
+        jobs = [(mosaic_vrt(work / "landuse.vrt", class_pieces, dtype=self.dtype, count=1, nodata=self.nodata,
+                            style=self.style, descriptions=["land use class"], **common), "landuse.tif", "MODE")]
         write_paletted_qml(work / "landuse.qml", self.style)
         outputs = ["landuse.tif", "landuse.qml"]
         for name, bands, desc in (("confidence", [1], ["max class probability"]), ("cam", [2], ["CAM of the class"]),
@@ -732,17 +741,27 @@ class _Engine:
                 continue
             vrt = mosaic_vrt(work / f"{name}.vrt", float_pieces, dtype="float32", count=len(bands),
                              nodata=float("nan"), descriptions=desc, source_bands=bands, **common)
-            to_cog(vrt, work / f"{name}.tif", resampling="AVERAGE", threads=threads)
+            jobs.append((vrt, f"{name}.tif", "AVERAGE"))
             outputs.append(f"{name}.tif")
-        if self.vectorise:
-            from rasterio.crs import CRS
+        # the COGs are built side by side (GDAL works without the GIL) while the polygons are merged here
+        cpus = os.cpu_count() or 1
+        pool = ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="geocamat-cog")
+        cogs = [pool.submit(to_cog, vrt, work / name, resampling=resampling, threads=max(1, cpus // len(jobs)))
+                for vrt, name, resampling in jobs]
+        try:
+            if self.vectorise:
+                from rasterio.crs import CRS
 
-            crs = CRS.from_wkt(g.crs)
-            hectares = bool(crs.is_projected and crs.linear_units_factor[1] == 1.0)
-            self.n_polygons = write_polygons_gpkg(work / "landuse.gpkg", [units / f"{n}_poly.npz" for n, _ in pieces],
-                                                  transform=g.transform, crs_wkt=g.crs, style=self.style,
-                                                  min_pixels=self.min_polygon_pixels, hectares=hectares)
-            outputs.append("landuse.gpkg")
+                crs = CRS.from_wkt(g.crs)
+                hectares = bool(crs.is_projected and crs.linear_units_factor[1] == 1.0)
+                self.n_polygons = write_polygons_gpkg(
+                    work / "landuse.gpkg", [units / f"{n}_poly.npz" for n, _ in pieces], transform=g.transform,
+                    crs_wkt=g.crs, style=self.style, min_pixels=self.min_polygon_pixels, hectares=hectares)
+                outputs.append("landuse.gpkg")
+            for cog in cogs:
+                cog.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
         self.counts = sum(np.load(units / f"{n}_counts.npy") for n, _ in pieces)
         return outputs
 
@@ -765,7 +784,7 @@ class _Engine:
                 entry["area_ha"] = pixels * pixel_area / 1e4
             classes.append(entry)
         stream = max(timings["stream_s"], 1e-9)
-        computed = processed_now + 0
+        computed = processed_now
         return {
             "tool": "geocamat predict", "task": "landuse", **meta,
             "grid": {"crs": g.crs, "epsg": crs.to_epsg(), "transform": list(g.transform)[:6], "width": g.width,

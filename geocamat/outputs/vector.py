@@ -203,3 +203,114 @@ def store_layer_style(path: Path, layer: str, style: ClassStyle) -> None:
         # registered like QGIS does when it saves a style (QGIS hides this table from its layer list)
         db.execute("INSERT OR IGNORE INTO gpkg_contents (table_name, data_type, identifier) VALUES"
                    " ('layer_styles', 'attributes', 'layer_styles')")
+
+
+# -- polygonising in worker processes ----------------------------------------------------------------------
+# rasterio.features.shapes holds the GIL for the whole call: in a thread it would stall the thread that feeds
+# the GPU. Worker *processes* started as ``python -m geocamat.outputs.vector`` (no multiprocessing bootstrap,
+# so a user's script without a ``__main__`` guard is safe) read jobs on stdin and polygonise unit pieces.
+
+_REPLY = "GEOCAMAT-POLYGONS "
+
+
+def polygonise_piece(piece: str, nodata: int, row_off: int, col_off: int, full_shape: tuple[int, int],
+                     out: str) -> str:
+    """Polygonise the class piece file ``piece`` (band 1) and store the result in ``out`` (``.npz``)."""
+    import warnings
+
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(piece) as src:
+            classes = src.read(1)
+    save_unit_polygons(Path(out), polygonise_unit(classes, nodata, row_off, col_off, tuple(full_shape)))
+    return out
+
+
+class Polygoniser:
+    """A pool of polygonising worker processes; :meth:`run` may be called from several threads.
+
+    Args:
+        workers: number of processes (started on first use).
+    """
+
+    def __init__(self, workers: int = 1) -> None:
+        import queue
+        import threading
+
+        self.size = max(1, workers)
+        self._idle: queue.Queue = queue.Queue()
+        self._all: list = []
+        self._lock = threading.Lock()
+
+    def _start(self):
+        import subprocess
+        import sys
+
+        import geocamat
+
+        root = str(Path(geocamat.__file__).resolve().parents[1])
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+                   OMP_NUM_THREADS="1")
+        proc = subprocess.Popen([sys.executable, "-m", "geocamat.outputs.vector"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True, env=env, bufsize=1)
+        self._all.append(proc)
+        return proc
+
+    def run(self, **job) -> None:
+        """Polygonise one piece (arguments of :func:`polygonise_piece`) in a worker process."""
+        import json
+        import queue
+
+        with self._lock:
+            try:
+                proc = self._idle.get_nowait()
+            except queue.Empty:
+                proc = self._start() if len(self._all) < self.size else None
+        if proc is None:
+            proc = self._idle.get()
+        try:
+            proc.stdin.write(json.dumps(job) + "\n")
+            proc.stdin.flush()
+            while True:
+                line = proc.stdout.readline()
+                if not line:
+                    raise RuntimeError(f"polygonising worker exited (code {proc.poll()})")
+                if line.startswith(_REPLY):
+                    reply = json.loads(line[len(_REPLY):])
+                    break
+        finally:
+            self._idle.put(proc)
+        if not reply["ok"]:
+            raise RuntimeError(f"polygonising {job.get('piece')} failed: {reply['error']}")
+
+    def close(self) -> None:
+        for proc in self._all:
+            try:
+                proc.stdin.close()
+                proc.wait(timeout=30)
+            except Exception:  # noqa: BLE001 - best effort: never leave a worker behind
+                proc.kill()
+        self._all.clear()
+
+
+def _worker_main() -> None:
+    import json
+    import signal
+    import sys
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business; it closes our stdin
+    for line in sys.stdin:
+        try:
+            polygonise_piece(**json.loads(line))
+            reply = {"ok": True}
+        except Exception as exc:  # noqa: BLE001 - reported to the parent
+            reply = {"ok": False, "error": f"{exc.__class__.__name__}: {exc}"}
+        sys.stdout.write(_REPLY + json.dumps(reply) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    _worker_main()

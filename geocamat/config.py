@@ -21,6 +21,8 @@ DEFAULTS: dict = {
     "classes": {},               # {code: {name: ..., color: "#rrggbb"}} or {code: name}
     "tile_size": 16,             # tile side in pixels
     "stride": None,              # training tile stride in pixels (default tile_size // 4)
+    "footprint": 0.25,           # central share of the tile whose labels give its class (1.0: whole tile)
+    "output": "window",          # map from window probabilities (window) or class activation logits (dense)
     "purity": 0.5,               # minimum share of a tile's majority class
     "min_labelled": 0.5,         # minimum share of labelled pixels in a tile (dense labels)
     "min_valid": 0.5,            # minimum share of valid image pixels in a tile
@@ -43,7 +45,7 @@ DEFAULTS: dict = {
     "num_nodes": 1,
     "precision": None,           # default: bf16-mixed on GPU, 32 on CPU
     "num_workers": 0,
-    "predict_overlap": 0.5,      # window overlap of the validation map
+    "predict_overlap": None,     # window overlap of maps (default: 1 - footprint / 2, at most 0.875)
 }
 
 _PATH_KEYS = ("images", "labels")
@@ -123,6 +125,10 @@ def validate(config: dict) -> dict:
     for key in ("tile_size", "epochs", "batch_size", "blocks", "max_tiles", "num_nodes"):
         if not isinstance(config[key], int) or config[key] < 1:
             raise ConfigError(f"{key} must be a positive integer, not {config[key]!r}")
+    if config["output"] not in ("window", "dense"):
+        raise ConfigError(f"output must be window or dense, not {config['output']!r}")
+    if not 0.0 < float(config["footprint"]) <= 1.0:
+        raise ConfigError(f"footprint must be in (0, 1], not {config['footprint']!r}")
     for key in ("purity", "min_labelled", "min_valid"):
         if not 0.0 <= float(config[key]) <= 1.0:
             raise ConfigError(f"{key} must be between 0 and 1, not {config[key]!r}")

@@ -88,11 +88,19 @@ class _Plan:
         return y0, y1, ps
 
 
-def hann_weights(tile: int, overlap: float) -> np.ndarray:
-    """1-D blending weights: a Hann window (never exactly 0) with overlap, flat without."""
+def hann_weights(tile: int, overlap: float, footprint: float = 1.0) -> np.ndarray:
+    """1-D blending weights: a Hann window (never exactly 0) with overlap, flat without.
+
+    A model whose tile label came from the central ``footprint`` of the tile (see
+    :class:`geocamat.data.tiles.TileOptions`) is weighted by a Gaussian of that footprint's half width
+    instead, so each window mostly paints the pixels its label describes.
+    """
     if overlap <= 0:
         return np.ones(tile, np.float32)
     i = np.arange(tile, dtype=np.float64)
+    if footprint < 1.0:
+        sigma = max(footprint * tile / 2.0, 0.5)
+        return np.maximum(np.exp(-0.5 * ((i - (tile - 1) / 2.0) / sigma) ** 2), 1e-6).astype(np.float32)
     return (np.sin(np.pi * (i + 0.5) / tile) ** 2).astype(np.float32)
 
 
@@ -421,7 +429,7 @@ class _Engine:
         if self.dev.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
         self.model = model
-        w1 = torch.from_numpy(hann_weights(plan.tile, self.overlap)).to(self.dev)
+        w1 = torch.from_numpy(hann_weights(plan.tile, self.overlap, float(self.bundle.extra.get("footprint", 1.0)))).to(self.dev)
         self.w2 = w1[:, None] * w1[None, :]
         self.mean = torch.tensor(self.bundle.mean, dtype=torch.float32, device=self.dev).view(-1, 1, 1)
         self.std = torch.tensor(self.bundle.std, dtype=torch.float32, device=self.dev).view(-1, 1, 1)

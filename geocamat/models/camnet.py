@@ -65,10 +65,17 @@ class CamNet(nn.Module):
         num_classes: number of classes.
         tile_size: tile side in pixels; sets the strides (see :func:`plan_strides`).
         arch: one of :data:`ARCHS`.
+        output: how :func:`tile_probabilities` turns a tile into per-pixel probabilities: ``window`` (the
+            tile's class probabilities for every pixel; blending across overlapping windows gives the map)
+            or ``dense`` (the per-location class activation logits, upsampled: a CAM-based segmentation).
     """
 
-    def __init__(self, in_channels: int, num_classes: int, tile_size: int, arch: str = "resnet18") -> None:
+    def __init__(self, in_channels: int, num_classes: int, tile_size: int, arch: str = "resnet18",
+                 output: str = "window") -> None:
         super().__init__()
+        if output not in ("window", "dense"):
+            raise ValueError(f"unknown output {output!r}: choose window or dense")
+        self.output = output
         if arch not in ARCHS:
             raise ValueError(f"unknown architecture {arch!r}: choose one of {', '.join(ARCHS)}")
         spec = ARCHS[arch]
@@ -123,8 +130,9 @@ class CamNet(nn.Module):
 def tile_probabilities(model: CamNet, x: Tensor) -> tuple[Tensor, Tensor]:
     """Per-pixel class probabilities and CAM of a batch of tiles, at the tile size.
 
-    The dense logits (see :meth:`CamNet.dense_logits`) are upsampled bilinearly to the tile and passed
-    through a softmax. The CAM is that of the tile's predicted class, scaled to [0, 1] per tile.
+    With ``model.output == "window"`` every pixel gets the tile's class probabilities; with ``"dense"`` the
+    dense logits (see :meth:`CamNet.dense_logits`) are upsampled bilinearly to the tile and passed through
+    a softmax. The CAM is that of the tile's predicted class, upsampled and scaled to [0, 1] per tile.
 
     Args:
         model: a :class:`CamNet` in eval mode.
@@ -136,7 +144,10 @@ def tile_probabilities(model: CamNet, x: Tensor) -> tuple[Tensor, Tensor]:
     dense, logits = model.dense_logits(x)
     size = tuple(x.shape[-2:])
     up = nn.functional.interpolate(dense.float(), size=size, mode="bilinear", align_corners=False)
-    probs = up.softmax(dim=1)
+    if getattr(model, "output", "dense") == "window":
+        probs = logits.float().softmax(dim=1)[:, :, None, None].expand(-1, -1, *size).contiguous()
+    else:
+        probs = up.softmax(dim=1)
     pred = logits.argmax(dim=1)
     cam = (up - model.head.bias.float().view(1, -1, 1, 1)).gather(
         1, pred.view(-1, 1, 1, 1).expand(-1, 1, *size))[:, 0]

@@ -91,7 +91,7 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
         opts = TileOptions(tile_size=config["tile_size"], stride=config["stride"] or max(1, config["tile_size"] // 4),
                            purity=config["purity"], min_labelled=config["min_labelled"], min_valid=config["min_valid"],
                            blocks=config["blocks"], val_parity=config["val_parity"], max_tiles=config["max_tiles"],
-                           seed=config["seed"])
+                           seed=config["seed"], footprint=float(config["footprint"]))
         train, val = extract_tiles(stack, labels, opts)
         classes = _classes(config, labels)
         counts = torch.bincount(train.labels, minlength=len(classes)).tolist()
@@ -100,12 +100,15 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
         mean, std = band_statistics(train)
         x_train, x_val = normalise(train.images, mean, std), normalise(val.images, mean, std)
         model_spec = {"name": "camnet", "in_channels": stack.num_bands, "num_classes": len(classes),
-                      "tile_size": opts.tile_size, "arch": config["arch"]}
+                      "tile_size": opts.tile_size, "arch": config["arch"], "output": config["output"]}
         weights = None
         if config["class_weighting"]:
             freq = torch.tensor(counts, dtype=torch.float).clamp_min(1)
             weights = (freq.sum() / (len(counts) * freq)).clamp(max=10).tolist()
         regulariser = _regulariser(config)
+        overlap = config["predict_overlap"]
+        if overlap is None:
+            overlap = min(0.875, 1.0 - opts.footprint / 2.0) if opts.footprint < 1 else 0.5
         task = LandUseTask(model_spec, regulariser, lr=config["lr"], weight_decay=config["weight_decay"],
                            label_smoothing=config["label_smoothing"], class_weights=weights)
         generator = torch.Generator().manual_seed(config["seed"])
@@ -132,7 +135,7 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
         bundle = Bundle(task="landuse", model=model_spec, state_dict=state, bands=stack.band_names, mean=mean,
                         std=std, classes=classes, tile_size=opts.tile_size, resolution=(t.a, -t.e), crs=grid.crs,
                         regulariser=regulariser.settings(),
-                        extra={"overlap": config["predict_overlap"], "training_tiles": len(train),
+                        extra={"overlap": overlap, "footprint": opts.footprint, "training_tiles": len(train),
                                "validation_tiles": len(val)})
         bundle.save(stage / "model.geocamat")
         metrics = {"validation_map": _validation_map_metrics(bundle, stage, stack, labels, config),
@@ -172,7 +175,7 @@ def _validation_map_metrics(bundle: Bundle, stage: Path, stack, labels, config: 
     from geocamat.workflows.scoring import score_map
 
     map_dir = stage / "work" / "validation_map"
-    predict_landuse(bundle, [str(p) for p in stack.sources], map_dir, overlap=config["predict_overlap"],
+    predict_landuse(bundle, [str(p) for p in stack.sources], map_dir, overlap=bundle.extra["overlap"],
                     vectorise=False, progress=False, overwrite=True)
     return score_map(map_dir / "landuse.tif", labels.path, bundle.class_ids, [c.name for c in bundle.classes],
                      blocks=config["blocks"], parity=config["val_parity"])

@@ -429,7 +429,8 @@ class _Engine:
         if self.dev.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
         self.model = model
-        w1 = torch.from_numpy(hann_weights(plan.tile, self.overlap, float(self.bundle.extra.get("footprint", 1.0)))).to(self.dev)
+        footprint = float(self.bundle.extra.get("footprint", 1.0))
+        w1 = torch.from_numpy(hann_weights(plan.tile, self.overlap, footprint)).to(self.dev)
         self.w2 = w1[:, None] * w1[None, :]
         self.mean = torch.tensor(self.bundle.mean, dtype=torch.float32, device=self.dev).view(-1, 1, 1)
         self.std = torch.tensor(self.bundle.std, dtype=torch.float32, device=self.dev).view(-1, 1, 1)

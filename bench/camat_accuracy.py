@@ -90,7 +90,7 @@ def train_one(method: str, seed: int, data, args, device: torch.device) -> dict:
     gen = torch.Generator().manual_seed(seed)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
     camat_start = math.floor(0.2 * args.epochs)  # step times are compared on the epochs where CAMAT is active
-    times, losses = [], []
+    times, cpu_times, losses = [], [], []
     model.train()
     t_train = time.perf_counter()
     for epoch in range(args.epochs):
@@ -101,7 +101,7 @@ def train_one(method: str, seed: int, data, args, device: torch.device) -> dict:
             k = random_dihedral(idx.shape[0], gen)
             if cuda:
                 torch.cuda.synchronize()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             ids = idx.to(device)
             x = dihedral(xtr[ids], k)
             if cuda:
@@ -121,6 +121,7 @@ def train_one(method: str, seed: int, data, args, device: torch.device) -> dict:
                 torch.cuda.synchronize()
             if epoch >= max(camat_start, 1):
                 times.append(time.perf_counter() - t0)
+                cpu_times.append(time.process_time() - c0)
             ep_loss += float(loss.detach()) * idx.shape[0]
         losses.append(ep_loss / n)
         if args.verbose:
@@ -132,7 +133,8 @@ def train_one(method: str, seed: int, data, args, device: torch.device) -> dict:
     return {
         "method": method, "seed": seed, "settings": reg.settings(), "accuracy": report["accuracy"],
         "deletion_auc": report.get("deletion_auc"), "insertion_auc": report.get("insertion_auc"),
-        "median_step_s": statistics.median(times) if times else None, "train_s": train_s,
+        "median_step_s": statistics.median(times) if times else None,
+        "median_step_cpu_s": statistics.median(cpu_times) if cpu_times else None, "train_s": train_s,
         "eval_s": time.perf_counter() - t_eval, "final_train_loss": losses[-1], "losses": losses,
     }
 
@@ -161,6 +163,7 @@ def interleaved_timing(methods: list[str], data, args, device: torch.device, rou
             for r in regs.values():
                 r.observe(feats, model.head, ytr[ids], sample_ids=ids, transforms=None)
     times: dict[str, list[float]] = {m: [] for m in methods}
+    cpu: dict[str, list[float]] = {m: [] for m in methods}
     for rnd in range(rounds + 2):
         idx = torch.randperm(n, generator=gen)[:args.batch_size]
         k = random_dihedral(idx.shape[0], gen)
@@ -168,7 +171,7 @@ def interleaved_timing(methods: list[str], data, args, device: torch.device, rou
             reg = regs[m]
             if cuda:
                 torch.cuda.synchronize()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             ids = idx.to(device)
             x = dihedral(xtr[ids], k)
             if cuda:
@@ -186,15 +189,20 @@ def interleaved_timing(methods: list[str], data, args, device: torch.device, rou
                 torch.cuda.synchronize()
             if rnd >= 2:  # two warm-up rounds
                 times[m].append(time.perf_counter() - t0)
+                cpu[m].append(time.process_time() - c0)
     med = {m: statistics.median(t) for m, t in times.items()}
-    base = med.get("none")
-    return {m: {"median_step_ms": 1000 * v, "ratio_to_none": v / base if base else None} for m, v in med.items()}
+    med_cpu = {m: statistics.median(t) for m, t in cpu.items()}
+    base, base_cpu = med.get("none"), med_cpu.get("none")
+    return {m: {"median_step_ms": 1000 * v, "ratio_to_none": v / base if base else None,
+                "median_step_cpu_ms": 1000 * med_cpu[m],
+                "cpu_ratio_to_none": med_cpu[m] / base_cpu if base_cpu else None} for m, v in med.items()}
 
 
 def aggregate(runs: list[dict]) -> dict:
     """Mean and std over seeds per method; step-time ratio to ``none`` of the same seed."""
     out: dict = {}
     none_time = {r["seed"]: r["median_step_s"] for r in runs if r["method"] == "none"}
+    none_cpu = {r["seed"]: r.get("median_step_cpu_s") for r in runs if r["method"] == "none"}
     for method in dict.fromkeys(r["method"] for r in runs):
         rs = [r for r in runs if r["method"] == method]
         acc = {}
@@ -203,11 +211,14 @@ def aggregate(runs: list[dict]) -> dict:
             acc[cond] = {"mean": statistics.mean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0}
         ratios = [r["median_step_s"] / none_time[r["seed"]] for r in rs
                   if r["seed"] in none_time and r["median_step_s"]]
+        cpu_ratios = [r["median_step_cpu_s"] / none_cpu[r["seed"]] for r in rs
+                      if none_cpu.get(r["seed"]) and r.get("median_step_cpu_s")]
         out[method] = {
             "seeds": [r["seed"] for r in rs], "accuracy": acc,
             "deletion_auc": statistics.mean(r["deletion_auc"] for r in rs) if rs[0]["deletion_auc"] else None,
             "insertion_auc": statistics.mean(r["insertion_auc"] for r in rs) if rs[0]["insertion_auc"] else None,
             "step_ratio": statistics.mean(ratios) if ratios else None,
+            "cpu_step_ratio": statistics.mean(cpu_ratios) if cpu_ratios else None,
             "median_step_ms": 1000 * statistics.mean(r["median_step_s"] or 0.0 for r in rs),
             "final_train_loss": statistics.mean(r["final_train_loss"] for r in rs),
         }
@@ -220,14 +231,16 @@ TABLE_CONDS = ["clean", "random10", "random25", "random40", "topcam10", "topcam2
 
 def table(agg: dict) -> str:
     conds = [c for c in TABLE_CONDS if any(c in a["accuracy"] for a in agg.values())]
-    head = "| method | " + " | ".join(conds) + " | del AUC | ins AUC | step ratio |"
-    lines = [head, "|" + "---|" * (len(conds) + 4)]
+    head = "| method | " + " | ".join(conds) + " | del AUC | ins AUC | step ratio wall | step ratio cpu |"
+    lines = [head, "|" + "---|" * (len(conds) + 5)]
     for m, a in agg.items():
         cells = [f"{a['accuracy'][c]['mean']:.3f} ± {a['accuracy'][c]['std']:.3f}" for c in conds]
         auc_d = f"{a['deletion_auc']:.3f}" if a["deletion_auc"] is not None else "-"
         auc_i = f"{a['insertion_auc']:.3f}" if a["insertion_auc"] is not None else "-"
         ratio = f"{a['step_ratio']:.2f}x" if a["step_ratio"] is not None else "-"
-        lines.append(f"| {m} (n={len(a['seeds'])}) | " + " | ".join(cells) + f" | {auc_d} | {auc_i} | {ratio} |")
+        cratio = f"{a['cpu_step_ratio']:.2f}x" if a.get("cpu_step_ratio") is not None else "-"
+        lines.append(f"| {m} (n={len(a['seeds'])}) | " + " | ".join(cells)
+                     + f" | {auc_d} | {auc_i} | {ratio} | {cratio} |")
     return "\n".join(lines)
 
 
@@ -310,7 +323,7 @@ def main(argv: list[str] | None = None) -> None:
         payload = json.loads(args.out.read_text())
     if not args.aggregate_only:
         if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
+            torch.backends.cudnn.benchmark = False  # CAMAT-fresh forwards vary in batch size: no re-tuning
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         t0 = time.perf_counter()
@@ -326,9 +339,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.timing_rounds > 0:
             timing_methods = ["none"] + [m for m in methods if m != "none"]
             payload["timing"] = interleaved_timing(timing_methods, data, args, device, args.timing_rounds)
-            print("interleaved step times: " + ", ".join(
-                f"{m} {v['median_step_ms']:.0f} ms ({v['ratio_to_none']:.2f}x)" for m, v in payload["timing"].items()),
-                flush=True)
+            print("interleaved step times (wall; cpu): " + ", ".join(
+                f"{m} {v['median_step_ms']:.0f} ms ({v['ratio_to_none']:.2f}x; {v['cpu_ratio_to_none']:.2f}x)"
+                for m, v in payload["timing"].items()), flush=True)
             save(args.out, payload)
         done = {(r["method"], r["seed"]) for r in payload["runs"]}
         for seed in range(args.seeds):
@@ -350,8 +363,9 @@ def main(argv: list[str] | None = None) -> None:
     save(args.out, payload)
     print(table(agg))
     if payload.get("timing"):
-        print("interleaved step time ratio to none: " + ", ".join(
-            f"{m} {v['ratio_to_none']:.2f}x" for m, v in payload["timing"].items()))
+        print("interleaved step time ratio to none (wall; cpu): " + ", ".join(
+            f"{m} {v['ratio_to_none']:.2f}x; {v.get('cpu_ratio_to_none') or 0:.2f}x"
+            for m, v in payload["timing"].items()))
     if args.plot:
         plot(agg, args.plot)
         print(f"plot: {args.plot}")

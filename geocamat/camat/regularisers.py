@@ -241,8 +241,9 @@ class CAMAT(Regulariser):
 
     def _targets(self, features: Tensor, head: nn.Module, targets: Tensor) -> Tensor:
         if self.config.target == "pred":
-            with torch.no_grad():
-                return head(features.detach().mean(dim=(2, 3))).argmax(dim=1)
+            pooled = features.detach().float().mean(dim=(2, 3))
+            with torch.no_grad(), torch.autocast(device_type=pooled.device.type, enabled=False):
+                return head(pooled).argmax(dim=1)
         return targets
 
     def low_res_maps(self, features: Tensor, head: nn.Module, targets: Tensor) -> Tensor:

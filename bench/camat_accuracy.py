@@ -52,6 +52,7 @@ METHODS: dict[str, tuple[str, dict]] = {
     "camat-cached": ("camat", {"source": "cached"}),
     "camat-white": ("camat", {"source": "cached", "fill": "white"}),
     "camat-mixed": ("camat", {"source": "cached", "fill": "mixed"}),
+    "camat-area25": ("camat", {"source": "cached", "area": 0.25}),
     "camat-gradcampp": ("camat", {"source": "fresh", "saliency": "gradcampp"}),
 }
 DEFAULT_METHODS = "none,cutout,random-erasing,hide-and-seek,camat-fresh,camat-cached,camat-white"

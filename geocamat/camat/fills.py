@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-FILLS = ("mean", "zero", "white", "max", "noise", "blur")
+FILLS = ("mean", "zero", "white", "max", "noise", "blur", "mixed")
+MIXED_FILLS = ("mean", "white", "noise", "blur")
 
 
 def fill_values(
@@ -27,9 +28,9 @@ def fill_values(
         kind: one of ``mean`` (band mean, 0), ``zero`` (the normalised value of a raw 0, given by
             ``zero_value``; the band mean if not given), ``white``/``max`` (per-band maximum of the
             batch), ``noise`` (standard normal, i.e. noise with the band statistics), ``blur`` (a strong
-            box blur of the image itself).
+            box blur of the image itself), ``mixed`` (per sample, one of :data:`MIXED_FILLS` at random).
         zero_value: (C,) normalised value of a raw zero per band, for ``kind="zero"``.
-        generator: random generator for ``noise``.
+        generator: random generator for ``noise`` and ``mixed`` (on the images' device).
 
     Returns:
         (N, C, H, W) fill tensor, detached from the graph.
@@ -49,6 +50,12 @@ def fill_values(
     if kind == "blur":
         k = max(3, (min(images.shape[-2:]) // 8) | 1)
         return F.avg_pool2d(images, k, stride=1, padding=k // 2, count_include_pad=False)
+    if kind == "mixed":
+        choice = torch.randint(0, len(MIXED_FILLS), (images.shape[0],), generator=generator, device=images.device)
+        out = torch.zeros_like(images)
+        for i, name in enumerate(MIXED_FILLS):
+            out = torch.where((choice == i).view(-1, 1, 1, 1), fill_values(images, name, generator=generator), out)
+        return out
     raise ValueError(f"unknown fill {kind!r}: choose one of {', '.join(FILLS)}")
 
 

@@ -1,7 +1,13 @@
-"""The dihedral group of the square (flips and 90-degree rotations), applied per sample.
+"""The eight dihedral transforms (rot90 x flip) used for augmentation, and their inverses.
 
-Index ``k`` in 0..7: ``k % 4`` quarter turns (``torch.rot90`` over the last two dims) applied after a
-horizontal flip when ``k >= 4``. Used for training augmentation and to carry cached CAMs through it.
+Index convention, shared with the training task's augmentation: ``k`` in 0..7, ``k % 4`` is the number
+of 90-degree rotations (:func:`torch.rot90` over dims ``(-2, -1)``), and ``k >= 4`` means a horizontal
+flip (:func:`torch.flip` over dim ``-1``) applied *before* the rotation::
+
+    dihedral(x, k) = rot90(flip(x) if k >= 4 else x, k % 4)
+
+CAMAT's cached maps are stored in the canonical (un-augmented) frame: a map seen under transform ``t``
+is stored as ``dihedral_inverse(map, t)`` and replayed under transform ``u`` as ``dihedral(stored, u)``.
 """
 
 from __future__ import annotations
@@ -9,35 +15,69 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-
-def _apply_one(x: Tensor, k: int) -> Tensor:
-    if k >= 4:
-        x = torch.flip(x, dims=(-1,))
-    return torch.rot90(x, k % 4, dims=(-2, -1))
+NUM_DIHEDRAL = 8
 
 
-def _inverse_one(x: Tensor, k: int) -> Tensor:
-    x = torch.rot90(x, -(k % 4), dims=(-2, -1))
-    if k >= 4:
-        x = torch.flip(x, dims=(-1,))
-    return x
+def _apply_one(x: Tensor, k: int, inverse: bool) -> Tensor:
+    if not 0 <= k < NUM_DIHEDRAL:
+        raise ValueError(f"dihedral index must be in 0..7, got {k}")
+    rot, flip = k % 4, k >= 4
+    if not inverse:
+        if flip:
+            x = torch.flip(x, dims=(-1,))
+        return torch.rot90(x, rot, dims=(-2, -1)) if rot else x
+    if rot:
+        x = torch.rot90(x, -rot, dims=(-2, -1))
+    return torch.flip(x, dims=(-1,)) if flip else x
 
 
-def dihedral(x: Tensor, k: Tensor) -> Tensor:
-    """Apply transform ``k[i]`` to ``x[i]`` for (N, ..., H, W) square tensors."""
-    out = x.clone()
-    for t in range(8):
-        sel = k == t
-        if bool(sel.any()):
-            out[sel] = _apply_one(x[sel], t)
+def _apply(x: Tensor, k: int | Tensor, inverse: bool) -> Tensor:
+    if isinstance(k, int):
+        return _apply_one(x, k, inverse)
+    k = torch.as_tensor(k)
+    if k.ndim == 0:
+        return _apply_one(x, int(k), inverse)
+    if k.shape[0] != x.shape[0]:
+        raise ValueError(f"one dihedral index per sample expected: {k.shape[0]} for {x.shape[0]} samples")
+    ks = k.tolist()
+    values = set(ks)
+    if len(values) == 1:
+        return _apply_one(x, ks[0], inverse)
+    if x.shape[-1] != x.shape[-2] and any(v % 2 for v in values):
+        raise ValueError("mixed 90-degree rotations need square images")
+    out = torch.empty_like(x)
+    for v in values:
+        idx = torch.tensor([i for i, kk in enumerate(ks) if kk == v], device=x.device)
+        out[idx] = _apply_one(x[idx], v, inverse)
     return out
 
 
-def dihedral_inverse(x: Tensor, k: Tensor) -> Tensor:
-    """Undo :func:`dihedral` with the same indices."""
-    out = x.clone()
-    for t in range(8):
-        sel = k == t
-        if bool(sel.any()):
-            out[sel] = _inverse_one(x[sel], t)
-    return out
+def dihedral(x: Tensor, k: int | Tensor) -> Tensor:
+    """Apply dihedral transform ``k`` to the last two dims of ``x``.
+
+    Args:
+        x: (..., H, W) tensor; with a per-sample ``k``, (N, ..., H, W).
+        k: one index 0..7 for the whole tensor, or an (N,) tensor of indices, one per sample.
+
+    Returns:
+        The transformed tensor (same shape when square).
+    """
+    return _apply(x, k, inverse=False)
+
+
+def dihedral_inverse(x: Tensor, k: int | Tensor) -> Tensor:
+    """Undo :func:`dihedral`: ``dihedral_inverse(dihedral(x, k), k) == x``.
+
+    Args:
+        x: (..., H, W) tensor; with a per-sample ``k``, (N, ..., H, W).
+        k: one index 0..7, or an (N,) tensor of indices.
+
+    Returns:
+        The tensor in the canonical (un-augmented) frame.
+    """
+    return _apply(x, k, inverse=True)
+
+
+def random_dihedral(n: int, generator: torch.Generator | None = None) -> Tensor:
+    """Draw ``n`` dihedral indices uniformly from 0..7 (on the CPU)."""
+    return torch.randint(0, NUM_DIHEDRAL, (n,), generator=generator)

@@ -7,14 +7,17 @@ batch. ``CAMAT`` asks the model for class activation maps; the baselines occlude
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor, nn
 
 from geocamat.camat.fills import FILLS, apply_mask, fill_values
+from geocamat.camat.geometry import dihedral, dihedral_inverse
 from geocamat.camat.masks import normalise_maps, threshold_mask, top_area_mask
-from geocamat.camat.saliency import class_activation_maps, upsample_maps
+from geocamat.camat.saliency import SALIENCY, saliency_maps, upsample_maps
 
 
 class Regulariser:
@@ -145,19 +148,29 @@ class HideAndSeek(Regulariser):
         return {"name": self.name, "grid": self.grid, "p": self.p, "fill": self.fill}
 
 
+SOURCES = ("fresh", "cached")
+TARGETS = ("gt", "pred")
+
+
 @dataclass
 class CamatConfig:
     """CAMAT options (see docs/camat.md for what each does and when to change it).
 
     Attributes:
-        saliency: ``cam`` (GAP + linear head; no backward pass).
+        saliency: ``cam`` (GAP + linear head; no backward pass), ``gradcam`` or ``gradcampp`` (a backward
+            through the head only, with :func:`torch.autograd.grad`).
         target: ``gt`` (ground-truth class) or ``pred`` (predicted class).
         tau: occlude where the normalised map >= tau (used when ``area`` is None).
         area: if set, occlude this top fraction of pixels instead of thresholding.
         fill: see :data:`geocamat.camat.fills.FILLS`.
         p: probability that a sample is occluded.
         warmup: fraction of epochs trained clean before occlusion starts.
-        source: ``fresh`` (an extra no-grad forward per step).
+        source: ``fresh`` (an extra no-grad forward per step on the chosen samples) or ``cached`` (the map
+            from the sample's previous training forward, recorded by :meth:`CAMAT.observe`).
+        cache_miss: cached source, sample with no map yet: ``skip`` (not occluded) or ``fresh`` (compute it).
+        cache_update: cached source, which training forwards refresh the cache: ``clean`` (only samples
+            that were not occluded in that step, so the map is the model's view of the whole image) or
+            ``all`` (also occluded ones: the next occlusion then hides the next most salient region).
     """
 
     saliency: str = "cam"
@@ -168,59 +181,180 @@ class CamatConfig:
     p: float = 0.5
     warmup: float = 0.2
     source: str = "fresh"
+    cache_miss: str = "skip"
+    cache_update: str = "clean"
 
     def __post_init__(self) -> None:
         checks = {
-            "saliency": self.saliency in ("cam",),
-            "target": self.target in ("gt", "pred"),
+            "saliency": self.saliency in SALIENCY,
+            "target": self.target in TARGETS,
             "tau": 0.0 < self.tau <= 1.0,
             "area": self.area is None or 0.0 <= self.area <= 1.0,
             "fill": self.fill in FILLS,
             "p": 0.0 <= self.p <= 1.0,
             "warmup": 0.0 <= self.warmup < 1.0,
-            "source": self.source in ("fresh",),
+            "source": self.source in SOURCES,
+            "cache_miss": self.cache_miss in ("skip", "fresh"),
+            "cache_update": self.cache_update in ("clean", "all"),
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"invalid CAMAT setting {bad[0]}={getattr(self, bad[0])!r}")
 
 
+@contextmanager
+def frozen_batchnorm_stats(model: nn.Module) -> Iterator[None]:
+    """Run forwards in the model's current mode without updating BatchNorm running statistics."""
+    saved = []
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats:
+            saved.append((m, m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone()))
+            m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum, tracked in saved:
+            m.momentum = momentum
+            if tracked is not None:
+                m.num_batches_tracked.copy_(tracked)
+
+
 class CAMAT(Regulariser):
-    """CAM-guided adversarial occlusion: hide what the model relies on most for the sample's class."""
+    """CAM-guided adversarial occlusion: hide what the model relies on most for the sample's class.
+
+    Args:
+        config: the options; or pass them as keyword arguments (see :class:`CamatConfig`).
+    """
 
     name = "camat"
     needs_model = True
 
     def __init__(self, config: CamatConfig | None = None, **options) -> None:
         self.config = config or CamatConfig(**options)
+        self._cache: Tensor | None = None  # (S, h, w) float16 normalised maps, canonical frame
+        self._seen: Tensor | None = None  # (S,) bool
+        self._last_occluded: Tensor | None = None  # (N,) bool, from the last __call__
 
     def active(self, epoch: int, max_epochs: int) -> bool:
         """Whether occlusion is on at this epoch (off during the warm-up)."""
         return epoch >= math.floor(self.config.warmup * max_epochs)
 
+    def _targets(self, features: Tensor, head: nn.Module, targets: Tensor) -> Tensor:
+        if self.config.target == "pred":
+            pooled = features.detach().float().mean(dim=(2, 3))
+            with torch.no_grad(), torch.autocast(device_type=pooled.device.type, enabled=False):
+                return head(pooled).argmax(dim=1)
+        return targets
+
+    def low_res_maps(self, features: Tensor, head: nn.Module, targets: Tensor) -> Tensor:
+        """Normalised (N, h, w) saliency maps of the target classes from a feature map."""
+        cls = self._targets(features, head, targets)
+        return normalise_maps(saliency_maps(features, head, cls, self.config.saliency))
+
     def maps(self, images: Tensor, targets: Tensor, model: nn.Module) -> Tensor:
-        """Normalised saliency maps (N, H, W) of the target class, at the image size."""
-        with torch.no_grad():
+        """Fresh normalised saliency maps (N, H, W) of the target class at the image size.
+
+        One extra forward of the backbone without gradient, in the model's current mode (BatchNorm running
+        statistics are left untouched); Grad-CAM variants add a backward through the head only.
+        """
+        with torch.no_grad(), frozen_batchnorm_stats(model):
             features = model.forward_features(images)
-            if self.config.target == "pred":
-                targets = model.head(features.mean(dim=(2, 3))).argmax(dim=1)
-            cams = class_activation_maps(features, model.head.weight, targets)
-        return normalise_maps(upsample_maps(cams.float(), tuple(images.shape[-2:])))
+        low = self.low_res_maps(features, model.head, targets)
+        return normalise_maps(upsample_maps(low, tuple(images.shape[-2:])))
+
+    def cached_maps(
+        self, sample_ids: Tensor, transforms: Tensor | None, size: tuple[int, int]
+    ) -> tuple[Tensor, Tensor]:
+        """Cached maps mapped into the current augmentation frame and upsampled.
+
+        Returns:
+            (maps (N, H, W) in [0, 1], seen (N,) bool: whether the sample had a cached map).
+        """
+        n = sample_ids.shape[0]
+        if self._cache is None:
+            return torch.zeros(n, *size, device=sample_ids.device), torch.zeros(n, dtype=torch.bool,
+                                                                              device=sample_ids.device)
+        ids = sample_ids.to(self._cache.device).long()
+        valid = ids < self._cache.shape[0]
+        idx = ids.clamp(max=self._cache.shape[0] - 1)
+        seen = self._seen[idx] & valid
+        low = self._cache[idx].float()
+        if transforms is not None:
+            low = dihedral(low, transforms)
+        return normalise_maps(upsample_maps(low, size)), seen
 
     def __call__(self, images, targets, *, model=None, epoch=0, max_epochs=1, sample_ids=None, transforms=None):
-        if model is None:
-            raise ValueError("CAMAT needs the model to compute class activation maps")
-        if not self.active(epoch, max_epochs):
-            return images
         cfg = self.config
-        chosen = torch.rand(images.shape[0], device=images.device) < cfg.p
-        if not bool(chosen.any()):
+        n = images.shape[0]
+        dev = images.device
+        if not self.active(epoch, max_epochs):
+            self._last_occluded = torch.zeros(n, dtype=torch.bool, device=dev)
             return images
-        maps = self.maps(images[chosen], targets[chosen], model)
-        sub_mask = top_area_mask(maps, cfg.area) if cfg.area is not None else threshold_mask(maps, cfg.tau)
-        mask = torch.zeros(images.shape[0], 1, *images.shape[-2:], dtype=torch.bool, device=images.device)
-        mask[chosen] = sub_mask
+        chosen = torch.rand(n, device=dev) < cfg.p
+        size = tuple(images.shape[-2:])
+        if cfg.source == "fresh":
+            if model is None:
+                raise ValueError("CAMAT needs the model to compute class activation maps")
+            if not bool(chosen.any()):
+                self._last_occluded = chosen
+                return images
+            maps = torch.zeros(n, *size, device=dev)
+            maps[chosen] = self.maps(images[chosen], targets[chosen], model)
+        else:
+            if sample_ids is None:
+                raise ValueError("cached CAMAT needs sample_ids (the index of each sample in its dataset)")
+            maps, seen = self.cached_maps(sample_ids, transforms, size)
+            maps, seen = maps.to(dev), seen.to(dev)
+            if cfg.cache_miss == "fresh":
+                miss = chosen & ~seen
+                if model is not None and bool(miss.any()):
+                    maps[miss] = self.maps(images[miss], targets[miss], model)
+                    seen = seen | miss
+            chosen = chosen & seen
+        mask = top_area_mask(maps, cfg.area) if cfg.area is not None else threshold_mask(maps, cfg.tau)
+        mask &= chosen.view(-1, 1, 1, 1)
+        self._last_occluded = chosen
         return apply_mask(images, mask, fill_values(images, cfg.fill))
+
+    def observe(self, features, head, targets, *, sample_ids=None, transforms=None):
+        """Record the CAM of each sample from the training forward (``source="cached"`` only).
+
+        The map is taken from the (detached) features of the training forward, normalised, mapped back
+        to the canonical frame with :func:`geocamat.camat.geometry.dihedral_inverse` and stored as float16
+        on the features' device, indexed by ``sample_ids``. With ``cache_update="clean"`` only samples
+        that the preceding :meth:`__call__` left unoccluded are recorded.
+        """
+        if self.config.source != "cached":
+            return
+        if sample_ids is None:
+            raise ValueError("cached CAMAT needs sample_ids (the index of each sample in its dataset)")
+        low = self.low_res_maps(features.detach(), head, targets)
+        if transforms is not None:
+            low = dihedral_inverse(low, transforms)
+        ids = sample_ids.to(low.device).long()
+        self._ensure_cache(int(ids.max()) + 1, tuple(low.shape[-2:]), low.device)
+        update = torch.ones(ids.shape[0], dtype=torch.bool, device=low.device)
+        last = self._last_occluded
+        if self.config.cache_update == "clean" and last is not None and last.shape[0] == ids.shape[0]:
+            update = ~last.to(low.device)
+        old = self._cache[ids]
+        self._cache[ids] = torch.where(update.view(-1, 1, 1), low.to(self._cache.dtype), old)
+        self._seen[ids] = self._seen[ids] | update
+
+    def _ensure_cache(self, size: int, hw: tuple[int, int], device: torch.device) -> None:
+        if self._cache is not None and tuple(self._cache.shape[1:]) != hw:
+            self._cache = self._seen = None  # the feature map size changed: start again
+        if self._cache is None:
+            self._cache = torch.zeros(size, *hw, dtype=torch.float16, device=device)
+            self._seen = torch.zeros(size, dtype=torch.bool, device=device)
+        elif size > self._cache.shape[0]:
+            grow = max(size, 2 * self._cache.shape[0]) - self._cache.shape[0]
+            self._cache = torch.cat([self._cache, self._cache.new_zeros(grow, *hw)])
+            self._seen = torch.cat([self._seen, self._seen.new_zeros(grow)])
+
+    def reset_cache(self) -> None:
+        """Forget all cached maps."""
+        self._cache = self._seen = self._last_occluded = None
 
     def settings(self):
         return {"name": self.name, **asdict(self.config)}

@@ -1,0 +1,154 @@
+"""Scene-classification folders: ``ROOT/<class>/*.jpg|png|tif`` (RSSCN7, UC Merced, AID layout).
+
+The class of an image is the name of its folder; classes are sorted by name. :func:`split_scenes` makes a
+fixed stratified split from a seed; :class:`SceneDataset` decodes and resizes every image once into memory
+(700 RSSCN7 images at 64-144 px take a few MB) and serves tensors.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from geocamat.errors import InputNotFoundError, InvalidLabelsError, InvalidRasterError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+
+
+@dataclass
+class SceneSplit:
+    """A stratified split of a scene folder.
+
+    Attributes:
+        classes: class names (folder names), sorted; the label of a class is its index here.
+        train: (path, label) pairs of the training part.
+        test: (path, label) pairs of the held-out part.
+    """
+
+    classes: list[str]
+    train: list[tuple[Path, int]]
+    test: list[tuple[Path, int]]
+
+
+def list_scenes(root: str | Path) -> tuple[list[str], list[tuple[Path, int]]]:
+    """Class names and all (path, label) pairs under ``root``, in a fixed (sorted) order.
+
+    Raises:
+        InputNotFoundError: ``root`` does not exist.
+        InvalidLabelsError: no class folder with images was found.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise InputNotFoundError(f"scene folder {root} not found: give a folder with one sub-folder per class")
+    classes, items = [], []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            continue
+        label = len(classes)
+        classes.append(folder.name)
+        items.extend((f, label) for f in files)
+    if not classes:
+        raise InvalidLabelsError(
+            f"no class folders with images in {root}: expected {root}/<class>/*.jpg|png|tif")
+    return classes, items
+
+
+def split_scenes(root: str | Path, train_fraction: float = 0.5, seed: int = 0) -> SceneSplit:
+    """Fixed stratified split: in each class, ``round(train_fraction * n)`` images chosen with ``seed``.
+
+    Args:
+        root: scene folder.
+        train_fraction: fraction of each class for training, in (0, 1).
+        seed: seed of the shuffle (the same seed gives the same split on any machine).
+
+    Returns:
+        The split; both parts are sorted by (label, path).
+    """
+    if not 0.0 < train_fraction < 1.0:
+        raise InvalidLabelsError(f"train_fraction must be in (0, 1), got {train_fraction}")
+    classes, items = list_scenes(root)
+    rng = random.Random(seed)
+    train, test = [], []
+    for label in range(len(classes)):
+        files = [it for it in items if it[1] == label]
+        order = list(range(len(files)))
+        rng.shuffle(order)
+        k = round(train_fraction * len(files))
+        chosen = set(order[:k])
+        for i, it in enumerate(files):
+            (train if i in chosen else test).append(it)
+    return SceneSplit(classes, train, test)
+
+
+def load_image(path: str | Path, size: int | tuple[int, int] | None = None) -> Tensor:
+    """Decode an image to a float tensor (C, H, W) with values in [0, 1] (8-bit) or raw (other types).
+
+    JPEG/PNG go through Pillow; TIFFs that Pillow cannot read (multi-band, 16-bit) through rasterio.
+    With ``size``, the image is resized (antialiased bilinear).
+    """
+    path = Path(path)
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            arr = np.array(im.convert("RGB") if im.mode not in ("RGB", "L", "I;16", "F") else im)
+    except Exception as pil_error:  # noqa: BLE001 - fall back to rasterio for odd TIFFs
+        try:
+            import rasterio
+
+            with rasterio.open(path) as src:
+                arr = np.moveaxis(src.read(), 0, -1)
+        except Exception as exc:  # noqa: BLE001
+            raise InvalidRasterError(f"cannot read image {path}: {pil_error}; {exc}") from exc
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    scale = 255.0 if arr.dtype == np.uint8 else 1.0
+    x = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float() / scale
+    if size is not None:
+        hw = (size, size) if isinstance(size, int) else tuple(size)
+        if tuple(x.shape[-2:]) != hw:
+            x = F.interpolate(x[None], size=hw, mode="bilinear", antialias=True, align_corners=False)[0]
+    return x
+
+
+class SceneDataset(Dataset):
+    """Images of a scene folder, decoded and resized once into memory.
+
+    Args:
+        items: (path, label) pairs (e.g. ``split.train``).
+        size: side in pixels of the (square) images served.
+        transform: optional function applied to each image tensor (C, H, W), e.g. normalisation.
+
+    Each sample is ``{"image": float (C, H, W), "label": int64 scalar, "index": int64 scalar}``, where
+    ``index`` is the sample's position in ``items`` (a stable id for cached CAMAT maps).
+    """
+
+    def __init__(self, items: list[tuple[Path, int]], size: int, transform=None) -> None:
+        if not items:
+            raise InvalidLabelsError("empty scene list: nothing to load")
+        self.items = list(items)
+        self.size = size
+        self.transform = transform
+        self.images = torch.stack([load_image(p, size) for p, _ in self.items])
+        self.labels = torch.tensor([lab for _, lab in self.items], dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        x = self.images[i]
+        if self.transform is not None:
+            x = self.transform(x)
+        return {"image": x, "label": self.labels[i], "index": torch.tensor(i, dtype=torch.long)}
+
+    def band_stats(self) -> tuple[Tensor, Tensor]:
+        """Per-band mean and standard deviation over all images, (C,) each."""
+        return self.images.mean(dim=(0, 2, 3)), self.images.std(dim=(0, 2, 3)).clamp_min(1e-6)

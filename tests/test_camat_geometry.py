@@ -1,0 +1,50 @@
+import pytest
+import torch
+
+from geocamat.camat.geometry import dihedral, dihedral_inverse, random_dihedral
+
+
+def _img(n=1):
+    return torch.arange(n * 2 * 5 * 5, dtype=torch.float32).view(n, 2, 5, 5)
+
+
+def test_convention_flip_then_rotate():
+    x = _img()
+    for k in range(8):
+        expected = torch.flip(x, dims=(-1,)) if k >= 4 else x
+        expected = torch.rot90(expected, k % 4, dims=(-2, -1))
+        assert torch.equal(dihedral(x, k), expected)
+    assert torch.equal(dihedral(x, 4), torch.flip(x, dims=(-1,)))
+    assert torch.equal(dihedral(x, 1), torch.rot90(x, 1, dims=(-2, -1)))
+
+
+def test_eight_distinct_and_inverse():
+    x = torch.rand(1, 1, 6, 6)
+    outs = [dihedral(x, k) for k in range(8)]
+    for i in range(8):
+        assert torch.equal(dihedral_inverse(outs[i], i), x)
+        for j in range(i):
+            assert not torch.equal(outs[i], outs[j])
+
+
+def test_per_sample_indices():
+    x = torch.rand(8, 3, 7, 7)
+    k = torch.tensor([3, 0, 5, 7, 1, 2, 6, 4])
+    y = dihedral(x, k)
+    for i in range(8):
+        assert torch.equal(y[i], dihedral(x[i], int(k[i])))
+    assert torch.equal(dihedral_inverse(y, k), x)
+    # (N, H, W) maps work the same way
+    m = torch.rand(8, 7, 7)
+    assert torch.equal(dihedral_inverse(dihedral(m, k), k), m)
+
+
+def test_errors():
+    with pytest.raises(ValueError):
+        dihedral(torch.rand(2, 4, 4), torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError):
+        dihedral(torch.rand(2, 4, 6), torch.tensor([0, 1]))
+    with pytest.raises(ValueError):
+        dihedral(torch.rand(4, 4), 8)
+    k = random_dihedral(1000, torch.Generator().manual_seed(0))
+    assert k.min() == 0 and k.max() == 7

@@ -12,10 +12,12 @@ from cli.options import quiet_opt
 
 
 @click.command()
-@click.argument("images", nargs=-1, required=True)
+@click.argument("images", nargs=-1)
 @click.option("--model", "model_path", required=True, type=click.Path(dir_okay=False), help="model.geocamat bundle.")
-@click.option("--reference", required=True, type=click.Path(dir_okay=False),
+@click.option("--reference", default=None, type=click.Path(dir_okay=False),
               help="Reference land-cover raster with the model's class codes (any CRS).")
+@click.option("--scenes", default=None, type=click.Path(file_okay=False),
+              help="Scene models: the class-folder dataset; scores its held-out part, clean and under occlusion.")
 @click.option("--blocks", type=int, default=None, help="Score only validation blocks of an N x N checkerboard.")
 @click.option("--parity", type=click.Choice(["odd", "even"]), default="odd", show_default=True,
               help="Which checkerboard blocks are scored.")
@@ -25,13 +27,35 @@ from cli.options import quiet_opt
 @click.option("--overlap", type=float, default=None, help="Window overlap fraction.  [default: the bundle's]")
 @click.option("--device", default="auto", show_default=True)
 @quiet_opt
-def evaluate(images, model_path, reference, blocks, parity, mask, out, overlap, device, quiet):
-    """Map IMAGES with the model and report OA, kappa and per-class metrics against --reference."""
+def evaluate(images, model_path, reference, scenes, blocks, parity, mask, out, overlap, device, quiet):
+    """Map IMAGES with the model and report OA, kappa and per-class metrics against --reference.
+
+    For a scene-classification model, --scenes DIR reports accuracy on the held-out scenes, clean and under
+    test-time occlusion (random 10/25/40%, top-CAM 10/25%, synthetic cloud, noise fill) and CAM
+    deletion/insertion AUC.
+    """
     from geocamat.bundle import Bundle
+    from geocamat.errors import ConfigError
     from geocamat.inference.landuse import predict_landuse
     from geocamat.workflows.scoring import score_map
 
     bundle = Bundle.load(model_path)
+    if scenes:
+        from geocamat.workflows.scenes import evaluate_scenes
+
+        report = evaluate_scenes(bundle, scenes, device=None if device == "auto" else device)
+        if out:
+            Path(out).mkdir(parents=True, exist_ok=True)
+            (Path(out) / "robustness.json").write_text(json.dumps(report, indent=2))
+        click.echo(f"{report['n']} held-out scenes")
+        for condition, acc in report["accuracy"].items():
+            click.echo(f"  {condition:<16} OA {acc:.3f}")
+        for key in ("deletion_auc", "insertion_auc"):
+            if key in report:
+                click.echo(f"  {key:<16} {report[key]:.3f}")
+        return
+    if not images or not reference:
+        raise ConfigError("give IMAGES and --reference (or --scenes DIR for a scene-classification model)")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(out) if out else Path(tmp) / "map"
         predict_landuse(bundle, list(images), folder, overlap=overlap if overlap is not None else

@@ -16,6 +16,7 @@ from cli.options import accelerator_opt, devices_opt, overwrite_opt, quiet_opt
 @click.option("--task", type=click.Choice(["landuse", "detection"]), default=None, help="[default: landuse]")
 @click.option("--images", multiple=True, help="Image files, globs or folders (repeatable).")
 @click.option("--labels", default=None, help="Classified raster, or vector layer of polygons/points.")
+@click.option("--scenes", default=None, help="Instead of --images/--labels: a folder with one image folder per class.")
 @click.option("--label-field", default=None, help="Class field of a vector label layer.")
 @click.option("--tile-size", type=int, default=None, help="Tile side in pixels.  [default: 16]")
 @click.option("--purity", type=float, default=None, help="Minimum share of a tile's majority class.  [default: 0.5]")
@@ -44,8 +45,8 @@ from cli.options import accelerator_opt, devices_opt, overwrite_opt, quiet_opt
               help="Override any setting, e.g. --set camat.tau=0.6 (repeatable).")
 @overwrite_opt
 @quiet_opt
-def train(config, out, task, images, labels, label_field, tile_size, purity, blocks, arch, epochs, batch_size, lr,
-          seed, camat, regulariser, camat_saliency, camat_target, camat_tau, camat_area, camat_fill, camat_p,
+def train(config, out, task, images, labels, scenes, label_field, tile_size, purity, blocks, arch, epochs, batch_size,
+          lr, seed, camat, regulariser, camat_saliency, camat_target, camat_tau, camat_area, camat_fill, camat_p,
           camat_warmup, camat_source, accelerator, devices, strategy, num_nodes, assignments, overwrite, quiet):
     """Train a model on GeoTIFF imagery and labels; CONFIG is an optional YAML file of settings.
 
@@ -60,7 +61,7 @@ def train(config, out, task, images, labels, label_field, tile_size, purity, blo
                   if v is not None}
     if camat is False and regulariser is None:
         regulariser = "none"
-    overrides = dict(task=task, images=list(images) or None, labels=labels, label_field=label_field,
+    overrides = dict(task=task, images=list(images) or None, labels=labels, scenes=scenes, label_field=label_field,
                      tile_size=tile_size, purity=purity, blocks=blocks, arch=arch, epochs=epochs,
                      batch_size=batch_size, lr=lr, seed=seed, regulariser=regulariser, camat=camat_opts or None,
                      accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes)
@@ -75,6 +76,15 @@ def train(config, out, task, images, labels, label_field, tile_size, purity, blo
             raise OutputExistsError(f"{out} already holds results: choose another --out or pass --overwrite")
         metrics = train_detection(cfg, out, progress=not quiet)
         click.echo(f"model: {out / 'model.geocamat'}  metrics: {metrics}")
+        return
+    if cfg.get("scenes"):
+        from geocamat.workflows.scenes import train_scenes
+
+        metrics = train_scenes(cfg, out, overwrite=overwrite, progress=not quiet, log=click.echo)
+        acc = metrics["robustness"]["accuracy"]
+        click.echo(f"held-out scenes: OA {metrics['held_out']['overall_accuracy']}; under occlusion: "
+                   + ", ".join(f"{k} {v:.3f}" for k, v in acc.items() if k != "clean"))
+        click.echo(f"model: {out / 'model.geocamat'}")
         return
     from geocamat.workflows.landuse import train_landuse
 

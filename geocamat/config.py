@@ -16,6 +16,9 @@ from geocamat.errors import ConfigError
 DEFAULTS: dict = {
     "task": "landuse",           # landuse | detection
     "images": [],                # paths, globs or folders of GeoTIFFs (one multi-band file per scene, or band files)
+    "scenes": None,              # instead of images + labels: a folder with one sub-folder of images per class
+    "image_size": 64,            # scene folders: images resized to this side (pixels)
+    "train_fraction": 0.5,       # scene folders: stratified share of each class used for training
     "labels": None,              # classified raster or vector layer (polygons/points)
     "label_field": None,         # class field of a vector layer
     "classes": {},               # {code: {name: ..., color: "#rrggbb"}} or {code: name}
@@ -48,7 +51,7 @@ DEFAULTS: dict = {
     "predict_overlap": None,     # window overlap of maps (default: 1 - footprint / 2, at most 0.875)
 }
 
-_PATH_KEYS = ("images", "labels")
+_PATH_KEYS = ("images", "labels", "scenes")
 
 
 def _coerce(text: str):
@@ -118,9 +121,12 @@ def validate(config: dict) -> dict:
         raise ConfigError(f"task must be landuse or detection, not {config['task']!r}")
     if isinstance(config["images"], str):
         config["images"] = [config["images"]]
-    if not config["images"]:
+    if config.get("scenes"):
+        if not 0.0 < float(config["train_fraction"]) < 1.0:
+            raise ConfigError("train_fraction must be between 0 and 1")
+    elif not config["images"]:
         raise ConfigError("no images given: pass --images PATH (or `images:` in the config file)")
-    if not config.get("labels"):
+    if not config.get("labels") and not config.get("scenes"):
         raise ConfigError("no labels given: pass --labels PATH (a classified raster or a vector layer)")
     for key in ("tile_size", "epochs", "batch_size", "blocks", "max_tiles", "num_nodes"):
         if not isinstance(config[key], int) or config[key] < 1:

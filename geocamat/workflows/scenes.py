@@ -1,0 +1,107 @@
+"""Scene classification from a folder per class (RSSCN7 / UC Merced layout), with robustness evaluation."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from geocamat.bundle import Bundle
+from geocamat.config import dump_config
+from geocamat.workflows.landuse import _best_epoch, _History, _regulariser
+from geocamat.workflows.outdir import staged_output
+
+
+def _load(items, size: int, mean=None, std=None):
+    from geocamat.data.scenes import SceneDataset
+
+    ds = SceneDataset(items, size)
+    if mean is None:
+        mean, std = ds.band_stats()
+    mean_t, std_t = torch.as_tensor(mean).view(1, -1, 1, 1), torch.as_tensor(std).view(1, -1, 1, 1)
+    return (ds.images - mean_t) / std_t, ds.labels, [float(v) for v in mean], [float(v) for v in std]
+
+
+def train_scenes(config: dict, out_dir: Path, *, overwrite: bool = False, progress: bool = True,
+                 log: Callable[[str], None] = print) -> dict:
+    """Train a scene classifier on a stratified split of ``config["scenes"]``; score the held-out part.
+
+    Writes ``model.geocamat`` (task ``scenes``), ``metrics.json`` (held-out accuracy, per class, and under
+    test-time occlusions), ``confusion.png``, ``training.png`` and ``config.yaml``.
+    """
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    from geocamat.camat.robustness import robustness_report
+    from geocamat.data.classes import build_classes
+    from geocamat.data.scenes import split_scenes
+    from geocamat.metrics import confusion_matrix, summarise
+    from geocamat.outputs.plots import plot_confusion, plot_history
+    from geocamat.tasks.landuse import LandUseTask, TileDataset
+
+    started = time.perf_counter()
+    L.seed_everything(config["seed"], verbose=False)
+    split = split_scenes(config["scenes"], config["train_fraction"], config["seed"])
+    size = int(config["image_size"])
+    with staged_output(Path(out_dir), overwrite) as stage:
+        x_train, y_train, mean, std = _load(split.train, size)
+        x_test, y_test, _, _ = _load(split.test, size, mean, std)
+        log(f"{len(y_train)} training and {len(y_test)} held-out scenes of {size} px, {len(split.classes)} classes")
+        classes = build_classes(list(range(len(split.classes))), dict(enumerate(split.classes)))
+        spec = {"name": "camnet", "in_channels": x_train.shape[1], "num_classes": len(classes), "tile_size": size,
+                "arch": config["arch"], "output": "window"}
+        regulariser = _regulariser(config)
+        task = LandUseTask(spec, regulariser, lr=config["lr"], weight_decay=config["weight_decay"],
+                           label_smoothing=config["label_smoothing"])
+        generator = torch.Generator().manual_seed(config["seed"])
+        train_loader = DataLoader(TileDataset(x_train, y_train), batch_size=config["batch_size"], shuffle=True,
+                                  drop_last=len(y_train) > config["batch_size"], generator=generator)
+        val_loader = DataLoader(TileDataset(x_test, y_test), batch_size=256)
+        history = _History()
+        gpu = torch.cuda.is_available() and config["accelerator"] in ("auto", "gpu", "cuda")
+        trainer = L.Trainer(max_epochs=config["epochs"], accelerator=config["accelerator"], devices=config["devices"],
+                            strategy=config["strategy"], num_nodes=config["num_nodes"],
+                            precision=config["precision"] or ("bf16-mixed" if gpu else "32-true"),
+                            callbacks=[history], logger=False, enable_checkpointing=False,
+                            enable_progress_bar=progress, enable_model_summary=False, default_root_dir=stage)
+        trainer.fit(task, train_loader, val_loader)
+        if not trainer.is_global_zero:
+            raise SystemExit(0)
+        model = task.model.cpu().eval()
+        bundle = Bundle(task="scenes", model=spec, state_dict=model.state_dict(), bands=["band1", "band2", "band3"]
+                        [: x_train.shape[1]], mean=mean, std=std, classes=classes, tile_size=size,
+                        regulariser=regulariser.settings(),
+                        extra={"train_fraction": config["train_fraction"], "seed": config["seed"],
+                               "scenes": str(config["scenes"])})
+        with torch.no_grad():
+            pred = torch.cat([model(x_test[i:i + 256]).argmax(1) for i in range(0, len(x_test), 256)])
+        ids = list(range(len(classes)))
+        held_out = summarise(confusion_matrix(y_test.numpy(), pred.numpy(), ids), ids, split.classes)
+        robust = robustness_report(model, (x_test, y_test), seed=config["seed"], auc_samples=64)
+        metrics = {"held_out": held_out, "robustness": robust, "best_epoch": _best_epoch(history.rows),
+                   "train_seconds": round(time.perf_counter() - started, 1), "regulariser": regulariser.settings()}
+        bundle.metrics = metrics
+        bundle.save(stage / "model.geocamat")
+        (stage / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        plot_confusion(held_out["confusion_matrix"], split.classes, stage / "confusion.png",
+                       title=f"held-out scenes: OA {held_out['overall_accuracy']}")
+        plot_history(history.rows, stage / "training.png")
+        dump_config(config, stage / "config.yaml")
+    return metrics
+
+
+def evaluate_scenes(bundle: Bundle, scenes: str | Path, *, device: str | None = None, auc_samples: int = 64) -> dict:
+    """Accuracy of a scene bundle on the held-out part of a scene folder, clean and under occlusions.
+
+    The split is the bundle's (same fraction and seed), so no training scene is scored.
+    """
+    from geocamat.camat.robustness import robustness_report
+    from geocamat.data.scenes import split_scenes
+
+    split = split_scenes(scenes, bundle.extra.get("train_fraction", 0.5), bundle.extra.get("seed", 0))
+    x, y, _, _ = _load(split.test, bundle.tile_size, bundle.mean, bundle.std)
+    model = bundle.build_model()
+    return robustness_report(model, (x, y), device=device, auc_samples=auc_samples)

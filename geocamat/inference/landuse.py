@@ -752,10 +752,12 @@ class _Engine:
                              nodata=float("nan"), descriptions=desc, source_bands=bands, **common)
             jobs.append((vrt, f"{name}.tif", "AVERAGE"))
             outputs.append(f"{name}.tif")
-        # the COGs are built side by side (GDAL works without the GIL) while the polygons are merged here
+        # on machines with cores to spare the COGs are built side by side (GDAL works without the GIL; each
+        # build holds its own full-width overview buffers) while the polygons are merged here
         cpus = os.cpu_count() or 1
-        pool = ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="geocamat-cog")
-        cogs = [pool.submit(to_cog, vrt, work / name, resampling=resampling, threads=max(1, cpus // len(jobs)))
+        side_by_side = max(1, min(len(jobs), cpus // 4))
+        pool = ThreadPoolExecutor(max_workers=side_by_side, thread_name_prefix="geocamat-cog")
+        cogs = [pool.submit(to_cog, vrt, work / name, resampling=resampling, threads=max(1, cpus // side_by_side))
                 for vrt, name, resampling in jobs]
         try:
             if self.vectorise:

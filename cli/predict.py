@@ -59,7 +59,8 @@ def predict(images, model_path, out, region, region_field, bbox, bbox_crs, crs, 
                                  overlap=overlap if overlap is not None else bundle.extra.get("overlap", 0.5),
                                  batch_size=batch_size, workers=workers, device=device, resume=resume,
                                  write_probabilities=probabilities, vectorise=not no_vector,
-                                 min_polygon_pixels=min_polygon_pixels, overwrite=overwrite, progress=not quiet)
+                                 min_polygon_pixels=min_polygon_pixels, overwrite=overwrite, progress=not quiet,
+                                 model_path=model_path)
     click.echo(f"wrote {out}")
     summary = {k: report[k] for k in ("tiles", "tiles_processed", "tiles_skipped", "counts", "timings")
                if k in report}

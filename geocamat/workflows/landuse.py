@@ -42,6 +42,17 @@ def _regulariser(config: dict):
         raise ConfigError(f"invalid {name} option: {exc}") from exc
 
 
+def quiet_lightning(progress: bool) -> None:
+    """Silence Lightning's tips and known third-party deprecation noise; keep its INFO lines unless quiet."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    if not progress:
+        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+
+
 class _History:
     """Collects per-epoch metrics from the Trainer (as a Lightning callback)."""
 
@@ -82,6 +93,7 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
     from geocamat.tasks.landuse import LandUseTask, TileDataset
 
     started = time.perf_counter()
+    quiet_lightning(progress)
     L.seed_everything(config["seed"], verbose=False)
     with staged_output(Path(out_dir), overwrite) as stage:
         work = stage / "work"

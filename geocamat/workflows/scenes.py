@@ -11,7 +11,7 @@ import torch
 
 from geocamat.bundle import Bundle
 from geocamat.config import dump_config
-from geocamat.workflows.landuse import _best_epoch, _History, _regulariser
+from geocamat.workflows.landuse import _best_epoch, _History, _regulariser, quiet_lightning
 from geocamat.workflows.outdir import staged_output
 
 
@@ -43,6 +43,7 @@ def train_scenes(config: dict, out_dir: Path, *, overwrite: bool = False, progre
     from geocamat.tasks.landuse import LandUseTask, TileDataset
 
     started = time.perf_counter()
+    quiet_lightning(progress)
     L.seed_everything(config["seed"], verbose=False)
     split = split_scenes(config["scenes"], config["train_fraction"], config["seed"])
     size = int(config["image_size"])

@@ -144,13 +144,13 @@ def read_pixel_boxes(path: Path) -> list[RawBox]:
 
 def _check_box(b: RawBox, width: int, height: int, image: str) -> tuple[float, float, float, float] | None:
     """Validate one pixel box; clip it to the image. Raises on a degenerate box or one entirely outside."""
-    vals = (b.xmin, b.ymin, b.xmax, b.ymax)
+    vals = tuple(round(float(v), 1) for v in (b.xmin, b.ymin, b.xmax, b.ymax))
     if not all(math.isfinite(v) for v in vals) or b.xmax <= b.xmin or b.ymax <= b.ymin:
         raise InvalidLabelsError(
             f"{b.source}: box {vals} of {Path(image).name} is empty or inverted; xmax > xmin and ymax > ymin needed")
     if b.xmax <= 0 or b.ymax <= 0 or b.xmin >= width or b.ymin >= height:
         raise InvalidLabelsError(
-            f"{b.source}: box {tuple(round(v, 1) for v in vals)} lies outside image {Path(image).name} "
+            f"{b.source}: box {vals} lies outside image {Path(image).name} "
             f"({width}x{height} px); are these the labels of another image?")
     x0, y0 = max(0.0, b.xmin), max(0.0, b.ymin)
     x1, y1 = min(float(width), b.xmax), min(float(height), b.ymax)
@@ -237,11 +237,15 @@ def vector_boxes(path: Path, images: list[ImageInfo], label_field: str) -> dict[
         key = im.crs.to_string()
         if key not in cache:
             cache[key] = gdf.to_crs(im.crs)  # reprojected once per CRS
+            if not np.isfinite(cache[key].total_bounds).all():
+                raise InvalidLabelsError(
+                    f"{path}: coordinates do not fit its CRS {gdf.crs.to_string()} (they cannot be reprojected); "
+                    f"is the CRS of the file wrong?")
         local = cache[key]
         inv = ~im.transform
         for geom, name in zip(local.geometry, local[label_field], strict=True):
             x0, y0, x1, y1 = geom.bounds
-            corners = np.array([inv * (x, y) for x, y in ((x0, y0), (x0, y1), (x1, y0), (x1, y1))])
+            corners = np.array([inv @ (x, y) for x, y in ((x0, y0), (x0, y1), (x1, y0), (x1, y1))])
             px0, py0 = corners.min(axis=0)
             px1, py1 = corners.max(axis=0)
             if px1 <= 0 or py1 <= 0 or px0 >= im.width or py0 >= im.height:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-IOU_THRESHOLDS = tuple(np.round(np.arange(0.5, 0.96, 0.05), 2).tolist())
+IOU_THRESHOLDS = tuple(np.linspace(0.5, 0.95, 10).tolist())  # exactly as pycocotools
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -46,7 +46,7 @@ def _match(preds: list[dict], targets: list[dict], cls: int, thr: float):
         iou = box_iou(pb, tb)
         used = np.zeros(len(tb), bool)
         for k in range(len(pb)):
-            best, j = thr - 1e-9, -1
+            best, j = min(thr, 1 - 1e-10), -1
             for g in range(len(tb)):
                 if not used[g] and iou[k, g] >= best:
                     best, j = iou[k, g], g

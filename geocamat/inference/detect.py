@@ -4,11 +4,10 @@ Windows of ``tile_size`` overlap by ``overlap`` (a fraction of the tile). Each w
 (memory does not grow with the scene), normalised and passed to a detector function. Merging:
 
 1. a detection touching an inner window edge (an edge that is not the image border) is *truncated*;
-2. a truncated detection mostly inside (intersection / its area >= ``contain``) a complete detection of the
-   same class from another window is dropped (the neighbour saw the whole object);
-3. truncated pieces of one object seen only in parts (object larger than the overlap) are united when
-   they overlap by >= ``contain`` of the smaller piece;
-4. class-wise NMS at ``nms_iou`` removes the remaining duplicates.
+2. detections of the same class from different windows are the same object when they agree inside the
+   windows' common area (see :func:`merge_tiles`); a group keeps its best complete box, or the union of
+   its pieces when no window saw the whole object (objects larger than the overlap);
+3. class-wise NMS at ``nms_iou`` removes the remaining duplicates.
 """
 
 from __future__ import annotations
@@ -55,71 +54,80 @@ class SceneDetections:
     seconds: float = 0.0
 
 
-def _intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    return np.clip(rb - lt, 0, None).prod(-1)
-
-
 def _area(b: np.ndarray) -> np.ndarray:
     return np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
 
 
 def merge_tiles(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, truncated: np.ndarray,
-                window: np.ndarray, nms_iou: float = 0.5, contain: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+                windows: np.ndarray, nms_iou: float = 0.5, match_iou: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """Merge detections from overlapping windows (see the module docstring).
+
+    Two detections A (from window WA) and B (from window WB) of the same class are the same object when
+    they agree where both windows see: IoU(A clipped to WB, B clipped to WA) >= ``match_iou``. For one object
+    O, A = O ∩ WA and B = O ∩ WB, so both sides equal O ∩ WA ∩ WB, whether A and B are whole or cut by a
+    window edge; two different objects disagree there. A group of matched detections becomes the best
+    complete (not truncated) box of the group, or the union of the pieces if every member is truncated.
 
     Args:
         boxes: (N, 4) xyxy in image pixels.
         scores: (N,).
         labels: (N,).
         truncated: (N,) whether the box touches an inner edge of its window.
-        window: (N,) index of the window each detection came from.
-        nms_iou: IoU of the final class-wise NMS.
-        contain: intersection over the truncated (or smaller) box above which boxes are the same object.
+        windows: (N, 4) xyxy extent of the window each detection came from, in image pixels.
+        nms_iou: IoU of the final class-wise NMS (duplicates within one window).
+        match_iou: see above.
 
     Returns:
-        (kept boxes (K, 4) — united for merged pieces, index of the detection each kept box stands for (K,)).
+        (kept boxes (K, 4), index of the detection whose score and class each kept box carries (K,)).
     """
     from torchvision.ops import batched_nms
 
     n = len(boxes)
     if n == 0:
-        return boxes.reshape(0, 4), np.zeros(0, np.int64)
-    boxes = boxes.astype(np.float64).copy()
-    alive = np.ones(n, bool)
-    area = _area(boxes)
-    inter = _intersection(boxes, boxes)
-    same = (labels[:, None] == labels[None, :]) & (window[:, None] != window[None, :])
-    # 2. truncated boxes covered by a complete box of another window
-    complete = ~truncated
-    cover = (inter / np.maximum(area[:, None], 1e-9) >= contain) & same & complete[None, :]
-    alive &= ~(truncated & cover.any(axis=1))
-    # 3. unite truncated pieces, highest score first
-    order = np.argsort(-scores, kind="stable")
-    for i in order:
-        if not (alive[i] and truncated[i]):
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
+    boxes = boxes.astype(np.float64)
+    windows = windows.astype(np.float64)
+    parent = np.arange(n)
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in range(n):
+        other = (labels == labels[i]) & np.any(windows != windows[i], axis=1)
+        other &= (boxes[:, 0] < boxes[i, 2]) & (boxes[:, 2] > boxes[i, 0])
+        other &= (boxes[:, 1] < boxes[i, 3]) & (boxes[:, 3] > boxes[i, 1])
+        other[: i + 1] = False
+        js = np.nonzero(other)[0]
+        if len(js) == 0:
             continue
-        changed = True
-        while changed:
-            changed = False
-            cand = np.nonzero(alive & truncated & (labels == labels[i]) & (window != window[i]))[0]
-            cand = cand[cand != i]
-            if len(cand) == 0:
-                break
-            it = _intersection(boxes[i:i + 1], boxes[cand])[0]
-            small = np.minimum(_area(boxes[i:i + 1])[0], _area(boxes[cand]))
-            hit = cand[it / np.maximum(small, 1e-9) >= contain]
-            for j in hit:
-                boxes[i, :2] = np.minimum(boxes[i, :2], boxes[j, :2])
-                boxes[i, 2:] = np.maximum(boxes[i, 2:], boxes[j, 2:])
-                alive[j] = False
-                changed = True
-    idx = np.nonzero(alive)[0]
-    keep = batched_nms(torch.as_tensor(boxes[idx]), torch.as_tensor(scores[idx], dtype=torch.float64),
+        a = np.hstack([np.maximum(boxes[i, :2], windows[js, :2]), np.minimum(boxes[i, 2:], windows[js, 2:])])
+        b = np.hstack([np.maximum(boxes[js, :2], windows[i, :2]), np.minimum(boxes[js, 2:], windows[i, 2:])])
+        inter = np.hstack([np.maximum(a[:, :2], b[:, :2]), np.minimum(a[:, 2:], b[:, 2:])])
+        ia, ib, ii = _area(a), _area(b), _area(inter)
+        iou = ii / np.maximum(ia + ib - ii, 1e-9)
+        for j in js[iou >= match_iou]:
+            ri, rj = find(i), find(int(j))
+            if ri != rj:
+                parent[max(ri, rj)] = min(ri, rj)
+    roots = np.array([find(i) for i in range(n)])
+    out_boxes, out_idx = [], []
+    for r in np.unique(roots):
+        members = np.nonzero(roots == r)[0]
+        best = members[np.argmax(scores[members])]
+        whole = members[~truncated[members]]
+        if len(whole):
+            box = boxes[whole[np.argmax(scores[whole])]]
+        else:
+            box = np.concatenate([boxes[members, :2].min(axis=0), boxes[members, 2:].max(axis=0)])
+        out_boxes.append(box)
+        out_idx.append(best)
+    mb, idx = np.asarray(out_boxes), np.asarray(out_idx)
+    keep = batched_nms(torch.as_tensor(mb), torch.as_tensor(scores[idx], dtype=torch.float64),
                        torch.as_tensor(labels[idx]), nms_iou).numpy()
-    idx = idx[keep]
-    return boxes[idx].astype(np.float32), idx
+    return mb[keep].astype(np.float32), idx[keep]
 
 
 def cam_evidence(cam: Tensor, boxes: Tensor) -> Tensor:
@@ -157,7 +165,7 @@ def detect_image(
     batch_size: int = 4,
     score_threshold: float = 0.3,
     nms_iou: float = 0.5,
-    contain: float = 0.5,
+    match_iou: float = 0.5,
     edge_margin: float = 2.0,
     device: str | torch.device = "cpu",
     progress: Callable[[int, int], None] | None = None,
@@ -175,7 +183,7 @@ def detect_image(
         batch_size: windows per detector call.
         score_threshold: detections below are dropped before merging.
         nms_iou: IoU of the cross-window NMS.
-        contain: see :func:`merge_tiles`.
+        match_iou: see :func:`merge_tiles`.
         edge_margin: a box within this many pixels of an inner window edge counts as truncated.
         device: where the tiles go.
         progress: called with (windows done, windows total).
@@ -219,7 +227,7 @@ def detect_image(
             all_scores.append(sc.numpy())
             all_labels.append(lb.numpy().astype(np.int64))
             all_trunc.append(trunc.numpy())
-            all_win.append(np.full(len(bx), b0 + k))
+            all_win.append(np.tile(np.array([[col, row, col + tile_size, row + tile_size]], np.float32), (len(bx), 1)))
             all_ev.append(ev.numpy())
         if progress is not None:
             progress(min(b0 + batch_size, len(windows)), len(windows))
@@ -228,7 +236,7 @@ def detect_image(
         boxes = np.concatenate(all_boxes)
         scores, labels = np.concatenate(all_scores), np.concatenate(all_labels)
         merged, idx = merge_tiles(boxes, scores, labels, np.concatenate(all_trunc), np.concatenate(all_win),
-                                  nms_iou, contain)
+                                  nms_iou, match_iou)
         merged[:, [0, 2]] = merged[:, [0, 2]].clip(0, info.width)
         merged[:, [1, 3]] = merged[:, [1, 3]].clip(0, info.height)
         out = SceneDetections(merged, scores[idx].astype(np.float32), labels[idx],

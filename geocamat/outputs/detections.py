@@ -29,7 +29,7 @@ def box_polygons(boxes: np.ndarray, transform=None):
     for x0, y0, x1, y1 in np.asarray(boxes, float).reshape(-1, 4):
         corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
         if transform is not None:
-            corners = [transform * c for c in corners]
+            corners = [transform @ c for c in corners]
         else:
             corners = [(x, -y) for x, y in corners]
         polys.append(Polygon(corners))

@@ -31,7 +31,7 @@ TRAIN_DEFAULTS: dict = {
     "cam_weight": 1.0, "num_threads": None,
 }
 PREDICT_DEFAULTS: dict = {"score_threshold": None, "overlap": None, "batch_size": 4, "device": None,
-                          "accelerator": "auto", "nms_iou": None, "model_path": None, "contain": 0.5}
+                          "accelerator": "auto", "nms_iou": None, "model_path": None, "match_iou": 0.5}
 
 
 def _json_default(o):
@@ -260,7 +260,7 @@ def _scene(bundle, model, path, opts, device, score_threshold, progress=None):
     return detect_image(path, model_detect_fn(model), tile_size=bundle.tile_size, mean=bundle.mean, std=bundle.std,
                         overlap=float(opts["overlap"]), batch_size=int(opts["batch_size"]),
                         score_threshold=score_threshold, nms_iou=float(opts["nms_iou"]),
-                        contain=float(opts["contain"]), device=device, progress=progress)
+                        match_iou=float(opts["match_iou"]), device=device, progress=progress)
 
 
 def _resolve(bundle: Bundle, options: dict) -> dict:
@@ -341,7 +341,7 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
                   "sha256": file_sha256(opts["model_path"]) if opts["model_path"] else None,
                   "spec": bundle.model, "classes": [c.name for c in bundle.classes],
                   "regulariser": bundle.regulariser},
-        "settings": {k: opts[k] for k in ("score_threshold", "overlap", "nms_iou", "batch_size", "contain")}
+        "settings": {k: opts[k] for k in ("score_threshold", "overlap", "nms_iou", "batch_size", "match_iou")}
         | {"device": device, "tile_size": bundle.tile_size},
         "crs": CRS.from_user_input(out_crs).to_string() if out_crs is not None else None,
         "coordinates": "image CRS" if out_crs is not None else "pixels (x = column, y = -row)",

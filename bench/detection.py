@@ -133,7 +133,8 @@ def main() -> None:
         lines.append(f"| {reg} | " + " | ".join(cells) + f" | {st:.3f} | {st / base_step:.2f}x |")
     table = "\n".join(lines)
     print(table)
-    dev = torch.cuda.get_device_name(0) if args.device == "cuda" else f"CPU {platform.processor() or platform.machine()}"
+    cpu = f"CPU {platform.processor() or platform.machine()}"
+    dev = torch.cuda.get_device_name(0) if args.device == "cuda" else cpu
     result = {"args": vars(args), "device": dev, "threads": torch.get_num_threads(), "host": platform.node(),
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "total_seconds": time.perf_counter() - t_all, "rows": rows, "summary": summary, "table": table,

@@ -59,11 +59,11 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--regularisers", nargs="+", default=["none", "random-erasing", "camat"])
-    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--tile-size", type=int, default=256)
     ap.add_argument("--backbone", default="tiny")
     ap.add_argument("--detector", default="fasterrcnn")
-    ap.add_argument("--max-tiles", type=int, default=96, help="training tiles per run (0: all)")
+    ap.add_argument("--max-tiles", type=int, default=64, help="training tiles per run (0: all)")
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--threads", type=int, default=2)
@@ -108,6 +108,8 @@ def main() -> None:
                     for k in ("map_50", "map", "precision", "recall"):
                         row[f"{name}_{level}_{k}"] = e[level][k]
             rows.append(row)
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out + ".partial").write_text(json.dumps(rows, indent=1, default=str))
             print(f"{reg:15s} seed {seed}: val mAP50 {row['val_map_50']:.3f}  OSBS mAP50 {row['osbs_scene_map_50']:.3f}"
                   f"  SOAP {row['soap_scene_map_50']:.3f}  occluded {row['osbs_occluded_scene_map_50']:.3f}"
                   f"  step {row['step_time_s']:.3f} s  fit {row['fit_seconds']:.0f} s", flush=True)

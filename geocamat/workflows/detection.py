@@ -425,3 +425,40 @@ def evaluate_detection(bundle: Bundle, images: list[str], labels: list[str], opt
         "class_agnostic": agnostic, "score_threshold": thr, "images": [str(p) for p in paths],
         "seconds": round(time.perf_counter() - t0, 3),
     }
+
+
+def render_overlay(bundle: Bundle, image: str, out_png: Path, options: dict | None = None,
+                   labels: list[str] | None = None, title: str | None = None) -> dict:
+    """Draw a model's detections (class colours) and optional ground truth (dashed) over an RGB image to PNG.
+
+    Args:
+        bundle: a detection model bundle.
+        image: the image (first 3 bands shown, stretched 2-98%).
+        out_png: output PNG.
+        options: predict options (score_threshold, overlap, nms_iou, device ...).
+        labels: optional label files of the image, drawn dashed white.
+        title: optional title; default names the image, the count and the threshold.
+
+    Returns:
+        ``{"detections": count, "png": path}``.
+    """
+    from geocamat.data.detection_images import image_info, read_image
+    from geocamat.outputs.detections import plot_detections
+
+    _check_bundle(bundle)
+    opts = _resolve(bundle, options or {})
+    _check_bands(bundle, image)
+    model = bundle.build_model().to(_device(opts))
+    det = _scene(bundle, model, image, opts, _device(opts), float(opts["score_threshold"]))
+    data, _ = read_image(image)
+    rgb = data[:3].transpose(1, 2, 0) if data.shape[0] >= 3 else np.repeat(data[:1].transpose(1, 2, 0), 3, axis=2)
+    lo, hi = np.percentile(rgb, 2), np.percentile(rgb, 98)
+    rgb = np.clip((rgb - lo) / max(hi - lo, 1e-6), 0, 1)
+    truth = None
+    if labels:
+        _, (ib,), _ = _load_labelled([image], labels, "label", None)
+        truth = ib.boxes
+    info = image_info(image)
+    title = title or f"{Path(image).name}: {len(det.boxes)} detections (score >= {opts['score_threshold']})"
+    plot_detections(rgb, det.boxes, det.labels, bundle.classes, out_png, truth=truth, title=title)
+    return {"detections": len(det.boxes), "png": str(out_png), "size": (info.width, info.height)}

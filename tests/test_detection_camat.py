@@ -94,3 +94,21 @@ def test_detector_trains_with_cam_head_and_gives_cams():
     assert torch.allclose(cams, model.class_activation_maps(x), atol=1e-4)
     if len(dets[0]["labels"]):
         assert dets[0]["labels"].min() >= 0 and dets[0]["labels"].max() <= 1
+
+
+def test_vectorised_threshold_matches_per_object_reference():
+    from geocamat.camat.masks import normalise_maps, threshold_mask
+
+    g = torch.Generator().manual_seed(2)
+    cams = torch.randn(3, 2, 40, 48, generator=g)
+    boxes = [torch.tensor([[0.5, 1.2, 20.7, 15.0], [10.0, 10.0, 47.9, 39.9]]), torch.zeros(0, 4),
+             torch.tensor([[30.0, 0.0, 48.0, 12.3]])]
+    labels = [torch.tensor([1, 0]), torch.zeros(0, dtype=torch.int64), torch.tensor([1])]
+    got = object_cam_masks(cams, boxes, labels, tau=0.6, p=1.0)
+    want = torch.zeros_like(got)
+    for i, (bb, ll) in enumerate(zip(boxes, labels, strict=True)):
+        for (x0, y0, x1, y1), lab in zip(bb.tolist(), ll.tolist(), strict=True):
+            x0, y0, x1, y1 = int(x0 // 1), int(y0 // 1), -int(-x1 // 1), -int(-y1 // 1)
+            crop = cams[i, lab, y0:y1, x0:x1].unsqueeze(0)
+            want[i, :, y0:y1, x0:x1] |= threshold_mask(normalise_maps(crop), 0.6)[0]
+    assert torch.equal(got, want) and got.any()

@@ -67,6 +67,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--max-minutes", type=float, default=0,
+                    help="start no new run after this many minutes (0: no limit); the summary uses the runs done")
     ap.add_argument("--work", default="/tmp/geocamat_bench_detection")
     ap.add_argument("--out", default="bench/results_detection.json")
     args = ap.parse_args()
@@ -79,7 +81,8 @@ def main() -> None:
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    occ = work / "OSBS_029_occluded.tif"
+    (work / "occluded").mkdir(exist_ok=True)
+    occ = work / "occluded" / "OSBS_029.tif"  # same name as the original, so the labels' <filename> matches
     occluded_copy(DATA / "OSBS_029.tif", DATA / "OSBS_029.xml", occ)
     tests = {
         "osbs": ([str(DATA / "OSBS_029.tif")], [str(DATA / "OSBS_029.xml")], False),
@@ -88,8 +91,12 @@ def main() -> None:
     }
     rows = []
     t_all = time.perf_counter()
-    for reg in args.regularisers:
-        for seed in args.seeds:
+    # seeds outer, regularisers inner: a time limit then cuts whole seeds, keeping the comparison paired
+    for seed in args.seeds:
+        for reg in args.regularisers:
+            if args.max_minutes and time.perf_counter() - t_all > 60 * args.max_minutes:
+                print(f"time limit reached: skipping {reg} seed {seed}", flush=True)
+                continue
             cfg = {
                 "images": [str(DATA / f"{n}.png") for n in YELL], "labels": [str(DATA / f"{n}.xml") for n in YELL],
                 "tile_size": args.tile_size, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,

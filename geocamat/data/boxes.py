@@ -196,7 +196,7 @@ def match_pixel_boxes(raw: list[RawBox], images: list[ImageInfo], source: Path) 
     if unmatched and not out:
         raise InvalidLabelsError(
             f"{source}: its boxes name image(s) {', '.join(sorted(unmatched)[:3])} that are not among the "
-            f"training images; add them to `images` or fix the image names")
+            f"given images; add them to `images` or fix the image names")
     return out
 
 

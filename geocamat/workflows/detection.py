@@ -384,6 +384,8 @@ def evaluate_detection(bundle: Bundle, images: list[str], labels: list[str], opt
     try:
         _, boxes, _ = _load_labelled(paths, label_paths, label_field, None if agnostic else names)
     except InvalidLabelsError as exc:
+        if "class" not in str(exc):
+            raise
         raise InvalidLabelsError(f"{exc} (or evaluate with class_agnostic=true)") from None
     index = {c: i for i, c in enumerate(names)}
     device = _device(opts)

@@ -78,7 +78,7 @@ def test_merge_keeps_neighbouring_distinct_objects():
     assert sorted(idx.tolist()) == [0, 1, 2]  # touching boxes and another class at the same place stay
 
 
-def tiny_bundle(tile_size: int = 200) -> Bundle:
+def tiny_bundle(tile_size: int = 256) -> Bundle:
     from geocamat.models import build_model
 
     torch.manual_seed(0)

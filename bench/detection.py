@@ -6,11 +6,11 @@ Dead/Alive, scored class-agnostic) and an occluded copy of OSBS_029 (a random re
 each tree box filled with the band mean: how much a detector relies on the whole crown). Several seeds per
 regulariser; prints mean +- std and writes a JSON.
 
-CPU (2 cores, about 40 min):
-    nice python bench/detection.py --out bench/results_detection_cpu.json
-H100 (< 3 min):
-    python bench/detection.py --device cuda --tile-size 400 --backbone small --epochs 12 --max-tiles 0 \
-        --batch-size 16 --out bench/results_detection_h100.json
+CPU (2 shared cores, about 45 min):
+    nice python bench/detection.py --max-minutes 55 --out bench/results_detection_cpu.json
+H100 (< 3 min; --max-minutes stops starting new runs, seeds are the outer loop so whole seeds are cut):
+    python bench/detection.py --device cuda --threads 8 --tile-size 400 --backbone small --epochs 10 \
+        --max-tiles 0 --batch-size 16 --lr 0.002 --max-minutes 2.2 --out bench/results_detection_h100.json
 """
 
 from __future__ import annotations
@@ -59,19 +59,21 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--regularisers", nargs="+", default=["none", "random-erasing", "camat"])
-    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--tile-size", type=int, default=256)
     ap.add_argument("--backbone", default="tiny")
     ap.add_argument("--detector", default="fasterrcnn")
-    ap.add_argument("--max-tiles", type=int, default=64, help="training tiles per run (0: all)")
+    ap.add_argument("--max-tiles", type=int, default=48, help="training tiles per run (0: all)")
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="CPU threads (1 is faster on a shared, busy CPU)")
     ap.add_argument("--max-minutes", type=float, default=0,
                     help="start no new run after this many minutes (0: no limit); the summary uses the runs done")
+    ap.add_argument("--data", default=str(DATA), help="folder with the DeepForest NEON files")
     ap.add_argument("--work", default="/tmp/geocamat_bench_detection")
     ap.add_argument("--out", default="bench/results_detection.json")
     args = ap.parse_args()
+    data = Path(args.data)
 
     import torch
 
@@ -83,11 +85,11 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     (work / "occluded").mkdir(exist_ok=True)
     occ = work / "occluded" / "OSBS_029.tif"  # same name as the original, so the labels' <filename> matches
-    occluded_copy(DATA / "OSBS_029.tif", DATA / "OSBS_029.xml", occ)
+    occluded_copy(data / "OSBS_029.tif", data / "OSBS_029.xml", occ)
     tests = {
-        "osbs": ([str(DATA / "OSBS_029.tif")], [str(DATA / "OSBS_029.xml")], False),
-        "soap": ([str(DATA / "SOAP_061.png")], [str(DATA / "SOAP_061.xml")], True),
-        "osbs_occluded": ([str(occ)], [str(DATA / "OSBS_029.xml")], False),
+        "osbs": ([str(data / "OSBS_029.tif")], [str(data / "OSBS_029.xml")], False),
+        "soap": ([str(data / "SOAP_061.png")], [str(data / "SOAP_061.xml")], True),
+        "osbs_occluded": ([str(occ)], [str(data / "OSBS_029.xml")], False),
     }
     rows = []
     t_all = time.perf_counter()
@@ -98,7 +100,7 @@ def main() -> None:
                 print(f"time limit reached: skipping {reg} seed {seed}", flush=True)
                 continue
             cfg = {
-                "images": [str(DATA / f"{n}.png") for n in YELL], "labels": [str(DATA / f"{n}.xml") for n in YELL],
+                "images": [str(data / f"{n}.png") for n in YELL], "labels": [str(data / f"{n}.xml") for n in YELL],
                 "tile_size": args.tile_size, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                 "seed": seed, "regulariser": reg, "detector": args.detector, "backbone": args.backbone,
                 "max_tiles": args.max_tiles or None, "accelerator": args.device,

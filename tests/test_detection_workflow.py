@@ -34,8 +34,8 @@ def scene(tmp_path: Path, n: int = 8, size: int = 176, seed: int = 0) -> tuple[P
 def test_train_predict_evaluate_small(tmp_path):
     img, csv = scene(tmp_path)
     cfg = {"images": [str(img)], "labels": [str(csv)], "tile_size": 128, "epochs": 1, "batch_size": 2,
-           "max_tiles": 4, "backbone": "tiny", "empty_ratio": 1.0, "regulariser": "camat", "camat_warmup": 0.0, "camat_p": 1.0,
-           "val_fraction": 0.0, "seed": 3}
+           "max_tiles": 4, "backbone": "tiny", "empty_ratio": 1.0, "regulariser": "camat", "camat_warmup": 0.0,
+           "camat_p": 1.0, "val_fraction": 0.0, "seed": 3}
     metrics = train_detection(cfg, tmp_path / "run", progress=False)
     assert metrics["train_tiles"] == 4 and metrics["steps"] == 2 and metrics["occluded_pixel_fraction"] > 0
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["train_boxes"] == 8

@@ -69,6 +69,10 @@ class Detector(nn.Module):
         score_threshold: minimum score of returned detections (low; the user's threshold applies later).
         nms_iou: per-tile NMS IoU.
         detections_per_img: maximum detections per tile.
+        cam_dense: also train the CAM head densely (the same linear weights applied at every feature cell,
+            BCE against which classes have a box over the cell). With presence labels alone the head
+            learns nothing where every tile holds the class (one-class data such as trees), and its CAM
+            is then noise; the dense term makes the CAM peak on the objects.
     """
 
     def __init__(
@@ -83,6 +87,7 @@ class Detector(nn.Module):
         score_threshold: float = 0.05,
         nms_iou: float = 0.5,
         detections_per_img: int = 300,
+        cam_dense: bool = True,
     ) -> None:
         super().__init__()
         from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -126,6 +131,7 @@ class Detector(nn.Module):
             self.detector = FCOS(fpn, num_classes, anchor_generator=anchors, score_thresh=score_threshold,
                                  nms_thresh=nms_iou, detections_per_img=detections_per_img, **common)
         self.cam_head = nn.Linear(spec["widths"][-1], num_classes)
+        self.cam_dense = cam_dense
         self._features: Tensor | None = None
         self.detector.backbone.body.register_forward_hook(self._keep_features)
 
@@ -168,8 +174,35 @@ class Detector(nn.Module):
                 if len(t["labels"]):
                     present[i, t["labels"]] = 1.0
             losses["loss_cam"] = F.binary_cross_entropy_with_logits(logits, present)
+            if self.cam_dense:
+                losses["loss_cam"] = losses["loss_cam"] + self._dense_cam_loss(images, targets)
             return losses
         return self._from_tv(self.detector(images))
+
+    def _dense_cam_loss(self, images: list[Tensor], targets: list[dict]) -> Tensor:
+        """BCE of the per-cell class logits (CAM + bias) against box occupancy at the feature grid."""
+        feats = self._features
+        n, _, h, w = feats.shape
+        dense = F.conv2d(feats, self.cam_head.weight[:, :, None, None], self.cam_head.bias)
+        occ = torch.zeros_like(dense)
+        sy = images[0].shape[-2] / h
+        sx = images[0].shape[-1] / w
+        cy = (torch.arange(h, device=feats.device, dtype=torch.float32) + 0.5) * sy
+        cx = (torch.arange(w, device=feats.device, dtype=torch.float32) + 0.5) * sx
+        for i, t in enumerate(targets):
+            b, lab = t["boxes"].to(feats.device).float(), t["labels"].to(feats.device)
+            if len(b) == 0:
+                continue
+            iny = (cy.view(1, h, 1) >= b[:, 1].view(-1, 1, 1)) & (cy.view(1, h, 1) < b[:, 3].view(-1, 1, 1))
+            inx = (cx.view(1, 1, w) >= b[:, 0].view(-1, 1, 1)) & (cx.view(1, 1, w) < b[:, 2].view(-1, 1, 1))
+            cover = iny & inx  # (M, h, w)
+            # a box smaller than a cell still marks the cell holding its centre
+            row = ((b[:, 1] + b[:, 3]) / 2 / sy).long().clamp(0, h - 1)
+            col = ((b[:, 0] + b[:, 2]) / 2 / sx).long().clamp(0, w - 1)
+            cover[torch.arange(len(b), device=feats.device), row, col] = True
+            for k in lab.unique():
+                occ[i, k] = cover[lab == k].any(dim=0).float()
+        return F.binary_cross_entropy_with_logits(dense, occ)
 
     def class_activation_maps(self, images: Tensor) -> Tensor:
         """CAMs of every class at the image size, from one pass of the body (no gradient).

@@ -90,3 +90,32 @@ def test_train_on_yell_predict_osbs(tmp_path):
         x0, y0, x1, y1 = gdf.total_bounds
         b = src.bounds
     assert b.left <= x0 and x1 <= b.right and b.bottom <= y0 and y1 <= b.top
+
+
+def test_train_from_vector_labels_on_geotiff(tmp_path):
+    """Boxes drawn in another CRS (WGS 84) train a model on a UTM GeoTIFF; the bundle records CRS and resolution."""
+    import geopandas as gpd
+    import rasterio
+    from rasterio.transform import from_origin
+    from shapely.geometry import box
+
+    img, _ = scene(tmp_path, n=0, size=160)
+    arr = np.asarray(Image.open(img)).transpose(2, 0, 1).copy()
+    arr[:, 20:44, 30:54] = 230
+    arr[:, 100:130, 90:120] = 230
+    path = tmp_path / "scene.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=160, height=160, count=3, dtype="uint8", crs="EPSG:32617",
+                       transform=from_origin(404000, 3285000, 0.1, 0.1)) as dst:
+        dst.write(arr)
+    polys = [box(404000 + 3.0, 3285000 - 4.4, 404000 + 5.4, 3285000 - 2.0),
+             box(404000 + 9.0, 3285000 - 13.0, 404000 + 12.0, 3285000 - 10.0)]
+    gpd.GeoDataFrame({"kind": ["roof", "roof"]}, geometry=polys, crs="EPSG:32617").to_crs("EPSG:4326").to_file(
+        tmp_path / "roofs.gpkg")
+    cfg = {"images": [str(path)], "labels": [str(tmp_path / "roofs.gpkg")], "label_field": "kind", "tile_size": 128,
+           "epochs": 1, "batch_size": 2, "max_tiles": 2, "backbone": "tiny", "regulariser": "none",
+           "val_fraction": 0.0}
+    metrics = train_detection(cfg, tmp_path / "run", progress=False)
+    assert metrics["train_boxes"] == 2
+    bundle = Bundle.load(tmp_path / "run" / "model.geocamat")
+    assert "32617" in bundle.crs or "UTM zone 17N" in bundle.crs
+    assert bundle.resolution == pytest.approx((0.1, 0.1)) and bundle.classes[0].name == "roof"

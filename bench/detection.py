@@ -33,8 +33,15 @@ if not DATA.is_dir():
 YELL = ["2019_YELL_2_528000_4978000_image_crop2", "2019_YELL_2_541000_4977000_image_crop"]
 
 
-def occluded_copy(src: Path, labels: Path, dst: Path, seed: int = 123) -> None:
-    """Write ``src`` with a random rectangle (25-40% of the box) inside every labelled box set to the band mean."""
+def occluded_copy(src: Path, labels: Path, dst: Path, fill: str = "mean", where: str = "boxes",
+                  seed: int = 123) -> None:
+    """Write ``src`` with one rectangle (25-40% of a box) per labelled box replaced by a fill.
+
+    Args:
+        fill: ``mean`` (band mean, the training fill) or ``noise`` (Gaussian with the band mean and std).
+        where: ``boxes`` (inside each tree box: occluded objects) or ``anywhere`` (the same rectangles at
+            random places: decoys that a model which learned "filled patch = object" will detect).
+    """
     import rasterio
     import torch
 
@@ -45,13 +52,53 @@ def occluded_copy(src: Path, labels: Path, dst: Path, seed: int = 123) -> None:
     (ib,), _ = load_boxes([labels], [image_info(str(src))])
     with rasterio.open(src) as s:
         arr, profile = s.read(), s.profile
+    _, h, w = arr.shape
     g = torch.Generator().manual_seed(seed)
-    mask = object_random_masks((1, arr.shape[1], arr.shape[2]), [torch.as_tensor(ib.boxes)], p=1.0,
-                               area=(0.25, 0.4), generator=g)[0, 0].numpy()
-    mean = arr.reshape(arr.shape[0], -1).mean(axis=1).round().astype(arr.dtype)
-    arr[:, mask] = mean[:, None]
+    boxes = torch.as_tensor(ib.boxes)
+    if where == "anywhere":
+        size = boxes[:, 2:] - boxes[:, :2]
+        start = torch.rand(len(boxes), 2, generator=g) * (torch.tensor([w, h]) - size).clamp_min(0)
+        boxes = torch.cat([start, start + size], dim=1)
+    mask = object_random_masks((1, h, w), [boxes], p=1.0, area=(0.25, 0.4), generator=g)[0, 0].numpy()
+    flat = arr.reshape(arr.shape[0], -1).astype(np.float64)
+    if fill == "noise":
+        rng = np.random.default_rng(seed)
+        vals = rng.normal(flat.mean(1)[:, None], flat.std(1)[:, None], (arr.shape[0], int(mask.sum())))
+        arr[:, mask] = np.clip(vals, 0, 255).round().astype(arr.dtype)
+    else:
+        arr[:, mask] = flat.mean(1).round().astype(arr.dtype)[:, None]
     with rasterio.open(dst, "w", **profile) as d:
         d.write(arr)
+
+
+def make_tests(data: Path, work: Path) -> dict:
+    """Test sets: name -> (images, labels, class_agnostic). Altered copies keep the file name (labels match)."""
+    tests = {
+        "osbs": ([str(data / "OSBS_029.tif")], [str(data / "OSBS_029.xml")], False),
+        "soap": ([str(data / "SOAP_061.png")], [str(data / "SOAP_061.xml")], True),
+    }
+    for name, fill, where in (("osbs_occluded", "mean", "boxes"), ("osbs_noise", "noise", "boxes"),
+                              ("osbs_decoys", "mean", "anywhere")):
+        (work / name).mkdir(parents=True, exist_ok=True)
+        dst = work / name / "OSBS_029.tif"
+        occluded_copy(data / "OSBS_029.tif", data / "OSBS_029.xml", dst, fill=fill, where=where)
+        tests[name] = ([str(dst)], [str(data / "OSBS_029.xml")], False)
+    return tests
+
+
+def score(bundle, metrics: dict, reg: str, seed: int, tests: dict, device: str) -> dict:
+    """One result row: training metrics and every test's scene/tile metrics."""
+    from geocamat.workflows.detection import evaluate_detection
+
+    row = {"regulariser": reg, "seed": seed, "val_map_50": metrics.get("map_50"), "val_map": metrics.get("map"),
+           "step_time_s": metrics["step_time_s"], "fit_seconds": metrics["fit_seconds"],
+           "train_tiles": metrics["train_tiles"], "occluded_pixel_fraction": metrics["occluded_pixel_fraction"]}
+    for name, (imgs, labs, agn) in tests.items():
+        e = evaluate_detection(bundle, imgs, labs, {"device": device, "class_agnostic": agn})
+        for level in ("scene", "tiles"):
+            for k in ("map_50", "map", "precision", "recall"):
+                row[f"{name}_{level}_{k}"] = e[level][k]
+    return row
 
 
 def main() -> None:
@@ -69,6 +116,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (1 is faster on a shared, busy CPU)")
     ap.add_argument("--max-minutes", type=float, default=0,
                     help="start no new run after this many minutes (0: no limit); the summary uses the runs done")
+    ap.add_argument("--eval-only", action="store_true",
+                    help="re-score the models already in --work (no training)")
     ap.add_argument("--data", default=str(DATA), help="folder with the DeepForest NEON files")
     ap.add_argument("--work", default="/tmp/geocamat_bench_detection")
     ap.add_argument("--out", default="bench/results_detection.json")
@@ -79,18 +128,11 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from geocamat.bundle import Bundle
-    from geocamat.workflows.detection import evaluate_detection, train_detection
+    from geocamat.workflows.detection import train_detection
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    (work / "occluded").mkdir(exist_ok=True)
-    occ = work / "occluded" / "OSBS_029.tif"  # same name as the original, so the labels' <filename> matches
-    occluded_copy(data / "OSBS_029.tif", data / "OSBS_029.xml", occ)
-    tests = {
-        "osbs": ([str(data / "OSBS_029.tif")], [str(data / "OSBS_029.xml")], False),
-        "soap": ([str(data / "SOAP_061.png")], [str(data / "SOAP_061.xml")], True),
-        "osbs_occluded": ([str(occ)], [str(data / "OSBS_029.xml")], False),
-    }
+    tests = make_tests(data, work)
     rows = []
     t_all = time.perf_counter()
     # seeds outer, regularisers inner: a time limit then cuts whole seeds, keeping the comparison paired
@@ -106,21 +148,20 @@ def main() -> None:
                 "max_tiles": args.max_tiles or None, "accelerator": args.device,
             }
             out = work / f"{reg}_{seed}"
-            m = train_detection(cfg, out, progress=False)
+            if args.eval_only:
+                if not (out / "model.geocamat").is_file():
+                    continue
+                m = json.loads((out / "metrics.json").read_text())
+            else:
+                m = train_detection(cfg, out, progress=False)
             bundle = Bundle.load(out / "model.geocamat")
-            row = {"regulariser": reg, "seed": seed, "val_map_50": m.get("map_50"), "val_map": m.get("map"),
-                   "step_time_s": m["step_time_s"], "fit_seconds": m["fit_seconds"], "train_tiles": m["train_tiles"],
-                   "occluded_pixel_fraction": m["occluded_pixel_fraction"]}
-            for name, (imgs, labs, agn) in tests.items():
-                e = evaluate_detection(bundle, imgs, labs, {"device": args.device, "class_agnostic": agn})
-                for level in ("scene", "tiles"):
-                    for k in ("map_50", "map", "precision", "recall"):
-                        row[f"{name}_{level}_{k}"] = e[level][k]
+            row = score(bundle, m, reg, seed, tests, args.device)
             rows.append(row)
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             Path(args.out + ".partial").write_text(json.dumps(rows, indent=1, default=str))
             print(f"{reg:15s} seed {seed}: val mAP50 {row['val_map_50']:.3f}  OSBS mAP50 {row['osbs_scene_map_50']:.3f}"
                   f"  SOAP {row['soap_scene_map_50']:.3f}  occluded {row['osbs_occluded_scene_map_50']:.3f}"
+                  f"  noise {row['osbs_noise_scene_map_50']:.3f}  decoys {row['osbs_decoys_scene_map_50']:.3f}"
                   f"  step {row['step_time_s']:.3f} s  fit {row['fit_seconds']:.0f} s", flush=True)
 
     def agg(reg: str, key: str) -> tuple[float, float]:
@@ -130,7 +171,9 @@ def main() -> None:
     base_step = agg("none", "step_time_s")[0] if "none" in args.regularisers else float("nan")
     keys = [("val_map_50", "val mAP50"), ("osbs_scene_map_50", "OSBS mAP50"), ("osbs_scene_map", "OSBS mAP"),
             ("osbs_tiles_map_50", "OSBS tiles mAP50"), ("soap_scene_map_50", "SOAP mAP50"),
-            ("osbs_occluded_scene_map_50", "OSBS-occl mAP50"), ("osbs_scene_recall", "OSBS recall@0.3")]
+            ("osbs_occluded_scene_map_50", "OSBS-occl (mean) mAP50"),
+            ("osbs_noise_scene_map_50", "OSBS-occl (noise) mAP50"), ("osbs_decoys_scene_map_50", "OSBS+decoys mAP50"),
+            ("osbs_scene_recall", "OSBS recall@0.3")]
     summary = {}
     header = "| regulariser | " + " | ".join(k[1] for k in keys) + " | step s | step ratio |"
     lines = [header, "|" + "---|" * (len(keys) + 3)]

@@ -1,0 +1,113 @@
+"""Images for detection: GeoTIFFs or plain PNG/JPG, read whole (detection scenes are small) or by window."""
+
+from __future__ import annotations
+
+import glob
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from geocamat.data.boxes import ImageInfo
+from geocamat.errors import InputNotFoundError, InvalidRasterError
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".jp2", ".vrt")
+
+
+def expand_paths(items: str | list[str], what: str = "image") -> list[str]:
+    """Expand paths, globs and folders into a sorted list of files (order kept between arguments).
+
+    Raises:
+        InputNotFoundError: an argument matches nothing.
+    """
+    if isinstance(items, str | Path):
+        items = [str(items)]
+    out: list[str] = []
+    for item in items:
+        item = str(item)
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(str(f) for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        elif any(c in item for c in "*?["):
+            found = sorted(glob.glob(item, recursive=True))
+        else:
+            found = [item] if p.is_file() else []
+        if not found:
+            raise InputNotFoundError(f"{what} {item!r} matches no file; check the path or glob")
+        out.extend(f for f in found if f not in out)
+    return out
+
+
+def _open(path: str):
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return rasterio.open(path)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
+        raise InvalidRasterError(f"{path} cannot be read as an image ({exc.__class__.__name__})") from exc
+
+
+def image_info(path: str) -> ImageInfo:
+    """Size, CRS and transform of an image (CRS None for plain PNG/JPG)."""
+    with _open(path) as src:
+        crs = src.crs if src.crs else None
+        return ImageInfo(str(path), src.width, src.height, crs, src.transform if crs else None)
+
+
+def band_names(path: str) -> list[str]:
+    """Band names from the file's descriptions, else ``band1``...``bandN``."""
+    with _open(path) as src:
+        return [d or f"band{i + 1}" for i, d in enumerate(src.descriptions)]
+
+
+def read_image(path: str, window: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Read an image (or a window of it, padded where it leaves the image).
+
+    Args:
+        path: image file.
+        window: (col_off, row_off, width, height); None reads the whole image.
+
+    Returns:
+        (float32 (C, H, W) pixels, bool (H, W) validity: false on nodata and outside the image).
+    """
+    from rasterio.windows import Window
+
+    with _open(path) as src:
+        if window is None:
+            window = (0, 0, src.width, src.height)
+        col, row, w, h = window
+        data = np.zeros((src.count, h, w), np.float32)
+        valid = np.zeros((h, w), bool)
+        c0, r0 = max(col, 0), max(row, 0)
+        c1, r1 = min(col + w, src.width), min(row + h, src.height)
+        if c1 > c0 and r1 > r0:
+            arr = src.read(window=Window(c0, r0, c1 - c0, r1 - r0)).astype(np.float32)
+            data[:, r0 - row:r1 - row, c0 - col:c1 - col] = arr
+            ok = np.ones(arr.shape[1:], bool)
+            if src.nodata is not None:
+                ok &= ~(arr == src.nodata).all(axis=0)
+            valid[r0 - row:r1 - row, c0 - col:c1 - col] = ok
+    return data, valid
+
+
+def band_stats(paths: list[str], max_pixels: int = 2_000_000) -> tuple[list[float], list[float]]:
+    """Per-band mean and standard deviation over the valid pixels of the images (subsampled)."""
+    sums = None
+    for path in paths:
+        data, valid = read_image(path)
+        px = data[:, valid]
+        if px.shape[1] > max_pixels:
+            px = px[:, :: px.shape[1] // max_pixels + 1]
+        px = px.astype(np.float64)
+        s = np.stack([px.sum(1), (px ** 2).sum(1), np.full(px.shape[0], px.shape[1])])
+        if sums is not None and sums.shape != s.shape:
+            raise InvalidRasterError(f"{path} has {data.shape[0]} bands, unlike the other images")
+        sums = s if sums is None else sums + s
+    if sums is None or sums[2, 0] == 0:
+        raise InvalidRasterError("the images hold no valid pixel")
+    mean = sums[0] / sums[2]
+    std = np.sqrt(np.maximum(sums[1] / sums[2] - mean ** 2, 1e-12))
+    return mean.tolist(), np.maximum(std, 1e-6).tolist()

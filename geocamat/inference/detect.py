@@ -1,0 +1,257 @@
+"""Sliding-window detection over a whole image, with cross-tile merging so border objects are found once.
+
+Windows of ``tile_size`` overlap by ``overlap`` (a fraction of the tile). Each window is read from the file
+(memory does not grow with the scene), normalised and passed to a detector function. Merging:
+
+1. a detection touching an inner window edge (an edge that is not the image border) is *truncated*;
+2. detections of the same class from different windows are the same object when they agree inside the
+   windows' common area (see :func:`merge_tiles`); a group keeps its best complete box, or the union of
+   its pieces when no window saw the whole object (objects larger than the overlap);
+3. class-wise NMS at ``nms_iou`` removes the remaining duplicates.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from geocamat.data.detection_images import image_info, read_image
+
+DetectFn = Callable[[Tensor], tuple[list[dict], Tensor | None]]
+
+
+def window_offsets(length: int, tile: int, overlap: float) -> list[int]:
+    """Window offsets along one axis: stride ``tile * (1 - overlap)``, the last window flush with the end."""
+    if length <= tile:
+        return [0]
+    stride = max(1, int(round(tile * (1 - overlap))))
+    offs = list(range(0, length - tile + 1, stride))
+    if offs[-1] + tile < length:
+        offs.append(length - tile)
+    return offs
+
+
+def plan_windows(width: int, height: int, tile: int, overlap: float) -> list[tuple[int, int]]:
+    """(col, row) of every window covering the image."""
+    return [(c, r) for r in window_offsets(height, tile, overlap) for c in window_offsets(width, tile, overlap)]
+
+
+@dataclass
+class SceneDetections:
+    """Detections of one image in its pixel grid (xyxy), after merging."""
+
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    cam_evidence: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    windows: int = 0
+    raw_detections: int = 0
+    seconds: float = 0.0
+
+
+def _area(b: np.ndarray) -> np.ndarray:
+    return np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+
+
+def merge_tiles(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, truncated: np.ndarray,
+                windows: np.ndarray, nms_iou: float = 0.5, match_iou: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Merge detections from overlapping windows (see the module docstring).
+
+    Two detections A (from window WA) and B (from window WB) of the same class are the same object when
+    they agree where both windows see: IoU(A clipped to WB, B clipped to WA) >= ``match_iou``. For one object
+    O, A = O ∩ WA and B = O ∩ WB, so both sides equal O ∩ WA ∩ WB, whether A and B are whole or cut by a
+    window edge; two different objects disagree there. A group of matched detections becomes the best
+    complete (not truncated) box of the group, or the union of the pieces if every member is truncated.
+
+    Args:
+        boxes: (N, 4) xyxy in image pixels.
+        scores: (N,).
+        labels: (N,).
+        truncated: (N,) whether the box touches an inner edge of its window.
+        windows: (N, 4) xyxy extent of the window each detection came from, in image pixels.
+        nms_iou: IoU of the final class-wise NMS (duplicates within one window).
+        match_iou: see above.
+
+    Returns:
+        (kept boxes (K, 4), index of the detection whose score and class each kept box carries (K,)).
+    """
+    from torchvision.ops import batched_nms
+
+    n = len(boxes)
+    if n == 0:
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
+    boxes = boxes.astype(np.float64)
+    windows = windows.astype(np.float64)
+    parent = np.arange(n)
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in range(n):
+        other = (labels == labels[i]) & np.any(windows != windows[i], axis=1)
+        other &= (boxes[:, 0] < boxes[i, 2]) & (boxes[:, 2] > boxes[i, 0])
+        other &= (boxes[:, 1] < boxes[i, 3]) & (boxes[:, 3] > boxes[i, 1])
+        other[: i + 1] = False
+        js = np.nonzero(other)[0]
+        if len(js) == 0:
+            continue
+        a = np.hstack([np.maximum(boxes[i, :2], windows[js, :2]), np.minimum(boxes[i, 2:], windows[js, 2:])])
+        b = np.hstack([np.maximum(boxes[js, :2], windows[i, :2]), np.minimum(boxes[js, 2:], windows[i, 2:])])
+        inter = np.hstack([np.maximum(a[:, :2], b[:, :2]), np.minimum(a[:, 2:], b[:, 2:])])
+        ia, ib, ii = _area(a), _area(b), _area(inter)
+        iou = ii / np.maximum(ia + ib - ii, 1e-9)
+        for j in js[iou >= match_iou]:
+            ri, rj = find(i), find(int(j))
+            if ri != rj:
+                parent[max(ri, rj)] = min(ri, rj)
+    roots = np.array([find(i) for i in range(n)])
+    out_boxes, out_idx = [], []
+    for r in np.unique(roots):
+        members = np.nonzero(roots == r)[0]
+        best = members[np.argmax(scores[members])]
+        whole = members[~truncated[members]]
+        if len(whole):
+            box = boxes[whole[np.argmax(scores[whole])]]
+        else:
+            box = np.concatenate([boxes[members, :2].min(axis=0), boxes[members, 2:].max(axis=0)])
+        out_boxes.append(box)
+        out_idx.append(best)
+    mb, idx = np.asarray(out_boxes), np.asarray(out_idx)
+    keep = batched_nms(torch.as_tensor(mb), torch.as_tensor(scores[idx], dtype=torch.float64),
+                       torch.as_tensor(labels[idx]), nms_iou).numpy()
+    return mb[keep].astype(np.float32), idx[keep]
+
+
+def cam_evidence(cam: Tensor, boxes: Tensor) -> Tensor:
+    """Share of a tile's positive CAM mass that lies inside each box.
+
+    Args:
+        cam: (H, W) CAM of the detection's class (raw).
+        boxes: (M, 4) xyxy in tile pixels.
+
+    Returns:
+        (M,) values in [0, 1].
+    """
+    c = cam.clamp_min(0)
+    total = float(c.sum())
+    out = torch.zeros(len(boxes))
+    if total <= 0:
+        return out
+    h, w = c.shape
+    for k, b in enumerate(boxes.tolist()):
+        x0, y0 = max(0, int(b[0])), max(0, int(b[1]))
+        x1, y1 = min(w, int(np.ceil(b[2]))), min(h, int(np.ceil(b[3])))
+        if x1 > x0 and y1 > y0:
+            out[k] = float(c[y0:y1, x0:x1].sum()) / total
+    return out
+
+
+def detect_image(
+    path: str,
+    detect_fn: DetectFn,
+    *,
+    tile_size: int,
+    mean: list[float],
+    std: list[float],
+    overlap: float = 0.25,
+    batch_size: int = 4,
+    score_threshold: float = 0.3,
+    nms_iou: float = 0.5,
+    match_iou: float = 0.5,
+    edge_margin: float = 2.0,
+    device: str | torch.device = "cpu",
+    progress: Callable[[int, int], None] | None = None,
+) -> SceneDetections:
+    """Detect objects over a whole image with overlapping windows and cross-window merging.
+
+    Args:
+        path: image file (GeoTIFF or PNG/JPG).
+        detect_fn: normalised tiles (N, C, S, S) on ``device`` -> (per tile ``{"boxes", "scores", "labels"}``
+            in tile pixels, optional (N, K, S, S) CAMs).
+        tile_size: window side in pixels.
+        mean: per-band mean for normalisation.
+        std: per-band standard deviation.
+        overlap: window overlap as a fraction of the tile.
+        batch_size: windows per detector call.
+        score_threshold: detections below are dropped before merging.
+        nms_iou: IoU of the cross-window NMS.
+        match_iou: see :func:`merge_tiles`.
+        edge_margin: a box within this many pixels of an inner window edge counts as truncated.
+        device: where the tiles go.
+        progress: called with (windows done, windows total).
+
+    Returns:
+        The merged detections, in the image's pixel grid.
+    """
+    t0 = time.perf_counter()
+    info = image_info(path)
+    windows = plan_windows(info.width, info.height, tile_size, overlap)
+    m = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+    all_boxes, all_scores, all_labels, all_trunc, all_win, all_ev = [], [], [], [], [], []
+    for b0 in range(0, len(windows), batch_size):
+        chunk = windows[b0:b0 + batch_size]
+        tiles = []
+        for col, row in chunk:
+            data, valid = read_image(path, (col, row, tile_size, tile_size))
+            x = (torch.from_numpy(data) - m) / s
+            x[:, ~torch.from_numpy(valid)] = 0
+            tiles.append(x)
+        batch = torch.stack(tiles).to(device)
+        dets, cams = detect_fn(batch)
+        for k, ((col, row), d) in enumerate(zip(chunk, dets, strict=True)):
+            keep = d["scores"] >= score_threshold
+            bx, sc, lb = d["boxes"][keep].float().cpu(), d["scores"][keep].float().cpu(), d["labels"][keep].cpu()
+            if len(bx) == 0:
+                continue
+            ev = torch.zeros(len(bx))
+            if cams is not None:
+                for c in lb.unique().tolist():
+                    sel = lb == c
+                    ev[sel] = cam_evidence(cams[k, int(c)].float().cpu(), bx[sel])
+            inner_l, inner_t = col > 0, row > 0
+            inner_r, inner_b = col + tile_size < info.width, row + tile_size < info.height
+            trunc = ((inner_l & (bx[:, 0] <= edge_margin)) | (inner_t & (bx[:, 1] <= edge_margin))
+                     | (inner_r & (bx[:, 2] >= tile_size - edge_margin))
+                     | (inner_b & (bx[:, 3] >= tile_size - edge_margin)))
+            off = torch.tensor([col, row, col, row], dtype=torch.float32)
+            all_boxes.append((bx + off).numpy())
+            all_scores.append(sc.numpy())
+            all_labels.append(lb.numpy().astype(np.int64))
+            all_trunc.append(trunc.numpy())
+            all_win.append(np.tile(np.array([[col, row, col + tile_size, row + tile_size]], np.float32), (len(bx), 1)))
+            all_ev.append(ev.numpy())
+        if progress is not None:
+            progress(min(b0 + batch_size, len(windows)), len(windows))
+    out = SceneDetections(windows=len(windows))
+    if all_boxes:
+        boxes = np.concatenate(all_boxes)
+        scores, labels = np.concatenate(all_scores), np.concatenate(all_labels)
+        merged, idx = merge_tiles(boxes, scores, labels, np.concatenate(all_trunc), np.concatenate(all_win),
+                                  nms_iou, match_iou)
+        merged[:, [0, 2]] = merged[:, [0, 2]].clip(0, info.width)
+        merged[:, [1, 3]] = merged[:, [1, 3]].clip(0, info.height)
+        out = SceneDetections(merged, scores[idx].astype(np.float32), labels[idx],
+                              np.concatenate(all_ev)[idx].astype(np.float32), len(windows), len(boxes))
+    out.seconds = time.perf_counter() - t0
+    return out
+
+
+def model_detect_fn(model: torch.nn.Module, with_cam: bool = True, amp: bool = False) -> DetectFn:
+    """A :data:`DetectFn` for a :class:`geocamat.models.detectors.Detector` (eval mode, no gradients)."""
+
+    def fn(batch: Tensor) -> tuple[list[dict], Tensor | None]:
+        if amp and batch.device.type == "cuda":
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                return model.predict(batch, with_cam=with_cam)
+        return model.predict(batch, with_cam=with_cam)
+
+    return fn

@@ -1,0 +1,466 @@
+"""Detection workflows the CLI calls: train, predict, evaluate.
+
+``config``/``options`` are plain dicts (YAML merged with ``--set key=value`` and flags); see docs/detection.md
+for every key. User mistakes raise :mod:`geocamat.errors` exceptions with one-line messages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+
+from geocamat.bundle import Bundle, ClassInfo, file_sha256
+from geocamat.errors import BundleError, ConfigError, InvalidLabelsError, InvalidRasterError
+
+PALETTE = ["#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00", "#ffff33", "#a65628", "#f781bf", "#999999",
+           "#66c2a5", "#fc8d62", "#8da0cb", "#e78ac3", "#a6d854", "#ffd92f", "#e5c494"]
+
+TRAIN_DEFAULTS: dict = {
+    "images": None, "labels": None, "label_field": "label", "classes": None, "tile_size": 400, "epochs": 10,
+    "batch_size": 4, "lr": 1e-3, "weight_decay": 1e-4, "seed": 0, "regulariser": "camat", "camat_tau": 0.7,
+    "camat_area": None, "camat_fill": "mean", "camat_p": 0.5, "camat_warmup": 0.2, "detector": "fasterrcnn",
+    "backbone": "small", "fpn_channels": 64, "anchor_sizes": [16, 32, 64, 128], "empty_ratio": 0.1,
+    "max_tiles": None, "val_fraction": 0.2, "val_images": None, "val_labels": None, "accelerator": "auto",
+    "devices": 1, "precision": "32-true", "score_threshold": 0.3, "nms_iou": 0.5, "overlap": 0.25,
+    "cam_weight": 1.0, "num_threads": None,
+}
+PREDICT_DEFAULTS: dict = {"score_threshold": None, "overlap": None, "batch_size": 4, "device": None,
+                          "accelerator": "auto", "nms_iou": None, "model_path": None, "match_iou": 0.5}
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(type(o).__name__)
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write JSON atomically (temporary name, then rename)."""
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(data, indent=2, default=_json_default, allow_nan=True))
+    os.replace(tmp, path)
+
+
+def _merge(defaults: dict, given: dict, what: str) -> dict:
+    unknown = [k for k in given if k not in defaults]
+    if unknown:
+        raise ConfigError(f"unknown {what} key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(defaults))}")
+    cfg = dict(defaults)
+    cfg.update({k: v for k, v in given.items() if v is not None})
+    return cfg
+
+
+def _check_train_config(cfg: dict) -> None:
+    from geocamat.camat.detection import OBJECT_REGULARISERS
+    from geocamat.camat.fills import FILLS
+    from geocamat.models.detectors import BACKBONES, DETECTORS
+
+    for key in ("images", "labels"):
+        if not cfg[key]:
+            raise ConfigError(f"`{key}` is required for detection training (paths or globs)")
+    checks = [
+        (cfg["regulariser"] in OBJECT_REGULARISERS, "regulariser", ", ".join(OBJECT_REGULARISERS)),
+        (cfg["detector"] in DETECTORS, "detector", ", ".join(DETECTORS)),
+        (cfg["backbone"] in BACKBONES, "backbone", ", ".join(BACKBONES)),
+        (cfg["camat_fill"] in FILLS, "camat_fill", ", ".join(FILLS)),
+        (isinstance(cfg["tile_size"], int) and 64 <= cfg["tile_size"] <= 4096, "tile_size", "an integer 64-4096"),
+        (int(cfg["epochs"]) >= 1, "epochs", ">= 1"),
+        (int(cfg["batch_size"]) >= 1, "batch_size", ">= 1"),
+        (0 < float(cfg["camat_tau"]) <= 1, "camat_tau", "in (0, 1]"),
+        (cfg["camat_area"] is None or 0 < float(cfg["camat_area"]) <= 1, "camat_area", "in (0, 1]"),
+        (0 <= float(cfg["camat_p"]) <= 1, "camat_p", "in [0, 1]"),
+        (0 <= float(cfg["camat_warmup"]) < 1, "camat_warmup", "in [0, 1)"),
+        (0 <= float(cfg["empty_ratio"]) <= 10, "empty_ratio", "in [0, 10]"),
+        (0 <= float(cfg["val_fraction"]) < 0.9, "val_fraction", "in [0, 0.9)"),
+        (0 <= float(cfg["overlap"]) < 0.9, "overlap", "in [0, 0.9)"),
+    ]
+    for ok, key, allowed in checks:
+        if not ok:
+            raise ConfigError(f"invalid {key}={cfg[key]!r}: use {allowed}")
+
+
+def _regulariser(cfg: dict):
+    from geocamat.camat.detection import build_object_regulariser
+
+    name = cfg["regulariser"]
+    if name == "camat":
+        return build_object_regulariser("camat", tau=float(cfg["camat_tau"]), p=float(cfg["camat_p"]),
+                                        area=None if cfg["camat_area"] is None else float(cfg["camat_area"]),
+                                        fill=cfg["camat_fill"], warmup=float(cfg["camat_warmup"]))
+    if name == "random-erasing":
+        return build_object_regulariser("random-erasing", p=float(cfg["camat_p"]), fill=cfg["camat_fill"],
+                                        warmup=float(cfg["camat_warmup"]))
+    return build_object_regulariser("none")
+
+
+def _load_labelled(images: list[str], labels: list[str], label_field: str, classes: list[str] | None):
+    from geocamat.data.boxes import load_boxes
+    from geocamat.data.detection_images import image_info
+
+    infos = [image_info(p) for p in images]
+    return infos, *load_boxes([Path(p) for p in labels], infos, label_field, classes)
+
+
+def _accelerator(name: str | None) -> str:
+    import torch
+
+    if name in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "gpu":
+        return "cuda"
+    return name
+
+
+def train_detection(config: dict, out_dir: Path, progress: bool = True) -> dict:
+    """Train a detector with object-aware CAMAT (or a baseline) and write ``model.geocamat`` + ``metrics.json``.
+
+    Args:
+        config: see :data:`TRAIN_DEFAULTS` and docs/detection.md.
+        out_dir: output folder (created).
+        progress: show Lightning's progress bar.
+
+    Returns:
+        The metrics dict (validation mAP etc., training step time, counts).
+    """
+    import lightning as L
+    import torch
+    from torch.utils.data import DataLoader
+
+    from geocamat.data.detection_images import band_names, band_stats, expand_paths
+    from geocamat.data.detection_tiles import DetectionTiles, Tile, collate, grid_offsets, load_normalised, plan_tiles
+    from geocamat.tasks.detection import DetectionTask
+
+    t_start = time.perf_counter()
+    cfg = _merge(TRAIN_DEFAULTS, config, "detection training")
+    _check_train_config(cfg)
+    if cfg["num_threads"]:
+        torch.set_num_threads(int(cfg["num_threads"]))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    images = expand_paths(cfg["images"], "image")
+    labels = expand_paths(cfg["labels"], "labels")
+    infos, boxes, classes = _load_labelled(images, labels, cfg["label_field"], cfg["classes"])
+    counts = [len(b.boxes) for b in boxes]
+    if sum(counts) == 0:
+        raise InvalidLabelsError("no box falls on the training images; check the label files and image names")
+    n_bands = {len(band_names(p)) for p in images}
+    if len(n_bands) > 1:
+        raise InvalidRasterError(f"the training images have different band counts ({sorted(n_bands)}); use one stack")
+    bands = band_names(images[0])
+    mean, std = band_stats(images)
+    seed = int(cfg["seed"])
+    L.seed_everything(seed, workers=True, verbose=False)
+    random.seed(seed)
+    ts = int(cfg["tile_size"])
+    class_index = {c: i for i, c in enumerate(classes)}
+
+    val_ds = None
+    if cfg["val_images"]:
+        v_images = expand_paths(cfg["val_images"], "validation image")
+        v_labels = expand_paths(cfg["val_labels"] or cfg["labels"], "validation labels")
+        _, v_boxes, _ = _load_labelled(v_images, v_labels, cfg["label_field"], classes)
+        v_tiles = [Tile(i, c, r) for i, b in enumerate(v_boxes) for c in grid_offsets(b.width, ts, ts)
+                   for r in grid_offsets(b.height, ts, ts)]
+        val_ds = DetectionTiles(load_normalised(v_images, mean, std), v_boxes, class_index, v_tiles, ts)
+        train_tiles, _ = plan_tiles(boxes, ts, val_fraction=0.0, empty_ratio=float(cfg["empty_ratio"]),
+                                    max_tiles=cfg["max_tiles"], seed=seed)
+        arrays = load_normalised(images, mean, std)
+    else:
+        train_tiles, val_tiles = plan_tiles(boxes, ts, val_fraction=float(cfg["val_fraction"]),
+                                            empty_ratio=float(cfg["empty_ratio"]), max_tiles=cfg["max_tiles"],
+                                            seed=seed)
+        arrays = load_normalised(images, mean, std)
+        if val_tiles:
+            val_ds = DetectionTiles(arrays, boxes, class_index, val_tiles, ts)
+    if not train_tiles:
+        raise InvalidLabelsError("no training tile holds a box; use a smaller tile_size or check the labels")
+    train_ds = DetectionTiles(arrays, boxes, class_index, train_tiles, ts, augment=True)
+    g = torch.Generator().manual_seed(seed)
+    train_dl = DataLoader(train_ds, batch_size=int(cfg["batch_size"]), shuffle=True, collate_fn=collate,
+                          generator=g, drop_last=len(train_ds) > int(cfg["batch_size"]))
+    val_dl = DataLoader(val_ds, batch_size=int(cfg["batch_size"]), collate_fn=collate) if val_ds else None
+
+    model_kwargs = {"arch": cfg["detector"], "in_channels": len(bands), "num_classes": len(classes),
+                    "tile_size": ts, "backbone": cfg["backbone"], "fpn_channels": int(cfg["fpn_channels"]),
+                    "anchor_sizes": [int(a) for a in cfg["anchor_sizes"]]}
+    regulariser = _regulariser(cfg)
+    task = DetectionTask(model_kwargs, regulariser, lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]),
+                         cam_weight=float(cfg["cam_weight"]), score_threshold=float(cfg["score_threshold"]))
+    accel = _accelerator(cfg["accelerator"])
+    epochs = int(cfg["epochs"])
+    trainer = L.Trainer(max_epochs=epochs, accelerator="gpu" if accel == "cuda" else accel,
+                        devices=cfg["devices"], precision=cfg["precision"], logger=False,
+                        enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,
+                        num_sanity_val_steps=0, check_val_every_n_epoch=epochs, log_every_n_steps=10)
+    t_fit = time.perf_counter()
+    trainer.fit(task, train_dl, val_dl)
+    fit_s = time.perf_counter() - t_fit
+    steps = task.step_times[1:] or task.step_times  # first step includes warm-up allocations
+    metrics = {k: v for k, v in task.val_metrics.items()}
+    metrics.update({
+        "val_tiles": len(val_ds) if val_ds else 0, "train_tiles": len(train_ds), "train_boxes": int(sum(counts)),
+        "epochs": epochs, "steps": len(task.step_times), "step_time_s": float(np.mean(steps)) if steps else None,
+        "occluded_pixel_fraction": float(np.mean(task.occluded_fraction)) if task.occluded_fraction else 0.0,
+        "fit_seconds": fit_s, "total_seconds": time.perf_counter() - t_start, "device": accel,
+        "regulariser": regulariser.name, "seed": seed,
+    })
+    crs = next((i.crs for i in infos if i.crs is not None), None)
+    tr = next((i.transform for i in infos if i.crs is not None), None)
+    bundle = Bundle(
+        task="detection", model={"name": "detector", **model_kwargs},
+        state_dict={k: v.detach().cpu() for k, v in task.model.state_dict().items()}, bands=bands, mean=mean,
+        std=std, classes=[ClassInfo(i, c, PALETTE[i % len(PALETTE)]) for i, c in enumerate(classes)],
+        tile_size=ts, resolution=(abs(tr.a), abs(tr.e)) if tr is not None else None,
+        crs=crs.to_wkt() if crs is not None else None, regulariser=regulariser.settings(),
+        metrics=metrics,
+        extra={"score_threshold": float(cfg["score_threshold"]), "nms_iou": float(cfg["nms_iou"]),
+               "overlap": float(cfg["overlap"]), "detector": cfg["detector"], "backbone": cfg["backbone"],
+               "training_images": [str(p) for p in images], "labels": [str(p) for p in labels],
+               "label_field": cfg["label_field"]},
+    )
+    bundle.save(out_dir / "model.geocamat")
+    write_json(out_dir / "metrics.json", metrics)
+    return metrics
+
+
+def _device(options: dict) -> str:
+    import torch
+
+    dev = options.get("device") or _accelerator(options.get("accelerator"))
+    if str(dev).startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device cuda requested but no GPU is available; use --set device=cpu")
+    return str(dev)
+
+
+def _check_bundle(bundle: Bundle) -> None:
+    if bundle.task != "detection":
+        raise BundleError(f"this model was trained for {bundle.task!r}, not detection; use a detection model")
+
+
+def _check_bands(bundle: Bundle, path: str) -> None:
+    from geocamat.data.detection_images import band_names
+
+    n = len(band_names(path))
+    if n != len(bundle.bands):
+        raise InvalidRasterError(f"{path} has {n} bands but the model expects {len(bundle.bands)} "
+                                 f"({', '.join(bundle.bands)}); give imagery with the training bands")
+
+
+def _scene(bundle, model, path, opts, device, score_threshold, progress=None):
+    from geocamat.inference.detect import detect_image, model_detect_fn
+
+    return detect_image(path, model_detect_fn(model), tile_size=bundle.tile_size, mean=bundle.mean, std=bundle.std,
+                        overlap=float(opts["overlap"]), batch_size=int(opts["batch_size"]),
+                        score_threshold=score_threshold, nms_iou=float(opts["nms_iou"]),
+                        match_iou=float(opts["match_iou"]), device=device, progress=progress)
+
+
+def _resolve(bundle: Bundle, options: dict) -> dict:
+    opts = _merge(PREDICT_DEFAULTS, options, "detection predict")
+    for key in ("score_threshold", "nms_iou", "overlap"):
+        if opts[key] is None:
+            opts[key] = bundle.extra.get(key, {"score_threshold": 0.3, "nms_iou": 0.5, "overlap": 0.25}[key])
+    if not 0 <= float(opts["overlap"]) < 0.9:
+        raise ConfigError(f"invalid overlap={opts['overlap']!r}: use a fraction of the tile in [0, 0.9)")
+    return opts
+
+
+def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options: dict,
+                      progress: bool = True) -> dict:
+    """Detect objects over whole images and write ``detections.gpkg`` (+ ``.qml``) and ``report.json``.
+
+    Args:
+        bundle: a detection model bundle.
+        images: image paths/globs (GeoTIFFs or PNG/JPG; all georeferenced or all plain).
+        out_dir: output folder (created).
+        options: score_threshold, overlap, batch_size, device/accelerator, nms_iou, model_path (for the hash).
+        progress: print one line per image.
+
+    Returns:
+        The report dict (also written to ``report.json``).
+    """
+    import pandas as pd
+    import torch
+    from pyproj import CRS
+
+    from geocamat.data.detection_images import expand_paths, image_info
+    from geocamat.outputs.detections import box_polygons, write_detections
+
+    t0 = time.perf_counter()
+    _check_bundle(bundle)
+    opts = _resolve(bundle, options)
+    paths = expand_paths(images, "image")
+    infos = [image_info(p) for p in paths]
+    georef = [i.crs is not None for i in infos]
+    if any(georef) and not all(georef):
+        raise InvalidRasterError("some images are georeferenced and some are not; predict them in separate runs")
+    for p in paths:
+        _check_bands(bundle, p)
+    device = _device(opts)
+    model = bundle.build_model().to(device)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out_crs = infos[0].crs if all(georef) else None
+    frames, per_image = [], []
+    with torch.inference_mode():
+        for path, info in zip(paths, infos, strict=True):
+            det = _scene(bundle, model, path, opts, device, float(opts["score_threshold"]))
+            polys = box_polygons(det.boxes, info.transform if info.crs is not None else None)
+            import geopandas as gpd
+
+            g = gpd.GeoDataFrame({
+                "image": Path(path).name, "class_id": [bundle.classes[int(k)].id for k in det.labels],
+                "class_name": [bundle.classes[int(k)].name for k in det.labels],
+                "score": det.scores.astype(float), "cam_evidence": det.cam_evidence.astype(float),
+                "xmin": det.boxes[:, 0].astype(float), "ymin": det.boxes[:, 1].astype(float),
+                "xmax": det.boxes[:, 2].astype(float), "ymax": det.boxes[:, 3].astype(float),
+            }, geometry=polys, crs=info.crs)
+            if out_crs is not None and info.crs != out_crs:
+                g = g.to_crs(out_crs)
+            g.insert(4, "area", g.geometry.area.astype(float))
+            frames.append(g)
+            per_image.append({"image": str(path), "detections": len(det.boxes), "windows": det.windows,
+                              "raw_detections": det.raw_detections, "seconds": round(det.seconds, 3)})
+            if progress:
+                print(f"{Path(path).name}: {len(det.boxes)} objects in {det.windows} windows ({det.seconds:.1f} s)")
+    frame = pd.concat(frames, ignore_index=True)
+    files = write_detections(out_dir / "detections.gpkg", frame, bundle.classes, out_crs)
+    counts = {c.name: int((frame["class_name"] == c.name).sum()) for c in bundle.classes}
+    report = {
+        "task": "detection",
+        "inputs": per_image,
+        "model": {"path": str(opts["model_path"]) if opts["model_path"] else None,
+                  "sha256": file_sha256(opts["model_path"]) if opts["model_path"] else None,
+                  "spec": bundle.model, "classes": [c.name for c in bundle.classes],
+                  "regulariser": bundle.regulariser},
+        "settings": {k: opts[k] for k in ("score_threshold", "overlap", "nms_iou", "batch_size", "match_iou")}
+        | {"device": device, "tile_size": bundle.tile_size},
+        "crs": CRS.from_user_input(out_crs).to_string() if out_crs is not None else None,
+        "coordinates": "image CRS" if out_crs is not None else "pixels (x = column, y = -row)",
+        "counts": counts, "total": int(len(frame)), "outputs": files,
+        "timings": {"seconds": round(time.perf_counter() - t0, 3)},
+        "machine": platform.node(),
+    }
+    write_json(out_dir / "report.json", report)
+    return report
+
+
+def evaluate_detection(bundle: Bundle, images: list[str], labels: list[str], options: dict) -> dict:
+    """Score a detection model on labelled images, per tile and on the stitched scene output.
+
+    Args:
+        bundle: a detection model bundle.
+        images: image paths/globs.
+        labels: label files (any supported format).
+        options: predict options plus ``class_agnostic`` (bool: all classes count as one, e.g. to score a
+            ``Tree`` model on ``Dead``/``Alive`` labels) and ``label_field``.
+
+    Returns:
+        ``{"scene": metrics, "tiles": metrics, "backend": ..., ...}`` with ``map_50``, ``map`` (0.5:0.95),
+        ``map_75``, ``precision``, ``recall``, ``f1`` at the score threshold.
+    """
+    import torch
+
+    from geocamat.data.detection_images import expand_paths, read_image
+    from geocamat.data.detection_metrics import detection_metrics
+    from geocamat.data.detection_tiles import clip_boxes, grid_offsets
+
+    _check_bundle(bundle)
+    options = dict(options)
+    agnostic = bool(options.pop("class_agnostic", False))
+    label_field = options.pop("label_field", "label")
+    opts = _resolve(bundle, options)
+    paths = expand_paths(images, "image")
+    label_paths = expand_paths(labels, "labels")
+    names = [c.name for c in bundle.classes]
+    try:
+        _, boxes, _ = _load_labelled(paths, label_paths, label_field, None if agnostic else names)
+    except InvalidLabelsError as exc:
+        if "class" not in str(exc):
+            raise
+        raise InvalidLabelsError(f"{exc} (or evaluate with class_agnostic=true)") from None
+    index = {c: i for i, c in enumerate(names)}
+    device = _device(opts)
+    model = bundle.build_model().to(device)
+    thr = float(opts["score_threshold"])
+    low = min(0.05, thr)
+    k = 1 if agnostic else len(names)
+
+    def lab(arr):
+        return np.zeros(len(arr), np.int64) if agnostic else np.asarray(arr, np.int64)
+
+    scene_p, scene_t, tile_p, tile_t = [], [], [], []
+    ts = bundle.tile_size
+    m = torch.tensor(bundle.mean).view(-1, 1, 1)
+    s = torch.tensor(bundle.std).view(-1, 1, 1)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for path, ib in zip(paths, boxes, strict=True):
+            _check_bands(bundle, path)
+            gt_l = lab([index.get(n, 0) for n in ib.names])
+            det = _scene(bundle, model, path, opts, device, low)
+            scene_p.append({"boxes": det.boxes, "scores": det.scores, "labels": lab(det.labels)})
+            scene_t.append({"boxes": ib.boxes, "labels": gt_l})
+            for col in grid_offsets(ib.width, ts, ts):
+                for row in grid_offsets(ib.height, ts, ts):
+                    data, valid = read_image(path, (col, row, ts, ts))
+                    x = (torch.from_numpy(data) - m) / s
+                    x[:, ~torch.from_numpy(valid)] = 0
+                    d = model(x[None].to(device))[0]
+                    keep = (d["scores"] >= low).cpu().numpy()
+                    tile_p.append({"boxes": d["boxes"].cpu().numpy()[keep], "scores": d["scores"].cpu().numpy()[keep],
+                                   "labels": lab(d["labels"].cpu().numpy()[keep])})
+                    tb, idx = clip_boxes(ib.boxes, col, row, ts)
+                    tile_t.append({"boxes": tb, "labels": gt_l[idx]})
+    return {
+        "scene": detection_metrics(scene_p, scene_t, k, thr),
+        "tiles": detection_metrics(tile_p, tile_t, k, thr),
+        "backend": "geocamat COCO-style AP (101-point, IoU .50:.05:.95, no cap on detections per image)",
+        "class_agnostic": agnostic, "score_threshold": thr, "images": [str(p) for p in paths],
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+
+
+def render_overlay(bundle: Bundle, image: str, out_png: Path, options: dict | None = None,
+                   labels: list[str] | None = None, title: str | None = None) -> dict:
+    """Draw a model's detections (class colours) and optional ground truth (dashed) over an RGB image to PNG.
+
+    Args:
+        bundle: a detection model bundle.
+        image: the image (first 3 bands shown, stretched 2-98%).
+        out_png: output PNG.
+        options: predict options (score_threshold, overlap, nms_iou, device ...).
+        labels: optional label files of the image, drawn dashed white.
+        title: optional title; default names the image, the count and the threshold.
+
+    Returns:
+        ``{"detections": count, "png": path}``.
+    """
+    from geocamat.data.detection_images import image_info, read_image
+    from geocamat.outputs.detections import plot_detections
+
+    _check_bundle(bundle)
+    opts = _resolve(bundle, options or {})
+    _check_bands(bundle, image)
+    model = bundle.build_model().to(_device(opts))
+    det = _scene(bundle, model, image, opts, _device(opts), float(opts["score_threshold"]))
+    data, _ = read_image(image)
+    rgb = data[:3].transpose(1, 2, 0) if data.shape[0] >= 3 else np.repeat(data[:1].transpose(1, 2, 0), 3, axis=2)
+    lo, hi = np.percentile(rgb, 2), np.percentile(rgb, 98)
+    rgb = np.clip((rgb - lo) / max(hi - lo, 1e-6), 0, 1)
+    truth = None
+    if labels:
+        _, (ib,), _ = _load_labelled([image], labels, "label", None)
+        truth = ib.boxes
+    info = image_info(image)
+    title = title or f"{Path(image).name}: {len(det.boxes)} detections (score >= {opts['score_threshold']})"
+    plot_detections(rgb, det.boxes, det.labels, bundle.classes, out_png, truth=truth, title=title)
+    return {"detections": len(det.boxes), "png": str(out_png), "size": (info.width, info.height)}

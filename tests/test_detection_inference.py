@@ -1,0 +1,213 @@
+"""Sliding-window detection: window plan, cross-tile merging, GeoPackage output on OSBS_029, metrics."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from rasterio.transform import from_origin
+
+from geocamat.bundle import Bundle, ClassInfo
+from geocamat.data.detection_metrics import mean_average_precision, precision_recall
+from geocamat.inference.detect import detect_image, merge_tiles, plan_windows
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "deepforest_neon_trees"
+
+
+def test_windows_cover_the_image():
+    wins = plan_windows(300, 200, 128, 0.25)
+    cover = np.zeros((200, 300), bool)
+    for c, r in wins:
+        cover[r:r + 128, c:c + 128] = True
+    assert cover.all() and all(c + 128 <= 300 and r + 128 <= 200 for c, r in wins)
+    assert plan_windows(50, 60, 128, 0.25) == [(0, 0)]
+
+
+def fake_detector(tiles: torch.Tensor):
+    """Finds the bright pixels of each band: band k holds object k (class k % 2); returns their visible box."""
+    dets = []
+    for t in tiles:
+        boxes, labels = [], []
+        for k in range(t.shape[0]):
+            ys, xs = torch.nonzero(t[k] > 0.5, as_tuple=True)
+            if len(xs):
+                boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+                labels.append(k % 2)
+        dets.append({"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+                     "scores": torch.full((len(boxes),), 0.9), "labels": torch.tensor(labels, dtype=torch.int64)})
+    return dets, None
+
+
+def synthetic(tmp_path: Path, objects: list[tuple[int, int, int, int]], width=300, height=200) -> Path:
+    arr = np.zeros((len(objects), height, width), np.uint8)
+    for k, (x0, y0, x1, y1) in enumerate(objects):
+        arr[k, y0:y1, x0:x1] = 255
+    path = tmp_path / "scene.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=len(objects), dtype="uint8",
+                       crs="EPSG:32617", transform=from_origin(500000, 4000000, 1, 1)) as dst:
+        dst.write(arr)
+    return path
+
+
+@pytest.mark.parametrize("overlap", [0.25, 0.5])
+def test_object_across_tile_border_is_found_once(tmp_path, overlap):
+    # windows (tile 128): columns 0, 96 (or 64), ...; object 0 straddles the border at x = 128 and fits the
+    # overlap; object 1 (band 1) is wider than the overlap, so no window sees it whole; object 2 is far away.
+    objects = [(110, 40, 140, 70), (60, 120, 230, 150), (250, 20, 270, 40)]
+    path = synthetic(tmp_path, objects)
+    det = detect_image(str(path), fake_detector, tile_size=128, mean=[0.0] * 3, std=[255.0] * 3, overlap=overlap,
+                       batch_size=3)
+    assert det.raw_detections > len(objects)  # seen in several windows ...
+    assert len(det.boxes) == len(objects)  # ... reported once each
+    order = np.argsort(det.boxes[:, 0])
+    expect = np.array(objects, np.float32)[np.argsort([o[0] for o in objects])]
+    np.testing.assert_allclose(det.boxes[order], expect)
+
+
+def test_merge_keeps_neighbouring_distinct_objects():
+    boxes = np.array([[0, 0, 10, 10], [12, 0, 22, 10], [0, 0, 10, 10.0]], np.float32)
+    scores = np.array([0.9, 0.8, 0.7], np.float32)
+    labels = np.array([0, 0, 1])
+    wins = np.array([[0, 0, 16, 16], [8, 0, 24, 16], [8, 0, 24, 16]], np.float32)
+    kept, idx = merge_tiles(boxes, scores, labels, np.zeros(3, bool), wins)
+    assert sorted(idx.tolist()) == [0, 1, 2]  # touching boxes and another class at the same place stay
+
+
+def tiny_bundle(tile_size: int = 256) -> Bundle:
+    from geocamat.models import build_model
+
+    torch.manual_seed(0)
+    spec = {"name": "detector", "arch": "fasterrcnn", "in_channels": 3, "num_classes": 1, "tile_size": tile_size,
+            "backbone": "tiny"}
+    model = build_model(spec)
+    return Bundle(task="detection", model=spec, state_dict=model.state_dict(), bands=["r", "g", "b"],
+                  mean=[100.0] * 3, std=[50.0] * 3, classes=[ClassInfo(0, "Tree", "#4daf4a")], tile_size=tile_size,
+                  extra={"score_threshold": 0.0, "nms_iou": 0.5, "overlap": 0.25})
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason="shared data not available")
+def test_predict_osbs_writes_gpkg_in_image_crs_inside_bounds(tmp_path):
+    import geopandas as gpd
+
+    from geocamat.workflows.detection import predict_detection
+
+    bundle = tiny_bundle()
+    bundle.save(tmp_path / "model.geocamat")
+    out = tmp_path / "out"
+    report = predict_detection(bundle, [str(DATA / "OSBS_029.tif")], out,
+                               {"score_threshold": 0.0, "model_path": str(tmp_path / "model.geocamat")},
+                               progress=False)
+    gdf = gpd.read_file(out / "detections.gpkg", layer="detections")
+    with rasterio.open(DATA / "OSBS_029.tif") as src:
+        crs, b = src.crs, src.bounds
+    assert gdf.crs == crs and len(gdf) > 0 and report["total"] == len(gdf)
+    x0, y0, x1, y1 = gdf.total_bounds
+    assert b.left - 1e-6 <= x0 and x1 <= b.right + 1e-6 and b.bottom - 1e-6 <= y0 and y1 <= b.top + 1e-6
+    assert {"class_name", "class_id", "score", "area", "cam_evidence"} <= set(gdf.columns)
+    assert gdf["cam_evidence"].between(0, 1).all() and (gdf["area"] > 0).all()
+    np.testing.assert_allclose(gdf["area"], (gdf.xmax - gdf.xmin) * (gdf.ymax - gdf.ymin) * 0.01, rtol=1e-4)
+    assert (out / "detections.qml").read_text().count("<category ") == 1
+    with sqlite3.connect(out / "detections.gpkg") as con:
+        rows = con.execute("SELECT f_table_name, useAsDefault, styleQML FROM layer_styles").fetchall()
+    assert rows[0][0] == "detections" and rows[0][1] == 1 and "categorizedSymbol" in rows[0][2]
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["model"]["sha256"] and saved["counts"]["Tree"] == len(gdf)
+    assert not list(out.glob("*.part*"))
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason="shared data not available")
+def test_predict_plain_png_gives_pixel_coordinates(tmp_path):
+    import geopandas as gpd
+
+    from geocamat.workflows.detection import predict_detection
+
+    out = tmp_path / "out"
+    predict_detection(tiny_bundle(), [str(DATA / "OSBS_029.png")], out, {"score_threshold": 0.0}, progress=False)
+    gdf = gpd.read_file(out / "detections.gpkg")
+    assert gdf.crs is None and len(gdf) > 0
+    x0, y0, x1, y1 = gdf.total_bounds
+    assert 0 <= x0 and x1 <= 400 and -400 <= y0 and y1 <= 0  # y = -row
+
+
+def _random_case(seed: int, n_img: int = 4, k: int = 2):
+    g = np.random.default_rng(seed)
+    preds, targets = [], []
+    for _ in range(n_img):
+        gt = g.uniform(0, 80, (g.integers(1, 8), 2))
+        gt = np.hstack([gt, gt + g.uniform(5, 30, gt.shape)])
+        gl = g.integers(0, k, len(gt))
+        jitter = gt + g.normal(0, 2, gt.shape)
+        jitter[:, 2:] = np.maximum(jitter[:, 2:], jitter[:, :2] + 1)
+        extra = g.uniform(0, 80, (g.integers(0, 5), 2))
+        extra = np.hstack([extra, extra + 10])
+        pb = np.vstack([jitter, extra])
+        pl = np.concatenate([gl, g.integers(0, k, len(extra))])
+        preds.append({"boxes": pb, "scores": g.uniform(0.05, 1, len(pb)), "labels": pl})
+        targets.append({"boxes": gt, "labels": gl})
+    return preds, targets
+
+
+def _coco(preds, targets, k):
+    """mAP@[.5:.95] and mAP@.5 from pycocotools' COCOeval itself."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    gt = {"images": [{"id": i} for i in range(len(targets))], "categories": [{"id": c} for c in range(k)],
+          "annotations": []}
+    dt = []
+    for i, (p, t) in enumerate(zip(preds, targets, strict=True)):
+        for b, lab in zip(t["boxes"].astype(float), t["labels"], strict=True):
+            gt["annotations"].append({"id": len(gt["annotations"]) + 1, "image_id": i, "category_id": int(lab),
+                                      "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+                                      "area": float((b[2] - b[0]) * (b[3] - b[1])), "iscrowd": 0})
+        for b, lab, s in zip(p["boxes"].astype(float), p["labels"], p["scores"], strict=True):
+            dt.append({"image_id": i, "category_id": int(lab), "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+                       "score": float(s)})
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO()
+        coco.dataset = gt
+        coco.createIndex()
+        ev = COCOeval(coco, coco.loadRes(dt), "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ev.stats[0], ev.stats[1]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_map_agrees_with_pycocotools_and_torchmetrics(seed):
+    pytest.importorskip("pycocotools")
+    from torchmetrics.detection import MeanAveragePrecision
+
+    from geocamat.data.detection_metrics import IOU_THRESHOLDS, to_tensors
+
+    preds, targets = _random_case(seed)
+    for d in preds + targets:  # same float32 boxes for all (IoUs at a threshold must not differ by rounding)
+        d["boxes"] = d["boxes"].astype(np.float32)
+    ours = mean_average_precision(preds, targets, 2)
+    ref_map, ref_50 = _coco(preds, targets, 2)
+    assert ours["map"] == pytest.approx(ref_map, abs=1e-6) and ours["map_50"] == pytest.approx(ref_50, abs=1e-6)
+    # torchmetrics (pycocotools backend) converts boxes itself, which can move an IoU across a threshold;
+    # its default thresholds are float32-rounded, so pass pycocotools' own
+    tm = MeanAveragePrecision(iou_type="bbox", backend="pycocotools", iou_thresholds=list(IOU_THRESHOLDS))
+    tm.update([to_tensors(p) for p in preds], [to_tensors(t) for t in targets])
+    ref = tm.compute()
+    assert ours["map_50"] == pytest.approx(float(ref["map_50"]), abs=1e-6)
+    assert ours["map"] == pytest.approx(float(ref["map"]), abs=0.01)
+
+
+def test_precision_recall_counts():
+    preds = [{"boxes": np.array([[0, 0, 10, 10], [50, 50, 60, 60.0]]), "scores": np.array([0.9, 0.2]),
+              "labels": np.array([0, 0])}]
+    targets = [{"boxes": np.array([[0, 0, 10, 11], [20, 20, 30, 30.0]]), "labels": np.array([0, 0])}]
+    pr = precision_recall(preds, targets, 0.5)
+    assert (pr["tp"], pr["fp"], pr["n_gt"]) == (1, 0, 2) and pr["recall"] == 0.5 and pr["precision"] == 1.0
+    assert mean_average_precision(targets and preds, targets, 1)["map_50"] == pytest.approx(0.5, abs=0.01)

@@ -1,0 +1,121 @@
+"""train_detection / predict_detection / evaluate_detection end to end on small data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from geocamat.bundle import Bundle
+from geocamat.errors import ConfigError, InputNotFoundError, InvalidLabelsError
+from geocamat.workflows.detection import evaluate_detection, predict_detection, train_detection
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "deepforest_neon_trees"
+
+
+def scene(tmp_path: Path, n: int = 8, size: int = 176, seed: int = 0) -> tuple[Path, Path]:
+    """A PNG with bright squares ("objects") on noise, and their boxes as a DeepForest CSV."""
+    g = np.random.default_rng(seed)
+    img = g.integers(0, 60, (size, size, 3), dtype=np.uint8)
+    rows = ["image_path,xmin,ymin,xmax,ymax,label"]
+    for _ in range(n):
+        x, y = g.integers(0, size - 30, 2)
+        s = int(g.integers(14, 28))
+        img[y:y + s, x:x + s] = (220, 200, 40)
+        rows.append(f"scene.png,{x},{y},{x + s},{y + s},box")
+    Image.fromarray(img).save(tmp_path / "scene.png")
+    (tmp_path / "boxes.csv").write_text("\n".join(rows) + "\n")
+    return tmp_path / "scene.png", tmp_path / "boxes.csv"
+
+
+def test_train_predict_evaluate_small(tmp_path):
+    img, csv = scene(tmp_path)
+    cfg = {"images": [str(img)], "labels": [str(csv)], "tile_size": 128, "epochs": 1, "batch_size": 2,
+           "max_tiles": 4, "backbone": "tiny", "empty_ratio": 1.0, "regulariser": "camat", "camat_warmup": 0.0,
+           "camat_p": 1.0, "val_fraction": 0.0, "seed": 3}
+    metrics = train_detection(cfg, tmp_path / "run", progress=False)
+    assert metrics["train_tiles"] == 4 and metrics["steps"] == 2 and metrics["occluded_pixel_fraction"] > 0
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["train_boxes"] == 8
+    bundle = Bundle.load(tmp_path / "run" / "model.geocamat")
+    assert bundle.task == "detection" and [c.name for c in bundle.classes] == ["box"]
+    assert bundle.model["name"] == "detector" and bundle.regulariser["name"] == "camat"
+    assert bundle.extra["score_threshold"] == 0.3 and bundle.crs is None and len(bundle.mean) == 3
+    report = predict_detection(bundle, [str(img)], tmp_path / "pred", {"score_threshold": 0.0}, progress=False)
+    assert (tmp_path / "pred" / "detections.gpkg").is_file() and report["coordinates"].startswith("pixels")
+    ev = evaluate_detection(bundle, [str(img)], [str(csv)], {})
+    for level in ("scene", "tiles"):
+        assert 0.0 <= ev[level]["map_50"] <= 1.0 and ev[level]["n_gt"] >= 8
+    # the same labels under another class name: refused unless class-agnostic
+    (tmp_path / "other.csv").write_text(csv.read_text().replace(",box", ",crate"))
+    with pytest.raises(InvalidLabelsError, match="class_agnostic"):
+        evaluate_detection(bundle, [str(img)], [str(tmp_path / "other.csv")], {})
+    assert evaluate_detection(bundle, [str(img)], [str(tmp_path / "other.csv")], {"class_agnostic": True})
+
+
+def test_config_errors(tmp_path):
+    img, csv = scene(tmp_path)
+    base = {"images": [str(img)], "labels": [str(csv)]}
+    with pytest.raises(ConfigError, match="tile_sise"):
+        train_detection({**base, "tile_sise": 128}, tmp_path / "r")
+    with pytest.raises(ConfigError, match="regulariser"):
+        train_detection({**base, "regulariser": "cutmix"}, tmp_path / "r")
+    with pytest.raises(ConfigError, match="labels"):
+        train_detection({"images": [str(img)]}, tmp_path / "r")
+    with pytest.raises(InputNotFoundError):
+        train_detection({**base, "images": [str(tmp_path / "nope*.tif")]}, tmp_path / "r")
+    with pytest.raises(InvalidLabelsError, match="not in `classes`"):
+        train_detection({**base, "classes": ["tree"]}, tmp_path / "r")
+    assert not (tmp_path / "r" / "model.geocamat").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DATA.is_dir(), reason="shared data not available")
+def test_train_on_yell_predict_osbs(tmp_path):
+    import geopandas as gpd
+    import rasterio
+
+    name = "2019_YELL_2_541000_4977000_image_crop"
+    cfg = {"images": [str(DATA / f"{name}.png")], "labels": [str(DATA / f"{name}.xml")], "tile_size": 256,
+           "epochs": 3, "max_tiles": 32, "backbone": "tiny", "seed": 0}
+    train_detection(cfg, tmp_path / "run", progress=False)
+    bundle = Bundle.load(tmp_path / "run" / "model.geocamat")
+    predict_detection(bundle, [str(DATA / "OSBS_029.tif")], tmp_path / "pred", {"score_threshold": 0.05},
+                      progress=False)
+    gdf = gpd.read_file(tmp_path / "pred" / "detections.gpkg")
+    with rasterio.open(DATA / "OSBS_029.tif") as src:
+        assert gdf.crs == src.crs
+        x0, y0, x1, y1 = gdf.total_bounds
+        b = src.bounds
+    assert b.left <= x0 and x1 <= b.right and b.bottom <= y0 and y1 <= b.top
+
+
+def test_train_from_vector_labels_on_geotiff(tmp_path):
+    """Boxes drawn in another CRS (WGS 84) train a model on a UTM GeoTIFF; the bundle records CRS and resolution."""
+    import geopandas as gpd
+    import rasterio
+    from rasterio.transform import from_origin
+    from shapely.geometry import box
+
+    img, _ = scene(tmp_path, n=0, size=160)
+    arr = np.asarray(Image.open(img)).transpose(2, 0, 1).copy()
+    arr[:, 20:44, 30:54] = 230
+    arr[:, 100:130, 90:120] = 230
+    path = tmp_path / "scene.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=160, height=160, count=3, dtype="uint8", crs="EPSG:32617",
+                       transform=from_origin(404000, 3285000, 0.1, 0.1)) as dst:
+        dst.write(arr)
+    polys = [box(404000 + 3.0, 3285000 - 4.4, 404000 + 5.4, 3285000 - 2.0),
+             box(404000 + 9.0, 3285000 - 13.0, 404000 + 12.0, 3285000 - 10.0)]
+    gpd.GeoDataFrame({"kind": ["roof", "roof"]}, geometry=polys, crs="EPSG:32617").to_crs("EPSG:4326").to_file(
+        tmp_path / "roofs.gpkg")
+    cfg = {"images": [str(path)], "labels": [str(tmp_path / "roofs.gpkg")], "label_field": "kind", "tile_size": 128,
+           "epochs": 1, "batch_size": 2, "max_tiles": 2, "backbone": "tiny", "regulariser": "none",
+           "val_fraction": 0.0}
+    metrics = train_detection(cfg, tmp_path / "run", progress=False)
+    assert metrics["train_boxes"] == 2
+    bundle = Bundle.load(tmp_path / "run" / "model.geocamat")
+    assert "32617" in bundle.crs or "UTM zone 17N" in bundle.crs
+    assert bundle.resolution == pytest.approx((0.1, 0.1)) and bundle.classes[0].name == "roof"

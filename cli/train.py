@@ -54,7 +54,7 @@ def train(config, out, task, images, labels, scenes, label_field, tile_size, pur
 
         geocamat train samples/nc_landsat.yaml --out runs/nc --epochs 20
     """
-    from geocamat.config import load_config
+    from geocamat.config import detection_config, load_config, load_raw_config
 
     camat_opts = {k: v for k, v in dict(saliency=camat_saliency, target=camat_target, tau=camat_tau, area=camat_area,
                                         fill=camat_fill, p=camat_p, warmup=camat_warmup, source=camat_source).items()
@@ -65,18 +65,20 @@ def train(config, out, task, images, labels, scenes, label_field, tile_size, pur
                      tile_size=tile_size, purity=purity, blocks=blocks, arch=arch, epochs=epochs,
                      batch_size=batch_size, lr=lr, seed=seed, regulariser=regulariser, camat=camat_opts or None,
                      accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes)
-    cfg = load_config(config, overrides, assignments)
     out = Path(out)
-    if cfg["task"] == "detection":
+    raw = load_raw_config(config, overrides, assignments)
+    if raw.get("task") == "detection":
         from geocamat.workflows.detection import train_detection
 
         if out.exists() and any(out.iterdir()) and not overwrite:
             from geocamat.errors import OutputExistsError
 
             raise OutputExistsError(f"{out} already holds results: choose another --out or pass --overwrite")
-        metrics = train_detection(cfg, out, progress=not quiet)
-        click.echo(f"model: {out / 'model.geocamat'}  metrics: {metrics}")
+        metrics = train_detection(detection_config(raw), out, progress=not quiet)
+        headline = {k: v for k, v in metrics.items() if not isinstance(v, dict | list)}
+        click.echo(f"model: {out / 'model.geocamat'}  metrics: {headline}")
         return
+    cfg = load_config(config, overrides, assignments)
     if cfg.get("scenes"):
         from geocamat.workflows.scenes import train_scenes
 

@@ -76,14 +76,13 @@ def apply_override(config: dict, assignment: str) -> None:
     target[parts[-1]] = _coerce(value)
 
 
-def load_config(path: str | Path | None = None, overrides: dict | None = None,
-                assignments: list[str] | tuple[str, ...] = ()) -> dict:
-    """Defaults <- YAML file <- explicit overrides (CLI flags) <- ``--set`` assignments, validated.
+def load_raw_config(path: str | Path | None = None, overrides: dict | None = None,
+                    assignments: list[str] | tuple[str, ...] = ()) -> dict:
+    """YAML file <- explicit overrides (CLI flags) <- ``--set`` assignments, without defaults or checks.
 
-    Raises:
-        ConfigError: unreadable file, unknown key, or invalid value.
+    Relative paths in the file are resolved against its folder. Raises ConfigError on an unreadable file.
     """
-    config = copy.deepcopy(DEFAULTS)
+    config: dict = {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -103,12 +102,39 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None,
     for key, value in (overrides or {}).items():
         if value is not None:
             if key == "camat":
-                config["camat"] = {**config.get("camat", {}), **value}
+                config["camat"] = {**(config.get("camat") or {}), **value}
             else:
                 config[key] = value
     for assignment in assignments:
         apply_override(config, assignment)
+    return config
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None,
+                assignments: list[str] | tuple[str, ...] = ()) -> dict:
+    """Defaults <- YAML file <- explicit overrides (CLI flags) <- ``--set`` assignments, validated.
+
+    Raises:
+        ConfigError: unreadable file, unknown key, or invalid value.
+    """
+    raw = load_raw_config(path, overrides, assignments)
+    config = copy.deepcopy(DEFAULTS)
+    camat = {**config["camat"], **(raw.pop("camat", None) or {})}
+    config.update(raw)
+    config["camat"] = camat
     return validate(config)
+
+
+def detection_config(raw: dict) -> dict:
+    """The settings of a detection run: only what the user gave, CAMAT options flattened (camat_tau, ...)."""
+    config = {k: v for k, v in raw.items() if k not in ("task", "camat")}
+    for key, value in (raw.get("camat") or {}).items():
+        config[f"camat_{key}"] = value
+    if isinstance(config.get("images"), str):
+        config["images"] = [config["images"]]
+    if isinstance(config.get("labels"), str):
+        config["labels"] = [config["labels"]]
+    return config
 
 
 def validate(config: dict) -> dict:

@@ -46,11 +46,13 @@ def predict(images, model_path, out, region, region_field, bbox, bbox_crs, crs, 
     out = Path(out)
     if bundle.task == "detection":
         from geocamat.workflows.detection import predict_detection
+        from geocamat.workflows.outdir import staged_output
 
         options = {k: v for k, v in dict(score_threshold=score_threshold, nms_iou=nms_iou, batch_size=batch_size,
-                                         device=device, overwrite=overwrite,
-                                         overlap=overlap).items() if v is not None}
-        report = predict_detection(bundle, list(images), out, options, progress=not quiet)
+                                         device=None if device == "auto" else device, overlap=overlap,
+                                         model_path=model_path).items() if v is not None}
+        with staged_output(out, overwrite) as stage:
+            report = predict_detection(bundle, list(images), stage, options, progress=not quiet)
     else:
         from geocamat.inference.landuse import predict_landuse
 

@@ -53,6 +53,8 @@ METHODS: dict[str, tuple[str, dict]] = {
     "camat-white": ("camat", {"source": "cached", "fill": "white"}),
     "camat-mixed": ("camat", {"source": "cached", "fill": "mixed"}),
     "camat-area25": ("camat", {"source": "cached", "area": 0.25}),
+    "cutout-white": ("cutout", {"area": 0.25, "p": 1.0, "fill": "white"}),
+    "cutout-mixed": ("cutout", {"area": 0.25, "p": 1.0, "fill": "mixed"}),
     "camat-gradcampp": ("camat", {"source": "fresh", "saliency": "gradcampp"}),
 }
 DEFAULT_METHODS = "none,cutout,random-erasing,hide-and-seek,camat-fresh,camat-cached,camat-white"

@@ -8,3 +8,6 @@ OUT=bench/results/camat_accuracy_cpu.json
 COMMON="--arch camnet-s --size 56 --epochs 30 --seeds 3 --threads 1 --auc-samples 64 --out $OUT"
 $PY bench/camat_accuracy.py $COMMON --methods none,cutout,random-erasing,hide-and-seek,camat-fresh,camat-cached --resume --timing-rounds 10
 $PY bench/camat_accuracy.py $COMMON --methods camat-white,camat-mixed --resume --timing-rounds 0
+# added after the first results (same settings): fixed-area CAMAT, and Cutout with the same fills as CAMAT
+# (is the cloud robustness from the fill or from CAMAT?)
+$PY bench/camat_accuracy.py $COMMON --methods camat-area25,cutout-mixed,cutout-white --resume --timing-rounds 0

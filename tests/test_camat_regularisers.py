@@ -208,3 +208,37 @@ def test_cached_miss_skip_fresh_and_update_policy():
     reg_all.observe(Toy().forward_features(moved), Toy().head, y, sample_ids=ids)
     assert not torch.equal(reg_all._cache[ids], stored)
     assert reg_all._cache.dtype == torch.float16
+
+
+@pytest.mark.parametrize("saliency,target", [("cam", "pred"), ("gradcampp", "gt")])
+def test_bf16_autocast_training_step(saliency, target):
+    """The path used on GPU (bf16 autocast), exercised with CPU autocast."""
+    torch.manual_seed(0)
+    net = CamNet(3, 4, 16, arch="camnet-s").train()
+    x, y, ids = torch.randn(6, 3, 16, 16), torch.tensor([0, 1, 2, 3, 0, 1]), torch.arange(6)
+    k = torch.tensor([0, 1, 2, 3, 4, 5])
+    for source in ("fresh", "cached"):
+        reg = CAMAT(p=1.0, warmup=0.0, saliency=saliency, target=target, source=source, cache_miss="fresh",
+                    cache_update="all")
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = reg(x, y, model=net, sample_ids=ids, transforms=k)
+            features = net.forward_features(out)
+        assert out.dtype == torch.float32 and (out != x).any()
+        reg.observe(features.detach(), net.head, y, sample_ids=ids, transforms=k)
+        if source == "cached":
+            assert reg._seen[ids].all() and torch.isfinite(reg._cache[ids].float()).all()
+            assert float(reg._cache[ids].float().amax()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_cache_grows_with_new_ids():
+    reg = CAMAT(p=1.0, warmup=0.0, tau=0.5, source="cached", cache_update="all")
+    x = _blob_images(2)
+    y = torch.zeros(2, dtype=torch.long)
+    reg.observe(x, Toy().head, y, sample_ids=torch.tensor([0, 1]))
+    reg.observe(x, Toy().head, y, sample_ids=torch.tensor([5, 40]))
+    assert reg._cache.shape[0] >= 41 and reg._seen[[0, 1, 5, 40]].all() and not reg._seen[2:5].any()
+    out = reg(x, y, sample_ids=torch.tensor([40, 3]))  # 3 was never observed: not occluded
+    occ = _occluded(x, out)
+    assert occ[0].any() and not occ[1].any()
+    reg.reset_cache()
+    assert torch.equal(reg(x, y, sample_ids=torch.tensor([0, 1])), x)

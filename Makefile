@@ -1,5 +1,5 @@
 # Two entry points for a fresh machine: `make demo` (the main job on the sample) and `make test`.
-PYTHON ?= $(shell command -v python3.12 >/dev/null 2>&1 && echo python3.12 || echo "env PYENV_VERSION=3.12 python3.12")
+PYTHON ?= $(shell python3.12 -c 'import sys' >/dev/null 2>&1 && echo python3.12 || echo "env PYENV_VERSION=3.12 python3.12")
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed

@@ -49,6 +49,12 @@ def quiet_lightning(progress: bool) -> None:
 
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    for handler in logging.getLogger("lightning.pytorch").handlers:  # records of child loggers pass here
+        if not any(getattr(f, "geocamat", False) for f in handler.filters):
+            drop_tips = logging.Filter()
+            drop_tips.filter = lambda record: "Tip:" not in str(record.msg)
+            drop_tips.geocamat = True
+            handler.addFilter(drop_tips)
     if not progress:
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 

@@ -21,13 +21,15 @@ from cli.options import quiet_opt
 @click.option("--blocks", type=int, default=None, help="Score only validation blocks of an N x N checkerboard.")
 @click.option("--parity", type=click.Choice(["odd", "even"]), default="odd", show_default=True,
               help="Which checkerboard blocks are scored.")
+@click.option("--map", "map_path", default=None, type=click.Path(dir_okay=False),
+              help="Score this existing landuse.tif instead of mapping IMAGES again.")
 @click.option("--mask", default=None, type=click.Path(dir_okay=False), help="Score only where this raster is non-zero.")
 @click.option("--out", default=None, type=click.Path(file_okay=False),
               help="Keep the map and metrics.json here (default: a temporary folder).")
 @click.option("--overlap", type=float, default=None, help="Window overlap fraction.  [default: the bundle's]")
 @click.option("--device", default="auto", show_default=True)
 @quiet_opt
-def evaluate(images, model_path, reference, scenes, blocks, parity, mask, out, overlap, device, quiet):
+def evaluate(images, model_path, reference, scenes, blocks, parity, map_path, mask, out, overlap, device, quiet):
     """Map IMAGES with the model and report OA, kappa and per-class metrics against --reference.
 
     For a scene-classification model, --scenes DIR reports accuracy on the held-out scenes, clean and under
@@ -54,14 +56,17 @@ def evaluate(images, model_path, reference, scenes, blocks, parity, mask, out, o
             if key in report:
                 click.echo(f"  {key:<16} {report[key]:.3f}")
         return
-    if not images or not reference:
-        raise ConfigError("give IMAGES and --reference (or --scenes DIR for a scene-classification model)")
+    if not reference or not (images or map_path):
+        raise ConfigError("give --reference and IMAGES or --map (or --scenes DIR for a scene-classification model)")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(out) if out else Path(tmp) / "map"
-        predict_landuse(bundle, list(images), folder, overlap=overlap if overlap is not None else
-                        bundle.extra.get("overlap", 0.5), device=device, vectorise=False, overwrite=True,
-                        progress=not quiet)
-        metrics = score_map(folder / "landuse.tif", Path(reference), bundle.class_ids,
+        if map_path:
+            folder.mkdir(parents=True, exist_ok=True)
+        else:
+            predict_landuse(bundle, list(images), folder, overlap=overlap if overlap is not None else
+                            bundle.extra.get("overlap", 0.5), device=device, vectorise=False, overwrite=True,
+                            progress=not quiet)
+        metrics = score_map(Path(map_path) if map_path else folder / "landuse.tif", Path(reference), bundle.class_ids,
                             [c.name for c in bundle.classes], blocks=blocks, parity=parity,
                             mask=Path(mask) if mask else None)
         if out:

@@ -80,3 +80,22 @@ class LandUseTask(L.LightningModule):
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.hparams.lr,
                                                     total_steps=max(1, int(self.trainer.estimated_stepping_batches)))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class EpochHistory(L.Callback):
+    """Collects the logged metrics of every epoch (after validation) for the learning-curve plot."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        row = {"epoch": trainer.current_epoch}
+        row.update({k: round(float(v), 5) for k, v in trainer.callback_metrics.items()})
+        self.rows.append(row)
+
+    def best_epoch(self) -> int | None:
+        """The epoch with the lowest validation loss."""
+        scored = [r for r in self.rows if "val_loss" in r]
+        return min(scored, key=lambda r: r["val_loss"])["epoch"] if scored else None

@@ -15,11 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from geocamat.bundle import Bundle, ClassInfo, file_sha256
+from geocamat.bundle import Bundle, file_sha256
+from geocamat.data.classes import build_classes
 from geocamat.errors import BundleError, ConfigError, InvalidLabelsError, InvalidRasterError
-
-PALETTE = ["#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00", "#ffff33", "#a65628", "#f781bf", "#999999",
-           "#66c2a5", "#fc8d62", "#8da0cb", "#e78ac3", "#a6d854", "#ffd92f", "#e5c494"]
 
 TRAIN_DEFAULTS: dict = {
     "images": None, "labels": None, "label_field": "label", "classes": None, "tile_size": 400, "epochs": 10,
@@ -217,7 +215,7 @@ def train_detection(config: dict, out_dir: Path, progress: bool = True) -> dict:
     bundle = Bundle(
         task="detection", model={"name": "detector", **model_kwargs},
         state_dict={k: v.detach().cpu() for k, v in task.model.state_dict().items()}, bands=bands, mean=mean,
-        std=std, classes=[ClassInfo(i, c, PALETTE[i % len(PALETTE)]) for i, c in enumerate(classes)],
+        std=std, classes=build_classes(list(range(len(classes))), dict(enumerate(classes))),
         tile_size=ts, resolution=(abs(tr.a), abs(tr.e)) if tr is not None else None,
         crs=crs.to_wkt() if crs is not None else None, regulariser=regulariser.settings(),
         metrics=metrics,

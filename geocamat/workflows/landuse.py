@@ -59,24 +59,15 @@ def quiet_lightning(progress: bool) -> None:
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 
 
-class _History:
-    """Collects per-epoch metrics from the Trainer (as a Lightning callback)."""
+def build_trainer(config: dict, stage: Path, callbacks: list, progress: bool, **kwargs):
+    """A Lightning Trainer from the run's settings (devices, strategy, nodes, precision: bf16 on GPU)."""
+    import lightning as L
 
-    def __new__(cls):
-        import lightning as L
-
-        class History(L.Callback):
-            def __init__(self) -> None:
-                self.rows: list[dict] = []
-
-            def on_validation_epoch_end(self, trainer, pl_module) -> None:
-                if trainer.sanity_checking:
-                    return
-                row = {"epoch": trainer.current_epoch}
-                row.update({k: round(float(v), 5) for k, v in trainer.callback_metrics.items()})
-                self.rows.append(row)
-
-        return History()
+    gpu = torch.cuda.is_available() and config["accelerator"] in ("auto", "gpu", "cuda")
+    return L.Trainer(max_epochs=config["epochs"], accelerator=config["accelerator"], devices=config["devices"],
+                     strategy=config["strategy"], num_nodes=config["num_nodes"],
+                     precision=config["precision"] or ("bf16-mixed" if gpu else "32-true"), callbacks=callbacks,
+                     enable_progress_bar=progress, enable_model_summary=False, default_root_dir=stage, **kwargs)
 
 
 def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progress: bool = True,
@@ -96,7 +87,7 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
     from geocamat.data.stack import open_stack
     from geocamat.data.tiles import TileOptions, band_statistics, extract_tiles, normalise
     from geocamat.outputs.plots import plot_confusion, plot_history
-    from geocamat.tasks.landuse import LandUseTask, TileDataset
+    from geocamat.tasks.landuse import EpochHistory, LandUseTask, TileDataset
 
     started = time.perf_counter()
     quiet_lightning(progress)
@@ -136,14 +127,9 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
         val_loader = DataLoader(TileDataset(x_val, val.labels), batch_size=256, num_workers=config["num_workers"])
         checkpoint = L.pytorch.callbacks.ModelCheckpoint(dirpath=stage / "checkpoints", filename="best",
                                                          monitor="val_loss", mode="min", save_last=False)
-        history = _History()
-        gpu = torch.cuda.is_available() and config["accelerator"] in ("auto", "gpu", "cuda")
-        trainer = L.Trainer(max_epochs=config["epochs"], accelerator=config["accelerator"], devices=config["devices"],
-                            strategy=config["strategy"], num_nodes=config["num_nodes"],
-                            precision=config["precision"] or ("bf16-mixed" if gpu else "32-true"),
-                            callbacks=[checkpoint, history], logger=L.pytorch.loggers.CSVLogger(stage, name="logs"),
-                            enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=10,
-                            default_root_dir=stage)
+        history = EpochHistory()
+        trainer = build_trainer(config, stage, [checkpoint, history], progress,
+                                logger=L.pytorch.loggers.CSVLogger(stage, name="logs"), log_every_n_steps=10)
         trainer.fit(task, train_loader, val_loader)
         if not trainer.is_global_zero:
             raise SystemExit(0)
@@ -158,7 +144,7 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
         bundle.save(stage / "model.geocamat")
         metrics = {"validation_map": _validation_map_metrics(bundle, stage, stack, labels, config),
                    "validation_tiles": {"n": len(val), "accuracy": _tile_accuracy(bundle, x_val, val.labels)},
-                   "best_epoch": _best_epoch(history.rows), "train_seconds": round(time.perf_counter() - started, 1),
+                   "best_epoch": history.best_epoch(), "train_seconds": round(time.perf_counter() - started, 1),
                    "training_tiles": len(train), "regulariser": regulariser.settings()}
         bundle.metrics = metrics
         bundle.save(stage / "model.geocamat")
@@ -173,11 +159,6 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
 
             shutil.rmtree(stage / leftover, ignore_errors=True)
     return metrics
-
-
-def _best_epoch(rows: list[dict]) -> int | None:
-    scored = [r for r in rows if "val_loss" in r]
-    return min(scored, key=lambda r: r["val_loss"])["epoch"] if scored else None
 
 
 def _tile_accuracy(bundle: Bundle, x: torch.Tensor, y: torch.Tensor) -> float:

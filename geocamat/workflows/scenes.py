@@ -11,7 +11,7 @@ import torch
 
 from geocamat.bundle import Bundle
 from geocamat.config import dump_config
-from geocamat.workflows.landuse import _best_epoch, _History, _regulariser, quiet_lightning
+from geocamat.workflows.landuse import _regulariser, build_trainer, quiet_lightning
 from geocamat.workflows.outdir import staged_output
 
 
@@ -40,7 +40,7 @@ def train_scenes(config: dict, out_dir: Path, *, overwrite: bool = False, progre
     from geocamat.data.scenes import split_scenes
     from geocamat.metrics import confusion_matrix, summarise
     from geocamat.outputs.plots import plot_confusion, plot_history
-    from geocamat.tasks.landuse import LandUseTask, TileDataset
+    from geocamat.tasks.landuse import EpochHistory, LandUseTask, TileDataset
 
     started = time.perf_counter()
     quiet_lightning(progress)
@@ -61,13 +61,8 @@ def train_scenes(config: dict, out_dir: Path, *, overwrite: bool = False, progre
         train_loader = DataLoader(TileDataset(x_train, y_train), batch_size=config["batch_size"], shuffle=True,
                                   drop_last=len(y_train) > config["batch_size"], generator=generator)
         val_loader = DataLoader(TileDataset(x_test, y_test), batch_size=256)
-        history = _History()
-        gpu = torch.cuda.is_available() and config["accelerator"] in ("auto", "gpu", "cuda")
-        trainer = L.Trainer(max_epochs=config["epochs"], accelerator=config["accelerator"], devices=config["devices"],
-                            strategy=config["strategy"], num_nodes=config["num_nodes"],
-                            precision=config["precision"] or ("bf16-mixed" if gpu else "32-true"),
-                            callbacks=[history], logger=False, enable_checkpointing=False,
-                            enable_progress_bar=progress, enable_model_summary=False, default_root_dir=stage)
+        history = EpochHistory()
+        trainer = build_trainer(config, stage, [history], progress, logger=False, enable_checkpointing=False)
         trainer.fit(task, train_loader, val_loader)
         if not trainer.is_global_zero:
             raise SystemExit(0)
@@ -82,7 +77,7 @@ def train_scenes(config: dict, out_dir: Path, *, overwrite: bool = False, progre
         ids = list(range(len(classes)))
         held_out = summarise(confusion_matrix(y_test.numpy(), pred.numpy(), ids), ids, split.classes)
         robust = robustness_report(model, (x_test, y_test), seed=config["seed"], auc_samples=64)
-        metrics = {"held_out": held_out, "robustness": robust, "best_epoch": _best_epoch(history.rows),
+        metrics = {"held_out": held_out, "robustness": robust, "best_epoch": history.best_epoch(),
                    "train_seconds": round(time.perf_counter() - started, 1), "regulariser": regulariser.settings()}
         bundle.metrics = metrics
         bundle.save(stage / "model.geocamat")

@@ -92,14 +92,13 @@ def extract_tiles(stack, labels: LabelRaster, opts: TileOptions, progress: bool 
     Raises:
         InvalidLabelsError: no tile passes the label and validity thresholds on one side of the split.
     """
-    from torchgeo.datasets import IntersectionDataset  # noqa: F401  (documents the `&` below)
     from torchgeo.samplers import GriddedPatchSampler
 
     from geocamat.data.torchgeo_datasets import LabelRasterDataset
 
     image_ds = stack.dataset()
     label_ds = LabelRasterDataset(paths=[str(labels.path)])
-    dataset = image_ds & label_ds
+    dataset = image_ds & label_ds  # TorchGeo IntersectionDataset: image and mask per query
     class_index = {cid: i for i, cid in enumerate(labels.class_ids)}
     split = checkerboard(labels.grid.shape, opts.blocks, opts.val_parity)
     rng = np.random.default_rng(opts.seed)

@@ -15,6 +15,7 @@ from cli.options import accelerator_opt, devices_opt, overwrite_opt, quiet_opt
               help="Run folder: model.geocamat, metrics.json, confusion.png, training.png, config.yaml.")
 @click.option("--task", type=click.Choice(["landuse", "detection"]), default=None, help="[default: landuse]")
 @click.option("--images", multiple=True, help="Image files, globs or folders (repeatable).")
+@click.option("--bands", default=None, help="Band selection, comma-separated names or 1-based numbers (e.g. 3,2,1).")
 @click.option("--labels", default=None, help="Classified raster, or vector layer of polygons/points.")
 @click.option("--scenes", default=None, help="Instead of --images/--labels: a folder with one image folder per class.")
 @click.option("--label-field", default=None, help="Class field of a vector label layer.")
@@ -45,9 +46,10 @@ from cli.options import accelerator_opt, devices_opt, overwrite_opt, quiet_opt
               help="Override any setting, e.g. --set camat.tau=0.6 (repeatable).")
 @overwrite_opt
 @quiet_opt
-def train(config, out, task, images, labels, scenes, label_field, tile_size, purity, blocks, arch, epochs, batch_size,
-          lr, seed, camat, regulariser, camat_saliency, camat_target, camat_tau, camat_area, camat_fill, camat_p,
-          camat_warmup, camat_source, accelerator, devices, strategy, num_nodes, assignments, overwrite, quiet):
+def train(config, out, task, images, bands, labels, scenes, label_field, tile_size, purity, blocks, arch, epochs,
+          batch_size, lr, seed, camat, regulariser, camat_saliency, camat_target, camat_tau, camat_area, camat_fill,
+          camat_p, camat_warmup, camat_source, accelerator, devices, strategy, num_nodes, assignments, overwrite,
+          quiet):
     """Train a model on GeoTIFF imagery and labels; CONFIG is an optional YAML file of settings.
 
     Flags override the file, and --set overrides both. Example:
@@ -61,7 +63,8 @@ def train(config, out, task, images, labels, scenes, label_field, tile_size, pur
                   if v is not None}
     if camat is False and regulariser is None:
         regulariser = "none"
-    overrides = dict(task=task, images=list(images) or None, labels=labels, scenes=scenes, label_field=label_field,
+    overrides = dict(task=task, images=list(images) or None, bands=bands.split(",") if bands else None,
+                     labels=labels, scenes=scenes, label_field=label_field,
                      tile_size=tile_size, purity=purity, blocks=blocks, arch=arch, epochs=epochs,
                      batch_size=batch_size, lr=lr, seed=seed, regulariser=regulariser, camat=camat_opts or None,
                      accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes)

@@ -19,6 +19,7 @@ DEFAULTS: dict = {
     "scenes": None,              # instead of images + labels: a folder with one sub-folder of images per class
     "image_size": 64,            # scene folders: images resized to this side (pixels)
     "train_fraction": 0.5,       # scene folders: stratified share of each class used for training
+    "bands": None,               # band selection: names (file stems / descriptions) or 1-based numbers
     "labels": None,              # classified raster or vector layer (polygons/points)
     "label_field": None,         # class field of a vector layer
     "classes": {},               # {code: {name: ..., color: "#rrggbb"}} or {code: name}

@@ -94,6 +94,17 @@ def test_train_predict_evaluate_info_end_to_end(tmp_path, synthetic_scene):
     result = runner.invoke(cli, ["evaluate", "--model", str(run / "model.geocamat"), "--reference",
                                  str(synthetic_scene["labels"]), "--quiet", str(synthetic_scene["image"])])
     assert result.exit_code == 0 and "OA" in result.output, result.output
+    # a model trained on a band selection maps with the same bands, chosen again from the full input
+    run2 = tmp_path / "run2"
+    result = runner.invoke(cli, ["train", "--images", str(synthetic_scene["image"]), "--labels",
+                                 str(synthetic_scene["labels"]), "--bands", "3,1", "--tile-size", "16", "--blocks", "2",
+                                 "--epochs", "1", "--arch", "camnet-xs", "--out", str(run2), "--quiet"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(cli, ["predict", "--model", str(run2 / "model.geocamat"), "--out", str(tmp_path / "m2"),
+                                 "--quiet", "--no-vector", str(synthetic_scene["image"])])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(cli, ["info", str(run2 / "model.geocamat")])
+    assert "band3" in result.output and "band1" in result.output
     result = runner.invoke(cli, ["info", str(run / "model.geocamat")])
     assert result.exit_code == 0 and "classes" in result.output
     # refuses to overwrite without --overwrite

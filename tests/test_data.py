@@ -88,3 +88,16 @@ def test_tiles_stay_inside_their_blocks_and_get_the_majority_label(tmp_path, syn
     mean, std = band_statistics(train)
     x = normalise(train.images, mean, std)
     assert np.isfinite(x.numpy()).all()
+
+
+def test_band_selection_by_name_and_number(tmp_path):
+    stack = open_stack([str(NC / "lsat7_2000_*.tif")], tmp_path, bands=["lsat7_2000_40", "3"])
+    assert stack.band_names == ["lsat7_2000_40", "lsat7_2000_30"]
+    with rasterio.open(stack.paths[0]) as vrt, rasterio.open(NC / "lsat7_2000_40.tif") as b4:
+        assert vrt.count == 2
+        a, ref = vrt.read(1), b4.read(1, masked=True)
+    assert np.array_equal(a[~ref.mask], ref.compressed().astype("float32")) and np.isnan(a[ref.mask]).all()
+    with pytest.raises(InvalidRasterError, match="not found"):
+        open_stack([str(NC / "lsat7_2000_*.tif")], tmp_path, bands=["B8"])
+    with pytest.raises(InvalidRasterError, match="does not exist"):
+        open_stack([str(NC / "lsat7_2000_*.tif")], tmp_path, bands=[9])

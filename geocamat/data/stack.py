@@ -127,12 +127,74 @@ def write_stack_vrt(files: Sequence[Path], out_path: Path) -> Path:
     return out_path
 
 
-def open_stack(patterns: Sequence[str | os.PathLike], workdir: Path) -> ImageStack:
+def band_indexes(names: Sequence[str], selection: Sequence[str | int]) -> list[int]:
+    """0-based indexes of the selected bands, given by name or by 1-based number.
+
+    Raises:
+        InvalidRasterError: a name or number that the imagery does not have.
+    """
+    out = []
+    for item in selection:
+        if isinstance(item, int) or (isinstance(item, str) and item.isdigit()):
+            number = int(item)
+            if not 1 <= number <= len(names):
+                raise InvalidRasterError(f"band {number} does not exist: the images have bands 1-{len(names)}")
+            out.append(number - 1)
+        elif item in names:
+            out.append(list(names).index(item))
+        else:
+            raise InvalidRasterError(f"band {item!r} not found: the images have {', '.join(names)}")
+    return out
+
+
+def write_band_subset_vrt(source: Path, indexes: Sequence[int], out_path: Path) -> Path:
+    """Write a VRT holding the given 0-based bands of a raster, in that order (Float32, NaN nodata)."""
+    import rasterio
+
+    with rasterio.open(source) as src:
+        crs_wkt, transform, width, height = src.crs.to_wkt(), src.transform, src.width, src.height
+        nodatas, descriptions = src.nodatavals, src.descriptions
+    gt = ", ".join(repr(v) for v in (transform.c, transform.a, transform.b, transform.f, transform.d, transform.e))
+    bands = []
+    for i, b in enumerate(indexes, start=1):
+        nodata_xml = f"<NODATA>{nodatas[b]!r}</NODATA>" if nodatas[b] is not None else ""
+        bands.append(
+            f'  <VRTRasterBand dataType="Float32" band="{i}">\n'
+            f"    <NoDataValue>nan</NoDataValue>\n"
+            f"    <Description>{html.escape(descriptions[b] or f'band{b + 1}')}</Description>\n"
+            f"    <ComplexSource>\n"
+            f'      <SourceFilename relativeToVRT="0">{html.escape(str(source))}</SourceFilename>\n'
+            f"      <SourceBand>{b + 1}</SourceBand>\n"
+            f'      <SrcRect xOff="0" yOff="0" xSize="{width}" ySize="{height}"/>\n'
+            f'      <DstRect xOff="0" yOff="0" xSize="{width}" ySize="{height}"/>\n'
+            f"      {nodata_xml}\n"
+            f"    </ComplexSource>\n"
+            f"  </VRTRasterBand>\n"
+        )
+    xml = (f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">\n  <SRS>{html.escape(crs_wkt)}</SRS>\n'
+           f"  <GeoTransform>{gt}</GeoTransform>\n" + "".join(bands) + "</VRTDataset>\n")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(xml)
+    return out_path
+
+
+def select_bands(stack: ImageStack, selection: Sequence[str | int], workdir: Path) -> ImageStack:
+    """The stack restricted to the selected bands (by name or 1-based number), in the selection's order."""
+    idx = band_indexes(stack.band_names, selection)
+    paths = [write_band_subset_vrt(p, idx, workdir / f"bands_{i}.vrt") for i, p in enumerate(stack.paths)]
+    names = [stack.band_names[i] for i in idx]
+    return ImageStack(paths, names, [float("nan")] * len(idx), stack.crs, stack.res, stack.sources)
+
+
+def open_stack(patterns: Sequence[str | os.PathLike], workdir: Path,
+               bands: Sequence[str | int] | None = None) -> ImageStack:
     """Resolve the user's imagery into an :class:`ImageStack`.
 
     Args:
         patterns: files, globs or folders.
         workdir: where VRT stacks are written (e.g. the run or output folder's ``.geocamat`` subfolder).
+        bands: optional selection of bands, by name (file stem for band files, band description otherwise)
+            or 1-based number; the stack then holds those bands in that order.
 
     Raises:
         InputNotFoundError: nothing matches.
@@ -178,4 +240,5 @@ def open_stack(patterns: Sequence[str | os.PathLike], workdir: Path) -> ImageSta
                 "per scene, either multi-band files or one single-band file per band on the same grid")
     with rasterio.open(stacks[0]) as first:
         crs, res = first.crs.to_wkt(), first.res
-    return ImageStack(stacks, band_names or [], nodata, crs, res, files)
+    stack = ImageStack(stacks, band_names or [], nodata, crs, res, files)
+    return select_bands(stack, bands, workdir) if bands else stack

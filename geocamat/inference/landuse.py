@@ -206,7 +206,7 @@ def predict_landuse(
     out_dir = Path(out_dir)
     stack_dir = Path(tempfile.mkdtemp(prefix="geocamat-stack-"))
     try:
-        stack = open_stack(images, stack_dir)
+        stack = open_stack(images, stack_dir, bands=bundle.extra.get("band_selection"))
         if stack.num_bands != len(bundle.bands):
             raise BundleError(
                 f"the model expects {len(bundle.bands)} bands ({', '.join(bundle.bands)}) but the images have "

@@ -94,7 +94,7 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
     L.seed_everything(config["seed"], verbose=False)
     with staged_output(Path(out_dir), overwrite) as stage:
         work = stage / "work"
-        stack = open_stack(config["images"], work)
+        stack = open_stack(config["images"], work, bands=config.get("bands"))
         grid = grid_of_dataset(stack.dataset())
         labels = labels_on_grid(config["labels"], grid, work, config.get("label_field"))
         opts = TileOptions(tile_size=config["tile_size"], stride=config["stride"] or max(1, config["tile_size"] // 4),
@@ -139,7 +139,8 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
         bundle = Bundle(task="landuse", model=model_spec, state_dict=state, bands=stack.band_names, mean=mean,
                         std=std, classes=classes, tile_size=opts.tile_size, resolution=(t.a, -t.e), crs=grid.crs,
                         regulariser=regulariser.settings(),
-                        extra={"overlap": overlap, "footprint": opts.footprint, "training_tiles": len(train),
+                        extra={"overlap": overlap, "footprint": opts.footprint, "band_selection": config.get("bands"),
+                               "training_tiles": len(train),
                                "validation_tiles": len(val)})
         bundle.save(stage / "model.geocamat")
         metrics = {"validation_map": _validation_map_metrics(bundle, stage, stack, labels, config),

@@ -60,6 +60,31 @@ METHODS: dict[str, tuple[str, dict]] = {
 DEFAULT_METHODS = "none,cutout,random-erasing,hide-and-seek,camat-fresh,camat-cached,camat-white"
 
 
+def timed_step(model, opt, reg, xtr, ytr, idx, k, *, epoch: int, max_epochs: int, amp, device,
+               label_smoothing: float = 0.0) -> tuple[torch.Tensor, float, float]:
+    """One training step (augment, regulariser, forward, backward, observe); (loss, wall s, CPU s)."""
+    cuda = torch.device(device).type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+    t0, c0 = time.perf_counter(), time.process_time()
+    ids = idx.to(device)
+    x = dihedral(xtr[ids], k)
+    if cuda:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = ytr[ids]
+    with amp:
+        x = reg(x, y, model=model, epoch=epoch, max_epochs=max_epochs, sample_ids=ids, transforms=k)
+        features = model.forward_features(x)
+        loss = F.cross_entropy(model.head(features.mean(dim=(2, 3))).float(), y, label_smoothing=label_smoothing)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    reg.observe(features.detach(), model.head, y, sample_ids=ids, transforms=k)
+    if cuda:
+        torch.cuda.synchronize()
+    return loss, time.perf_counter() - t0, time.process_time() - c0
+
+
 def load_data(root: Path, size: int, device: torch.device):
     split = split_scenes(root, train_fraction=0.5, seed=0)
     train, test = SceneDataset(split.train, size), SceneDataset(split.test, size)
@@ -102,29 +127,12 @@ def train_one(method: str, seed: int, data, args, device: torch.device) -> dict:
         for s in range(steps_per_epoch):
             idx = perm[s * args.batch_size:(s + 1) * args.batch_size]
             k = random_dihedral(idx.shape[0], gen)
-            if cuda:
-                torch.cuda.synchronize()
-            t0, c0 = time.perf_counter(), time.process_time()
-            ids = idx.to(device)
-            x = dihedral(xtr[ids], k)
-            if cuda:
-                x = x.contiguous(memory_format=torch.channels_last)
-            y = ytr[ids]
-            with amp:
-                x = reg(x, y, model=model, epoch=epoch, max_epochs=args.epochs, sample_ids=ids, transforms=k)
-                features = model.forward_features(x)
-                logits = model.head(features.mean(dim=(2, 3)))
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=args.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            loss, wall, cpu_s = timed_step(model, opt, reg, xtr, ytr, idx, k, epoch=epoch, max_epochs=args.epochs,
+                                           amp=amp, device=device, label_smoothing=args.label_smoothing)
             sched.step()
-            reg.observe(features.detach(), model.head, y, sample_ids=ids, transforms=k)
-            if cuda:
-                torch.cuda.synchronize()
             if epoch >= max(camat_start, 1):
-                times.append(time.perf_counter() - t0)
-                cpu_times.append(time.process_time() - c0)
+                times.append(wall)
+                cpu_times.append(cpu_s)
             ep_loss += float(loss.detach()) * idx.shape[0]
         losses.append(ep_loss / n)
         if args.verbose:
@@ -171,28 +179,11 @@ def interleaved_timing(methods: list[str], data, args, device: torch.device, rou
         idx = torch.randperm(n, generator=gen)[:args.batch_size]
         k = random_dihedral(idx.shape[0], gen)
         for m in methods:
-            reg = regs[m]
-            if cuda:
-                torch.cuda.synchronize()
-            t0, c0 = time.perf_counter(), time.process_time()
-            ids = idx.to(device)
-            x = dihedral(xtr[ids], k)
-            if cuda:
-                x = x.contiguous(memory_format=torch.channels_last)
-            y = ytr[ids]
-            with amp:
-                x = reg(x, y, model=model, epoch=1, max_epochs=1, sample_ids=ids, transforms=k)
-                features = model.forward_features(x)
-                loss = F.cross_entropy(model.head(features.mean(dim=(2, 3))).float(), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            reg.observe(features.detach(), model.head, y, sample_ids=ids, transforms=k)
-            if cuda:
-                torch.cuda.synchronize()
+            _, wall, cpu_s = timed_step(model, opt, regs[m], xtr, ytr, idx, k, epoch=1, max_epochs=1, amp=amp,
+                                        device=device)
             if rnd >= 2:  # two warm-up rounds
-                times[m].append(time.perf_counter() - t0)
-                cpu[m].append(time.process_time() - c0)
+                times[m].append(wall)
+                cpu[m].append(cpu_s)
     med = {m: statistics.median(t) for m, t in times.items()}
     med_cpu = {m: statistics.median(t) for m, t in cpu.items()}
     base, base_cpu = med.get("none"), med_cpu.get("none")

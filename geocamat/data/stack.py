@@ -92,36 +92,36 @@ def _grid_key(src) -> tuple:
             src.height)
 
 
-def write_stack_vrt(files: Sequence[Path], out_path: Path) -> Path:
-    """Write a VRT stacking single-band rasters of one grid as Float32 bands with NaN nodata."""
+def write_vrt(sources: Sequence[tuple[Path, int, str]], out_path: Path) -> Path:
+    """Write a VRT whose bands are (raster, 1-based band, description) of rasters on one grid.
+
+    Every band is Float32 with NaN nodata; each source's own nodata value is honoured (becomes NaN).
+    """
     import rasterio
 
-    with rasterio.open(files[0]) as first:
+    with rasterio.open(sources[0][0]) as first:
         crs_wkt, transform, width, height = first.crs.to_wkt(), first.transform, first.width, first.height
     gt = ", ".join(repr(v) for v in (transform.c, transform.a, transform.b, transform.f, transform.d, transform.e))
     bands = []
-    for i, path in enumerate(files, start=1):
+    for i, (path, band, description) in enumerate(sources, start=1):
         with rasterio.open(path) as src:
-            nodata = src.nodata
+            nodata = src.nodatavals[band - 1]
         nodata_xml = f"<NODATA>{nodata!r}</NODATA>" if nodata is not None else ""
         bands.append(
             f'  <VRTRasterBand dataType="Float32" band="{i}">\n'
             f"    <NoDataValue>nan</NoDataValue>\n"
-            f"    <Description>{html.escape(path.stem)}</Description>\n"
+            f"    <Description>{html.escape(description)}</Description>\n"
             f"    <ComplexSource>\n"
             f'      <SourceFilename relativeToVRT="0">{html.escape(str(path))}</SourceFilename>\n'
-            f"      <SourceBand>1</SourceBand>\n"
+            f"      <SourceBand>{band}</SourceBand>\n"
             f'      <SrcRect xOff="0" yOff="0" xSize="{width}" ySize="{height}"/>\n'
             f'      <DstRect xOff="0" yOff="0" xSize="{width}" ySize="{height}"/>\n'
             f"      {nodata_xml}\n"
             f"    </ComplexSource>\n"
             f"  </VRTRasterBand>\n"
         )
-    xml = (
-        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">\n'
-        f"  <SRS>{html.escape(crs_wkt)}</SRS>\n"
-        f"  <GeoTransform>{gt}</GeoTransform>\n" + "".join(bands) + "</VRTDataset>\n"
-    )
+    xml = (f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">\n  <SRS>{html.escape(crs_wkt)}</SRS>\n'
+           f"  <GeoTransform>{gt}</GeoTransform>\n" + "".join(bands) + "</VRTDataset>\n")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(xml)
     return out_path
@@ -147,42 +147,12 @@ def band_indexes(names: Sequence[str], selection: Sequence[str | int]) -> list[i
     return out
 
 
-def write_band_subset_vrt(source: Path, indexes: Sequence[int], out_path: Path) -> Path:
-    """Write a VRT holding the given 0-based bands of a raster, in that order (Float32, NaN nodata)."""
-    import rasterio
-
-    with rasterio.open(source) as src:
-        crs_wkt, transform, width, height = src.crs.to_wkt(), src.transform, src.width, src.height
-        nodatas, descriptions = src.nodatavals, src.descriptions
-    gt = ", ".join(repr(v) for v in (transform.c, transform.a, transform.b, transform.f, transform.d, transform.e))
-    bands = []
-    for i, b in enumerate(indexes, start=1):
-        nodata_xml = f"<NODATA>{nodatas[b]!r}</NODATA>" if nodatas[b] is not None else ""
-        bands.append(
-            f'  <VRTRasterBand dataType="Float32" band="{i}">\n'
-            f"    <NoDataValue>nan</NoDataValue>\n"
-            f"    <Description>{html.escape(descriptions[b] or f'band{b + 1}')}</Description>\n"
-            f"    <ComplexSource>\n"
-            f'      <SourceFilename relativeToVRT="0">{html.escape(str(source))}</SourceFilename>\n'
-            f"      <SourceBand>{b + 1}</SourceBand>\n"
-            f'      <SrcRect xOff="0" yOff="0" xSize="{width}" ySize="{height}"/>\n'
-            f'      <DstRect xOff="0" yOff="0" xSize="{width}" ySize="{height}"/>\n'
-            f"      {nodata_xml}\n"
-            f"    </ComplexSource>\n"
-            f"  </VRTRasterBand>\n"
-        )
-    xml = (f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">\n  <SRS>{html.escape(crs_wkt)}</SRS>\n'
-           f"  <GeoTransform>{gt}</GeoTransform>\n" + "".join(bands) + "</VRTDataset>\n")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(xml)
-    return out_path
-
-
 def select_bands(stack: ImageStack, selection: Sequence[str | int], workdir: Path) -> ImageStack:
     """The stack restricted to the selected bands (by name or 1-based number), in the selection's order."""
     idx = band_indexes(stack.band_names, selection)
-    paths = [write_band_subset_vrt(p, idx, workdir / f"bands_{i}.vrt") for i, p in enumerate(stack.paths)]
     names = [stack.band_names[i] for i in idx]
+    paths = [write_vrt([(p, i + 1, n) for i, n in zip(idx, names, strict=True)], workdir / f"bands_{k}.vrt")
+             for k, p in enumerate(stack.paths)]
     return ImageStack(paths, names, [float("nan")] * len(idx), stack.crs, stack.res, stack.sources)
 
 
@@ -222,7 +192,7 @@ def open_stack(patterns: Sequence[str | os.PathLike], workdir: Path,
     nodata: list[float | None] = []
     for i, members in enumerate(groups.values()):
         if len(members) > 1 and all(counts[m] == 1 for m in members):
-            vrt = write_stack_vrt(members, workdir / f"stack_{i}.vrt")
+            vrt = write_vrt([(m, 1, m.stem) for m in members], workdir / f"stack_{i}.vrt")
             names, nd = [m.stem for m in members], [float("nan")] * len(members)
             stacks.append(vrt)
         else:

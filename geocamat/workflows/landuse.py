@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -156,8 +157,6 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
         plot_history(history.rows, stage / "training.png")
         dump_config(config, stage / "config.yaml")
         for leftover in ("work", "checkpoints", "logs"):
-            import shutil
-
             shutil.rmtree(stage / leftover, ignore_errors=True)
     return metrics
 

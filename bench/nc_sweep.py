@@ -33,6 +33,13 @@ from geocamat.metrics import confusion_matrix, summarise  # noqa: E402
 from geocamat.models.camnet import CamNet  # noqa: E402
 
 
+def with_differences(x: torch.Tensor) -> torch.Tensor:
+    """Append the normalised difference (a - b) / (a + b) of every band pair to (N, C, H, W) raw values."""
+    c = x.shape[1]
+    nds = [(x[:, a] - x[:, b]) / (x[:, a] + x[:, b]).abs().clamp_min(1e-6) for a in range(c) for b in range(a + 1, c)]
+    return torch.cat([x, torch.stack(nds, dim=1)], dim=1)
+
+
 def run(setting: dict, device: str, work: Path, seed: int) -> dict:
     import rasterio
 
@@ -42,11 +49,16 @@ def run(setting: dict, device: str, work: Path, seed: int) -> dict:
     grid = grid_of_dataset(stack.dataset())
     labels = labels_on_grid(ROOT / "samples/nc_landsat/strata.tif", grid, work)
     tr, _ = extract_tiles(stack, labels, TileOptions(tile_size=tile, stride=setting["stride"],
-                                                      purity=setting["purity"], footprint=fp, seed=seed))
+                                                      purity=setting["purity"], footprint=fp, seed=seed,
+                                                      val_parity=setting.get("parity", "odd")))
+    if setting.get("nd"):
+        tr.images = with_differences(tr.images)
     mean, std = band_statistics(tr)
     x_all, y_all = normalise(tr.images, mean, std).to(device), tr.labels.to(device)
+    m_all = tr.masks.long().to(device)
+    pixel = setting.get("pixel", 0.0)
     k = len(labels.class_ids)
-    model = CamNet(6, k, tile, setting["arch"]).to(device)
+    model = CamNet(tr.images.shape[1], k, tile, setting["arch"]).to(device)
     epochs, bs = setting["epochs"], 64
     opt = torch.optim.AdamW(model.parameters(), setting.get("lr", 2e-3), weight_decay=1e-4)
     steps = math.ceil(len(x_all) / bs) * epochs
@@ -61,8 +73,16 @@ def run(setting: dict, device: str, work: Path, seed: int) -> dict:
             turns = torch.randint(0, 8, (len(idx),), device=device)
             x = dihedral(x_all[idx], turns)
             y = y_all[idx]
+            clean = x
             x = reg(x, y, model=model, epoch=ep, max_epochs=epochs)
-            loss = F.cross_entropy(model(x), y, label_smoothing=0.05)
+            if pixel:
+                dense, logits = model.dense_logits(x)
+                m = dihedral(m_all[idx], turns).masked_fill((x != clean).any(dim=1), -1)
+                up = F.interpolate(dense, size=m.shape[-2:], mode="bilinear", align_corners=False)
+                loss = F.cross_entropy(logits, y, label_smoothing=0.05) + pixel * F.cross_entropy(
+                    up, m, ignore_index=-1, label_smoothing=0.05)
+            else:
+                loss = F.cross_entropy(model(x), y, label_smoothing=0.05)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -71,6 +91,8 @@ def run(setting: dict, device: str, work: Path, seed: int) -> dict:
     model.eval()
     with rasterio.open(stack.paths[0]) as src:
         img = torch.from_numpy(src.read().astype("float32"))
+    if setting.get("nd"):
+        img = with_differences(img[None])[0]
     valid = stack.valid_mask(img)
     xn = normalise(img[None], mean, std)[0].to(device)
     h, w = valid.shape
@@ -96,15 +118,24 @@ def run(setting: dict, device: str, work: Path, seed: int) -> dict:
             for (y, x), d, q in zip(cs, dense, win, strict=True):
                 acc["dense"][:, y:y + tile, x:x + tile] += d * weight
                 acc["window"][:, y:y + tile, x:x + tile] += q[:, None, None] * weight
+    out = score(acc, labels, valid.numpy(), setting.get("parity", "odd"))
+    return {"setting": setting, "seed": seed, "tiles": len(tr), "train_s": round(train_s, 1), **out,
+            "_acc": {m: a.cpu() for m, a in acc.items()}, "_labels": labels, "_valid": valid.numpy()}
+
+
+def score(acc: dict, labels, valid: np.ndarray, parity: str) -> dict:
+    """OA/kappa of each accumulated probability map on the validation blocks."""
+    import rasterio
+
     ref = rasterio.open(labels.path).read(1)
-    split = checkerboard(ref.shape, 4)
-    ok = (split == 1) & (ref >= 0) & valid.numpy()
+    ok = (checkerboard(ref.shape, 4, parity) == 1) & (ref >= 0) & valid
     ids = np.array(labels.class_ids)
+    out = {}
     for mode, a in acc.items():
         pred = ids[a.argmax(0).cpu().numpy()]
         s = summarise(confusion_matrix(ref[ok], pred[ok], labels.class_ids), labels.class_ids)
         out[mode] = {"oa": s["overall_accuracy"], "kappa": s["kappa"]}
-    return {"setting": setting, "seed": seed, "tiles": len(tr), "train_s": round(train_s, 1), **out}
+    return out
 
 
 def main() -> None:
@@ -113,7 +144,13 @@ def main() -> None:
     p.add_argument("--out", default="nc_sweep.json")
     p.add_argument("--work", default="/tmp/nc_sweep")
     p.add_argument("--quick", action="store_true", help="one tiny setting (CPU smoke test)")
+    p.add_argument("--settings", help="JSON list of settings (each merged onto the base) instead of the built-in sweep")
+    p.add_argument("--base", help="JSON object merged onto the base setting")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     base = {"tile": 16, "footprint": 1.0, "stride": 4, "purity": 0.5, "arch": "camnet-s", "epochs": 30,
             "reg": "none"}
     camat = {"reg": "camat", "camat": {"tau": 0.7, "p": 0.5, "warmup": 0.2}}
@@ -133,14 +170,28 @@ def main() -> None:
         {"footprint": 0.125, "stride": 2, "arch": "camnet-xs", "epochs": 12},
         {"footprint": 0.125, "stride": 2, "arch": "camnet-xs", "epochs": 12, **camat},
     ]
+    if args.base:
+        base.update(json.loads(args.base))
+    if args.settings:
+        settings = json.loads(args.settings)
     if args.quick:
         settings = [{"epochs": 1, "arch": "camnet-xs", "stride": 8}]
     results = []
     for s in settings:
         setting = {**base, **s}
-        r = run(setting, args.device, Path(args.work), seed=0)
-        results.append(r)
-        print(json.dumps({k: v for k, v in r.items() if k != "setting"}), {k: v for k, v in s.items()}, flush=True)
+        runs = []
+        for seed in args.seeds:
+            r = run(setting, args.device, Path(args.work), seed=seed)
+            runs.append(r)
+            results.append({k: v for k, v in r.items() if not k.startswith("_")})
+            print(json.dumps({k: v for k, v in results[-1].items() if k != "setting"}), s, flush=True)
+        if len(runs) > 1:  # the ensemble: probabilities averaged over the seeds
+            acc = {m: sum(r["_acc"][m] / r["_acc"][m].sum(0, keepdim=True).clamp_min(1e-8) for r in runs)
+                   for m in runs[0]["_acc"]}
+            ens = {"setting": setting, "seed": "ensemble", **score(acc, runs[0]["_labels"], runs[0]["_valid"],
+                                                                   setting.get("parity", "odd"))}
+            results.append(ens)
+            print(json.dumps({k: v for k, v in ens.items() if k != "setting"}), s, flush=True)
         Path(args.out).write_text(json.dumps(results, indent=1))
 
 

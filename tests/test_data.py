@@ -1,5 +1,6 @@
 
 import numpy as np
+import torch
 import pytest
 import rasterio
 
@@ -88,6 +89,18 @@ def test_tiles_stay_inside_their_blocks_and_get_the_majority_label(tmp_path, syn
     mean, std = band_statistics(train)
     x = normalise(train.images, mean, std)
     assert np.isfinite(x.numpy()).all()
+
+
+def test_tiles_carry_per_pixel_class_indices_with_invalid_pixels_ignored(tmp_path, synthetic_scene):
+    stack = open_stack([str(synthetic_scene["image"])], tmp_path)
+    labels = labels_on_grid(synthetic_scene["labels"], grid_of_dataset(stack.dataset()), tmp_path)
+    train, _ = extract_tiles(stack, labels, TileOptions(tile_size=16, stride=8, blocks=2, purity=0.5))
+    assert train.masks.shape == (len(train), 16, 16)
+    bright = train.images[:, 0] > 100
+    invalid = torch.isnan(train.images).all(dim=1)
+    assert (train.masks[invalid] == -1).all()  # the nodata collar is not a class
+    assert ((train.masks == 1) == (bright & ~invalid)).all()  # index 1 = code 2 = the bright half, per pixel
+    assert (train.masks[~invalid] >= 0).all()
 
 
 def test_band_selection_by_name_and_number(tmp_path):

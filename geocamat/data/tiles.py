@@ -21,10 +21,15 @@ from geocamat.errors import InvalidLabelsError
 
 @dataclass
 class TileSet:
-    """Tiles in memory: raw band values (NaN where invalid) and class indices (0..K-1)."""
+    """Tiles in memory: raw band values (NaN where invalid), class indices (0..K-1) and per-pixel labels.
+
+    ``masks`` holds each pixel's class index (int16, -1 where unlabelled, invalid or of an unknown class); for
+    point labels it is -1 except at the points.
+    """
 
     images: Tensor
     labels: Tensor
+    masks: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -80,6 +85,12 @@ def _tile_label(mask: np.ndarray, class_index: dict[int, int], opts: TileOptions
     return class_index[int(codes[best])]
 
 
+def _pixel_classes(mask: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Label codes -> class indices (int16), -1 for unlabelled pixels and codes that are not classes."""
+    index = np.searchsorted(codes, mask).clip(0, len(codes) - 1)
+    return np.where(codes[index] == mask, index, -1).astype(np.int16)
+
+
 def extract_tiles(stack, labels: LabelRaster, opts: TileOptions, progress: bool = False) -> tuple[TileSet, TileSet]:
     """Cut labelled tiles from the imagery: (training tiles, validation tiles).
 
@@ -104,7 +115,8 @@ def extract_tiles(stack, labels: LabelRaster, opts: TileOptions, progress: bool 
     rng = np.random.default_rng(opts.seed)
     per_tile_bytes = stack.num_bands * opts.tile_size**2 * 4
     cap = min(opts.max_tiles, max(1000, int(1e9 // per_tile_bytes)))
-    sides: dict[int, tuple[list[Tensor], list[int]]] = {0: ([], []), 1: ([], [])}
+    sides: dict[int, tuple[list[Tensor], list[int], list[np.ndarray]]] = {0: ([], [], []), 1: ([], [], [])}
+    lut_codes = np.array(labels.class_ids)
     side_px = max(1, int(round(opts.footprint * opts.tile_size)))
     lo = (opts.tile_size - side_px) // 2
     inner = (slice(lo, lo + side_px), slice(lo, lo + side_px))
@@ -141,9 +153,10 @@ def extract_tiles(stack, labels: LabelRaster, opts: TileOptions, progress: bool 
             image[:, ~valid] = math.nan
             sides[side][0].append(image)
             sides[side][1].append(label)
+            sides[side][2].append(_pixel_classes(mask, lut_codes))
     out = []
     for side, name in ((0, "training"), (1, "validation")):
-        images, targets = sides[side]
+        images, targets, masks = sides[side]
         if not images:
             raise InvalidLabelsError(
                 f"no {name} tile passed the label thresholds (purity {opts.purity}, tile {opts.tile_size} px): "
@@ -151,7 +164,9 @@ def extract_tiles(stack, labels: LabelRaster, opts: TileOptions, progress: bool 
         if side == 0 and len(images) > cap:
             keep = np.sort(rng.choice(len(images), cap, replace=False))
             images, targets = [images[i] for i in keep], [targets[i] for i in keep]
-        out.append(TileSet(torch.stack(images), torch.tensor(targets, dtype=torch.long)))
+            masks = [masks[i] for i in keep]
+        out.append(TileSet(torch.stack(images), torch.tensor(targets, dtype=torch.long),
+                           torch.from_numpy(np.stack(masks))))
     return out[0], out[1]
 
 

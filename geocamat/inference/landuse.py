@@ -15,6 +15,7 @@ and everything is renamed into place at once.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -86,6 +87,15 @@ class _Plan:
         y1 = min(self.grid.height, y0 + self.band_rows)
         ps = self.rows[(self.rows >= y0) & (self.rows < y0 + self.band_rows)]
         return y0, y1, ps
+
+
+@functools.lru_cache(maxsize=8)
+def _tile_offsets(tile: int, width: int):
+    """Flat offsets of a tile's pixels in a row-major canvas ``width`` pixels wide."""
+    import torch
+
+    r = torch.arange(tile, dtype=torch.int64)
+    return (r[:, None] * width + r[None, :]).flatten()
 
 
 def hann_weights(tile: int, overlap: float, footprint: float = 1.0) -> np.ndarray:
@@ -642,24 +652,26 @@ class _Engine:
                     batch = batch.contiguous(memory_format=torch.channels_last)
                     with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
                         probs, cam = camnet.tile_probabilities(self.model, batch)
-                else:  # copy the tiles into a reused buffer
-                    batch = bufs["batch"][: len(bi)]
-                    # small per-tile copies/adds run on one thread: with several OpenMP threads on busy cores,
-                    # threads spinning at barriers make each small op up to 50x slower
+                else:  # one gather of the batch's tiles from a strided view, one thread (see below)
                     torch.set_num_threads(1)
-                    for n, (r, q) in enumerate(zip(bi, bj, strict=True)):
-                        batch[n].copy_(x[:, r * s:r * s + t, q * s:q * s + t])
+                    views = x.unfold(1, t, s).unfold(2, t, s)  # (C, rows, cols, T, T), a view
+                    batch = views[:, torch.from_numpy(bi), torch.from_numpy(bj)].permute(1, 0, 2, 3).contiguous()
                     torch.set_num_threads(threads)
                     with torch.no_grad():
                         probs, cam = camnet.tile_probabilities(self.model, batch)
-                    torch.set_num_threads(1)
-                probs = probs.float().mul_(self.w2)
-                cam = cam.float().mul_(self.w2)
-                for n, (r, q) in enumerate(zip(bi, bj, strict=True)):
-                    rows_, cols_ = slice(r * s, r * s + t), slice(q * s, q * s + t)
-                    acc[:k, rows_, cols_] += probs[n]
-                    acc[k, rows_, cols_] += cam[n]
-                    acc[k + 1, rows_, cols_] += self.w2
+                # Blending runs on one thread: with several OpenMP threads on busy cores, threads spinning at
+                # barriers make small ops up to 50x slower.
+                torch.set_num_threads(1)
+                ones = torch.ones_like(cam[:, None], dtype=torch.float32)
+                weighted = torch.cat([probs.float(), cam.float()[:, None], ones], dim=1)
+                weighted.mul_(self.w2)
+                if dev.type == "cuda":  # one add per tile, in order (deterministic)
+                    for n, (r, q) in enumerate(zip(bi, bj, strict=True)):
+                        acc[:, r * s:r * s + t, q * s:q * s + t] += weighted[n]
+                else:  # all tiles of the batch in one scatter-add (sequential on the CPU, so deterministic)
+                    origin = torch.from_numpy((bi * s * acc.shape[2] + bj * s).astype(np.int64))
+                    index = (origin[:, None] + _tile_offsets(t, acc.shape[2])[None]).flatten()
+                    acc.view(k + 2, -1).index_add_(1, index, weighted.permute(1, 0, 2, 3).reshape(k + 2, -1))
                 torch.set_num_threads(threads)
             self.t_model += time.perf_counter() - start
         # finish rows [y0, y1) of columns [x0, x1)

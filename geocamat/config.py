@@ -40,6 +40,7 @@ DEFAULTS: dict = {
     "weight_decay": 1e-4,
     "label_smoothing": 0.05,
     "class_weighting": False,    # weight the loss by inverse class frequency
+    "pixel_loss": 0.0,           # weight of per-pixel supervision of the class activation logits (0: tile labels only)
     "seed": 0,
     "regulariser": "camat",      # camat | cutout | random-erasing | hide-and-seek | none
     "camat": {},                 # CAMAT options, see geocamat.camat.CamatConfig
@@ -162,6 +163,8 @@ def validate(config: dict) -> dict:
         raise ConfigError(f"output must be window or dense, not {config['output']!r}")
     if not 0.0 < float(config["footprint"]) <= 1.0:
         raise ConfigError(f"footprint must be in (0, 1], not {config['footprint']!r}")
+    if not isinstance(config["pixel_loss"], (int, float)) or config["pixel_loss"] < 0:
+        raise ConfigError(f"pixel_loss must be a number >= 0, not {config['pixel_loss']!r}")
     for key in ("purity", "min_labelled", "min_valid"):
         if not 0.0 <= float(config[key]) <= 1.0:
             raise ConfigError(f"{key} must be between 0 and 1, not {config[key]!r}")

@@ -95,11 +95,15 @@ def test_train_predict_evaluate_info_end_to_end(tmp_path, synthetic_scene):
                                  str(synthetic_scene["labels"]), "--quiet", str(synthetic_scene["image"])])
     assert result.exit_code == 0 and "OA" in result.output, result.output
     # a model trained on a band selection maps with the same bands, chosen again from the full input
+    # (trained with per-pixel supervision and mapped from its dense CAM logits)
     run2 = tmp_path / "run2"
     result = runner.invoke(cli, ["train", "--images", str(synthetic_scene["image"]), "--labels",
                                  str(synthetic_scene["labels"]), "--bands", "3,1", "--tile-size", "16", "--blocks", "2",
-                                 "--epochs", "1", "--arch", "camnet-xs", "--out", str(run2), "--quiet"])
+                                 "--epochs", "1", "--arch", "camnet-xs", "--pixel-loss", "1", "--output", "dense",
+                                 "--out", str(run2), "--quiet"])
     assert result.exit_code == 0, result.output
+    saved = (run2 / "config.yaml").read_text()
+    assert "pixel_loss: 1.0" in saved and "output: dense" in saved
     result = runner.invoke(cli, ["predict", "--model", str(run2 / "model.geocamat"), "--out", str(tmp_path / "m2"),
                                  "--quiet", "--no-vector", str(synthetic_scene["image"])])
     assert result.exit_code == 0, result.output

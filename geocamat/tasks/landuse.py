@@ -14,20 +14,30 @@ from geocamat.models import build_model
 
 
 class TileDataset(Dataset):
-    """Normalised tiles in memory as TorchGeo-style samples: tensors only (image, label, index)."""
+    """Normalised tiles in memory as TorchGeo-style samples: tensors only (image, label, index[, mask]).
 
-    def __init__(self, images: Tensor, labels: Tensor) -> None:
-        self.images, self.labels = images, labels
+    ``masks`` (optional) are per-pixel class indices, -1 where a pixel has no label.
+    """
+
+    def __init__(self, images: Tensor, labels: Tensor, masks: Tensor | None = None) -> None:
+        self.images, self.labels, self.masks = images, labels, masks
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
     def __getitem__(self, i: int) -> dict[str, Tensor]:
-        return {"image": self.images[i], "label": self.labels[i], "index": torch.tensor(i)}
+        sample = {"image": self.images[i], "label": self.labels[i], "index": torch.tensor(i)}
+        if self.masks is not None:
+            sample["mask"] = self.masks[i].long()
+        return sample
 
 
 class LandUseTask(L.LightningModule):
     """Tile classifier: random flips/quarter turns, the regulariser's occlusion, cross-entropy.
+
+    With ``pixel_loss > 0`` and per-pixel masks in the batches, the class activation logits (upsampled to
+    the tile) are also trained against each pixel's label, weighted by ``pixel_loss``; pixels the regulariser
+    occluded are left out of that term (their content is gone). The tile loss and CAMAT are unchanged.
 
     Args:
         model_spec: architecture spec for :func:`geocamat.models.build_model`.
@@ -36,10 +46,12 @@ class LandUseTask(L.LightningModule):
         weight_decay: AdamW weight decay.
         label_smoothing: cross-entropy label smoothing.
         class_weights: optional per-class loss weights.
+        pixel_loss: weight of the per-pixel term (0: tile labels only).
     """
 
     def __init__(self, model_spec: dict, regulariser: Regulariser, lr: float = 2e-3, weight_decay: float = 1e-4,
-                 label_smoothing: float = 0.05, class_weights: list[float] | None = None) -> None:
+                 label_smoothing: float = 0.05, class_weights: list[float] | None = None,
+                 pixel_loss: float = 0.0) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["regulariser"])
         self.model = build_model(model_spec)
@@ -51,18 +63,32 @@ class LandUseTask(L.LightningModule):
 
     def _loss(self, logits: Tensor, y: Tensor) -> Tensor:
         weight = self.class_weights.to(logits) if self.class_weights is not None else None
-        return F.cross_entropy(logits, y, weight=weight, label_smoothing=self.hparams.label_smoothing)
+        return F.cross_entropy(logits, y, weight=weight, label_smoothing=self.hparams.label_smoothing,
+                               ignore_index=-1)
+
+    def _pixel_loss(self, features: Tensor, mask: Tensor) -> Tensor:
+        """Cross-entropy of the upsampled class activation logits against per-pixel labels (-1 ignored)."""
+        dense = F.conv2d(features, self.model.head.weight[:, :, None, None], self.model.head.bias)
+        up = F.interpolate(dense, size=mask.shape[-2:], mode="bilinear", align_corners=False)
+        if not bool((mask >= 0).any()):
+            return up.sum() * 0.0
+        return self._loss(up, mask)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         x, y, ids = batch["image"], batch["label"], batch["index"]
         turns = torch.randint(0, 8, (x.shape[0],), device=x.device)
-        x = dihedral(x, turns)
-        x = self.regulariser(x, y, model=self.model, epoch=self.current_epoch, max_epochs=self.trainer.max_epochs,
-                             sample_ids=ids, transforms=turns)
+        clean = dihedral(x, turns)
+        x = self.regulariser(clean, y, model=self.model, epoch=self.current_epoch,
+                             max_epochs=self.trainer.max_epochs, sample_ids=ids, transforms=turns)
         features = self.model.forward_features(x)
         logits = self.model.head(features.mean(dim=(2, 3)))
         self.regulariser.observe(features.detach(), self.model.head, y, sample_ids=ids, transforms=turns)
         loss = self._loss(logits, y)
+        if self.hparams.pixel_loss > 0 and "mask" in batch:
+            mask = dihedral(batch["mask"], turns).masked_fill((x != clean).any(dim=1), -1)
+            pixel = self._pixel_loss(features, mask)
+            self.log("train_pixel_loss", pixel, on_step=False, on_epoch=True, sync_dist=True)
+            loss = loss + self.hparams.pixel_loss * pixel
         acc = (logits.argmax(dim=1) == y).float().mean()
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log("train_acc", acc, on_step=False, on_epoch=True, sync_dist=True)

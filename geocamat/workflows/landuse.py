@@ -120,9 +120,12 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
         if overlap is None:
             overlap = min(0.875, 1.0 - opts.footprint / 2.0) if opts.footprint < 1 else 0.5
         task = LandUseTask(model_spec, regulariser, lr=config["lr"], weight_decay=config["weight_decay"],
-                           label_smoothing=config["label_smoothing"], class_weights=weights)
+                           label_smoothing=config["label_smoothing"], class_weights=weights,
+                           pixel_loss=float(config["pixel_loss"]))
         generator = torch.Generator().manual_seed(config["seed"])
-        train_loader = DataLoader(TileDataset(x_train, train.labels), batch_size=config["batch_size"], shuffle=True,
+        masks = train.masks if config["pixel_loss"] > 0 else None
+        train_loader = DataLoader(TileDataset(x_train, train.labels, masks), batch_size=config["batch_size"],
+                                  shuffle=True,
                                   drop_last=len(train) > config["batch_size"], generator=generator,
                                   num_workers=config["num_workers"])
         val_loader = DataLoader(TileDataset(x_val, val.labels), batch_size=256, num_workers=config["num_workers"])

@@ -1,0 +1,77 @@
+"""Per-pixel supervision of the class activation logits in the land-use training task."""
+
+from types import SimpleNamespace
+
+import torch
+import torch.nn.functional as F
+
+from geocamat.camat.regularisers import Regulariser
+from geocamat.tasks.landuse import LandUseTask, TileDataset
+
+SPEC = {"name": "camnet", "in_channels": 3, "num_classes": 3, "tile_size": 16, "arch": "camnet-xs"}
+
+
+class LeftHalfOcclusion(Regulariser):
+    """Fills the left half of every tile with 5.0 (a value the test images never hold)."""
+
+    def __call__(self, images, targets, **kwargs):
+        out = images.clone()
+        out[..., : images.shape[-1] // 2] = 5.0
+        return out
+
+
+def _task(regulariser: Regulariser, pixel_loss: float) -> LandUseTask:
+    torch.manual_seed(0)
+    task = LandUseTask(SPEC, regulariser, label_smoothing=0.0, pixel_loss=pixel_loss)
+    task._trainer = SimpleNamespace(max_epochs=1, current_epoch=0)
+    task.log = lambda *args, **kwargs: None
+    return task
+
+
+def test_pixel_loss_ignores_unlabelled_pixels():
+    task = _task(Regulariser(), 1.0)
+    features = task.model.forward_features(torch.randn(2, 3, 16, 16))
+    mask = torch.randint(0, 3, (2, 16, 16))
+    partial = mask.clone()
+    partial[:, :8] = -1
+    dense = F.conv2d(features, task.model.head.weight[:, :, None, None], task.model.head.bias)
+    up = F.interpolate(dense, size=(16, 16), mode="bilinear", align_corners=False)
+    expected = F.cross_entropy(up.permute(0, 2, 3, 1)[:, 8:].reshape(-1, 3), mask[:, 8:].reshape(-1))
+    assert torch.allclose(task._pixel_loss(features, partial), expected, atol=1e-5)
+    nothing = torch.full_like(mask, -1)
+    loss = task._pixel_loss(features, nothing)
+    assert float(loss) == 0.0 and loss.requires_grad  # no labelled pixel: a zero that still backpropagates
+
+
+def test_training_step_adds_the_pixel_term_without_the_occluded_pixels():
+    x = torch.randn(4, 3, 16, 16)
+    y = torch.tensor([0, 1, 2, 0])
+    mask = y.view(-1, 1, 1).expand(-1, 16, 16).clone()
+    batch = {"image": x, "label": y, "index": torch.arange(4), "mask": mask}
+    task = _task(LeftHalfOcclusion(), 2.0)
+    seen = {}
+    original = task._pixel_loss
+
+    def spy(features, m):
+        seen["mask"] = m.clone()
+        return original(features, m)
+
+    task._pixel_loss = spy
+    torch.manual_seed(1)
+    with_pixels = task.training_step(batch, 0)
+    occluded_columns = seen["mask"][..., :8]
+    assert (occluded_columns == -1).all()  # occluded after the augmentation: left out of the pixel term
+    assert (seen["mask"][..., 8:] == y.view(-1, 1, 1)).all()
+    plain = _task(LeftHalfOcclusion(), 0.0)
+    plain.load_state_dict(task.state_dict())
+    torch.manual_seed(1)
+    without = plain.training_step(batch, 0)
+    assert float(with_pixels) > float(without)  # the weighted pixel term is added to the tile loss
+
+
+def test_tile_dataset_serves_masks_only_when_given():
+    images, labels = torch.zeros(2, 3, 16, 16), torch.tensor([0, 1])
+    assert "mask" not in TileDataset(images, labels)[0]
+    masks = torch.zeros(2, 16, 16, dtype=torch.int16)
+    sample = TileDataset(images, labels, masks)[1]
+    assert sample["mask"].dtype == torch.int64 and sample["mask"].shape == (16, 16)

@@ -26,10 +26,12 @@ from cli.options import quiet_opt
 @click.option("--mask", default=None, type=click.Path(dir_okay=False), help="Score only where this raster is non-zero.")
 @click.option("--out", default=None, type=click.Path(file_okay=False),
               help="Keep the map and metrics.json here (default: a temporary folder).")
-@click.option("--overlap", type=float, default=None, help="Window overlap fraction.  [default: the bundle's]")
+@click.option("--overlap", type=float, default=None, help="Window overlap fraction.  [default: the model's]")
+@click.option("--tta/--no-tta", default=None, help="Test-time augmentation (8 flips/turns).  [default: the model's]")
 @click.option("--device", default="auto", show_default=True)
 @quiet_opt
-def evaluate(images, model_path, reference, scenes, blocks, parity, map_path, mask, out, overlap, device, quiet):
+def evaluate(images, model_path, reference, scenes, blocks, parity, map_path, mask, out, overlap, tta, device,
+             quiet):
     """Map IMAGES with the model and report OA, kappa and per-class metrics against --reference.
 
     For a scene-classification model, --scenes DIR reports accuracy on the held-out scenes, clean and under
@@ -64,8 +66,9 @@ def evaluate(images, model_path, reference, scenes, blocks, parity, map_path, ma
             folder.mkdir(parents=True, exist_ok=True)
         else:
             predict_landuse(bundle, list(images), folder, overlap=overlap if overlap is not None else
-                            bundle.extra.get("overlap", 0.5), device=device, vectorise=False, overwrite=True,
-                            progress=not quiet)
+                            bundle.extra.get("overlap", 0.5),
+                            tta=tta if tta is not None else bool(bundle.extra.get("tta", False)), device=device,
+                            vectorise=False, overwrite=True, progress=not quiet)
         metrics = score_map(Path(map_path) if map_path else folder / "landuse.tif", Path(reference), bundle.class_ids,
                             [c.name for c in bundle.classes], blocks=blocks, parity=parity,
                             mask=Path(mask) if mask else None)

@@ -50,7 +50,9 @@ DEFAULTS: dict = {
     "num_nodes": 1,
     "precision": None,           # default: bf16-mixed on GPU, 32 on CPU
     "num_workers": 0,
-    "predict_overlap": None,     # window overlap of maps (default: 1 - footprint / 2, at most 0.875)
+    "predict_tta": False,        # maps average each tile over its 8 flips/quarter turns (8x model cost)
+    "predict_overlap": None,     # window overlap of maps (default: window maps 1 - footprint / 2, at most 0.875;
+                                 # dense maps and footprint 1: 0.5)
 }
 
 _PATH_KEYS = ("images", "labels", "scenes")

@@ -117,6 +117,16 @@ def test_constant_model_gives_seamless_map(tmp_path, small_units):
     np.testing.assert_allclose(conf, expected, rtol=1e-5)
 
 
+def test_test_time_augmentation_is_a_setting_of_the_run(tmp_path, bundle):
+    img = make_raster(tmp_path / "img.tif", 60, 50, nodata=None)
+    plain = run(bundle, [img], tmp_path / "plain", vectorise=False)
+    tta = run(bundle, [img], tmp_path / "tta", vectorise=False, tta=True)
+    assert tta["settings"]["tta"] is True and plain["settings"]["tta"] is False
+    assert tta["tiles"]["tiles_processed"] == plain["tiles"]["tiles_processed"]
+    a, b = read(tmp_path / "plain" / "confidence.tif")[0], read(tmp_path / "tta" / "confidence.tif")[0]
+    assert not np.allclose(a, b)  # the averaged map differs from the single pass
+
+
 def test_seams_do_not_change_the_result(tmp_path, bundle, monkeypatch):
     import geopandas as gpd
 

@@ -1,4 +1,4 @@
-"""Per-pixel supervision of the class activation logits in the land-use training task."""
+"""The land-use model and training task: per-pixel supervision of the CAM logits, test-time augmentation."""
 
 from types import SimpleNamespace
 
@@ -75,3 +75,22 @@ def test_tile_dataset_serves_masks_only_when_given():
     masks = torch.zeros(2, 16, 16, dtype=torch.int16)
     sample = TileDataset(images, labels, masks)[1]
     assert sample["mask"].dtype == torch.int64 and sample["mask"].shape == (16, 16)
+
+
+def test_test_time_augmentation_makes_tile_outputs_follow_flips_and_turns():
+    from geocamat.camat.geometry import dihedral
+    from geocamat.models.camnet import CamNet, tile_probabilities
+
+    torch.manual_seed(0)
+    model = CamNet(3, 4, 16, "camnet-xs", output="dense").eval()
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        probs, cam = tile_probabilities(model, x, tta=True)
+        plain, _ = tile_probabilities(model, x)
+        for k in (1, 5):
+            p, c = tile_probabilities(model, dihedral(x, k), tta=True)
+            torch.testing.assert_close(p, dihedral(probs, k), atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(c, dihedral(cam, k), atol=1e-5, rtol=1e-4)
+        turned, _ = tile_probabilities(model, dihedral(x, 1))
+    assert not torch.allclose(turned, dihedral(plain, 1), atol=1e-4)  # an untrained model alone is not invariant
+    torch.testing.assert_close(probs.sum(dim=1), torch.ones(2, 16, 16))

@@ -158,6 +158,7 @@ def predict_landuse(
     crs: str | None = None,
     res: float | None = None,
     overlap: float = 0.5,
+    tta: bool = False,
     batch_size: int = 64,
     workers: int | None = None,
     device: str = "auto",
@@ -183,6 +184,7 @@ def predict_landuse(
         crs: output CRS (default: the CRS of the first image).
         res: output pixel size in output CRS units (default: that of the images).
         overlap: fraction of a tile shared with its neighbours (0 <= overlap < 1).
+        tta: average each tile over its eight flips/quarter turns (8x the model cost).
         batch_size: tiles per forward pass.
         workers: reader threads (default: min(8, CPU count)).
         device: ``auto``, ``cpu`` or ``cuda``.
@@ -266,7 +268,7 @@ def predict_landuse(
             if _has_results(target) and not overwrite and not resume:
                 raise OutputExistsError(f"{target} already holds results: use --overwrite to replace them or "
                                         "--resume to continue an interrupted run")
-        settings = dict(overlap=overlap, batch_size=batch_size, device=str(dev),
+        settings = dict(overlap=overlap, tta=tta, batch_size=batch_size, device=str(dev),
                         write_probabilities=write_probabilities, vectorise=vectorise,
                         min_polygon_pixels=min_polygon_pixels, region=str(region) if region else None,
                         region_field=region_field, bbox=list(bbox) if bbox else None, bbox_crs=bbox_crs, crs=crs,
@@ -278,7 +280,8 @@ def predict_landuse(
                   "crs": stack.crs, "res": list(stack.res)}
         reports = []
         for name, geom, grid, target in jobs:
-            engine = _Engine(bundle, stack, index, grid, geom, target, dev=dev, overlap=overlap, batch_size=batch_size,
+            engine = _Engine(bundle, stack, index, grid, geom, target, dev=dev, overlap=overlap, tta=tta,
+                             batch_size=batch_size,
                              workers=workers or min(8, os.cpu_count() or 1), write_probabilities=write_probabilities,
                              vectorise=vectorise, min_polygon_pixels=min_polygon_pixels, resume=resume,
                              progress=progress, on_unit=on_unit)
@@ -357,12 +360,13 @@ class _Engine:
     """One prediction run over one output grid (one region)."""
 
     def __init__(self, bundle: Bundle, stack, index, grid: OutputGrid, aoi, out_dir: Path, *, dev, overlap: float,
-                 batch_size: int, workers: int, write_probabilities: bool, vectorise: bool, min_polygon_pixels: int,
-                 resume: bool, progress: bool, on_unit) -> None:
+                 tta: bool, batch_size: int, workers: int, write_probabilities: bool, vectorise: bool,
+                 min_polygon_pixels: int, resume: bool, progress: bool, on_unit) -> None:
         from geocamat.outputs.raster import ClassStyle, class_dtype_nodata
 
         self.bundle, self.stack, self.index, self.grid, self.aoi = bundle, stack, index, grid, aoi
         self.out_dir, self.dev, self.overlap, self.batch_size = out_dir, dev, overlap, batch_size
+        self.tta = tta
         self.workers, self.write_probabilities, self.vectorise = workers, write_probabilities, vectorise
         self.min_polygon_pixels, self.resume = min_polygon_pixels, resume
         self.progress, self.on_unit = progress, on_unit
@@ -388,7 +392,7 @@ class _Engine:
         return {"images": files, "weights": weights_sha256(self.bundle), "grid": [g.crs, list(g.transform)[:6],
                 g.width, g.height], "tile": self.plan.tile, "stride": self.plan.stride,
                 "band_rows": self.plan.band_rows, "block_cols": self.plan.block_cols,
-                "probabilities": self.write_probabilities, "vectorise": self.vectorise, "aoi": aoi}
+                "probabilities": self.write_probabilities, "vectorise": self.vectorise, "aoi": aoi, "tta": self.tta}
 
     def _unit_name(self, j: int, i: int) -> str:
         return f"u{j:04d}_{i:05d}"
@@ -651,14 +655,14 @@ class _Engine:
                     batch = views[:, torch.from_numpy(bi).to(dev), torch.from_numpy(bj).to(dev)].permute(1, 0, 2, 3)
                     batch = batch.contiguous(memory_format=torch.channels_last)
                     with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
-                        probs, cam = camnet.tile_probabilities(self.model, batch)
+                        probs, cam = camnet.tile_probabilities(self.model, batch, self.tta)
                 else:  # one gather of the batch's tiles from a strided view, one thread (see below)
                     torch.set_num_threads(1)
                     views = x.unfold(1, t, s).unfold(2, t, s)  # (C, rows, cols, T, T), a view
                     batch = views[:, torch.from_numpy(bi), torch.from_numpy(bj)].permute(1, 0, 2, 3).contiguous()
                     torch.set_num_threads(threads)
                     with torch.no_grad():
-                        probs, cam = camnet.tile_probabilities(self.model, batch)
+                        probs, cam = camnet.tile_probabilities(self.model, batch, self.tta)
                 # Blending runs on one thread: with several OpenMP threads on busy cores, threads spinning at
                 # barriers make small ops up to 50x slower.
                 torch.set_num_threads(1)

@@ -127,8 +127,11 @@ class CamNet(nn.Module):
         return dense, dense.mean(dim=(2, 3))
 
 
-def tile_probabilities(model: CamNet, x: Tensor) -> tuple[Tensor, Tensor]:
+def tile_probabilities(model: CamNet, x: Tensor, tta: bool = False) -> tuple[Tensor, Tensor]:
     """Per-pixel class probabilities and CAM of a batch of tiles, at the tile size.
+
+    With ``tta``, both are averaged over the eight flips/quarter turns of each tile (test-time augmentation,
+    8x the model cost), each result turned back to the tile's frame first.
 
     With ``model.output == "window"`` every pixel gets the tile's class probabilities; with ``"dense"`` the
     dense logits (see :meth:`CamNet.dense_logits`) are upsampled bilinearly to the tile and passed through
@@ -137,10 +140,20 @@ def tile_probabilities(model: CamNet, x: Tensor) -> tuple[Tensor, Tensor]:
     Args:
         model: a :class:`CamNet` in eval mode.
         x: (N, C, H, W) normalised tiles.
+        tta: average over the dihedral transforms.
 
     Returns:
         (probabilities (N, K, H, W) float32, cam (N, H, W) float32).
     """
+    if tta:
+        from geocamat.camat.geometry import NUM_DIHEDRAL, dihedral, dihedral_inverse
+
+        probs, cam = tile_probabilities(model, x)
+        for k in range(1, NUM_DIHEDRAL):
+            p, c = tile_probabilities(model, dihedral(x, k))
+            probs += dihedral_inverse(p, k)
+            cam += dihedral_inverse(c, k)
+        return probs / NUM_DIHEDRAL, cam / NUM_DIHEDRAL
     dense, logits = model.dense_logits(x)
     size = tuple(x.shape[-2:])
     up = nn.functional.interpolate(dense.float(), size=size, mode="bilinear", align_corners=False)

@@ -117,8 +117,9 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
             weights = (freq.sum() / (len(counts) * freq)).clamp(max=10).tolist()
         regulariser = _regulariser(config)
         overlap = config["predict_overlap"]
-        if overlap is None:
-            overlap = min(0.875, 1.0 - opts.footprint / 2.0) if opts.footprint < 1 else 0.5
+        if overlap is None:  # window maps need dense windows around small footprints; dense CAM maps do not
+            dense_window = opts.footprint < 1 and config["output"] == "window"
+            overlap = min(0.875, 1.0 - opts.footprint / 2.0) if dense_window else 0.5
         task = LandUseTask(model_spec, regulariser, lr=config["lr"], weight_decay=config["weight_decay"],
                            label_smoothing=config["label_smoothing"], class_weights=weights,
                            pixel_loss=float(config["pixel_loss"]))
@@ -143,8 +144,8 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
         bundle = Bundle(task="landuse", model=model_spec, state_dict=state, bands=stack.band_names, mean=mean,
                         std=std, classes=classes, tile_size=opts.tile_size, resolution=(t.a, -t.e), crs=grid.crs,
                         regulariser=regulariser.settings(),
-                        extra={"overlap": overlap, "footprint": opts.footprint, "band_selection": config.get("bands"),
-                               "training_tiles": len(train),
+                        extra={"overlap": overlap, "tta": bool(config["predict_tta"]), "footprint": opts.footprint,
+                               "band_selection": config.get("bands"), "training_tiles": len(train),
                                "validation_tiles": len(val)})
         bundle.save(stage / "model.geocamat")
         metrics = {"validation_map": _validation_map_metrics(bundle, stage, stack, labels, config),
@@ -178,6 +179,6 @@ def _validation_map_metrics(bundle: Bundle, stage: Path, stack, labels, config: 
 
     map_dir = stage / "work" / "validation_map"
     predict_landuse(bundle, [str(p) for p in stack.sources], map_dir, overlap=bundle.extra["overlap"],
-                    vectorise=False, progress=False, overwrite=True)
+                    tta=bundle.extra["tta"], vectorise=False, progress=False, overwrite=True)
     return score_map(map_dir / "landuse.tif", labels.path, bundle.class_ids, [c.name for c in bundle.classes],
                      blocks=config["blocks"], parity=config["val_parity"])

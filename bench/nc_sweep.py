@@ -60,7 +60,7 @@ def run(setting: dict, device: str, work: Path, seed: int) -> dict:
     k = len(labels.class_ids)
     model = CamNet(tr.images.shape[1], k, tile, setting["arch"]).to(device)
     epochs, bs = setting["epochs"], 64
-    opt = torch.optim.AdamW(model.parameters(), setting.get("lr", 2e-3), weight_decay=1e-4)
+    opt = torch.optim.AdamW(model.parameters(), setting.get("lr", 2e-3), weight_decay=setting.get("wd", 1e-4))
     steps = math.ceil(len(x_all) / bs) * epochs
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, setting.get("lr", 2e-3), total_steps=steps)
     reg = build_regulariser(setting["reg"], **setting.get("camat", {}))
@@ -72,6 +72,10 @@ def run(setting: dict, device: str, work: Path, seed: int) -> dict:
             idx = perm[i:i + bs]
             turns = torch.randint(0, 8, (len(idx),), device=device)
             x = dihedral(x_all[idx], turns)
+            if setting.get("jitter"):  # per-sample, per-band gain and offset (in normalised units)
+                j = setting["jitter"]
+                x = x * (1 + j * torch.randn(len(idx), x.shape[1], 1, 1, device=device)) + j * torch.randn(
+                    len(idx), x.shape[1], 1, 1, device=device)
             y = y_all[idx]
             clean = x
             x = reg(x, y, model=model, epoch=ep, max_epochs=epochs)

@@ -8,8 +8,9 @@ from click.testing import CliRunner
 
 from cli.main import cli
 
-HEADER = ("# Command-line reference\n\nGenerated from `geocamat COMMAND --help` by `python docs/make_cli_reference.py`. "
-          "Every command exits with code 2 and a one-line message on bad input, and leaves no partial output.\n")
+HEADER = ("# Command-line reference\n\nGenerated from `geocamat COMMAND --help` by "
+          "`python docs/make_cli_reference.py`. Every command exits with code 2 and a one-line message on "
+          "bad input, and leaves no partial output.\n")
 
 
 def main() -> None:

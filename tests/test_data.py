@@ -1,8 +1,8 @@
 
 import numpy as np
-import torch
 import pytest
 import rasterio
+import torch
 
 from geocamat.data.labels import UNLABELLED, grid_of_dataset, labels_on_grid
 from geocamat.data.splits import block_windows, checkerboard

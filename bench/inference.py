@@ -177,7 +177,7 @@ class null_model:
 
         self.module, self.saved = camnet, camnet.tile_probabilities
 
-        def uniform(model, x):
+        def uniform(model, x, tta=False):
             k = model.head.out_features
             n, _, h, w = x.shape
             return torch.full((n, k, h, w), 1.0 / k, device=x.device), torch.zeros((n, h, w), device=x.device)

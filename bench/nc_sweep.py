@@ -63,7 +63,7 @@ def run(setting: dict, device: str, work: Path, seed: int) -> dict:
     opt = torch.optim.AdamW(model.parameters(), setting.get("lr", 2e-3), weight_decay=setting.get("wd", 1e-4))
     steps = math.ceil(len(x_all) / bs) * epochs
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, setting.get("lr", 2e-3), total_steps=steps)
-    reg = build_regulariser(setting["reg"], **setting.get("camat", {}))
+    reg = build_regulariser(setting["reg"], **(setting.get("camat", {}) if setting["reg"] == "camat" else {}))
     t0 = time.perf_counter()
     for ep in range(epochs):
         model.train()

@@ -130,16 +130,18 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
                                   drop_last=len(train) > config["batch_size"], generator=generator,
                                   num_workers=config["num_workers"])
         val_loader = DataLoader(TileDataset(x_val, val.labels), batch_size=256, num_workers=config["num_workers"])
-        checkpoint = L.pytorch.callbacks.ModelCheckpoint(dirpath=stage / "checkpoints", filename="best",
-                                                         monitor="val_loss", mode="min", save_last=False)
+        # The bundle takes the last epoch's weights: choosing an epoch by the validation blocks' loss would
+        # tune to the blocks the map is then scored on.
+        checkpoint = L.pytorch.callbacks.ModelCheckpoint(dirpath=stage / "checkpoints", filename="last",
+                                                         monitor=None, save_last=False)
         history = EpochHistory()
         trainer = build_trainer(config, stage, [checkpoint, history], progress,
                                 logger=L.pytorch.loggers.CSVLogger(stage, name="logs"), log_every_n_steps=10)
         trainer.fit(task, train_loader, val_loader)
         if not trainer.is_global_zero:
             raise SystemExit(0)
-        best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
-        state = {k.removeprefix("model."): v for k, v in best.items() if k.startswith("model.")}
+        last = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
+        state = {k.removeprefix("model."): v for k, v in last.items() if k.startswith("model.")}
         t = grid.transform
         bundle = Bundle(task="landuse", model=model_spec, state_dict=state, bands=stack.band_names, mean=mean,
                         std=std, classes=classes, tile_size=opts.tile_size, resolution=(t.a, -t.e), crs=grid.crs,
@@ -150,7 +152,8 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
         bundle.save(stage / "model.geocamat")
         metrics = {"validation_map": _validation_map_metrics(bundle, stage, stack, labels, config),
                    "validation_tiles": {"n": len(val), "accuracy": _tile_accuracy(bundle, x_val, val.labels)},
-                   "best_epoch": history.best_epoch(), "train_seconds": round(time.perf_counter() - started, 1),
+                   "weights_epoch": config["epochs"] - 1, "lowest_validation_loss_epoch": history.best_epoch(),
+                   "train_seconds": round(time.perf_counter() - started, 1),
                    "training_tiles": len(train), "regulariser": regulariser.settings()}
         bundle.metrics = metrics
         bundle.save(stage / "model.geocamat")

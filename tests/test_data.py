@@ -114,3 +114,35 @@ def test_band_selection_by_name_and_number(tmp_path):
         open_stack([str(NC / "lsat7_2000_*.tif")], tmp_path, bands=["B8"])
     with pytest.raises(InvalidRasterError, match="does not exist"):
         open_stack([str(NC / "lsat7_2000_*.tif")], tmp_path, bands=[9])
+
+
+def _masked_rgb(path, how: str):
+    """A 40x40 RGB GeoTIFF whose left 10 columns are masked by an alpha band or an internal mask (values 0)."""
+    from rasterio.transform import from_origin
+
+    data = np.full((3, 40, 40), 120, np.uint8)
+    data[:, :, :10] = 0
+    mask = np.full((40, 40), 255, np.uint8)
+    mask[:, :10] = 0
+    profile = dict(driver="GTiff", width=40, height=40, dtype="uint8", crs="EPSG:32618",
+                   transform=from_origin(500000, 4000000, 10, 10))
+    if how == "alpha":
+        with rasterio.open(path, "w", count=4, photometric="RGB", alpha="YES", **profile) as dst:
+            dst.write(np.concatenate([data, mask[None]]))
+    else:
+        with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(path, "w", count=3, **profile) as dst:
+            dst.write(data)
+            dst.write_mask(mask)
+    return path
+
+
+@pytest.mark.parametrize("how", ["alpha", "internal-mask"])
+def test_alpha_bands_and_internal_masks_are_nodata(tmp_path, how):
+    path = _masked_rgb(tmp_path / f"{how}.tif", how)
+    stack = open_stack([str(path)], tmp_path / "work")
+    assert stack.num_bands == 3  # an alpha band is a mask, not a band
+    with rasterio.open(stack.paths[0]) as src:
+        image = torch.from_numpy(src.read())
+    assert torch.isnan(image[:, :, :10]).all() and not torch.isnan(image[:, :, 10:]).any()
+    valid = stack.valid_mask(image)
+    assert not valid[:, :10].any() and valid[:, 10:].all()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import rasterio
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -125,6 +126,23 @@ def test_test_time_augmentation_is_a_setting_of_the_run(tmp_path, bundle):
     assert tta["tiles"]["tiles_processed"] == plain["tiles"]["tiles_processed"]
     a, b = read(tmp_path / "plain" / "confidence.tif")[0], read(tmp_path / "tta" / "confidence.tif")[0]
     assert not np.allclose(a, b)  # the averaged map differs from the single pass
+
+
+def test_alpha_band_is_read_as_nodata(tmp_path, bundle):
+    from rasterio.transform import from_origin
+
+    data = np.full((4, 60, 70), 120, np.uint8)
+    data[:3, :, :20] = 0
+    data[3] = 255
+    data[3, :, :20] = 0  # transparent left part
+    with rasterio.open(tmp_path / "rgba.tif", "w", driver="GTiff", width=70, height=60, count=4, dtype="uint8",
+                       crs="EPSG:32618", transform=from_origin(500000, 4100000, 10, 10), photometric="RGB",
+                       alpha="YES") as dst:
+        dst.write(data)
+    report = run(bundle, [tmp_path / "rgba.tif"], tmp_path / "out", vectorise=False)
+    classes, profile = read(tmp_path / "out" / "landuse.tif")
+    assert (classes[:, :20] == profile["nodata"]).all() and (classes[:, 20:] != profile["nodata"]).all()
+    assert report["tiles"]["skipped_no_data"] > 0
 
 
 def test_seams_do_not_change_the_result(tmp_path, bundle, monkeypatch):

@@ -92,12 +92,23 @@ def _grid_key(src) -> tuple:
             src.height)
 
 
+def _mask_kind(src) -> tuple[bool, list[int]]:
+    """(whether GDAL gives the file a per-dataset mask: an internal mask or an alpha band, 0-based alpha bands)."""
+    from rasterio.enums import ColorInterp, MaskFlags
+
+    alpha = [b for b, ci in enumerate(src.colorinterp) if ci == ColorInterp.alpha]
+    masked = any(MaskFlags.per_dataset in flags for flags in src.mask_flag_enums)
+    return masked, alpha
+
+
 def write_vrt(sources: Sequence[tuple[Path, int, str]], out_path: Path) -> Path:
     """Write a VRT whose bands are (raster, 1-based band, description) of rasters on one grid.
 
-    Every band is Float32 with NaN nodata; each source's own nodata value is honoured (becomes NaN).
+    Every band is Float32 with NaN nodata; each source's own nodata value is honoured (becomes NaN), and so
+    are its internal mask and alpha band (GDAL's per-dataset mask: masked pixels become NaN).
     """
     import rasterio
+    from rasterio.enums import MaskFlags
 
     with rasterio.open(sources[0][0]) as first:
         crs_wkt, transform, width, height = first.crs.to_wkt(), first.transform, first.width, first.height
@@ -106,7 +117,10 @@ def write_vrt(sources: Sequence[tuple[Path, int, str]], out_path: Path) -> Path:
     for i, (path, band, description) in enumerate(sources, start=1):
         with rasterio.open(path) as src:
             nodata = src.nodatavals[band - 1]
+            masked = MaskFlags.per_dataset in src.mask_flag_enums[band - 1]
         nodata_xml = f"<NODATA>{nodata!r}</NODATA>" if nodata is not None else ""
+        if masked:
+            nodata_xml += "<UseMaskBand>true</UseMaskBand>"
         bands.append(
             f'  <VRTRasterBand dataType="Float32" band="{i}">\n'
             f"    <NoDataValue>nan</NoDataValue>\n"
@@ -177,6 +191,7 @@ def open_stack(patterns: Sequence[str | os.PathLike], workdir: Path,
     counts: dict[Path, int] = {}
     descriptions: dict[Path, tuple] = {}
     nodatas: dict[Path, tuple] = {}
+    masks: dict[Path, tuple[bool, list[int]]] = {}
     for path in files:
         try:
             with rasterio.open(path) as src:
@@ -185,6 +200,7 @@ def open_stack(patterns: Sequence[str | os.PathLike], workdir: Path,
                         f"{path} has no CRS: assign one (e.g. `gdal_edit.py -a_srs EPSG:32617 {path.name}`)")
                 groups.setdefault(_grid_key(src), []).append(path)
                 counts[path], descriptions[path], nodatas[path] = src.count, src.descriptions, src.nodatavals
+                masks[path] = _mask_kind(src)
         except rasterio.errors.RasterioIOError as exc:
             raise InvalidRasterError(f"cannot read {path} as a raster: {exc}") from exc
     stacks: list[Path] = []
@@ -197,9 +213,16 @@ def open_stack(patterns: Sequence[str | os.PathLike], workdir: Path,
             stacks.append(vrt)
         else:
             for m in members:
-                names = [d or f"band{b + 1}" for b, d in enumerate(descriptions[m])]
-                nd = list(nodatas[m])
-                stacks.append(m)
+                masked, alpha = masks[m]
+                keep = [b for b in range(counts[m]) if b not in alpha]
+                names = [descriptions[m][b] or f"band{b + 1}" for b in keep]
+                if masked:  # internal mask or alpha band: read through a VRT that turns masked pixels into NaN
+                    stacks.append(write_vrt([(m, b + 1, n) for b, n in zip(keep, names, strict=True)],
+                                            workdir / f"masked_{len(stacks)}.vrt"))
+                    nd = [float("nan")] * len(keep)
+                else:
+                    stacks.append(m)
+                    nd = list(nodatas[m])
                 if band_names is not None and len(names) != len(band_names):
                     break
         if band_names is None:

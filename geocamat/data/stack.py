@@ -92,7 +92,7 @@ def _grid_key(src) -> tuple:
             src.height)
 
 
-def _mask_kind(src) -> tuple[bool, list[int]]:
+def mask_kind(src) -> tuple[bool, list[int]]:
     """(whether GDAL gives the file a per-dataset mask: an internal mask or an alpha band, 0-based alpha bands)."""
     from rasterio.enums import ColorInterp, MaskFlags
 
@@ -200,7 +200,7 @@ def open_stack(patterns: Sequence[str | os.PathLike], workdir: Path,
                         f"{path} has no CRS: assign one (e.g. `gdal_edit.py -a_srs EPSG:32617 {path.name}`)")
                 groups.setdefault(_grid_key(src), []).append(path)
                 counts[path], descriptions[path], nodatas[path] = src.count, src.descriptions, src.nodatavals
-                masks[path] = _mask_kind(src)
+                masks[path] = mask_kind(src)
         except rasterio.errors.RasterioIOError as exc:
             raise InvalidRasterError(f"cannot read {path} as a raster: {exc}") from exc
     stacks: list[Path] = []

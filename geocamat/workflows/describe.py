@@ -42,6 +42,13 @@ def describe(path: str | Path) -> dict:
                     "height": src.height, "bands": src.count, "dtypes": sorted(set(src.dtypes)),
                     "nodata": src.nodata, "resolution": list(src.res), "bounds": list(src.bounds),
                     "band_descriptions": [d for d in src.descriptions if d]}
+            from geocamat.data.stack import mask_kind
+
+            masked, alpha = mask_kind(src)
+            if alpha:
+                info["alpha_bands"] = [b + 1 for b in alpha]  # a mask, not an input band
+            elif masked:
+                info["mask"] = "internal mask (masked pixels are nodata)"
             try:
                 info["colour_table_entries"] = len(src.colormap(1))
             except ValueError:

@@ -58,7 +58,17 @@ def run(setting: dict, device: str, work: Path, seed: int) -> dict:
     m_all = tr.masks.long().to(device)
     pixel = setting.get("pixel", 0.0)
     k = len(labels.class_ids)
-    model = CamNet(tr.images.shape[1], k, tile, setting["arch"]).to(device)
+    if setting.get("min_cells"):  # keep a finer last feature map (e.g. tile // 2 cells: output stride 2)
+        import geocamat.models.camnet as camnet_module
+
+        original = camnet_module.plan_strides
+        camnet_module.plan_strides = lambda t, **kw: original(t, min_cells=setting["min_cells"])
+        try:
+            model = CamNet(tr.images.shape[1], k, tile, setting["arch"]).to(device)
+        finally:
+            camnet_module.plan_strides = original
+    else:
+        model = CamNet(tr.images.shape[1], k, tile, setting["arch"]).to(device)
     epochs, bs = setting["epochs"], 64
     opt = torch.optim.AdamW(model.parameters(), setting.get("lr", 2e-3), weight_decay=setting.get("wd", 1e-4))
     steps = math.ceil(len(x_all) / bs) * epochs

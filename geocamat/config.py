@@ -167,6 +167,9 @@ def validate(config: dict) -> dict:
         raise ConfigError(f"footprint must be in (0, 1], not {config['footprint']!r}")
     if not isinstance(config["pixel_loss"], (int, float)) or config["pixel_loss"] < 0:
         raise ConfigError(f"pixel_loss must be a number >= 0, not {config['pixel_loss']!r}")
+    if config["pixel_loss"] and config.get("scenes"):
+        raise ConfigError("pixel_loss needs labels per pixel (--images with --labels); scene folders have one "
+                          "label per image: leave pixel_loss at 0")
     for key in ("purity", "min_labelled", "min_valid"):
         if not 0.0 <= float(config[key]) <= 1.0:
             raise ConfigError(f"{key} must be between 0 and 1, not {config[key]!r}")

@@ -19,6 +19,7 @@ def test_yaml_paths_resolve_against_the_file_and_flags_override(tmp_path: Path):
 
 @pytest.mark.parametrize("assignment, message", [
     ("epochs=0", "epochs"), ("purity=2", "purity"), ("regulariser=magic", "regulariser"), ("colour=red", "unknown"),
+    ("pixel_loss=-1", "pixel_loss"), ("pixel_loss=lots", "pixel_loss"), ("output=fancy", "output"),
 ])
 def test_invalid_settings_are_reported(assignment, message):
     with pytest.raises(ConfigError, match=message):
@@ -30,6 +31,12 @@ def test_missing_images_or_labels():
         load_config(None, {"labels": "b.tif"})
     with pytest.raises(ConfigError, match="no labels"):
         load_config(None, {"images": ["a.tif"]})
+
+
+def test_pixel_loss_needs_per_pixel_labels():
+    with pytest.raises(ConfigError, match="labels per pixel"):
+        load_config(None, {"scenes": "rsscn7/"}, ["pixel_loss=1"])
+    assert load_config(None, {"images": ["a.tif"], "labels": "b.tif"}, ["pixel_loss=1"])["pixel_loss"] == 1
 
 
 def test_override_needs_equals_sign():

@@ -33,6 +33,32 @@ from geocamat.metrics import confusion_matrix, summarise  # noqa: E402
 from geocamat.models.camnet import CamNet  # noqa: E402
 
 
+class SpectralSkip(torch.nn.Module):
+    """CamNet plus a per-pixel MLP of the bands whose logits are added to the upsampled CAM logits."""
+
+    def __init__(self, net, bands: int, classes: int, hidden: int) -> None:
+        super().__init__()
+        self.net, self.head = net, net.head
+        self.skip = torch.nn.Sequential(torch.nn.Conv2d(bands, hidden, 1), torch.nn.ReLU(),
+                                        torch.nn.Conv2d(hidden, classes, 1))
+
+    def forward_features(self, x):
+        return self.net.forward_features(x)
+
+    def forward(self, x):
+        return full_logits(self, x)[1]
+
+
+def full_logits(model, x):
+    """Per-pixel logits at the tile size and tile logits (their mean)."""
+    if isinstance(model, SpectralSkip):
+        dense, _ = model.net.dense_logits(x)
+        up = F.interpolate(dense, size=x.shape[-2:], mode="bilinear", align_corners=False) + model.skip(x)
+        return up, up.mean(dim=(2, 3))
+    dense, logits = model.dense_logits(x)
+    return F.interpolate(dense, size=x.shape[-2:], mode="bilinear", align_corners=False), logits
+
+
 def with_differences(x: torch.Tensor) -> torch.Tensor:
     """Append the normalised difference (a - b) / (a + b) of every band pair to (N, C, H, W) raw values."""
     c = x.shape[1]
@@ -69,6 +95,8 @@ def run(setting: dict, device: str, work: Path, seed: int) -> dict:
             camnet_module.plan_strides = original
     else:
         model = CamNet(tr.images.shape[1], k, tile, setting["arch"]).to(device)
+    if setting.get("skip"):  # a per-pixel spectral term added to the upsampled CAM logits
+        model = SpectralSkip(model, tr.images.shape[1], k, setting["skip"]).to(device)
     epochs, bs = setting["epochs"], 64
     opt = torch.optim.AdamW(model.parameters(), setting.get("lr", 2e-3), weight_decay=setting.get("wd", 1e-4))
     steps = math.ceil(len(x_all) / bs) * epochs
@@ -90,9 +118,8 @@ def run(setting: dict, device: str, work: Path, seed: int) -> dict:
             clean = x
             x = reg(x, y, model=model, epoch=ep, max_epochs=epochs)
             if pixel:
-                dense, logits = model.dense_logits(x)
                 m = dihedral(m_all[idx], turns).masked_fill((x != clean).any(dim=1), -1)
-                up = F.interpolate(dense, size=m.shape[-2:], mode="bilinear", align_corners=False)
+                up, logits = full_logits(model, x)
                 loss = F.cross_entropy(logits, y, label_smoothing=0.05) + pixel * F.cross_entropy(
                     up, m, ignore_index=-1, label_smoothing=0.05)
             else:
@@ -126,8 +153,8 @@ def run(setting: dict, device: str, work: Path, seed: int) -> dict:
         for b in range(0, len(coords), 1024):
             cs = coords[b:b + 1024]
             batch = torch.stack([xn[:, y:y + tile, x:x + tile] for y, x in cs])
-            dense, logits = model.dense_logits(batch)
-            dense = F.interpolate(dense, size=(tile, tile), mode="bilinear", align_corners=False).softmax(1)
+            dense, logits = full_logits(model, batch)
+            dense = dense.softmax(1)
             win = logits.softmax(1)
             for (y, x), d, q in zip(cs, dense, win, strict=True):
                 acc["dense"][:, y:y + tile, x:x + tile] += d * weight

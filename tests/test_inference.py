@@ -128,21 +128,34 @@ def test_test_time_augmentation_is_a_setting_of_the_run(tmp_path, bundle):
     assert not np.allclose(a, b)  # the averaged map differs from the single pass
 
 
-def test_alpha_band_is_read_as_nodata(tmp_path, bundle):
+def _rgba(path, x0: float):
     from rasterio.transform import from_origin
 
     data = np.full((4, 60, 70), 120, np.uint8)
     data[:3, :, :20] = 0
     data[3] = 255
     data[3, :, :20] = 0  # transparent left part
-    with rasterio.open(tmp_path / "rgba.tif", "w", driver="GTiff", width=70, height=60, count=4, dtype="uint8",
-                       crs="EPSG:32618", transform=from_origin(500000, 4100000, 10, 10), photometric="RGB",
-                       alpha="YES") as dst:
+    with rasterio.open(path, "w", driver="GTiff", width=70, height=60, count=4, dtype="uint8", crs="EPSG:32618",
+                       transform=from_origin(x0, 4100000, 10, 10), photometric="RGB", alpha="YES") as dst:
         dst.write(data)
-    report = run(bundle, [tmp_path / "rgba.tif"], tmp_path / "out", vectorise=False)
+    return path
+
+
+def test_alpha_band_is_read_as_nodata(tmp_path, bundle):
+    report = run(bundle, [_rgba(tmp_path / "rgba.tif", 500000)], tmp_path / "out", vectorise=False)
     classes, profile = read(tmp_path / "out" / "landuse.tif")
     assert (classes[:, :20] == profile["nodata"]).all() and (classes[:, 20:] != profile["nodata"]).all()
     assert report["tiles"]["skipped_no_data"] > 0
+
+
+def test_mosaic_of_rgba_files_keeps_each_files_transparency(tmp_path, bundle):
+    left, right = _rgba(tmp_path / "left.tif", 500000), _rgba(tmp_path / "right.tif", 500700)
+    run(bundle, [left, right], tmp_path / "out", vectorise=False)
+    classes, profile = read(tmp_path / "out" / "landuse.tif")
+    assert classes.shape == (60, 140)
+    nodata = classes == profile["nodata"]
+    assert nodata[:, :20].all() and nodata[:, 70:90].all()  # each file's transparent strip
+    assert not nodata[:, 20:70].any() and not nodata[:, 90:].any()
 
 
 def test_seams_do_not_change_the_result(tmp_path, bundle, monkeypatch):

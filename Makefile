@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/geocamat train samples/nc_landsat.yaml --out demo/run --overwrite
 	$(BIN)/geocamat predict --model demo/run/model.geocamat --out demo/map --overwrite samples/nc_landsat/lsat7_2000_*.tif
-	$(BIN)/geocamat evaluate --model demo/run/model.geocamat --map demo/map/landuse.tif --reference samples/nc_landsat/strata.tif --blocks 4 --parity odd
+	$(BIN)/geocamat evaluate --model demo/run/model.geocamat --map demo/map/landuse.tif --reference samples/nc_landsat/strata.tif --blocks 4 --parity odd --label-offset model
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

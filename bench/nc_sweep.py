@@ -59,6 +59,32 @@ def full_logits(model, x):
     return F.interpolate(dense, size=x.shape[-2:], mode="bilinear", align_corners=False), logits
 
 
+def shifted_labels(labels, dy: int, dx: int, path: Path):
+    """A copy of the label raster moved by (dy, dx) pixels (uncovered border: unlabelled)."""
+    import dataclasses
+
+    import rasterio
+
+    with rasterio.open(labels.path) as src:
+        a, profile = src.read(1), src.profile
+    out = np.full_like(a, -1)
+    h, w = a.shape
+    out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = a[max(-dy, 0):h + min(-dy, 0),
+                                                                   max(-dx, 0):w + min(-dx, 0)]
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(out, 1)
+    return dataclasses.replace(labels, path=path)
+
+
+def shift_map(a: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """(K, H, W) map read at (i + dy, j + dx); rows/columns without a source keep their own value."""
+    out = a.clone()
+    h, w = a.shape[-2:]
+    out[:, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)] = a[:, max(dy, 0):h + min(dy, 0),
+                                                                         max(dx, 0):w + min(dx, 0)]
+    return out
+
+
 def with_differences(x: torch.Tensor) -> torch.Tensor:
     """Append the normalised difference (a - b) / (a + b) of every band pair to (N, C, H, W) raw values."""
     c = x.shape[1]
@@ -74,6 +100,10 @@ def run(setting: dict, device: str, work: Path, seed: int) -> dict:
     stack = open_stack([str(ROOT / "samples/nc_landsat/lsat7_2000_*.tif")], work)
     grid = grid_of_dataset(stack.dataset())
     labels = labels_on_grid(ROOT / "samples/nc_landsat/strata.tif", grid, work)
+    reference = labels
+    dy, dx = setting.get("label_shift", (0, 0))
+    if dy or dx:  # train on labels moved by (dy, dx) px: label'[i, j] = label[i - dy, j - dx]
+        labels = shifted_labels(labels, dy, dx, work / "shifted_labels.tif")
     tr, _ = extract_tiles(stack, labels, TileOptions(tile_size=tile, stride=setting["stride"],
                                                       purity=setting["purity"], footprint=fp, seed=seed,
                                                       val_parity=setting.get("parity", "odd")))
@@ -159,7 +189,10 @@ def run(setting: dict, device: str, work: Path, seed: int) -> dict:
             for (y, x), d, q in zip(cs, dense, win, strict=True):
                 acc["dense"][:, y:y + tile, x:x + tile] += d * weight
                 acc["window"][:, y:y + tile, x:x + tile] += q[:, None, None] * weight
-    out = score(acc, labels, valid.numpy(), setting.get("parity", "odd"))
+    my, mx = setting.get("map_shift", (dy, dx))
+    if my or mx:  # the map back into the labels' frame: S[i, j] = P[i + dy, j + dx] (edges: no change)
+        acc = {m: shift_map(a, my, mx) for m, a in acc.items()}
+    out = score(acc, reference, valid.numpy(), setting.get("parity", "odd"))
     return {"setting": setting, "seed": seed, "tiles": len(tr), "train_s": round(train_s, 1), **out,
             "_acc": {m: a.cpu() for m, a in acc.items()}, "_labels": labels, "_valid": valid.numpy()}
 

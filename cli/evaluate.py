@@ -28,10 +28,14 @@ from cli.options import quiet_opt
               help="Keep the map and metrics.json here (default: a temporary folder).")
 @click.option("--overlap", type=float, default=None, help="Window overlap fraction.  [default: the model's]")
 @click.option("--tta/--no-tta", default=None, help="Test-time augmentation (8 flips/turns).  [default: the model's]")
+@click.option("--window", type=int, default=None, help="Dense-output models: map with windows of this size (px).")
+@click.option("--label-offset", default="none", show_default=True, metavar="none|model|DY,DX",
+              help="Score the map in the reference's frame, map[i+DY, j+DX] against reference[i, j]; 'model': the "
+                   "offset the model's training found between its labels and the imagery.")
 @click.option("--device", default="auto", show_default=True)
 @quiet_opt
-def evaluate(images, model_path, reference, scenes, blocks, parity, map_path, mask, out, overlap, tta, device,
-             quiet):
+def evaluate(images, model_path, reference, scenes, blocks, parity, map_path, mask, out, overlap, tta, window,
+             label_offset, device, quiet):
     """Map IMAGES with the model and report OA, kappa and per-class metrics against --reference.
 
     For a scene-classification model, --scenes DIR reports accuracy on the held-out scenes, clean and under
@@ -60,6 +64,7 @@ def evaluate(images, model_path, reference, scenes, blocks, parity, map_path, ma
         return
     if not reference or not (images or map_path):
         raise ConfigError("give --reference and IMAGES or --map (or --scenes DIR for a scene-classification model)")
+    offset = _offset(label_offset, bundle)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(out) if out else Path(tmp) / "map"
         if map_path:
@@ -67,15 +72,37 @@ def evaluate(images, model_path, reference, scenes, blocks, parity, map_path, ma
         else:
             predict_landuse(bundle, list(images), folder, overlap=overlap if overlap is not None else
                             bundle.extra.get("overlap", 0.5),
-                            tta=tta if tta is not None else bool(bundle.extra.get("tta", False)), device=device,
+                            tta=tta if tta is not None else bool(bundle.extra.get("tta", False)), window=window,
+                            device=device,
                             vectorise=False, overwrite=True, progress=not quiet)
         metrics = score_map(Path(map_path) if map_path else folder / "landuse.tif", Path(reference), bundle.class_ids,
                             [c.name for c in bundle.classes], blocks=blocks, parity=parity,
-                            mask=Path(mask) if mask else None)
+                            mask=Path(mask) if mask else None, offset=offset)
         if out:
             (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    click.echo(f"{metrics['scope']}: OA {metrics['overall_accuracy']}, kappa {metrics['kappa']}, "
+    frame = f", map read at offset {list(offset)} px" if offset and any(offset) else ""
+    click.echo(f"{metrics['scope']}{frame}: OA {metrics['overall_accuracy']}, kappa {metrics['kappa']}, "
                f"{metrics['n']} pixels (coverage {metrics['coverage']})")
+    found = bundle.extra.get("label_offset")
+    if found and label_offset == "none":
+        click.echo(f"note: this model's labels were registered {found} px off its imagery; --label-offset model "
+                   "scores in their frame")
     for name, m in metrics["per_class"].items():
         click.echo(f"  {name:<16} precision {m['precision']:.3f}  recall {m['recall']:.3f}  f1 {m['f1']:.3f}  "
                    f"support {m['support']}")
+
+
+def _offset(text: str, bundle) -> tuple[int, int] | None:
+    """--label-offset: none, model (the bundle's) or DY,DX."""
+    from geocamat.errors import ConfigError
+
+    if text == "none":
+        return None
+    if text == "model":
+        found = bundle.extra.get("label_offset")
+        return tuple(found) if found else None
+    try:
+        dy, dx = (int(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--label-offset must be none, model or DY,DX (pixels, e.g. 1,1), not {text!r}") from None
+    return dy, dx

@@ -23,6 +23,9 @@ from cli.options import overwrite_opt, quiet_opt
 @click.option("--overlap", type=float, default=None, help="Window overlap fraction.  [default: the model's]")
 @click.option("--tta/--no-tta", default=None,
               help="Average each tile over its 8 flips/quarter turns (8x model cost).  [default: the model's]")
+@click.option("--window", type=int, default=None,
+              help="Dense-output models: run the fully convolutional model on windows of this size (px) instead "
+                   "of training-size tiles; much faster, maps differ slightly.")
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--workers", type=int, default=None, help="Reader threads.  [default: auto]")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:1")
@@ -35,7 +38,8 @@ from cli.options import overwrite_opt, quiet_opt
 @click.option("--nms-iou", type=float, default=None, help="Detection: IoU of cross-tile non-maximum suppression.")
 @overwrite_opt
 @quiet_opt
-def predict(images, model_path, out, region, region_field, bbox, bbox_crs, crs, res, overlap, tta, batch_size, workers,
+def predict(images, model_path, out, region, region_field, bbox, bbox_crs, crs, res, overlap, tta, window, batch_size,
+            workers,
             device, resume, probabilities, no_vector, min_polygon_pixels, score_threshold, nms_iou, overwrite, quiet):
     """Map IMAGES (files, globs or folders, mosaicked) with a trained model.
 
@@ -61,7 +65,7 @@ def predict(images, model_path, out, region, region_field, bbox, bbox_crs, crs, 
         report = predict_landuse(bundle, list(images), out, region=region, region_field=region_field,
                                  bbox=tuple(bbox) if bbox else None, bbox_crs=bbox_crs, crs=crs, res=res,
                                  overlap=overlap if overlap is not None else bundle.extra.get("overlap", 0.5),
-                                 tta=tta if tta is not None else bool(bundle.extra.get("tta", False)),
+                                 tta=tta if tta is not None else bool(bundle.extra.get("tta", False)), window=window,
                                  batch_size=batch_size, workers=workers, device=device, resume=resume,
                                  write_probabilities=probabilities, vectorise=not no_vector,
                                  min_polygon_pixels=min_polygon_pixels, overwrite=overwrite, progress=not quiet,

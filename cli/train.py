@@ -103,4 +103,8 @@ def train(config, out, task, images, bands, labels, scenes, label_field, tile_si
     vm = metrics["validation_map"]
     click.echo(f"validation map ({vm['scope']}): OA {vm['overall_accuracy']}, kappa {vm['kappa']}, "
                f"{vm['n']} pixels; tile accuracy {metrics['validation_tiles']['accuracy']}")
+    if "validation_map_image_frame" in metrics:
+        raw = metrics["validation_map_image_frame"]
+        click.echo(f"  (scored in the labels' frame, offset {vm['map_offset_px']} px; on the image's own grid: "
+                   f"OA {raw['overall_accuracy']}, kappa {raw['kappa']})")
     click.echo(f"model: {out / 'model.geocamat'}")

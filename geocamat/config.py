@@ -40,6 +40,7 @@ DEFAULTS: dict = {
     "weight_decay": 1e-4,
     "label_smoothing": 0.05,
     "class_weighting": False,    # weight the loss by inverse class frequency
+    "label_offset": "check",     # labels vs imagery: check | auto (score in the labels' frame) | none | [dy, dx]
     "pixel_loss": 0.0,           # weight of per-pixel supervision of the class activation logits (0: tile labels only)
     "seed": 0,
     "regulariser": "camat",      # camat | cutout | random-erasing | hide-and-seek | none
@@ -167,6 +168,10 @@ def validate(config: dict) -> dict:
         raise ConfigError(f"footprint must be in (0, 1], not {config['footprint']!r}")
     if not isinstance(config["pixel_loss"], (int, float)) or config["pixel_loss"] < 0:
         raise ConfigError(f"pixel_loss must be a number >= 0, not {config['pixel_loss']!r}")
+    offset = config["label_offset"]
+    if not (offset in ("check", "auto", "none") or (isinstance(offset, list) and len(offset) == 2
+                                                       and all(isinstance(v, int) for v in offset))):
+        raise ConfigError(f"label_offset must be check, auto, none or [dy, dx] in pixels, not {offset!r}")
     if config["pixel_loss"] and config.get("scenes"):
         raise ConfigError("pixel_loss needs labels per pixel (--images with --labels); scene folders have one "
                           "label per image: leave pixel_loss at 0")

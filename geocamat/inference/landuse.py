@@ -165,6 +165,7 @@ def predict_landuse(
     res: float | None = None,
     overlap: float = 0.5,
     tta: bool = False,
+    window: int | None = None,
     batch_size: int = 64,
     workers: int | None = None,
     device: str = "auto",
@@ -191,6 +192,10 @@ def predict_landuse(
         res: output pixel size in output CRS units (default: that of the images).
         overlap: fraction of a tile shared with its neighbours (0 <= overlap < 1).
         tta: average each tile over its eight flips/quarter turns (8x the model cost).
+        window: dense-output models only: run the fully convolutional model on windows of this many pixels
+            instead of tiles of the training size (each pixel then sees the context of the window, not only
+            of its tile; much faster, maps differ slightly). ``batch_size`` counts training-size tiles, so
+            the windows per forward pass shrink with their area.
         batch_size: tiles per forward pass.
         workers: reader threads (default: min(8, CPU count)).
         device: ``auto``, ``cpu`` or ``cuda``.
@@ -218,6 +223,13 @@ def predict_landuse(
         raise ConfigError(f"overlap must be in [0, 1), got {overlap}")
     if batch_size < 1:
         raise ConfigError(f"batch size must be >= 1, got {batch_size}")
+    if window is not None:
+        if bundle.model.get("output") != "dense":
+            raise ConfigError("--window needs a model trained with output: dense (its map comes from per-pixel "
+                              "CAM logits); this model classifies whole tiles: leave --window out")
+        if window < int(bundle.tile_size):
+            raise ConfigError(f"--window must be at least the model's tile size ({bundle.tile_size} px), "
+                              f"got {window}")
     if res is not None and res <= 0:
         raise ConfigError(f"resolution must be > 0, got {res}")
     dev = _resolve_device(device)
@@ -274,7 +286,7 @@ def predict_landuse(
             if _has_results(target) and not overwrite and not resume:
                 raise OutputExistsError(f"{target} already holds results: use --overwrite to replace them or "
                                         "--resume to continue an interrupted run")
-        settings = dict(overlap=overlap, tta=tta, batch_size=batch_size, device=str(dev),
+        settings = dict(overlap=overlap, tta=tta, window=window, batch_size=batch_size, device=str(dev),
                         write_probabilities=write_probabilities, vectorise=vectorise,
                         min_polygon_pixels=min_polygon_pixels, region=str(region) if region else None,
                         region_field=region_field, bbox=list(bbox) if bbox else None, bbox_crs=bbox_crs, crs=crs,
@@ -287,7 +299,7 @@ def predict_landuse(
         reports = []
         for name, geom, grid, target in jobs:
             engine = _Engine(bundle, stack, index, grid, geom, target, dev=dev, overlap=overlap, tta=tta,
-                             batch_size=batch_size,
+                             window=window, batch_size=batch_size,
                              workers=workers or min(8, os.cpu_count() or 1), write_probabilities=write_probabilities,
                              vectorise=vectorise, min_polygon_pixels=min_polygon_pixels, resume=resume,
                              progress=progress, on_unit=on_unit)
@@ -366,19 +378,23 @@ class _Engine:
     """One prediction run over one output grid (one region)."""
 
     def __init__(self, bundle: Bundle, stack, index, grid: OutputGrid, aoi, out_dir: Path, *, dev, overlap: float,
-                 tta: bool, batch_size: int, workers: int, write_probabilities: bool, vectorise: bool,
+                 tta: bool, window: int | None, batch_size: int, workers: int, write_probabilities: bool,
+                 vectorise: bool,
                  min_polygon_pixels: int, resume: bool, progress: bool, on_unit) -> None:
         from geocamat.outputs.raster import ClassStyle, class_dtype_nodata
 
         self.bundle, self.stack, self.index, self.grid, self.aoi = bundle, stack, index, grid, aoi
         self.out_dir, self.dev, self.overlap, self.batch_size = out_dir, dev, overlap, batch_size
         self.tta = tta
+        self.window = window
+        if window:  # as many pixels per forward pass as batch_size tiles of the training size
+            self.batch_size = max(1, batch_size * int(bundle.tile_size) ** 2 // window**2)
         self.workers, self.write_probabilities, self.vectorise = workers, write_probabilities, vectorise
         self.min_polygon_pixels, self.resume = min_polygon_pixels, resume
         self.progress, self.on_unit = progress, on_unit
         self.style = ClassStyle.from_classes(bundle.classes)
         self.dtype, self.nodata = class_dtype_nodata(self.style.ids)
-        tile = int(bundle.tile_size)
+        tile = int(window or bundle.tile_size)
         stride = max(1, int(round(tile * (1 - overlap))))
         band_rows = stride * max(1, math.ceil(max(BAND_ROWS, tile) / stride))
         block_cols = stride * max(1, math.ceil(max(BLOCK_COLS, tile) / stride))
@@ -449,7 +465,7 @@ class _Engine:
         if self.dev.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
         self.model = model
-        footprint = float(self.bundle.extra.get("footprint", 1.0))
+        footprint = 1.0 if self.window else float(self.bundle.extra.get("footprint", 1.0))
         w1 = torch.from_numpy(hann_weights(plan.tile, self.overlap, footprint)).to(self.dev)
         self.w2 = w1[:, None] * w1[None, :]
         self.mean = torch.tensor(self.bundle.mean, dtype=torch.float32, device=self.dev).view(-1, 1, 1)

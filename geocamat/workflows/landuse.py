@@ -71,6 +71,10 @@ def build_trainer(config: dict, stage: Path, callbacks: list, progress: bool, **
                      enable_progress_bar=progress, enable_model_summary=False, default_root_dir=stage, **kwargs)
 
 
+# smallest per-pixel agreement gain (on training tiles) for which an offset of the labels is reported
+REGISTRATION_MIN_GAIN = 0.005
+
+
 def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progress: bool = True,
                   log: Callable[[str], None] = print) -> dict:
     """Train a land-use model and write the run folder.
@@ -109,6 +113,7 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
             f"training tiles per class: " + ", ".join(f"{c.name} {n}" for c, n in zip(classes, counts, strict=True)))
         mean, std = band_statistics(train)
         x_train, x_val = normalise(train.images, mean, std), normalise(val.images, mean, std)
+        registration = _check_registration(config, x_train, train.masks, len(classes), log)
         model_spec = {"name": "camnet", "in_channels": stack.num_bands, "num_classes": len(classes),
                       "tile_size": opts.tile_size, "arch": config["arch"], "output": config["output"]}
         weights = None
@@ -148,13 +153,18 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
                         regulariser=regulariser.settings(),
                         extra={"overlap": overlap, "tta": bool(config["predict_tta"]), "footprint": opts.footprint,
                                "band_selection": config.get("bands"), "training_tiles": len(train),
-                               "validation_tiles": len(val)})
+                               "validation_tiles": len(val), "label_offset": registration["applied"]})
         bundle.save(stage / "model.geocamat")
-        metrics = {"validation_map": _validation_map_metrics(bundle, stage, stack, labels, config),
+        offset = registration["applied"]
+        metrics = {"validation_map": _validation_map_metrics(bundle, stage, stack, labels, config, offset),
                    "validation_tiles": {"n": len(val), "accuracy": _tile_accuracy(bundle, x_val, val.labels)},
                    "weights_epoch": config["epochs"] - 1, "lowest_validation_loss_epoch": history.best_epoch(),
                    "train_seconds": round(time.perf_counter() - started, 1),
-                   "training_tiles": len(train), "regulariser": regulariser.settings()}
+                   "training_tiles": len(train), "regulariser": regulariser.settings(),
+                   "label_registration": registration}
+        if offset:  # the same map scored without the offset, for comparison
+            metrics["validation_map_image_frame"] = {
+                k: v for k, v in _score(bundle, stage, labels, config, None).items() if k != "confusion_matrix"}
         bundle.metrics = metrics
         bundle.save(stage / "model.geocamat")
         (stage / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -175,13 +185,43 @@ def _tile_accuracy(bundle: Bundle, x: torch.Tensor, y: torch.Tensor) -> float:
     return round(float((pred == y).float().mean()), 4)
 
 
-def _validation_map_metrics(bundle: Bundle, stage: Path, stack, labels, config: dict) -> dict:
+def _validation_map_metrics(bundle: Bundle, stage: Path, stack, labels, config: dict,
+                            offset: list[int] | None) -> dict:
     """Map the scene with the trained bundle and score it on the validation blocks."""
     from geocamat.inference.landuse import predict_landuse
-    from geocamat.workflows.scoring import score_map
 
     map_dir = stage / "work" / "validation_map"
     predict_landuse(bundle, [str(p) for p in stack.sources], map_dir, overlap=bundle.extra["overlap"],
                     tta=bundle.extra["tta"], vectorise=False, progress=False, overwrite=True)
-    return score_map(map_dir / "landuse.tif", labels.path, bundle.class_ids, [c.name for c in bundle.classes],
-                     blocks=config["blocks"], parity=config["val_parity"])
+    return _score(bundle, stage, labels, config, offset)
+
+
+def _score(bundle: Bundle, stage: Path, labels, config: dict, offset: list[int] | None) -> dict:
+    from geocamat.workflows.scoring import score_map
+
+    return score_map(stage / "work" / "validation_map" / "landuse.tif", labels.path, bundle.class_ids,
+                     [c.name for c in bundle.classes], blocks=config["blocks"], parity=config["val_parity"],
+                     offset=tuple(offset) if offset else None)
+
+
+def _check_registration(config: dict, x: torch.Tensor, masks: torch.Tensor, num_classes: int, log) -> dict:
+    """Estimate the labels' offset from the imagery on the training tiles; decide whether scoring uses it."""
+    setting = config["label_offset"]
+    if isinstance(setting, list):
+        return {"setting": setting, "applied": list(setting)}
+    if setting == "none":
+        return {"setting": "none", "applied": None}
+    from geocamat.data.registration import estimate_label_offset
+
+    found = estimate_label_offset(x, masks, num_classes, seed=config["seed"])
+    result = {"setting": setting, **found.summary(), "applied": None}
+    if found.offset != (0, 0) and found.gain >= REGISTRATION_MIN_GAIN:
+        dy, dx = found.offset
+        acc = found.accuracy
+        log(f"labels look registered {dy:+d} px (rows), {dx:+d} px (columns) off the imagery: a per-pixel "
+            f"classifier agrees with them {acc['0,0']:.3f} -> {acc[f'{dy},{dx}']:.3f} at that offset "
+            "(training tiles)" + ("; the map is scored in the labels' frame" if setting == "auto" else
+                                  "; set label_offset: auto to score the map in the labels' frame"))
+        if setting == "auto":
+            result["applied"] = [dy, dx]
+    return result

@@ -27,7 +27,8 @@ def _on_grid(path: Path, like) -> np.ndarray:
 
 
 def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names: list[str], *,
-              blocks: int | None = None, parity: str = "odd", mask: Path | None = None) -> dict:
+              blocks: int | None = None, parity: str = "odd", mask: Path | None = None,
+              offset: tuple[int, int] | None = None) -> dict:
     """Metrics of a class map against a reference raster (any CRS; resampled onto the map's grid).
 
     Args:
@@ -38,6 +39,8 @@ def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names
             the reference's extent.
         parity: which blocks are validation (``odd``: row block + column block odd).
         mask: optional raster; only pixels where it is non-zero (and not nodata) are scored.
+        offset: (dy, dx): score the map in the reference's frame, ``map[i + dy, j + dx]`` against
+            ``reference[i, j]``, for labels registered off the imagery (see :mod:`geocamat.data.registration`).
 
     Returns:
         OA, kappa, per-class metrics, confusion matrix, pixel counts and coverage.
@@ -49,6 +52,11 @@ def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names
             raise InputNotFoundError(f"file not found: {p}")
     with rasterio.open(map_path) as m:
         pred = m.read(1, masked=True)
+        if offset and any(offset):
+            from geocamat.data.registration import in_label_frame
+
+            moved = in_label_frame(np.ma.getmaskarray(pred), tuple(offset), True)
+            pred = np.ma.masked_array(in_label_frame(np.asarray(pred), tuple(offset), 0), mask=moved)
         ref = _on_grid(Path(reference), m)
         keep = np.isfinite(ref)
         if blocks:
@@ -70,4 +78,6 @@ def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names
     out["reference_pixels"] = reference_pixels
     out["coverage"] = round(int(mapped.sum()) / reference_pixels, 4) if reference_pixels else 0.0
     out["scope"] = f"{parity} blocks of a {blocks}x{blocks} checkerboard" if blocks else "all reference pixels"
+    if offset and any(offset):
+        out["map_offset_px"] = list(offset)
     return out

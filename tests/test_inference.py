@@ -158,6 +158,36 @@ def test_mosaic_of_rgba_files_keeps_each_files_transparency(tmp_path, bundle):
     assert not nodata[:, 20:70].any() and not nodata[:, 90:].any()
 
 
+def test_window_mode_runs_dense_models_fully_convolutionally(tmp_path, bundle):
+    img = make_raster(tmp_path / "img.tif", 100, 70, nodata=None)
+    with pytest.raises(ConfigError, match="output: dense"):
+        run(bundle, [img], tmp_path / "refused", window=48)  # a window-output model classifies whole tiles
+    dense = make_bundle(tile=16)
+    dense.model = {**dense.model, "output": "dense"}
+    dense.state_dict["head.weight"] = dense.state_dict["head.weight"] * 30  # sharper, more varied output
+    with pytest.raises(ConfigError, match="at least the model's tile size"):
+        run(dense, [img], tmp_path / "small", window=8)
+    report = run(dense, [img], tmp_path / "win", window=48, vectorise=False)
+    assert report["plan"]["tile"] == 48 and report["settings"]["window"] == 48
+    classes, profile = read(tmp_path / "win" / "landuse.tif")
+    assert (classes != profile["nodata"]).all()
+    # the blended windows agree with the model run on a larger piece of the scene (up to the zero padding at
+    # window edges, which the Hann weights keep small)
+    import rasterio as rio
+
+    from geocamat.models.camnet import tile_probabilities
+
+    with rio.open(img) as src:
+        x = torch.from_numpy(src.read().astype("float32"))
+    x = (x - torch.tensor(dense.mean).view(-1, 1, 1)) / torch.tensor(dense.std).view(-1, 1, 1)
+    with torch.no_grad():
+        whole, _ = tile_probabilities(dense.build_model(), x[None, :, :64, :64])
+    conf, _ = read(tmp_path / "win" / "confidence.tif")
+    expected = whole[0].amax(dim=0).numpy()
+    np.testing.assert_allclose(conf[20:28, 20:28], expected[20:28, 20:28], atol=0.01)
+    assert np.abs(conf[20:28, 20:28] - expected[23:31, 23:31]).max() > 0.05  # the map does vary in space
+
+
 def test_seams_do_not_change_the_result(tmp_path, bundle, monkeypatch):
     import geopandas as gpd
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from cli.options import quiet_opt
+from cli.options import map_overlap, quiet_opt
 
 
 @click.command()
@@ -70,8 +70,7 @@ def evaluate(images, model_path, reference, scenes, blocks, parity, map_path, ma
         if map_path:
             folder.mkdir(parents=True, exist_ok=True)
         else:
-            predict_landuse(bundle, list(images), folder, overlap=overlap if overlap is not None else
-                            bundle.extra.get("overlap", 0.5),
+            predict_landuse(bundle, list(images), folder, overlap=map_overlap(overlap, window, bundle),
                             tta=tta if tta is not None else bool(bundle.extra.get("tta", False)), window=window,
                             device=device,
                             vectorise=False, overwrite=True, progress=not quiet)

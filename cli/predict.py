@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from cli.options import overwrite_opt, quiet_opt
+from cli.options import map_overlap, overwrite_opt, quiet_opt
 
 
 @click.command()
@@ -24,8 +24,8 @@ from cli.options import overwrite_opt, quiet_opt
 @click.option("--tta/--no-tta", default=None,
               help="Average each tile over its 8 flips/quarter turns (8x model cost).  [default: the model's]")
 @click.option("--window", type=int, default=None,
-              help="Dense-output models: run the fully convolutional model on windows of this size (px) instead "
-                   "of training-size tiles; much faster, maps differ slightly.")
+              help="Dense-output models: run the fully convolutional model on windows of this size (px, overlap "
+                   "0.125 unless --overlap) instead of training-size tiles; faster, maps differ slightly.")
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--workers", type=int, default=None, help="Reader threads.  [default: auto]")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:1")
@@ -64,7 +64,7 @@ def predict(images, model_path, out, region, region_field, bbox, bbox_crs, crs, 
 
         report = predict_landuse(bundle, list(images), out, region=region, region_field=region_field,
                                  bbox=tuple(bbox) if bbox else None, bbox_crs=bbox_crs, crs=crs, res=res,
-                                 overlap=overlap if overlap is not None else bundle.extra.get("overlap", 0.5),
+                                 overlap=map_overlap(overlap, window, bundle),
                                  tta=tta if tta is not None else bool(bundle.extra.get("tta", False)), window=window,
                                  batch_size=batch_size, workers=workers, device=device, resume=resume,
                                  write_probabilities=probabilities, vectorise=not no_vector,
@@ -75,3 +75,4 @@ def predict(images, model_path, out, region, region_field, bbox, bbox_crs, crs, 
                if k in report}
     if summary:
         click.echo(json.dumps(summary, default=str))
+

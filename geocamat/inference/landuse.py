@@ -89,6 +89,9 @@ class _Plan:
         return y0, y1, ps
 
 
+# default overlap of --window maps: zero padding only reaches ~half the receptive field into a window
+WINDOW_OVERLAP = 0.125
+
 # CPU: tiles up to this side are gathered with one indexed copy and blended with one scatter-add per batch
 # (scatter 7 us/tile at 16 px against 11 us for a per-tile add); larger tiles are copied and added one by one
 # (per-tile slices are 3-5x faster than a scatter from 32 px up). Measured on the 2-vCPU dev machine.

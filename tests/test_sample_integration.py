@@ -20,6 +20,9 @@ def test_nc_sample_train_predict_outputs(tmp_path):
     assert result.exit_code == 0, result.output
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["validation_map"]["n"] > 50000 and 0 <= metrics["validation_map"]["overall_accuracy"] <= 1
+    # strata.tif sits one pixel down-right of the bands; the check on the training tiles finds it
+    assert metrics["label_registration"]["offset_px"] == [1, 1]
+    assert metrics["validation_map"]["map_offset_px"] == [1, 1] and "validation_map_image_frame" in metrics
     bands = sorted(str(p) for p in (SAMPLES / "nc_landsat").glob("lsat7_2000_*.tif"))
     result = runner.invoke(cli, ["predict", "--model", str(run / "model.geocamat"), "--out", str(out), "--quiet",
                                  *bands])

@@ -71,8 +71,10 @@ def build_trainer(config: dict, stage: Path, callbacks: list, progress: bool, **
                      enable_progress_bar=progress, enable_model_summary=False, default_root_dir=stage, **kwargs)
 
 
-# smallest per-pixel agreement gain (on training tiles) for which an offset of the labels is reported
+# smallest per-pixel agreement gain (on training tiles) for which an offset of the labels is reported, and
+# the fewest labelled pixels the check needs
 REGISTRATION_MIN_GAIN = 0.005
+REGISTRATION_MIN_PIXELS = 5000
 
 
 def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progress: bool = True,
@@ -208,13 +210,16 @@ def _check_registration(config: dict, x: torch.Tensor, masks: torch.Tensor, num_
     """Estimate the labels' offset from the imagery on the training tiles; decide whether scoring uses it."""
     setting = config["label_offset"]
     if isinstance(setting, list):
-        return {"setting": setting, "applied": list(setting)}
+        return {"setting": setting, "applied": list(setting) if any(setting) else None}
     if setting == "none":
         return {"setting": "none", "applied": None}
     from geocamat.data.registration import estimate_label_offset
 
     found = estimate_label_offset(x, masks, num_classes, seed=config["seed"])
     result = {"setting": setting, **found.summary(), "applied": None}
+    if found.pixels < REGISTRATION_MIN_PIXELS:  # e.g. point labels: too few pixels to compare offsets
+        result["note"] = f"not checked: {found.pixels} labelled pixels (fewer than {REGISTRATION_MIN_PIXELS})"
+        return result
     if found.offset != (0, 0) and found.gain >= REGISTRATION_MIN_GAIN:
         dy, dx = found.offset
         acc = found.accuracy

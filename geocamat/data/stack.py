@@ -216,7 +216,7 @@ def open_stack(patterns: Sequence[str | os.PathLike], workdir: Path,
                 masked, alpha = masks[m]
                 keep = [b for b in range(counts[m]) if b not in alpha]
                 names = [descriptions[m][b] or f"band{b + 1}" for b in keep]
-                if masked:  # internal mask or alpha band: read through a VRT that turns masked pixels into NaN
+                if masked or alpha:  # internal mask or alpha band: a VRT turns masked pixels into NaN
                     stacks.append(write_vrt([(m, b + 1, n) for b, n in zip(keep, names, strict=True)],
                                             workdir / f"masked_{len(stacks)}.vrt"))
                     nd = [float("nan")] * len(keep)

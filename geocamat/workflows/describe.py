@@ -33,7 +33,9 @@ def describe(path: str | Path) -> dict:
         return {"kind": "geocamat model bundle", "task": b.task, "model": b.model, "bands": b.bands,
                 "classes": [{"id": c.id, "name": c.name, "color": c.color} for c in b.classes],
                 "tile_size": b.tile_size, "resolution": b.resolution, "crs": _bundle_crs(b.crs),
-                "regulariser": b.regulariser, "metrics": _headline(b.metrics), "sha256": file_sha256(path)}
+                "regulariser": b.regulariser, "metrics": _headline(b.metrics), "sha256": file_sha256(path),
+                "mapping": {k: b.extra[k] for k in ("overlap", "tta", "footprint", "label_offset")
+                            if b.extra.get(k) is not None}}
     import rasterio
 
     try:
@@ -81,5 +83,5 @@ def _bundle_crs(wkt: str | None) -> str | None:
 
 def _headline(metrics: dict) -> dict:
     vm = metrics.get("validation_map") or {}
-    out = {k: vm.get(k) for k in ("overall_accuracy", "kappa", "scope") if k in vm}
+    out = {k: vm.get(k) for k in ("overall_accuracy", "kappa", "scope", "map_offset_px") if k in vm}
     return out or {k: v for k, v in metrics.items() if not isinstance(v, dict | list)}

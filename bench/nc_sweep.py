@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 from geocamat.camat import build_regulariser  # noqa: E402
 from geocamat.camat.geometry import dihedral  # noqa: E402
 from geocamat.data.labels import grid_of_dataset, labels_on_grid  # noqa: E402
+from geocamat.data.registration import in_label_frame  # noqa: E402
 from geocamat.data.splits import checkerboard  # noqa: E402
 from geocamat.data.stack import open_stack  # noqa: E402
 from geocamat.data.tiles import TileOptions, band_statistics, extract_tiles, normalise  # noqa: E402
@@ -67,22 +68,16 @@ def shifted_labels(labels, dy: int, dx: int, path: Path):
 
     with rasterio.open(labels.path) as src:
         a, profile = src.read(1), src.profile
-    out = np.full_like(a, -1)
-    h, w = a.shape
-    out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = a[max(-dy, 0):h + min(-dy, 0),
-                                                                   max(-dx, 0):w + min(-dx, 0)]
     with rasterio.open(path, "w", **profile) as dst:
-        dst.write(out, 1)
+        dst.write(in_label_frame(a, (-dy, -dx), -1), 1)
     return dataclasses.replace(labels, path=path)
 
 
 def shift_map(a: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     """(K, H, W) map read at (i + dy, j + dx); rows/columns without a source keep their own value."""
-    out = a.clone()
-    h, w = a.shape[-2:]
-    out[:, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)] = a[:, max(dy, 0):h + min(dy, 0),
-                                                                         max(dx, 0):w + min(dx, 0)]
-    return out
+    own = a.cpu().numpy()
+    moved = in_label_frame(own, (dy, dx), np.nan)
+    return torch.from_numpy(np.where(np.isnan(moved), own, moved))
 
 
 def with_differences(x: torch.Tensor) -> torch.Tensor:

@@ -56,12 +56,11 @@ def estimate_label_offset(images: Tensor, masks: Tensor, num_classes: int, *, ma
     """
     generator = torch.Generator().manual_seed(seed)
     c = images.shape[1]
-    x = images.permute(0, 2, 3, 1).reshape(-1, c).float()
-    y = masks.reshape(-1).long()
-    labelled = torch.nonzero(y >= 0).flatten()
+    labelled = torch.nonzero(masks >= 0)  # (n, tile, row, col) of every labelled pixel
     if len(labelled) == 0:
         return Registration((0, 0), {"0,0": float("nan")}, 0.0, 0)
-    pick = labelled[torch.randperm(len(labelled), generator=generator)[:max_pixels]]
+    n, i, j = labelled[torch.randperm(len(labelled), generator=generator)[:max_pixels]].unbind(dim=1)
+    fit_x, fit_y = images[n, :, i, j].float(), masks[n, i, j].long()
     with torch.random.fork_rng(devices=[]):  # leave the caller's random stream (e.g. training) untouched
         torch.manual_seed(seed)
         net = torch.nn.Sequential(torch.nn.Linear(c, 32), torch.nn.ReLU(), torch.nn.Linear(32, 32),
@@ -70,10 +69,11 @@ def estimate_label_offset(images: Tensor, masks: Tensor, num_classes: int, *, ma
     with torch.enable_grad():
         for _ in range(steps):
             opt.zero_grad()
-            torch.nn.functional.cross_entropy(net(x[pick]), y[pick]).backward()
+            torch.nn.functional.cross_entropy(net(fit_x), fit_y).backward()
             opt.step()
-    with torch.no_grad():
-        pred = net(x).argmax(dim=1).reshape(masks.shape)
+    with torch.no_grad():  # per pixel, a chunk of tiles at a time (channels last: a view, no copy)
+        pred = torch.cat([net(images[a:a + 1024].permute(0, 2, 3, 1).float()).argmax(dim=-1)
+                          for a in range(0, len(images), 1024)])
     m, t = max_shift, masks.shape[-1]
     if t <= 2 * m:
         return Registration((0, 0), {"0,0": float("nan")}, 0.0, 0)
@@ -89,11 +89,11 @@ def estimate_label_offset(images: Tensor, masks: Tensor, num_classes: int, *, ma
     return Registration((dy, dx), accuracy, accuracy[best] - accuracy["0,0"], int(known.sum()))
 
 
-def in_label_frame(classes: np.ndarray, offset: tuple[int, int], fill) -> np.ndarray:
-    """A class map read in the labels' frame: ``out[i, j] = classes[i + dy, j + dx]`` (``fill`` where outside)."""
+def in_label_frame(array: np.ndarray, offset: tuple[int, int], fill) -> np.ndarray:
+    """A map read in the labels' frame: ``out[..., i, j] = array[..., i + dy, j + dx]`` (``fill`` where outside)."""
     dy, dx = offset
-    h, w = classes.shape
-    out = np.full_like(classes, fill)
-    out[max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)] = classes[max(dy, 0):h + min(dy, 0),
-                                                                            max(dx, 0):w + min(dx, 0)]
+    h, w = array.shape[-2:]
+    out = np.full_like(array, fill)
+    out[..., max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)] = array[..., max(dy, 0):h + min(dy, 0),
+                                                                                max(dx, 0):w + min(dx, 0)]
     return out

@@ -98,6 +98,15 @@ WINDOW_OVERLAP = 0.125
 SCATTER_MAX_TILE = 16
 
 
+def _gather_tiles(x, rows: np.ndarray, cols: np.ndarray, tile: int, stride: int):
+    """Tiles (row, col) of the tile grid over a (C, H, W) canvas, as an (N, C, T, T) view-indexed tensor."""
+    import torch
+
+    views = x.unfold(1, tile, stride).unfold(2, tile, stride)  # (C, rows, cols, T, T), a view
+    index = torch.from_numpy(rows).to(x.device), torch.from_numpy(cols).to(x.device)
+    return views[:, index[0], index[1]].permute(1, 0, 2, 3)
+
+
 @functools.lru_cache(maxsize=8)
 def _tile_offsets(tile: int, width: int):
     """Flat offsets of a tile's pixels in a row-major canvas ``width`` pixels wide."""
@@ -680,16 +689,13 @@ class _Engine:
             for b in range(0, len(ti), self.batch_size):
                 bi, bj = ti[b:b + self.batch_size], tj[b:b + self.batch_size]
                 if dev.type == "cuda":  # gather on the device (the caching allocator makes this cheap)
-                    views = x.unfold(1, t, s).unfold(2, t, s)  # (C, rows, cols, T, T), a view
-                    batch = views[:, torch.from_numpy(bi).to(dev), torch.from_numpy(bj).to(dev)].permute(1, 0, 2, 3)
-                    batch = batch.contiguous(memory_format=torch.channels_last)
+                    batch = _gather_tiles(x, bi, bj, t, s).contiguous(memory_format=torch.channels_last)
                     with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
                         probs, cam = camnet.tile_probabilities(self.model, batch, self.tta)
                 else:
                     torch.set_num_threads(1)
                     if small:
-                        views = x.unfold(1, t, s).unfold(2, t, s)  # (C, rows, cols, T, T), a view
-                        batch = views[:, torch.from_numpy(bi), torch.from_numpy(bj)].permute(1, 0, 2, 3).contiguous()
+                        batch = _gather_tiles(x, bi, bj, t, s).contiguous()
                     else:  # copy the tiles into a reused buffer
                         batch = bufs["batch"][: len(bi)]
                         for n, (r, q) in enumerate(zip(bi, bj, strict=True)):

@@ -122,9 +122,12 @@ class CamNet(nn.Module):
         Returns:
             (dense (N, K, h, w), tile logits (N, K)).
         """
-        f = self.forward_features(x)
-        dense = nn.functional.conv2d(f, self.head.weight[:, :, None, None], self.head.bias)
+        dense = self.cam_logits(self.forward_features(x))
         return dense, dense.mean(dim=(2, 3))
+
+    def cam_logits(self, features: Tensor) -> Tensor:
+        """The head applied at every cell of a last feature map: (N, C, h, w) -> (N, K, h, w)."""
+        return nn.functional.conv2d(features, self.head.weight[:, :, None, None], self.head.bias)
 
 
 def tile_probabilities(model: CamNet, x: Tensor, tta: bool = False) -> tuple[Tensor, Tensor]:

@@ -68,8 +68,7 @@ class LandUseTask(L.LightningModule):
 
     def _pixel_loss(self, features: Tensor, mask: Tensor) -> Tensor:
         """Cross-entropy of the upsampled class activation logits against per-pixel labels (-1 ignored)."""
-        dense = F.conv2d(features, self.model.head.weight[:, :, None, None], self.model.head.bias)
-        up = F.interpolate(dense, size=mask.shape[-2:], mode="bilinear", align_corners=False)
+        up = F.interpolate(self.model.cam_logits(features), size=mask.shape[-2:], mode="bilinear", align_corners=False)
         if not bool((mask >= 0).any()):
             return up.sum() * 0.0
         return self._loss(up, mask)

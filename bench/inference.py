@@ -145,7 +145,9 @@ def bench_geocamat(scene: Path, bundle, dev, overlap: float, batch: int, workers
     stream = report["timings"]["stream_s"]
     return {"tiles": tiles, "seconds": seconds, "tiles_per_s": tiles / seconds, "stream_s": stream,
             "tiles_per_s_stream": tiles / stream, "assemble_s": report["timings"]["assemble_s"],
-            "model_s": report["timings"]["model_s"], "polygons": report["polygons"]}
+            "model_s": report["timings"]["model_s"], "polygons": report["polygons"],
+            "stream_stages": report["timings"]["stream_stages"],
+            "assemble_stages": report["timings"]["assemble_stages"]}
 
 
 def bench_model(bundle, dev, tiles: int, batch: int, tile: int) -> dict:
@@ -236,6 +238,8 @@ def main() -> None:
     p.add_argument("--json", default=None, help="results file (default OUT/bench_inference.json)")
     p.add_argument("--also-no-vector", action="store_true", help="run (b) a second time without landuse.gpkg")
     p.add_argument("--skip", default="", help="comma list of parts to skip: a,b,c")
+    p.add_argument("--also-tile-blend", action="store_true",
+                   help="run (b) a second time blending tile by tile (the CUDA path before block adds)")
     p.add_argument("--rss-scene", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.rss_scene:
@@ -276,6 +280,17 @@ def main() -> None:
             results["b_geocamat_no_vector"] = bench_geocamat(scene, bundle, dev, args.overlap, args.batch_size,
                                                              args.workers, out / "pred_nv", vectorise=False)
             print("b (no vector)", results["b_geocamat_no_vector"], flush=True)
+    if args.also_tile_blend and "b" not in skip:
+        import geocamat.inference.landuse as landuse
+
+        saved = landuse.blend_mode
+        landuse.blend_mode = lambda device, tile, stride: "tiles"
+        try:
+            results["b_geocamat_tile_blend"] = bench_geocamat(scene, bundle, dev, args.overlap, args.batch_size,
+                                                              args.workers, out / "pred_tb")
+        finally:
+            landuse.blend_mode = saved
+        print("b (tile-by-tile blending)", results["b_geocamat_tile_blend"], flush=True)
     if "a" not in skip:
         results["a_torchgeo"] = bench_torchgeo(scene, bundle, dev, args.tile, stride, args.batch_size,
                                                args.loader_workers)
@@ -324,6 +339,10 @@ def main() -> None:
     if "b_geocamat_no_vector" in results:
         r = results["b_geocamat_no_vector"]
         name = "(b) end to end without landuse.gpkg"
+        print(f"{name:48s} {r['tiles']:7d} {r['seconds']:9.2f} {r['tiles_per_s']:9.2f}")
+    if "b_geocamat_tile_blend" in results:
+        r = results["b_geocamat_tile_blend"]
+        name = "(b) end to end, tile-by-tile blending"
         print(f"{name:48s} {r['tiles']:7d} {r['seconds']:9.2f} {r['tiles_per_s']:9.2f}")
     if "b_geocamat" in results:
         r = results["b_geocamat"]

@@ -206,6 +206,41 @@ def test_seams_do_not_change_the_result(tmp_path, bundle, monkeypatch):
     assert len(a) == len(b) and a.area.sum() == pytest.approx(b.area.sum())
 
 
+@pytest.mark.parametrize("tile,stride", [(8, 4), (12, 4), (8, 8), (16, 2)])
+def test_block_accumulation_equals_tile_by_tile_adds(tile, stride):
+    torch.manual_seed(0)
+    rows, cols = np.array([0, 0, 1, 3, 2, 0]), np.array([0, 1, 1, 0, 4, 5])
+    values = torch.rand(len(rows), 3, tile, tile, dtype=torch.float64)
+    height = (rows.max() + 1) * stride + tile - stride
+    width = (cols.max() + 1) * stride + tile - stride
+    expected = torch.zeros(3, height, width, dtype=torch.float64)
+    for v, r, q in zip(values, rows, cols, strict=True):
+        expected[:, r * stride:r * stride + tile, q * stride:q * stride + tile] += v
+    acc = torch.zeros_like(expected)
+    landuse.accumulate_blocks(acc, values, rows, cols, tile, stride)
+    torch.testing.assert_close(acc, expected)
+
+
+def test_block_blending_gives_the_same_map_with_and_without_seams(tmp_path, bundle, monkeypatch):
+    """The CUDA blending path (block adds), run on the CPU: same map as tile-by-tile, across unit seams."""
+    img = make_raster(tmp_path / "img.tif", 90, 70, collar=3)
+    run(bundle, [img], tmp_path / "tiles", overlap=0.75, vectorise=False)
+    monkeypatch.setattr(landuse, "blend_mode", lambda device, tile, stride: "blocks")
+    whole = run(bundle, [img], tmp_path / "blocks", overlap=0.75, vectorise=False)
+    monkeypatch.setattr(landuse, "BAND_ROWS", 24)
+    monkeypatch.setattr(landuse, "BLOCK_COLS", 40)
+    cut = run(bundle, [img], tmp_path / "cut", overlap=0.75, vectorise=False)
+    assert cut["plan"]["units"] > 4 and whole["plan"]["units"] == 1
+    for other in ("blocks", "cut"):
+        np.testing.assert_array_equal(read(tmp_path / "tiles" / "landuse.tif")[0],
+                                      read(tmp_path / other / "landuse.tif")[0])
+        np.testing.assert_allclose(read(tmp_path / "tiles" / "confidence.tif")[0],
+                                   read(tmp_path / other / "confidence.tif")[0], atol=1e-5)
+    stages = whole["timings"]["stream_stages"]
+    assert stages["model_s"] > 0 and stages["blend_s"] > 0 and stages["write_s_all_threads"] > 0
+    assert set(whole["timings"]["assemble_stages"]) == {"landuse.tif_s", "confidence.tif_s", "cam.tif_s"}
+
+
 def test_resume_after_interrupt_is_identical(tmp_path, bundle, small_units):
     img = make_raster(tmp_path / "img.tif", 120, 100, collar=2)
     run(bundle, [img], tmp_path / "ref", write_probabilities=True)
@@ -366,3 +401,29 @@ def test_real_scene_collar_is_nodata(tmp_path):
     assert collar.mean() > 0.1
     assert (classes[collar] == 0).all() and (classes[~collar] != 0).all()
     assert report["tiles"]["skipped_no_data"] > 0
+
+
+def test_overviews_are_computed_per_unit_and_copied_into_the_cogs(tmp_path, bundle, monkeypatch):
+    from geocamat.outputs.overviews import mode_2x2, nanmean_2x2
+
+    monkeypatch.setattr(landuse, "BAND_ROWS", 64)
+    monkeypatch.setattr(landuse, "BLOCK_COLS", 128)
+    img = make_raster(tmp_path / "img.tif", 1100, 300, collar=5)
+    report = run(bundle, [img], tmp_path / "units", overlap=0.0, vectorise=False)
+    assert report["plan"]["units"] == 5 * 9
+    monkeypatch.setattr("geocamat.outputs.overviews.overview_factors", lambda *a, **k: [])
+    run(bundle, [img], tmp_path / "gdal", overlap=0.0, vectorise=False)  # overviews computed by GDAL
+    for name in ("landuse.tif", "confidence.tif"):
+        with rasterio.open(tmp_path / "units" / name) as ours, rasterio.open(tmp_path / "gdal" / name) as ref:
+            assert ours.overviews(1) == ref.overviews(1) == [2, 4]
+            np.testing.assert_array_equal(ours.read(1), ref.read(1))
+            full = ours.read(1)
+            level2 = ours.read(1, out_shape=(150, 550))  # reads the first overview
+            if name == "landuse.tif":
+                np.testing.assert_array_equal(level2, mode_2x2(full, ours.nodata))
+                agree = (level2 == ref.read(1, out_shape=(150, 550))).mean()
+                assert agree > 0.9  # GDAL's MODE breaks ties its own way
+            else:
+                np.testing.assert_allclose(level2, nanmean_2x2(full[None])[0], rtol=1e-6)
+                np.testing.assert_allclose(level2, ref.read(1, out_shape=(150, 550)), rtol=1e-5, atol=1e-6)
+    assert_cog(tmp_path / "units" / "landuse.tif")

@@ -233,7 +233,7 @@ class Polygoniser:
     """A pool of polygonising worker processes; :meth:`run` may be called from several threads.
 
     Args:
-        workers: number of processes (started on first use).
+        workers: number of processes (started on first use, or all at once by :meth:`start`).
     """
 
     def __init__(self, workers: int = 1) -> None:
@@ -258,6 +258,12 @@ class Polygoniser:
                                 stdout=subprocess.PIPE, text=True, env=env, bufsize=1)
         self._all.append(proc)
         return proc
+
+    def start(self) -> None:
+        """Start every worker now (each imports rasterio/shapely for ~1 s; better while the first units compute)."""
+        with self._lock:
+            while len(self._all) < self.size:
+                self._idle.put(self._start())
 
     def run(self, **job) -> None:
         """Polygonise one piece (arguments of :func:`polygonise_piece`) in a worker process."""

@@ -42,6 +42,11 @@ from geocamat.inference.grid import OutputGrid, bbox_geometry, crs_wkt, load_reg
 BAND_ROWS = 1024
 #: Columns of one column block (rounded up to a multiple of the tile stride).
 BLOCK_COLS = 4096
+#: Writer threads at most (one per 4 cores). Each holds a finished unit's results and its temporaries
+#: (~100 MB at the default unit size) and one more unit waits for a free writer, so this bounds the memory of
+#: results in flight: with 8 writers a 4096^2 scene (4 units) never filled the pipeline and the 16384^2 one
+#: peaked 1.4x higher (H200 machine, 16 cores).
+MAX_WRITERS = 4
 #: Row chunks read ahead of the device.
 PREFETCH = 2
 #: GDAL block cache (MiB) during a run, unless GDAL_CACHEMAX is set: GDAL's default (5% of RAM) would let
@@ -556,7 +561,7 @@ class _Engine:
         bar = _progress_bar(total=total_tiles, initial=done_tiles, unit="tile", desc=f"predict {self.out_dir.name}",
                    file=sys.stderr, disable=not self.progress, smoothing=0.1, dynamic_ncols=True)
         reader = MosaicReader(self.index, self.grid, self.stack.num_bands, workers=self.workers)
-        writers = max(1, min(8, (os.cpu_count() or 2) // 2))
+        writers = max(1, min(MAX_WRITERS, (os.cpu_count() or 2) // 4))
         self._writer = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="geocamat-write")
         from geocamat.outputs.vector import Polygoniser
 

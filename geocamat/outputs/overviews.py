@@ -30,8 +30,12 @@ def mode_2x2(classes: np.ndarray, nodata: int) -> np.ndarray:
     """Most frequent valid value of each 2x2 block of a 2-D class array (ties: the first in row order)."""
     a = _blocks(classes, nodata)  # (4, h/2, w/2)
     valid = a != nodata
-    counts = np.stack([((a == a[i]) & valid).sum(axis=0) * valid[i] for i in range(4)])
-    pick = counts.argmax(axis=0)
+    count = valid.astype(np.uint8)  # each valid pixel counts itself, then each equal valid pair counts twice
+    for i, j in ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)):
+        same = (a[i] == a[j]) & valid[i]
+        count[i] += same
+        count[j] += same
+    pick = count.argmax(axis=0)
     return np.take_along_axis(a, pick[None], axis=0)[0]
 
 

@@ -147,7 +147,7 @@ def bench_geocamat(scene: Path, bundle, dev, overlap: float, batch: int, workers
             "tiles_per_s_stream": tiles / stream, "assemble_s": report["timings"]["assemble_s"],
             "model_s": report["timings"]["model_s"], "polygons": report["polygons"],
             "stream_stages": report["timings"]["stream_stages"],
-            "assemble_stages": report["timings"]["assemble_stages"]}
+            "assemble_stages": report["timings"]["assemble_stages"], "memory": report["memory"]}
 
 
 def bench_model(bundle, dev, tiles: int, batch: int, tile: int) -> dict:
@@ -240,6 +240,8 @@ def main() -> None:
     p.add_argument("--skip", default="", help="comma list of parts to skip: a,b,c")
     p.add_argument("--also-tile-blend", action="store_true",
                    help="run (b) a second time blending tile by tile (the CUDA path before block adds)")
+    p.add_argument("--also-writers", type=int, default=0,
+                   help="run (b) a second time with this many writer threads at most (MAX_WRITERS)")
     p.add_argument("--rss-scene", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.rss_scene:
@@ -291,6 +293,18 @@ def main() -> None:
         finally:
             landuse.blend_mode = saved
         print("b (tile-by-tile blending)", results["b_geocamat_tile_blend"], flush=True)
+    if args.also_writers and "b" not in skip:
+        import geocamat.inference.landuse as landuse
+
+        saved_writers = landuse.MAX_WRITERS
+        landuse.MAX_WRITERS = args.also_writers
+        try:
+            results["b_geocamat_writers"] = bench_geocamat(scene, bundle, dev, args.overlap, args.batch_size,
+                                                           args.workers, out / "pred_w")
+            results["b_geocamat_writers"]["max_writers"] = args.also_writers
+        finally:
+            landuse.MAX_WRITERS = saved_writers
+        print(f"b ({args.also_writers} writers at most)", results["b_geocamat_writers"], flush=True)
     if "a" not in skip:
         results["a_torchgeo"] = bench_torchgeo(scene, bundle, dev, args.tile, stride, args.batch_size,
                                                args.loader_workers)
@@ -339,6 +353,10 @@ def main() -> None:
     if "b_geocamat_no_vector" in results:
         r = results["b_geocamat_no_vector"]
         name = "(b) end to end without landuse.gpkg"
+        print(f"{name:48s} {r['tiles']:7d} {r['seconds']:9.2f} {r['tiles_per_s']:9.2f}")
+    if "b_geocamat_writers" in results:
+        r = results["b_geocamat_writers"]
+        name = f"(b) end to end, {r['max_writers']} writers at most"
         print(f"{name:48s} {r['tiles']:7d} {r['seconds']:9.2f} {r['tiles_per_s']:9.2f}")
     if "b_geocamat_tile_blend" in results:
         r = results["b_geocamat_tile_blend"]

@@ -8,5 +8,5 @@ export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, rasterio; print('torch', torch.__version__, 'gdal', rasterio.__gdal_version__)"
 python3 bench/inference.py --device cuda --size 8192 --tile 256 --arch resnet18 --batch-size 256 \
-    --loader-workers 12 --workers 16 --threads 8 --rss-sizes 4096,16384 --rss-arch resnet18 --rss-overlap 0.5 --also-no-vector \
+    --loader-workers 12 --workers 16 --threads 8 --rss-sizes 4096,16384 --rss-arch resnet18 --rss-overlap 0.5 --also-no-vector --also-writers 8 --skip n \
     --out /tmp/geocamat-bench --json "$OUT/bench_inference_gpu.json"

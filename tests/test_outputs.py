@@ -174,3 +174,19 @@ def test_write_polygons_gpkg_empty(tmp_path):
                             style=STYLE)
     frame = gpd.read_file(tmp_path / "e.gpkg", layer="landuse")
     assert n == 0 and len(frame) == 0 and "class_name" in frame.columns and frame.crs.to_epsg() == 32618
+
+
+def test_merge_seams_dissolves_chains_of_touching_polygons_only_within_a_class():
+    import shapely
+
+    box = shapely.box
+    geoms = np.array([box(0, 0, 1, 1), box(1, 0, 2, 1), box(2, 0, 3, 1),  # a chain of class 1
+                      box(3, 1, 4, 2),  # class 1, touches the chain at a corner only
+                      box(0, 1, 3, 2),  # class 2, touches the chain along an edge
+                      box(10, 10, 11, 11)], dtype=object)  # class 1, alone
+    ids = np.array([1, 1, 1, 1, 2, 1])
+    merged, merged_ids = merge_seams(geoms, ids, workers=2)
+    assert sorted(merged_ids.tolist()) == [1, 1, 1, 2]
+    areas = sorted(round(float(g.area), 6) for g, i in zip(merged, merged_ids, strict=True) if i == 1)
+    assert areas == [1.0, 1.0, 3.0]
+    assert all(shapely.get_type_id(g) == 3 for g in merged)

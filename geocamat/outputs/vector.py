@@ -86,19 +86,58 @@ def load_unit_polygons(path: Path) -> dict[str, np.ndarray]:
     return {"geoms": geoms, "ids": ids, "edge": edge}
 
 
-def merge_seams(geoms: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Dissolve touching polygons of the same class (those cut by unit seams) into single polygons."""
+def merge_seams(geoms: np.ndarray, ids: np.ndarray, workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Dissolve touching polygons of the same class (those cut by unit seams) into single polygons.
+
+    Only groups of same-class polygons that touch are unioned (connected components of an R-tree
+    "intersects" graph), each on its own, on ``workers`` threads (GEOS runs without the GIL): a union of a
+    whole class at once also overlays every unrelated polygon and grows with the scene.
+    """
     import shapely
 
-    out_geoms, out_ids = [], []
-    for cid in np.unique(ids):
-        merged = shapely.get_parts(shapely.union_all(geoms[ids == cid]))
-        merged = merged[shapely.get_type_id(merged) == 3]  # polygons only (no lines from touching corners)
-        out_geoms.append(merged)
-        out_ids.append(np.full(len(merged), cid, np.int64))
-    if not out_geoms:
+    n = len(geoms)
+    if n == 0:
         return np.zeros(0, object), np.zeros(0, np.int64)
-    return np.concatenate(out_geoms), np.concatenate(out_ids)
+    left, right = shapely.STRtree(geoms).query(geoms, predicate="intersects")
+    keep = (left < right) & (ids[left] == ids[right])
+    label = _components(n, left[keep], right[keep])
+    order = np.argsort(label, kind="stable")
+    groups = np.split(order, np.flatnonzero(np.diff(label[order])) + 1)
+    single = [g[0] for g in groups if len(g) == 1]
+    many = sorted((g for g in groups if len(g) > 1), key=len, reverse=True)
+
+    def dissolve(group: np.ndarray) -> np.ndarray:
+        merged = shapely.get_parts(shapely.union_all(geoms[group]))
+        return merged[shapely.get_type_id(merged) == 3]  # polygons only (no lines from touching corners)
+
+    if len(many) > 1 and (workers or os.cpu_count() or 1) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
+            unions = list(pool.map(dissolve, many))
+    else:
+        unions = [dissolve(g) for g in many]
+    out_geoms = [geoms[np.asarray(single, np.int64)]] + unions
+    out_ids = [ids[np.asarray(single, np.int64)]] + [np.full(len(u), ids[g[0]], np.int64)
+                                                      for u, g in zip(unions, many, strict=True)]
+    return np.concatenate(out_geoms), np.concatenate(out_ids).astype(np.int64)
+
+
+def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Connected-component label of each of n nodes joined by the edges (a[k], b[k]) (union-find)."""
+    parent = list(range(n))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in zip(a.tolist(), b.tolist(), strict=True):
+        ri, rj = root(i), root(j)
+        if ri != rj:
+            parent[max(ri, rj)] = min(ri, rj)
+    return np.array([root(i) for i in range(n)], np.int64)
 
 
 def _to_map(geoms: np.ndarray, transform) -> np.ndarray:

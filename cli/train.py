@@ -29,6 +29,9 @@ from cli.options import accelerator_opt, devices_opt, overwrite_opt, quiet_opt
 @click.option("--seed", type=int, default=None, help="[default: 0]")
 @click.option("--pixel-loss", type=float, default=None,
               help="Weight of per-pixel supervision of the CAM logits (0: tile labels only).  [default: 0]")
+@click.option("--ema-decay", type=float, default=None,
+              help="Keep an exponential moving average of the weights (e.g. 0.998) and ship it in the bundle "
+                   "(0: the last weights).  [default: 0]")
 @click.option("--output", type=click.Choice(["window", "dense"]), default=None,
               help="Map from window probabilities or from the per-pixel CAM logits.  [default: window]")
 @click.option("--camat/--no-camat", default=None, help="Train with CAMAT (default) or without any occlusion.")
@@ -51,8 +54,8 @@ from cli.options import accelerator_opt, devices_opt, overwrite_opt, quiet_opt
 @overwrite_opt
 @quiet_opt
 def train(config, out, task, images, bands, labels, scenes, label_field, tile_size, purity, blocks, arch, epochs,
-          batch_size, lr, seed, pixel_loss, output, camat, regulariser, camat_saliency, camat_target, camat_tau,
-          camat_area, camat_fill,
+          batch_size, lr, seed, pixel_loss, ema_decay, output, camat, regulariser, camat_saliency, camat_target,
+          camat_tau, camat_area, camat_fill,
           camat_p, camat_warmup, camat_source, accelerator, devices, strategy, num_nodes, assignments, overwrite,
           quiet):
     """Train a model on GeoTIFF imagery and labels; CONFIG is an optional YAML file of settings.
@@ -71,7 +74,8 @@ def train(config, out, task, images, bands, labels, scenes, label_field, tile_si
     overrides = dict(task=task, images=list(images) or None, bands=bands.split(",") if bands else None,
                      labels=labels, scenes=scenes, label_field=label_field,
                      tile_size=tile_size, purity=purity, blocks=blocks, arch=arch, epochs=epochs,
-                     batch_size=batch_size, lr=lr, seed=seed, pixel_loss=pixel_loss, output=output,
+                     batch_size=batch_size, lr=lr, seed=seed, pixel_loss=pixel_loss, ema_decay=ema_decay,
+                     output=output,
                      regulariser=regulariser, camat=camat_opts or None,
                      accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes)
     out = Path(out)

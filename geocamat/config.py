@@ -42,6 +42,7 @@ DEFAULTS: dict = {
     "class_weighting": False,    # weight the loss by inverse class frequency
     "label_offset": "check",     # labels vs imagery: check | auto (score in the labels' frame) | none | [dy, dx]
     "pixel_loss": 0.0,           # weight of per-pixel supervision of the class activation logits (0: tile labels only)
+    "ema_decay": 0.0,            # > 0 (e.g. 0.998): the bundle gets an exponential moving average of the weights
     "seed": 0,
     "regulariser": "camat",      # camat | cutout | random-erasing | hide-and-seek | none
     "camat": {},                 # CAMAT options, see geocamat.camat.CamatConfig
@@ -172,6 +173,8 @@ def validate(config: dict) -> dict:
     if not (offset in ("check", "auto", "none") or (isinstance(offset, list) and len(offset) == 2
                                                        and all(isinstance(v, int) for v in offset))):
         raise ConfigError(f"label_offset must be check, auto, none or [dy, dx] in pixels, not {offset!r}")
+    if not isinstance(config["ema_decay"], (int, float)) or not 0 <= config["ema_decay"] < 1:
+        raise ConfigError(f"ema_decay must be a number in [0, 1), not {config['ema_decay']!r}")
     if config["pixel_loss"] and config.get("scenes"):
         raise ConfigError("pixel_loss needs labels per pixel (--images with --labels); scene folders have one "
                           "label per image: leave pixel_loss at 0")

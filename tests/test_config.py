@@ -20,7 +20,8 @@ def test_yaml_paths_resolve_against_the_file_and_flags_override(tmp_path: Path):
 @pytest.mark.parametrize("assignment, message", [
     ("epochs=0", "epochs"), ("purity=2", "purity"), ("regulariser=magic", "regulariser"), ("colour=red", "unknown"),
     ("pixel_loss=-1", "pixel_loss"), ("pixel_loss=lots", "pixel_loss"), ("output=fancy", "output"),
-    ("label_offset=sideways", "label_offset"), ("label_offset=[1]", "label_offset"),
+    ("label_offset=sideways", "label_offset"), ("label_offset=[1]", "label_offset"), ("ema_decay=1", "ema_decay"),
+    ("ema_decay=-0.5", "ema_decay"),
 ])
 def test_invalid_settings_are_reported(assignment, message):
     with pytest.raises(ConfigError, match=message):

@@ -94,3 +94,23 @@ def test_test_time_augmentation_makes_tile_outputs_follow_flips_and_turns():
         turned, _ = tile_probabilities(model, dihedral(x, 1))
     assert not torch.allclose(turned, dihedral(plain, 1), atol=1e-4)  # an untrained model alone is not invariant
     torch.testing.assert_close(probs.sum(dim=1), torch.ones(2, 16, 16))
+
+
+def test_ema_weights_are_the_bias_corrected_average_of_the_steps():
+    torch.manual_seed(0)
+    task = LandUseTask(SPEC, Regulariser(), ema_decay=0.5)
+    assert task.ema_model is not None and not any(p.requires_grad for p in task.ema_model.parameters())
+    weight = task.model.head.weight
+    for value in (1.0, 2.0, 4.0):
+        with torch.no_grad():
+            weight.fill_(value)
+        task.on_train_batch_end(None, None, 0)
+    # decay 0.5: the three states weigh 0.25, 0.5 and 1 (the initial weights not at all)
+    expected = (0.25 * 1.0 + 0.5 * 2.0 + 1.0 * 4.0) / 1.75
+    assert torch.allclose(task.ema_model.head.weight, torch.full_like(weight, expected))
+    assert {n for n, _ in task.named_parameters() if _.requires_grad} == {"model." + n for n, _ in
+                                                                          task.model.named_parameters()}
+
+
+def test_no_ema_model_by_default():
+    assert LandUseTask(SPEC, Regulariser()).ema_model is None

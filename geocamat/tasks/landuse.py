@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -47,14 +49,21 @@ class LandUseTask(L.LightningModule):
         label_smoothing: cross-entropy label smoothing.
         class_weights: optional per-class loss weights.
         pixel_loss: weight of the per-pixel term (0: tile labels only).
+        ema_decay: > 0: keep ``ema_model``, an exponential moving average of the model's weights and buffers
+            (updated after every optimiser step, bias-corrected so the initial weights fade out); validation
+            uses it, and the bundle should take its weights.
     """
 
     def __init__(self, model_spec: dict, regulariser: Regulariser, lr: float = 2e-3, weight_decay: float = 1e-4,
                  label_smoothing: float = 0.05, class_weights: list[float] | None = None,
-                 pixel_loss: float = 0.0) -> None:
+                 pixel_loss: float = 0.0, ema_decay: float = 0.0) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["regulariser"])
         self.model = build_model(model_spec)
+        self.ema_model = None
+        self._ema_norm = 0.0
+        if ema_decay > 0:
+            self.ema_model = copy.deepcopy(self.model).requires_grad_(False)
         self.regulariser = regulariser
         self.class_weights = torch.tensor(class_weights) if class_weights else None
 
@@ -93,15 +102,29 @@ class LandUseTask(L.LightningModule):
         self.log("train_acc", acc, on_step=False, on_epoch=True, sync_dist=True)
         return loss
 
+    @torch.no_grad()
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        """EMA update: ema = sum_i d^(n-i) w_i / sum_i d^(n-i) (floats); integer buffers copied."""
+        if self.ema_model is None:
+            return
+        self._ema_norm = self.hparams.ema_decay * self._ema_norm + 1.0
+        a = 1.0 / self._ema_norm
+        for e, w in zip(self.ema_model.state_dict().values(), self.model.state_dict().values(), strict=True):
+            if e.dtype.is_floating_point:
+                e.lerp_(w.to(e.dtype), a)
+            else:
+                e.copy_(w)
+
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        logits = self.model(batch["image"])
+        model = self.ema_model if self.ema_model is not None else self.model
+        logits = model(batch["image"])
         loss = self._loss(logits, batch["label"])
         acc = (logits.argmax(dim=1) == batch["label"]).float().mean()
         self.log("val_loss", loss, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log("val_acc", acc, on_epoch=True, prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self):
-        opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        opt = torch.optim.AdamW(self.model.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.hparams.lr,
                                                     total_steps=max(1, int(self.trainer.estimated_stepping_batches)))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

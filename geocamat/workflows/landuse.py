@@ -129,7 +129,7 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
             overlap = min(0.875, 1.0 - opts.footprint / 2.0) if dense_window else 0.5
         task = LandUseTask(model_spec, regulariser, lr=config["lr"], weight_decay=config["weight_decay"],
                            label_smoothing=config["label_smoothing"], class_weights=weights,
-                           pixel_loss=float(config["pixel_loss"]))
+                           pixel_loss=float(config["pixel_loss"]), ema_decay=float(config["ema_decay"]))
         generator = torch.Generator().manual_seed(config["seed"])
         masks = train.masks if config["pixel_loss"] > 0 else None
         train_loader = DataLoader(TileDataset(x_train, train.labels, masks), batch_size=config["batch_size"],
@@ -148,7 +148,8 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
         if not trainer.is_global_zero:
             raise SystemExit(0)
         last = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
-        state = {k.removeprefix("model."): v for k, v in last.items() if k.startswith("model.")}
+        prefix = "ema_model." if config["ema_decay"] > 0 else "model."  # the weight average, when kept
+        state = {k.removeprefix(prefix): v for k, v in last.items() if k.startswith(prefix)}
         t = grid.transform
         bundle = Bundle(task="landuse", model=model_spec, state_dict=state, bands=stack.band_names, mean=mean,
                         std=std, classes=classes, tile_size=opts.tile_size, resolution=(t.a, -t.e), crs=grid.crs,

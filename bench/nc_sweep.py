@@ -87,6 +87,110 @@ def with_differences(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x, torch.stack(nds, dim=1)], dim=1)
 
 
+def make_loss(setting: dict, weight):
+    """Cross-entropy with optional class weights, focal term and label smoothing (setting "ls", default 0.05)."""
+    ls, gamma = setting.get("ls", 0.05), setting.get("focal", 0.0)
+
+    def loss(logits, target):
+        if not gamma:
+            return F.cross_entropy(logits, target, weight=weight, ignore_index=-1, label_smoothing=ls)
+        ce = F.cross_entropy(logits, target, weight=weight, ignore_index=-1, label_smoothing=ls, reduction="none")
+        logp = logits.log_softmax(1)
+        pt = logp.gather(1, target.clamp_min(0).unsqueeze(1)).squeeze(1).exp()
+        keep = target != -1
+        w = (1 - pt).pow(gamma) * keep
+        if weight is not None:
+            denom = (weight[target.clamp_min(0)] * keep).sum().clamp_min(1e-8)
+        else:
+            denom = keep.sum().clamp_min(1)
+        return (w * ce).sum() / denom
+
+    return loss
+
+
+class Averager:
+    """Average of a model's states over training (float tensors; integer buffers copied).
+
+    ``decay``: exponential moving average with bias correction (sum of d^(n-i) w_i / sum of d^(n-i)), so no
+    weight stays on the initial state; ``None``: equal-weight average of the states seen (SWA).
+    """
+
+    def __init__(self, model, decay: float | None = None) -> None:
+        import copy
+
+        self.model = copy.deepcopy(model)
+        self.decay, self.n, self.norm = decay, 0, 0.0
+
+    @torch.no_grad()
+    def update(self, model) -> None:
+        d = 1.0 if self.decay is None else self.decay
+        new_norm = d * self.norm + 1.0
+        a = 1.0 / new_norm  # weight of the new state in the normalised average
+        for v, w in zip(self.model.state_dict().values(), model.state_dict().values(), strict=True):
+            if v.dtype.is_floating_point:
+                v.mul_(1 - a).add_(w, alpha=a)
+            else:
+                v.copy_(w)
+        self.n, self.norm = self.n + 1, new_norm
+
+
+@torch.no_grad()
+def bn_update(model, x_all, bs: int = 256) -> None:
+    """Recompute BatchNorm running statistics over the training tiles (cumulative average)."""
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    for i in range(0, len(x_all), bs):
+        full_logits(model, x_all[i:i + bs])
+    for m, mom in zip(bns, saved, strict=True):
+        m.momentum = mom
+    model.eval()
+
+
+@torch.no_grad()
+def predict_map(model, xn, k: int, tile: int, fp: float, tta: bool, window: bool = True) -> dict:
+    """Blended per-pixel class probabilities of the whole scene: {"dense": (K, H, W)[, "window": ...]}."""
+    model.eval()
+    device = xn.device
+    h, w = xn.shape[-2:]
+    sigma = max(fp * tile / 2, 0.5)
+    g = torch.exp(-0.5 * ((torch.arange(tile, device=device) - (tile - 1) / 2) / sigma) ** 2)
+    gauss = g[:, None] * g[None, :]
+    hann1 = torch.sin(math.pi * (torch.arange(tile, device=device) + 0.5) / tile) ** 2
+    hann = hann1[:, None] * hann1[None, :]
+    st = max(1, int(fp * tile) // 2) if fp < 1 else max(1, tile // 4)
+    ys = list(range(0, h - tile + 1, st)) + [h - tile]
+    xs = list(range(0, w - tile + 1, st)) + [w - tile]
+    coords = [(y, x) for y in sorted(set(ys)) for x in sorted(set(xs))]
+    modes = ("dense", "window") if window else ("dense",)
+    acc = {m: torch.zeros(k, h, w, device=device) for m in modes}
+    weight = gauss if fp < 1 else hann
+    from geocamat.camat.geometry import dihedral_inverse
+
+    for b in range(0, len(coords), 1024):
+        cs = coords[b:b + 1024]
+        batch = torch.stack([xn[:, y:y + tile, x:x + tile] for y, x in cs])
+        dense, logits = full_logits(model, batch)
+        dense = dense.softmax(1)
+        win = logits.softmax(1)
+        if tta:
+            for t in range(1, 8):
+                d2, l2 = full_logits(model, dihedral(batch, t))
+                dense += dihedral_inverse(d2.softmax(1), t)
+                win += l2.softmax(1)
+            dense, win = dense / 8, win / 8
+        for (y, x), d, q in zip(cs, dense, win, strict=True):
+            acc["dense"][:, y:y + tile, x:x + tile] += d * weight
+            if window:
+                acc["window"][:, y:y + tile, x:x + tile] += q[:, None, None] * weight
+    return acc
+
+
 def run(setting: dict, device: str, work: Path, seed: int) -> dict:
     import rasterio
 
@@ -122,11 +226,21 @@ def run(setting: dict, device: str, work: Path, seed: int) -> dict:
         model = CamNet(tr.images.shape[1], k, tile, setting["arch"]).to(device)
     if setting.get("skip"):  # a per-pixel spectral term added to the upsampled CAM logits
         model = SpectralSkip(model, tr.images.shape[1], k, setting["skip"]).to(device)
+    cw = None
+    if setting.get("cb"):  # class-balanced weights: pixel frequency ** -cb, mean 1 over the classes present
+        counts = torch.bincount(m_all[m_all >= 0].flatten(), minlength=k).float()
+        cw = torch.where(counts > 0, counts.clamp_min(1) ** -setting["cb"], torch.zeros(()))
+        cw = (cw / cw[counts > 0].mean()).to(device)
+    ce = make_loss(setting, cw)
     epochs, bs = setting["epochs"], 64
     opt = torch.optim.AdamW(model.parameters(), setting.get("lr", 2e-3), weight_decay=setting.get("wd", 1e-4))
     steps = math.ceil(len(x_all) / bs) * epochs
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, setting.get("lr", 2e-3), total_steps=steps)
     reg = build_regulariser(setting["reg"], **(setting.get("camat", {}) if setting["reg"] == "camat" else {}))
+    emas = {f"ema{d}": Averager(model, d) for d in setting.get("ema", [])}
+    swa_frac = setting.get("swa", 0)
+    swa = Averager(model) if swa_frac else None
+    swa_from = epochs - max(1, round(swa_frac * epochs)) if swa_frac else epochs
     t0 = time.perf_counter()
     for ep in range(epochs):
         model.train()
@@ -145,15 +259,33 @@ def run(setting: dict, device: str, work: Path, seed: int) -> dict:
             if pixel:
                 m = dihedral(m_all[idx], turns).masked_fill((x != clean).any(dim=1), -1)
                 up, logits = full_logits(model, x)
-                loss = F.cross_entropy(logits, y, label_smoothing=0.05) + pixel * F.cross_entropy(
-                    up, m, ignore_index=-1, label_smoothing=0.05)
+                loss = ce(logits, y) + pixel * ce(up, m)
             else:
-                loss = F.cross_entropy(model(x), y, label_smoothing=0.05)
+                loss = ce(model(x), y)
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
+            for e in emas.values():
+                e.update(model)
+            if swa is not None and ep >= swa_from and setting.get("swa_every", "step") == "step":
+                swa.update(model)
+        if swa is not None and ep >= swa_from and setting.get("swa_every", "step") == "epoch":
+            swa.update(model)
     train_s = time.perf_counter() - t0
+    variants = {"": model, **{"_" + n: e.model for n, e in emas.items()}}
+    if swa is not None:
+        variants["_swa"] = swa.model
+    t1 = time.perf_counter()
+    if setting.get("bn_update"):  # True: recompute the averaged models' BN statistics; "both": keep both
+        import copy
+
+        for n, v in list(variants.items()):
+            if n:
+                if setting["bn_update"] == "both":
+                    v = variants[n + "_bn"] = copy.deepcopy(v)
+                bn_update(v, x_all)
+    avg_s = time.perf_counter() - t1
     model.eval()
     with rasterio.open(stack.paths[0]) as src:
         img = torch.from_numpy(src.read().astype("float32"))
@@ -161,50 +293,91 @@ def run(setting: dict, device: str, work: Path, seed: int) -> dict:
         img = with_differences(img[None])[0]
     valid = stack.valid_mask(img)
     xn = normalise(img[None], mean, std)[0].to(device)
-    h, w = valid.shape
-    out = {}
-    sigma = max(fp * tile / 2, 0.5)
-    g = torch.exp(-0.5 * ((torch.arange(tile, device=device) - (tile - 1) / 2) / sigma) ** 2)
-    gauss = g[:, None] * g[None, :]
-    hann1 = torch.sin(math.pi * (torch.arange(tile, device=device) + 0.5) / tile) ** 2
-    hann = hann1[:, None] * hann1[None, :]
-    st = max(1, int(fp * tile) // 2) if fp < 1 else max(1, tile // 4)
-    ys = list(range(0, h - tile + 1, st)) + [h - tile]
-    xs = list(range(0, w - tile + 1, st)) + [w - tile]
-    coords = [(y, x) for y in sorted(set(ys)) for x in sorted(set(xs))]
-    acc = {m: torch.zeros(k, h, w, device=device) for m in ("dense", "window")}
-    weight = gauss if fp < 1 else hann
-    with torch.no_grad():
-        for b in range(0, len(coords), 1024):
-            cs = coords[b:b + 1024]
-            batch = torch.stack([xn[:, y:y + tile, x:x + tile] for y, x in cs])
-            dense, logits = full_logits(model, batch)
-            dense = dense.softmax(1)
-            win = logits.softmax(1)
-            for (y, x), d, q in zip(cs, dense, win, strict=True):
-                acc["dense"][:, y:y + tile, x:x + tile] += d * weight
-                acc["window"][:, y:y + tile, x:x + tile] += q[:, None, None] * weight
+    t2 = time.perf_counter()
+    acc = {}
+    for n, v in variants.items():
+        for m, a in predict_map(v, xn, k, tile, fp, setting.get("tta", False), window=not n).items():
+            acc[m + n] = a
+    map_s = time.perf_counter() - t2
     my, mx = setting.get("map_shift", (dy, dx))
     if my or mx:  # the map back into the labels' frame: S[i, j] = P[i + dy, j + dx] (edges: no change)
         acc = {m: shift_map(a, my, mx) for m, a in acc.items()}
-    out = score(acc, reference, valid.numpy(), setting.get("parity", "odd"))
-    return {"setting": setting, "seed": seed, "tiles": len(tr), "train_s": round(train_s, 1), **out,
-            "_acc": {m: a.cpu() for m, a in acc.items()}, "_labels": labels, "_valid": valid.numpy()}
+    out = score(acc, reference, valid.numpy(), setting.get("parity", "odd"), setting.get("post", POSTS))
+    return {"setting": setting, "seed": seed, "tiles": len(tr), "train_s": round(train_s, 1),
+            "avg_s": round(avg_s, 1), "map_s": round(map_s, 1), **out,
+            "_acc": {m: a.cpu() for m, a in acc.items()}, "_labels": reference, "_valid": valid.numpy()}
 
 
-def score(acc: dict, labels, valid: np.ndarray, parity: str) -> dict:
-    """OA/kappa of each accumulated probability map on the validation blocks."""
+POSTS = ["mode3", "mode5", "gauss0.7", "gauss1", "gauss1.5"]
+
+
+def mode_filter(pred_idx: torch.Tensor, k: int, size: int) -> torch.Tensor:
+    """Majority of a size x size window on an index map (ties go to the centre's class, then the lower index)."""
+    onehot = F.one_hot(pred_idx.long(), k).permute(2, 0, 1).float()[None]
+    counts = F.avg_pool2d(F.pad(onehot, [size // 2] * 4, mode="replicate"), size, stride=1)[0] * size * size
+    counts = counts + 0.5 * onehot[0]
+    return counts.argmax(0)
+
+
+def gauss_smooth(prob: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(K, H, W) probabilities convolved with a separable Gaussian (reflect padding)."""
+    r = max(1, int(math.ceil(3 * sigma)))
+    t = torch.arange(-r, r + 1, dtype=prob.dtype)
+    g = torch.exp(-0.5 * (t / sigma) ** 2)
+    g = g / g.sum()
+    x = F.pad(prob[:, None], [r, r, r, r], mode="reflect")
+    x = F.conv2d(x, g.view(1, 1, 1, -1))
+    x = F.conv2d(x, g.view(1, 1, -1, 1))
+    return x[:, 0]
+
+
+def post_process(a: torch.Tensor, post: str) -> torch.Tensor:
+    """Class index map of accumulated probabilities after a post-processing step ("", modeN, gaussS)."""
+    a = a.float().cpu()
+    p = a / a.sum(0, keepdim=True).clamp_min(1e-8)
+    if not post:
+        return p.argmax(0)
+    if post.startswith("mode"):
+        return mode_filter(p.argmax(0), p.shape[0], int(post[4:]))
+    if post.startswith("gauss"):
+        return gauss_smooth(p, float(post[5:])).argmax(0)
+    raise ValueError(post)
+
+
+def score(acc: dict, labels, valid: np.ndarray, parity: str, posts=()) -> dict:
+    """OA/kappa of each accumulated probability map on the validation blocks (dense maps: also post-processed,
+    and OA on edge pixels (a different reference class within the 3x3 neighbourhood) vs interior pixels)."""
     import rasterio
 
     ref = rasterio.open(labels.path).read(1)
     ok = (checkerboard(ref.shape, 4, parity) == 1) & (ref >= 0) & valid
+    r = np.where(ref >= 0, ref, -9999)
+    rt = torch.from_numpy(r.astype("float32"))[None, None]
+    hi = F.max_pool2d(F.pad(rt, [1] * 4, mode="replicate"), 3, stride=1)
+    lo = -F.max_pool2d(F.pad(-rt, [1] * 4, mode="replicate"), 3, stride=1)
+    edge = (hi != lo)[0, 0].numpy()
     ids = np.array(labels.class_ids)
     out = {}
     for mode, a in acc.items():
-        pred = ids[a.argmax(0).cpu().numpy()]
-        s = summarise(confusion_matrix(ref[ok], pred[ok], labels.class_ids), labels.class_ids)
-        out[mode] = {"oa": s["overall_accuracy"], "kappa": s["kappa"]}
+        for post in [""] + (list(posts) if mode.startswith("dense") else []):
+            pred = ids[post_process(a, post).numpy()]
+            cm = confusion_matrix(ref[ok], pred[ok], labels.class_ids)
+            s = summarise(cm, labels.class_ids)
+            row = {"oa": round(s["overall_accuracy"], 4), "kappa": round(s["kappa"], 4)}
+            if mode.startswith("dense"):
+                row["edge_oa"] = round(float((pred == ref)[ok & edge].mean()), 4)
+                row["int_oa"] = round(float((pred == ref)[ok & ~edge].mean()), 4)
+            if mode == "dense" and not post:
+                row["cm"] = cm.tolist()
+            out[mode + ("+" + post if post else "")] = row
     return out
+
+
+def brief(r: dict) -> str:
+    """One line: seed, times and the OA of every map."""
+    head = {k: r[k] for k in ("seed", "train_s", "avg_s", "map_s") if k in r}
+    oas = {m: v["oa"] for m, v in r.items() if isinstance(v, dict) and "oa" in v}
+    return json.dumps({**head, **oas})
 
 
 def main() -> None:
@@ -253,14 +426,15 @@ def main() -> None:
             r = run(setting, args.device, Path(args.work), seed=seed)
             runs.append(r)
             results.append({k: v for k, v in r.items() if not k.startswith("_")})
-            print(json.dumps({k: v for k, v in results[-1].items() if k != "setting"}), s, flush=True)
+            print(brief(results[-1]), s, flush=True)
         if len(runs) > 1:  # the ensemble: probabilities averaged over the seeds
             acc = {m: sum(r["_acc"][m] / r["_acc"][m].sum(0, keepdim=True).clamp_min(1e-8) for r in runs)
                    for m in runs[0]["_acc"]}
             ens = {"setting": setting, "seed": "ensemble", **score(acc, runs[0]["_labels"], runs[0]["_valid"],
-                                                                   setting.get("parity", "odd"))}
+                                                                   setting.get("parity", "odd"),
+                                                                   setting.get("post", POSTS))}
             results.append(ens)
-            print(json.dumps({k: v for k, v in ens.items() if k != "setting"}), s, flush=True)
+            print(brief(ens), s, flush=True)
         Path(args.out).write_text(json.dumps(results, indent=1))
 
 

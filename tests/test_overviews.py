@@ -26,12 +26,24 @@ def test_nanmean_ignores_nan_and_keeps_empty_blocks_nan():
     assert out[0, 0, 0] == pytest.approx(3.0) and np.isnan(out[0, 0, 1])
 
 
-def test_factors_follow_the_cog_rule_and_the_unit_alignment():
-    assert overview_factors(500, 400, align=1024) == []
-    assert overview_factors(8192, 8192, align=1024) == [2, 4, 8, 16]
-    assert overview_factors(8192, 100, align=4) == [2, 4]  # units of 4 px can only make factors 2 and 4
-    assert overview_factors(8192, 8192, align=384) == [2, 4, 8, 16]
-    assert overview_factors(8192, 8192, align=3) == []
+def test_factors_follow_the_cog_rule():
+    assert overview_factors(500, 400) == []
+    assert overview_factors(513, 10) == [2]
+    assert overview_factors(8192, 8192) == [2, 4, 8, 16]
+    assert overview_factors(100, 8193) == [2, 4, 8, 16, 32]
+
+
+@pytest.mark.parametrize("target,tile,stride,factor,expected", [
+    (1024, 256, 128, 16, 1024),   # powers of two: unchanged
+    (1024, 24, 12, 16, 1056),     # lcm(12, 16) = 48
+    (1024, 16, 3, 32, 1056),      # lcm(3, 32) = 96
+    (1024, 500, 250, 32, 1250),   # lcm(250, 32) = 4000 > 2x: stride multiple only (GDAL makes the overviews)
+    (4096, 16, 8, 1, 4096),
+])
+def test_unit_sizes_align_to_the_stride_and_the_overview_factor(target, tile, stride, factor, expected):
+    from geocamat.inference.landuse import _unit_size
+
+    assert _unit_size(target, tile, stride, factor) == expected
 
 
 def test_pyramid_levels_halve_each_time():

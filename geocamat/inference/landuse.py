@@ -233,6 +233,15 @@ def peak_rss_mib() -> float | None:
     return None
 
 
+def _unit_size(target: int, tile: int, stride: int, factor: int) -> int:
+    """Rows (or columns) of a unit: about ``target``, a multiple of ``stride``, and of ``factor`` (the largest
+    overview factor) when that keeps it under 2x ``target``."""
+    step = math.lcm(stride, factor)
+    if step > 2 * max(target, tile):
+        step = stride
+    return step * max(1, math.ceil(max(target, tile) / step))
+
+
 def _safe_name(value: str) -> str:
     name = re.sub(r"[^\w.-]+", "_", value).strip("._")
     return name or "region"
@@ -487,15 +496,19 @@ class _Engine:
         self.dtype, self.nodata = class_dtype_nodata(self.style.ids)
         tile = int(window or bundle.tile_size)
         stride = max(1, int(round(tile * (1 - overlap))))
-        band_rows = stride * max(1, math.ceil(max(BAND_ROWS, tile) / stride))
-        block_cols = stride * max(1, math.ceil(max(BLOCK_COLS, tile) / stride))
+        from geocamat.outputs.overviews import overview_factors
+
+        # units are multiples of the stride and, where that costs at most 2x their size, of the largest overview
+        # factor, so that every unit computes its own part of each overview level
+        needed = overview_factors(grid.width, grid.height)
+        band_rows = _unit_size(BAND_ROWS, tile, stride, needed[-1] if needed else 1)
+        block_cols = _unit_size(BLOCK_COLS, tile, stride, needed[-1] if needed else 1)
+        aligned = all(band_rows % f == 0 and block_cols % f == 0 for f in needed)
+        #: overview levels computed per unit while streaming; [] when GDAL computes them at the end
+        self.overview_factors = needed if aligned else []
         self.plan = _Plan(grid, tile, stride, band_rows, block_cols, tile_positions(grid.height, tile, stride),
                           tile_positions(grid.width, tile, stride))
         self.work = out_dir / PARTIAL
-        from geocamat.outputs.overviews import overview_factors
-
-        # overview levels computed per unit while streaming (units aligned to the factors; else GDAL makes them)
-        self.overview_factors = overview_factors(grid.width, grid.height, math.gcd(band_rows, block_cols))
         if aoi is not None:
             import shapely
 

@@ -1,11 +1,12 @@
 """Overview levels of a unit's rasters, computed while streaming (so the final COG build only copies them).
 
 GDAL's COG driver computes overviews from the whole mosaic at the end, on one thread, which on a large
-scene costs about as much as compressing the full resolution. A unit whose origin and size are multiples of
-the overview factors can compute its part of every level on its own: each level halves the previous one
-(mode of 2x2 blocks for classes, mean of the valid values for floats; nodata/NaN ignored; a block with no
-valid value stays nodata). The pieces of each level are mosaicked by a VRT that the full-resolution VRT
-names as its overview, and GDAL's COG driver (``OVERVIEWS=AUTO``) copies source overviews as they are.
+scene costs about as much as compressing the full resolution. A unit whose origin and size are multiples
+of the overview factors (the engine sizes units so where it can) computes its part of every level on its
+own: each level halves the previous one (mode of 2x2 blocks for classes, mean of the valid values for
+floats; nodata/NaN ignored; a block with no valid value stays nodata). The pieces of each level are
+mosaicked by a VRT that the full-resolution VRT names as its overview, and GDAL's COG driver
+(``OVERVIEWS=AUTO``) copies source overviews as they are.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import numpy as np
 COG_BLOCK = 512
 
 
-def overview_factors(width: int, height: int, align: int, block: int = COG_BLOCK) -> list[int]:
-    """Factors 2, 4, ... the COG needs for a ``width`` x ``height`` grid (as GDAL's OVERVIEWS=AUTO picks them),
-    limited to those dividing ``align`` (the units' row and column step); [] when no level is needed."""
+def overview_factors(width: int, height: int, block: int = COG_BLOCK) -> list[int]:
+    """Factors 2, 4, ... a COG of ``width`` x ``height`` px gets (as GDAL's OVERVIEWS=AUTO picks them: until the
+    smallest level fits in one ``block``); [] when the image fits in one block."""
     factors, f = [], 2
-    while max(width, height) > block * (f // 2) and align % f == 0:
+    while max(width, height) > block * (f // 2):
         factors.append(f)
         f *= 2
     return factors

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -191,23 +190,14 @@ class null_model:
         self.module.tile_probabilities = self.saved
 
 
-def peak_rss_mib() -> float:
-    """Peak resident memory of this process (VmHWM: unlike ru_maxrss, not inherited from the parent at exec)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def rss_child(args: argparse.Namespace) -> None:
     """Run predict_landuse once and print the peak RSS (MiB) as JSON (called in a subprocess)."""
     import geopandas  # noqa: F401 - imported before measuring the baseline
     import pyogrio  # noqa: F401
     import torch
     import torchgeo.datasets  # noqa: F401
+
+    from geocamat.inference.landuse import peak_rss_mib
 
     torch.set_num_threads(args.threads)
     baseline = peak_rss_mib()

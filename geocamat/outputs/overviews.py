@@ -29,7 +29,7 @@ def overview_factors(width: int, height: int, block: int = COG_BLOCK) -> list[in
 
 def mode_2x2(classes: np.ndarray, nodata: int) -> np.ndarray:
     """Most frequent valid value of each 2x2 block of a 2-D class array (ties: the first in row order)."""
-    a = _blocks(classes, nodata)  # (4, h/2, w/2)
+    a = np.stack(_quads(classes, nodata))  # (4, h/2, w/2)
     valid = a != nodata
     count = valid.astype(np.uint8)  # each valid pixel counts itself, then each equal valid pair counts twice
     for i, j in ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)):
@@ -42,30 +42,25 @@ def mode_2x2(classes: np.ndarray, nodata: int) -> np.ndarray:
 
 def nanmean_2x2(values: np.ndarray) -> np.ndarray:
     """Mean of the non-NaN values of each 2x2 block of a (bands, rows, cols) float array; NaN if none."""
-    _, h, w = values.shape
-    if h % 2 or w % 2:
-        padded = np.full((values.shape[0], h + h % 2, w + w % 2), np.nan, dtype=values.dtype)
-        padded[:, :h, :w] = values
-        values = padded
-    valid = ~np.isnan(values)
-    if valid.all():  # the usual case: a plain mean of the four
-        return (values[:, 0::2, 0::2] + values[:, 0::2, 1::2] + values[:, 1::2, 0::2] + values[:, 1::2, 1::2]) / 4
-    v = np.where(valid, values, 0)
-    total = v[:, 0::2, 0::2] + v[:, 0::2, 1::2] + v[:, 1::2, 0::2] + v[:, 1::2, 1::2]
-    count = (valid[:, 0::2, 0::2].astype(np.uint8) + valid[:, 0::2, 1::2] + valid[:, 1::2, 0::2]
-             + valid[:, 1::2, 1::2])
+    q = _quads(values, np.nan)
+    valid = [~np.isnan(v) for v in q]
+    if all(v.all() for v in valid):  # the usual case: a plain mean of the four
+        return (q[0] + q[1] + q[2] + q[3]) / 4
+    total = sum(np.where(ok, v, 0) for v, ok in zip(q, valid, strict=True))
+    count = sum(ok.astype(np.uint8) for ok in valid)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, total / count, np.nan).astype(values.dtype, copy=False)
 
 
-def _blocks(a: np.ndarray, fill) -> np.ndarray:
-    """The four pixels of every 2x2 block of a 2-D array (padded with ``fill`` to even size): (4, h/2, w/2)."""
-    h, w = a.shape
+def _quads(a: np.ndarray, fill) -> tuple[np.ndarray, ...]:
+    """The four pixels of every 2x2 block over the last two axes (padded with ``fill`` to even size), as views:
+    top-left, top-right, bottom-left, bottom-right."""
+    h, w = a.shape[-2:]
     if h % 2 or w % 2:
-        padded = np.full((h + h % 2, w + w % 2), fill, dtype=a.dtype)
-        padded[:h, :w] = a
+        padded = np.full(a.shape[:-2] + (h + h % 2, w + w % 2), fill, dtype=a.dtype)
+        padded[..., :h, :w] = a
         a = padded
-    return np.stack([a[0::2, 0::2], a[0::2, 1::2], a[1::2, 0::2], a[1::2, 1::2]])
+    return a[..., 0::2, 0::2], a[..., 0::2, 1::2], a[..., 1::2, 0::2], a[..., 1::2, 1::2]
 
 
 def pyramid(array: np.ndarray, factors: list[int], *, classes: bool, nodata) -> list[np.ndarray]:

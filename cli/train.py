@@ -32,6 +32,9 @@ from cli.options import accelerator_opt, devices_opt, overwrite_opt, quiet_opt
 @click.option("--ema-decay", type=float, default=None,
               help="Keep an exponential moving average of the weights (e.g. 0.998) and ship it in the bundle "
                    "(0: the last weights).  [default: 0]")
+@click.option("--cutmix", type=float, default=None,
+              help="Probability of CutMix per training batch: a rectangle of another tile pasted in, labels "
+                   "following (0: off).  [default: 0]")
 @click.option("--output", type=click.Choice(["window", "dense"]), default=None,
               help="Map from window probabilities or from the per-pixel CAM logits.  [default: window]")
 @click.option("--camat/--no-camat", default=None, help="Train with CAMAT (default) or without any occlusion.")
@@ -54,7 +57,7 @@ from cli.options import accelerator_opt, devices_opt, overwrite_opt, quiet_opt
 @overwrite_opt
 @quiet_opt
 def train(config, out, task, images, bands, labels, scenes, label_field, tile_size, purity, blocks, arch, epochs,
-          batch_size, lr, seed, pixel_loss, ema_decay, output, camat, regulariser, camat_saliency, camat_target,
+          batch_size, lr, seed, pixel_loss, ema_decay, cutmix, output, camat, regulariser, camat_saliency, camat_target,
           camat_tau, camat_area, camat_fill,
           camat_p, camat_warmup, camat_source, accelerator, devices, strategy, num_nodes, assignments, overwrite,
           quiet):
@@ -75,6 +78,7 @@ def train(config, out, task, images, bands, labels, scenes, label_field, tile_si
                      labels=labels, scenes=scenes, label_field=label_field,
                      tile_size=tile_size, purity=purity, blocks=blocks, arch=arch, epochs=epochs,
                      batch_size=batch_size, lr=lr, seed=seed, pixel_loss=pixel_loss, ema_decay=ema_decay,
+                     cutmix=cutmix,
                      output=output,
                      regulariser=regulariser, camat=camat_opts or None,
                      accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes)

@@ -43,6 +43,7 @@ DEFAULTS: dict = {
     "label_offset": "check",     # labels vs imagery: check | auto (score in the labels' frame) | none | [dy, dx]
     "pixel_loss": 0.0,           # weight of per-pixel supervision of the class activation logits (0: tile labels only)
     "ema_decay": 0.0,            # > 0 (e.g. 0.998): the bundle gets an exponential moving average of the weights
+    "cutmix": 0.0,               # probability of CutMix per training batch (a rectangle of another tile pasted in)
     "seed": 0,
     "regulariser": "camat",      # camat | cutout | random-erasing | hide-and-seek | none
     "camat": {},                 # CAMAT options, see geocamat.camat.CamatConfig
@@ -175,6 +176,12 @@ def validate(config: dict) -> dict:
         raise ConfigError(f"label_offset must be check, auto, none or [dy, dx] in pixels, not {offset!r}")
     if not isinstance(config["ema_decay"], (int, float)) or not 0 <= config["ema_decay"] < 1:
         raise ConfigError(f"ema_decay must be a number in [0, 1), not {config['ema_decay']!r}")
+    if not isinstance(config["cutmix"], (int, float)) or not 0 <= config["cutmix"] <= 1:
+        raise ConfigError(f"cutmix must be a probability in [0, 1], not {config['cutmix']!r}")
+    if config["cutmix"] and (config.get("camat") or {}).get("source") == "cached" \
+            and config["regulariser"] == "camat":
+        raise ConfigError("cutmix needs fresh class activation maps: cached maps belong to unmixed tiles "
+                          "(set camat.source: fresh or cutmix: 0)")
     if config["pixel_loss"] and config.get("scenes"):
         raise ConfigError("pixel_loss needs labels per pixel (--images with --labels); scene folders have one "
                           "label per image: leave pixel_loss at 0")

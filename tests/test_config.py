@@ -21,7 +21,7 @@ def test_yaml_paths_resolve_against_the_file_and_flags_override(tmp_path: Path):
     ("epochs=0", "epochs"), ("purity=2", "purity"), ("regulariser=magic", "regulariser"), ("colour=red", "unknown"),
     ("pixel_loss=-1", "pixel_loss"), ("pixel_loss=lots", "pixel_loss"), ("output=fancy", "output"),
     ("label_offset=sideways", "label_offset"), ("label_offset=[1]", "label_offset"), ("ema_decay=1", "ema_decay"),
-    ("ema_decay=-0.5", "ema_decay"),
+    ("ema_decay=-0.5", "ema_decay"), ("cutmix=1.5", "cutmix"), ("cutmix=often", "cutmix"),
 ])
 def test_invalid_settings_are_reported(assignment, message):
     with pytest.raises(ConfigError, match=message):
@@ -39,6 +39,14 @@ def test_pixel_loss_needs_per_pixel_labels():
     with pytest.raises(ConfigError, match="labels per pixel"):
         load_config(None, {"scenes": "rsscn7/"}, ["pixel_loss=1"])
     assert load_config(None, {"images": ["a.tif"], "labels": "b.tif"}, ["pixel_loss=1"])["pixel_loss"] == 1
+
+
+def test_cutmix_needs_fresh_class_activation_maps():
+    base = {"images": ["a.tif"], "labels": "b.tif"}
+    with pytest.raises(ConfigError, match="fresh"):
+        load_config(None, base, ["cutmix=0.5", "camat.source=cached"])
+    assert load_config(None, base, ["cutmix=0.5"])["cutmix"] == 0.5
+    assert load_config(None, base, ["cutmix=0.5", "camat.source=cached", "regulariser=none"])["cutmix"] == 0.5
 
 
 def test_override_needs_equals_sign():

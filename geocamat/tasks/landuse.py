@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 from geocamat.camat import Regulariser
 from geocamat.camat.geometry import dihedral
 from geocamat.models import build_model
+from geocamat.tasks.cutmix import cutmix
 
 
 class TileDataset(Dataset):
@@ -52,11 +53,16 @@ class LandUseTask(L.LightningModule):
         ema_decay: > 0: keep ``ema_model``, an exponential moving average of the model's weights and buffers
             (updated after every optimiser step, bias-corrected so the initial weights fade out); validation
             uses it, and the bundle should take its weights.
+        cutmix: probability that a batch is mixed with :func:`geocamat.tasks.cutmix.cutmix` (after the flips,
+            before the regulariser's occlusion); the tile loss weights both tiles' labels by their share of
+            the central label ``footprint``.
+        footprint: side of the central square that decides a tile's class, as a share of the tile.
     """
 
     def __init__(self, model_spec: dict, regulariser: Regulariser, lr: float = 2e-3, weight_decay: float = 1e-4,
                  label_smoothing: float = 0.05, class_weights: list[float] | None = None,
-                 pixel_loss: float = 0.0, ema_decay: float = 0.0) -> None:
+                 pixel_loss: float = 0.0, ema_decay: float = 0.0, cutmix: float = 0.0,
+                 footprint: float = 1.0) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["regulariser"])
         self.model = build_model(model_spec)
@@ -86,14 +92,19 @@ class LandUseTask(L.LightningModule):
         x, y, ids = batch["image"], batch["label"], batch["index"]
         turns = torch.randint(0, 8, (x.shape[0],), device=x.device)
         clean = dihedral(x, turns)
+        mask = dihedral(batch["mask"], turns) if "mask" in batch else None
+        pasted, share = y, 1.0
+        if self.hparams.cutmix > 0 and float(torch.rand(())) < self.hparams.cutmix:
+            clean, mask, pasted, share = cutmix(clean, mask, y, self.hparams.footprint)
         x = self.regulariser(clean, y, model=self.model, epoch=self.current_epoch,
                              max_epochs=self.trainer.max_epochs, sample_ids=ids, transforms=turns)
         features = self.model.forward_features(x)
         logits = self.model.head(features.mean(dim=(2, 3)))
         self.regulariser.observe(features.detach(), self.model.head, y, sample_ids=ids, transforms=turns)
-        loss = self._loss(logits, y)
-        if self.hparams.pixel_loss > 0 and "mask" in batch:
-            mask = dihedral(batch["mask"], turns).masked_fill((x != clean).any(dim=1), -1)
+        loss = self._loss(logits, y) if share >= 1.0 else (
+            share * self._loss(logits, y) + (1.0 - share) * self._loss(logits, pasted))
+        if self.hparams.pixel_loss > 0 and mask is not None:
+            mask = mask.masked_fill((x != clean).any(dim=1), -1)
             pixel = self._pixel_loss(features, mask)
             self.log("train_pixel_loss", pixel, on_step=False, on_epoch=True, sync_dist=True)
             loss = loss + self.hparams.pixel_loss * pixel

@@ -129,7 +129,8 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
             overlap = min(0.875, 1.0 - opts.footprint / 2.0) if dense_window else 0.5
         task = LandUseTask(model_spec, regulariser, lr=config["lr"], weight_decay=config["weight_decay"],
                            label_smoothing=config["label_smoothing"], class_weights=weights,
-                           pixel_loss=float(config["pixel_loss"]), ema_decay=float(config["ema_decay"]))
+                           pixel_loss=float(config["pixel_loss"]), ema_decay=float(config["ema_decay"]),
+                           cutmix=float(config["cutmix"]), footprint=opts.footprint)
         generator = torch.Generator().manual_seed(config["seed"])
         masks = train.masks if config["pixel_loss"] > 0 else None
         train_loader = DataLoader(TileDataset(x_train, train.labels, masks), batch_size=config["batch_size"],

@@ -60,6 +60,27 @@ def full_logits(model, x):
     return F.interpolate(dense, size=x.shape[-2:], mode="bilinear", align_corners=False), logits
 
 
+def context_stack(stack, sizes, path: Path) -> Path:
+    """Write the scene's bands followed by their means over ``size`` x ``size`` windows (valid pixels only)."""
+    import rasterio
+
+    with rasterio.open(stack.paths[0]) as src:
+        img, profile = torch.from_numpy(src.read().astype("float32")), src.profile
+    valid = stack.valid_mask(img).float()
+    x = torch.where(valid.bool(), img, torch.zeros(()))
+    out = [img]
+    for k in sizes:
+        pad = [k // 2] * 4
+        num = F.avg_pool2d(F.pad(x[None], pad), k, stride=1)[0]
+        den = F.avg_pool2d(F.pad(valid[None, None], pad), k, stride=1)[0]
+        out.append(torch.where(valid.bool(), num / den.clamp_min(1e-6), img))
+    arr = torch.cat(out).numpy()
+    profile.update(driver="GTiff", count=arr.shape[0], dtype="float32")
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(arr)
+    return path
+
+
 def shifted_labels(labels, dy: int, dx: int, path: Path):
     """A copy of the label raster moved by (dy, dx) pixels (uncovered border: unlabelled)."""
     import dataclasses
@@ -85,6 +106,26 @@ def with_differences(x: torch.Tensor) -> torch.Tensor:
     c = x.shape[1]
     nds = [(x[:, a] - x[:, b]) / (x[:, a] + x[:, b]).abs().clamp_min(1e-6) for a in range(c) for b in range(a + 1, c)]
     return torch.cat([x, torch.stack(nds, dim=1)], dim=1)
+
+
+def cutmix(x: torch.Tensor, m: torch.Tensor, y: torch.Tensor, fp: float):
+    """Paste a random rectangle of a shuffled batch into each tile (CutMix); per-pixel labels follow.
+
+    Returns (images, pixel labels, second tile labels, weight of the first tile labels: the share of the
+    central label footprint (side ``fp`` x tile) left uncovered)."""
+    n, _, h, w = x.shape
+    lam = float(torch.distributions.Beta(1.0, 1.0).sample())
+    ch, cw = int(round(h * math.sqrt(1 - lam))), int(round(w * math.sqrt(1 - lam)))
+    cy, cx = int(torch.randint(0, h - ch + 1, ())), int(torch.randint(0, w - cw + 1, ()))
+    perm = torch.randperm(n, device=x.device)
+    x, m = x.clone(), m.clone()
+    x[:, :, cy:cy + ch, cx:cx + cw] = x[perm, :, cy:cy + ch, cx:cx + cw]
+    m[:, cy:cy + ch, cx:cx + cw] = m[perm, cy:cy + ch, cx:cx + cw]
+    side = max(1, int(round(fp * h)))
+    f0 = (h - side) // 2
+    oy = max(0, min(cy + ch, f0 + side) - max(cy, f0))
+    ox = max(0, min(cx + cw, f0 + side) - max(cx, f0))
+    return x, m, y[perm], 1 - oy * ox / (side * side)
 
 
 def make_loss(setting: dict, weight):
@@ -154,7 +195,10 @@ def bn_update(model, x_all, bs: int = 256) -> None:
 
 @torch.no_grad()
 def predict_map(model, xn, k: int, tile: int, fp: float, tta: bool, window: bool = True) -> dict:
-    """Blended per-pixel class probabilities of the whole scene: {"dense": (K, H, W)[, "window": ...]}."""
+    """Blended per-pixel class probabilities of the whole scene: {"dense": (K, H, W)[, "window": ...]}.
+
+    ``tile``/``fp`` are the inference window and its footprint (they may differ from training: a fully
+    convolutional model maps larger windows, giving each pixel more real context)."""
     model.eval()
     device = xn.device
     h, w = xn.shape[-2:]
@@ -197,6 +241,8 @@ def run(setting: dict, device: str, work: Path, seed: int) -> dict:
     torch.manual_seed(seed)
     tile, fp = setting["tile"], setting["footprint"]
     stack = open_stack([str(ROOT / "samples/nc_landsat/lsat7_2000_*.tif")], work)
+    if setting.get("ctx"):  # the bands plus their box means over large windows, as extra input bands
+        stack = open_stack([str(context_stack(stack, setting["ctx"], work / f"ctx_{seed}.tif"))], work)
     grid = grid_of_dataset(stack.dataset())
     labels = labels_on_grid(ROOT / "samples/nc_landsat/strata.tif", grid, work)
     reference = labels
@@ -254,12 +300,16 @@ def run(setting: dict, device: str, work: Path, seed: int) -> dict:
                 x = x * (1 + j * torch.randn(len(idx), x.shape[1], 1, 1, device=device)) + j * torch.randn(
                     len(idx), x.shape[1], 1, 1, device=device)
             y = y_all[idx]
+            m_batch = dihedral(m_all[idx], turns)
+            lam, y2 = 1.0, y
+            if setting.get("cutmix") and torch.rand(()) < setting["cutmix"]:
+                x, m_batch, y2, lam = cutmix(x, m_batch, y, fp)
             clean = x
             x = reg(x, y, model=model, epoch=ep, max_epochs=epochs)
             if pixel:
-                m = dihedral(m_all[idx], turns).masked_fill((x != clean).any(dim=1), -1)
+                m = m_batch.masked_fill((x != clean).any(dim=1), -1)
                 up, logits = full_logits(model, x)
-                loss = ce(logits, y) + pixel * ce(up, m)
+                loss = lam * ce(logits, y) + (1 - lam) * ce(logits, y2) + pixel * ce(up, m)
             else:
                 loss = ce(model(x), y)
             opt.zero_grad()
@@ -296,7 +346,10 @@ def run(setting: dict, device: str, work: Path, seed: int) -> dict:
     t2 = time.perf_counter()
     acc = {}
     for n, v in variants.items():
-        for m, a in predict_map(v, xn, k, tile, fp, setting.get("tta", False), window=not n).items():
+        map_tile = setting.get("map_tile", tile)
+        map_fp = setting.get("map_fp", fp)
+        for m, a in predict_map(v, xn, k, map_tile, map_fp, setting.get("tta", False),
+                                window=not n and map_tile == tile).items():
             acc[m + n] = a
     map_s = time.perf_counter() - t2
     my, mx = setting.get("map_shift", (dy, dx))
@@ -390,6 +443,8 @@ def main() -> None:
     p.add_argument("--base", help="JSON object merged onto the base setting")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--save-maps", help="folder: each run's dense maps (probabilities as uint8) in one .npz per setting")
+    p.add_argument("--save-modes", nargs="+", default=["dense_ema0.998"], help="which maps --save-maps keeps")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -418,7 +473,7 @@ def main() -> None:
         settings = json.loads(args.settings)
     if args.quick:
         settings = [{"epochs": 1, "arch": "camnet-xs", "stride": 8}]
-    results = []
+    results, saved = [], []
     for s in settings:
         setting = {**base, **s}
         runs = []
@@ -427,6 +482,19 @@ def main() -> None:
             runs.append(r)
             results.append({k: v for k, v in r.items() if not k.startswith("_")})
             print(brief(results[-1]), s, flush=True)
+            Path(args.out).write_text(json.dumps(results, indent=1))
+        if args.save_maps:
+            Path(args.save_maps).mkdir(parents=True, exist_ok=True)
+            arrays = {}
+            for r in runs:
+                for m in args.save_modes:
+                    if m in r["_acc"]:
+                        a = r["_acc"][m]
+                        q = (a / a.sum(0, keepdim=True).clamp_min(1e-8) * 255).round().clamp(0, 255)
+                        arrays[f"{m}_s{r['seed']}"] = q.to(torch.uint8).numpy()
+            np.savez_compressed(Path(args.save_maps) / f"maps_{len(saved):02d}.npz", **arrays)
+            saved.append({"file": f"maps_{len(saved):02d}.npz", "setting": setting})
+            (Path(args.save_maps) / "maps_index.json").write_text(json.dumps(saved, indent=1))
         if len(runs) > 1:  # the ensemble: probabilities averaged over the seeds
             acc = {m: sum(r["_acc"][m] / r["_acc"][m].sum(0, keepdim=True).clamp_min(1e-8) for r in runs)
                    for m in runs[0]["_acc"]}

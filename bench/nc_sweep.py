@@ -294,6 +294,8 @@ def run(setting: dict, device: str, work: Path, seed: int) -> dict:
         for i in range(0, len(x_all), bs):
             idx = perm[i:i + bs]
             turns = torch.randint(0, 8, (len(idx),), device=device)
+            if setting.get("aug") == "none":  # no flips/turns: the scene's orientation (sun, label offset) is kept
+                turns = torch.zeros_like(turns)
             x = dihedral(x_all[idx], turns)
             if setting.get("jitter"):  # per-sample, per-band gain and offset (in normalised units)
                 j = setting["jitter"]

@@ -32,6 +32,7 @@ from geocamat.data.stack import open_stack  # noqa: E402
 from geocamat.data.tiles import TileOptions, band_statistics, extract_tiles, normalise  # noqa: E402
 from geocamat.metrics import confusion_matrix, summarise  # noqa: E402
 from geocamat.models.camnet import CamNet  # noqa: E402
+from geocamat.tasks.cutmix import cutmix  # noqa: E402
 
 
 class SpectralSkip(torch.nn.Module):
@@ -106,26 +107,6 @@ def with_differences(x: torch.Tensor) -> torch.Tensor:
     c = x.shape[1]
     nds = [(x[:, a] - x[:, b]) / (x[:, a] + x[:, b]).abs().clamp_min(1e-6) for a in range(c) for b in range(a + 1, c)]
     return torch.cat([x, torch.stack(nds, dim=1)], dim=1)
-
-
-def cutmix(x: torch.Tensor, m: torch.Tensor, y: torch.Tensor, fp: float):
-    """Paste a random rectangle of a shuffled batch into each tile (CutMix); per-pixel labels follow.
-
-    Returns (images, pixel labels, second tile labels, weight of the first tile labels: the share of the
-    central label footprint (side ``fp`` x tile) left uncovered)."""
-    n, _, h, w = x.shape
-    lam = float(torch.distributions.Beta(1.0, 1.0).sample())
-    ch, cw = int(round(h * math.sqrt(1 - lam))), int(round(w * math.sqrt(1 - lam)))
-    cy, cx = int(torch.randint(0, h - ch + 1, ())), int(torch.randint(0, w - cw + 1, ()))
-    perm = torch.randperm(n, device=x.device)
-    x, m = x.clone(), m.clone()
-    x[:, :, cy:cy + ch, cx:cx + cw] = x[perm, :, cy:cy + ch, cx:cx + cw]
-    m[:, cy:cy + ch, cx:cx + cw] = m[perm, cy:cy + ch, cx:cx + cw]
-    side = max(1, int(round(fp * h)))
-    f0 = (h - side) // 2
-    oy = max(0, min(cy + ch, f0 + side) - max(cy, f0))
-    ox = max(0, min(cx + cw, f0 + side) - max(cx, f0))
-    return x, m, y[perm], 1 - oy * ox / (side * side)
 
 
 def make_loss(setting: dict, weight):

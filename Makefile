@@ -9,10 +9,13 @@ TEST_ENV := OMP_WAIT_POLICY=PASSIVE
 
 .PHONY: demo test test-slow lint clean
 
+# The install needs ~6 GB (torch's wheels); pip's cache would hold a second copy, so it is off.
 $(STAMP): pyproject.toml
+	@free=$$(df -Pk . | awk 'NR==2 {print int($$4 / 1048576)}'); [ "$$free" -ge 10 ] || \
+	  echo "make: warning: $$free GB free here; installing torch needs about 10 GB while it runs (6 GB after)" >&2
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --no-cache-dir --upgrade pip
+	$(BIN)/python -m pip install -q --no-cache-dir -e '.[dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)

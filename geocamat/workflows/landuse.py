@@ -113,6 +113,14 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
         counts = torch.bincount(train.labels, minlength=len(classes)).tolist()
         log(f"{len(train)} training and {len(val)} validation tiles of {opts.tile_size} px; "
             f"training tiles per class: " + ", ".join(f"{c.name} {n}" for c, n in zip(classes, counts, strict=True)))
+        untrained = [c.name for c, n in zip(classes, counts, strict=True) if n == 0]
+        if untrained:
+            log(f"warning: no training tile of {', '.join(untrained)}: the model cannot learn to map "
+                f"{'it' if len(untrained) == 1 else 'them'}; label more of it in the training blocks, or lower "
+                "--purity / --set min_labelled=0.2")
+        if len(val) < 10:
+            log(f"warning: only {len(val)} validation tile{'s' if len(val) != 1 else ''}: the scores will say "
+                "little; label more in the validation blocks (or change --blocks)")
         mean, std = band_statistics(train)
         x_train, x_val = normalise(train.images, mean, std), normalise(val.images, mean, std)
         registration = _check_registration(config, x_train, train.masks, len(classes), log)
@@ -144,7 +152,8 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
                                                          monitor=None, save_last=False)
         history = EpochHistory()
         trainer = build_trainer(config, stage, [checkpoint, history], progress,
-                                logger=L.pytorch.loggers.CSVLogger(stage, name="logs"), log_every_n_steps=10)
+                                logger=L.pytorch.loggers.CSVLogger(stage, name="logs"),
+                                log_every_n_steps=max(1, min(10, len(train_loader))))
         trainer.fit(task, train_loader, val_loader)
         if not trainer.is_global_zero:
             raise SystemExit(0)
@@ -160,7 +169,8 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
                                "validation_tiles": len(val), "label_offset": registration["applied"]})
         bundle.save(stage / "model.geocamat")
         offset = registration["applied"]
-        metrics = {"validation_map": _validation_map_metrics(bundle, stage, stack, labels, config, offset),
+        metrics = {"validation_map": _validation_map_metrics(bundle, stage, stack, labels, config, offset,
+                                                                 progress, log),
                    "validation_tiles": {"n": len(val), "accuracy": _tile_accuracy(bundle, x_val, val.labels)},
                    "weights_epoch": config["epochs"] - 1, "lowest_validation_loss_epoch": history.best_epoch(),
                    "train_seconds": round(time.perf_counter() - started, 1),
@@ -190,13 +200,16 @@ def _tile_accuracy(bundle: Bundle, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def _validation_map_metrics(bundle: Bundle, stage: Path, stack, labels, config: dict,
-                            offset: list[int] | None) -> dict:
-    """Map the scene with the trained bundle and score it on the validation blocks."""
+                            offset: list[int] | None, progress: bool, log) -> dict:
+    """Map the labelled part of the validation blocks with the trained bundle and score it there."""
     from geocamat.inference.landuse import predict_landuse
+    from geocamat.workflows.scoring import scored_bounds
 
+    bbox = scored_bounds(labels.path, config["blocks"], config["val_parity"], margin=2 * bundle.tile_size)
+    log("mapping the validation blocks to score the run" + (" (the box around their labels)" if bbox else ""))
     map_dir = stage / "work" / "validation_map"
-    predict_landuse(bundle, [str(p) for p in stack.sources], map_dir, overlap=bundle.extra["overlap"],
-                    tta=bundle.extra["tta"], vectorise=False, progress=False, overwrite=True)
+    predict_landuse(bundle, [str(p) for p in stack.sources], map_dir, bbox=bbox, overlap=bundle.extra["overlap"],
+                    tta=bundle.extra["tta"], vectorise=False, progress=progress, overwrite=True)
     return _score(bundle, stage, labels, config, offset)
 
 

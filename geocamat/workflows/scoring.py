@@ -26,6 +26,38 @@ def _on_grid(path: Path, like) -> np.ndarray:
     return out
 
 
+def scored_bounds(reference: Path, blocks: int | None, parity: str, margin: int,
+                  most: float = 0.8) -> tuple[float, float, float, float] | None:
+    """Bounds of the reference pixels that :func:`score_map` would score, grown by ``margin`` pixels.
+
+    Mapping only this box is enough to score a run whose labels are sparse (a few polygons or points).
+
+    Args:
+        reference: reference raster (nodata = unlabelled).
+        blocks: checkerboard blocks per side, or None to take every labelled pixel.
+        parity: which blocks are scored (see :func:`geocamat.data.splits.checkerboard`).
+        margin: pixels added on every side (the model's context), clipped to the raster.
+        most: share of the raster's area above which None is returned (mapping all of it costs little more).
+
+    Returns:
+        (xmin, ymin, xmax, ymax) in the reference's CRS, or None for the whole raster.
+    """
+    import rasterio
+
+    with rasterio.open(reference) as r:
+        keep = ~np.ma.getmaskarray(r.read(1, masked=True))
+        if blocks:
+            keep &= checkerboard((r.height, r.width), blocks, parity).astype(bool)
+        rows, cols = np.flatnonzero(keep.any(axis=1)), np.flatnonzero(keep.any(axis=0))
+        if rows.size == 0:
+            return None
+        r0, r1 = max(0, rows[0] - margin), min(r.height, rows[-1] + 1 + margin)
+        c0, c1 = max(0, cols[0] - margin), min(r.width, cols[-1] + 1 + margin)
+        if (r1 - r0) * (c1 - c0) > most * r.height * r.width:
+            return None
+        return rasterio.windows.bounds(rasterio.windows.Window(c0, r0, c1 - c0, r1 - r0), r.transform)
+
+
 def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names: list[str], *,
               blocks: int | None = None, parity: str = "odd", mask: Path | None = None,
               offset: tuple[int, int] | None = None) -> dict:

@@ -91,6 +91,20 @@ def test_tiles_stay_inside_their_blocks_and_get_the_majority_label(tmp_path, syn
     assert np.isfinite(x.numpy()).all()
 
 
+def test_a_side_of_the_split_without_labels_is_named_in_the_error(tmp_path, synthetic_scene):
+    stack = open_stack([str(synthetic_scene["image"])], tmp_path)
+    grid = grid_of_dataset(stack.dataset())
+    only_val = synthetic_scene["label_array"].copy()
+    only_val[:48, :48] = 0  # a 2x2 checkerboard: the even blocks (training) are the top-left and bottom-right
+    only_val[48:, 48:] = 0
+    labels = labels_on_grid(write_raster(tmp_path / "val_only.tif", only_val, nodata=0), grid, tmp_path)
+    with pytest.raises(InvalidLabelsError, match="no label falls in the training blocks .the even blocks"):
+        extract_tiles(stack, labels, TileOptions(tile_size=16, stride=8, blocks=2))
+    labels = labels_on_grid(synthetic_scene["labels"], grid, tmp_path)
+    with pytest.raises(InvalidLabelsError, match="no training tile passed the label thresholds .purity 1.01"):
+        extract_tiles(stack, labels, TileOptions(tile_size=16, stride=8, blocks=2, purity=1.01))
+
+
 def test_tiles_carry_per_pixel_class_indices_with_invalid_pixels_ignored(tmp_path, synthetic_scene):
     stack = open_stack([str(synthetic_scene["image"])], tmp_path)
     labels = labels_on_grid(synthetic_scene["labels"], grid_of_dataset(stack.dataset()), tmp_path)

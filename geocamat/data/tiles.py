@@ -120,6 +120,7 @@ def extract_tiles(stack, labels: LabelRaster, opts: TileOptions, progress: bool 
     side_px = max(1, int(round(opts.footprint * opts.tile_size)))
     lo = (opts.tile_size - side_px) // 2
     inner = (slice(lo, lo + side_px), slice(lo, lo + side_px))
+    labelled = {0: 0, 1: 0}  # labelled pixels per side of the split
     for _, _, r0, r1, c0, c1 in block_windows(labels.grid.shape, opts.blocks):
         if r1 - r0 < opts.tile_size or c1 - c0 < opts.tile_size:
             continue
@@ -135,6 +136,7 @@ def extract_tiles(stack, labels: LabelRaster, opts: TileOptions, progress: bool 
                         roi.bounds[1]:roi.bounds[3]:-labels.grid.transform.e]
         block_image, block_mask = block["image"], block["mask"].numpy()
         block_valid = stack.valid_mask(block_image)
+        labelled[side] += int((block_mask != UNLABELLED).sum())
         for query in sampler:
             x, y = query[0], query[1]
             col = int(round((x.start - roi.bounds[0]) / labels.grid.transform.a))
@@ -157,6 +159,12 @@ def extract_tiles(stack, labels: LabelRaster, opts: TileOptions, progress: bool 
     out = []
     for side, name in ((0, "training"), (1, "validation")):
         images, targets, masks = sides[side]
+        if not images and not labelled[side]:
+            side_blocks = opts.val_parity if side else {"odd": "even", "even": "odd"}[opts.val_parity]
+            raise InvalidLabelsError(
+                f"no {name} tile: no label falls in the {name} blocks (the {side_blocks} blocks of a "
+                f"{opts.blocks}x{opts.blocks} checkerboard); add labels there, or change --blocks or "
+                "--set val_parity=...")
         if not images:
             raise InvalidLabelsError(
                 f"no {name} tile passed the label thresholds (purity {opts.purity}, tile {opts.tile_size} px): "

@@ -28,7 +28,8 @@ from cli.options import accelerator_opt, devices_opt, overwrite_opt, quiet_opt
 @click.option("--lr", type=float, default=None, help="Peak learning rate.  [default: 0.002]")
 @click.option("--seed", type=int, default=None, help="[default: 0]")
 @click.option("--pixel-loss", type=float, default=None,
-              help="Weight of per-pixel supervision of the CAM logits (0: tile labels only).  [default: 0]")
+              help="Weight of per-pixel supervision of the CAM logits (0: tile labels only).  "
+                   "[default: 1; 0 for scene folders]")
 @click.option("--ema-decay", type=float, default=None,
               help="Keep an exponential moving average of the weights (e.g. 0.998) and ship it in the bundle "
                    "(0: the last weights).  [default: 0]")
@@ -36,7 +37,8 @@ from cli.options import accelerator_opt, devices_opt, overwrite_opt, quiet_opt
               help="Probability of CutMix per training batch: a rectangle of another tile pasted in, labels "
                    "following (0: off).  [default: 0]")
 @click.option("--output", type=click.Choice(["window", "dense"]), default=None,
-              help="Map from window probabilities or from the per-pixel CAM logits.  [default: window]")
+              help="Map from the per-pixel CAM logits or from window probabilities.  "
+                   "[default: dense; window when --pixel-loss is 0]")
 @click.option("--camat/--no-camat", default=None, help="Train with CAMAT (default) or without any occlusion.")
 @click.option("--regulariser", type=click.Choice(["camat", "cutout", "random-erasing", "hide-and-seek", "none"]),
               default=None, help="Training-time occlusion.  [default: camat]")

@@ -26,7 +26,8 @@ DEFAULTS: dict = {
     "tile_size": 16,             # tile side in pixels
     "stride": None,              # training tile stride in pixels (default tile_size // 4)
     "footprint": 0.25,           # central share of the tile whose labels give its class (1.0: whole tile)
-    "output": "window",          # map from window probabilities (window) or class activation logits (dense)
+    "output": None,              # map from class activation logits (dense) or window probabilities (window);
+                                 # default: dense when pixel_loss > 0, else window
     "purity": 0.5,               # minimum share of a tile's majority class
     "min_labelled": 0.5,         # minimum share of labelled pixels in a tile (dense labels)
     "min_valid": 0.5,            # minimum share of valid image pixels in a tile
@@ -41,7 +42,8 @@ DEFAULTS: dict = {
     "label_smoothing": 0.05,
     "class_weighting": False,    # weight the loss by inverse class frequency
     "label_offset": "check",     # labels vs imagery: check | auto (score in the labels' frame) | none | [dy, dx]
-    "pixel_loss": 0.0,           # weight of per-pixel supervision of the class activation logits (0: tile labels only)
+    "pixel_loss": None,          # weight of per-pixel supervision of the class activation logits (0: tile labels
+                                 # only); default: 1.0 with labels per pixel, 0 for scene folders
     "ema_decay": 0.0,            # > 0 (e.g. 0.998): the bundle gets an exponential moving average of the weights
     "cutmix": 0.0,               # probability of CutMix per training batch (a rectangle of another tile pasted in)
     "seed": 0,
@@ -164,6 +166,10 @@ def validate(config: dict) -> dict:
     for key in ("tile_size", "epochs", "batch_size", "blocks", "max_tiles", "num_nodes"):
         if not isinstance(config[key], int) or config[key] < 1:
             raise ConfigError(f"{key} must be a positive integer, not {config[key]!r}")
+    if config["pixel_loss"] is None:  # per-pixel supervision gave the better map, and dense maps cost 1/16
+        config["pixel_loss"] = 0.0 if config.get("scenes") else 1.0
+    if config["output"] is None:
+        config["output"] = "dense" if config["pixel_loss"] else "window"
     if config["output"] not in ("window", "dense"):
         raise ConfigError(f"output must be window or dense, not {config['output']!r}")
     if not 0.0 < float(config["footprint"]) <= 1.0:

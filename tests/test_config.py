@@ -41,6 +41,18 @@ def test_pixel_loss_needs_per_pixel_labels():
     assert load_config(None, {"images": ["a.tif"], "labels": "b.tif"}, ["pixel_loss=1"])["pixel_loss"] == 1
 
 
+def test_per_pixel_labels_default_to_pixel_loss_and_dense_maps():
+    pixels = {"images": ["a.tif"], "labels": "b.tif"}
+    cfg = load_config(None, pixels)
+    assert (cfg["pixel_loss"], cfg["output"]) == (1.0, "dense")
+    cfg = load_config(None, pixels, ["pixel_loss=0"])
+    assert (cfg["pixel_loss"], cfg["output"]) == (0, "window")  # CAM logits untrained per pixel: window map
+    cfg = load_config(None, pixels, ["output=window"])
+    assert (cfg["pixel_loss"], cfg["output"]) == (1.0, "window")
+    cfg = load_config(None, {"scenes": "rsscn7/"})
+    assert (cfg["pixel_loss"], cfg["output"]) == (0.0, "window")
+
+
 def test_cutmix_needs_fresh_class_activation_maps():
     base = {"images": ["a.tif"], "labels": "b.tif"}
     with pytest.raises(ConfigError, match="fresh"):

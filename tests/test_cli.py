@@ -52,13 +52,17 @@ def test_labels_not_overlapping_and_image_without_crs(tmp_path, synthetic_scene)
     result = CliRunner().invoke(cli, ["train", "--out", str(tmp_path / "r1"), "--images",
                                       str(synthetic_scene["image"]), "--labels", str(far)])
     _one_line_error(result, "do not overlap")
+    one_class = write_raster(tmp_path / "one.tif", np.full((96, 96), 3, "uint8"), nodata=0)
+    result = CliRunner().invoke(cli, ["train", "--out", str(tmp_path / "r3"), "--images",
+                                      str(synthetic_scene["image"]), "--labels", str(one_class)])
+    _one_line_error(result, "single class (3)", "--task detection")
     nocrs = tmp_path / "nocrs.tif"
     with rasterio.open(nocrs, "w", driver="GTiff", width=8, height=8, count=1, dtype="uint8") as dst:
         dst.write(np.zeros((1, 8, 8), "uint8"))
     result = CliRunner().invoke(cli, ["train", "--out", str(tmp_path / "r2"), "--images", str(nocrs),
                                       "--labels", str(synthetic_scene["labels"])])
     _one_line_error(result, "no CRS")
-    assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()
+    assert not any((tmp_path / r).exists() for r in ("r1", "r2", "r3"))
 
 
 def test_predict_and_info_bad_input(tmp_path):

@@ -12,7 +12,7 @@ import torch
 
 from geocamat.bundle import Bundle
 from geocamat.config import dump_config
-from geocamat.errors import ConfigError
+from geocamat.errors import ConfigError, InvalidLabelsError
 from geocamat.workflows.outdir import staged_output
 
 
@@ -104,6 +104,10 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
         stack = open_stack(config["images"], work, bands=config.get("bands"))
         grid = grid_of_dataset(stack.dataset())
         labels = labels_on_grid(config["labels"], grid, work, config.get("label_field"))
+        if len(labels.class_ids) < 2:
+            only = labels.names.get(labels.class_ids[0], labels.class_ids[0]) if labels.class_ids else None
+            raise InvalidLabelsError(f"the labels hold a single class ({only}): a land-use model needs at least two; "
+                                     "label the other land covers too (for objects, use --task detection)")
         opts = TileOptions(tile_size=config["tile_size"], stride=config["stride"] or max(1, config["tile_size"] // 4),
                            purity=config["purity"], min_labelled=config["min_labelled"], min_valid=config["min_valid"],
                            blocks=config["blocks"], val_parity=config["val_parity"], max_tiles=config["max_tiles"],

@@ -22,7 +22,8 @@ from cli.options import accelerator_opt, devices_opt, overwrite_opt, quiet_opt
 @click.option("--tile-size", type=int, default=None, help="Tile side in pixels.  [default: 16]")
 @click.option("--purity", type=float, default=None, help="Minimum share of a tile's majority class.  [default: 0.5]")
 @click.option("--blocks", type=int, default=None, help="Checkerboard blocks per side (train/validation).  [default: 4]")
-@click.option("--arch", default=None, help="resnet18 | resnet10 | camnet-s | camnet-xs.  [default: resnet18]")
+@click.option("--arch", default=None, help="camnet-xs | camnet-s | resnet10 | resnet18.  "
+              "[default: camnet-xs; resnet18 for scene folders]")
 @click.option("--epochs", type=int, default=None, help="[default: 30]")
 @click.option("--batch-size", type=int, default=None, help="[default: 64]")
 @click.option("--lr", type=float, default=None, help="Peak learning rate.  [default: 0.002]")

@@ -41,7 +41,7 @@ def test_pixel_loss_needs_per_pixel_labels():
     assert load_config(None, {"images": ["a.tif"], "labels": "b.tif"}, ["pixel_loss=1"])["pixel_loss"] == 1
 
 
-def test_per_pixel_labels_default_to_pixel_loss_and_dense_maps():
+def test_defaults_that_depend_on_per_pixel_labels_or_scene_folders():
     pixels = {"images": ["a.tif"], "labels": "b.tif"}
     cfg = load_config(None, pixels)
     assert (cfg["pixel_loss"], cfg["output"]) == (1.0, "dense")
@@ -50,7 +50,9 @@ def test_per_pixel_labels_default_to_pixel_loss_and_dense_maps():
     cfg = load_config(None, pixels, ["output=window"])
     assert (cfg["pixel_loss"], cfg["output"]) == (1.0, "window")
     cfg = load_config(None, {"scenes": "rsscn7/"})
-    assert (cfg["pixel_loss"], cfg["output"]) == (0.0, "window")
+    assert (cfg["pixel_loss"], cfg["output"], cfg["arch"]) == (0.0, "window", "resnet18")
+    assert load_config(None, pixels)["arch"] == "camnet-xs"
+    assert load_config(None, pixels, ["arch=resnet10"])["arch"] == "resnet10"
 
 
 def test_cutmix_needs_fresh_class_activation_maps():

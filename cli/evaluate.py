@@ -15,7 +15,10 @@ from cli.options import map_overlap, quiet_opt
 @click.argument("images", nargs=-1)
 @click.option("--model", "model_path", required=True, type=click.Path(dir_okay=False), help="model.geocamat bundle.")
 @click.option("--reference", default=None, type=click.Path(dir_okay=False),
-              help="Reference land-cover raster with the model's class codes (any CRS).")
+              help="Reference land cover (any CRS): a raster of the model's class codes, or polygons/points "
+                   "with --reference-field.")
+@click.option("--reference-field", default=None,
+              help="Class field of a vector --reference: the model's class codes or names.")
 @click.option("--scenes", default=None, type=click.Path(file_okay=False),
               help="Scene models: the class-folder dataset; scores its held-out part, clean and under occlusion.")
 @click.option("--blocks", type=int, default=None, help="Score only validation blocks of an N x N checkerboard.")
@@ -34,8 +37,8 @@ from cli.options import map_overlap, quiet_opt
                    "offset the model's training found between its labels and the imagery.")
 @click.option("--device", default="auto", show_default=True)
 @quiet_opt
-def evaluate(images, model_path, reference, scenes, blocks, parity, map_path, mask, out, overlap, tta, window,
-             label_offset, device, quiet):
+def evaluate(images, model_path, reference, reference_field, scenes, blocks, parity, map_path, mask, out, overlap,
+             tta, window, label_offset, device, quiet):
     """Map IMAGES with the model and report OA, kappa and per-class metrics against --reference.
 
     For a scene-classification model, --scenes DIR reports accuracy on the held-out scenes, clean and under
@@ -76,7 +79,7 @@ def evaluate(images, model_path, reference, scenes, blocks, parity, map_path, ma
                             vectorise=False, overwrite=True, progress=not quiet)
         metrics = score_map(Path(map_path) if map_path else folder / "landuse.tif", Path(reference), bundle.class_ids,
                             [c.name for c in bundle.classes], blocks=blocks, parity=parity,
-                            mask=Path(mask) if mask else None, offset=offset)
+                            mask=Path(mask) if mask else None, offset=offset, reference_field=reference_field)
         if out:
             (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
     frame = f", map read at offset {list(offset)} px" if offset and any(offset) else ""

@@ -98,6 +98,11 @@ def test_train_predict_evaluate_info_end_to_end(tmp_path, synthetic_scene):
     result = runner.invoke(cli, ["evaluate", "--model", str(run / "model.geocamat"), "--reference",
                                  str(synthetic_scene["labels"]), "--quiet", str(synthetic_scene["image"])])
     assert result.exit_code == 0 and "OA" in result.output, result.output
+    not_a_reference = tmp_path / "reference.dbf"
+    not_a_reference.write_bytes(b"not a dataset")
+    result = runner.invoke(cli, ["evaluate", "--model", str(run / "model.geocamat"), "--reference",
+                                 str(not_a_reference), "--map", str(out / "landuse.tif")])
+    _one_line_error(result, "neither a raster GDAL reads nor a vector layer")
     # a model trained on a band selection maps with the same bands, chosen again from the full input
     # (trained with per-pixel supervision and mapped from its dense CAM logits)
     run2 = tmp_path / "run2"

@@ -47,3 +47,40 @@ def test_a_map_of_the_bounds_alone_scores_like_the_whole_map(tmp_path):
     assert whole["reference_pixels"] == clipped["reference_pixels"] == 12
     assert clipped["confusion_matrix"] == whole["confusion_matrix"]
     assert clipped["coverage"] == 1.0
+
+
+def _points(tmp_path, names, rows_cols, crs="EPSG:32617"):
+    import geopandas as gpd
+    import shapely
+
+    geoms = [shapely.Point(ORIGIN[0] + (c + 0.5) * RES, ORIGIN[1] - (r + 0.5) * RES) for r, c in rows_cols]
+    path = tmp_path / "points.gpkg"
+    gpd.GeoDataFrame({"cls": names}, geometry=geoms, crs="EPSG:32617").to_crs(crs).to_file(path)
+    return path
+
+
+def test_a_vector_reference_is_scored_by_the_models_class_names(tmp_path):
+    mp = np.ones((40, 40), "uint8")
+    mp[:, 20:] = 2  # left half class 1 ("field"), right half class 2 ("wood")
+    map_path = write_raster(tmp_path / "map.tif", mp)
+    # three right, one wrong; given in another CRS
+    ref = _points(tmp_path, ["field", "wood", "wood", "field"], [(5, 5), (5, 30), (30, 25), (30, 35)], "EPSG:4326")
+    out = score_map(map_path, ref, [1, 2], ["field", "wood"], reference_field="cls")
+    assert out["reference_pixels"] == 4 and out["overall_accuracy"] == 0.75
+    assert out["confusion_matrix"] == [[1, 1], [0, 2]]  # rows: reference, columns: map
+    # a checkerboard over the map: 2x2 blocks, odd = top right and bottom left
+    odd = score_map(map_path, ref, [1, 2], ["field", "wood"], reference_field="cls", blocks=2)
+    assert odd["reference_pixels"] == 1 and odd["overall_accuracy"] == 1.0
+
+
+def test_a_vector_reference_with_unknown_classes_or_no_field_is_refused(tmp_path):
+    import pytest
+
+    from geocamat.errors import InvalidLabelsError
+
+    map_path = write_raster(tmp_path / "map.tif", np.ones((40, 40), "uint8"))
+    ref = _points(tmp_path, ["field", "meadow"], [(5, 5), (6, 6)])
+    with pytest.raises(InvalidLabelsError, match=r"does not know \(meadow\).*field, wood"):
+        score_map(map_path, ref, [1, 2], ["field", "wood"], reference_field="cls")
+    with pytest.raises(InvalidLabelsError, match="need --reference-field: one of cls"):
+        score_map(map_path, ref, [1, 2], ["field", "wood"])

@@ -96,7 +96,17 @@ def _raster_labels(path: Path, grid: Grid) -> tuple[np.ndarray, dict[int, str], 
     return out, names, colours
 
 
-def _vector_labels(path: Path, field: str | None, grid: Grid) -> tuple[np.ndarray, dict[int, str], bool]:
+def vector_labels(path: Path, field: str | None, grid: Grid, *, name_codes: dict[str, int] | None = None,
+                  field_flag: str = "--label-field") -> tuple[np.ndarray, dict[int, str], bool]:
+    """Burn a vector layer's classes onto ``grid``: (int32 codes, -1 unlabelled; names by code; points only).
+
+    Args:
+        path: vector file (polygons burnt by class, points label their pixel).
+        field: class field: integer codes, or names (coded 1, 2, ... in alphabetical order, or by ``name_codes``).
+        grid: the target grid.
+        name_codes: code of each class name (e.g. a model's classes); names outside it are an error.
+        field_flag: the option that sets ``field``, for error messages.
+    """
     import geopandas as gpd
     import pandas as pd
     from rasterio.features import rasterize
@@ -108,9 +118,9 @@ def _vector_labels(path: Path, field: str | None, grid: Grid) -> tuple[np.ndarra
         raise InvalidLabelsError(f"label layer {path} has no CRS: set one (e.g. a .prj file or ogr2ogr -a_srs)")
     columns = [c for c in frame.columns if c != frame.geometry.name]
     if field is None:
-        raise InvalidLabelsError(f"vector labels need --label-field: one of {', '.join(columns)}")
+        raise InvalidLabelsError(f"vector labels need {field_flag}: one of {', '.join(columns)}")
     if field not in frame.columns:
-        raise InvalidLabelsError(f"label field {field!r} not in {path.name}: choose one of {', '.join(columns)}")
+        raise InvalidLabelsError(f"{field_flag} {field!r} not in {path.name}: choose one of {', '.join(columns)}")
     frame = frame[frame[field].notna() & frame.geometry.notna() & ~frame.geometry.is_empty]
     frame = frame.to_crs(grid.crs)
     values = frame[field]
@@ -129,6 +139,13 @@ def _vector_labels(path: Path, field: str | None, grid: Grid) -> tuple[np.ndarra
     else:
         labels = sorted(str(v) for v in values.unique())
         lookup = {name: i + 1 for i, name in enumerate(labels)}
+        if name_codes is not None:
+            unknown = [name for name in labels if name not in name_codes]
+            if unknown:
+                raise InvalidLabelsError(f"{field_flag} {field!r} of {path.name} holds classes the model does not know "
+                                         f"({', '.join(unknown)}): use the model's names "
+                                         f"({', '.join(name_codes)}) or codes")
+            lookup = {name: name_codes[name] for name in labels}
         codes = np.array([lookup[str(v)] for v in values])
         names = {code: name for name, code in lookup.items()}
     geom_types = set(frame.geom_type)
@@ -149,7 +166,7 @@ def labels_on_grid(labels: str | Path, grid: Grid, workdir: Path, field: str | N
     if not path.exists():
         raise InputNotFoundError(f"labels not found: {path}")
     if path.suffix.lower() in VECTOR_SUFFIXES:
-        array, names, sparse = _vector_labels(path, field, grid)
+        array, names, sparse = vector_labels(path, field, grid)
         colours: dict[int, str] = {}
     else:
         array, names, colours = _raster_labels(path, grid)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from geocamat.data.labels import VECTOR_SUFFIXES
 from geocamat.data.splits import checkerboard
 from geocamat.errors import InputNotFoundError, InvalidRasterError
 from geocamat.metrics import confusion_matrix, summarise
@@ -16,7 +17,12 @@ def _on_grid(path: Path, like) -> np.ndarray:
     import rasterio
     from rasterio.warp import Resampling, reproject
 
-    with rasterio.open(path) as src:
+    try:
+        src = rasterio.open(path)
+    except rasterio.errors.RasterioIOError as exc:
+        raise InvalidRasterError(f"{path} is neither a raster GDAL reads nor a vector layer ("
+                                 f"{', '.join(VECTOR_SUFFIXES)})") from exc
+    with src:
         if src.crs is None:
             raise InvalidRasterError(f"{path} has no CRS: assign one with gdal_edit.py -a_srs")
         data = src.read(1, masked=True).astype("float64").filled(np.nan)
@@ -24,6 +30,16 @@ def _on_grid(path: Path, like) -> np.ndarray:
         reproject(data, out, src_transform=src.transform, src_crs=src.crs, src_nodata=np.nan,
                   dst_transform=like.transform, dst_crs=like.crs, dst_nodata=np.nan, resampling=Resampling.nearest)
     return out
+
+
+def _vector_on_grid(path: Path, like, field: str | None, class_ids: list[int], class_names: list[str]) -> np.ndarray:
+    """Burn a vector reference onto the grid of the open dataset ``like``; class names coded as the model's."""
+    from geocamat.data.labels import UNLABELLED, Grid, vector_labels
+
+    grid = Grid(like.crs.to_wkt(), like.transform, (like.height, like.width))
+    codes, _, _ = vector_labels(path, field, grid, name_codes=dict(zip(class_names, class_ids, strict=True)),
+                                field_flag="--reference-field")
+    return np.where(codes == UNLABELLED, np.nan, codes.astype("float64"))
 
 
 def scored_bounds(reference: Path, blocks: int | None, parity: str, margin: int,
@@ -60,19 +76,21 @@ def scored_bounds(reference: Path, blocks: int | None, parity: str, margin: int,
 
 def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names: list[str], *,
               blocks: int | None = None, parity: str = "odd", mask: Path | None = None,
-              offset: tuple[int, int] | None = None) -> dict:
-    """Metrics of a class map against a reference raster (any CRS; resampled onto the map's grid).
+              offset: tuple[int, int] | None = None, reference_field: str | None = None) -> dict:
+    """Metrics of a class map against a reference raster or vector layer (any CRS; brought onto the map's grid).
 
     Args:
         map_path: the predicted class raster (class ids).
-        reference: reference raster of the same class codes.
+        reference: reference raster of the same class codes, or vector layer (polygons/points) whose
+            ``reference_field`` holds those codes or the class names.
         class_ids: codes to score, in order; names alongside.
         blocks: if set, score only the validation blocks of a ``blocks`` x ``blocks`` checkerboard laid over
-            the reference's extent.
+            the reference raster's extent (a vector reference: the map's extent).
         parity: which blocks are validation (``odd``: row block + column block odd).
         mask: optional raster; only pixels where it is non-zero (and not nodata) are scored.
         offset: (dy, dx): score the map in the reference's frame, ``map[i + dy, j + dx]`` against
             ``reference[i, j]``, for labels registered off the imagery (see :mod:`geocamat.data.registration`).
+        reference_field: class field of a vector reference.
 
     Returns:
         OA, kappa, per-class metrics, confusion matrix, pixel counts and coverage.
@@ -89,9 +107,15 @@ def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names
 
             moved = in_label_frame(np.ma.getmaskarray(pred), tuple(offset), True)
             pred = np.ma.masked_array(in_label_frame(np.asarray(pred), tuple(offset), 0), mask=moved)
-        ref = _on_grid(Path(reference), m)
+        vector = Path(reference).suffix.lower() in VECTOR_SUFFIXES
+        if vector:
+            ref = _vector_on_grid(Path(reference), m, reference_field, class_ids, class_names)
+        else:
+            ref = _on_grid(Path(reference), m)
         keep = np.isfinite(ref)
-        if blocks:
+        if blocks and vector:
+            keep &= checkerboard((m.height, m.width), blocks, parity).astype(bool)
+        elif blocks:
             with rasterio.open(reference) as r:
                 ref_grid = checkerboard((r.height, r.width), blocks, parity).astype("float64")
                 from rasterio.warp import Resampling, reproject

@@ -102,7 +102,7 @@ def test_train_predict_evaluate_info_end_to_end(tmp_path, synthetic_scene):
     not_a_reference.write_bytes(b"not a dataset")
     result = runner.invoke(cli, ["evaluate", "--model", str(run / "model.geocamat"), "--reference",
                                  str(not_a_reference), "--map", str(out / "landuse.tif")])
-    _one_line_error(result, "neither a raster GDAL reads nor a vector layer")
+    _one_line_error(result, "not a raster GDAL can read (vector references: .shp")
     # a model trained on a band selection maps with the same bands, chosen again from the full input
     # (trained with per-pixel supervision and mapped from its dense CAM logits)
     run2 = tmp_path / "run2"

@@ -105,7 +105,7 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
         grid = grid_of_dataset(stack.dataset())
         labels = labels_on_grid(config["labels"], grid, work, config.get("label_field"))
         if len(labels.class_ids) < 2:
-            only = labels.names.get(labels.class_ids[0], labels.class_ids[0]) if labels.class_ids else None
+            only = labels.names.get(labels.class_ids[0], labels.class_ids[0])  # labels_on_grid found at least one
             raise InvalidLabelsError(f"the labels hold a single class ({only}): a land-use model needs at least two; "
                                      "label the other land covers too (for objects, use --task detection)")
         opts = TileOptions(tile_size=config["tile_size"], stride=config["stride"] or max(1, config["tile_size"] // 4),
@@ -119,9 +119,9 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
             f"training tiles per class: " + ", ".join(f"{c.name} {n}" for c, n in zip(classes, counts, strict=True)))
         untrained = [c.name for c, n in zip(classes, counts, strict=True) if n == 0]
         if untrained:
-            log(f"warning: no training tile of {', '.join(untrained)}: the model cannot learn to map "
-                f"{'it' if len(untrained) == 1 else 'them'}; label more of it in the training blocks, or lower "
-                "--purity / --set min_labelled=0.2")
+            them = "it" if len(untrained) == 1 else "them"
+            log(f"warning: no training tile of {', '.join(untrained)}: the model cannot learn to map {them}; label "
+                f"more of {them} in the training blocks, or lower --purity / --set min_labelled=0.2")
         if len(val) < 10:
             log(f"warning: only {len(val)} validation tile{'s' if len(val) != 1 else ''}: the scores will say "
                 "little; label more in the validation blocks (or change --blocks)")

@@ -20,7 +20,7 @@ def _on_grid(path: Path, like) -> np.ndarray:
     try:
         src = rasterio.open(path)
     except rasterio.errors.RasterioIOError as exc:
-        raise InvalidRasterError(f"{path} is neither a raster GDAL reads nor a vector layer ("
+        raise InvalidRasterError(f"{path} is not a raster GDAL can read (vector references: "
                                  f"{', '.join(VECTOR_SUFFIXES)})") from exc
     with src:
         if src.crs is None:

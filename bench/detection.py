@@ -88,7 +88,7 @@ def make_tests(data: Path, work: Path) -> dict:
 
 def score(bundle, metrics: dict, reg: str, seed: int, tests: dict, device: str) -> dict:
     """One result row: training metrics and every test's scene/tile metrics."""
-    from geocamat.workflows.detection import evaluate_detection
+    from geocamat.tasks.detection.workflow import evaluate_detection
 
     row = {"regulariser": reg, "seed": seed, "val_map_50": metrics.get("map_50"), "val_map": metrics.get("map"),
            "step_time_s": metrics["step_time_s"], "fit_seconds": metrics["fit_seconds"],
@@ -128,7 +128,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from geocamat.bundle import Bundle
-    from geocamat.workflows.detection import train_detection
+    from geocamat.tasks.detection.workflow import train_detection
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)

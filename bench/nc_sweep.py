@@ -32,7 +32,7 @@ from geocamat.data.stack import open_stack  # noqa: E402
 from geocamat.data.tiles import TileOptions, band_statistics, extract_tiles, normalise  # noqa: E402
 from geocamat.metrics import confusion_matrix, summarise  # noqa: E402
 from geocamat.models.camnet import CamNet  # noqa: E402
-from geocamat.tasks.cutmix import cutmix  # noqa: E402
+from geocamat.tasks.landuse.cutmix import cutmix  # noqa: E402
 
 
 class SpectralSkip(torch.nn.Module):

@@ -48,11 +48,11 @@ def evaluate(images, model_path, reference, reference_field, scenes, blocks, par
     from geocamat.bundle import Bundle
     from geocamat.errors import ConfigError
     from geocamat.inference.landuse import predict_landuse
-    from geocamat.workflows.scoring import score_map
+    from geocamat.tasks.landuse.scoring import score_map
 
     bundle = Bundle.load(model_path)
     if scenes:
-        from geocamat.workflows.scenes import evaluate_scenes
+        from geocamat.tasks.scenes.workflow import evaluate_scenes
 
         report = evaluate_scenes(bundle, scenes, device=None if device == "auto" else device)
         if out:

@@ -12,7 +12,7 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def info(path, as_json):
     """Describe PATH: CRS, size, bands or fields; for a bundle, bands, classes and metrics."""
-    from geocamat.workflows.describe import describe
+    from geocamat.describe import describe
 
     summary = describe(path)
     if as_json:

@@ -51,8 +51,8 @@ def predict(images, model_path, out, region, region_field, bbox, bbox_crs, crs, 
     bundle = Bundle.load(model_path)
     out = Path(out)
     if bundle.task == "detection":
-        from geocamat.workflows.detection import predict_detection
-        from geocamat.workflows.outdir import staged_output
+        from geocamat.tasks.detection.workflow import predict_detection
+        from geocamat.outputs.staging import staged_output
 
         options = {k: v for k, v in dict(score_threshold=score_threshold, nms_iou=nms_iou, batch_size=batch_size,
                                          device=None if device == "auto" else device, overlap=overlap,

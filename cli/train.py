@@ -88,7 +88,7 @@ def train(config, out, task, images, bands, labels, scenes, label_field, tile_si
     out = Path(out)
     raw = load_raw_config(config, overrides, assignments)
     if raw.get("task") == "detection":
-        from geocamat.workflows.detection import train_detection
+        from geocamat.tasks.detection.workflow import train_detection
 
         if out.exists() and any(out.iterdir()) and not overwrite:
             from geocamat.errors import OutputExistsError
@@ -100,7 +100,7 @@ def train(config, out, task, images, bands, labels, scenes, label_field, tile_si
         return
     cfg = load_config(config, overrides, assignments)
     if cfg.get("scenes"):
-        from geocamat.workflows.scenes import train_scenes
+        from geocamat.tasks.scenes.workflow import train_scenes
 
         metrics = train_scenes(cfg, out, overwrite=overwrite, progress=not quiet, log=click.echo)
         acc = metrics["robustness"]["accuracy"]
@@ -108,7 +108,7 @@ def train(config, out, task, images, bands, labels, scenes, label_field, tile_si
                    + ", ".join(f"{k} {v:.3f}" for k, v in acc.items() if k != "clean"))
         click.echo(f"model: {out / 'model.geocamat'}")
         return
-    from geocamat.workflows.landuse import train_landuse
+    from geocamat.tasks.landuse.train import train_landuse
 
     metrics = train_landuse(cfg, out, overwrite=overwrite, progress=not quiet, log=click.echo)
     vm = metrics["validation_map"]

@@ -2,7 +2,7 @@
 
 import torch
 
-from geocamat.tasks.cutmix import cutmix
+from geocamat.tasks.landuse.cutmix import cutmix
 
 
 def _batch(n: int = 6, size: int = 16):

@@ -160,7 +160,7 @@ def test_alpha_bands_and_internal_masks_are_nodata(tmp_path, how):
     assert torch.isnan(image[:, :, :10]).all() and not torch.isnan(image[:, :, 10:]).any()
     valid = stack.valid_mask(image)
     assert not valid[:, :10].any() and valid[:, 10:].all()
-    from geocamat.workflows.describe import describe
+    from geocamat.describe import describe
 
     info = describe(path)  # `geocamat info` says why those pixels will be nodata
     assert info.get("alpha_bands") == [4] if how == "alpha" else "internal mask" in info.get("mask", "")

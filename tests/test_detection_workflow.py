@@ -11,7 +11,7 @@ from PIL import Image
 
 from geocamat.bundle import Bundle
 from geocamat.errors import ConfigError, InputNotFoundError, InvalidLabelsError
-from geocamat.workflows.detection import evaluate_detection, predict_detection, train_detection
+from geocamat.tasks.detection.workflow import evaluate_detection, predict_detection, train_detection
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "deepforest_neon_trees"
 

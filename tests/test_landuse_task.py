@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from geocamat.camat.regularisers import Regulariser
-from geocamat.tasks.landuse import LandUseTask, TileDataset
+from geocamat.tasks.landuse.module import LandUseTask, TileDataset
 
 SPEC = {"name": "camnet", "in_channels": 3, "num_classes": 3, "tile_size": 16, "arch": "camnet-xs"}
 

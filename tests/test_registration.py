@@ -6,7 +6,7 @@ import rasterio
 import torch
 
 from geocamat.data.registration import estimate_label_offset, in_label_frame
-from geocamat.workflows.scoring import score_map
+from geocamat.tasks.landuse.scoring import score_map
 from tests.conftest import write_raster
 
 

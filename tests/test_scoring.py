@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from geocamat.workflows.scoring import score_map, scored_bounds
+from geocamat.tasks.landuse.scoring import score_map, scored_bounds
 from tests.conftest import write_raster
 
 ORIGIN, RES = (500000.0, 4000000.0), 10.0

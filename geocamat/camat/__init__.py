@@ -1,34 +1,25 @@
-"""CAMAT, the method: saliency maps, occlusion masks, fills, the baselines and robustness tests. Pure torch."""
+"""CAMAT, the method: saliency maps, occlusion masks, fills, the baselines and robustness tests. Pure torch.
 
-from geocamat.camat.fills import FILLS, MIXED_FILLS, apply_mask, fill_values
-from geocamat.camat.geometry import dihedral, dihedral_inverse, random_dihedral
-from geocamat.camat.masks import normalise_maps, threshold_mask, top_area_mask
-from geocamat.camat.regularisers import (
-    CAMAT,
-    REGULARISERS,
-    SOURCES,
-    TARGETS,
-    CamatConfig,
-    Cutout,
-    HideAndSeek,
-    RandomErasing,
-    Regulariser,
-    build_regulariser,
-)
-from geocamat.camat.robustness import CONDITIONS, robustness_report
-from geocamat.camat.saliency import (
-    SALIENCY,
-    class_activation_maps,
-    grad_cam,
-    grad_cam_pp,
-    saliency_maps,
-    upsample_maps,
-)
+Names are imported on first use, so that :mod:`geocamat.camat.config` (the settings) stays free of torch.
+"""
 
-__all__ = [
-    "CAMAT", "CONDITIONS", "FILLS", "MIXED_FILLS", "REGULARISERS", "SALIENCY", "SOURCES", "TARGETS", "CamatConfig",
-    "Cutout", "HideAndSeek", "RandomErasing", "Regulariser", "apply_mask", "build_regulariser",
-    "class_activation_maps", "dihedral", "dihedral_inverse", "fill_values", "grad_cam", "grad_cam_pp",
-    "normalise_maps", "random_dihedral", "robustness_report", "saliency_maps", "threshold_mask", "top_area_mask",
-    "upsample_maps",
-]
+import importlib
+
+_HOMES = {
+    "config": ("CamatConfig", "FILLS", "MIXED_FILLS", "SALIENCY", "SOURCES", "TARGETS", "register_saliency"),
+    "fills": ("apply_mask", "fill_values"),
+    "geometry": ("dihedral", "dihedral_inverse", "random_dihedral"),
+    "masks": ("normalise_maps", "threshold_mask", "top_area_mask"),
+    "regularisers": ("CAMAT", "REGULARISERS", "Cutout", "HideAndSeek", "RandomErasing", "Regulariser",
+                     "build_regulariser"),
+    "robustness": ("CONDITIONS", "robustness_report"),
+    "saliency": ("class_activation_maps", "grad_cam", "grad_cam_pp", "saliency_maps", "upsample_maps"),
+}
+_WHERE = {name: module for module, names in _HOMES.items() for name in names}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'geocamat.camat' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"geocamat.camat.{_WHERE[name]}"), name)

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from geocamat.camat.fills import FILLS, apply_mask, fill_values
 from geocamat.camat.masks import normalise_maps, threshold_mask, top_area_mask
-from geocamat.camat.regularisers import CamatConfig
+from geocamat.camat.config import CamatConfig
 
 
 def _pixel_box(box: Tensor, h: int, w: int) -> tuple[int, int, int, int]:
@@ -149,6 +149,8 @@ class ObjectRegulariser:
 
     name = "none"
     needs_cam = False
+    #: (C,) normalised value of a raw 0 per band, for the ``zero`` fill; set by the training workflow
+    zero_value: Tensor | None = None
 
     def __call__(self, images: Tensor, boxes: list[Tensor], labels: list[Tensor], *, cam_fn: CamFn | None = None,
                  epoch: int = 0, max_epochs: int = 1) -> tuple[Tensor, Tensor | None]:
@@ -189,7 +191,7 @@ class ObjectRandomErasing(ObjectRegulariser):
         n, _, h, w = images.shape
         mask = object_random_masks((n, h, w), boxes, p=self.p, area=self.area, aspect=self.aspect,
                                    device=images.device)
-        return apply_mask(images, mask, fill_values(images, self.fill)), mask
+        return apply_mask(images, mask, fill_values(images, self.fill, zero_value=self.zero_value)), mask
 
     def settings(self):
         return {"name": self.name, "p": self.p, "area": list(self.area), "aspect": list(self.aspect),
@@ -220,7 +222,7 @@ class ObjectCAMAT(ObjectRegulariser):
         cfg = self.config
         cams = cam_fn(images)
         mask = object_cam_masks(cams, boxes, labels, tau=cfg.tau, area=cfg.area, p=cfg.p)
-        return apply_mask(images, mask, fill_values(images, cfg.fill)), mask
+        return apply_mask(images, mask, fill_values(images, cfg.fill, zero_value=self.zero_value)), mask
 
     def settings(self):
         return {"name": self.name, **asdict(self.config)}

@@ -10,8 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-FILLS = ("mean", "zero", "white", "max", "noise", "blur", "mixed")
-MIXED_FILLS = ("mean", "white", "noise", "blur")
+from geocamat.camat.config import FILLS, MIXED_FILLS
 
 
 def fill_values(
@@ -26,7 +25,7 @@ def fill_values(
     Args:
         images: (N, C, H, W) normalised images.
         kind: one of ``mean`` (band mean, 0), ``zero`` (the normalised value of a raw 0, given by
-            ``zero_value``; the band mean if not given), ``white``/``max`` (per-band maximum of the
+            ``zero_value``), ``white``/``max`` (per-band maximum of the
             batch), ``noise`` (standard normal, i.e. noise with the band statistics), ``blur`` (a strong
             box blur of the image itself), ``mixed`` (per sample, one of :data:`MIXED_FILLS` at random).
         zero_value: (C,) normalised value of a raw zero per band, for ``kind="zero"``.
@@ -40,7 +39,8 @@ def fill_values(
         return torch.zeros_like(images)
     if kind == "zero":
         if zero_value is None:
-            return torch.zeros_like(images)
+            raise ValueError("fill zero needs zero_value, the normalised value of a raw 0 per band "
+                             "(-mean / std); the regulariser gets it from the training data")
         return zero_value.to(images).view(1, -1, 1, 1).expand_as(images).clone()
     if kind in ("white", "max"):
         band_max = images.amax(dim=(0, 2, 3), keepdim=True)

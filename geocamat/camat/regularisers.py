@@ -9,15 +9,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import torch
 from torch import Tensor, nn
 
-from geocamat.camat.fills import FILLS, apply_mask, fill_values
+from geocamat.camat.config import CamatConfig
+from geocamat.camat.fills import apply_mask, fill_values
 from geocamat.camat.geometry import dihedral, dihedral_inverse
 from geocamat.camat.masks import normalise_maps, threshold_mask, top_area_mask
-from geocamat.camat.saliency import SALIENCY, saliency_maps, upsample_maps
+from geocamat.camat.saliency import saliency_maps, upsample_maps
 
 
 class Regulariser:
@@ -25,6 +26,8 @@ class Regulariser:
 
     name = "none"
     needs_model = False
+    #: (C,) normalised value of a raw 0 per band, for the ``zero`` fill; set by the training workflow
+    zero_value: Tensor | None = None
 
     def __call__(
         self,
@@ -96,7 +99,7 @@ class Cutout(Regulariser):
         area = torch.full((n,), self.area, device=images.device)
         mask = _random_rect_mask(n, h, w, area, torch.ones(n, device=images.device), images.device)
         mask &= (torch.rand(n, device=images.device) < self.p).view(-1, 1, 1, 1)
-        return apply_mask(images, mask, fill_values(images, self.fill))
+        return apply_mask(images, mask, fill_values(images, self.fill, zero_value=self.zero_value))
 
     def settings(self):
         return {"name": self.name, "area": self.area, "p": self.p, "fill": self.fill}
@@ -123,7 +126,7 @@ class RandomErasing(Regulariser):
         log_aspect = torch.empty(n, device=dev).uniform_(math.log(self.aspect[0]), math.log(self.aspect[1]))
         mask = _random_rect_mask(n, h, w, area, log_aspect.exp(), dev)
         mask &= (torch.rand(n, device=dev) < self.p).view(-1, 1, 1, 1)
-        return apply_mask(images, mask, fill_values(images, self.fill))
+        return apply_mask(images, mask, fill_values(images, self.fill, zero_value=self.zero_value))
 
     def settings(self):
         return {"name": self.name, "p": self.p, "area": list(self.area), "aspect": list(self.aspect),
@@ -142,64 +145,10 @@ class HideAndSeek(Regulariser):
         n, _, h, w = images.shape
         cells = torch.rand(n, 1, self.grid, self.grid, device=images.device) < self.p
         mask = nn.functional.interpolate(cells.float(), size=(h, w), mode="nearest").bool()
-        return apply_mask(images, mask, fill_values(images, self.fill))
+        return apply_mask(images, mask, fill_values(images, self.fill, zero_value=self.zero_value))
 
     def settings(self):
         return {"name": self.name, "grid": self.grid, "p": self.p, "fill": self.fill}
-
-
-SOURCES = ("fresh", "cached")
-TARGETS = ("gt", "pred")
-
-
-@dataclass
-class CamatConfig:
-    """CAMAT options (see docs/camat.md for what each does and when to change it).
-
-    Attributes:
-        saliency: ``cam`` (GAP + linear head; no backward pass), ``gradcam`` or ``gradcampp`` (a backward
-            through the head only, with :func:`torch.autograd.grad`).
-        target: ``gt`` (ground-truth class) or ``pred`` (predicted class).
-        tau: occlude where the normalised map >= tau (used when ``area`` is None).
-        area: if set, occlude this top fraction of pixels instead of thresholding.
-        fill: see :data:`geocamat.camat.fills.FILLS`.
-        p: probability that a sample is occluded.
-        warmup: fraction of epochs trained clean before occlusion starts.
-        source: ``fresh`` (an extra no-grad forward per step on the chosen samples) or ``cached`` (the map
-            from the sample's previous training forward, recorded by :meth:`CAMAT.observe`).
-        cache_miss: cached source, sample with no map yet: ``skip`` (not occluded) or ``fresh`` (compute it).
-        cache_update: cached source, which training forwards refresh the cache: ``clean`` (only samples
-            that were not occluded in that step, so the map is the model's view of the whole image) or
-            ``all`` (also occluded ones: the next occlusion then hides the next most salient region).
-    """
-
-    saliency: str = "cam"
-    target: str = "gt"
-    tau: float = 0.7
-    area: float | None = None
-    fill: str = "mean"
-    p: float = 0.5
-    warmup: float = 0.2
-    source: str = "fresh"
-    cache_miss: str = "skip"
-    cache_update: str = "clean"
-
-    def __post_init__(self) -> None:
-        checks = {
-            "saliency": self.saliency in SALIENCY,
-            "target": self.target in TARGETS,
-            "tau": 0.0 < self.tau <= 1.0,
-            "area": self.area is None or 0.0 <= self.area <= 1.0,
-            "fill": self.fill in FILLS,
-            "p": 0.0 <= self.p <= 1.0,
-            "warmup": 0.0 <= self.warmup < 1.0,
-            "source": self.source in SOURCES,
-            "cache_miss": self.cache_miss in ("skip", "fresh"),
-            "cache_update": self.cache_update in ("clean", "all"),
-        }
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"invalid CAMAT setting {bad[0]}={getattr(self, bad[0])!r}")
 
 
 @contextmanager
@@ -314,7 +263,7 @@ class CAMAT(Regulariser):
         mask = top_area_mask(maps, cfg.area) if cfg.area is not None else threshold_mask(maps, cfg.tau)
         mask &= chosen.view(-1, 1, 1, 1)
         self._last_occluded = chosen
-        return apply_mask(images, mask, fill_values(images, cfg.fill))
+        return apply_mask(images, mask, fill_values(images, cfg.fill, zero_value=self.zero_value))
 
     def observe(self, features, head, targets, *, sample_ids=None, transforms=None):
         """Record the CAM of each sample from the training forward (``source="cached"`` only).

@@ -34,9 +34,6 @@ def upsample_maps(maps: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(maps.unsqueeze(1).float(), size=size, mode="bilinear", align_corners=False)[:, 0]
 
 
-SALIENCY = ("cam", "gradcam", "gradcampp")
-
-
 def _head_gradients(features: Tensor, head: nn.Module, targets: Tensor) -> tuple[Tensor, Tensor]:
     """Gradient of each sample's target logit with respect to its (detached) feature map.
 
@@ -95,6 +92,12 @@ def grad_cam_pp(features: Tensor, head: nn.Module, targets: Tensor, eps: float =
     return torch.einsum("nc,nchw->nhw", weights, feats)
 
 
+def cam_maps(features: Tensor, head: nn.Module, targets: Tensor) -> Tensor:
+    """CAM from a feature map and a linear head (after global average pooling), without gradients."""
+    with torch.no_grad():
+        return class_activation_maps(features.detach().float(), head.weight.float(), targets)
+
+
 def saliency_maps(features: Tensor, head: nn.Module, targets: Tensor, method: str = "cam") -> Tensor:
     """Low-resolution saliency maps of the target classes from a feature map.
 
@@ -102,16 +105,12 @@ def saliency_maps(features: Tensor, head: nn.Module, targets: Tensor, method: st
         features: (N, C, h, w) last feature map.
         head: the model's head; for ``cam`` it must be an :class:`torch.nn.Linear` (after GAP).
         targets: (N,) class index per sample.
-        method: one of :data:`SALIENCY`.
+        method: a name in :data:`geocamat.camat.config.SALIENCY` (see
+            :func:`geocamat.camat.config.register_saliency`).
 
     Returns:
         (N, h, w) float32 maps (not normalised; see :func:`geocamat.camat.masks.normalise_maps`).
     """
-    if method == "cam":
-        with torch.no_grad():
-            return class_activation_maps(features.detach().float(), head.weight.float(), targets)
-    if method == "gradcam":
-        return grad_cam(features, head, targets)
-    if method == "gradcampp":
-        return grad_cam_pp(features, head, targets)
-    raise ValueError(f"unknown saliency {method!r}: choose one of {', '.join(SALIENCY)}")
+    from geocamat.camat.config import saliency_method
+
+    return saliency_method(method)(features, head, targets).float()

@@ -11,8 +11,8 @@ import torch
 
 from geocamat.bundle import Bundle
 from geocamat.config import dump_config
-from geocamat.workflows.landuse import _regulariser, build_trainer, quiet_lightning
-from geocamat.workflows.outdir import staged_output
+from geocamat.tasks.landuse.train import _regulariser, build_trainer, quiet_lightning
+from geocamat.outputs.staging import staged_output
 
 
 def _load(items, size: int, mean=None, std=None):
@@ -40,7 +40,7 @@ def train_scenes(config: dict, out_dir: Path, *, overwrite: bool = False, progre
     from geocamat.data.scenes import split_scenes
     from geocamat.metrics import confusion_matrix, summarise
     from geocamat.outputs.plots import plot_confusion, plot_history
-    from geocamat.tasks.landuse import EpochHistory, LandUseTask, TileDataset
+    from geocamat.tasks.landuse.module import EpochHistory, LandUseTask, TileDataset
 
     started = time.perf_counter()
     quiet_lightning(progress)

@@ -13,7 +13,7 @@ import torch
 from geocamat.bundle import Bundle
 from geocamat.config import dump_config
 from geocamat.errors import ConfigError, InvalidLabelsError
-from geocamat.workflows.outdir import staged_output
+from geocamat.outputs.staging import staged_output
 
 
 def _classes(config: dict, labels) -> list:
@@ -94,7 +94,7 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
     from geocamat.data.stack import open_stack
     from geocamat.data.tiles import TileOptions, band_statistics, extract_tiles, normalise
     from geocamat.outputs.plots import plot_confusion, plot_history
-    from geocamat.tasks.landuse import EpochHistory, LandUseTask, TileDataset
+    from geocamat.tasks.landuse.module import EpochHistory, LandUseTask, TileDataset
 
     started = time.perf_counter()
     quiet_lightning(progress)
@@ -207,7 +207,7 @@ def _validation_map_metrics(bundle: Bundle, stage: Path, stack, labels, config: 
                             offset: list[int] | None, progress: bool, log) -> dict:
     """Map the labelled part of the validation blocks with the trained bundle and score it there."""
     from geocamat.inference.landuse import predict_landuse
-    from geocamat.workflows.scoring import scored_bounds
+    from geocamat.tasks.landuse.scoring import scored_bounds
 
     bbox = scored_bounds(labels.path, config["blocks"], config["val_parity"], margin=2 * bundle.tile_size)
     log("mapping the validation blocks to score the run" + (" (the box around their labels)" if bbox else ""))
@@ -218,7 +218,7 @@ def _validation_map_metrics(bundle: Bundle, stage: Path, stack, labels, config: 
 
 
 def _score(bundle: Bundle, stage: Path, labels, config: dict, offset: list[int] | None) -> dict:
-    from geocamat.workflows.scoring import score_map
+    from geocamat.tasks.landuse.scoring import score_map
 
     return score_map(stage / "work" / "validation_map" / "landuse.tif", labels.path, bundle.class_ids,
                      [c.name for c in bundle.classes], blocks=config["blocks"], parity=config["val_parity"],

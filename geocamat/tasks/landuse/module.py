@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 from geocamat.camat import Regulariser
 from geocamat.camat.geometry import dihedral
 from geocamat.models import build_model
-from geocamat.tasks.cutmix import cutmix
+from geocamat.tasks.landuse.cutmix import cutmix
 
 
 class TileDataset(Dataset):
@@ -53,7 +53,7 @@ class LandUseTask(L.LightningModule):
         ema_decay: > 0: keep ``ema_model``, an exponential moving average of the model's weights and buffers
             (updated after every optimiser step, bias-corrected so the initial weights fade out); validation
             uses it, and the bundle should take its weights.
-        cutmix: probability that a batch is mixed with :func:`geocamat.tasks.cutmix.cutmix` (after the flips,
+        cutmix: probability that a batch is mixed with :func:`geocamat.tasks.landuse.cutmix.cutmix` (after the flips,
             before the regulariser's occlusion); the tile loss weights both tiles' labels by their share of
             the central label ``footprint``.
         footprint: side of the central square that decides a tile's class, as a share of the tile.

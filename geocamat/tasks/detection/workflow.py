@@ -134,7 +134,7 @@ def train_detection(config: dict, out_dir: Path, progress: bool = True) -> dict:
 
     from geocamat.data.detection_images import band_names, band_stats, expand_paths
     from geocamat.data.detection_tiles import DetectionTiles, Tile, collate, grid_offsets, load_normalised, plan_tiles
-    from geocamat.tasks.detection import DetectionTask
+    from geocamat.tasks.detection.module import DetectionTask
 
     t_start = time.perf_counter()
     cfg = _merge(TRAIN_DEFAULTS, config, "detection training")

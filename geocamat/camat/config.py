@@ -1,0 +1,101 @@
+"""CAMAT's settings and the names of its building blocks: the one home of every CAMAT default.
+
+Torch-free, so that the command line can describe the options without importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+#: Saliency methods by name: a ``(features, head, targets) -> (N, h, w)`` function, or "module:function" for a
+#: built-in one (imported on first use). :func:`register_saliency` adds one.
+SALIENCY: dict[str, Callable | str] = {
+    "cam": "geocamat.camat.saliency:cam_maps",
+    "gradcam": "geocamat.camat.saliency:grad_cam",
+    "gradcampp": "geocamat.camat.saliency:grad_cam_pp",
+}
+#: Fills of occluded pixels (see :func:`geocamat.camat.fills.fill_values`).
+FILLS = ("mean", "zero", "white", "max", "noise", "blur", "mixed")
+#: The fills ``mixed`` draws from, one per sample.
+MIXED_FILLS = ("mean", "white", "noise", "blur")
+#: Where CAMAT's maps come from: an extra forward, or the sample's previous training forward.
+SOURCES = ("fresh", "cached")
+#: Which class's map is occluded: the ground truth or the prediction.
+TARGETS = ("gt", "pred")
+
+
+def register_saliency(name: str, method: Callable) -> None:
+    """Make ``method(features, head, targets) -> (N, h, w) maps`` available as ``camat.saliency: name``."""
+    SALIENCY[name] = method
+
+
+def saliency_method(name: str) -> Callable:
+    """The saliency function registered under ``name``."""
+    if name not in SALIENCY:
+        raise ValueError(f"unknown saliency {name!r}: choose one of {', '.join(SALIENCY)}")
+    method = SALIENCY[name]
+    if isinstance(method, str):
+        module, attr = method.split(":")
+        method = SALIENCY[name] = getattr(importlib.import_module(module), attr)
+    return method
+
+
+@dataclass
+class CamatConfig:
+    """CAMAT options (see docs/camat.md for what each does and when to change it).
+
+    Attributes:
+        saliency: ``cam`` (GAP + linear head; no backward pass), ``gradcam`` or ``gradcampp`` (a backward
+            through the head only, with :func:`torch.autograd.grad`), or a method added by
+            :func:`register_saliency`.
+        target: ``gt`` (ground-truth class) or ``pred`` (predicted class).
+        tau: occlude where the normalised map >= tau (used when ``area`` is None).
+        area: if set, occlude this top fraction of pixels instead of thresholding.
+        fill: one of :data:`FILLS`.
+        p: probability that a sample is occluded.
+        warmup: fraction of epochs trained clean before occlusion starts.
+        source: ``fresh`` (an extra no-grad forward per step on the chosen samples) or ``cached`` (the map
+            from the sample's previous training forward, recorded by :meth:`CAMAT.observe`).
+        cache_miss: cached source, sample with no map yet: ``skip`` (not occluded) or ``fresh`` (compute it).
+        cache_update: cached source, which training forwards refresh the cache: ``clean`` (only samples
+            that were not occluded in that step, so the map is the model's view of the whole image) or
+            ``all`` (also occluded ones: the next occlusion then hides the next most salient region).
+    """
+
+    saliency: str = "cam"
+    target: str = "gt"
+    tau: float = 0.7
+    area: float | None = None
+    fill: str = "mean"
+    p: float = 0.5
+    warmup: float = 0.2
+    source: str = "fresh"
+    cache_miss: str = "skip"
+    cache_update: str = "clean"
+
+    def __post_init__(self) -> None:
+        def number(value) -> bool:
+            return isinstance(value, int | float) and not isinstance(value, bool)
+
+        checks = {
+            "saliency": (self.saliency in SALIENCY, ", ".join(SALIENCY)),
+            "target": (self.target in TARGETS, ", ".join(TARGETS)),
+            "tau": (number(self.tau) and 0.0 < self.tau <= 1.0, "a number in (0, 1]"),
+            "area": (self.area is None or (number(self.area) and 0.0 <= self.area <= 1.0), "a number in [0, 1]"),
+            "fill": (self.fill in FILLS, ", ".join(FILLS)),
+            "p": (number(self.p) and 0.0 <= self.p <= 1.0, "a probability in [0, 1]"),
+            "warmup": (number(self.warmup) and 0.0 <= self.warmup < 1.0, "a fraction in [0, 1)"),
+            "source": (self.source in SOURCES, ", ".join(SOURCES)),
+            "cache_miss": (self.cache_miss in ("skip", "fresh"), "skip, fresh"),
+            "cache_update": (self.cache_update in ("clean", "all"), "clean, all"),
+        }
+        for key, (ok, allowed) in checks.items():
+            if not ok:
+                raise ValueError(f"invalid CAMAT setting {key}={getattr(self, key)!r}: use {allowed}")
+
+    @classmethod
+    def names(cls) -> list[str]:
+        """The option names."""
+        return [f.name for f in fields(cls)]

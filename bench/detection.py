@@ -88,13 +88,14 @@ def make_tests(data: Path, work: Path) -> dict:
 
 def score(bundle, metrics: dict, reg: str, seed: int, tests: dict, device: str) -> dict:
     """One result row: training metrics and every test's scene/tile metrics."""
+    from geocamat.tasks.detection.config import EvaluateOptions
     from geocamat.tasks.detection.workflow import evaluate_detection
 
     row = {"regulariser": reg, "seed": seed, "val_map_50": metrics.get("map_50"), "val_map": metrics.get("map"),
            "step_time_s": metrics["step_time_s"], "fit_seconds": metrics["fit_seconds"],
            "train_tiles": metrics["train_tiles"], "occluded_pixel_fraction": metrics["occluded_pixel_fraction"]}
     for name, (imgs, labs, agn) in tests.items():
-        e = evaluate_detection(bundle, imgs, labs, {"device": device, "class_agnostic": agn})
+        e = evaluate_detection(bundle, imgs, EvaluateOptions(reference=labs, device=device, class_agnostic=agn))
         for level in ("scene", "tiles"):
             for k in ("map_50", "map", "precision", "recall"):
                 row[f"{name}_{level}_{k}"] = e[level][k]
@@ -128,7 +129,10 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from geocamat.bundle import Bundle
-    from geocamat.tasks.detection.workflow import train_detection
+    from geocamat.settings import build
+    from geocamat.tasks import get_task
+
+    det = get_task("detection")
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -153,7 +157,7 @@ def main() -> None:
                     continue
                 m = json.loads((out / "metrics.json").read_text())
             else:
-                m = train_detection(cfg, out, progress=False)
+                m = det.train(build(det.Config, cfg, what="detection training"), out, overwrite=True, progress=False)
             bundle = Bundle.load(out / "model.geocamat")
             row = score(bundle, m, reg, seed, tests, args.device)
             rows.append(row)

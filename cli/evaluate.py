@@ -1,110 +1,51 @@
-"""``geocamat evaluate``: score a model's map against a reference land-cover raster."""
+"""``geocamat evaluate``: score a model against a reference (land-use map, held-out scenes, or boxes)."""
 
 from __future__ import annotations
 
-import json
-import tempfile
-from pathlib import Path
-
 import click
 
-from cli.options import map_overlap, quiet_opt
+from cli.options import given, quiet_opt, refuse_foreign, setting_option
+
+E = "EvaluateOptions"
 
 
 @click.command()
 @click.argument("images", nargs=-1)
 @click.option("--model", "model_path", required=True, type=click.Path(dir_okay=False), help="model.geocamat bundle.")
-@click.option("--reference", default=None, type=click.Path(dir_okay=False),
-              help="Reference land cover (any CRS): a raster of the model's class codes, or polygons/points "
-                   "with --reference-field.")
-@click.option("--reference-field", default=None,
-              help="Class field of a vector --reference: the model's class codes or names.")
-@click.option("--scenes", default=None, type=click.Path(file_okay=False),
-              help="Scene models: the class-folder dataset; scores its held-out part, clean and under occlusion.")
-@click.option("--blocks", type=int, default=None, help="Score only validation blocks of an N x N checkerboard.")
-@click.option("--parity", type=click.Choice(["odd", "even"]), default="odd", show_default=True,
-              help="Which checkerboard blocks are scored.")
-@click.option("--map", "map_path", default=None, type=click.Path(dir_okay=False),
-              help="Score this existing landuse.tif instead of mapping IMAGES again.")
-@click.option("--mask", default=None, type=click.Path(dir_okay=False), help="Score only where this raster is non-zero.")
-@click.option("--out", default=None, type=click.Path(file_okay=False),
-              help="Keep the map and metrics.json here (default: a temporary folder).")
-@click.option("--overlap", type=float, default=None, help="Window overlap fraction.  [default: the model's]")
-@click.option("--tta/--no-tta", default=None, help="Test-time augmentation (8 flips/turns).  [default: the model's]")
-@click.option("--window", type=int, default=None, help="Dense-output models: map with windows of this size (px).")
-@click.option("--label-offset", default="none", show_default=True, metavar="none|model|DY,DX",
-              help="Score the map in the reference's frame, map[i+DY, j+DX] against reference[i, j]; 'model': the "
-                   "offset the model's training found between its labels and the imagery.")
-@click.option("--device", default="auto", show_default=True)
+@setting_option(E, "reference", "--reference", multiple=False)
+@setting_option(E, "reference_field", "--reference-field")
+@setting_option(E, "scenes", "--scenes", type=click.Path(file_okay=False))
+@setting_option(E, "blocks", "--blocks", type=int)
+@setting_option(E, "parity", "--parity", type=click.Choice(["odd", "even"]))
+@setting_option(E, "map", "--map", "map_path", type=click.Path(dir_okay=False))
+@setting_option(E, "mask", "--mask", type=click.Path(dir_okay=False))
+@setting_option(E, "out", "--out", type=click.Path(file_okay=False))
+@setting_option(E, "overlap", "--overlap", type=float)
+@setting_option(E, "tta", "--tta/--no-tta")
+@setting_option(E, "window", "--window", type=int)
+@setting_option(E, "label_offset", "--label-offset", metavar="none|model|DY,DX")
+@setting_option(E, "score_threshold", "--score-threshold", type=float)
+@setting_option(E, "nms_iou", "--nms-iou", type=float)
+@setting_option(E, "class_agnostic", "--class-agnostic", is_flag=True)
+@setting_option(E, "device", "--device")
 @quiet_opt
-def evaluate(images, model_path, reference, reference_field, scenes, blocks, parity, map_path, mask, out, overlap,
-             tta, window, label_offset, device, quiet):
-    """Map IMAGES with the model and report OA, kappa and per-class metrics against --reference.
+def evaluate(images, model_path, map_path, quiet, **flags):
+    """Score a model against a reference, by the model's task.
 
-    For a scene-classification model, --scenes DIR reports accuracy on the held-out scenes, clean and under
-    test-time occlusion (random 10/25/40%, top-CAM 10/25%, synthetic cloud, noise fill) and CAM
-    deletion/insertion AUC.
+    Land use: map IMAGES (or read --map) and report OA, kappa and per-class metrics against --reference.
+    Scene classification: --scenes DIR reports accuracy on the held-out scenes, clean and under test-time
+    occlusion, and CAM deletion/insertion AUC. Detection: detect in IMAGES and report mAP@0.5, mAP@[.5:.95],
+    precision and recall against --reference boxes.
     """
     from geocamat.bundle import Bundle
-    from geocamat.errors import ConfigError
-    from geocamat.inference.landuse import predict_landuse
-    from geocamat.tasks.landuse.scoring import score_map
+    from geocamat.settings import build
+    from geocamat.tasks import task_of_bundle
 
     bundle = Bundle.load(model_path)
-    if scenes:
-        from geocamat.tasks.scenes.workflow import evaluate_scenes
-
-        report = evaluate_scenes(bundle, scenes, device=None if device == "auto" else device)
-        if out:
-            Path(out).mkdir(parents=True, exist_ok=True)
-            (Path(out) / "robustness.json").write_text(json.dumps(report, indent=2))
-        click.echo(f"{report['n']} held-out scenes")
-        for condition, acc in report["accuracy"].items():
-            click.echo(f"  {condition:<16} OA {acc:.3f}")
-        for key in ("deletion_auc", "insertion_auc"):
-            if key in report:
-                click.echo(f"  {key:<16} {report[key]:.3f}")
-        return
-    if not reference or not (images or map_path):
-        raise ConfigError("give --reference and IMAGES or --map (or --scenes DIR for a scene-classification model)")
-    offset = _offset(label_offset, bundle)
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(out) if out else Path(tmp) / "map"
-        if map_path:
-            folder.mkdir(parents=True, exist_ok=True)
-        else:
-            predict_landuse(bundle, list(images), folder, overlap=map_overlap(overlap, window, bundle),
-                            tta=tta if tta is not None else bool(bundle.extra.get("tta", False)), window=window,
-                            device=device,
-                            vectorise=False, overwrite=True, progress=not quiet)
-        metrics = score_map(Path(map_path) if map_path else folder / "landuse.tif", Path(reference), bundle.class_ids,
-                            [c.name for c in bundle.classes], blocks=blocks, parity=parity,
-                            mask=Path(mask) if mask else None, offset=offset, reference_field=reference_field)
-        if out:
-            (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    frame = f", map read at offset {list(offset)} px" if offset and any(offset) else ""
-    click.echo(f"{metrics['scope']}{frame}: OA {metrics['overall_accuracy']}, kappa {metrics['kappa']}, "
-               f"{metrics['n']} pixels (coverage {metrics['coverage']})")
-    found = bundle.extra.get("label_offset")
-    if found and label_offset == "none":
-        click.echo(f"note: this model's labels were registered {found} px off its imagery; --label-offset model "
-                   "scores in their frame")
-    for name, m in metrics["per_class"].items():
-        click.echo(f"  {name:<16} precision {m['precision']:.3f}  recall {m['recall']:.3f}  f1 {m['f1']:.3f}  "
-                   f"support {m['support']}")
-
-
-def _offset(text: str, bundle) -> tuple[int, int] | None:
-    """--label-offset: none, model (the bundle's) or DY,DX."""
-    from geocamat.errors import ConfigError
-
-    if text == "none":
-        return None
-    if text == "model":
-        found = bundle.extra.get("label_offset")
-        return tuple(found) if found else None
-    try:
-        dy, dx = (int(v) for v in text.split(","))
-    except ValueError:
-        raise ConfigError(f"--label-offset must be none, model or DY,DX (pixels, e.g. 1,1), not {text!r}") from None
-    return dy, dx
+    task = task_of_bundle(bundle)
+    options = given(map=map_path, **flags)
+    if task.NAME == "detection" and "reference" in options:
+        options["reference"] = [options["reference"]]
+    refuse_foreign(options, task.EvaluateOptions, task.NAME, "evaluate")
+    task.evaluate(bundle, list(images), build(task.EvaluateOptions, options, what="evaluate"), progress=not quiet,
+                  log=click.echo)

@@ -11,7 +11,7 @@ import click
 @click.argument("path", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def info(path, as_json):
-    """Describe PATH: CRS, size, bands or fields; for a bundle, bands, classes and metrics."""
+    """Describe PATH: CRS, size, bands or fields; for a bundle, its task, bands, classes and metrics."""
     from geocamat.describe import describe
 
     summary = describe(path)

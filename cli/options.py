@@ -1,20 +1,90 @@
-"""Click options shared by several commands (one place, as in rasterio's rio)."""
+"""Click options shared by several commands (one place, as in rasterio's rio), with help generated from settings.
+
+Every option that sets a task setting defaults to None ("not given"), so that the task's settings dataclass is
+the only home of a default; the help text shows that default (per task where they differ).
+"""
 
 from __future__ import annotations
 
 import click
 
-overwrite_opt = click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
-quiet_opt = click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-accelerator_opt = click.option("--accelerator", default=None,
-                               help="Lightning accelerator: auto (GPU if present), cpu, gpu.  [default: auto]")
-devices_opt = click.option("--devices", default=None, help="Devices per node (e.g. 1, 4, auto).  [default: auto]")
+overwrite_opt = click.option("--overwrite", is_flag=True, default=None, help="Replace an existing output folder.")
+quiet_opt = click.option("--quiet", "-q", is_flag=True, help="No progress bars; only the last line.")
 
 
-def map_overlap(overlap: float | None, window: int | None, bundle) -> float:
-    """The window overlap of a land-use map: --overlap, else 0.125 for --window maps, else the model's."""
-    from geocamat.inference.landuse import WINDOW_OVERLAP
+def _classes(kind: str) -> dict:
+    """The settings classes of each task for ``kind`` (Config, PredictOptions or EvaluateOptions)."""
+    from geocamat.tasks import TASKS, get_task
 
-    if overlap is not None:
-        return overlap
-    return WINDOW_OVERLAP if window else bundle.extra.get("overlap", 0.5)
+    out = {}
+    for name in TASKS:
+        cls = getattr(get_task(name), kind, None)
+        if cls is not None:
+            out[name] = cls
+    return out
+
+
+def _describe(kind: str, key: str) -> tuple[str, str]:
+    """Help text and default text of a setting, across the tasks that have it (``camat.tau`` for CAMAT's)."""
+    from dataclasses import MISSING, fields
+
+    from geocamat.camat.config import CamatConfig
+
+    if key.startswith("camat."):
+        name = key.split(".", 1)[1]
+        f = {f.name: f for f in fields(CamatConfig)}[name]
+        choices = CamatConfig.choices(name)
+        text = f.metadata.get("help", "") + (f" ({' | '.join(choices)})" if choices else "")
+        return text, _fmt(f.default)
+    helps, defaults = [], {}
+    for task, cls in _classes(kind).items():
+        for f in fields(cls):
+            if f.name == key:
+                helps.append(f.metadata.get("help", ""))
+                choices = f.metadata.get("choices")
+                if choices:
+                    helps[-1] += f" ({' | '.join(map(str, choices))})"
+                defaults[task] = f.default_factory() if f.default is MISSING else f.default
+    if not helps:
+        raise KeyError(f"no task has the setting {key!r}")
+    values = set(map(_fmt, defaults.values()))
+    shown = values.pop() if len(values) == 1 else "; ".join(f"{t} {_fmt(v)}" for t, v in defaults.items())
+    return helps[0], shown
+
+
+def _fmt(value) -> str:
+    if value is None or value == [] or value == {}:
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+def setting_option(kind: str, key: str, *decls: str, **kwargs):
+    """A click option for the setting ``key`` of the ``kind`` settings, default None, help from the dataclass.
+
+    ``kind`` is Config (training), PredictOptions or EvaluateOptions. ``decls`` are click's declarations (the
+    flag, and the parameter name where it differs from ``key``).
+    """
+    text, default = _describe(kind, key)
+    extra = kwargs.pop("help_prefix", "")
+    kwargs.setdefault("default", None)
+    return click.option(*decls, help=f"{extra}{text}  [default: {default}]", show_default=False, **kwargs)
+
+
+def given(**values) -> dict:
+    """The options the user gave (None means not given; a flag given as False counts)."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def refuse_foreign(given_flags: dict, cls, task_name: str, command: str) -> None:
+    """One-line error for an option given that does not apply to this task's ``command``."""
+    from dataclasses import fields
+
+    from geocamat.errors import ConfigError
+
+    known = {f.name for f in fields(cls)}
+    for key in given_flags:
+        if key not in known:
+            raise ConfigError(f"--{key.replace('_', '-')} does not apply to {command} with a {task_name} model "
+                              f"(its options: {', '.join('--' + k.replace('_', '-') for k in sorted(known))})")

@@ -1,4 +1,4 @@
-"""``geocamat train``: train a land-use classifier (or an object detector) from a config and/or flags."""
+"""``geocamat train``: train a land-use, scene or detection model from a config file and/or flags."""
 
 from __future__ import annotations
 
@@ -6,116 +6,103 @@ from pathlib import Path
 
 import click
 
-from cli.options import accelerator_opt, devices_opt, overwrite_opt, quiet_opt
+from cli.options import given, overwrite_opt, quiet_opt, setting_option
+
+C = "Config"
+
+
+def _camat_option(name: str, type_=None):
+    return setting_option(C, f"camat.{name}", f"--camat-{name.replace('_', '-')}", f"camat_{name}", type=type_)
 
 
 @click.command()
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @click.option("--out", "out", default="runs/train", show_default=True, type=click.Path(file_okay=False),
               help="Run folder: model.geocamat, metrics.json, confusion.png, training.png, config.yaml.")
-@click.option("--task", type=click.Choice(["landuse", "detection"]), default=None, help="[default: landuse]")
-@click.option("--images", multiple=True, help="Image files, globs or folders (repeatable).")
-@click.option("--bands", default=None, help="Band selection, comma-separated names or 1-based numbers (e.g. 3,2,1).")
-@click.option("--labels", default=None, help="Classified raster, or vector layer of polygons/points.")
-@click.option("--scenes", default=None, help="Instead of --images/--labels: a folder with one image folder per class.")
-@click.option("--label-field", default=None, help="Class field of a vector label layer.")
-@click.option("--tile-size", type=int, default=None, help="Tile side in pixels.  [default: 16]")
-@click.option("--purity", type=float, default=None, help="Minimum share of a tile's majority class.  [default: 0.5]")
-@click.option("--blocks", type=int, default=None, help="Checkerboard blocks per side (train/validation).  [default: 4]")
-@click.option("--arch", default=None, help="camnet-xs | camnet-s | resnet10 | resnet18.  "
-              "[default: camnet-xs; resnet18 for scene folders]")
-@click.option("--epochs", type=int, default=None, help="[default: 30]")
-@click.option("--batch-size", type=int, default=None, help="[default: 64]")
-@click.option("--lr", type=float, default=None, help="Peak learning rate.  [default: 0.002]")
-@click.option("--seed", type=int, default=None, help="[default: 0]")
-@click.option("--pixel-loss", type=float, default=None,
-              help="Weight of per-pixel supervision of the CAM logits (0: tile labels only).  "
-                   "[default: 1; 0 for scene folders]")
-@click.option("--ema-decay", type=float, default=None,
-              help="Keep an exponential moving average of the weights (e.g. 0.998) and ship it in the bundle "
-                   "(0: the last weights).  [default: 0]")
-@click.option("--cutmix", type=float, default=None,
-              help="Probability of CutMix per training batch: a rectangle of another tile pasted in, labels "
-                   "following (0: off).  [default: 0]")
-@click.option("--output", type=click.Choice(["window", "dense"]), default=None,
-              help="Map from the per-pixel CAM logits or from window probabilities.  "
-                   "[default: dense; window when --pixel-loss is 0]")
-@click.option("--camat/--no-camat", default=None, help="Train with CAMAT (default) or without any occlusion.")
-@click.option("--regulariser", type=click.Choice(["camat", "cutout", "random-erasing", "hide-and-seek", "none"]),
-              default=None, help="Training-time occlusion.  [default: camat]")
-@click.option("--camat-saliency", default=None, help="cam | gradcam | gradcampp.  [default: cam]")
-@click.option("--camat-target", default=None, help="gt | pred.  [default: gt]")
-@click.option("--camat-tau", type=float, default=None, help="Occlude where the normalised CAM >= tau.  [default: 0.7]")
-@click.option("--camat-area", type=float, default=None, help="Occlude this top fraction of the CAM instead of tau.")
-@click.option("--camat-fill", default=None, help="mean | zero | white | noise | blur.  [default: mean]")
-@click.option("--camat-p", type=float, default=None, help="Probability a sample is occluded.  [default: 0.5]")
-@click.option("--camat-warmup", type=float, default=None, help="Fraction of epochs trained clean.  [default: 0.2]")
-@click.option("--camat-source", default=None, help="fresh | cached.  [default: fresh]")
-@accelerator_opt
-@devices_opt
-@click.option("--strategy", default=None, help="Lightning strategy, e.g. ddp for several GPUs.  [default: auto]")
-@click.option("--num-nodes", type=int, default=None, help="Machines for distributed training.  [default: 1]")
+@click.option("--task", type=click.Choice(["landuse", "scenes", "detection"]), default=None,
+              help="What to train.  [default: landuse; scenes with --scenes]")
+@setting_option(C, "images", "--images", multiple=True)
+@setting_option(C, "bands", "--bands", help_prefix="Comma-separated. ")
+@setting_option(C, "labels", "--labels")
+@setting_option(C, "scenes", "--scenes")
+@setting_option(C, "label_field", "--label-field")
+@setting_option(C, "tile_size", "--tile-size", type=int)
+@setting_option(C, "purity", "--purity", type=float)
+@setting_option(C, "blocks", "--blocks", type=int)
+@setting_option(C, "arch", "--arch")
+@setting_option(C, "epochs", "--epochs", type=int)
+@setting_option(C, "batch_size", "--batch-size", type=int)
+@setting_option(C, "lr", "--lr", type=float)
+@setting_option(C, "seed", "--seed", type=int)
+@setting_option(C, "pixel_loss", "--pixel-loss", type=float)
+@setting_option(C, "ema_decay", "--ema-decay", type=float)
+@setting_option(C, "cutmix", "--cutmix", type=float)
+@setting_option(C, "output", "--output", type=click.Choice(["window", "dense"]))
+@click.option("--camat/--no-camat", default=None, help="Train with CAMAT (default) or without any occlusion "
+              "(same as --regulariser none).")
+@setting_option(C, "regulariser", "--regulariser")
+@_camat_option("saliency")
+@_camat_option("target")
+@_camat_option("tau", float)
+@_camat_option("area", float)
+@_camat_option("fill")
+@_camat_option("p", float)
+@_camat_option("warmup", float)
+@_camat_option("source")
+@setting_option(C, "accelerator", "--accelerator")
+@setting_option(C, "devices", "--devices")
+@setting_option(C, "strategy", "--strategy")
+@setting_option(C, "num_nodes", "--num-nodes", type=int)
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
               help="Override any setting, e.g. --set camat.tau=0.6 (repeatable).")
 @overwrite_opt
 @quiet_opt
-def train(config, out, task, images, bands, labels, scenes, label_field, tile_size, purity, blocks, arch, epochs,
-          batch_size, lr, seed, pixel_loss, ema_decay, cutmix, output, camat, regulariser, camat_saliency, camat_target,
-          camat_tau, camat_area, camat_fill,
-          camat_p, camat_warmup, camat_source, accelerator, devices, strategy, num_nodes, assignments, overwrite,
-          quiet):
+def train(config, out, task, images, assignments, overwrite, quiet, camat, **flags):
     """Train a model on GeoTIFF imagery and labels; CONFIG is an optional YAML file of settings.
 
     Flags override the file, and --set overrides both. Example:
 
         geocamat train samples/nc_landsat.yaml --out runs/nc --epochs 20
     """
-    from geocamat.config import detection_config, load_config, load_raw_config
+    from geocamat.errors import ConfigError
+    from geocamat.settings import build, load_raw
+    from geocamat.tasks import get_task, task_of_settings
 
-    camat_opts = {k: v for k, v in dict(saliency=camat_saliency, target=camat_target, tau=camat_tau, area=camat_area,
-                                        fill=camat_fill, p=camat_p, warmup=camat_warmup, source=camat_source).items()
-                  if v is not None}
-    if camat is False and regulariser is None:
-        regulariser = "none"
-    overrides = dict(task=task, images=list(images) or None, bands=bands.split(",") if bands else None,
-                     labels=labels, scenes=scenes, label_field=label_field,
-                     tile_size=tile_size, purity=purity, blocks=blocks, arch=arch, epochs=epochs,
-                     batch_size=batch_size, lr=lr, seed=seed, pixel_loss=pixel_loss, ema_decay=ema_decay,
-                     cutmix=cutmix,
-                     output=output,
-                     regulariser=regulariser, camat=camat_opts or None,
-                     accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes)
-    out = Path(out)
-    raw = load_raw_config(config, overrides, assignments)
-    if raw.get("task") == "detection":
-        from geocamat.tasks.detection.workflow import train_detection
+    camat_opts = {k.removeprefix("camat_"): v for k, v in flags.items() if k.startswith("camat_") and v is not None}
+    values = {k: v for k, v in flags.items() if not k.startswith("camat_")}
+    if values.get("bands"):
+        values["bands"] = values["bands"].split(",")
+    if values.get("devices") and str(values["devices"]).isdigit():
+        values["devices"] = int(values["devices"])
+    if camat is False:
+        if values.get("regulariser") not in (None, "none"):
+            raise ConfigError("--no-camat and --regulariser contradict each other: give one of them")
+        values["regulariser"] = "none"
+    raw = load_raw(config, given(task=task, images=list(images) or None, camat=camat_opts or None, **values),
+                   assignments)
+    name = task_of_settings(raw.values)
+    module = get_task(name)
+    settings = dict(raw.values)
+    settings.pop("task", None)
+    regulariser = settings.get("regulariser", "camat")
+    if regulariser != "camat" and settings.get("camat"):
+        flagged = sorted(k for k in raw.explicit if k.startswith("camat."))
+        if flagged:
+            raise ConfigError(f"--{flagged[0].replace('.', '-').replace('_', '-')} applies only with --regulariser "
+                              f"camat, not {regulariser}: drop it or train with CAMAT")
+        click.echo(f"note: the config file's camat options are not used with regulariser {regulariser}", err=True)
+        settings.pop("camat")
+    from dataclasses import fields
 
-        if out.exists() and any(out.iterdir()) and not overwrite:
-            from geocamat.errors import OutputExistsError
-
-            raise OutputExistsError(f"{out} already holds results: choose another --out or pass --overwrite")
-        metrics = train_detection(detection_config(raw), out, progress=not quiet)
-        headline = {k: v for k, v in metrics.items() if not isinstance(v, dict | list)}
-        click.echo(f"model: {out / 'model.geocamat'}  metrics: {headline}")
-        return
-    cfg = load_config(config, overrides, assignments)
-    if cfg.get("scenes"):
-        from geocamat.tasks.scenes.workflow import train_scenes
-
-        metrics = train_scenes(cfg, out, overwrite=overwrite, progress=not quiet, log=click.echo)
-        acc = metrics["robustness"]["accuracy"]
-        click.echo(f"held-out scenes: OA {metrics['held_out']['overall_accuracy']}; under occlusion: "
-                   + ", ".join(f"{k} {v:.3f}" for k, v in acc.items() if k != "clean"))
-        click.echo(f"model: {out / 'model.geocamat'}")
-        return
-    from geocamat.tasks.landuse.train import train_landuse
-
-    metrics = train_landuse(cfg, out, overwrite=overwrite, progress=not quiet, log=click.echo)
-    vm = metrics["validation_map"]
-    click.echo(f"validation map ({vm['scope']}): OA {vm['overall_accuracy']}, kappa {vm['kappa']}, "
-               f"{vm['n']} pixels; tile accuracy {metrics['validation_tiles']['accuracy']}")
-    if "validation_map_image_frame" in metrics:
-        raw = metrics["validation_map_image_frame"]
-        click.echo(f"  (scored in the labels' frame, offset {vm['map_offset_px']} px; on the image's own grid: "
-                   f"OA {raw['overall_accuracy']}, kappa {raw['kappa']})")
-    click.echo(f"model: {out / 'model.geocamat'}")
+    known = {f.name for f in fields(module.Config)}
+    for key in sorted(raw.explicit - {"task"}):
+        if key.split(".")[0] not in known:
+            flag = key if "=" in key else key.replace("_", "-")
+            raise ConfigError(f"{flag} does not apply to {module.NAME} training; its settings are "
+                              f"{', '.join(sorted(known))}")
+    cfg = build(module.Config, settings, what=f"{module.NAME} training")
+    metrics = module.train(cfg, Path(out), overwrite=bool(overwrite), progress=not quiet,
+                           log=click.echo)
+    for line in module.summary(metrics):
+        click.echo(line)
+    click.echo(f"model: {Path(out) / 'model.geocamat'}")

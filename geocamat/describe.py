@@ -28,14 +28,14 @@ def describe(path: str | Path) -> dict:
         raise InputNotFoundError(f"no such file: {path}")
     if path.suffix in BUNDLE_SUFFIXES:
         from geocamat.bundle import Bundle, file_sha256
+        from geocamat.tasks import task_of_bundle
 
         b = Bundle.load(path)
         return {"kind": "geocamat model bundle", "task": b.task, "model": b.model, "bands": b.bands,
                 "classes": [{"id": c.id, "name": c.name, "color": c.color} for c in b.classes],
                 "tile_size": b.tile_size, "resolution": b.resolution, "crs": _bundle_crs(b.crs),
                 "regulariser": b.regulariser, "metrics": _headline(b.metrics), "sha256": file_sha256(path),
-                "mapping": {k: b.extra[k] for k in ("overlap", "tta", "footprint", "label_offset")
-                            if b.extra.get(k) is not None}}
+                **task_of_bundle(b).describe(b)}
     import rasterio
 
     try:

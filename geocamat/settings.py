@@ -11,13 +11,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 
 from geocamat.errors import ConfigError
-
-T = TypeVar("T")
 
 
 def setting(default: Any = None, help: str = "", *, choices: tuple | None = None, path: bool = False,
@@ -112,7 +110,7 @@ def load_raw(path: str | Path | None = None, flags: dict | None = None,
     return RawSettings(values, explicit)
 
 
-def build(cls: type[T], values: dict, *, what: str) -> T:
+def build[T](cls: type[T], values: dict, *, what: str) -> T:
     """Instantiate the settings class ``cls`` from a raw dict: unknown keys refused, ``camat`` nested.
 
     Args:

@@ -48,3 +48,16 @@ def test_errors():
         dihedral(torch.rand(4, 4), 8)
     k = random_dihedral(1000, torch.Generator().manual_seed(0))
     assert k.min() == 0 and k.max() == 7
+
+
+def test_boxes_follow_the_pixels_under_every_dihedral_transform():
+    from geocamat.camat.geometry import dihedral_boxes
+
+    image = torch.zeros(1, 16, 16)
+    image[0, 2:5, 9:15] = 1.0  # rows 2-4, columns 9-14
+    boxes = torch.tensor([[9.0, 2.0, 15.0, 5.0]])
+    for k in range(8):
+        moved = dihedral(image, k)[0]
+        rows, cols = torch.nonzero(moved, as_tuple=True)
+        expected = torch.tensor([[cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]], dtype=torch.float32)
+        assert torch.equal(dihedral_boxes(boxes, k, 16), expected), k

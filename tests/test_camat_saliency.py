@@ -57,3 +57,29 @@ def test_unknown_method_and_upsample(net):
         saliency_maps(torch.rand(1, 256, 4, 4), net.head, torch.tensor([0]), "lime")
     up = upsample_maps(torch.rand(2, 4, 4), (16, 12))
     assert up.shape == (2, 16, 12)
+
+
+def test_a_new_saliency_method_plugs_in_by_name():
+    """A saliency method added without touching CAMAT, the CLI or the engine: occlusion follows its maps."""
+    from geocamat.camat import CAMAT
+    from geocamat.camat.config import SALIENCY, register_saliency
+
+    def left_half(features, head, targets):  # salient: the left half of every feature map
+        maps = torch.zeros(features.shape[0], *features.shape[-2:])
+        maps[..., : features.shape[-1] // 2] = 1.0
+        return maps
+
+    class Flat(torch.nn.Module):
+        head = torch.nn.Linear(2, 2)
+
+        def forward_features(self, x):
+            return x[:, :2]
+
+    register_saliency("left-half", left_half)
+    try:
+        x = torch.ones(3, 2, 8, 8)
+        out = CAMAT(saliency="left-half", p=1.0, warmup=0.0, fill="mean")(x, torch.zeros(3, dtype=torch.long),
+                                                                         model=Flat())
+        assert (out[..., :4] == 0).all() and (out[..., 4:] == 1).all()
+    finally:
+        SALIENCY.pop("left-half")

@@ -1,68 +1,132 @@
+"""Typed settings: YAML, flags and --set resolve into one dataclass per task; each default has one home."""
+
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 import pytest
 
-from geocamat.config import apply_override, load_config
 from geocamat.errors import ConfigError
+from geocamat.settings import apply_override, build, load_raw
+from geocamat.tasks import TASKS, get_task
+from geocamat.tasks.landuse.config import LandUseConfig
+from geocamat.tasks.scenes.config import SceneConfig
+
+
+def landuse(values: dict, assignments=()) -> LandUseConfig:
+    raw = load_raw(None, values, assignments).values
+    return build(LandUseConfig, raw, what="land-use training")
 
 
 def test_yaml_paths_resolve_against_the_file_and_flags_override(tmp_path: Path):
     cfg_file = tmp_path / "sub" / "c.yaml"
     cfg_file.parent.mkdir()
     cfg_file.write_text("images: [img/*.tif]\nlabels: lab.tif\nepochs: 3\ncamat: {tau: 0.6}\n")
-    cfg = load_config(cfg_file, {"epochs": 5, "camat": {"p": 0.3}}, ["camat.fill=white", "tile_size=24"])
-    assert cfg["images"] == [str(tmp_path / "sub" / "img/*.tif")]
-    assert cfg["labels"] == str(tmp_path / "sub" / "lab.tif")
-    assert cfg["epochs"] == 5 and cfg["tile_size"] == 24
-    assert cfg["camat"] == {"tau": 0.6, "p": 0.3, "fill": "white"}
+    raw = load_raw(cfg_file, {"epochs": 5, "camat": {"p": 0.3}}, ["camat.fill=white", "tile_size=24"])
+    cfg = build(LandUseConfig, raw.values, what="land-use training")
+    assert cfg.images == [str(tmp_path / "sub" / "img/*.tif")]
+    assert cfg.labels == str(tmp_path / "sub" / "lab.tif")
+    assert cfg.epochs == 5 and cfg.tile_size == 24
+    assert (cfg.camat.tau, cfg.camat.p, cfg.camat.fill, cfg.camat.warmup) == (0.6, 0.3, "white", 0.2)
+    assert raw.explicit == {"epochs", "camat.p", "camat.fill", "tile_size"}
 
 
 @pytest.mark.parametrize("assignment, message", [
-    ("epochs=0", "epochs"), ("purity=2", "purity"), ("regulariser=magic", "regulariser"), ("colour=red", "unknown"),
+    ("epochs=0", "epochs"), ("purity=2", "purity"), ("regulariser=magic", "regulariser"), ("colour=red", "colour"),
     ("pixel_loss=-1", "pixel_loss"), ("pixel_loss=lots", "pixel_loss"), ("output=fancy", "output"),
     ("label_offset=sideways", "label_offset"), ("label_offset=[1]", "label_offset"), ("ema_decay=1", "ema_decay"),
     ("ema_decay=-0.5", "ema_decay"), ("cutmix=1.5", "cutmix"), ("cutmix=often", "cutmix"),
+    ("camat.fill=glitter", "fill"), ("camat.tau=0", "tau"), ("camat.colour=1", "colour"), ("arch=vgg", "arch"),
+    ("tile_size=4", "tile_size"), ("num_workers=-1", "num_workers"),
 ])
 def test_invalid_settings_are_reported(assignment, message):
     with pytest.raises(ConfigError, match=message):
-        load_config(None, {"images": ["a.tif"], "labels": "b.tif"}, [assignment])
+        landuse({"images": ["a.tif"], "labels": "b.tif"}, [assignment])
 
 
 def test_missing_images_or_labels():
     with pytest.raises(ConfigError, match="no images"):
-        load_config(None, {"labels": "b.tif"})
+        landuse({"labels": "b.tif"})
     with pytest.raises(ConfigError, match="no labels"):
-        load_config(None, {"images": ["a.tif"]})
+        landuse({"images": ["a.tif"]})
 
 
-def test_pixel_loss_needs_per_pixel_labels():
-    with pytest.raises(ConfigError, match="labels per pixel"):
-        load_config(None, {"scenes": "rsscn7/"}, ["pixel_loss=1"])
-    assert load_config(None, {"images": ["a.tif"], "labels": "b.tif"}, ["pixel_loss=1"])["pixel_loss"] == 1
+def test_settings_of_another_task_are_refused():
+    with pytest.raises(ConfigError, match="pixel_loss.*scene-classification"):
+        build(SceneConfig, {"scenes": "rsscn7/", "pixel_loss": 1}, what="scene-classification training")
 
 
-def test_defaults_that_depend_on_per_pixel_labels_or_scene_folders():
+def test_defaults_that_depend_on_the_task_or_on_pixel_loss():
     pixels = {"images": ["a.tif"], "labels": "b.tif"}
-    cfg = load_config(None, pixels)
-    assert (cfg["pixel_loss"], cfg["output"]) == (1.0, "dense")
-    cfg = load_config(None, pixels, ["pixel_loss=0"])
-    assert (cfg["pixel_loss"], cfg["output"]) == (0, "window")  # CAM logits untrained per pixel: window map
-    cfg = load_config(None, pixels, ["output=window"])
-    assert (cfg["pixel_loss"], cfg["output"]) == (1.0, "window")
-    cfg = load_config(None, {"scenes": "rsscn7/"})
-    assert (cfg["pixel_loss"], cfg["output"], cfg["arch"]) == (0.0, "window", "resnet18")
-    assert load_config(None, pixels)["arch"] == "camnet-xs"
-    assert load_config(None, pixels, ["arch=resnet10"])["arch"] == "resnet10"
+    assert (landuse(pixels).pixel_loss, landuse(pixels).output, landuse(pixels).arch) == (1.0, "dense", "camnet-xs")
+    assert (landuse(pixels, ["pixel_loss=0"]).output) == "window"  # CAM logits untrained per pixel: window map
+    cfg = landuse(pixels, ["output=window"])
+    assert (cfg.pixel_loss, cfg.output) == (1.0, "window")
+    assert build(SceneConfig, {"scenes": "rsscn7/"}, what="scenes").arch == "resnet18"
+    assert landuse(pixels, ["arch=resnet10"]).arch == "resnet10"
 
 
 def test_cutmix_needs_fresh_class_activation_maps():
     base = {"images": ["a.tif"], "labels": "b.tif"}
     with pytest.raises(ConfigError, match="fresh"):
-        load_config(None, base, ["cutmix=0.5", "camat.source=cached"])
-    assert load_config(None, base, ["cutmix=0.5"])["cutmix"] == 0.5
-    assert load_config(None, base, ["cutmix=0.5", "camat.source=cached", "regulariser=none"])["cutmix"] == 0.5
+        landuse(base, ["cutmix=0.5", "camat.source=cached"])
+    assert landuse(base, ["cutmix=0.5"]).cutmix == 0.5
+    assert landuse(base, ["cutmix=0.5", "camat.source=cached", "regulariser=none"]).cutmix == 0.5
 
 
 def test_override_needs_equals_sign():
     with pytest.raises(ConfigError):
         apply_override({}, "epochs")
+
+
+def _defaults_in_source(root: Path) -> list[str]:
+    """Lines of the library that still hold a dict of defaults of settings (the old shapes)."""
+    bad = []
+    for path in root.rglob("*.py"):
+        text = path.read_text()
+        for marker in ("DEFAULTS: dict", "TRAIN_DEFAULTS", "PREDICT_DEFAULTS"):
+            if marker in text:
+                bad.append(f"{path}: {marker}")
+    return bad
+
+
+def test_every_default_has_one_home():
+    """CLI options default to None (the dataclass holds the default); no dict of defaults is left anywhere."""
+    from click.testing import CliRunner  # noqa: F401  (the commands are click commands)
+
+    from cli.evaluate import evaluate
+    from cli.predict import predict
+    from cli.train import train
+
+    structural = {"out", "config", "task", "images", "model_path", "assignments", "overwrite", "quiet", "as_json",
+                  "camat", "no_vector", "map_path"}
+    for command in (train, predict, evaluate):
+        for param in command.params:
+            if param.name in structural:
+                continue
+            assert param.default is None, f"geocamat {command.name} --{param.name} has its own default"
+    assert _defaults_in_source(Path(__file__).resolve().parents[1] / "geocamat") == []
+    # every field of every task's settings has a default and a help text
+    for name in TASKS:
+        task = get_task(name)
+        for cls in (task.Config, task.PredictOptions, task.EvaluateOptions):
+            for f in fields(cls):
+                assert f.default is not MISSING or f.default_factory is not MISSING, (cls, f.name)
+                assert f.metadata.get("help"), (cls.__name__, f.name)
+    # a setting shared by the tasks through their base class is declared once
+    from geocamat.tasks.base import TrainSettings
+
+    shared = {f.name for f in fields(TrainSettings)}
+    for name in TASKS:
+        own = set(get_task(name).Config.__dataclass_fields__) - shared
+        assert not own & shared
+
+
+def test_help_shows_each_tasks_default():
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    out = CliRunner().invoke(cli, ["train", "--help"], terminal_width=200).output
+    assert "landuse 16; detection 400" in out
+    for fill in ("mean", "zero", "white", "max", "noise", "blur", "mixed"):
+        assert fill in out

@@ -13,8 +13,8 @@ import torch
 from rasterio.transform import from_origin
 
 from geocamat.bundle import Bundle, ClassInfo
-from geocamat.data.detection_metrics import mean_average_precision, precision_recall
 from geocamat.inference.detect import detect_image, merge_tiles, plan_windows
+from geocamat.metrics.detection import mean_average_precision, precision_recall
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "deepforest_neon_trees"
 
@@ -94,14 +94,14 @@ def tiny_bundle(tile_size: int = 256) -> Bundle:
 def test_predict_osbs_writes_gpkg_in_image_crs_inside_bounds(tmp_path):
     import geopandas as gpd
 
+    from geocamat.tasks.detection.config import PredictOptions
     from geocamat.tasks.detection.workflow import predict_detection
 
     bundle = tiny_bundle()
     bundle.save(tmp_path / "model.geocamat")
     out = tmp_path / "out"
-    report = predict_detection(bundle, [str(DATA / "OSBS_029.tif")], out,
-                               {"score_threshold": 0.0, "model_path": str(tmp_path / "model.geocamat")},
-                               progress=False)
+    report = predict_detection(bundle, [str(DATA / "OSBS_029.tif")], out, PredictOptions(score_threshold=0.0),
+                               progress=False, model_path=str(tmp_path / "model.geocamat"))
     gdf = gpd.read_file(out / "detections.gpkg", layer="detections")
     with rasterio.open(DATA / "OSBS_029.tif") as src:
         crs, b = src.crs, src.bounds
@@ -124,10 +124,12 @@ def test_predict_osbs_writes_gpkg_in_image_crs_inside_bounds(tmp_path):
 def test_predict_plain_png_gives_pixel_coordinates(tmp_path):
     import geopandas as gpd
 
+    from geocamat.tasks.detection.config import PredictOptions
     from geocamat.tasks.detection.workflow import predict_detection
 
     out = tmp_path / "out"
-    predict_detection(tiny_bundle(), [str(DATA / "OSBS_029.png")], out, {"score_threshold": 0.0}, progress=False)
+    predict_detection(tiny_bundle(), [str(DATA / "OSBS_029.png")], out, PredictOptions(score_threshold=0.0),
+                      progress=False)
     gdf = gpd.read_file(out / "detections.gpkg")
     assert gdf.crs is None and len(gdf) > 0
     x0, y0, x1, y1 = gdf.total_bounds
@@ -187,7 +189,7 @@ def test_map_agrees_with_pycocotools_and_torchmetrics(seed):
     pytest.importorskip("pycocotools")
     from torchmetrics.detection import MeanAveragePrecision
 
-    from geocamat.data.detection_metrics import IOU_THRESHOLDS, to_tensors
+    from geocamat.metrics.detection import IOU_THRESHOLDS, to_tensors
 
     preds, targets = _random_case(seed)
     for d in preds + targets:  # same float32 boxes for all (IoUs at a threshold must not differ by rounding)

@@ -1,4 +1,4 @@
-"""train_detection / predict_detection / evaluate_detection end to end on small data."""
+"""The detection task (train / predict / evaluate through its package) end to end on small data."""
 
 from __future__ import annotations
 
@@ -11,7 +11,22 @@ from PIL import Image
 
 from geocamat.bundle import Bundle
 from geocamat.errors import ConfigError, InputNotFoundError, InvalidLabelsError
-from geocamat.tasks.detection.workflow import evaluate_detection, predict_detection, train_detection
+from geocamat.settings import build
+from geocamat.tasks import get_task
+
+DET = get_task("detection")
+
+
+def train_detection(values: dict, out: Path, progress: bool = False) -> dict:
+    return DET.train(build(DET.Config, values, what="detection training"), out, progress=progress)
+
+
+def predict_detection(bundle, images, out, options: dict, progress: bool = False) -> dict:
+    return DET.predict(bundle, images, out, DET.PredictOptions(**options), progress=progress)
+
+
+def evaluate_detection(bundle, images, reference, options: dict) -> dict:
+    return DET.evaluate(bundle, images, DET.EvaluateOptions(reference=reference, **options), log=lambda _: None)
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "deepforest_neon_trees"
 
@@ -34,8 +49,8 @@ def scene(tmp_path: Path, n: int = 8, size: int = 176, seed: int = 0) -> tuple[P
 def test_train_predict_evaluate_small(tmp_path):
     img, csv = scene(tmp_path)
     cfg = {"images": [str(img)], "labels": [str(csv)], "tile_size": 128, "epochs": 1, "batch_size": 2,
-           "max_tiles": 4, "backbone": "tiny", "empty_ratio": 1.0, "regulariser": "camat", "camat_warmup": 0.0,
-           "camat_p": 1.0, "val_fraction": 0.0, "seed": 3}
+           "max_tiles": 4, "backbone": "tiny", "empty_ratio": 1.0, "regulariser": "camat", "camat": {"warmup": 0.0,
+           "p": 1.0}, "val_fraction": 0.0, "seed": 3}
     metrics = train_detection(cfg, tmp_path / "run", progress=False)
     assert metrics["train_tiles"] == 4 and metrics["steps"] == 2 and metrics["occluded_pixel_fraction"] > 0
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["train_boxes"] == 8
@@ -50,7 +65,7 @@ def test_train_predict_evaluate_small(tmp_path):
         assert 0.0 <= ev[level]["map_50"] <= 1.0 and ev[level]["n_gt"] >= 8
     # the same labels under another class name: refused unless class-agnostic
     (tmp_path / "other.csv").write_text(csv.read_text().replace(",box", ",crate"))
-    with pytest.raises(InvalidLabelsError, match="class_agnostic"):
+    with pytest.raises(InvalidLabelsError, match="class-agnostic"):
         evaluate_detection(bundle, [str(img)], [str(tmp_path / "other.csv")], {})
     assert evaluate_detection(bundle, [str(img)], [str(tmp_path / "other.csv")], {"class_agnostic": True})
 

@@ -117,7 +117,7 @@ def test_no_ema_model_by_default():
 
 
 def test_cutmix_mixes_the_tile_loss_by_the_footprint_share(monkeypatch):
-    import geocamat.tasks.landuse as landuse_module
+    import geocamat.tasks.landuse.module as landuse_module
 
     x = torch.randn(4, 3, 16, 16)
     y = torch.tensor([0, 1, 2, 0])

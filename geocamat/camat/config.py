@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 #: Saliency methods by name: a ``(features, head, targets) -> (N, h, w)`` function, or "module:function" for a
 #: built-in one (imported on first use). :func:`register_saliency` adds one.
@@ -64,16 +64,24 @@ class CamatConfig:
             ``all`` (also occluded ones: the next occlusion then hides the next most salient region).
     """
 
-    saliency: str = "cam"
-    target: str = "gt"
-    tau: float = 0.7
-    area: float | None = None
-    fill: str = "mean"
-    p: float = 0.5
-    warmup: float = 0.2
-    source: str = "fresh"
-    cache_miss: str = "skip"
-    cache_update: str = "clean"
+    saliency: str = field(default="cam", metadata={"help": "Saliency method."})
+    target: str = field(default="gt", metadata={"help": "Class whose map is occluded: ground truth or prediction."})
+    tau: float = field(default=0.7, metadata={"help": "Occlude where the normalised map >= tau."})
+    area: float | None = field(default=None, metadata={"help": "Occlude this top fraction of the map instead of tau."})
+    fill: str = field(default="mean", metadata={"help": "Fill of occluded pixels."})
+    p: float = field(default=0.5, metadata={"help": "Probability that a sample is occluded."})
+    warmup: float = field(default=0.2, metadata={"help": "Fraction of epochs trained clean first."})
+    source: str = field(default="fresh", metadata={"help": "Maps from an extra forward (fresh) or the last one."})
+    cache_miss: str = field(default="skip", metadata={"help": "Cached maps: a sample without one is skipped or "
+                                                               "gets a fresh map."})
+    cache_update: str = field(default="clean", metadata={"help": "Cached maps: refreshed by clean forwards only, "
+                                                                 "or by all."})
+
+    @staticmethod
+    def choices(name: str) -> tuple | None:
+        """The allowed values of an option with a fixed set of them."""
+        return {"saliency": tuple(SALIENCY), "target": TARGETS, "fill": FILLS, "source": SOURCES,
+                "cache_miss": ("skip", "fresh"), "cache_update": ("clean", "all")}.get(name)
 
     def __post_init__(self) -> None:
         def number(value) -> bool:

@@ -16,9 +16,9 @@ from dataclasses import asdict
 import torch
 from torch import Tensor
 
+from geocamat.camat.config import CamatConfig
 from geocamat.camat.fills import FILLS, apply_mask, fill_values
 from geocamat.camat.masks import normalise_maps, threshold_mask, top_area_mask
-from geocamat.camat.config import CamatConfig
 
 
 def _pixel_box(box: Tensor, h: int, w: int) -> tuple[int, int, int, int]:

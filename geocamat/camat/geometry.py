@@ -81,3 +81,13 @@ def dihedral_inverse(x: Tensor, k: int | Tensor) -> Tensor:
 def random_dihedral(n: int, generator: torch.Generator | None = None) -> Tensor:
     """Draw ``n`` dihedral indices uniformly from 0..7 (on the CPU)."""
     return torch.randint(0, NUM_DIHEDRAL, (n,), generator=generator)
+
+
+def dihedral_boxes(boxes: Tensor, k: int, size: int) -> Tensor:
+    """Move (N, 4) ``x0, y0, x1, y1`` pixel boxes of a ``size`` x ``size`` image as :func:`dihedral` moves it."""
+    out = boxes.clone()
+    if k >= 4:  # horizontal flip first
+        out[:, [0, 2]] = size - boxes[:, [2, 0]]
+    for _ in range(k % 4):  # each quarter turn of torch.rot90: (x, y) -> (y, size - x)
+        out = torch.stack([out[:, 1], size - out[:, 2], out[:, 3], size - out[:, 0]], dim=1)
+    return out

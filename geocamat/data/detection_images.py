@@ -2,40 +2,20 @@
 
 from __future__ import annotations
 
-import glob
 import warnings
-from pathlib import Path
 
 import numpy as np
 
 from geocamat.data.boxes import ImageInfo
-from geocamat.errors import InputNotFoundError, InvalidRasterError
+from geocamat.data.paths import expand_paths as _expand
+from geocamat.errors import InvalidRasterError
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".jp2", ".vrt")
 
 
 def expand_paths(items: str | list[str], what: str = "image") -> list[str]:
-    """Expand paths, globs and folders into a sorted list of files (order kept between arguments).
-
-    Raises:
-        InputNotFoundError: an argument matches nothing.
-    """
-    if isinstance(items, str | Path):
-        items = [str(items)]
-    out: list[str] = []
-    for item in items:
-        item = str(item)
-        p = Path(item)
-        if p.is_dir():
-            found = sorted(str(f) for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-        elif any(c in item for c in "*?["):
-            found = sorted(glob.glob(item, recursive=True))
-        else:
-            found = [item] if p.is_file() else []
-        if not found:
-            raise InputNotFoundError(f"{what} {item!r} matches no file; check the path or glob")
-        out.extend(f for f in found if f not in out)
-    return out
+    """Image files (paths, globs, folders of images) as strings, in argument order."""
+    return [str(p) for p in _expand(items, IMAGE_SUFFIXES, what)]
 
 
 def _open(path: str):

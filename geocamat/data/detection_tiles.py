@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from geocamat.camat.geometry import dihedral, dihedral_boxes, random_dihedral
 from geocamat.data.boxes import ImageBoxes
 from geocamat.data.detection_images import read_image
 
@@ -86,25 +87,10 @@ class DetectionTiles(Dataset):
         b, idx = clip_boxes(ib.boxes, t.col, t.row, s, self.min_visible)
         labels = np.array([self.class_index[ib.names[j]] for j in idx], np.int64)
         image, boxes = torch.from_numpy(x), torch.from_numpy(b)
-        if self.augment:
-            image, boxes = random_dihedral(image, boxes)
+        if self.augment:  # one of the 8 flips/quarter turns, boxes moved with the pixels
+            k = int(random_dihedral(1)[0])
+            image, boxes = dihedral(image, k).contiguous(), dihedral_boxes(boxes, k, self.tile_size)
         return image, {"boxes": boxes, "labels": torch.from_numpy(labels)}
-
-
-def random_dihedral(image: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
-    """Random horizontal/vertical flip and transpose of a square tile and its boxes."""
-    s = image.shape[-1]
-    boxes = boxes.clone()
-    if random.random() < 0.5:
-        image = image.flip(-1)
-        boxes[:, [0, 2]] = s - boxes[:, [2, 0]]
-    if random.random() < 0.5:
-        image = image.flip(-2)
-        boxes[:, [1, 3]] = s - boxes[:, [3, 1]]
-    if random.random() < 0.5 and image.shape[-1] == image.shape[-2]:
-        image = image.transpose(-1, -2)
-        boxes = boxes[:, [1, 0, 3, 2]]
-    return image.contiguous(), boxes
 
 
 def collate(batch: list[tuple[Tensor, dict]]) -> tuple[Tensor, list[dict]]:

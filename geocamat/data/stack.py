@@ -9,7 +9,6 @@ nodata, each source's own nodata honoured; for multi-band files the files' nodat
 
 from __future__ import annotations
 
-import glob
 import html
 import os
 from collections.abc import Sequence
@@ -18,31 +17,17 @@ from pathlib import Path
 
 import numpy as np
 
-from geocamat.errors import InputNotFoundError, InvalidRasterError
-
-RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")
+from geocamat.data.paths import RASTER_SUFFIXES, expand_paths
+from geocamat.errors import InvalidRasterError
 
 
 def resolve_inputs(patterns: Sequence[str | os.PathLike], suffixes: Sequence[str] = RASTER_SUFFIXES) -> list[Path]:
-    """Expand paths, globs and folders into a sorted list of existing files.
+    """The rasters named by paths, globs and folders, absolute and sorted (one stack or mosaic).
 
     Raises:
         InputNotFoundError: if a pattern matches nothing.
     """
-    found: list[Path] = []
-    for pattern in patterns:
-        pattern = str(pattern)
-        path = Path(pattern)
-        if path.is_dir():
-            matches = sorted(p for p in path.iterdir() if p.suffix.lower() in suffixes)
-        elif path.is_file():
-            matches = [path]
-        else:
-            matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
-        if not matches:
-            raise InputNotFoundError(f"no raster found at {pattern!r}: check the path or glob")
-        found.extend(matches)
-    return sorted(dict.fromkeys(p.resolve() for p in found))
+    return sorted(dict.fromkeys(p.resolve() for p in expand_paths(patterns, suffixes, "raster")))
 
 
 @dataclass

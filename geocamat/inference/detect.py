@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from geocamat.data.detection_images import image_info, read_image
+from geocamat.unionfind import connected_components
 
 DetectFn = Callable[[Tensor], tuple[list[dict], Tensor | None]]
 
@@ -87,14 +88,7 @@ def merge_tiles(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, trunc
         return np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
     boxes = boxes.astype(np.float64)
     windows = windows.astype(np.float64)
-    parent = np.arange(n)
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    same: list[tuple[int, int]] = []
     for i in range(n):
         other = (labels == labels[i]) & np.any(windows != windows[i], axis=1)
         other &= (boxes[:, 0] < boxes[i, 2]) & (boxes[:, 2] > boxes[i, 0])
@@ -108,11 +102,8 @@ def merge_tiles(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, trunc
         inter = np.hstack([np.maximum(a[:, :2], b[:, :2]), np.minimum(a[:, 2:], b[:, 2:])])
         ia, ib, ii = _area(a), _area(b), _area(inter)
         iou = ii / np.maximum(ia + ib - ii, 1e-9)
-        for j in js[iou >= match_iou]:
-            ri, rj = find(i), find(int(j))
-            if ri != rj:
-                parent[max(ri, rj)] = min(ri, rj)
-    roots = np.array([find(i) for i in range(n)])
+        same += [(i, int(j)) for j in js[iou >= match_iou]]
+    roots = connected_components(n, same)
     out_boxes, out_idx = [], []
     for r in np.unique(roots):
         members = np.nonzero(roots == r)[0]

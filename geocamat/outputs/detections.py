@@ -18,6 +18,8 @@ from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
+from geocamat.outputs.geopackage import store_style
+
 LAYER = "detections"
 
 
@@ -74,31 +76,6 @@ def detections_qml(classes: list, field: str = "class_name", width_mm: float = 0
         "</qgis>\n")
 
 
-def store_style(gpkg: str | os.PathLike, qml: str, layer: str = LAYER, geometry_column: str = "geom") -> None:
-    """Store ``qml`` as the default style of ``layer`` in the GeoPackage's ``layer_styles`` table (QGIS convention)."""
-    con = sqlite3.connect(str(gpkg))
-    try:
-        cur = con.cursor()
-        cur.execute(
-            "CREATE TABLE IF NOT EXISTS layer_styles (id INTEGER PRIMARY KEY AUTOINCREMENT, f_table_catalog TEXT(256),"
-            " f_table_schema TEXT(256), f_table_name TEXT(256), f_geometry_column TEXT(256), styleName TEXT(30),"
-            " styleQML TEXT, styleSLD TEXT, useAsDefault BOOLEAN, description TEXT, owner TEXT(30), ui TEXT(30),"
-            " update_time DATETIME DEFAULT CURRENT_TIMESTAMP)")
-        exists = cur.execute("SELECT 1 FROM gpkg_contents WHERE table_name='layer_styles'").fetchone()
-        if not exists:
-            cur.execute("INSERT INTO gpkg_contents (table_name, data_type, identifier, description, last_change) "
-                        "VALUES ('layer_styles', 'attributes', 'layer_styles', 'QGIS layer styles', "
-                        "strftime('%Y-%m-%dT%H:%M:%fZ','now'))")
-        cur.execute("UPDATE layer_styles SET useAsDefault=0 WHERE f_table_name=?", (layer,))
-        cur.execute("INSERT INTO layer_styles (f_table_catalog, f_table_schema, f_table_name, f_geometry_column, "
-                    "styleName, styleQML, styleSLD, useAsDefault, description, owner, ui) "
-                    "VALUES ('', '', ?, ?, ?, ?, '', 1, 'geocamat classes', '', '')",
-                    (layer, geometry_column, layer, qml))
-        con.commit()
-    finally:
-        con.close()
-
-
 def write_detections(path: str | os.PathLike, frame, classes: list, crs=None) -> dict:
     """Write the detections layer (temporary name, then rename), its ``.qml`` and the stored style.
 
@@ -123,7 +100,7 @@ def write_detections(path: str | os.PathLike, frame, classes: list, crs=None) ->
     qml = detections_qml(classes)
     stored = True
     try:
-        store_style(tmp, qml)
+        store_style(tmp, qml, LAYER)
     except sqlite3.Error:
         stored = False
     qml_path = path.with_suffix(".qml")

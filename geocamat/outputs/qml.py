@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
-from geocamat.outputs.raster import ClassStyle
+from geocamat.outputs.style import ClassStyle
 
 QGIS_VERSION = "3.22.0"
 

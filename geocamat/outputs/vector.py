@@ -8,13 +8,13 @@ touching an inner seam are kept apart and, at the end, unioned per class; the ot
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
-from geocamat.outputs.raster import ClassStyle
+from geocamat.outputs.style import ClassStyle
+from geocamat.unionfind import connected_components
 
 LAYER = "landuse"
 
@@ -100,7 +100,7 @@ def merge_seams(geoms: np.ndarray, ids: np.ndarray, workers: int | None = None) 
         return np.zeros(0, object), np.zeros(0, np.int64)
     left, right = shapely.STRtree(geoms).query(geoms, predicate="intersects")
     keep = (left < right) & (ids[left] == ids[right])
-    label = _components(n, left[keep], right[keep])
+    label = connected_components(n, zip(left[keep].tolist(), right[keep].tolist(), strict=True))
     order = np.argsort(label, kind="stable")
     groups = np.split(order, np.flatnonzero(np.diff(label[order])) + 1)
     single = [g[0] for g in groups if len(g) == 1]
@@ -121,23 +121,6 @@ def merge_seams(geoms: np.ndarray, ids: np.ndarray, workers: int | None = None) 
     out_ids = [ids[np.asarray(single, np.int64)]] + [np.full(len(u), ids[g[0]], np.int64)
                                                       for u, g in zip(unions, many, strict=True)]
     return np.concatenate(out_geoms), np.concatenate(out_ids).astype(np.int64)
-
-
-def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Connected-component label of each of n nodes joined by the edges (a[k], b[k]) (union-find)."""
-    parent = list(range(n))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i, j in zip(a.tolist(), b.tolist(), strict=True):
-        ri, rj = root(i), root(j)
-        if ri != rj:
-            parent[max(ri, rj)] = min(ri, rj)
-    return np.array([root(i) for i in range(n)], np.int64)
 
 
 def _to_map(geoms: np.ndarray, transform) -> np.ndarray:
@@ -225,23 +208,11 @@ def write_polygons_gpkg(
 
 
 def store_layer_style(path: Path, layer: str, style: ClassStyle) -> None:
-    """Store a categorised QGIS style as the layer's default in the GeoPackage (``layer_styles`` table)."""
+    """Store a categorised QGIS style of the classes as the layer's default style in the GeoPackage."""
+    from geocamat.outputs.geopackage import store_style
     from geocamat.outputs.qml import categorized_polygon_qml
 
-    qml = categorized_polygon_qml(style)
-    with sqlite3.connect(path) as db:
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS layer_styles (id INTEGER PRIMARY KEY AUTOINCREMENT, f_table_catalog TEXT(256),"
-            " f_table_schema TEXT(256), f_table_name TEXT(256), f_geometry_column TEXT(256), styleName TEXT(30),"
-            " styleQML TEXT, styleSLD TEXT, useAsDefault BOOLEAN, description TEXT, owner TEXT(30), ui TEXT(30),"
-            " update_time DATETIME DEFAULT CURRENT_TIMESTAMP)")
-        db.execute("INSERT INTO layer_styles (f_table_catalog, f_table_schema, f_table_name, f_geometry_column,"
-                   " styleName, styleQML, styleSLD, useAsDefault, description, owner, update_time) VALUES"
-                   " ('', '', ?, 'geom', ?, ?, '', 1, 'geocamat classes', '', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
-                   (layer, layer, qml))
-        # registered like QGIS does when it saves a style (QGIS hides this table from its layer list)
-        db.execute("INSERT OR IGNORE INTO gpkg_contents (table_name, data_type, identifier) VALUES"
-                   " ('layer_styles', 'attributes', 'layer_styles')")
+    store_style(path, categorized_polygon_qml(style), layer)
 
 
 # -- polygonising in worker processes ----------------------------------------------------------------------

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from geocamat.camat.detection import ObjectRegulariser
-from geocamat.data.detection_metrics import detection_metrics
+from geocamat.metrics.detection import detection_metrics
 from geocamat.models.detectors import build_detector
 
 

@@ -6,8 +6,6 @@ for every key. User mistakes raise :mod:`geocamat.errors` exceptions with one-li
 
 from __future__ import annotations
 
-import json
-import os
 import platform
 import random
 import time
@@ -18,85 +16,9 @@ import numpy as np
 from geocamat.bundle import Bundle, file_sha256
 from geocamat.data.classes import build_classes
 from geocamat.errors import BundleError, ConfigError, InvalidLabelsError, InvalidRasterError
-
-TRAIN_DEFAULTS: dict = {
-    "images": None, "labels": None, "label_field": "label", "classes": None, "tile_size": 400, "epochs": 10,
-    "batch_size": 4, "lr": 1e-3, "weight_decay": 1e-4, "seed": 0, "regulariser": "camat", "camat_tau": 0.7,
-    "camat_area": None, "camat_fill": "mean", "camat_p": 0.5, "camat_warmup": 0.2, "detector": "fasterrcnn",
-    "backbone": "small", "fpn_channels": 64, "anchor_sizes": [16, 32, 64, 128], "empty_ratio": 0.1,
-    "max_tiles": None, "val_fraction": 0.2, "val_images": None, "val_labels": None, "accelerator": "auto",
-    "devices": 1, "precision": "32-true", "score_threshold": 0.3, "nms_iou": 0.5, "overlap": 0.25,
-    "cam_weight": 1.0, "num_threads": None,
-}
-PREDICT_DEFAULTS: dict = {"score_threshold": None, "overlap": None, "batch_size": 4, "device": None,
-                          "accelerator": "auto", "nms_iou": None, "model_path": None, "match_iou": 0.5}
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(type(o).__name__)
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Write JSON atomically (temporary name, then rename)."""
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(data, indent=2, default=_json_default, allow_nan=True))
-    os.replace(tmp, path)
-
-
-def _merge(defaults: dict, given: dict, what: str) -> dict:
-    unknown = [k for k in given if k not in defaults]
-    if unknown:
-        raise ConfigError(f"unknown {what} key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(defaults))}")
-    cfg = dict(defaults)
-    cfg.update({k: v for k, v in given.items() if v is not None})
-    return cfg
-
-
-def _check_train_config(cfg: dict) -> None:
-    from geocamat.camat.detection import OBJECT_REGULARISERS
-    from geocamat.camat.fills import FILLS
-    from geocamat.models.detectors import BACKBONES, DETECTORS
-
-    for key in ("images", "labels"):
-        if not cfg[key]:
-            raise ConfigError(f"`{key}` is required for detection training (paths or globs)")
-    checks = [
-        (cfg["regulariser"] in OBJECT_REGULARISERS, "regulariser", ", ".join(OBJECT_REGULARISERS)),
-        (cfg["detector"] in DETECTORS, "detector", ", ".join(DETECTORS)),
-        (cfg["backbone"] in BACKBONES, "backbone", ", ".join(BACKBONES)),
-        (cfg["camat_fill"] in FILLS, "camat_fill", ", ".join(FILLS)),
-        (isinstance(cfg["tile_size"], int) and 64 <= cfg["tile_size"] <= 4096, "tile_size", "an integer 64-4096"),
-        (int(cfg["epochs"]) >= 1, "epochs", ">= 1"),
-        (int(cfg["batch_size"]) >= 1, "batch_size", ">= 1"),
-        (0 < float(cfg["camat_tau"]) <= 1, "camat_tau", "in (0, 1]"),
-        (cfg["camat_area"] is None or 0 < float(cfg["camat_area"]) <= 1, "camat_area", "in (0, 1]"),
-        (0 <= float(cfg["camat_p"]) <= 1, "camat_p", "in [0, 1]"),
-        (0 <= float(cfg["camat_warmup"]) < 1, "camat_warmup", "in [0, 1)"),
-        (0 <= float(cfg["empty_ratio"]) <= 10, "empty_ratio", "in [0, 10]"),
-        (0 <= float(cfg["val_fraction"]) < 0.9, "val_fraction", "in [0, 0.9)"),
-        (0 <= float(cfg["overlap"]) < 0.9, "overlap", "in [0, 0.9)"),
-    ]
-    for ok, key, allowed in checks:
-        if not ok:
-            raise ConfigError(f"invalid {key}={cfg[key]!r}: use {allowed}")
-
-
-def _regulariser(cfg: dict):
-    from geocamat.camat.detection import build_object_regulariser
-
-    name = cfg["regulariser"]
-    if name == "camat":
-        return build_object_regulariser("camat", tau=float(cfg["camat_tau"]), p=float(cfg["camat_p"]),
-                                        area=None if cfg["camat_area"] is None else float(cfg["camat_area"]),
-                                        fill=cfg["camat_fill"], warmup=float(cfg["camat_warmup"]))
-    if name == "random-erasing":
-        return build_object_regulariser("random-erasing", p=float(cfg["camat_p"]), fill=cfg["camat_fill"],
-                                        warmup=float(cfg["camat_warmup"]))
-    return build_object_regulariser("none")
+from geocamat.outputs.jsonfile import write_json
+from geocamat.tasks.detection.config import DetectionConfig, EvaluateOptions, PredictOptions
+from geocamat.tasks.training import build_regulariser_from, build_trainer, set_zero_fill
 
 
 def _load_labelled(images: list[str], labels: list[str], label_field: str, classes: list[str] | None):
@@ -117,11 +39,11 @@ def _accelerator(name: str | None) -> str:
     return name
 
 
-def train_detection(config: dict, out_dir: Path, progress: bool = True) -> dict:
+def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True) -> dict:
     """Train a detector with object-aware CAMAT (or a baseline) and write ``model.geocamat`` + ``metrics.json``.
 
     Args:
-        config: see :data:`TRAIN_DEFAULTS` and docs/detection.md.
+        cfg: the settings (see :class:`geocamat.tasks.detection.config.DetectionConfig`, docs/detection.md).
         out_dir: output folder (created).
         progress: show Lightning's progress bar.
 
@@ -137,15 +59,13 @@ def train_detection(config: dict, out_dir: Path, progress: bool = True) -> dict:
     from geocamat.tasks.detection.module import DetectionTask
 
     t_start = time.perf_counter()
-    cfg = _merge(TRAIN_DEFAULTS, config, "detection training")
-    _check_train_config(cfg)
-    if cfg["num_threads"]:
-        torch.set_num_threads(int(cfg["num_threads"]))
+    if cfg.num_threads:
+        torch.set_num_threads(int(cfg.num_threads))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    images = expand_paths(cfg["images"], "image")
-    labels = expand_paths(cfg["labels"], "labels")
-    infos, boxes, classes = _load_labelled(images, labels, cfg["label_field"], cfg["classes"])
+    images = expand_paths(cfg.images, "image")
+    labels = expand_paths(cfg.labels, "labels")
+    infos, boxes, classes = _load_labelled(images, labels, cfg.label_field, cfg.classes)
     counts = [len(b.boxes) for b in boxes]
     if sum(counts) == 0:
         raise InvalidLabelsError("no box falls on the training images; check the label files and image names")
@@ -154,26 +74,26 @@ def train_detection(config: dict, out_dir: Path, progress: bool = True) -> dict:
         raise InvalidRasterError(f"the training images have different band counts ({sorted(n_bands)}); use one stack")
     bands = band_names(images[0])
     mean, std = band_stats(images)
-    seed = int(cfg["seed"])
+    seed = int(cfg.seed)
     L.seed_everything(seed, workers=True, verbose=False)
     random.seed(seed)
-    ts = int(cfg["tile_size"])
+    ts = int(cfg.tile_size)
     class_index = {c: i for i, c in enumerate(classes)}
 
     val_ds = None
-    if cfg["val_images"]:
-        v_images = expand_paths(cfg["val_images"], "validation image")
-        v_labels = expand_paths(cfg["val_labels"] or cfg["labels"], "validation labels")
-        _, v_boxes, _ = _load_labelled(v_images, v_labels, cfg["label_field"], classes)
+    if cfg.val_images:
+        v_images = expand_paths(cfg.val_images, "validation image")
+        v_labels = expand_paths(cfg.val_labels or cfg.labels, "validation labels")
+        _, v_boxes, _ = _load_labelled(v_images, v_labels, cfg.label_field, classes)
         v_tiles = [Tile(i, c, r) for i, b in enumerate(v_boxes) for c in grid_offsets(b.width, ts, ts)
                    for r in grid_offsets(b.height, ts, ts)]
         val_ds = DetectionTiles(load_normalised(v_images, mean, std), v_boxes, class_index, v_tiles, ts)
-        train_tiles, _ = plan_tiles(boxes, ts, val_fraction=0.0, empty_ratio=float(cfg["empty_ratio"]),
-                                    max_tiles=cfg["max_tiles"], seed=seed)
+        train_tiles, _ = plan_tiles(boxes, ts, val_fraction=0.0, empty_ratio=float(cfg.empty_ratio),
+                                    max_tiles=cfg.max_tiles, seed=seed)
         arrays = load_normalised(images, mean, std)
     else:
-        train_tiles, val_tiles = plan_tiles(boxes, ts, val_fraction=float(cfg["val_fraction"]),
-                                            empty_ratio=float(cfg["empty_ratio"]), max_tiles=cfg["max_tiles"],
+        train_tiles, val_tiles = plan_tiles(boxes, ts, val_fraction=float(cfg.val_fraction),
+                                            empty_ratio=float(cfg.empty_ratio), max_tiles=cfg.max_tiles,
                                             seed=seed)
         arrays = load_normalised(images, mean, std)
         if val_tiles:
@@ -182,22 +102,23 @@ def train_detection(config: dict, out_dir: Path, progress: bool = True) -> dict:
         raise InvalidLabelsError("no training tile holds a box; use a smaller tile_size or check the labels")
     train_ds = DetectionTiles(arrays, boxes, class_index, train_tiles, ts, augment=True)
     g = torch.Generator().manual_seed(seed)
-    train_dl = DataLoader(train_ds, batch_size=int(cfg["batch_size"]), shuffle=True, collate_fn=collate,
-                          generator=g, drop_last=len(train_ds) > int(cfg["batch_size"]))
-    val_dl = DataLoader(val_ds, batch_size=int(cfg["batch_size"]), collate_fn=collate) if val_ds else None
+    train_dl = DataLoader(train_ds, batch_size=int(cfg.batch_size), shuffle=True, collate_fn=collate,
+                          generator=g, drop_last=len(train_ds) > int(cfg.batch_size))
+    val_dl = DataLoader(val_ds, batch_size=int(cfg.batch_size), collate_fn=collate) if val_ds else None
 
-    model_kwargs = {"arch": cfg["detector"], "in_channels": len(bands), "num_classes": len(classes),
-                    "tile_size": ts, "backbone": cfg["backbone"], "fpn_channels": int(cfg["fpn_channels"]),
-                    "anchor_sizes": [int(a) for a in cfg["anchor_sizes"]]}
-    regulariser = _regulariser(cfg)
-    task = DetectionTask(model_kwargs, regulariser, lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]),
-                         cam_weight=float(cfg["cam_weight"]), score_threshold=float(cfg["score_threshold"]))
-    accel = _accelerator(cfg["accelerator"])
-    epochs = int(cfg["epochs"])
-    trainer = L.Trainer(max_epochs=epochs, accelerator="gpu" if accel == "cuda" else accel,
-                        devices=cfg["devices"], precision=cfg["precision"], logger=False,
-                        enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,
-                        num_sanity_val_steps=0, check_val_every_n_epoch=epochs, log_every_n_steps=10)
+    model_kwargs = {"arch": cfg.detector, "in_channels": len(bands), "num_classes": len(classes),
+                    "tile_size": ts, "backbone": cfg.backbone, "fpn_channels": int(cfg.fpn_channels),
+                    "anchor_sizes": [int(a) for a in cfg.anchor_sizes]}
+    from geocamat.camat.detection import build_object_regulariser
+
+    regulariser = build_regulariser_from(cfg, build_object_regulariser)
+    set_zero_fill(regulariser, mean, std)
+    task = DetectionTask(model_kwargs, regulariser, lr=float(cfg.lr), weight_decay=float(cfg.weight_decay),
+                         cam_weight=float(cfg.cam_weight), score_threshold=float(cfg.score_threshold))
+    accel = _accelerator(cfg.accelerator)
+    epochs = int(cfg.epochs)
+    trainer = build_trainer(cfg, None, [], progress, logger=False, enable_checkpointing=False,
+                            num_sanity_val_steps=0, check_val_every_n_epoch=epochs, log_every_n_steps=10)
     t_fit = time.perf_counter()
     trainer.fit(task, train_dl, val_dl)
     fit_s = time.perf_counter() - t_fit
@@ -219,10 +140,10 @@ def train_detection(config: dict, out_dir: Path, progress: bool = True) -> dict:
         tile_size=ts, resolution=(abs(tr.a), abs(tr.e)) if tr is not None else None,
         crs=crs.to_wkt() if crs is not None else None, regulariser=regulariser.settings(),
         metrics=metrics,
-        extra={"score_threshold": float(cfg["score_threshold"]), "nms_iou": float(cfg["nms_iou"]),
-               "overlap": float(cfg["overlap"]), "detector": cfg["detector"], "backbone": cfg["backbone"],
+        extra={"score_threshold": float(cfg.score_threshold), "nms_iou": float(cfg.nms_iou),
+               "overlap": float(cfg.overlap), "detector": cfg.detector, "backbone": cfg.backbone,
                "training_images": [str(p) for p in images], "labels": [str(p) for p in labels],
-               "label_field": cfg["label_field"]},
+               "label_field": cfg.label_field},
     )
     bundle.save(out_dir / "model.geocamat")
     write_json(out_dir / "metrics.json", metrics)
@@ -230,12 +151,9 @@ def train_detection(config: dict, out_dir: Path, progress: bool = True) -> dict:
 
 
 def _device(options: dict) -> str:
-    import torch
+    from geocamat.devices import resolve_device
 
-    dev = options.get("device") or _accelerator(options.get("accelerator"))
-    if str(dev).startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("device cuda requested but no GPU is available; use --set device=cpu")
-    return str(dev)
+    return str(resolve_device(options.get("device") or "auto"))
 
 
 def _check_bundle(bundle: Bundle) -> None:
@@ -261,25 +179,28 @@ def _scene(bundle, model, path, opts, device, score_threshold, progress=None):
                         match_iou=float(opts["match_iou"]), device=device, progress=progress)
 
 
-def _resolve(bundle: Bundle, options: dict) -> dict:
-    opts = _merge(PREDICT_DEFAULTS, options, "detection predict")
+def _resolve(bundle: Bundle, options: PredictOptions) -> dict:
+    """The options as a dict, with the model's own settings where the user gave none."""
+    from dataclasses import asdict
+
+    opts = asdict(options)
     for key in ("score_threshold", "nms_iou", "overlap"):
         if opts[key] is None:
-            opts[key] = bundle.extra.get(key, {"score_threshold": 0.3, "nms_iou": 0.5, "overlap": 0.25}[key])
+            opts[key] = bundle.extra[key]
     if not 0 <= float(opts["overlap"]) < 0.9:
         raise ConfigError(f"invalid overlap={opts['overlap']!r}: use a fraction of the tile in [0, 0.9)")
     return opts
 
 
-def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options: dict,
-                      progress: bool = True) -> dict:
+def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options: PredictOptions,
+                      progress: bool = True, model_path: str | None = None) -> dict:
     """Detect objects over whole images and write ``detections.gpkg`` (+ ``.qml``) and ``report.json``.
 
     Args:
         bundle: a detection model bundle.
         images: image paths/globs (GeoTIFFs or PNG/JPG; all georeferenced or all plain).
         out_dir: output folder (created).
-        options: score_threshold, overlap, batch_size, device/accelerator, nms_iou, model_path (for the hash).
+        options: score threshold, overlap, batch size, device, NMS IoU.
         progress: print one line per image.
 
     Returns:
@@ -335,8 +256,8 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
     report = {
         "task": "detection",
         "inputs": per_image,
-        "model": {"path": str(opts["model_path"]) if opts["model_path"] else None,
-                  "sha256": file_sha256(opts["model_path"]) if opts["model_path"] else None,
+        "model": {"path": str(Path(model_path).resolve()) if model_path else None,
+                  "sha256": file_sha256(model_path) if model_path else None,
                   "spec": bundle.model, "classes": [c.name for c in bundle.classes],
                   "regulariser": bundle.regulariser},
         "settings": {k: opts[k] for k in ("score_threshold", "overlap", "nms_iou", "batch_size", "match_iou")}
@@ -351,15 +272,14 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
     return report
 
 
-def evaluate_detection(bundle: Bundle, images: list[str], labels: list[str], options: dict) -> dict:
+def evaluate_detection(bundle: Bundle, images: list[str], options: EvaluateOptions) -> dict:
     """Score a detection model on labelled images, per tile and on the stitched scene output.
 
     Args:
         bundle: a detection model bundle.
         images: image paths/globs.
-        labels: label files (any supported format).
-        options: predict options plus ``class_agnostic`` (bool: all classes count as one, e.g. to score a
-            ``Tree`` model on ``Dead``/``Alive`` labels) and ``label_field``.
+        options: predict options plus the reference boxes (any supported format), their class field and
+            ``class_agnostic`` (all classes count as one, e.g. to score a ``Tree`` model on ``Dead``/``Alive``).
 
     Returns:
         ``{"scene": metrics, "tiles": metrics, "backend": ..., ...}`` with ``map_50``, ``map`` (0.5:0.95),
@@ -368,23 +288,21 @@ def evaluate_detection(bundle: Bundle, images: list[str], labels: list[str], opt
     import torch
 
     from geocamat.data.detection_images import expand_paths, read_image
-    from geocamat.data.detection_metrics import detection_metrics
     from geocamat.data.detection_tiles import clip_boxes, grid_offsets
+    from geocamat.metrics.detection import detection_metrics
 
     _check_bundle(bundle)
-    options = dict(options)
-    agnostic = bool(options.pop("class_agnostic", False))
-    label_field = options.pop("label_field", "label")
+    agnostic, label_field = options.class_agnostic, options.reference_field
     opts = _resolve(bundle, options)
     paths = expand_paths(images, "image")
-    label_paths = expand_paths(labels, "labels")
+    label_paths = expand_paths(options.reference, "reference boxes")
     names = [c.name for c in bundle.classes]
     try:
         _, boxes, _ = _load_labelled(paths, label_paths, label_field, None if agnostic else names)
     except InvalidLabelsError as exc:
         if "class" not in str(exc):
             raise
-        raise InvalidLabelsError(f"{exc} (or evaluate with class_agnostic=true)") from None
+        raise InvalidLabelsError(f"{exc} (or evaluate with --class-agnostic)") from None
     index = {c: i for i, c in enumerate(names)}
     device = _device(opts)
     model = bundle.build_model().to(device)
@@ -427,7 +345,7 @@ def evaluate_detection(bundle: Bundle, images: list[str], labels: list[str], opt
     }
 
 
-def render_overlay(bundle: Bundle, image: str, out_png: Path, options: dict | None = None,
+def render_overlay(bundle: Bundle, image: str, out_png: Path, options: PredictOptions | None = None,
                    labels: list[str] | None = None, title: str | None = None) -> dict:
     """Draw a model's detections (class colours) and optional ground truth (dashed) over an RGB image to PNG.
 
@@ -446,7 +364,7 @@ def render_overlay(bundle: Bundle, image: str, out_png: Path, options: dict | No
     from geocamat.outputs.detections import plot_detections
 
     _check_bundle(bundle)
-    opts = _resolve(bundle, options or {})
+    opts = _resolve(bundle, options or PredictOptions())
     _check_bands(bundle, image)
     model = bundle.build_model().to(_device(opts))
     det = _scene(bundle, model, image, opts, _device(opts), float(opts["score_threshold"]))

@@ -10,9 +10,10 @@ from pathlib import Path
 import torch
 
 from geocamat.bundle import Bundle
-from geocamat.config import dump_config
-from geocamat.tasks.landuse.train import _regulariser, build_trainer, quiet_lightning
 from geocamat.outputs.staging import staged_output
+from geocamat.settings import dump
+from geocamat.tasks.scenes.config import SceneConfig
+from geocamat.tasks.training import build_regulariser_from, build_trainer, quiet_lightning, set_zero_fill
 
 
 def _load(items, size: int, mean=None, std=None):
@@ -25,9 +26,9 @@ def _load(items, size: int, mean=None, std=None):
     return (ds.images - mean_t) / std_t, ds.labels, [float(v) for v in mean], [float(v) for v in std]
 
 
-def train_scenes(config: dict, out_dir: Path, *, overwrite: bool = False, progress: bool = True,
+def train_scenes(config: SceneConfig, out_dir: Path, *, overwrite: bool = False, progress: bool = True,
                  log: Callable[[str], None] = print) -> dict:
-    """Train a scene classifier on a stratified split of ``config["scenes"]``; score the held-out part.
+    """Train a scene classifier on a stratified split of ``config.scenes``; score the held-out part.
 
     Writes ``model.geocamat`` (task ``scenes``), ``metrics.json`` (held-out accuracy, per class, and under
     test-time occlusions), ``confusion.png``, ``training.png`` and ``config.yaml``.
@@ -44,22 +45,23 @@ def train_scenes(config: dict, out_dir: Path, *, overwrite: bool = False, progre
 
     started = time.perf_counter()
     quiet_lightning(progress)
-    L.seed_everything(config["seed"], verbose=False)
-    split = split_scenes(config["scenes"], config["train_fraction"], config["seed"])
-    size = int(config["image_size"])
+    L.seed_everything(config.seed, verbose=False)
+    split = split_scenes(config.scenes, config.train_fraction, config.seed)
+    size = int(config.image_size)
     with staged_output(Path(out_dir), overwrite) as stage:
         x_train, y_train, mean, std = _load(split.train, size)
         x_test, y_test, _, _ = _load(split.test, size, mean, std)
         log(f"{len(y_train)} training and {len(y_test)} held-out scenes of {size} px, {len(split.classes)} classes")
         classes = build_classes(list(range(len(split.classes))), dict(enumerate(split.classes)))
         spec = {"name": "camnet", "in_channels": x_train.shape[1], "num_classes": len(classes), "tile_size": size,
-                "arch": config["arch"], "output": "window"}
-        regulariser = _regulariser(config)
-        task = LandUseTask(spec, regulariser, lr=config["lr"], weight_decay=config["weight_decay"],
-                           label_smoothing=config["label_smoothing"])
-        generator = torch.Generator().manual_seed(config["seed"])
-        train_loader = DataLoader(TileDataset(x_train, y_train), batch_size=config["batch_size"], shuffle=True,
-                                  drop_last=len(y_train) > config["batch_size"], generator=generator)
+                "arch": config.arch, "output": "window"}
+        regulariser = build_regulariser_from(config)
+        set_zero_fill(regulariser, mean, std)
+        task = LandUseTask(spec, regulariser, lr=config.lr, weight_decay=config.weight_decay,
+                           label_smoothing=config.label_smoothing)
+        generator = torch.Generator().manual_seed(config.seed)
+        train_loader = DataLoader(TileDataset(x_train, y_train), batch_size=config.batch_size, shuffle=True,
+                                  drop_last=len(y_train) > config.batch_size, generator=generator)
         val_loader = DataLoader(TileDataset(x_test, y_test), batch_size=256)
         history = EpochHistory()
         trainer = build_trainer(config, stage, [history], progress, logger=False, enable_checkpointing=False)
@@ -70,13 +72,13 @@ def train_scenes(config: dict, out_dir: Path, *, overwrite: bool = False, progre
         bundle = Bundle(task="scenes", model=spec, state_dict=model.state_dict(), bands=["band1", "band2", "band3"]
                         [: x_train.shape[1]], mean=mean, std=std, classes=classes, tile_size=size,
                         regulariser=regulariser.settings(),
-                        extra={"train_fraction": config["train_fraction"], "seed": config["seed"],
-                               "scenes": str(config["scenes"])})
+                        extra={"train_fraction": config.train_fraction, "seed": config.seed,
+                               "scenes": str(config.scenes)})
         with torch.no_grad():
             pred = torch.cat([model(x_test[i:i + 256]).argmax(1) for i in range(0, len(x_test), 256)])
         ids = list(range(len(classes)))
         held_out = summarise(confusion_matrix(y_test.numpy(), pred.numpy(), ids), ids, split.classes)
-        robust = robustness_report(model, (x_test, y_test), seed=config["seed"], auc_samples=64)
+        robust = robustness_report(model, (x_test, y_test), seed=config.seed, auc_samples=64)
         metrics = {"held_out": held_out, "robustness": robust, "best_epoch": history.best_epoch(),
                    "train_seconds": round(time.perf_counter() - started, 1), "regulariser": regulariser.settings()}
         bundle.metrics = metrics
@@ -85,7 +87,7 @@ def train_scenes(config: dict, out_dir: Path, *, overwrite: bool = False, progre
         plot_confusion(held_out["confusion_matrix"], split.classes, stage / "confusion.png",
                        title=f"held-out scenes: OA {held_out['overall_accuracy']}")
         plot_history(history.rows, stage / "training.png")
-        dump_config(config, stage / "config.yaml")
+        dump(config, stage / "config.yaml")
     return metrics
 
 

@@ -11,16 +11,18 @@ from pathlib import Path
 import torch
 
 from geocamat.bundle import Bundle
-from geocamat.config import dump_config
-from geocamat.errors import ConfigError, InvalidLabelsError
+from geocamat.errors import InvalidLabelsError
 from geocamat.outputs.staging import staged_output
+from geocamat.settings import dump
+from geocamat.tasks.landuse.config import LandUseConfig
+from geocamat.tasks.training import build_regulariser_from, build_trainer, quiet_lightning, set_zero_fill
 
 
-def _classes(config: dict, labels) -> list:
+def _classes(config: LandUseConfig, labels) -> list:
     from geocamat.data.classes import build_classes
 
     names, colours = dict(labels.names), dict(labels.colours)
-    for code, spec in (config.get("classes") or {}).items():
+    for code, spec in config.classes.items():
         code = int(code)
         if isinstance(spec, dict):
             if "name" in spec:
@@ -32,52 +34,13 @@ def _classes(config: dict, labels) -> list:
     return build_classes(labels.class_ids, names, colours)
 
 
-def _regulariser(config: dict):
-    from geocamat.camat import build_regulariser
-
-    name = config["regulariser"]
-    options = config["camat"] if name == "camat" else {}
-    try:
-        return build_regulariser(name, **options)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"invalid {name} option: {exc}") from exc
-
-
-def quiet_lightning(progress: bool) -> None:
-    """Silence Lightning's tips and known third-party deprecation noise; keep its INFO lines unless quiet."""
-    import logging
-    import warnings
-
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    for handler in logging.getLogger("lightning.pytorch").handlers:  # records of child loggers pass here
-        if not any(getattr(f, "geocamat", False) for f in handler.filters):
-            drop_tips = logging.Filter()
-            drop_tips.filter = lambda record: "Tip:" not in str(record.msg)
-            drop_tips.geocamat = True
-            handler.addFilter(drop_tips)
-    if not progress:
-        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-
-
-def build_trainer(config: dict, stage: Path, callbacks: list, progress: bool, **kwargs):
-    """A Lightning Trainer from the run's settings (devices, strategy, nodes, precision: bf16 on GPU)."""
-    import lightning as L
-
-    gpu = torch.cuda.is_available() and config["accelerator"] in ("auto", "gpu", "cuda")
-    return L.Trainer(max_epochs=config["epochs"], accelerator=config["accelerator"], devices=config["devices"],
-                     strategy=config["strategy"], num_nodes=config["num_nodes"],
-                     precision=config["precision"] or ("bf16-mixed" if gpu else "32-true"), callbacks=callbacks,
-                     enable_progress_bar=progress, enable_model_summary=False, default_root_dir=stage, **kwargs)
-
-
 # smallest per-pixel agreement gain (on training tiles) for which an offset of the labels is reported, and
 # the fewest labelled pixels the check needs
 REGISTRATION_MIN_GAIN = 0.005
 REGISTRATION_MIN_PIXELS = 5000
 
 
-def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progress: bool = True,
+def train_landuse(config: LandUseConfig, out_dir: Path, *, overwrite: bool = False, progress: bool = True,
                   log: Callable[[str], None] = print) -> dict:
     """Train a land-use model and write the run folder.
 
@@ -98,20 +61,20 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
 
     started = time.perf_counter()
     quiet_lightning(progress)
-    L.seed_everything(config["seed"], verbose=False)
+    L.seed_everything(config.seed, verbose=False)
     with staged_output(Path(out_dir), overwrite) as stage:
         work = stage / "work"
-        stack = open_stack(config["images"], work, bands=config.get("bands"))
+        stack = open_stack(config.images, work, bands=config.bands)
         grid = grid_of_dataset(stack.dataset())
-        labels = labels_on_grid(config["labels"], grid, work, config.get("label_field"))
+        labels = labels_on_grid(config.labels, grid, work, config.label_field)
         if len(labels.class_ids) < 2:
             only = labels.names.get(labels.class_ids[0], labels.class_ids[0])  # labels_on_grid found at least one
             raise InvalidLabelsError(f"the labels hold a single class ({only}): a land-use model needs at least two; "
                                      "label the other land covers too (for objects, use --task detection)")
-        opts = TileOptions(tile_size=config["tile_size"], stride=config["stride"] or max(1, config["tile_size"] // 4),
-                           purity=config["purity"], min_labelled=config["min_labelled"], min_valid=config["min_valid"],
-                           blocks=config["blocks"], val_parity=config["val_parity"], max_tiles=config["max_tiles"],
-                           seed=config["seed"], footprint=float(config["footprint"]))
+        opts = TileOptions(tile_size=config.tile_size, stride=config.stride or max(1, config.tile_size // 4),
+                           purity=config.purity, min_labelled=config.min_labelled, min_valid=config.min_valid,
+                           blocks=config.blocks, val_parity=config.val_parity, max_tiles=config.max_tiles,
+                           seed=config.seed, footprint=float(config.footprint))
         train, val = extract_tiles(stack, labels, opts)
         classes = _classes(config, labels)
         counts = torch.bincount(train.labels, minlength=len(classes)).tolist()
@@ -129,27 +92,28 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
         x_train, x_val = normalise(train.images, mean, std), normalise(val.images, mean, std)
         registration = _check_registration(config, x_train, train.masks, len(classes), log)
         model_spec = {"name": "camnet", "in_channels": stack.num_bands, "num_classes": len(classes),
-                      "tile_size": opts.tile_size, "arch": config["arch"], "output": config["output"]}
+                      "tile_size": opts.tile_size, "arch": config.arch, "output": config.output}
         weights = None
-        if config["class_weighting"]:
+        if config.class_weighting:
             freq = torch.tensor(counts, dtype=torch.float).clamp_min(1)
             weights = (freq.sum() / (len(counts) * freq)).clamp(max=10).tolist()
-        regulariser = _regulariser(config)
-        overlap = config["predict_overlap"]
+        regulariser = build_regulariser_from(config)
+        set_zero_fill(regulariser, mean, std)
+        overlap = config.predict_overlap
         if overlap is None:  # window maps need dense windows around small footprints; dense CAM maps do not
-            dense_window = opts.footprint < 1 and config["output"] == "window"
+            dense_window = opts.footprint < 1 and config.output == "window"
             overlap = min(0.875, 1.0 - opts.footprint / 2.0) if dense_window else 0.5
-        task = LandUseTask(model_spec, regulariser, lr=config["lr"], weight_decay=config["weight_decay"],
-                           label_smoothing=config["label_smoothing"], class_weights=weights,
-                           pixel_loss=float(config["pixel_loss"]), ema_decay=float(config["ema_decay"]),
-                           cutmix=float(config["cutmix"]), footprint=opts.footprint)
-        generator = torch.Generator().manual_seed(config["seed"])
-        masks = train.masks if config["pixel_loss"] > 0 else None
-        train_loader = DataLoader(TileDataset(x_train, train.labels, masks), batch_size=config["batch_size"],
+        task = LandUseTask(model_spec, regulariser, lr=config.lr, weight_decay=config.weight_decay,
+                           label_smoothing=config.label_smoothing, class_weights=weights,
+                           pixel_loss=float(config.pixel_loss), ema_decay=float(config.ema_decay),
+                           cutmix=float(config.cutmix), footprint=opts.footprint)
+        generator = torch.Generator().manual_seed(config.seed)
+        masks = train.masks if config.pixel_loss > 0 else None
+        train_loader = DataLoader(TileDataset(x_train, train.labels, masks), batch_size=config.batch_size,
                                   shuffle=True,
-                                  drop_last=len(train) > config["batch_size"], generator=generator,
-                                  num_workers=config["num_workers"])
-        val_loader = DataLoader(TileDataset(x_val, val.labels), batch_size=256, num_workers=config["num_workers"])
+                                  drop_last=len(train) > config.batch_size, generator=generator,
+                                  num_workers=config.num_workers)
+        val_loader = DataLoader(TileDataset(x_val, val.labels), batch_size=256, num_workers=config.num_workers)
         # The bundle takes the last epoch's weights: choosing an epoch by the validation blocks' loss would
         # tune to the blocks the map is then scored on.
         checkpoint = L.pytorch.callbacks.ModelCheckpoint(dirpath=stage / "checkpoints", filename="last",
@@ -162,21 +126,21 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
         if not trainer.is_global_zero:
             raise SystemExit(0)
         last = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
-        prefix = "ema_model." if config["ema_decay"] > 0 else "model."  # the weight average, when kept
+        prefix = "ema_model." if config.ema_decay > 0 else "model."  # the weight average, when kept
         state = {k.removeprefix(prefix): v for k, v in last.items() if k.startswith(prefix)}
         t = grid.transform
         bundle = Bundle(task="landuse", model=model_spec, state_dict=state, bands=stack.band_names, mean=mean,
                         std=std, classes=classes, tile_size=opts.tile_size, resolution=(t.a, -t.e), crs=grid.crs,
                         regulariser=regulariser.settings(),
-                        extra={"overlap": overlap, "tta": bool(config["predict_tta"]), "footprint": opts.footprint,
-                               "band_selection": config.get("bands"), "training_tiles": len(train),
+                        extra={"overlap": overlap, "tta": bool(config.predict_tta), "footprint": opts.footprint,
+                               "band_selection": config.bands, "training_tiles": len(train),
                                "validation_tiles": len(val), "label_offset": registration["applied"]})
         bundle.save(stage / "model.geocamat")
         offset = registration["applied"]
         metrics = {"validation_map": _validation_map_metrics(bundle, stage, stack, labels, config, offset,
                                                                  progress, log),
                    "validation_tiles": {"n": len(val), "accuracy": _tile_accuracy(bundle, x_val, val.labels)},
-                   "weights_epoch": config["epochs"] - 1, "lowest_validation_loss_epoch": history.best_epoch(),
+                   "weights_epoch": config.epochs - 1, "lowest_validation_loss_epoch": history.best_epoch(),
                    "train_seconds": round(time.perf_counter() - started, 1),
                    "training_tiles": len(train), "regulariser": regulariser.settings(),
                    "label_registration": registration}
@@ -190,7 +154,7 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
         plot_confusion(vm["confusion_matrix"], [c.name for c in classes], stage / "confusion.png",
                        title=f"validation blocks: OA {vm['overall_accuracy']}, kappa {vm['kappa']}")
         plot_history(history.rows, stage / "training.png")
-        dump_config(config, stage / "config.yaml")
+        dump(config, stage / "config.yaml")
         for leftover in ("work", "checkpoints", "logs"):
             shutil.rmtree(stage / leftover, ignore_errors=True)
     return metrics
@@ -203,13 +167,13 @@ def _tile_accuracy(bundle: Bundle, x: torch.Tensor, y: torch.Tensor) -> float:
     return round(float((pred == y).float().mean()), 4)
 
 
-def _validation_map_metrics(bundle: Bundle, stage: Path, stack, labels, config: dict,
+def _validation_map_metrics(bundle: Bundle, stage: Path, stack, labels, config: LandUseConfig,
                             offset: list[int] | None, progress: bool, log) -> dict:
     """Map the labelled part of the validation blocks with the trained bundle and score it there."""
     from geocamat.inference.landuse import predict_landuse
     from geocamat.tasks.landuse.scoring import scored_bounds
 
-    bbox = scored_bounds(labels.path, config["blocks"], config["val_parity"], margin=2 * bundle.tile_size)
+    bbox = scored_bounds(labels.path, config.blocks, config.val_parity, margin=2 * bundle.tile_size)
     log("mapping the validation blocks to score the run" + (" (the box around their labels)" if bbox else ""))
     map_dir = stage / "work" / "validation_map"
     predict_landuse(bundle, [str(p) for p in stack.sources], map_dir, bbox=bbox, overlap=bundle.extra["overlap"],
@@ -217,24 +181,24 @@ def _validation_map_metrics(bundle: Bundle, stage: Path, stack, labels, config: 
     return _score(bundle, stage, labels, config, offset)
 
 
-def _score(bundle: Bundle, stage: Path, labels, config: dict, offset: list[int] | None) -> dict:
+def _score(bundle: Bundle, stage: Path, labels, config: LandUseConfig, offset: list[int] | None) -> dict:
     from geocamat.tasks.landuse.scoring import score_map
 
     return score_map(stage / "work" / "validation_map" / "landuse.tif", labels.path, bundle.class_ids,
-                     [c.name for c in bundle.classes], blocks=config["blocks"], parity=config["val_parity"],
+                     [c.name for c in bundle.classes], blocks=config.blocks, parity=config.val_parity,
                      offset=tuple(offset) if offset else None)
 
 
-def _check_registration(config: dict, x: torch.Tensor, masks: torch.Tensor, num_classes: int, log) -> dict:
+def _check_registration(config: LandUseConfig, x: torch.Tensor, masks: torch.Tensor, num_classes: int, log) -> dict:
     """Estimate the labels' offset from the imagery on the training tiles; decide whether scoring uses it."""
-    setting = config["label_offset"]
+    setting = config.label_offset
     if isinstance(setting, list):
         return {"setting": setting, "applied": list(setting) if any(setting) else None}
     if setting == "none":
         return {"setting": "none", "applied": None}
     from geocamat.data.registration import estimate_label_offset
 
-    found = estimate_label_offset(x, masks, num_classes, seed=config["seed"])
+    found = estimate_label_offset(x, masks, num_classes, seed=config.seed)
     result = {"setting": setting, **found.summary(), "applied": None}
     if found.pixels < REGISTRATION_MIN_PIXELS:  # e.g. point labels: too few pixels to compare offsets
         result["note"] = f"not checked: {found.pixels} labelled pixels (fewer than {REGISTRATION_MIN_PIXELS})"

@@ -1,0 +1,42 @@
+"""The user's paths, globs and folders expanded into files: one rule for every command."""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from geocamat.errors import InputNotFoundError
+
+RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")
+
+
+def expand_paths(patterns: str | os.PathLike | Sequence[str | os.PathLike], suffixes: Sequence[str] | None = None,
+                 what: str = "raster") -> list[Path]:
+    """Expand paths, globs and folders into existing files, in argument order (each sorted), without repeats.
+
+    Args:
+        patterns: one or several paths, globs (``**`` recursive) or folders.
+        suffixes: the file endings taken from a folder (lower case); a path or glob is taken as given.
+        what: what the files are, for the message (e.g. ``raster``, ``image``, ``labels``).
+
+    Raises:
+        InputNotFoundError: a pattern matches nothing.
+    """
+    if isinstance(patterns, str | os.PathLike):
+        patterns = [patterns]
+    found: list[Path] = []
+    for pattern in patterns:
+        pattern = str(pattern)
+        path = Path(pattern)
+        if path.is_dir():
+            matches = sorted(p for p in path.iterdir() if suffixes is None or p.suffix.lower() in suffixes)
+        elif path.is_file():
+            matches = [path]
+        else:
+            matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+        if not matches:
+            raise InputNotFoundError(f"no {what} found at {pattern!r}: check the path or glob")
+        found.extend(matches)
+    return list(dict.fromkeys(found))

@@ -1,0 +1,50 @@
+"""What every task shares: the training settings common to all tasks, and the face each task package shows.
+
+A task package (``geocamat.tasks.<name>``) exposes, without importing torch at import time:
+
+- ``Config``: its settings dataclass (subclass of :class:`TrainSettings`), the one home of its defaults;
+- ``PredictOptions`` / ``EvaluateOptions``: dataclasses of the options of ``predict`` and ``evaluate``;
+- ``train(config, out_dir, *, overwrite, progress, log) -> dict`` (metrics), writing the run folder;
+- ``predict(bundle, images, out_dir, options, *, overwrite, progress, model_path) -> dict`` (the report);
+- ``evaluate(bundle, images, options, *, progress, log) -> dict`` (metrics);
+- ``describe(bundle) -> dict`` (what ``geocamat info`` prints about its bundles);
+- ``summary(metrics) -> list[str]`` (the lines ``geocamat train`` prints at the end).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from geocamat.camat.config import CamatConfig
+from geocamat.errors import ConfigError
+from geocamat.settings import positive_int, setting
+
+REGULARISER_NAMES = ("camat", "cutout", "random-erasing", "hide-and-seek", "none")
+
+
+@dataclass
+class TrainSettings:
+    """Settings of every training run: occlusion, randomness and the Lightning engine."""
+
+    regulariser: str = setting("camat", "Training-time occlusion (CAMAT or a baseline).", choices=REGULARISER_NAMES)
+    camat: CamatConfig = setting(help="CAMAT options (camat.tau, camat.fill, ...); see docs/camat.md.",
+                                 factory=CamatConfig)
+    seed: int = setting(0, "Random seed.")
+    accelerator: str = setting("auto", "Lightning accelerator: auto (GPU if present), cpu, gpu.")
+    devices: int | str = setting("auto", "Devices per node (e.g. 1, 4, auto).")
+    strategy: str = setting("auto", "Lightning strategy, e.g. ddp for several GPUs.")
+    num_nodes: int = setting(1, "Machines for distributed training.")
+    precision: str | None = setting(None, "Lightning precision; default bf16-mixed on a GPU, 32-true on the CPU.")
+    num_workers: int = setting(0, "DataLoader worker processes.")
+
+    #: regularisers this task supports (a subclass may narrow it)
+    regularisers = REGULARISER_NAMES
+
+    def check(self) -> None:
+        """Validate the shared settings; subclasses extend it."""
+        positive_int(self, "num_nodes")
+        if self.regulariser not in self.regularisers:
+            raise ConfigError(f"regulariser must be one of {', '.join(self.regularisers)} for this task, "
+                              f"not {self.regulariser!r}")
+        if not isinstance(self.num_workers, int) or self.num_workers < 0:
+            raise ConfigError(f"num_workers must be an integer >= 0, not {self.num_workers!r}")

@@ -1,0 +1,87 @@
+"""Settings of object detection (training and prediction): the one home of their defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from geocamat.errors import ConfigError
+from geocamat.settings import as_list, in_range, positive_int, setting
+from geocamat.tasks.base import TrainSettings
+
+
+@dataclass
+class DetectionConfig(TrainSettings):
+    """Detection training: images with boxes (Pascal VOC XML, CSV, GeoPackage/Shapefile, DOTA text)."""
+
+    images: list[str] = setting(help="Image files or globs (GeoTIFF, or PNG/JPG with pixel boxes).", path=True,
+                                factory=list)
+    labels: list[str] = setting(help="Box files or globs.", path=True, factory=list)
+    label_field: str = setting("label", "Class field of vector box layers / CSV files.")
+    classes: list[str] | None = setting(None, "Class names to train (default: every name in the labels).")
+    tile_size: int = setting(400, "Tile side in pixels (whole objects in most tiles).")
+    epochs: int = setting(10, "Training epochs.")
+    batch_size: int = setting(4, "Tiles per batch.")
+    lr: float = setting(1e-3, "AdamW learning rate (cosine decay).")
+    weight_decay: float = setting(1e-4, "AdamW weight decay.")
+    detector: str = setting("fasterrcnn", "Detector head.", choices=("fasterrcnn", "retinanet", "fcos"))
+    backbone: str = setting("small", "Backbone.", choices=("tiny", "small", "resnet10", "resnet18"))
+    fpn_channels: int = setting(64, "Feature pyramid channels.")
+    anchor_sizes: list[int] = setting(help="Anchor sizes in pixels, one per pyramid level.",
+                                      factory=lambda: [16, 32, 64, 128])
+    empty_ratio: float = setting(0.1, "Tiles without objects, relative to tiles with objects.")
+    max_tiles: int | None = setting(None, "Cap on training tiles.")
+    val_fraction: float = setting(0.2, "Right-hand strip of each image held out for validation.")
+    val_images: list[str] | None = setting(None, "Separate validation images (instead of val_fraction).", path=True)
+    val_labels: list[str] | None = setting(None, "Boxes of val_images (default: labels).", path=True)
+    score_threshold: float = setting(0.3, "Default score threshold stored in the model for predict.")
+    nms_iou: float = setting(0.5, "IoU of cross-tile non-maximum suppression stored in the model.")
+    overlap: float = setting(0.25, "Tile overlap of predict stored in the model.")
+    cam_weight: float = setting(1.0, "Weight of the auxiliary multi-label (CAM head) loss.")
+    num_threads: int | None = setting(None, "CPU threads for torch (default: torch's).")
+
+    regularisers = ("camat", "random-erasing", "none")
+
+    def check(self) -> None:
+        super().check()
+        self.images, self.labels = as_list(self.images), as_list(self.labels)
+        for key in ("images", "labels"):
+            if not getattr(self, key):
+                raise ConfigError(f"`{key}` is required for detection training (--{key} PATH, paths or globs)")
+        if isinstance(self.classes, str):
+            self.classes = [self.classes]
+        if not isinstance(self.tile_size, int) or not 64 <= self.tile_size <= 4096:
+            raise ConfigError(f"tile_size must be an integer in [64, 4096] for detection, not {self.tile_size!r}")
+        positive_int(self, "epochs", "batch_size", "fpn_channels")
+        in_range(self, "empty_ratio", 0, 10)
+        in_range(self, "val_fraction", 0, 0.9, high_open=True)
+        in_range(self, "overlap", 0, 0.9, high_open=True)
+        in_range(self, "score_threshold", 0, 1)
+        in_range(self, "nms_iou", 0, 1)
+        if self.max_tiles is not None:
+            positive_int(self, "max_tiles")
+
+
+@dataclass
+class PredictOptions:
+    """How a detector runs over whole images (``geocamat predict``, ``geocamat evaluate``).
+
+    ``None`` means the model's own setting (chosen at training time and recorded in its bundle).
+    """
+
+    score_threshold: float | None = setting(None, "Minimum score of a detection (default: the model's).")
+    nms_iou: float | None = setting(None, "IoU of cross-tile non-maximum suppression (default: the model's).")
+    overlap: float | None = setting(None, "Tile overlap fraction (default: the model's).")
+    batch_size: int = setting(4, "Tiles per forward pass.")
+    device: str = setting("auto", "auto | cpu | cuda | cuda:1")
+    match_iou: float = setting(0.5, "IoU above which boxes of neighbouring tiles are the same object.")
+
+
+@dataclass
+class EvaluateOptions(PredictOptions):
+    """How a detector is scored against reference boxes (``geocamat evaluate``)."""
+
+    reference: list[str] = setting(help="Reference boxes (Pascal VOC XML, CSV, GeoPackage/Shapefile, DOTA text).",
+                                   factory=list)
+    reference_field: str = setting("label", "Class field of vector/CSV reference boxes.")
+    class_agnostic: bool = setting(False, "Every class counts as one (e.g. a Tree model on Dead/Alive labels).")
+    out: str | None = setting(None, "Keep metrics.json here.")

@@ -1,0 +1,69 @@
+"""Land use: a classifier of tiles of a GeoTIFF stack, mapped over whole regions (see :mod:`geocamat.tasks.base`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from geocamat.tasks.landuse.config import LandUseConfig as Config
+from geocamat.tasks.landuse.options import EvaluateOptions, PredictOptions
+
+__all__ = ["Config", "EvaluateOptions", "PredictOptions", "describe", "evaluate", "predict", "summary", "train"]
+NAME = "land-use"
+
+
+def train(config: Config, out_dir: Path, *, overwrite: bool = False, progress: bool = True,
+          log: Callable[[str], None] = print) -> dict:
+    """Train on the stack and labels of ``config``; write the run folder; return the metrics."""
+    from geocamat.tasks.landuse.workflow import train_landuse
+
+    return train_landuse(config, out_dir, overwrite=overwrite, progress=progress, log=log)
+
+
+def summary(metrics: dict) -> list[str]:
+    """What ``geocamat train`` prints at the end of a land-use run."""
+    vm = metrics["validation_map"]
+    lines = [f"validation map ({vm['scope']}): OA {vm['overall_accuracy']}, kappa {vm['kappa']}, {vm['n']} pixels; "
+             f"tile accuracy {metrics['validation_tiles']['accuracy']}"]
+    if "validation_map_image_frame" in metrics:
+        raw = metrics["validation_map_image_frame"]
+        lines.append(f"  (scored in the labels' frame, offset {vm['map_offset_px']} px; on the image's own grid: "
+                     f"OA {raw['overall_accuracy']}, kappa {raw['kappa']})")
+    return lines
+
+
+def map_settings(bundle, overlap: float | None, tta: bool | None, window: int | None) -> dict:
+    """Overlap and TTA of a map: the user's, else 0.125 for --window maps, else the model's."""
+    from geocamat.inference.landuse import WINDOW_OVERLAP
+
+    if overlap is None:
+        overlap = WINDOW_OVERLAP if window else bundle.extra.get("overlap", 0.5)
+    return {"overlap": overlap, "tta": bool(bundle.extra.get("tta", False)) if tta is None else tta, "window": window}
+
+
+def predict(bundle, images: list[str], out_dir: Path, options: PredictOptions, *, overwrite: bool = False,
+            progress: bool = True, model_path: str | None = None) -> dict:
+    """Map ``images`` with a land-use (or scene) model; write landuse.tif and the rest; return the report."""
+    from geocamat.inference.landuse import predict_landuse
+
+    o = options
+    return predict_landuse(bundle, list(images), Path(out_dir), region=o.region, region_field=o.region_field,
+                           bbox=tuple(o.bbox) if o.bbox else None, bbox_crs=o.bbox_crs, crs=o.crs, res=o.res,
+                           **map_settings(bundle, o.overlap, o.tta, o.window), batch_size=o.batch_size,
+                           workers=o.workers, device=o.device, resume=o.resume, write_probabilities=o.probabilities,
+                           vectorise=o.vector, min_polygon_pixels=o.min_polygon_pixels, overwrite=overwrite,
+                           progress=progress, model_path=model_path)
+
+
+def evaluate(bundle, images: list[str], options: EvaluateOptions, *, progress: bool = True,
+             log: Callable[[str], None] = print) -> dict:
+    """Map ``images`` (or read ``options.map``) and score it against ``options.reference``; print the scores."""
+    from geocamat.tasks.landuse.evaluation import evaluate_map
+
+    return evaluate_map(bundle, images, options, progress=progress, log=log)
+
+
+def describe(bundle) -> dict:
+    """The mapping settings a land-use bundle carries (for ``geocamat info``)."""
+    return {"mapping": {k: bundle.extra[k] for k in ("overlap", "tta", "footprint", "label_offset")
+                        if bundle.extra.get(k) is not None}}

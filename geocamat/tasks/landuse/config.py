@@ -1,0 +1,82 @@
+"""Settings of land-use training on a GeoTIFF stack with raster or vector labels: the one home of their defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from geocamat.errors import ConfigError
+from geocamat.settings import as_list, in_range, positive_int, setting
+from geocamat.tasks.base import TrainSettings
+
+ARCH_NAMES = ("camnet-xs", "camnet-s", "resnet10", "resnet18")
+
+
+@dataclass
+class LandUseConfig(TrainSettings):
+    """Land-use training: tiles of a stack, labelled per pixel (raster) or by polygons/points."""
+
+    images: list[str] = setting(help="Image files, globs or folders (one multi-band file, or one file per band).",
+                                path=True, factory=list)
+    bands: list | None = setting(None, "Band selection: names (file stems / descriptions) or 1-based numbers.")
+    labels: str | None = setting(None, "Classified raster, or vector layer of polygons/points.", path=True)
+    label_field: str | None = setting(None, "Class field of a vector label layer.")
+    classes: dict = setting(help="{code: {name: ..., color: '#rrggbb'}} or {code: name}.", factory=dict)
+    tile_size: int = setting(16, "Tile side in pixels.")
+    stride: int | None = setting(None, "Training tile stride in pixels (default: tile_size // 4).")
+    footprint: float = setting(0.25, "Central share of the tile whose labels give its class (1: whole tile).")
+    output: str | None = setting(None, "Map from the per-pixel CAM logits (dense) or window probabilities (window); "
+                                 "default: dense when pixel_loss > 0, else window.", choices=("dense", "window"))
+    purity: float = setting(0.5, "Minimum share of a tile's majority class.")
+    min_labelled: float = setting(0.5, "Minimum share of labelled pixels in a tile (labels per pixel).")
+    min_valid: float = setting(0.5, "Minimum share of valid image pixels in a tile.")
+    blocks: int = setting(4, "Checkerboard blocks per side for the train/validation split.")
+    val_parity: str = setting("odd", "Validation blocks: row block + column block odd (or even).",
+                              choices=("odd", "even"))
+    max_tiles: int = setting(50000, "Cap on training tiles.")
+    arch: str = setting("camnet-xs", "Backbone (camnet-xs mapped best on the NC sample, ~1/20 of resnet18's cost).",
+                        choices=ARCH_NAMES)
+    epochs: int = setting(30, "Training epochs.")
+    batch_size: int = setting(64, "Tiles per batch.")
+    lr: float = setting(2e-3, "Peak learning rate (AdamW, one-cycle).")
+    weight_decay: float = setting(1e-4, "AdamW weight decay.")
+    label_smoothing: float = setting(0.05, "Cross-entropy label smoothing.")
+    class_weighting: bool = setting(False, "Weight the loss by inverse class frequency.")
+    label_offset: str | list = setting("check", "Labels vs imagery: check | auto (score in the labels' frame) | "
+                                       "none | [dy, dx].")
+    pixel_loss: float = setting(1.0, "Weight of per-pixel supervision of the CAM logits (0: tile labels only).")
+    ema_decay: float = setting(0.0, "> 0 (e.g. 0.998): the bundle gets a moving average of the weights.")
+    cutmix: float = setting(0.0, "Probability of CutMix per batch (a rectangle of another tile pasted in).")
+    predict_tta: bool = setting(False, "Maps average each tile over its 8 flips/quarter turns (8x model cost).")
+    predict_overlap: float | None = setting(None, "Window overlap of maps (default: window maps 1 - footprint / 2, "
+                                            "at most 0.875; dense maps and footprint 1: 0.5).")
+
+    def check(self) -> None:
+        super().check()
+        self.images = as_list(self.images)
+        if not self.images:
+            raise ConfigError("no images given: pass --images PATH (or `images:` in the config file)")
+        if not self.labels:
+            raise ConfigError("no labels given: pass --labels PATH (a classified raster or a vector layer)")
+        positive_int(self, "tile_size", "epochs", "batch_size", "blocks", "max_tiles")
+        if self.tile_size < 8:
+            raise ConfigError("tile_size must be at least 8 pixels for a meaningful class activation map")
+        if self.stride is not None:
+            positive_int(self, "stride")
+        if isinstance(self.bands, str):
+            self.bands = self.bands.split(",")
+        if self.output is None:
+            self.output = "dense" if self.pixel_loss else "window"
+        in_range(self, "footprint", 0, 1, low_open=True)
+        in_range(self, "pixel_loss", 0, float("inf"))
+        for key in ("purity", "min_labelled", "min_valid"):
+            in_range(self, key, 0, 1)
+        offset = self.label_offset
+        if not (offset in ("check", "auto", "none") or (isinstance(offset, list) and len(offset) == 2
+                                                           and all(isinstance(v, int) for v in offset))):
+            raise ConfigError(f"label_offset must be check, auto, none or [dy, dx] in pixels, not {offset!r}")
+        in_range(self, "ema_decay", 0, 1, high_open=True)
+        in_range(self, "cutmix", 0, 1)
+        in_range(self, "predict_overlap", 0, 1, high_open=True, optional=True)
+        if self.cutmix and self.camat.source == "cached" and self.regulariser == "camat":
+            raise ConfigError("cutmix needs fresh class activation maps: cached maps belong to unmixed tiles "
+                              "(set camat.source: fresh or cutmix: 0)")

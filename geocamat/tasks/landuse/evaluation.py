@@ -1,0 +1,65 @@
+"""``geocamat evaluate`` for land use: map the images (or take an existing map) and score it against a reference."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from geocamat.errors import ConfigError
+from geocamat.tasks.landuse.options import EvaluateOptions
+
+
+def label_offset(text: str, bundle) -> tuple[int, int] | None:
+    """``--label-offset``: none, model (the offset training found, from the bundle) or DY,DX."""
+    if text == "none":
+        return None
+    if text == "model":
+        found = bundle.extra.get("label_offset")
+        return tuple(found) if found else None
+    try:
+        dy, dx = (int(v) for v in str(text).split(","))
+    except ValueError:
+        raise ConfigError(f"--label-offset must be none, model or DY,DX (pixels, e.g. 1,1), not {text!r}") from None
+    return dy, dx
+
+
+def evaluate_map(bundle, images: list[str], options: EvaluateOptions, *, progress: bool = True,
+                 log: Callable[[str], None] = print) -> dict:
+    """Score a land-use map of ``images`` (or ``options.map``) against ``options.reference``.
+
+    Returns:
+        The metrics (OA, kappa, per class P/R/F1, scope, coverage); also written to ``options.out``/metrics.json.
+    """
+    from geocamat.inference.landuse import predict_landuse
+    from geocamat.tasks.landuse import map_settings
+    from geocamat.tasks.landuse.scoring import score_map
+
+    o = options
+    if not o.reference or not (images or o.map):
+        raise ConfigError("give --reference and IMAGES or --map (or --scenes DIR for a scene-classification model)")
+    offset = label_offset(o.label_offset, bundle)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(o.out) if o.out else Path(tmp) / "map"
+        if o.map:
+            folder.mkdir(parents=True, exist_ok=True)
+        else:
+            predict_landuse(bundle, list(images), folder, **map_settings(bundle, o.overlap, o.tta, o.window),
+                            device=o.device, vectorise=False, overwrite=True, progress=progress)
+        metrics = score_map(Path(o.map) if o.map else folder / "landuse.tif", Path(o.reference), bundle.class_ids,
+                            [c.name for c in bundle.classes], blocks=o.blocks, parity=o.parity,
+                            mask=Path(o.mask) if o.mask else None, offset=offset, reference_field=o.reference_field)
+        if o.out:
+            (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    frame = f", map read at offset {list(offset)} px" if offset and any(offset) else ""
+    log(f"{metrics['scope']}{frame}: OA {metrics['overall_accuracy']}, kappa {metrics['kappa']}, "
+        f"{metrics['n']} pixels (coverage {metrics['coverage']})")
+    found = bundle.extra.get("label_offset")
+    if found and o.label_offset == "none":
+        log(f"note: this model's labels were registered {found} px off its imagery; --label-offset model "
+            "scores in their frame")
+    for name, m in metrics["per_class"].items():
+        log(f"  {name:<16} precision {m['precision']:.3f}  recall {m['recall']:.3f}  f1 {m['f1']:.3f}  "
+            f"support {m['support']}")
+    return metrics

@@ -1,0 +1,53 @@
+"""Options of land-use prediction and evaluation: the one home of their defaults.
+
+``None`` means "the model's own setting" (recorded in its bundle at training time).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from geocamat.settings import setting
+
+
+@dataclass
+class PredictOptions:
+    """How a land-use model maps a region (``geocamat predict``)."""
+
+    region: str | None = setting(None, "Vector AOI (any CRS); windows outside it are skipped.")
+    region_field: str | None = setting(None, "One output per value of this AOI field (subfolders).")
+    bbox: tuple | None = setting(None, "Bounding box AOI: XMIN YMIN XMAX YMAX.")
+    bbox_crs: str | None = setting(None, "CRS of --bbox (default: the images' CRS), e.g. EPSG:4326.")
+    crs: str | None = setting(None, "Output CRS (default: the input's).")
+    res: float | None = setting(None, "Output pixel size in output CRS units (default: the input's).")
+    overlap: float | None = setting(None, "Window overlap fraction (default: the model's; 0.125 with --window).")
+    tta: bool | None = setting(None, "Average each tile over its 8 flips/quarter turns (default: the model's).")
+    window: int | None = setting(None, "Dense-output models: run the fully convolutional model on windows of this "
+                                 "size (px) instead of training-size tiles; faster, maps differ slightly.")
+    batch_size: int = setting(64, "Tiles per forward pass.")
+    workers: int | None = setting(None, "Reader threads (default: min(8, CPU count)).")
+    device: str = setting("auto", "auto | cpu | cuda | cuda:1")
+    resume: bool = setting(False, "Continue an interrupted run in the same output folder.")
+    probabilities: bool = setting(False, "Also write probabilities.tif (one band per class).")
+    vector: bool = setting(True, "Write landuse.gpkg (polygons of the classes).")
+    min_polygon_pixels: int = setting(0, "Drop land-use polygons smaller than this many pixels.")
+
+
+@dataclass
+class EvaluateOptions:
+    """How a land-use map is scored against a reference (``geocamat evaluate``)."""
+
+    reference: str | None = setting(None, "Reference land cover (any CRS): a raster of the model's class codes, "
+                                    "or polygons/points with reference_field.")
+    reference_field: str | None = setting(None, "Class field of a vector reference: the model's codes or names.")
+    blocks: int | None = setting(None, "Score only validation blocks of an N x N checkerboard.")
+    parity: str = setting("odd", "Which checkerboard blocks are scored.", choices=("odd", "even"))
+    map: str | None = setting(None, "Score this existing landuse.tif instead of mapping the images again.")
+    mask: str | None = setting(None, "Score only where this raster is non-zero.")
+    out: str | None = setting(None, "Keep the map and metrics.json here (default: a temporary folder).")
+    overlap: float | None = setting(None, "Window overlap fraction (default: the model's).")
+    tta: bool | None = setting(None, "Test-time augmentation (default: the model's).")
+    window: int | None = setting(None, "Dense-output models: map with windows of this size (px).")
+    label_offset: str = setting("none", "Score map[i+DY, j+DX] against reference[i, j]: none, model (the offset "
+                                "training found) or DY,DX.")
+    device: str = setting("auto", "auto | cpu | cuda")

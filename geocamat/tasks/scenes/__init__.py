@@ -1,0 +1,77 @@
+"""Scene classification: one label per image from a folder per class (see :mod:`geocamat.tasks.base`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from geocamat.settings import setting
+from geocamat.tasks.landuse import PredictOptions
+from geocamat.tasks.scenes.config import SceneConfig as Config
+
+__all__ = ["Config", "EvaluateOptions", "PredictOptions", "describe", "evaluate", "predict", "summary", "train"]
+NAME = "scene-classification"
+
+
+@dataclass
+class EvaluateOptions:
+    """How a scene model is scored: on the held-out part of its scene folder, clean and under occlusion."""
+
+    scenes: str | None = setting(None, "The class-folder dataset; its held-out part (the model's split) is scored.")
+    out: str | None = setting(None, "Write robustness.json here.")
+    device: str = setting("auto", "auto | cpu | cuda")
+
+
+def train(config: Config, out_dir: Path, *, overwrite: bool = False, progress: bool = True,
+          log: Callable[[str], None] = print) -> dict:
+    """Train on a stratified split of the scene folder; score the held-out part; write the run folder."""
+    from geocamat.tasks.scenes.workflow import train_scenes
+
+    return train_scenes(config, out_dir, overwrite=overwrite, progress=progress, log=log)
+
+
+def summary(metrics: dict) -> list[str]:
+    """What ``geocamat train`` prints at the end of a scene run."""
+    acc = metrics["robustness"]["accuracy"]
+    return [f"held-out scenes: OA {metrics['held_out']['overall_accuracy']}; under occlusion: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in acc.items() if k != "clean")]
+
+
+def evaluate(bundle, images: list[str], options: EvaluateOptions, *, progress: bool = True,
+             log: Callable[[str], None] = print) -> dict:
+    """Accuracy on the held-out scenes, clean and under test-time occlusions, and CAM deletion/insertion AUC."""
+    import json
+
+    from geocamat.errors import ConfigError
+    from geocamat.tasks.scenes.workflow import evaluate_scenes
+
+    if not options.scenes:
+        raise ConfigError("a scene model is scored on its scene folder: give --scenes DIR")
+    if images:
+        raise ConfigError("a scene model is scored on --scenes DIR, not on IMAGES; drop the image arguments")
+    report = evaluate_scenes(bundle, options.scenes, device=None if options.device == "auto" else options.device)
+    if options.out:
+        Path(options.out).mkdir(parents=True, exist_ok=True)
+        (Path(options.out) / "robustness.json").write_text(json.dumps(report, indent=2))
+    log(f"{report['n']} held-out scenes")
+    for condition, acc in report["accuracy"].items():
+        log(f"  {condition:<16} OA {acc:.3f}")
+    for key in ("deletion_auc", "insertion_auc"):
+        if key in report:
+            log(f"  {key:<16} {report[key]:.3f}")
+    return report
+
+
+def predict(bundle, images: list[str], out_dir: Path, options: PredictOptions, *, overwrite: bool = False,
+            progress: bool = True, model_path: str | None = None) -> dict:
+    """Scene models are not mapped over regions (they were trained on whole, resized images)."""
+    from geocamat.errors import BundleError
+
+    raise BundleError("a scene-classification model classifies whole images, it does not map regions: score it "
+                      "with `geocamat evaluate --scenes DIR`, or train a land-use model (--images/--labels) to map")
+
+
+def describe(bundle) -> dict:
+    """The split a scene bundle was trained on (for ``geocamat info``)."""
+    return {"split": {k: bundle.extra.get(k) for k in ("scenes", "train_fraction", "seed")}}

@@ -1,0 +1,32 @@
+"""Settings of scene classification from a folder per class: the one home of their defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from geocamat.errors import ConfigError
+from geocamat.settings import in_range, positive_int, setting
+from geocamat.tasks.base import TrainSettings
+from geocamat.tasks.landuse.config import ARCH_NAMES
+
+
+@dataclass
+class SceneConfig(TrainSettings):
+    """Scene classification: one label per image (RSSCN7 / UC Merced layout: a sub-folder per class)."""
+
+    scenes: str | None = setting(None, "A folder with one sub-folder of images per class.", path=True)
+    image_size: int = setting(64, "Images are resized to this side (pixels).")
+    train_fraction: float = setting(0.5, "Stratified share of each class used for training.")
+    arch: str = setting("resnet18", "Backbone.", choices=ARCH_NAMES)
+    epochs: int = setting(30, "Training epochs.")
+    batch_size: int = setting(64, "Images per batch.")
+    lr: float = setting(2e-3, "Peak learning rate (AdamW, one-cycle).")
+    weight_decay: float = setting(1e-4, "AdamW weight decay.")
+    label_smoothing: float = setting(0.05, "Cross-entropy label smoothing.")
+
+    def check(self) -> None:
+        super().check()
+        if not self.scenes:
+            raise ConfigError("no scene folder given: pass --scenes DIR (one sub-folder of images per class)")
+        positive_int(self, "image_size", "epochs", "batch_size")
+        in_range(self, "train_fraction", 0, 1, low_open=True, high_open=True)

@@ -1,0 +1,64 @@
+"""Pieces every task's training shares: the regulariser from the settings, the Lightning Trainer, quiet logs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from geocamat.errors import ConfigError
+
+
+def build_regulariser_from(config, builder=None):
+    """The training-time occlusion of a run: CAMAT with ``config.camat``, or a baseline with its own defaults.
+
+    Args:
+        config: task settings (``regulariser`` and ``camat``).
+        builder: ``(name, **options) -> regulariser``; default :func:`geocamat.camat.build_regulariser`
+            (detection passes its object-aware builder).
+    """
+    from dataclasses import asdict
+
+    if builder is None:
+        from geocamat.camat import build_regulariser as builder
+    name = config.regulariser
+    options = asdict(config.camat) if name == "camat" else {}
+    try:
+        return builder(name, **options)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid {name} option: {exc}") from exc
+
+
+def set_zero_fill(regulariser, mean, std) -> None:
+    """Give a regulariser the normalised value of a raw 0 per band (the ``zero`` fill): -mean / std."""
+    import torch
+
+    mean_t, std_t = torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
+    regulariser.zero_value = -mean_t / std_t.clamp_min(1e-12)
+
+
+def quiet_lightning(progress: bool) -> None:
+    """Silence Lightning's tips and known third-party deprecation noise; keep its INFO lines unless quiet."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    for handler in logging.getLogger("lightning.pytorch").handlers:  # records of child loggers pass here
+        if not any(getattr(f, "geocamat", False) for f in handler.filters):
+            drop_tips = logging.Filter()
+            drop_tips.filter = lambda record: "Tip:" not in str(record.msg)
+            drop_tips.geocamat = True
+            handler.addFilter(drop_tips)
+    if not progress:
+        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+
+
+def build_trainer(config, stage: Path | None, callbacks: list, progress: bool, **kwargs):
+    """A Lightning Trainer from the run's settings (devices, strategy, nodes, precision: bf16 on GPU)."""
+    import lightning as L
+    import torch
+
+    gpu = torch.cuda.is_available() and config.accelerator in ("auto", "gpu", "cuda")
+    return L.Trainer(max_epochs=config.epochs, accelerator=config.accelerator, devices=config.devices,
+                     strategy=config.strategy, num_nodes=config.num_nodes,
+                     precision=config.precision or ("bf16-mixed" if gpu else "32-true"), callbacks=callbacks,
+                     enable_progress_bar=progress, enable_model_summary=False, default_root_dir=stage, **kwargs)

@@ -83,5 +83,5 @@ def _bundle_crs(wkt: str | None) -> str | None:
 
 def _headline(metrics: dict) -> dict:
     vm = metrics.get("validation_map") or {}
-    out = {k: vm.get(k) for k in ("overall_accuracy", "kappa", "scope", "map_offset_px") if k in vm}
+    out = {k: vm.get(k) for k in ("overall_accuracy", "kappa", "macro_f1", "scope", "map_offset_px") if k in vm}
     return out or {k: v for k, v in metrics.items() if not isinstance(v, dict | list)}

@@ -84,3 +84,16 @@ def test_a_vector_reference_with_unknown_classes_or_no_field_is_refused(tmp_path
         score_map(map_path, ref, [1, 2], ["field", "wood"], reference_field="cls")
     with pytest.raises(InvalidLabelsError, match="need --reference-field: one of cls"):
         score_map(map_path, ref, [1, 2], ["field", "wood"])
+
+
+def test_macro_f1_counts_a_class_the_map_never_predicts():
+    import numpy as np
+
+    from geocamat.metrics import confusion_matrix, summarise
+
+    reference = np.array([1] * 90 + [2] * 10)
+    predicted = np.array([1] * 100)  # class 2 never predicted: OA 0.9, but half the classes are lost
+    m = summarise(confusion_matrix(reference, predicted, [1, 2, 3]), [1, 2, 3])
+    assert m["overall_accuracy"] == 0.9
+    f1_first = 2 * 0.9 * 1.0 / 1.9
+    assert m["macro_f1"] == round((f1_first + 0.0) / 2, 4)  # class 3 occurs nowhere: not counted

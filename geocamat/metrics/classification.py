@@ -1,4 +1,4 @@
-"""Classification metrics: confusion matrix, overall accuracy, Cohen's kappa, per-class P/R/F1."""
+"""Classification metrics: confusion matrix, overall accuracy, Cohen's kappa, per-class P/R/F1, macro-F1."""
 
 from __future__ import annotations
 
@@ -23,22 +23,28 @@ def confusion_matrix(reference: np.ndarray, predicted: np.ndarray, class_ids: li
 
 
 def summarise(cm: np.ndarray, class_ids: list[int], class_names: list[str] | None = None) -> dict:
-    """OA, kappa, per-class precision/recall/F1/support from a confusion matrix."""
+    """OA, kappa, macro-F1, per-class precision/recall/F1/support from a confusion matrix.
+
+    Macro-F1 is the mean F1 of the classes that occur in the reference or the prediction, so a class the
+    map never predicts counts with F1 0 (OA alone hides it).
+    """
     cm = cm.astype(np.float64)
     total = cm.sum()
     names = class_names or [str(c) for c in class_ids]
     if total == 0:
-        return {"n": 0, "overall_accuracy": None, "kappa": None, "per_class": {}}
+        return {"n": 0, "overall_accuracy": None, "kappa": None, "macro_f1": None, "per_class": {}}
     oa = np.trace(cm) / total
     expected = (cm.sum(axis=0) * cm.sum(axis=1)).sum() / total**2
     kappa = (oa - expected) / (1 - expected) if expected < 1 else 1.0
-    per_class = {}
+    per_class, f1s = {}, []
     for i, (cid, name) in enumerate(zip(class_ids, names, strict=True)):
         tp, pred_n, ref_n = cm[i, i], cm[:, i].sum(), cm[i, :].sum()
         precision = tp / pred_n if pred_n else 0.0
         recall = tp / ref_n if ref_n else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        if ref_n or pred_n:
+            f1s.append(f1)
         per_class[name] = {"id": int(cid), "precision": round(float(precision), 4), "recall": round(float(recall), 4),
                            "f1": round(float(f1), 4), "support": int(ref_n)}
     return {"n": int(total), "overall_accuracy": round(float(oa), 4), "kappa": round(float(kappa), 4),
-            "per_class": per_class, "confusion_matrix": cm.astype(int).tolist(), "class_ids": list(map(int, class_ids))}
+            "macro_f1": round(float(np.mean(f1s)), 4), "per_class": per_class, "confusion_matrix": cm.astype(int).tolist(), "class_ids": list(map(int, class_ids))}

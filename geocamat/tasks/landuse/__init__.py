@@ -23,12 +23,13 @@ def train(config: Config, out_dir: Path, *, overwrite: bool = False, progress: b
 def summary(metrics: dict) -> list[str]:
     """What ``geocamat train`` prints at the end of a land-use run."""
     vm = metrics["validation_map"]
-    lines = [f"validation map ({vm['scope']}): OA {vm['overall_accuracy']}, kappa {vm['kappa']}, {vm['n']} pixels; "
+    lines = [f"validation map ({vm['scope']}): OA {vm['overall_accuracy']}, kappa {vm['kappa']}, macro-F1 "
+             f"{vm.get('macro_f1')}, {vm['n']} pixels; "
              f"tile accuracy {metrics['validation_tiles']['accuracy']}"]
     if "validation_map_image_frame" in metrics:
         raw = metrics["validation_map_image_frame"]
         lines.append(f"  (scored in the labels' frame, offset {vm['map_offset_px']} px; on the image's own grid: "
-                     f"OA {raw['overall_accuracy']}, kappa {raw['kappa']})")
+                     f"OA {raw['overall_accuracy']}, kappa {raw['kappa']}, macro-F1 {raw.get('macro_f1')})")
     return lines
 
 

@@ -53,7 +53,8 @@ def evaluate_map(bundle, images: list[str], options: EvaluateOptions, *, progres
         if o.out:
             (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
     frame = f", map read at offset {list(offset)} px" if offset and any(offset) else ""
-    log(f"{metrics['scope']}{frame}: OA {metrics['overall_accuracy']}, kappa {metrics['kappa']}, "
+    log(f"{metrics['scope']}{frame}: OA {metrics['overall_accuracy']}, kappa {metrics['kappa']}, macro-F1 "
+        f"{metrics.get('macro_f1')}, "
         f"{metrics['n']} pixels (coverage {metrics['coverage']})")
     found = bundle.extra.get("label_offset")
     if found and o.label_offset == "none":

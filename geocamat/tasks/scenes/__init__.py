@@ -34,7 +34,8 @@ def train(config: Config, out_dir: Path, *, overwrite: bool = False, progress: b
 def summary(metrics: dict) -> list[str]:
     """What ``geocamat train`` prints at the end of a scene run."""
     acc = metrics["robustness"]["accuracy"]
-    return [f"held-out scenes: OA {metrics['held_out']['overall_accuracy']}; under occlusion: "
+    return [f"held-out scenes: OA {metrics['held_out']['overall_accuracy']}, macro-F1 "
+            f"{metrics['held_out'].get('macro_f1')}; under occlusion: "
             + ", ".join(f"{k} {v:.3f}" for k, v in acc.items() if k != "clean")]
 
 

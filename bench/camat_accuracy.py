@@ -33,6 +33,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from geocamat.camat import build_regulariser  # noqa: E402
+from geocamat.camat.consistency import consistency_loss, paired_batch  # noqa: E402
 from geocamat.camat.geometry import dihedral, random_dihedral  # noqa: E402
 from geocamat.camat.robustness import CONDITIONS, robustness_report  # noqa: E402
 from geocamat.data.scenes import SceneDataset, split_scenes  # noqa: E402
@@ -56,6 +57,12 @@ METHODS: dict[str, tuple[str, dict]] = {
     "cutout-white": ("cutout", {"area": 0.25, "p": 1.0, "fill": "white"}),
     "cutout-mixed": ("cutout", {"area": 0.25, "p": 1.0, "fill": "mixed"}),
     "camat-gradcampp": ("camat", {"source": "fresh", "saliency": "gradcampp"}),
+    # candidates for one default that wins everywhere (issue 15)
+    "camat-half-random": ("camat", {"source": "cached", "random_share": 0.5}),
+    "camat-half-random-mixed": ("camat", {"source": "cached", "random_share": 0.5, "fill": "mixed"}),
+    "camat-pairs": ("camat", {"source": "cached", "consistency": 1.0}),
+    "camat-pairs-half-random-mixed": ("camat", {"source": "cached", "consistency": 1.0, "random_share": 0.5,
+                                                "fill": "mixed"}),
 }
 DEFAULT_METHODS = "none,cutout,random-erasing,hide-and-seek,camat-fresh,camat-cached,camat-white"
 
@@ -73,13 +80,21 @@ def timed_step(model, opt, reg, xtr, ytr, idx, k, *, epoch: int, max_epochs: int
         x = x.contiguous(memory_format=torch.channels_last)
     y = ytr[ids]
     with amp:
+        clean = x
         x = reg(x, y, model=model, epoch=epoch, max_epochs=max_epochs, sample_ids=ids, transforms=k)
+        n, occluded = len(y), reg.occluded
+        pairs = reg.consistency > 0 and occluded is not None and bool(occluded.any())
+        if pairs:  # clean + occluded pairs and the consistency term, as geocamat's training step does
+            x, index = paired_batch(clean, x, occluded)
         features = model.forward_features(x)
-        loss = F.cross_entropy(model.head(features.mean(dim=(2, 3))).float(), y, label_smoothing=label_smoothing)
+        logits = model.head(features.mean(dim=(2, 3))).float()
+        loss = F.cross_entropy(logits, torch.cat([y, y[index]]) if pairs else y, label_smoothing=label_smoothing)
+        if pairs:
+            loss = loss + reg.consistency * consistency_loss(logits, n, index)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    reg.observe(features.detach(), model.head, y, sample_ids=ids, transforms=k)
+    reg.observe(features[:n].detach(), model.head, y, sample_ids=ids, transforms=k)
     if cuda:
         torch.cuda.synchronize()
     return loss, time.perf_counter() - t0, time.process_time() - c0

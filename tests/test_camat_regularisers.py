@@ -242,3 +242,35 @@ def test_cache_grows_with_new_ids():
     assert occ[0].any() and not occ[1].any()
     reg.reset_cache()
     assert torch.equal(reg(x, y, sample_ids=torch.tensor([0, 1])), x)
+
+
+def test_random_share_moves_the_mask_but_keeps_its_area():
+    torch.manual_seed(0)
+    x = torch.zeros(64, 2, 16, 16)
+    x[:, 0, :4, :4] = 5.0  # class 0's evidence: the top-left corner
+    y = torch.zeros(64, dtype=torch.long)
+    top = CAMAT(p=1.0, warmup=0.0, tau=0.5)(x, y, model=Toy())
+    mixed = CAMAT(p=1.0, warmup=0.0, tau=0.5, random_share=1.0, fill="noise")(x, y, model=Toy())
+    hidden_top = (top != x).any(dim=1)
+    hidden_mixed = (mixed != x).any(dim=1)
+    assert hidden_top[:, :4, :4].all()  # top-CAM: the evidence is hidden
+    assert (hidden_mixed.flatten(1).sum(1) - hidden_top.flatten(1).sum(1)).abs().max() <= 4  # same area
+    assert hidden_mixed[:, :4, :4].float().mean() < 0.5  # but mostly elsewhere
+
+
+def test_consistency_pairs_train_clean_and_occluded_copies():
+    from geocamat.camat.consistency import consistency_loss, paired_batch
+
+    clean = torch.randn(4, 2, 8, 8)
+    occluded = clean.clone()
+    occluded[1, :, :4] = 0
+    chosen = torch.tensor([False, True, False, False])
+    batch, index = paired_batch(clean, occluded, chosen)
+    assert batch.shape[0] == 5 and torch.equal(batch[:4], clean) and torch.equal(batch[4], occluded[1])
+    logits = torch.tensor([[2.0, 0.0], [3.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 3.0]], requires_grad=True)
+    loss = consistency_loss(logits, 4, index)
+    assert loss > 0
+    loss.backward()
+    assert logits.grad[1].abs().sum() == 0 and logits.grad[4].abs().sum() > 0  # the clean side is the target
+    same = torch.tensor([[1.0, 0.0]] * 4 + [[1.0, 0.0]])
+    assert consistency_loss(same, 4, torch.tensor([0])).item() < 1e-6

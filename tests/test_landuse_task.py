@@ -144,3 +144,25 @@ def test_cutmix_mixes_the_tile_loss_by_the_footprint_share(monkeypatch):
     out = task.model(dihedral(x, turns))
     expected = 0.25 * F.cross_entropy(out, y) + 0.75 * F.cross_entropy(out, other)
     assert torch.allclose(loss, expected, atol=1e-5)
+
+
+def test_consistency_pairs_add_the_occluded_copies_and_their_term():
+    from geocamat.camat.regularisers import CAMAT
+
+    x = torch.randn(4, 3, 16, 16)
+    y = torch.tensor([0, 1, 2, 0])
+    batch = {"image": x, "label": y, "index": torch.arange(4), "mask": y.view(-1, 1, 1).expand(-1, 16, 16).clone()}
+    logged = {}
+    task = _task(CAMAT(p=1.0, warmup=0.0, consistency=2.0), pixel_loss=1.0)
+    task.log = lambda name, value, **kwargs: logged.__setitem__(name, float(value))
+    seen = []
+    forward = task.model.forward_features
+    task.model.forward_features = lambda images: (seen.append(images.shape[0]), forward(images))[1]
+    loss = task.training_step(batch, 0)
+    assert seen[-1] == 8 and logged["train_consistency"] >= 0  # 4 clean + 4 occluded copies in one forward
+    assert torch.isfinite(loss)
+    plain = _task(CAMAT(p=1.0, warmup=0.0), pixel_loss=1.0)
+    seen.clear()
+    plain.model.forward_features = lambda images: (seen.append(images.shape[0]), forward(images))[1]
+    plain.training_step(batch, 0)
+    assert seen[-1] == 4  # without pairs the occluded samples replace their clean copies

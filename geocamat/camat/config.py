@@ -62,6 +62,11 @@ class CamatConfig:
         cache_update: cached source, which training forwards refresh the cache: ``clean`` (only samples
             that were not occluded in that step, so the map is the model's view of the whole image) or
             ``all`` (also occluded ones: the next occlusion then hides the next most salient region).
+        random_share: share of the occluded samples whose mask is a random square of the same area as their
+            top-CAM region (robustness to occluders that are not where the evidence is), the rest top-CAM.
+        consistency: > 0: each occluded sample is trained beside its clean copy in the same batch, and this
+            weight multiplies a KL term between the two predictions (clean one detached); 0: the occluded
+            sample replaces its clean copy.
     """
 
     saliency: str = field(default="cam", metadata={"help": "Saliency method."})
@@ -76,6 +81,10 @@ class CamatConfig:
                                                                "gets a fresh map."})
     cache_update: str = field(default="clean", metadata={"help": "Cached maps: refreshed by clean forwards only, "
                                                                  "or by all."})
+    random_share: float = field(default=0.0, metadata={"help": "Share of the occluded samples that get a random "
+                                                              "square of their CAM region's area instead."})
+    consistency: float = field(default=0.0, metadata={"help": "> 0: train on clean + occluded pairs, this weight on "
+                                                             "a KL term tying their predictions."})
 
     @staticmethod
     def choices(name: str) -> tuple | None:
@@ -98,6 +107,8 @@ class CamatConfig:
             "source": (self.source in SOURCES, ", ".join(SOURCES)),
             "cache_miss": (self.cache_miss in ("skip", "fresh"), "skip, fresh"),
             "cache_update": (self.cache_update in ("clean", "all"), "clean, all"),
+            "random_share": (number(self.random_share) and 0.0 <= self.random_share <= 1.0, "a share in [0, 1]"),
+            "consistency": (number(self.consistency) and self.consistency >= 0.0, "a weight >= 0"),
         }
         for key, (ok, allowed) in checks.items():
             if not ok:

@@ -28,6 +28,13 @@ class Regulariser:
     needs_model = False
     #: (C,) normalised value of a raw 0 per band, for the ``zero`` fill; set by the training workflow
     zero_value: Tensor | None = None
+    #: weight of the clean/occluded consistency term (> 0: the training step adds clean + occluded pairs)
+    consistency: float = 0.0
+
+    @property
+    def occluded(self) -> Tensor | None:
+        """(N,) bool: the samples the last call occluded (None when the regulariser does not say)."""
+        return None
 
     def __call__(
         self,
@@ -180,6 +187,7 @@ class CAMAT(Regulariser):
 
     def __init__(self, config: CamatConfig | None = None, **options) -> None:
         self.config = config or CamatConfig(**options)
+        self.consistency = float(self.config.consistency)
         self._cache: Tensor | None = None  # (S, h, w) float16 normalised maps, canonical frame
         self._seen: Tensor | None = None  # (S,) bool
         self._last_occluded: Tensor | None = None  # (N,) bool, from the last __call__
@@ -187,6 +195,10 @@ class CAMAT(Regulariser):
     def active(self, epoch: int, max_epochs: int) -> bool:
         """Whether occlusion is on at this epoch (off during the warm-up)."""
         return epoch >= math.floor(self.config.warmup * max_epochs)
+
+    @property
+    def occluded(self) -> Tensor | None:
+        return self._last_occluded
 
     def _targets(self, features: Tensor, head: nn.Module, targets: Tensor) -> Tensor:
         if self.config.target == "pred":
@@ -261,6 +273,12 @@ class CAMAT(Regulariser):
                     seen = seen | miss
             chosen = chosen & seen
         mask = top_area_mask(maps, cfg.area) if cfg.area is not None else threshold_mask(maps, cfg.tau)
+        if cfg.random_share > 0:  # some samples: a random square of their CAM region's area instead
+            swap = chosen & (torch.rand(n, device=dev) < cfg.random_share)
+            if bool(swap.any()):
+                area = mask.float().mean(dim=(1, 2, 3)).clamp(min=1.0 / (size[0] * size[1]))
+                square = _random_rect_mask(n, size[0], size[1], area, torch.ones(n, device=dev), dev)
+                mask = torch.where(swap.view(-1, 1, 1, 1), square, mask)
         mask &= chosen.view(-1, 1, 1, 1)
         self._last_occluded = chosen
         return apply_mask(images, mask, fill_values(images, cfg.fill, zero_value=self.zero_value))

@@ -47,4 +47,5 @@ def summarise(cm: np.ndarray, class_ids: list[int], class_names: list[str] | Non
         per_class[name] = {"id": int(cid), "precision": round(float(precision), 4), "recall": round(float(recall), 4),
                            "f1": round(float(f1), 4), "support": int(ref_n)}
     return {"n": int(total), "overall_accuracy": round(float(oa), 4), "kappa": round(float(kappa), 4),
-            "macro_f1": round(float(np.mean(f1s)), 4), "per_class": per_class, "confusion_matrix": cm.astype(int).tolist(), "class_ids": list(map(int, class_ids))}
+            "macro_f1": round(float(np.mean(f1s)), 4), "per_class": per_class,
+            "confusion_matrix": cm.astype(int).tolist(), "class_ids": list(map(int, class_ids))}

@@ -59,6 +59,9 @@ class DetectionConfig(TrainSettings):
         in_range(self, "nms_iou", 0, 1)
         if self.max_tiles is not None:
             positive_int(self, "max_tiles")
+        for key in ("random_share", "consistency"):
+            if getattr(self.camat, key):
+                raise ConfigError(f"camat.{key} is not available for detection (object-aware CAMAT); leave it at 0")
 
 
 @dataclass

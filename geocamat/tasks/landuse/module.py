@@ -11,6 +11,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from geocamat.camat import Regulariser
+from geocamat.camat.consistency import consistency_loss, paired_batch
 from geocamat.camat.geometry import dihedral
 from geocamat.models import build_model
 from geocamat.tasks.landuse.cutmix import cutmix
@@ -98,11 +99,27 @@ class LandUseTask(L.LightningModule):
             clean, mask, pasted, share = cutmix(clean, mask, y, self.hparams.footprint)
         x = self.regulariser(clean, y, model=self.model, epoch=self.current_epoch,
                              max_epochs=self.trainer.max_epochs, sample_ids=ids, transforms=turns)
+        occluded = self.regulariser.occluded
+        pairs = self.regulariser.consistency > 0 and occluded is not None and bool(occluded.any())
+        if pairs:  # clean + occluded pairs: every sample clean, plus the occluded copies of the chosen ones
+            n = clean.shape[0]
+            x_in, index = paired_batch(clean, x, occluded)
+            y, pasted = torch.cat([y, y[index]]), torch.cat([pasted, pasted[index]])
+            if mask is not None:
+                mask = torch.cat([mask, mask[index]])
+            clean = torch.cat([clean, clean[index]])
+            x = x_in
         features = self.model.forward_features(x)
         logits = self.model.head(features.mean(dim=(2, 3)))
-        self.regulariser.observe(features.detach(), self.model.head, y, sample_ids=ids, transforms=turns)
+        head_features = features[:n] if pairs else features
+        self.regulariser.observe(head_features.detach(), self.model.head, y[:len(ids)], sample_ids=ids,
+                                 transforms=turns)
         loss = self._loss(logits, y) if share >= 1.0 else (
             share * self._loss(logits, y) + (1.0 - share) * self._loss(logits, pasted))
+        if pairs:
+            consistency = consistency_loss(logits, n, index)
+            self.log("train_consistency", consistency, on_step=False, on_epoch=True, sync_dist=True)
+            loss = loss + self.regulariser.consistency * consistency
         if self.hparams.pixel_loss > 0 and mask is not None:
             mask = mask.masked_fill((x != clean).any(dim=1), -1)
             pixel = self._pixel_loss(features, mask)

@@ -48,8 +48,8 @@ class UnitWriter:
         return self.pool.submit(self._write, name, result, carry_np, stats, prev)
 
     def close(self) -> None:
-        """Wait for the writes in progress (they are recorded); cancel those not started."""
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        """Finish the writes submitted (each is recorded, so an interrupted run keeps every computed unit)."""
+        self.pool.shutdown(wait=True)
 
     def carry_path(self, name: str) -> Path:
         return self.units / f"{name}_carry.npy"

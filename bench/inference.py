@@ -132,13 +132,13 @@ def bench_torchgeo(scene: Path, bundle, dev, tile: int, stride: int, batch: int,
 
 
 def bench_geocamat(scene: Path, bundle, dev, overlap: float, batch: int, workers: int, out: Path,
-                   vectorise: bool = True) -> dict:
+                   vectorise: bool = True, **engine) -> dict:
     """(b) the geocamat engine, end to end (reads, model, blending, COG + GeoPackage + report)."""
     from geocamat.inference.landuse import predict_landuse
 
     start = time.perf_counter()
     report = predict_landuse(bundle, [str(scene)], out, overlap=overlap, batch_size=batch, workers=workers,
-                             device=str(dev), overwrite=True, progress=False, vectorise=vectorise)
+                             device=str(dev), overwrite=True, progress=False, vectorise=vectorise, **engine)
     seconds = time.perf_counter() - start
     tiles = report["tiles"]["tiles_processed"] + report["tiles"]["recomputed_at_seams"]
     stream = report["timings"]["stream_s"]
@@ -197,7 +197,7 @@ def rss_child(args: argparse.Namespace) -> None:
     import torch
     import torchgeo.datasets  # noqa: F401
 
-    from geocamat.inference.landuse import peak_rss_mib
+    from geocamat.inference.telemetry import peak_rss_mib
 
     torch.set_num_threads(args.threads)
     baseline = peak_rss_mib()
@@ -273,27 +273,16 @@ def main() -> None:
                                                              args.workers, out / "pred_nv", vectorise=False)
             print("b (no vector)", results["b_geocamat_no_vector"], flush=True)
     if args.also_tile_blend and "b" not in skip:
-        import geocamat.inference.landuse as landuse
-
-        saved = landuse.blend_mode
-        landuse.blend_mode = lambda device, tile, stride: "tiles"
-        try:
-            results["b_geocamat_tile_blend"] = bench_geocamat(scene, bundle, dev, args.overlap, args.batch_size,
-                                                              args.workers, out / "pred_tb")
-        finally:
-            landuse.blend_mode = saved
+        results["b_geocamat_tile_blend"] = bench_geocamat(scene, bundle, dev, args.overlap, args.batch_size,
+                                                          args.workers, out / "pred_tb", blend="tiles")
         print("b (tile-by-tile blending)", results["b_geocamat_tile_blend"], flush=True)
     if args.also_writers and "b" not in skip:
-        import geocamat.inference.landuse as landuse
+        from geocamat.inference.plan import UnitSizes
 
-        saved_writers = landuse.MAX_WRITERS
-        landuse.MAX_WRITERS = args.also_writers
-        try:
-            results["b_geocamat_writers"] = bench_geocamat(scene, bundle, dev, args.overlap, args.batch_size,
-                                                           args.workers, out / "pred_w")
-            results["b_geocamat_writers"]["max_writers"] = args.also_writers
-        finally:
-            landuse.MAX_WRITERS = saved_writers
+        results["b_geocamat_writers"] = bench_geocamat(scene, bundle, dev, args.overlap, args.batch_size,
+                                                       args.workers, out / "pred_w",
+                                                       units=UnitSizes(max_writers=args.also_writers))
+        results["b_geocamat_writers"]["max_writers"] = args.also_writers
         print(f"b ({args.also_writers} writers at most)", results["b_geocamat_writers"], flush=True)
     if "a" not in skip:
         results["a_torchgeo"] = bench_torchgeo(scene, bundle, dev, args.tile, stride, args.batch_size,

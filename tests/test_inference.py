@@ -17,7 +17,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from inference_helpers import make_bundle, make_raster  # noqa: E402
 from test_outputs import assert_cog, category_names  # noqa: E402
 
-import geocamat.inference.landuse as landuse  # noqa: E402
 from geocamat.errors import (  # noqa: E402
     BundleError,
     ConfigError,
@@ -25,7 +24,10 @@ from geocamat.errors import (  # noqa: E402
     InvalidRasterError,
     OutputExistsError,
 )
+from geocamat.inference.blend import accumulate_blocks  # noqa: E402
 from geocamat.inference.landuse import predict_landuse  # noqa: E402
+from geocamat.inference.manifest import PARTIAL  # noqa: E402
+from geocamat.inference.plan import UnitSizes  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -38,11 +40,8 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture
-def small_units(monkeypatch):
-    """Units of 32 rows x 48 columns, so that small test scenes have several bands and column blocks."""
-    monkeypatch.setattr(landuse, "BAND_ROWS", 32)
-    monkeypatch.setattr(landuse, "BLOCK_COLS", 48)
+#: Units of 32 rows x 48 columns, so that small test scenes have several bands and column blocks.
+SMALL_UNITS = UnitSizes(band_rows=32, block_cols=48)
 
 
 @pytest.fixture(scope="module")
@@ -102,15 +101,15 @@ def test_outputs_on_input_grid(tmp_path, bundle):
     assert report["tiles"]["tiles_planned"] == report["tiles"]["tiles_processed"] + report["tiles"]["skipped_no_data"]
     assert sum(c["pixels"] for c in report["classes"]) == valid.sum()
     assert json.loads((out / "report.json").read_text())["model"]["weights_sha256"] == report["model"]["weights_sha256"]
-    assert not (out / landuse.PARTIAL).exists()
+    assert not (out / PARTIAL).exists()
 
 
-def test_constant_model_gives_seamless_map(tmp_path, small_units):
+def test_constant_model_gives_seamless_map(tmp_path):
     bundle = make_bundle(tile=16)
     bundle.state_dict["head.weight"].zero_()
     bundle.state_dict["head.bias"].copy_(torch.tensor([0.1, 1.5, 0.3]))
     img = make_raster(tmp_path / "img.tif", 100, 70, nodata=None)
-    run(bundle, [img], tmp_path / "out", vectorise=False)
+    run(bundle, [img], tmp_path / "out", vectorise=False, units=SMALL_UNITS)
     classes, _ = read(tmp_path / "out" / "landuse.tif")
     conf, _ = read(tmp_path / "out" / "confidence.tif")
     expected = torch.tensor([0.1, 1.5, 0.3]).softmax(0).max().item()
@@ -188,14 +187,12 @@ def test_window_mode_runs_dense_models_fully_convolutionally(tmp_path, bundle):
     assert np.abs(conf[20:28, 20:28] - expected[23:31, 23:31]).max() > 0.05  # the map does vary in space
 
 
-def test_seams_do_not_change_the_result(tmp_path, bundle, monkeypatch):
+def test_seams_do_not_change_the_result(tmp_path, bundle):
     import geopandas as gpd
 
     img = make_raster(tmp_path / "img.tif", 110, 75, collar=3)
     whole = run(bundle, [img], tmp_path / "whole")
-    monkeypatch.setattr(landuse, "BAND_ROWS", 24)
-    monkeypatch.setattr(landuse, "BLOCK_COLS", 40)
-    cut = run(bundle, [img], tmp_path / "cut")
+    cut = run(bundle, [img], tmp_path / "cut", units=UnitSizes(band_rows=24, block_cols=40))
     assert cut["plan"]["units"] > 6 and whole["plan"]["units"] == 1
     np.testing.assert_array_equal(read(tmp_path / "whole" / "landuse.tif")[0],
                                   read(tmp_path / "cut" / "landuse.tif")[0])
@@ -217,19 +214,17 @@ def test_block_accumulation_equals_tile_by_tile_adds(tile, stride):
     for v, r, q in zip(values, rows, cols, strict=True):
         expected[:, r * stride:r * stride + tile, q * stride:q * stride + tile] += v
     acc = torch.zeros_like(expected)
-    landuse.accumulate_blocks(acc, values, rows, cols, tile, stride)
+    accumulate_blocks(acc, values, rows, cols, tile, stride)
     torch.testing.assert_close(acc, expected)
 
 
-def test_block_blending_gives_the_same_map_with_and_without_seams(tmp_path, bundle, monkeypatch):
+def test_block_blending_gives_the_same_map_with_and_without_seams(tmp_path, bundle):
     """The CUDA blending path (block adds), run on the CPU: same map as tile-by-tile, across unit seams."""
     img = make_raster(tmp_path / "img.tif", 90, 70, collar=3)
     run(bundle, [img], tmp_path / "tiles", overlap=0.75, vectorise=False)
-    monkeypatch.setattr(landuse, "blend_mode", lambda device, tile, stride: "blocks")
-    whole = run(bundle, [img], tmp_path / "blocks", overlap=0.75, vectorise=False)
-    monkeypatch.setattr(landuse, "BAND_ROWS", 24)
-    monkeypatch.setattr(landuse, "BLOCK_COLS", 40)
-    cut = run(bundle, [img], tmp_path / "cut", overlap=0.75, vectorise=False)
+    whole = run(bundle, [img], tmp_path / "blocks", overlap=0.75, vectorise=False, blend="blocks")
+    cut = run(bundle, [img], tmp_path / "cut", overlap=0.75, vectorise=False, blend="blocks",
+              units=UnitSizes(band_rows=24, block_cols=40))
     assert cut["plan"]["units"] > 4 and whole["plan"]["units"] == 1
     for other in ("blocks", "cut"):
         np.testing.assert_array_equal(read(tmp_path / "tiles" / "landuse.tif")[0],
@@ -241,9 +236,9 @@ def test_block_blending_gives_the_same_map_with_and_without_seams(tmp_path, bund
     assert set(whole["timings"]["assemble_stages"]) == {"landuse.tif_s", "confidence.tif_s", "cam.tif_s"}
 
 
-def test_resume_after_interrupt_is_identical(tmp_path, bundle, small_units):
+def test_resume_after_interrupt_is_identical(tmp_path, bundle):
     img = make_raster(tmp_path / "img.tif", 120, 100, collar=2)
-    run(bundle, [img], tmp_path / "ref", write_probabilities=True)
+    run(bundle, [img], tmp_path / "ref", write_probabilities=True, units=SMALL_UNITS)
 
     class Stop(Exception):
         pass
@@ -257,10 +252,11 @@ def test_resume_after_interrupt_is_identical(tmp_path, bundle, small_units):
 
     out = tmp_path / "out"
     with pytest.raises(Stop):
-        run(bundle, [img], out, write_probabilities=True, on_unit=stop_after_five)
-    assert not (out / "landuse.tif").exists() and (out / landuse.PARTIAL / "manifest.json").exists()
+        run(bundle, [img], out, write_probabilities=True, on_unit=stop_after_five, units=SMALL_UNITS)
+    assert not (out / "landuse.tif").exists() and (out / PARTIAL / "manifest.json").exists()
     redone = []
-    report = run(bundle, [img], out, write_probabilities=True, resume=True, on_unit=lambda i: redone.append(i["unit"]))
+    report = run(bundle, [img], out, write_probabilities=True, resume=True, on_unit=lambda i: redone.append(i["unit"]),
+                 units=SMALL_UNITS)
     assert report["resumed"] and report["runs"] == 2
     assert len(redone) < report["plan"]["units"] and not set(redone) & set(seen[:4])
     for name in ("landuse.tif", "confidence.tif", "cam.tif", "probabilities.tif"):
@@ -406,13 +402,12 @@ def test_real_scene_collar_is_nodata(tmp_path):
 def test_overviews_are_computed_per_unit_and_copied_into_the_cogs(tmp_path, bundle, monkeypatch):
     from geocamat.outputs.overviews import mode_2x2, nanmean_2x2
 
-    monkeypatch.setattr(landuse, "BAND_ROWS", 64)
-    monkeypatch.setattr(landuse, "BLOCK_COLS", 128)
+    units = UnitSizes(band_rows=64, block_cols=128)
     img = make_raster(tmp_path / "img.tif", 1100, 300, collar=5)
-    report = run(bundle, [img], tmp_path / "units", overlap=0.0, vectorise=False)
+    report = run(bundle, [img], tmp_path / "units", overlap=0.0, vectorise=False, units=units)
     assert report["plan"]["units"] == 5 * 9
     monkeypatch.setattr("geocamat.outputs.overviews.overview_factors", lambda *a, **k: [])
-    run(bundle, [img], tmp_path / "gdal", overlap=0.0, vectorise=False)  # overviews computed by GDAL
+    run(bundle, [img], tmp_path / "gdal", overlap=0.0, vectorise=False, units=units)  # overviews computed by GDAL
     for name in ("landuse.tif", "confidence.tif"):
         with rasterio.open(tmp_path / "units" / name) as ours, rasterio.open(tmp_path / "gdal" / name) as ref:
             assert ours.overviews(1) == ref.overviews(1) == [2, 4]

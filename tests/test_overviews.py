@@ -41,9 +41,9 @@ def test_factors_follow_the_cog_rule():
     (4096, 16, 8, 1, 4096),
 ])
 def test_unit_sizes_align_to_the_stride_and_the_overview_factor(target, tile, stride, factor, expected):
-    from geocamat.inference.landuse import _unit_size
+    from geocamat.inference.plan import unit_size
 
-    assert _unit_size(target, tile, stride, factor) == expected
+    assert unit_size(target, tile, stride, factor) == expected
 
 
 def test_pyramid_levels_halve_each_time():

@@ -1,0 +1,139 @@
+"""The inference engine's seams: a new per-pixel head plugs in; units of bounded work; resume that keeps work."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from inference_helpers import make_bundle, make_raster  # noqa: E402
+
+from geocamat.errors import OutputExistsError  # noqa: E402
+from geocamat.inference.heads import PixelHead, head_for  # noqa: E402
+from geocamat.inference.landuse import predict_landuse  # noqa: E402
+from geocamat.inference.manifest import PARTIAL  # noqa: E402
+from geocamat.inference.plan import UnitSizes, band_rows_for_work, unit_size  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def read(path: Path) -> np.ndarray:
+    with rasterio.open(path) as src:
+        return src.read()
+
+
+def run(bundle, images, out, **kw):
+    kw.setdefault("progress", False)
+    return predict_landuse(bundle, [str(i) for i in images], out, **kw)
+
+
+def test_a_toy_per_pixel_head_plugs_into_the_engine(tmp_path):
+    class Threshold(PixelHead):
+        """Class 1 where the first band is above its mean, class 2 elsewhere; its brightness as an extra."""
+
+        outputs = {"probabilities": 3, "brightness": 1}
+
+        def __call__(self, batch):
+            above = (batch[:, :1] > 0).float()
+            probs = torch.cat([0.1 + 0.8 * above, 0.9 - 0.8 * above, torch.zeros_like(above)], dim=1)
+            return {"probabilities": probs, "brightness": batch[:, :1]}
+
+    bundle = make_bundle(tile=16)
+    img = make_raster(tmp_path / "img.tif", 90, 70, nodata=None)
+    report = run(bundle, [img], tmp_path / "out", head=Threshold(), units=UnitSizes(band_rows=24, block_cols=40))
+    band = (read(img)[0].astype(np.float32) - 100.0) / 50.0
+    np.testing.assert_array_equal(read(tmp_path / "out" / "landuse.tif")[0], np.where(band > 0, 1, 2))
+    np.testing.assert_allclose(read(tmp_path / "out" / "confidence.tif")[0], 0.9, rtol=1e-5)
+    np.testing.assert_allclose(read(tmp_path / "out" / "brightness.tif")[0], band, rtol=1e-5, atol=1e-5)
+    assert "brightness.tif" in report["outputs"] and "cam.tif" not in report["outputs"]
+    assert report["plan"]["units"] > 4
+
+
+def test_a_head_with_the_wrong_number_of_classes_is_refused(tmp_path):
+    class TwoClasses(PixelHead):
+        outputs = {"probabilities": 2}
+
+        def __call__(self, batch):
+            raise AssertionError("never called")
+
+    img = make_raster(tmp_path / "img.tif", 40, 40, nodata=None)
+    with pytest.raises(ValueError, match="3 classes"):
+        run(make_bundle(tile=16), [img], tmp_path / "out", head=TwoClasses())
+
+
+def test_a_large_scene_is_cut_into_units_of_bounded_work():
+    from geocamat.outputs.overviews import overview_factors
+
+    def bands(height, width, stride, tta):
+        factor = overview_factors(width, height)[-1]
+        cols = unit_size(UnitSizes().block_cols, 2 * stride, stride, factor)
+        rows = unit_size(band_rows_for_work(UnitSizes(), width, cols, stride, tta), 2 * stride, stride, factor)
+        return -(-height // rows) * -(-width // cols)
+
+    assert bands(4096, 4096, 128, False) >= 8  # 256 px tiles at overlap 0.5
+    assert bands(4096, 4096, 8, False) >= 8  # 16 px tiles: 262,144 tiles
+    assert bands(4096, 4096, 8, True) > bands(4096, 4096, 8, False)  # 8x the model work per tile: smaller units
+
+
+class Counting(PixelHead):
+    """The bundle's head, counting the tiles it computes; raises :class:`Killed` past ``stop_after`` tiles."""
+
+    def __init__(self, inner, stop_after: int | None = None) -> None:
+        self.inner, self.stop_after, self.tiles = inner, stop_after, 0
+        self.outputs, self.descriptions = inner.outputs, inner.descriptions
+
+    def to(self, device):
+        self.inner.to(device)
+        return self
+
+    def weights(self, tile, overlap):
+        return self.inner.weights(tile, overlap)
+
+    def __call__(self, batch):
+        if self.stop_after is not None and self.tiles + len(batch) > self.stop_after:
+            raise Killed
+        self.tiles += len(batch)
+        return self.inner(batch)
+
+
+class Killed(Exception):
+    pass
+
+
+def test_a_run_killed_at_a_quarter_keeps_its_work_and_resumes_to_the_same_map(tmp_path):
+    bundle = make_bundle(tile=16)
+    img = make_raster(tmp_path / "img.tif", 100, 160, collar=2)
+    units = UnitSizes(band_rows=32, block_cols=56)
+    kw = dict(units=units, write_probabilities=True, batch_size=8)
+    whole = Counting(head_for(bundle))
+    ref = run(bundle, [img], tmp_path / "ref", head=whole, **kw)
+    assert ref["plan"]["units"] >= 8
+    first = Counting(head_for(bundle), stop_after=whole.tiles // 4)
+    out = tmp_path / "out"
+    with pytest.raises(Killed):
+        run(bundle, [img], out, head=first, **kw)
+    manifest = json.loads((out / PARTIAL / "manifest.json").read_text())
+    assert manifest["done"], "units finished before the kill are recorded"
+    with pytest.raises(OutputExistsError, match="--resume"):  # a rerun without --resume says that it exists
+        run(bundle, [img], out, head=Counting(head_for(bundle)), **kw)
+    second = Counting(head_for(bundle))
+    report = run(bundle, [img], out, head=second, resume=True, **kw)
+    assert report["resumed"] and report["runs"] == 2
+    recomputed = first.tiles + second.tiles - whole.tiles
+    assert 0 <= recomputed <= 0.3 * whole.tiles
+    for name in ("landuse.tif", "confidence.tif", "cam.tif", "probabilities.tif"):
+        np.testing.assert_array_equal(read(tmp_path / "ref" / name), read(out / name))
+    assert report["tiles"] == ref["tiles"] and report["classes"] == ref["classes"]

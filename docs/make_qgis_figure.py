@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import tempfile
 from pathlib import Path
@@ -35,9 +36,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         png = Path(tmp) / "qgis.png"
         log = subprocess.run(["python3", str(RENDER), str(folder / "landuse.tif"), str(png),
-                              str(folder / "landuse.gpkg")], capture_output=True, text=True, check=True,
-                             env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin"})
+                              str(folder / "landuse.gpkg")], capture_output=True, text=True,
+                             env={**{k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")},
+                                  "QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin"})
         print(log.stdout.strip())
+        if not png.is_file():  # (QGIS 3.22 may crash on exit after writing the picture: only the PNG counts)
+            raise SystemExit(f"QGIS did not render the map: {log.stderr.strip()[-500:]}")
         image = plt.imread(png)
     classes = json.loads((folder / "report.json").read_text())["classes"]
     fig, ax = plt.subplots(figsize=(8, 8.6), dpi=100)

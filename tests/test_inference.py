@@ -422,3 +422,39 @@ def test_overviews_are_computed_per_unit_and_copied_into_the_cogs(tmp_path, bund
                 np.testing.assert_allclose(level2, nanmean_2x2(full[None])[0], rtol=1e-6)
                 np.testing.assert_allclose(level2, ref.read(1, out_shape=(150, 550)), rtol=1e-5, atol=1e-6)
     assert_cog(tmp_path / "units" / "landuse.tif")
+
+
+def test_minimum_mapping_unit_sieves_the_map_and_its_polygons(tmp_path, bundle):
+    """--min-polygon-pixels N: no region of the map (one unit) and no polygon (any units) under N pixels."""
+    import geopandas as gpd
+    import shapely.geometry
+    from rasterio.features import shapes
+
+    from geocamat.inference.heads import PixelHead
+
+    class PerPixel(PixelHead):  # each pixel's class is its brightest band: speckle on a noisy image
+        outputs = {"probabilities": 3}
+
+        def __call__(self, batch):
+            return {"probabilities": torch.softmax(4 * batch[:, :3], dim=1)}
+
+    rng = np.random.default_rng(3)
+    img = make_raster(tmp_path / "img.tif", 96, 80)
+    with rasterio.open(img, "r+") as dst:
+        dst.write(np.clip(dst.read().astype(int) + rng.integers(-60, 60, (3, 80, 96)), 1, 254).astype("uint8"))
+
+    def sizes(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+        classes = read(folder / "landuse.tif")[0].astype("int32")
+        regions = np.array([shapely.geometry.shape(g).area for g, _ in shapes(classes, connectivity=4)])
+        return regions, gpd.read_file(folder / "landuse.gpkg", layer="landuse")["pixels"].to_numpy()
+
+    run(bundle, [img], tmp_path / "raw", min_polygon_pixels=0, head=PerPixel())
+    raw_regions, raw_polygons = sizes(tmp_path / "raw")
+    assert (raw_regions < 6).sum() > 5 and (raw_polygons < 6).sum() > 5  # the test needs speckle
+    run(bundle, [img], tmp_path / "one", min_polygon_pixels=6, head=PerPixel())
+    regions, polygons = sizes(tmp_path / "one")
+    assert regions.min() >= 6 and polygons.min() >= 6
+    cut = run(bundle, [img], tmp_path / "cut", min_polygon_pixels=6, units=UnitSizes(band_rows=24, block_cols=40),
+              head=PerPixel())
+    assert cut["plan"]["units"] > 4
+    assert sizes(tmp_path / "cut")[1].min() >= 6

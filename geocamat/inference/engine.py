@@ -118,7 +118,8 @@ class Engine:
                 g.width, g.height], "tile": self.plan.tile, "stride": self.plan.stride,
                 "band_rows": self.plan.band_rows, "block_cols": self.plan.block_cols,
                 "probabilities": self.write_probabilities, "vectorise": self.vectorise, "aoi": aoi, "tta": self.tta,
-                "overviews": self.overview_factors, "head": type(self.head).__name__, "outputs": self.head.outputs}
+                "overviews": self.overview_factors, "head": type(self.head).__name__, "outputs": self.head.outputs,
+                "min_polygon_pixels": self.min_polygon_pixels}
 
     def float_outputs(self) -> list[FloatOutput]:
         """The float GeoTIFFs and their bands in the float pieces: confidence, the head's extras,
@@ -184,7 +185,8 @@ class Engine:
         self.writer = UnitWriter(self.work / "units", manifest, self.host, writers=writers, nodata=self.nodata,
                                  overview_factors=self.overview_factors, vectorise=self.vectorise,
                                  max_class=max(self.style.ids), polygoniser=polygoniser,
-                                 full_shape=(self.grid.height, self.grid.width))
+                                 full_shape=(self.grid.height, self.grid.width),
+                                 min_region_pixels=self.min_polygon_pixels)
         pending: deque[tuple[str, Future]] = deque()
         stream_start = time.perf_counter()
         self.t_model = 0.0

@@ -42,7 +42,8 @@ class StageClock:
 class HostTimes:
     """Wall seconds per host stage, added from any thread."""
 
-    STAGES = ("wait_read_s", "finish_s", "wait_write_s", "write_s_all_threads", "polygonise_s_all_threads")
+    STAGES = ("wait_read_s", "finish_s", "wait_write_s", "write_s_all_threads", "sieve_s_all_threads",
+              "polygonise_s_all_threads")
 
     def __init__(self) -> None:
         self.seconds = dict.fromkeys(self.STAGES, 0.0)

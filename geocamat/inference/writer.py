@@ -28,16 +28,20 @@ class UnitWriter:
         polygoniser: worker processes for polygons (:class:`geocamat.outputs.vector.Polygoniser`) or None
             to polygonise in the writer thread.
         full_shape: (height, width) of the output grid.
+        min_region_pixels: minimum mapping unit: smaller regions of the class map are merged into their largest
+            neighbour before anything is written (:func:`geocamat.outputs.sieve.sieve_classes`; regions that
+            touch another unit are kept, their polygons are checked after the seams are merged).
     """
 
     def __init__(self, units_dir: Path, manifest: Manifest, times: HostTimes, *, writers: int, nodata,
                  overview_factors: list[int], vectorise: bool, max_class: int, polygoniser,
-                 full_shape: tuple[int, int]) -> None:
+                 full_shape: tuple[int, int], min_region_pixels: int = 0) -> None:
         self.units = Path(units_dir)
         self.manifest, self.times = manifest, times
         self.nodata, self.overview_factors = nodata, overview_factors
         self.vectorise, self.max_class, self.polygoniser = vectorise, max_class, polygoniser
         self.full_shape = list(full_shape)
+        self.min_region_pixels = int(min_region_pixels)
         self.pool = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="geocamat-write")
 
     def submit(self, name: str, result: dict, carry, stats: dict, prev: str | None) -> Future:
@@ -55,6 +59,8 @@ class UnitWriter:
         return self.units / f"{name}_carry.npy"
 
     def _write(self, name: str, result: dict, carry: np.ndarray | None, stats: dict, prev: str | None) -> None:
+        if self.min_region_pixels > 1:
+            self.times.timed("sieve_s_all_threads", self._sieve, result)
         self.times.timed("write_s_all_threads", self._write_levels, name, result)
         job = dict(piece=str(self.units / f"{name}_class.tif"), nodata=int(self.nodata),
                    row_off=int(result["row_off"]), col_off=int(result["col_off"]), full_shape=self.full_shape,
@@ -74,6 +80,16 @@ class UnitWriter:
         self.manifest.record(name, {**stats, "prev_carry": prev and f"{prev}_carry.npy"})
         if prev is not None and prev in self.manifest:  # a resume now starts after this unit at the earliest
             self.carry_path(prev).unlink(missing_ok=True)
+
+    def _sieve(self, result: dict) -> None:
+        """Apply the minimum mapping unit to the unit's class ids (sides bordering other units excepted)."""
+        from geocamat.outputs.sieve import sieve_classes
+
+        classes = result["class"][0]
+        r0, c0 = int(result["row_off"]), int(result["col_off"])
+        h, w = self.full_shape
+        inner = (r0 > 0, c0 > 0, r0 + classes.shape[0] < h, c0 + classes.shape[1] < w)
+        result["class"] = sieve_classes(classes, int(self.nodata), self.min_region_pixels, inner)[None]
 
     def _write_levels(self, name: str, result: dict) -> None:
         """The unit's class and float pieces, and those of each overview level."""

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from geocamat.errors import ConfigError
-from geocamat.tasks.landuse.options import EvaluateOptions
+from geocamat.tasks.landuse.options import MIN_MAPPING_UNIT, EvaluateOptions
 
 
 def label_offset(text: str, bundle) -> tuple[int, int] | None:
@@ -46,7 +46,8 @@ def evaluate_map(bundle, images: list[str], options: EvaluateOptions, *, progres
             folder.mkdir(parents=True, exist_ok=True)
         else:
             predict_landuse(bundle, list(images), folder, **map_settings(bundle, o.overlap, o.tta, o.window),
-                            device=o.device, vectorise=False, overwrite=True, progress=progress)
+                            device=o.device, vectorise=False, min_polygon_pixels=MIN_MAPPING_UNIT, overwrite=True,
+                            progress=progress)
         metrics = score_map(Path(o.map) if o.map else folder / "landuse.tif", Path(o.reference), bundle.class_ids,
                             [c.name for c in bundle.classes], blocks=o.blocks, parity=o.parity,
                             mask=Path(o.mask) if o.mask else None, offset=offset, reference_field=o.reference_field)

@@ -30,7 +30,19 @@ class PredictOptions:
     resume: bool = setting(False, "Continue an interrupted run in the same output folder.")
     probabilities: bool = setting(False, "Also write probabilities.tif (one band per class).")
     vector: bool = setting(True, "Write landuse.gpkg (polygons of the classes).")
-    min_polygon_pixels: int = setting(0, "Drop land-use polygons smaller than this many pixels.")
+    min_polygon_pixels: int = setting(4, "Minimum mapping unit: regions of the map smaller than this many pixels "
+                                      "are merged into their largest neighbour before the polygons (0: keep all).")
+
+    def check(self) -> None:
+        """Validate the values a user can get wrong."""
+        from geocamat.errors import ConfigError
+
+        if self.min_polygon_pixels < 0:
+            raise ConfigError(f"--min-polygon-pixels must be >= 0, not {self.min_polygon_pixels}")
+
+
+#: the minimum mapping unit of maps made without PredictOptions (validation maps, evaluate): the same as predict's
+MIN_MAPPING_UNIT = PredictOptions().min_polygon_pixels
 
 
 @dataclass

@@ -15,6 +15,7 @@ from geocamat.errors import InvalidLabelsError
 from geocamat.outputs.staging import staged_output
 from geocamat.settings import dump
 from geocamat.tasks.landuse.config import LandUseConfig
+from geocamat.tasks.landuse.options import MIN_MAPPING_UNIT
 from geocamat.tasks.training import build_regulariser_from, build_trainer, quiet_lightning, set_zero_fill
 
 
@@ -177,7 +178,8 @@ def _validation_map_metrics(bundle: Bundle, stage: Path, stack, labels, config: 
     log("mapping the validation blocks to score the run" + (" (the box around their labels)" if bbox else ""))
     map_dir = stage / "work" / "validation_map"
     predict_landuse(bundle, [str(p) for p in stack.sources], map_dir, bbox=bbox, overlap=bundle.extra["overlap"],
-                    tta=bundle.extra["tta"], vectorise=False, progress=progress, overwrite=True)
+                    tta=bundle.extra["tta"], vectorise=False, min_polygon_pixels=MIN_MAPPING_UNIT, progress=progress,
+                    overwrite=True)
     return _score(bundle, stage, labels, config, offset)
 
 

@@ -48,6 +48,7 @@ def evaluate(images, model_path, reference, reference_field, scenes, blocks, par
     from geocamat.bundle import Bundle
     from geocamat.errors import ConfigError
     from geocamat.inference.landuse import predict_landuse
+    from geocamat.preflight import before_evaluate
     from geocamat.workflows.scoring import score_map
 
     bundle = Bundle.load(model_path)
@@ -68,6 +69,7 @@ def evaluate(images, model_path, reference, reference_field, scenes, blocks, par
     if not reference or not (images or map_path):
         raise ConfigError("give --reference and IMAGES or --map (or --scenes DIR for a scene-classification model)")
     offset = _offset(label_offset, bundle)
+    before_evaluate(images, map_path, reference, mask)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(out) if out else Path(tmp) / "map"
         if map_path:

@@ -33,20 +33,59 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context):
-        from geocamat.errors import GeocamatError
+        """Run the command; every failure goes through :func:`geocamat.failures.user_error` (one line, exit 2)."""
+        import warnings
 
-        try:
-            return super().invoke(ctx)
-        except GeocamatError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            sys.exit(2)
+        debug = bool(ctx.params.get("debug"))
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            if not debug:  # library warnings are noise for a user; --debug shows them
+                warnings.simplefilter("ignore")
+                from geocamat.errors import GeocamatWarning
+
+                warnings.simplefilter("always", GeocamatWarning)
+            try:
+                return super().invoke(ctx)
+            except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+                raise
+            except Exception as exc:  # noqa: BLE001 - the one funnel of user-facing failures
+                if debug:
+                    raise
+                _fail(exc, ctx.invoked_subcommand)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line each on stderr: ``warning: ...``."""
+    from geocamat.failures import one_line
+
+    click.echo(f"warning: {one_line(str(message), 400)}", err=True)
+
+
+def _fail(exc: Exception, command: str | None) -> None:
+    """Print ``exc`` as one line and exit: 2 for the user's errors, 1 for a bug (--debug shows its traceback)."""
+    from geocamat.failures import one_line, user_error
+
+    if isinstance(exc, BrokenPipeError):  # the reader of our output went away (e.g. `| head`): nothing to say
+        sys.exit(0)
+    error = user_error(exc, command)
+    if error is not None:
+        click.echo(f"Error: {one_line(str(error), 600)}", err=True)
+        sys.exit(2)
+    click.echo(f"Error: internal error ({type(exc).__name__}: {one_line(str(exc), 200)}); this is a bug: rerun "
+               "with `geocamat --debug ...` and report the traceback", err=True)
+    sys.exit(1)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="geocamat")
-def cli() -> None:
+@click.option("--debug", is_flag=True, help="Show full tracebacks and library warnings.")
+def cli(debug: bool) -> None:
     """geocamat: land-use maps and object inventories from GeoTIFF imagery, trained with CAMAT.
 
     Typical use: `geocamat train samples/nc_landsat.yaml --out run/` then
     `geocamat predict --model run/model.geocamat --out map/ IMAGE...`.
     """
+
+
+if __name__ == "__main__":
+    cli()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -36,29 +35,34 @@ from cli.options import map_overlap, overwrite_opt, quiet_opt
               help="Drop land-use polygons smaller than this many pixels.")
 @click.option("--score-threshold", type=float, default=None, help="Detection: minimum score.")
 @click.option("--nms-iou", type=float, default=None, help="Detection: IoU of cross-tile non-maximum suppression.")
+@click.option("--force", is_flag=True,
+              help="Map anyway an image without georeference or at a pixel size beyond 4x the model's.")
 @overwrite_opt
 @quiet_opt
 def predict(images, model_path, out, region, region_field, bbox, bbox_crs, crs, res, overlap, tta, window, batch_size,
             workers,
-            device, resume, probabilities, no_vector, min_polygon_pixels, score_threshold, nms_iou, overwrite, quiet):
+            device, resume, probabilities, no_vector, min_polygon_pixels, score_threshold, nms_iou, force, overwrite,
+            quiet):
     """Map IMAGES (files, globs or folders, mosaicked) with a trained model.
 
     Land use writes landuse.tif (COG, palette, class names) + landuse.qml, confidence.tif, cam.tif,
     landuse.gpkg and report.json; detection writes detections.gpkg and report.json.
     """
     from geocamat.bundle import Bundle
+    from geocamat.preflight import before_predict
 
     bundle = Bundle.load(model_path)
     out = Path(out)
+    before_predict(bundle, images, out, res=res, force=force, probabilities=probabilities)
     if bundle.task == "detection":
         from geocamat.workflows.detection import predict_detection
-        from geocamat.workflows.outdir import staged_output
+        from geocamat.workflows.outdir import DETECTION_RESULTS, staged_output
 
         options = {k: v for k, v in dict(score_threshold=score_threshold, nms_iou=nms_iou, batch_size=batch_size,
                                          device=None if device == "auto" else device, overlap=overlap,
                                          model_path=model_path).items() if v is not None}
-        with staged_output(out, overwrite) as stage:
-            report = predict_detection(bundle, list(images), stage, options, progress=not quiet)
+        with staged_output(out, overwrite, DETECTION_RESULTS) as stage:
+            report = predict_detection(bundle, list(images), stage, options, progress=not quiet, final_dir=out)
     else:
         from geocamat.inference.landuse import predict_landuse
 
@@ -70,9 +74,20 @@ def predict(images, model_path, out, region, region_field, bbox, bbox_crs, crs, 
                                  write_probabilities=probabilities, vectorise=not no_vector,
                                  min_polygon_pixels=min_polygon_pixels, overwrite=overwrite, progress=not quiet,
                                  model_path=model_path)
-    click.echo(f"wrote {out}")
-    summary = {k: report[k] for k in ("tiles", "tiles_processed", "tiles_skipped", "counts", "timings")
-               if k in report}
-    if summary:
-        click.echo(json.dumps(summary, default=str))
+    if not quiet:
+        click.echo(summary_line(out, report))
 
+
+def summary_line(out: Path, report: dict) -> str:
+    """One short line about a finished predict (the details are in report.json)."""
+    if "regions" in report:
+        return f"wrote {out}: {len(report['regions'])} regions (report.json)"
+    if report.get("task") == "detection":
+        return f"wrote {out}: {report.get('total', 0)} objects in {len(report.get('inputs', []))} images"
+    tiles = report.get("tiles") or {}
+    parts = [f"{tiles[k]} {label}" for k, label in (("tiles_processed", "tiles mapped"),
+                                                    ("skipped_no_data", "skipped (no data)")) if k in tiles]
+    seconds = (report.get("timings") or {}).get("total_s")
+    if seconds is not None:
+        parts.append(f"{seconds:.1f} s")
+    return f"wrote {out}" + (f": {', '.join(parts)}" if parts else "")

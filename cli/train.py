@@ -89,12 +89,10 @@ def train(config, out, task, images, bands, labels, scenes, label_field, tile_si
     raw = load_raw_config(config, overrides, assignments)
     if raw.get("task") == "detection":
         from geocamat.workflows.detection import train_detection
+        from geocamat.workflows.outdir import TRAIN_RESULTS, staged_output
 
-        if out.exists() and any(out.iterdir()) and not overwrite:
-            from geocamat.errors import OutputExistsError
-
-            raise OutputExistsError(f"{out} already holds results: choose another --out or pass --overwrite")
-        metrics = train_detection(detection_config(raw), out, progress=not quiet)
+        with staged_output(out, overwrite, TRAIN_RESULTS) as stage:
+            metrics = train_detection(detection_config(raw), stage, progress=not quiet)
         headline = {k: v for k, v in metrics.items() if not isinstance(v, dict | list)}
         click.echo(f"model: {out / 'model.geocamat'}  metrics: {headline}")
         return

@@ -15,6 +15,7 @@ and everything is renamed into place at once.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -35,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from geocamat.bundle import Bundle
-from geocamat.errors import BundleError, ConfigError, OutputExistsError
+from geocamat.errors import BundleError, ConfigError, InvalidRasterError, OutputExistsError
 from geocamat.inference.grid import OutputGrid, bbox_geometry, crs_wkt, load_region, snap_grid, tile_positions
 
 #: Rows of one unit (rounded up to a multiple of the tile stride); bounds the memory of a run.
@@ -629,6 +630,14 @@ class _Engine:
         t_assemble = time.perf_counter()
         outputs = self._assemble(manifest)
         assemble_seconds = time.perf_counter() - t_assemble
+        if not int(np.sum(self.counts)):  # an empty map is no result: say so, leave nothing behind
+            shutil.rmtree(self.work, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                self.out_dir.rmdir()  # only when empty, i.e. created by this run
+            where = " within the region" if self.aoi is not None else ""
+            names = ", ".join(str(p) for p in self.stack.sources[:3]) + (", ..." if len(self.stack.sources) > 3 else "")
+            raise InvalidRasterError(f"no valid pixels in {names}{where}: every pixel is nodata, so there is "
+                                     "nothing to map; check the nodata value (gdalinfo) or the region")
         report = self._report(meta, manifest, outputs, resumed=resumed, processed_now=processed_now,
                               timings={"total_s": time.perf_counter() - t_start, "stream_s": stream_seconds,
                                        "model_s": self.t_model, "read_s_all_threads": reader.seconds,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from geocamat.errors import InputNotFoundError, InvalidRasterError
+from geocamat.errors import CorruptInputError, InputNotFoundError, InvalidRasterError
 
 BUNDLE_SUFFIXES = (".geocamat",)
 
@@ -38,6 +38,10 @@ def describe(path: str | Path) -> dict:
                             if b.extra.get(k) is not None}}
     import rasterio
 
+    from geocamat.data.stack import RASTER_SUFFIXES
+    from geocamat.failures import one_line
+    from geocamat.preflight import check_blocks
+
     try:
         with rasterio.open(path) as src:
             info = {"kind": "raster", "driver": src.driver, "crs": _crs_name(src.crs), "width": src.width,
@@ -57,9 +61,12 @@ def describe(path: str | Path) -> dict:
                 pass
             if src.crs is None:
                 info["warning"] = "no CRS: geocamat cannot use this raster until one is assigned"
-            return info
-    except rasterio.errors.RasterioIOError:
-        pass
+        check_blocks(path)  # a truncated or corrupt file is broken, whatever its header says
+        return info
+    except rasterio.errors.RasterioIOError as exc:
+        if path.suffix.lower() in RASTER_SUFFIXES:
+            raise CorruptInputError(f"{path} is broken: GDAL cannot open it ({one_line(str(exc), 200)}); "
+                                    "re-download or re-export it") from exc
     try:
         import geopandas as gpd
         import pyogrio

@@ -145,6 +145,9 @@ def train_detection(config: dict, out_dir: Path, progress: bool = True) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     images = expand_paths(cfg["images"], "image")
     labels = expand_paths(cfg["labels"], "labels")
+    from geocamat.preflight import check_inputs
+
+    check_inputs(images)  # a truncated image fails here, not after an epoch
     infos, boxes, classes = _load_labelled(images, labels, cfg["label_field"], cfg["classes"])
     counts = [len(b.boxes) for b in boxes]
     if sum(counts) == 0:
@@ -272,7 +275,7 @@ def _resolve(bundle: Bundle, options: dict) -> dict:
 
 
 def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options: dict,
-                      progress: bool = True) -> dict:
+                      progress: bool = True, final_dir: Path | None = None) -> dict:
     """Detect objects over whole images and write ``detections.gpkg`` (+ ``.qml``) and ``report.json``.
 
     Args:
@@ -281,6 +284,8 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
         out_dir: output folder (created).
         options: score_threshold, overlap, batch_size, device/accelerator, nms_iou, model_path (for the hash).
         progress: print one line per image.
+        final_dir: where ``out_dir`` will be renamed to when it is a temporary stage; the report records
+            the outputs' final absolute paths.
 
     Returns:
         The report dict (also written to ``report.json``).
@@ -325,18 +330,21 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
                 g = g.to_crs(out_crs)
             g.insert(4, "area", g.geometry.area.astype(float))
             frames.append(g)
-            per_image.append({"image": str(path), "detections": len(det.boxes), "windows": det.windows,
+            per_image.append({"image": str(Path(path).resolve()), "detections": len(det.boxes), "windows": det.windows,
                               "raw_detections": det.raw_detections, "seconds": round(det.seconds, 3)})
             if progress:
                 print(f"{Path(path).name}: {len(det.boxes)} objects in {det.windows} windows ({det.seconds:.1f} s)")
     frame = pd.concat(frames, ignore_index=True)
     files = write_detections(out_dir / "detections.gpkg", frame, bundle.classes, out_crs)
+    home = Path(final_dir if final_dir is not None else out_dir).resolve()
+    files = {k: str(home / Path(v).name) if isinstance(v, str) else v for k, v in files.items()}
+    model_path = Path(opts["model_path"]).resolve() if opts["model_path"] else None
     counts = {c.name: int((frame["class_name"] == c.name).sum()) for c in bundle.classes}
     report = {
         "task": "detection",
         "inputs": per_image,
-        "model": {"path": str(opts["model_path"]) if opts["model_path"] else None,
-                  "sha256": file_sha256(opts["model_path"]) if opts["model_path"] else None,
+        "model": {"path": str(model_path) if model_path else None,
+                  "sha256": file_sha256(model_path) if model_path else None,
                   "spec": bundle.model, "classes": [c.name for c in bundle.classes],
                   "regulariser": bundle.regulariser},
         "settings": {k: opts[k] for k in ("score_threshold", "overlap", "nms_iou", "batch_size", "match_iou")}

@@ -12,7 +12,7 @@ import torch
 from geocamat.bundle import Bundle
 from geocamat.config import dump_config
 from geocamat.workflows.landuse import _regulariser, build_trainer, quiet_lightning
-from geocamat.workflows.outdir import staged_output
+from geocamat.workflows.outdir import TRAIN_RESULTS, staged_output
 
 
 def _load(items, size: int, mean=None, std=None):
@@ -47,7 +47,7 @@ def train_scenes(config: dict, out_dir: Path, *, overwrite: bool = False, progre
     L.seed_everything(config["seed"], verbose=False)
     split = split_scenes(config["scenes"], config["train_fraction"], config["seed"])
     size = int(config["image_size"])
-    with staged_output(Path(out_dir), overwrite) as stage:
+    with staged_output(Path(out_dir), overwrite, TRAIN_RESULTS) as stage:
         x_train, y_train, mean, std = _load(split.train, size)
         x_test, y_test, _, _ = _load(split.test, size, mean, std)
         log(f"{len(y_train)} training and {len(y_test)} held-out scenes of {size} px, {len(split.classes)} classes")

@@ -630,7 +630,7 @@ class _Engine:
         t_assemble = time.perf_counter()
         outputs = self._assemble(manifest)
         assemble_seconds = time.perf_counter() - t_assemble
-        if not int(np.sum(self.counts)):  # an empty map is no result: say so, leave nothing behind
+        if not sum(int(self.counts[c]) for c in self.style.ids if c < len(self.counts)):  # an empty map: no result
             shutil.rmtree(self.work, ignore_errors=True)
             with contextlib.suppress(OSError):
                 self.out_dir.rmdir()  # only when empty, i.e. created by this run

@@ -117,6 +117,9 @@ def staged_output(out_dir: Path, overwrite: bool = False, owned: Sequence[str] =
             shown = ", ".join(sorted(existing)[:3]) + (", ..." if len(existing) > 3 else "")
             raise OutputExistsError(f"{out_dir} already holds results ({shown}): choose another --out or pass "
                                     "--overwrite (it replaces geocamat's result files only)")
+    from geocamat.preflight import check_writable
+
+    check_writable(out_dir)  # read-only or forbidden: one line now, not a traceback after the work
     for leftover in stale_stages(out_dir):
         shutil.rmtree(leftover, ignore_errors=True)
     stage = stage_path(out_dir)

@@ -33,6 +33,14 @@ SPACE_MARGIN = 1.5
 MB = 1024 * 1024
 
 
+def _size(n: int) -> str:
+    """Bytes in words: 12 kB, 340 MB, 1.5 GB."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} bytes"
+
+
 def _existing_ancestor(path: Path) -> Path:
     path = Path(path).absolute()
     while not path.exists() and path != path.parent:
@@ -60,8 +68,8 @@ def check_writable(out_dir: str | os.PathLike, need_bytes: int = 0) -> None:
     free = shutil.disk_usage(base).free
     need = int(need_bytes * SPACE_MARGIN)
     if need > free:
-        raise OutputLocationError(f"not enough free space for {out_dir}: about {need / MB:.0f} MB needed, "
-                                  f"{free / MB:.0f} MB free on its disk: free some space or choose another --out")
+        raise OutputLocationError(f"not enough free space for {out_dir}: about {_size(need)} needed, "
+                                  f"{_size(free)} free on its disk: free some space or choose another --out")
 
 
 def check_blocks(path: str | os.PathLike) -> None:
@@ -136,12 +144,12 @@ def check_resolution(bundle, path: str | os.PathLike, res: float | None = None, 
     if max(ratio, 1 / ratio) <= MAX_RESOLUTION_RATIO:
         return ratio
     how = f"{ratio:.1f}x coarser" if ratio > 1 else f"{1 / ratio:.1f}x finer"
-    what = f"--res {res}" if res else f"{path} has"
+    what = f"--res {res:g} gives" if res else f"{path} has"
     message = (f"{what} {image_m:.3g} m pixels, {how} than the model's training imagery ({model_m:.3g} m): "
                "the model would see objects at a scale it never learnt")
     if not force:
-        raise ConfigError(f"{message}; resample the imagery (gdalwarp -tr) or give --res, or pass --force to "
-                          "map anyway")
+        fix = "give a --res nearer the model's" if res else "resample the imagery (gdalwarp -tr) or give --res"
+        raise ConfigError(f"{message}; {fix}, or pass --force to map anyway")
     warnings.warn(message, GeocamatWarning, stacklevel=2)
     return ratio
 
@@ -190,8 +198,13 @@ def map_bytes(pixels: int, n_classes: int, probabilities: bool = False) -> int:
     return int(pixels * per_pixel)
 
 
-def check_checkpoint(folder: str | os.PathLike, module) -> None:
+def check_checkpoint(folder: str | os.PathLike, module, shown: str | os.PathLike | None = None) -> None:
     """Save ``module``'s state into ``folder`` once (then delete it), and ask for 3x its size free.
+
+    Args:
+        folder: where checkpoints will go (created).
+        module: the model (anything with ``state_dict()``).
+        shown: the folder to name in messages (the run's ``--out`` rather than its hidden stage).
 
     Raises:
         OutputLocationError: the folder cannot take a checkpoint (read-only, no permission, disk full).
@@ -205,14 +218,16 @@ def check_checkpoint(folder: str | os.PathLike, module) -> None:
         torch.save(module.state_dict(), probe)
         size = probe.stat().st_size
     except (OSError, RuntimeError) as exc:
-        raise OutputLocationError(f"cannot save a checkpoint in {folder} ({one_line(str(exc), 120)}): choose an --out "
-                                  "on a disk with room that you can write") from exc
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else one_line(str(exc), 120)
+        raise OutputLocationError(f"cannot save a checkpoint for {shown or folder} ({reason}): choose an --out on "
+                                  "a disk with room that you can write") from exc
     finally:
         probe.unlink(missing_ok=True)
     free = shutil.disk_usage(folder).free
     if 3 * size > free:
-        raise OutputLocationError(f"not enough free space for checkpoints in {folder}: about {3 * size / MB:.0f} MB "
-                                  f"needed, {free / MB:.0f} MB free: free some space or choose another --out")
+        raise OutputLocationError(f"not enough free space for checkpoints of {shown or folder}: about "
+                                  f"{_size(3 * size)} needed, {_size(free)} free: free some space or choose another "
+                                  "--out")
 
 
 def before_predict(bundle, images, out_dir: str | os.PathLike, *, res: float | None = None, force: bool = False,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,7 +172,7 @@ ROWS = [
     Row("train-read-only", "--out on a read-only file system", lambda e: _train(e), "cannot write",
         lambda e: str(e.tmp), patch=lambda e, mp: mp.setattr("geocamat.preflight.tempfile.mkstemp", _raise(EROFS))),
     Row("train-disk-full-checkpoint", "disk full when the first checkpoint would be saved", lambda e: _train(e),
-        "checkpoint", lambda e: "checkpoints", patch=lambda e, mp: mp.setattr("torch.save", _raise(ENOSPC))),
+        "checkpoint", lambda e: str(e.out), patch=lambda e, mp: mp.setattr("torch.save", _raise(ENOSPC))),
     # -- predict -----------------------------------------------------------------------------------------------
     Row("predict-missing-model", "model bundle does not exist", lambda e: _predict(e, model=str(e.tmp / "m.geocamat")),
         "not found", lambda e: "m.geocamat"),
@@ -343,6 +344,7 @@ def _collect(row: Row, message: str, env: Env) -> None:
     if not target:
         return
     text = message.replace(str(env.tmp) + "/", "").replace(str(env.f["scene"].parent) + "/", "")
+    text = re.sub(r"partial-\d+", "partial-PID", text.replace(str(env.tmp), "DIR"))
     with open(target, "a") as fh:
         fh.write(json.dumps({"id": row.id, "command": row.argv(env)[0], "what": row.what, "message": text}) + "\n")
 
@@ -361,7 +363,7 @@ def test_bad_input(row: Row, table_env, tmp_path, monkeypatch):
     if row.patch:
         row.patch(env, monkeypatch)
     before = _tree(tmp_path, data)
-    result = CliRunner().invoke(cli, row.argv(env))
+    result = CliRunner().invoke(cli, row.argv(env), prog_name="geocamat")
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.exit_code == 2, (result.exit_code, result.output)
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr

@@ -374,7 +374,7 @@ def predict_landuse(
                 if region_field is None:
                     what = f"region {region}" if region else f"bbox {tuple(bbox)}"
                     raise ConfigError(f"{what} does not overlap the images (image bounds "
-                                      f"{tuple(round(v, 3) for v in index.total_bounds)} in the output CRS)")
+                                      f"{tuple(round(float(v), 3) for v in index.total_bounds)} in the output CRS)")
                 continue
             area = footprint if geom is None else geom.intersection(footprint)
             grid = snap_grid(area.bounds, out_res, out_crs, origin)

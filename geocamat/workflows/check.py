@@ -79,7 +79,7 @@ def _images(bundle, images: list[str], out: list[Finding]) -> list[Path]:
         try:
             check_blocks(path)
         except GeocamatError as exc:
-            out.append(Finding("problem", str(path), str(exc)))
+            out.append(Finding("problem", "image", str(exc)))
             continue
         with rasterio.open(path) as src:
             crs = f"EPSG:{src.crs.to_epsg()}" if src.crs and src.crs.to_epsg() else ("custom CRS" if src.crs else None)

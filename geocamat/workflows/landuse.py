@@ -162,7 +162,8 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
         trainer = build_trainer(config, stage, [checkpoint, history], progress,
                                 logger=L.pytorch.loggers.CSVLogger(stage, name="logs"),
                                 log_every_n_steps=max(1, min(10, len(train_loader))))
-        check_checkpoint(stage / "checkpoints", task)  # a read-only or full disk fails here, not after an epoch
+        # a read-only or full disk fails here, not after an epoch
+        check_checkpoint(stage / "checkpoints", task, shown=Path(out_dir))
         trainer.fit(task, train_loader, val_loader)
         if not trainer.is_global_zero:
             raise SystemExit(0)

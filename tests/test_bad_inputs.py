@@ -21,7 +21,6 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import cli
-from tests.bad_inputs_data import make_inputs
 
 
 class Env:
@@ -297,23 +296,6 @@ ROWS = [
     Row("info-check-truncated", "--check: a truncated image",
         lambda e: ["info", "--check", str(e.model), e.trunc], "truncated", lambda e: e.trunc),
 ]
-
-
-@pytest.fixture(scope="session")
-def table_env(tmp_path_factory):
-    """Inputs, a tiny trained land-use model and a tiny detection model, made once."""
-    d = tmp_path_factory.mktemp("bad_inputs")
-    files = make_inputs(d)
-    run = d / "run"
-    result = CliRunner().invoke(cli, ["train", "--images", str(files["scene"]), "--labels", str(files["labels"]),
-                                      "--tile-size", "16", "--blocks", "2", "--epochs", "1", "--arch", "camnet-xs",
-                                      "--out", str(run), "--quiet"])
-    assert result.exit_code == 0, result.output
-    from tests.test_detection_inference import tiny_bundle
-
-    det = tiny_bundle(64)
-    det.save(d / "detector.geocamat")
-    return files, run / "model.geocamat", d / "detector.geocamat", d
 
 
 def _tree(*roots: Path) -> dict[str, tuple[int, int]]:

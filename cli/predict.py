@@ -53,7 +53,7 @@ def predict(images, model_path, out, region, region_field, bbox, bbox_crs, crs, 
 
     bundle = Bundle.load(model_path)
     out = Path(out)
-    before_predict(bundle, images, out, res=res, force=force, probabilities=probabilities)
+    before_predict(bundle, images, out, res=res, force=force, probabilities=probabilities, window=window)
     if bundle.task == "detection":
         from geocamat.workflows.detection import predict_detection
         from geocamat.workflows.outdir import DETECTION_RESULTS, staged_output

@@ -35,6 +35,10 @@ MEMORY_HINTS = {
 #: GDAL messages start with the file they concern: "scene.tif, band 1: IReadBlock failed ...".
 _GDAL_FILE = re.compile(r"^\s*(?P<file>[^,:]+\.[A-Za-z0-9]{2,5})(?:,| :|:)")
 _SPACE = re.compile(r"\s+")
+#: "you tried to allocate 120000000000 bytes", "Tried to allocate 20.00 GiB", "Unable to allocate 40.0 GiB"
+_ASKED = re.compile(r"(?:tried to|unable to) allocate ([\d.]+) ?(bytes|[kmgt]i?b)", re.IGNORECASE)
+_UNITS = {"bytes": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12, "kib": 2**10, "mib": 2**20, "gib": 2**30,
+          "tib": 2**40}
 
 
 def one_line(text: str, limit: int = 300) -> str:
@@ -106,7 +110,12 @@ def _memory_error(exc: BaseException, command: str | None) -> GeocamatError | No
     if not (gpu or host):
         return None
     what = "GPU memory" if gpu else "memory"
-    detail = text.split(". ")[0] if text else name
+    asked = _ASKED.search(text)
+    if asked:
+        size = float(asked.group(1)) * _UNITS.get(asked.group(2).lower(), 1)
+        detail = f"asked for {size / 2**30:.1f} GiB"
+    else:
+        detail = text.split(". ")[0] if text else name
     return ResourceError(f"out of {what} ({detail}): {MEMORY_HINTS.get(command, MEMORY_HINTS[None])}")
 
 

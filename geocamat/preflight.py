@@ -181,6 +181,31 @@ def check_georeferenced(paths: Iterable[str | os.PathLike], force: bool = False)
         warnings.warn(message, GeocamatWarning, stacklevel=2)
 
 
+def check_window(paths: Iterable[str | os.PathLike], window: int) -> None:
+    """Refuse a ``--window`` larger than the mosaic of the inputs (it would only pad, at a cost of window squared).
+
+    Raises:
+        ConfigError: the window exceeds the width and height of the inputs' union (in the first one's pixels).
+    """
+    import rasterio
+
+    side, box, first = 0, None, None
+    for path in paths:
+        with rasterio.open(path) as src:
+            side = max(side, src.width, src.height)
+            if first is None:
+                first = (src.crs, src.res)
+            if src.crs == first[0]:
+                b = src.bounds
+                box = b if box is None else (min(box[0], b[0]), min(box[1], b[1]), max(box[2], b[2]),
+                                             max(box[3], b[3]))
+    if box is not None:
+        side = max(side, int((box[2] - box[0]) / first[1][0]), int((box[3] - box[1]) / first[1][1]))
+    if window > side:
+        raise ConfigError(f"--window {window} is larger than the scene (at most {side} px a side): use --window "
+                          f"{side} or less, or leave it out")
+
+
 def raster_pixels(paths: Iterable[str | os.PathLike]) -> int:
     """Pixels of all the rasters together (width x height each)."""
     import rasterio
@@ -231,7 +256,7 @@ def check_checkpoint(folder: str | os.PathLike, module, shown: str | os.PathLike
 
 
 def before_predict(bundle, images, out_dir: str | os.PathLike, *, res: float | None = None, force: bool = False,
-                   probabilities: bool = False) -> list[Path]:
+                   probabilities: bool = False, window: int | None = None) -> list[Path]:
     """Every check ``geocamat predict`` makes before mapping: inputs readable, georeferenced, at the model's
     pixel size (within 4x, unless ``force``), and room for the outputs.
 
@@ -247,6 +272,8 @@ def before_predict(bundle, images, out_dir: str | os.PathLike, *, res: float | N
 
         paths = resolve_inputs(list(images))
     check_inputs(paths)
+    if window:
+        check_window(paths, window)
     check_georeferenced(paths, force=force)
     if paths:
         check_resolution(bundle, paths[0], res=res, force=force)

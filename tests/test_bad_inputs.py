@@ -215,6 +215,8 @@ ROWS = [
     Row("predict-batch", "--batch-size 0", lambda e: _predict(e, "--batch-size", "0"), "batch size"),
     Row("predict-window-small", "--window smaller than the model's tile", lambda e: _predict(e, "--window", "8"),
         "--window"),
+    Row("predict-window-huge", "--window larger than the scene", lambda e: _predict(e, "--window", "100000"),
+        "larger than the scene", lambda e: "--window"),
     Row("predict-res-zero", "--res 0", lambda e: _predict(e, "--res", "0"), "resolution"),
     Row("predict-device", "--device cuda without a GPU", lambda e: _predict(e, "--device", "cuda"), "cuda"),
     Row("predict-device-name", "unknown --device", lambda e: _predict(e, "--device", "tpu"), "tpu"),

@@ -314,3 +314,16 @@ def test_an_empty_detection_layer_has_the_full_layout(tmp_path):
         meta = pyogrio.read_info(tmp_path / f"{name}.gpkg", layer="detections")
         layouts.append((meta["geometry_type"], list(meta["fields"]), list(meta["dtypes"])))
     assert layouts[0] == layouts[1] and layouts[0][0] == "Polygon"
+
+
+def test_killed_runs_temporary_folders_are_removed(tmp_path):
+    from geocamat.leftovers import run_tempdir
+
+    dead = tmp_path / f"geocamat-stack-{_dead_pid()}-abc"
+    live = tmp_path / f"geocamat-stack-{os.getppid()}-abc"
+    other = tmp_path / "geocamat-stack-notapid"
+    for d in (dead, live, other):
+        d.mkdir()
+    mine = run_tempdir("geocamat-stack-", tmp_path)
+    assert mine.is_dir() and mine.name.startswith(f"geocamat-stack-{os.getpid()}-")
+    assert not dead.exists() and live.exists() and other.exists()

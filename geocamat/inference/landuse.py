@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import threading
 import time
 from collections import deque
@@ -334,7 +333,9 @@ def predict_landuse(
         raise ConfigError(f"resolution must be > 0, got {res}")
     dev = _resolve_device(device)
     out_dir = Path(out_dir)
-    stack_dir = Path(tempfile.mkdtemp(prefix="geocamat-stack-"))
+    from geocamat.leftovers import run_tempdir
+
+    stack_dir = run_tempdir("geocamat-stack-")  # a killed run's one is removed by the next run
     try:
         stack = open_stack(images, stack_dir, bands=bundle.extra.get("band_selection"))
         if stack.num_bands != len(bundle.bands):

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from geocamat.errors import OutputExistsError
+from geocamat.leftovers import pid_alive
 
 #: What ``geocamat train`` writes into its run folder (land use and scene models; detection writes a subset).
 TRAIN_RESULTS = ("model.geocamat", "metrics.json", "confusion.png", "training.png", "config.yaml")
@@ -28,21 +29,6 @@ def stage_path(out_dir: Path, pid: int | None = None) -> Path:
     """The hidden stage folder of a run of process ``pid`` (default: this one) into ``out_dir``."""
     out_dir = Path(out_dir)
     return out_dir.with_name(f".{out_dir.name}{STAGE_MARK}{os.getpid() if pid is None else pid}")
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process ``pid`` exists (one we may not signal counts as alive)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
 
 
 def stale_stages(out_dir: Path) -> list[Path]:

@@ -50,6 +50,10 @@ class LazyGroup(click.Group):
             sys.exit(1)
         sys.exit(rv if isinstance(rv, int) else 0)
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["geocamat.argv"] = list(args)  # for the error funnel: the command's --out
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context):
         """Run the command; every failure goes through :func:`geocamat.failures.user_error` (one line, exit 2)."""
         import warnings
@@ -69,7 +73,7 @@ class LazyGroup(click.Group):
             except Exception as exc:  # noqa: BLE001 - the one funnel of user-facing failures
                 if debug:
                     raise
-                _fail(exc, ctx.invoked_subcommand)
+                _fail(exc, ctx.invoked_subcommand, _option(ctx.meta.get("geocamat.argv", []), "--out"))
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -79,13 +83,23 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     click.echo(f"warning: {one_line(str(message), 400)}", err=True)
 
 
-def _fail(exc: Exception, command: str | None) -> None:
+def _option(argv: list[str], name: str) -> str | None:
+    """The value of option ``name`` in raw arguments (``--out X`` or ``--out=X``), if given."""
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _fail(exc: Exception, command: str | None, out: str | None = None) -> None:
     """Print ``exc`` as one line and exit: 2 for the user's errors, 1 for a bug (--debug shows its traceback)."""
     from geocamat.failures import one_line, user_error
 
     if isinstance(exc, BrokenPipeError):  # the reader of our output went away (e.g. `| head`): nothing to say
         sys.exit(0)
-    error = user_error(exc, command)
+    error = user_error(exc, command, out)
     if error is not None:
         click.echo(f"Error: {one_line(str(error), 600)}", err=True)
         sys.exit(2)

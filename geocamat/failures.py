@@ -119,12 +119,41 @@ def _memory_error(exc: BaseException, command: str | None) -> GeocamatError | No
     return ResourceError(f"out of {what} ({detail}): {MEMORY_HINTS.get(command, MEMORY_HINTS[None])}")
 
 
-def user_error(exc: BaseException, command: str | None = None) -> GeocamatError | None:
+#: GDAL/OGR messages of a failed write (a full disk often reads like this, without saying so).
+_WRITE_FAILURE = re.compile(r"Could not add feature|sqlite3_exec|Write error|WriteBlock failed|TIFFAppendToStrip|"
+                            r"failed to write|Failed to write|Cannot write|No space", re.IGNORECASE)
+#: Below this many free bytes a disk counts as full.
+FULL_DISK_BYTES = 1 << 20
+
+
+def free_bytes(path: str | Path) -> int | None:
+    """Free bytes on the disk of ``path`` (or of its nearest existing parent); None if unknown."""
+    import shutil
+
+    p = Path(path).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return shutil.disk_usage(p).free
+    except OSError:
+        return None
+
+
+def _full_disk(out: str | None) -> GeocamatError | None:
+    free = free_bytes(out) if out else None
+    if free is None or free >= FULL_DISK_BYTES:
+        return None
+    return OutputLocationError(f"no space left on the disk holding {out} ({free // 1024} kB free): free some space "
+                               "or choose another --out")
+
+
+def user_error(exc: BaseException, command: str | None = None, out: str | None = None) -> GeocamatError | None:
     """The user-facing error that ``exc`` amounts to, or None when it is not the user's (a bug).
 
     Args:
         exc: anything a command raised.
         command: the CLI command that ran (``predict``, ``train``...), to name the option that lowers memory.
+        out: the command's output folder, if any: a GDAL/OGR failure while its disk is full is a full disk.
 
     Returns:
         ``exc`` itself for a :class:`GeocamatError`; a new one (whose cause is ``exc``) for a full disk,
@@ -139,6 +168,14 @@ def user_error(exc: BaseException, command: str | None = None) -> GeocamatError 
     for e in chain:  # OS errors first: a GDAL write failure is often a full disk underneath
         if isinstance(e, OSError) and not is_gdal(e) and (found := _os_error(e)) is not None:
             break
+    library = any(is_gdal(e) or _module(e).startswith(("pyogrio", "fiona")) for e in chain)
+    if found is None and library:
+        found = _full_disk(out)
+    if found is None and library:
+        text = next((one_line(str(e)) for e in chain if _WRITE_FAILURE.search(str(e))), None)
+        if text is not None:
+            found = OutputLocationError(f"cannot write the results ({one_line(text, 160)}): check that the disk "
+                                        f"holding {out or 'the output'} has room and is writable")
     if found is None and any(is_gdal(e) for e in chain):
         text, path = _gdal_message(chain)
         if "No space left" in text:

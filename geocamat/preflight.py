@@ -23,7 +23,7 @@ from geocamat.errors import (
     InvalidRasterError,
     OutputLocationError,
 )
-from geocamat.failures import is_gdal, one_line
+from geocamat.failures import FULL_DISK_BYTES, is_gdal, one_line
 
 #: Beyond this ratio between an image's pixel size and the model's training pixel size, predict refuses
 #: (without --force): the model sees objects 4x larger or smaller than it learnt them.
@@ -244,6 +244,9 @@ def check_checkpoint(folder: str | os.PathLike, module, shown: str | os.PathLike
         size = probe.stat().st_size
     except (OSError, RuntimeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else one_line(str(exc), 120)
+        free = shutil.disk_usage(_existing_ancestor(folder)).free
+        if free < FULL_DISK_BYTES or "unexpected pos" in str(exc):  # torch's zip writer on a short write
+            reason = f"the disk is full: {_size(free)} free"
         raise OutputLocationError(f"cannot save a checkpoint for {shown or folder} ({reason}): choose an --out on "
                                   "a disk with room that you can write") from exc
     finally:

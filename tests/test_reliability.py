@@ -327,3 +327,20 @@ def test_killed_runs_temporary_folders_are_removed(tmp_path):
     mine = run_tempdir("geocamat-stack-", tmp_path)
     assert mine.is_dir() and mine.name.startswith(f"geocamat-stack-{os.getpid()}-")
     assert not dead.exists() and live.exists() and other.exists()
+
+
+def test_a_library_failure_on_a_full_disk_is_a_full_disk(monkeypatch):
+    """pyogrio/GDAL rarely say "no space": a failed write while --out's disk is full reads as a full disk."""
+    from geocamat import failures
+
+    class DataSourceError(RuntimeError):
+        pass
+
+    DataSourceError.__module__ = "pyogrio.errors"
+    exc = DataSourceError("Could not add feature to layer at index 0: sqlite3_exec(INSERT ...) failed")
+    monkeypatch.setattr(failures, "free_bytes", lambda path: 16_000)
+    full = failures.user_error(exc, "predict", "/data/map")
+    assert isinstance(full, OutputLocationError) and "no space left on the disk holding /data/map" in str(full)
+    monkeypatch.setattr(failures, "free_bytes", lambda path: 10**12)
+    write = failures.user_error(exc, "predict", "/data/map")
+    assert isinstance(write, OutputLocationError) and "cannot write the results" in str(write)

@@ -6,7 +6,7 @@ import click
 
 overwrite_opt = click.option("--overwrite", is_flag=True,
                              help="Replace the results of an earlier run in the output folder (other files stay).")
-quiet_opt = click.option("--quiet", "-q", is_flag=True, help="No progress bars or summary.")
+quiet_opt = click.option("--quiet", "-q", is_flag=True, help="No progress bars (predict: no summary line).")
 accelerator_opt = click.option("--accelerator", default=None,
                                help="Lightning accelerator: auto (GPU if present), cpu, gpu.  [default: auto]")
 devices_opt = click.option("--devices", default=None, help="Devices per node (e.g. 1, 4, auto).  [default: auto]")

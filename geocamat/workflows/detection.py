@@ -201,6 +201,9 @@ def train_detection(config: dict, out_dir: Path, progress: bool = True) -> dict:
                         devices=cfg["devices"], precision=cfg["precision"], logger=False,
                         enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,
                         num_sanity_val_steps=0, check_val_every_n_epoch=epochs, log_every_n_steps=10)
+    from geocamat.preflight import check_checkpoint
+
+    check_checkpoint(out_dir, task)  # a full or read-only disk fails now, not when the bundle is saved
     t_fit = time.perf_counter()
     trainer.fit(task, train_dl, val_dl)
     fit_s = time.perf_counter() - t_fit

@@ -63,6 +63,9 @@ def train_scenes(config: dict, out_dir: Path, *, overwrite: bool = False, progre
         val_loader = DataLoader(TileDataset(x_test, y_test), batch_size=256)
         history = EpochHistory()
         trainer = build_trainer(config, stage, [history], progress, logger=False, enable_checkpointing=False)
+        from geocamat.preflight import check_checkpoint
+
+        check_checkpoint(stage, task, shown=Path(out_dir))  # a full or read-only disk fails now, not at the end
         trainer.fit(task, train_loader, val_loader)
         if not trainer.is_global_zero:
             raise SystemExit(0)

@@ -36,9 +36,10 @@ from cli.options import map_overlap, quiet_opt
               help="Score the map in the reference's frame, map[i+DY, j+DX] against reference[i, j]; 'model': the "
                    "offset the model's training found between its labels and the imagery.")
 @click.option("--device", default="auto", show_default=True)
+@click.option("--force", is_flag=True, help="Map anyway images at a pixel size beyond 4x the model's.")
 @quiet_opt
 def evaluate(images, model_path, reference, reference_field, scenes, blocks, parity, map_path, mask, out, overlap,
-             tta, window, label_offset, device, quiet):
+             tta, window, label_offset, device, force, quiet):
     """Map IMAGES with the model and report OA, kappa and per-class metrics against --reference.
 
     For a scene-classification model, --scenes DIR reports accuracy on the held-out scenes, clean and under
@@ -69,7 +70,7 @@ def evaluate(images, model_path, reference, reference_field, scenes, blocks, par
     if not reference or not (images or map_path):
         raise ConfigError("give --reference and IMAGES or --map (or --scenes DIR for a scene-classification model)")
     offset = _offset(label_offset, bundle)
-    before_evaluate(images, map_path, reference, mask)
+    before_evaluate(images, map_path, reference, mask, bundle=bundle, force=force)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(out) if out else Path(tmp) / "map"
         if map_path:

@@ -39,6 +39,9 @@ class LazyGroup(click.Group):
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.exceptions.UsageError as exc:
+            if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())):  # bare `geocamat`: the help
+                exc.show()
+                sys.exit(exc.exit_code)
             where = exc.ctx.command_path if exc.ctx is not None else "geocamat"
             click.echo(f"Error: {exc.format_message()} (see `{where} --help`)", err=True)
             sys.exit(exc.exit_code)

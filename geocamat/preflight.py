@@ -295,8 +295,9 @@ def before_predict(bundle, images, out_dir: str | os.PathLike, *, res: float | N
     return paths
 
 
-def before_evaluate(images, map_path, reference, mask) -> None:
-    """Every check ``geocamat evaluate`` makes first: each input raster opened and its first/last blocks read."""
+def before_evaluate(images, map_path, reference, mask, bundle=None, force: bool = False) -> None:
+    """Every check ``geocamat evaluate`` makes first: each input raster opened and its first/last blocks read;
+    images to map at a pixel size within 4x of the ``bundle``'s (unless ``force``)."""
     from geocamat.data.stack import RASTER_SUFFIXES, resolve_inputs
 
     paths: list[Path] = resolve_inputs(list(images)) if images and not map_path else []
@@ -304,3 +305,5 @@ def before_evaluate(images, map_path, reference, mask) -> None:
         if path and Path(path).is_file() and Path(path).suffix.lower() in RASTER_SUFFIXES:
             paths.append(Path(path))
     check_inputs(paths)
+    if bundle is not None and images and not map_path:
+        check_resolution(bundle, paths[0], force=force)

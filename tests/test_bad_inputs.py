@@ -266,6 +266,8 @@ ROWS = [
         "truncated", lambda e: e.trunc),
     Row("evaluate-truncated-image", "truncated image to map",
         lambda e: _evaluate(e, "--reference", e.labels, e.trunc), "truncated", lambda e: e.trunc),
+    Row("evaluate-coarse", "image to map 10x coarser than the model's training imagery",
+        lambda e: _evaluate(e, "--reference", e.labels, e.coarse), "--force", lambda e: e.coarse),
     Row("evaluate-vector-no-field", "vector reference without --reference-field",
         lambda e: _evaluate(e, "--reference", e.polygons, "--map", e.labels), "--reference-field"),
     Row("evaluate-vector-classes", "vector reference with classes the model does not know",

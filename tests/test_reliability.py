@@ -127,6 +127,22 @@ def test_killed_runs_leftovers_are_cleaned_live_ones_kept(tmp_path):
     assert not dead.exists() and live.exists()
 
 
+def test_a_killed_runs_stage_can_be_reused(tmp_path):
+    from geocamat.workflows.outdir import stale_stages
+
+    out = tmp_path / "run"
+    old = stage_path(out, _dead_pid())
+    (old / "checkpoints").mkdir(parents=True)
+    (old / "checkpoints" / "last.ckpt").write_text("epoch 1")
+    other = stage_path(out, _dead_pid())
+    other.mkdir()
+    assert stale_stages(out) == sorted([old, other])
+    with staged_output(out, owned=TRAIN_RESULTS, reuse=old) as stage:
+        assert (stage / "checkpoints" / "last.ckpt").read_text() == "epoch 1"
+        (stage / "model.geocamat").write_text("new")
+    assert not old.exists() and not other.exists() and (out / "model.geocamat").exists()
+
+
 def test_train_overwrite_keeps_users_notes(tmp_path, synthetic_scene):
     out = tmp_path / "run"
     out.mkdir()

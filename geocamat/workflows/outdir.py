@@ -79,7 +79,8 @@ def _publish(stage: Path, out_dir: Path, owned: Sequence[str]) -> None:
 
 
 @contextmanager
-def staged_output(out_dir: Path, overwrite: bool = False, owned: Sequence[str] = ()) -> Iterator[Path]:
+def staged_output(out_dir: Path, overwrite: bool = False, owned: Sequence[str] = (),
+                  reuse: Path | None = None) -> Iterator[Path]:
     """Yield a temporary sibling folder; on success its entries replace geocamat's results in ``out_dir``.
 
     Args:
@@ -89,6 +90,8 @@ def staged_output(out_dir: Path, overwrite: bool = False, owned: Sequence[str] =
             other files (they are kept) and only these names need ``overwrite``; without it, any non-empty
             ``out_dir`` needs ``overwrite``. Either way only the stage's entries and ``owned`` names are ever
             replaced or removed.
+        reuse: a killed run's stage (one of :func:`stale_stages`) to continue in, e.g. for a resumed training:
+            it becomes this run's stage, with its contents, instead of being removed.
 
     Raises:
         OutputExistsError: ``out_dir`` holds results (or, without ``owned``, anything) and ``overwrite`` is false.
@@ -106,11 +109,13 @@ def staged_output(out_dir: Path, overwrite: bool = False, owned: Sequence[str] =
     from geocamat.preflight import check_writable
 
     check_writable(out_dir)  # read-only or forbidden: one line now, not a traceback after the work
-    for leftover in stale_stages(out_dir):
-        shutil.rmtree(leftover, ignore_errors=True)
     stage = stage_path(out_dir)
     shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir(parents=True)
+    if reuse is not None:
+        os.replace(reuse, stage)
+    for leftover in stale_stages(out_dir):
+        shutil.rmtree(leftover, ignore_errors=True)
+    stage.mkdir(parents=True, exist_ok=True)
     try:
         yield stage
     except BaseException:

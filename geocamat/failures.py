@@ -70,6 +70,12 @@ def is_gdal(exc: BaseException) -> bool:
     return _module(exc).startswith("rasterio") or type(exc).__name__.startswith("CPLE_")
 
 
+def _is_gdal_io(exc: BaseException) -> bool:
+    """A GDAL failure to open, read or write (not, e.g., rasterio's CRSError from a bad argument: a bug)."""
+    name = type(exc).__name__
+    return is_gdal(exc) and (name.startswith("CPLE_") or name in ("RasterioIOError", "DriverRegistrationError"))
+
+
 def _gdal_message(chain: list[BaseException]) -> tuple[str, str | None]:
     """The most telling GDAL message of the chain and the file it names (if any)."""
     messages = []
@@ -176,7 +182,7 @@ def user_error(exc: BaseException, command: str | None = None, out: str | None =
         if text is not None:
             found = OutputLocationError(f"cannot write the results ({one_line(text, 160)}): check that the disk "
                                         f"holding {out or 'the output'} has room and is writable")
-    if found is None and any(is_gdal(e) for e in chain):
+    if found is None and any(_is_gdal_io(e) for e in chain):
         text, path = _gdal_message(chain)
         if "No space left" in text:
             found = OutputLocationError(f"no space left on the disk holding {path or 'the output'}: free some "

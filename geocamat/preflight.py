@@ -166,19 +166,28 @@ def _bounds_in(dst_crs, src_crs, bounds):
 def check_georeferenced(paths: Iterable[str | os.PathLike], force: bool = False) -> None:
     """Refuse GeoTIFFs without georeference (they would be mapped in pixel coordinates) unless ``force``.
 
-    Plain PNG/JPEG images carry no georeference by nature and are accepted (outputs in pixel coordinates).
+    Plain PNG/JPEG images carry no georeference by nature and are accepted, with one warning that the
+    outputs are in pixel coordinates.
     """
     import rasterio
 
+    plain = []
     for path in paths:
         with rasterio.open(path) as src:
-            if src.driver != "GTiff" or src.crs is not None:
+            if src.crs is not None:
+                continue
+            if src.driver != "GTiff":
+                plain.append(str(path))
                 continue
         message = f"{path} has no georeference (no CRS): the outputs would be in pixel coordinates"
         if not force:
             raise InvalidRasterError(f"{message}; assign one (gdal_edit.py -a_srs EPSG:XXXX -a_ullr ...) or pass "
                                      "--force to map it in pixel coordinates")
         warnings.warn(message, GeocamatWarning, stacklevel=2)
+    if plain:
+        more = f" and {len(plain) - 1} more" if len(plain) > 1 else ""
+        warnings.warn(f"{plain[0]}{more} have no georeference: the outputs are in pixel coordinates "
+                      "(x = column, y = -row)", GeocamatWarning, stacklevel=2)
 
 
 def check_window(paths: Iterable[str | os.PathLike], window: int) -> None:

@@ -360,3 +360,11 @@ def test_a_library_failure_on_a_full_disk_is_a_full_disk(monkeypatch):
     monkeypatch.setattr(failures, "free_bytes", lambda path: 10**12)
     write = failures.user_error(exc, "predict", "/data/map")
     assert isinstance(write, OutputLocationError) and "cannot write the results" in str(write)
+
+
+def test_a_rasterio_argument_error_is_a_bug_not_a_corrupt_file():
+    from rasterio.errors import CRSError
+
+    from geocamat.failures import user_error
+
+    assert user_error(CRSError("The PROJ4 dict could not be understood")) is None

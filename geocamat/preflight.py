@@ -186,7 +186,8 @@ def check_georeferenced(paths: Iterable[str | os.PathLike], force: bool = False)
         warnings.warn(message, GeocamatWarning, stacklevel=2)
     if plain:
         more = f" and {len(plain) - 1} more" if len(plain) > 1 else ""
-        warnings.warn(f"{plain[0]}{more} have no georeference: the outputs are in pixel coordinates "
+        warnings.warn(f"{plain[0]}{more} {'have' if more else 'has'} no georeference: the outputs are in pixel "
+                      "coordinates "
                       "(x = column, y = -row)", GeocamatWarning, stacklevel=2)
 
 

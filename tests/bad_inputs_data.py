@@ -108,6 +108,9 @@ def make_inputs(d: Path) -> dict[str, Path]:
     f["not_a_bundle"].write_bytes(b"not a bundle")
     f["notes"] = d / "notes.txt"
     f["notes"].write_text("a user's file\n")
+    f["boxes"] = d / "boxes.csv"
+    f["boxes"].write_text("image_path,xmin,ymin,xmax,ymax,label\nscene.tif,5,5,20,20,tree\n"
+                          "truncated.tif,5,5,20,20,tree\n")
     f["dbf"] = d / "reference.dbf"
     f["dbf"].write_bytes(b"not a dataset")
     return f

@@ -100,7 +100,7 @@ def _grid_text(path: Path) -> str:
         crs = f"EPSG:{src.crs.to_epsg()}" if src.crs and src.crs.to_epsg() else "a custom CRS"
         t = src.transform
         return (f"{crs}, {src.width} x {src.height} px of {abs(t.a):g} x {abs(t.e):g}, origin "
-                f"({t.c:g}, {t.f:g})")
+                f"({t.c:.10g}, {t.f:.10g})")
 
 
 def mask_kind(src) -> tuple[bool, list[int]]:

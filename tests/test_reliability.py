@@ -288,6 +288,8 @@ def test_invalid_label_polygons_are_repaired_and_counted(tmp_path, table_env):
     messages = [str(w.message) for w in caught if issubclass(w.category, GeocamatWarning)]
     assert len(messages) == 1 and messages[0].startswith("1 of 2 geometries") and "bowtie.gpkg" in messages[0]
     assert set(np.unique(codes)) == {-1, 1, 2}  # the repaired bow tie still labels its pixels
+    result = CliRunner().invoke(cli, ["info", str(files["bowtie"])])
+    assert result.exit_code == 0 and "warning: 1 invalid" in result.stdout
 
 
 # -- records ---------------------------------------------------------------------------------------------------------

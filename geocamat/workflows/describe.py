@@ -75,9 +75,16 @@ def describe(path: str | Path) -> dict:
         frame = gpd.read_file(path, layer=layers[0])
     except Exception as exc:  # noqa: BLE001 - any failure means "not a readable vector file"
         raise InvalidRasterError(f"{path} is neither a raster, a vector layer nor a geocamat bundle") from exc
-    return {"kind": "vector", "layers": layers, "crs": _crs_name(frame.crs), "features": len(frame),
+    info = {"kind": "vector", "layers": layers, "crs": _crs_name(frame.crs), "features": len(frame),
             "geometry_types": sorted(set(frame.geom_type.dropna())), "bounds": list(map(float, frame.total_bounds)),
             "fields": {c: str(frame[c].dtype) for c in frame.columns if c != frame.geometry.name}}
+    invalid = int((~frame.geometry.is_valid & frame.geometry.notna()).sum())
+    if invalid:
+        info["warning"] = (f"{invalid} invalid (e.g. self-intersecting) geometries: geocamat repairs them with "
+                           "make_valid when it uses them")
+    if frame.crs is None:
+        info["warning"] = "no CRS: geocamat cannot use this layer until one is set"
+    return info
 
 
 def _bundle_crs(wkt: str | None) -> str | None:

@@ -28,6 +28,7 @@ E = "EvaluateOptions"
 @setting_option(E, "nms_iou", "--nms-iou", type=float)
 @setting_option(E, "class_agnostic", "--class-agnostic", is_flag=True)
 @setting_option(E, "device", "--device")
+@setting_option(E, "force", "--force", is_flag=True)
 @quiet_opt
 def evaluate(images, model_path, map_path, quiet, **flags):
     """Score a model against a reference, by the model's task.

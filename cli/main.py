@@ -32,21 +32,95 @@ class LazyGroup(click.Group):
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
-    def invoke(self, ctx: click.Context):
-        from geocamat.errors import GeocamatError
-
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """As click's, but a usage error (unknown option, bad value) is one line too, with where to look."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:
-            return super().invoke(ctx)
-        except GeocamatError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            sys.exit(2)
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.UsageError as exc:
+            if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())):  # bare `geocamat`: the help
+                exc.show()
+                sys.exit(exc.exit_code)
+            where = exc.ctx.command_path if exc.ctx is not None else "geocamat"
+            click.echo(f"Error: {exc.format_message()} (see `{where} --help`)", err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["geocamat.argv"] = list(args)  # for the error funnel: the command's --out
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context):
+        """Run the command; every failure goes through :func:`geocamat.failures.user_error` (one line, exit 2)."""
+        import warnings
+
+        debug = bool(ctx.params.get("debug"))
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            if not debug:  # library warnings are noise for a user; --debug shows them
+                warnings.simplefilter("ignore")
+                from geocamat.errors import GeocamatWarning
+
+                warnings.simplefilter("always", GeocamatWarning)
+            try:
+                return super().invoke(ctx)
+            except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+                raise
+            except Exception as exc:  # noqa: BLE001 - the one funnel of user-facing failures
+                if debug:
+                    raise
+                _fail(exc, ctx.invoked_subcommand, _option(ctx.meta.get("geocamat.argv", []), "--out"))
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line each on stderr: ``warning: ...``."""
+    from geocamat.failures import one_line
+
+    click.echo(f"warning: {one_line(str(message), 400)}", err=True)
+
+
+def _option(argv: list[str], name: str) -> str | None:
+    """The value of option ``name`` in raw arguments (``--out X`` or ``--out=X``), if given."""
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _fail(exc: Exception, command: str | None, out: str | None = None) -> None:
+    """Print ``exc`` as one line and exit: 2 for the user's errors, 1 for a bug (--debug shows its traceback)."""
+    from geocamat.failures import one_line, user_error
+
+    if isinstance(exc, BrokenPipeError):  # the reader of our output went away (e.g. `| head`): nothing to say
+        sys.exit(0)
+    error = user_error(exc, command, out)
+    if error is not None:
+        click.echo(f"Error: {one_line(str(error), 600)}", err=True)
+        sys.exit(2)
+    click.echo(f"Error: internal error ({type(exc).__name__}: {one_line(str(exc), 200)}); this is a bug: rerun "
+               "with `geocamat --debug ...` and report the traceback", err=True)
+    sys.exit(1)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="geocamat")
-def cli() -> None:
+@click.option("--debug", is_flag=True, help="Show full tracebacks and library warnings.")
+def cli(debug: bool) -> None:
     """geocamat: land-use maps and object inventories from GeoTIFF imagery, trained with CAMAT.
 
     Typical use: `geocamat train samples/nc_landsat.yaml --out run/` then
     `geocamat predict --model run/model.geocamat --out map/ IMAGE...`.
     """
+
+
+if __name__ == "__main__":
+    cli()

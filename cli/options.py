@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import click
 
-overwrite_opt = click.option("--overwrite", is_flag=True, default=None, help="Replace an existing output folder.")
-quiet_opt = click.option("--quiet", "-q", is_flag=True, help="No progress bars; only the last line.")
+overwrite_opt = click.option("--overwrite", is_flag=True, default=None,
+                             help="Replace the results of an earlier run in the output folder (other files stay).")
+quiet_opt = click.option("--quiet", "-q", is_flag=True, help="No progress bars (predict: no summary line).")
 
 
 def _classes(kind: str) -> dict:

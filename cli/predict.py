@@ -33,6 +33,7 @@ P = "PredictOptions"
 @setting_option(P, "min_polygon_pixels", "--min-polygon-pixels", type=int)
 @setting_option(P, "score_threshold", "--score-threshold", type=float)
 @setting_option(P, "nms_iou", "--nms-iou", type=float)
+@setting_option(P, "force", "--force", is_flag=True)
 @overwrite_opt
 @quiet_opt
 def predict(images, model_path, out, no_vector, overwrite, quiet, **flags):
@@ -55,16 +56,21 @@ def predict(images, model_path, out, no_vector, overwrite, quiet, **flags):
     refuse_foreign(options, task.PredictOptions, task.NAME, "predict")
     report = task.predict(bundle, list(images), Path(out), build(task.PredictOptions, options, what="predict"),
                           overwrite=bool(overwrite), progress=not quiet, model_path=model_path)
-    click.echo(f"wrote {out}: " + _headline(report))
+    if not quiet:
+        click.echo(summary_line(Path(out), report))
 
 
-def _headline(report: dict) -> str:
-    """One short line about what a prediction did."""
-    if "total" in report:  # detection
-        return f"{report['total']} objects (" + ", ".join(f"{k} {v}" for k, v in report["counts"].items()) + ")"
+def summary_line(out: Path, report: dict) -> str:
+    """One short line about a finished predict (the details are in report.json)."""
     if "regions" in report:
-        return f"{len(report['regions'])} regions"
+        return f"wrote {out}: {len(report['regions'])} regions (report.json)"
+    if report.get("task") == "detection":
+        return (f"wrote {out}: {report.get('total', 0)} objects in {len(report.get('inputs', []))} images ("
+                + ", ".join(f"{k} {v}" for k, v in report.get("counts", {}).items()) + ")")
     tiles = report.get("tiles") or {}
+    parts = [f"{tiles[k]} {label}" for k, label in (("tiles_processed", "tiles mapped"),
+                                                    ("skipped_no_data", "skipped (no data)")) if k in tiles]
     seconds = (report.get("timings") or {}).get("total_s")
-    return (f"{tiles.get('tiles_processed', 0)} of {tiles.get('tiles_planned', 0)} tiles mapped"
-            + (f" in {seconds:.1f} s" if seconds is not None else ""))
+    if seconds is not None:
+        parts.append(f"{seconds:.1f} s")
+    return f"wrote {out}" + (f": {', '.join(parts)}" if parts else "")

@@ -95,11 +95,10 @@ def train(config, out, task, images, assignments, overwrite, quiet, camat, **fla
     from dataclasses import fields
 
     known = {f.name for f in fields(module.Config)}
-    for key in sorted(raw.explicit - {"task"}):
+    for key in sorted(raw.flags - {"task"}):  # (a --set key of another task: build() names it)
         if key.split(".")[0] not in known:
-            flag = key if "=" in key else key.replace("_", "-")
-            raise ConfigError(f"{flag} does not apply to {module.NAME} training; its settings are "
-                              f"{', '.join(sorted(known))}")
+            raise ConfigError(f"--{key.replace('_', '-')} does not apply to {module.NAME} training; its settings "
+                              f"are {', '.join(sorted(known))}")
     cfg = build(module.Config, settings, what=f"{module.NAME} training")
     metrics = module.train(cfg, Path(out), overwrite=bool(overwrite), progress=not quiet,
                            log=click.echo)

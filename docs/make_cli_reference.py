@@ -10,7 +10,10 @@ from cli.main import cli
 
 HEADER = ("# Command-line reference\n\nGenerated from `geocamat COMMAND --help` by "
           "`python docs/make_cli_reference.py`. Every command exits with code 2 and a one-line message on "
-          "bad input, and leaves no partial output.\n")
+          "bad input (including a truncated file, a read-only or full disk, or too little memory), and leaves "
+          "no partial output; tests/test_bad_inputs.py holds each command to it and "
+          "[errors.md](errors.md) lists the messages. `geocamat --debug COMMAND ...` shows tracebacks. "
+          "`--overwrite` replaces only the files the command writes; anything else in the folder stays.\n")
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from geocamat.errors import InputNotFoundError, InvalidRasterError
+from geocamat.errors import CorruptInputError, InputNotFoundError, InvalidRasterError
 
 BUNDLE_SUFFIXES = (".geocamat",)
 
@@ -38,6 +38,10 @@ def describe(path: str | Path) -> dict:
                 **task_of_bundle(b).describe(b)}
     import rasterio
 
+    from geocamat.data.stack import RASTER_SUFFIXES
+    from geocamat.failures import one_line
+    from geocamat.preflight import check_blocks
+
     try:
         with rasterio.open(path) as src:
             info = {"kind": "raster", "driver": src.driver, "crs": _crs_name(src.crs), "width": src.width,
@@ -57,9 +61,12 @@ def describe(path: str | Path) -> dict:
                 pass
             if src.crs is None:
                 info["warning"] = "no CRS: geocamat cannot use this raster until one is assigned"
-            return info
-    except rasterio.errors.RasterioIOError:
-        pass
+        check_blocks(path)  # a truncated or corrupt file is broken, whatever its header says
+        return info
+    except rasterio.errors.RasterioIOError as exc:
+        if path.suffix.lower() in RASTER_SUFFIXES:
+            raise CorruptInputError(f"{path} is broken: GDAL cannot open it ({one_line(str(exc), 200)}); "
+                                    "re-download or re-export it") from exc
     try:
         import geopandas as gpd
         import pyogrio
@@ -68,9 +75,16 @@ def describe(path: str | Path) -> dict:
         frame = gpd.read_file(path, layer=layers[0])
     except Exception as exc:  # noqa: BLE001 - any failure means "not a readable vector file"
         raise InvalidRasterError(f"{path} is neither a raster, a vector layer nor a geocamat bundle") from exc
-    return {"kind": "vector", "layers": layers, "crs": _crs_name(frame.crs), "features": len(frame),
+    info = {"kind": "vector", "layers": layers, "crs": _crs_name(frame.crs), "features": len(frame),
             "geometry_types": sorted(set(frame.geom_type.dropna())), "bounds": list(map(float, frame.total_bounds)),
             "fields": {c: str(frame[c].dtype) for c in frame.columns if c != frame.geometry.name}}
+    invalid = int((~frame.geometry.is_valid & frame.geometry.notna()).sum())
+    if invalid:
+        info["warning"] = (f"{invalid} invalid (e.g. self-intersecting) geometries: geocamat repairs them with "
+                           "make_valid when it uses them")
+    if frame.crs is None:
+        info["warning"] = "no CRS: geocamat cannot use this layer until one is set"
+    return info
 
 
 def _bundle_crs(wkt: str | None) -> str | None:

@@ -31,3 +31,19 @@ class BundleError(GeocamatError):
 
 class OutputExistsError(GeocamatError):
     """The output would overwrite existing results without --overwrite."""
+
+
+class OutputLocationError(GeocamatError):
+    """The output location cannot take the results (read-only, no permission, disk full)."""
+
+
+class ResourceError(GeocamatError):
+    """The machine ran out of memory (host or GPU) for the requested sizes."""
+
+
+class CorruptInputError(InvalidRasterError):
+    """An input file is truncated or corrupt: GDAL fails to read its blocks."""
+
+
+class GeocamatWarning(UserWarning):
+    """Something that works but is probably not what the user wants; the CLI prints it on one line."""

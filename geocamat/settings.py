@@ -84,10 +84,16 @@ PATH_KEYS = ("images", "labels", "scenes", "val_images", "val_labels", "init_fro
 
 @dataclass
 class RawSettings:
-    """What the user gave, before defaults: the merged values and which of them came from flags/--set."""
+    """What the user gave, before defaults: the merged values, the keys given as flags and those given by --set."""
 
     values: dict
-    explicit: set[str]
+    flags: set[str]
+    assigned: set[str]
+
+    @property
+    def explicit(self) -> set[str]:
+        """Every key given on the command line (flags and --set)."""
+        return self.flags | self.assigned
 
 
 def load_raw(path: str | Path | None = None, flags: dict | None = None,
@@ -95,6 +101,7 @@ def load_raw(path: str | Path | None = None, flags: dict | None = None,
     """YAML file <- flags (None means not given) <- ``--set`` assignments, without defaults or checks."""
     values: dict = read_yaml(path) if path is not None else {}
     explicit: set[str] = set()
+    assigned: set[str] = set()
     for key, value in (flags or {}).items():
         if value is None:
             continue
@@ -106,8 +113,8 @@ def load_raw(path: str | Path | None = None, flags: dict | None = None,
             explicit.add(key)
     for assignment in assignments:
         apply_override(values, assignment)
-        explicit.add(assignment.split("=", 1)[0].strip())
-    return RawSettings(values, explicit)
+        assigned.add(assignment.split("=", 1)[0].strip())
+    return RawSettings(values, explicit, assigned)
 
 
 def build[T](cls: type[T], values: dict, *, what: str) -> T:

@@ -45,3 +45,26 @@ def synthetic_scene(tmp_path: Path) -> dict:
         "label_array": labels,
         "dir": tmp_path,
     }
+
+
+@pytest.fixture(scope="session")
+def table_env(tmp_path_factory):
+    """Bad-input files (tests/bad_inputs_data.py), a tiny trained land-use model and a tiny detection model,
+    made once per session: (files by name, land-use bundle, detection bundle, their folder). Read-only."""
+    from click.testing import CliRunner
+
+    from cli.main import cli
+    from tests.bad_inputs_data import make_inputs
+
+    d = tmp_path_factory.mktemp("bad_inputs")
+    files = make_inputs(d)
+    run = d / "run"
+    result = CliRunner().invoke(cli, ["train", "--images", str(files["scene"]), "--labels", str(files["labels"]),
+                                      "--tile-size", "16", "--blocks", "2", "--epochs", "1", "--arch", "camnet-xs",
+                                      "--out", str(run), "--quiet"])
+    assert result.exit_code == 0, result.output
+    from tests.test_detection_inference import tiny_bundle
+
+    det = tiny_bundle(64)
+    det.save(d / "detector.geocamat")
+    return files, run / "model.geocamat", d / "detector.geocamat", d

@@ -122,6 +122,7 @@ def vector_labels(path: Path, field: str | None, grid: Grid, *, name_codes: dict
     if field not in frame.columns:
         raise InvalidLabelsError(f"{field_flag} {field!r} not in {path.name}: choose one of {', '.join(columns)}")
     frame = frame[frame[field].notna() & frame.geometry.notna() & ~frame.geometry.is_empty]
+    frame = repair_geometries(frame, path)
     frame = frame.to_crs(grid.crs)
     values = frame[field]
     names: dict[int, str] = {}
@@ -153,6 +154,23 @@ def vector_labels(path: Path, field: str | None, grid: Grid, *, name_codes: dict
     out = rasterize(((g, int(c)) for g, c in zip(frame.geometry, codes, strict=True)), out_shape=grid.shape,
                     transform=grid.transform, fill=UNLABELLED, dtype="int32", all_touched=sparse)
     return out, names, sparse
+
+
+def repair_geometries(frame, path: Path):
+    """``frame`` with invalid (e.g. self-intersecting) geometries repaired by ``make_valid``, with a warning."""
+    invalid = ~frame.geometry.is_valid
+    count = int(invalid.sum())
+    if not count:
+        return frame
+    import warnings
+
+    from geocamat.errors import GeocamatWarning
+
+    frame = frame.copy()
+    frame.loc[invalid, frame.geometry.name] = frame.geometry[invalid].make_valid()
+    warnings.warn(f"{count} of {len(frame)} geometries in {path} were invalid (e.g. self-intersecting) and were "
+                  "repaired with make_valid; check them in a GIS", GeocamatWarning, stacklevel=2)
+    return frame
 
 
 def labels_on_grid(labels: str | Path, grid: Grid, workdir: Path, field: str | None = None) -> LabelRaster:

@@ -77,6 +77,17 @@ def _grid_key(src) -> tuple:
             src.height)
 
 
+def _grid_text(path: Path) -> str:
+    """A raster's grid in words: CRS, size, pixel size and origin."""
+    import rasterio
+
+    with rasterio.open(path) as src:
+        crs = f"EPSG:{src.crs.to_epsg()}" if src.crs and src.crs.to_epsg() else "a custom CRS"
+        t = src.transform
+        return (f"{crs}, {src.width} x {src.height} px of {abs(t.a):g} x {abs(t.e):g}, origin "
+                f"({t.c:.10g}, {t.f:.10g})")
+
+
 def mask_kind(src) -> tuple[bool, list[int]]:
     """(whether GDAL gives the file a per-dataset mask: an internal mask or an alpha band, 0-based alpha bands)."""
     from rasterio.enums import ColorInterp, MaskFlags
@@ -212,6 +223,12 @@ def open_stack(patterns: Sequence[str | os.PathLike], workdir: Path,
                     break
         if band_names is None:
             band_names, nodata = names, nd
+        elif len(names) != len(band_names) and all(counts[m] == 1 for m in files):
+            first, other = next(iter(groups.values()))[0], members[0]
+            raise InvalidRasterError(
+                f"band files on different grids: {other} is on {_grid_text(other)} but {first} is on "
+                f"{_grid_text(first)}; single-band files of one stack must share one grid: resample it "
+                f"(gdalwarp -tr/-te or -tap) onto the other's grid")
         elif len(names) != len(band_names):
             raise InvalidRasterError(
                 f"inputs have different band counts ({len(band_names)} and {len(names)}): give one set of bands "

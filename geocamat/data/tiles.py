@@ -16,7 +16,7 @@ from torch import Tensor
 
 from geocamat.data.labels import UNLABELLED, LabelRaster
 from geocamat.data.splits import block_windows, checkerboard
-from geocamat.errors import InvalidLabelsError
+from geocamat.errors import ConfigError, InvalidLabelsError, InvalidRasterError
 
 
 @dataclass
@@ -91,6 +91,20 @@ def _pixel_classes(mask: np.ndarray, codes: np.ndarray) -> np.ndarray:
     return np.where(codes[index] == mask, index, -1).astype(np.int16)
 
 
+def _check_tile_fits(shape: tuple[int, int], opts: TileOptions) -> None:
+    """Raise a clear error when the tile cannot fit the scene or its checkerboard blocks."""
+    rows, cols = shape
+    t = opts.tile_size
+    if t > min(rows, cols):
+        raise ConfigError(f"--tile-size {t} is larger than the scene ({cols} x {rows} px): use a tile of at most "
+                          f"{min(rows, cols) // max(1, opts.blocks)} px (one checkerboard block)")
+    sizes = [(r1 - r0, c1 - c0) for _, _, r0, r1, c0, c1 in block_windows(shape, opts.blocks)]
+    if not any(h >= t and w >= t for h, w in sizes):
+        h, w = max(sizes)
+        raise ConfigError(f"--tile-size {t} is larger than the checkerboard blocks ({w} x {h} px with --blocks "
+                          f"{opts.blocks}): lower --tile-size or --blocks")
+
+
 def extract_tiles(stack, labels: LabelRaster, opts: TileOptions, progress: bool = False) -> tuple[TileSet, TileSet]:
     """Cut labelled tiles from the imagery: (training tiles, validation tiles).
 
@@ -101,9 +115,13 @@ def extract_tiles(stack, labels: LabelRaster, opts: TileOptions, progress: bool 
         progress: print a progress line per block.
 
     Raises:
+        ConfigError: the tile is larger than the scene or than the checkerboard blocks.
+        InvalidRasterError: the imagery holds no valid pixel.
         InvalidLabelsError: no tile passes the label and validity thresholds on one side of the split.
     """
     from torchgeo.samplers import GriddedPatchSampler
+
+    _check_tile_fits(labels.grid.shape, opts)
 
     from geocamat.data.torchgeo_datasets import LabelRasterDataset
 
@@ -121,6 +139,7 @@ def extract_tiles(stack, labels: LabelRaster, opts: TileOptions, progress: bool 
     lo = (opts.tile_size - side_px) // 2
     inner = (slice(lo, lo + side_px), slice(lo, lo + side_px))
     labelled = {0: 0, 1: 0}  # labelled pixels per side of the split
+    valid_pixels = 0
     for _, _, r0, r1, c0, c1 in block_windows(labels.grid.shape, opts.blocks):
         if r1 - r0 < opts.tile_size or c1 - c0 < opts.tile_size:
             continue
@@ -136,6 +155,7 @@ def extract_tiles(stack, labels: LabelRaster, opts: TileOptions, progress: bool 
                         roi.bounds[1]:roi.bounds[3]:-labels.grid.transform.e]
         block_image, block_mask = block["image"], block["mask"].numpy()
         block_valid = stack.valid_mask(block_image)
+        valid_pixels += int(block_valid.sum())
         labelled[side] += int((block_mask != UNLABELLED).sum())
         for query in sampler:
             x, y = query[0], query[1]
@@ -156,6 +176,10 @@ def extract_tiles(stack, labels: LabelRaster, opts: TileOptions, progress: bool 
             sides[side][0].append(image)
             sides[side][1].append(label)
             sides[side][2].append(_pixel_classes(mask, lut_codes))
+    if not valid_pixels and not (sides[0][0] or sides[1][0]):
+        names = ", ".join(str(p) for p in stack.sources[:3]) + (", ..." if len(stack.sources) > 3 else "")
+        raise InvalidRasterError(f"no valid pixels in {names}: every pixel is nodata; check the file's nodata "
+                                 "value (gdalinfo) or give imagery with data")
     out = []
     for side, name in ((0, "training"), (1, "validation")):
         images, targets, masks = sides[side]

@@ -9,6 +9,7 @@ next band still adds to (the *carry*) are kept. At the end the pieces are assemb
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from geocamat.errors import InvalidRasterError
 from geocamat.inference.assemble import FloatOutput, assemble
 from geocamat.inference.blend import BLEND_MODES, SCATTER_MAX_TILE, accumulate, blend_mode, gather_tiles
 from geocamat.inference.grid import OutputGrid
@@ -219,6 +221,16 @@ class Engine:
                             floats=self.float_outputs(), overview_factors=self.overview_factors,
                             vectorise=self.vectorise, min_polygon_pixels=self.min_polygon_pixels)
         assemble_seconds = time.perf_counter() - t_assemble
+        counts = assembly.counts
+        if not sum(int(counts[c]) for c in self.style.ids if c < len(counts)):  # an empty map: no result
+            shutil.rmtree(self.work, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                self.out_dir.rmdir()  # only when empty, i.e. created by this run
+            where = " within the region" if self.aoi is not None else ""
+            sources = self.stack.sources
+            names = ", ".join(str(p) for p in sources[:3]) + (", ..." if len(sources) > 3 else "")
+            raise InvalidRasterError(f"no valid pixels in {names}{where}: every pixel is nodata, so there is "
+                                     "nothing to map; check the nodata value (gdalinfo) or the region")
         timings = {"total_s": time.perf_counter() - t_start, "stream_s": stream_seconds, "model_s": self.t_model,
                    "read_s_all_threads": reader.seconds, "assemble_s": assemble_seconds,
                    "stream_stages": {**{f"{k}_s": v for k, v in self.clock.seconds.items()}, **self.host.seconds},

@@ -14,7 +14,6 @@ import hashlib
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -170,7 +169,9 @@ def predict_landuse(
         raise ConfigError(f"resolution must be > 0, got {res}")
     dev = _resolve_device(device)
     out_dir = Path(out_dir)
-    stack_dir = Path(tempfile.mkdtemp(prefix="geocamat-stack-"))
+    from geocamat.leftovers import run_tempdir
+
+    stack_dir = run_tempdir("geocamat-stack-")  # a killed run's one is removed by the next run
     try:
         stack = open_stack(images, stack_dir, bands=bundle.extra.get("band_selection"))
         if stack.num_bands != len(bundle.bands):
@@ -210,7 +211,7 @@ def predict_landuse(
                 if region_field is None:
                     what = f"region {region}" if region else f"bbox {tuple(bbox)}"
                     raise ConfigError(f"{what} does not overlap the images (image bounds "
-                                      f"{tuple(round(v, 3) for v in index.total_bounds)} in the output CRS)")
+                                      f"{tuple(round(float(v), 3) for v in index.total_bounds)} in the output CRS)")
                 continue
             area = footprint if geom is None else geom.intersection(footprint)
             grid = snap_grid(area.bounds, out_res, out_crs, origin)

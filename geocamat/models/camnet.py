@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from geocamat.errors import ConfigError
+
 ARCHS: dict[str, dict] = {
     # name: block widths and blocks per stage
     "resnet18": {"widths": (64, 128, 256, 512), "depths": (2, 2, 2, 2)},
@@ -74,10 +76,10 @@ class CamNet(nn.Module):
                  output: str = "window") -> None:
         super().__init__()
         if output not in ("window", "dense"):
-            raise ValueError(f"unknown output {output!r}: choose window or dense")
+            raise ConfigError(f"unknown output {output!r}: choose window or dense")
         self.output = output
         if arch not in ARCHS:
-            raise ValueError(f"unknown architecture {arch!r}: choose one of {', '.join(ARCHS)}")
+            raise ConfigError(f"unknown --arch {arch!r}: choose one of {', '.join(ARCHS)}")
         spec = ARCHS[arch]
         widths, depths = spec["widths"], spec["depths"]
         stem_stride, stage_strides = plan_strides(tile_size)

@@ -22,6 +22,10 @@ from geocamat.outputs.geopackage import store_style
 
 LAYER = "detections"
 
+#: Field types of the detections layer, enforced so that an empty layer has the same layout as a full one.
+FIELD_TYPES = {"image": "str", "class_id": "int64", "class_name": "str", "score": "float64", "area": "float64",
+               "cam_evidence": "float64", "xmin": "float64", "ymin": "float64", "xmax": "float64",
+               "ymax": "float64"}
 
 def box_polygons(boxes: np.ndarray, transform=None):
     """Shapely polygons of xyxy pixel boxes, in map coordinates (``transform``) or pixel coordinates (y = -row)."""
@@ -93,10 +97,11 @@ def write_detections(path: str | os.PathLike, frame, classes: list, crs=None) ->
 
     path = Path(path)
     gdf = gpd.GeoDataFrame(frame, geometry="geometry", crs=crs)
+    gdf = gdf.astype({k: v for k, v in FIELD_TYPES.items() if k in gdf.columns})  # same layout when empty
     tmp = path.with_name(path.stem + ".part.gpkg")
     if tmp.exists():
         tmp.unlink()
-    gdf.to_file(tmp, layer=LAYER, driver="GPKG", engine="pyogrio")
+    gdf.to_file(tmp, layer=LAYER, driver="GPKG", engine="pyogrio", geometry_type="Polygon")
     qml = detections_qml(classes)
     stored = True
     try:

@@ -15,11 +15,11 @@ NAME = "detection"
 def train(config: Config, out_dir: Path, *, overwrite: bool = False, progress: bool = True,
           log: Callable[[str], None] = print) -> dict:
     """Train a detector; write the run folder (model.geocamat, metrics.json, config.yaml); return the metrics."""
-    from geocamat.outputs.staging import staged_output
+    from geocamat.outputs.staging import TRAIN_RESULTS, staged_output
     from geocamat.settings import dump
     from geocamat.tasks.detection.workflow import train_detection
 
-    with staged_output(Path(out_dir), overwrite) as stage:
+    with staged_output(Path(out_dir), overwrite, TRAIN_RESULTS) as stage:
         metrics = train_detection(config, stage, progress=progress)
         dump(config, stage / "config.yaml")
     return metrics
@@ -39,11 +39,14 @@ def summary(metrics: dict) -> list[str]:
 def predict(bundle, images: list[str], out_dir: Path, options: PredictOptions, *, overwrite: bool = False,
             progress: bool = True, model_path: str | None = None) -> dict:
     """Detect objects over whole images; write detections.gpkg (+ .qml) and report.json; return the report."""
-    from geocamat.outputs.staging import staged_output
+    from geocamat.outputs.staging import DETECTION_RESULTS, staged_output
+    from geocamat.preflight import before_predict
     from geocamat.tasks.detection.workflow import predict_detection
 
-    with staged_output(Path(out_dir), overwrite) as stage:
-        report = predict_detection(bundle, list(images), stage, options, progress=progress, model_path=model_path)
+    before_predict(bundle, images, out_dir, force=options.force)
+    with staged_output(Path(out_dir), overwrite, DETECTION_RESULTS) as stage:
+        report = predict_detection(bundle, list(images), stage, options, progress=progress, model_path=model_path,
+                                   final_dir=Path(out_dir))
     return report
 
 

@@ -77,6 +77,8 @@ class PredictOptions:
     batch_size: int = setting(4, "Tiles per forward pass.")
     device: str = setting("auto", "auto | cpu | cuda | cuda:1")
     match_iou: float = setting(0.5, "IoU above which boxes of neighbouring tiles are the same object.")
+    force: bool = setting(False, "Run anyway on a GeoTIFF without georeference or at a pixel size beyond 4x the "
+                          "model's.")
 
 
 @dataclass

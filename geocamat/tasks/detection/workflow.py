@@ -65,6 +65,9 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True) 
     out_dir.mkdir(parents=True, exist_ok=True)
     images = expand_paths(cfg.images, "image")
     labels = expand_paths(cfg.labels, "labels")
+    from geocamat.preflight import check_inputs
+
+    check_inputs(images)  # a truncated image fails here, not after an epoch
     infos, boxes, classes = _load_labelled(images, labels, cfg.label_field, cfg.classes)
     counts = [len(b.boxes) for b in boxes]
     if sum(counts) == 0:
@@ -119,6 +122,9 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True) 
     epochs = int(cfg.epochs)
     trainer = build_trainer(cfg, None, [], progress, logger=False, enable_checkpointing=False,
                             num_sanity_val_steps=0, check_val_every_n_epoch=epochs, log_every_n_steps=10)
+    from geocamat.preflight import check_checkpoint
+
+    check_checkpoint(out_dir, task)  # a full or read-only disk fails now, not when the bundle is saved
     t_fit = time.perf_counter()
     trainer.fit(task, train_dl, val_dl)
     fit_s = time.perf_counter() - t_fit
@@ -193,7 +199,7 @@ def _resolve(bundle: Bundle, options: PredictOptions) -> dict:
 
 
 def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options: PredictOptions,
-                      progress: bool = True, model_path: str | None = None) -> dict:
+                      progress: bool = True, model_path: str | None = None, final_dir: Path | None = None) -> dict:
     """Detect objects over whole images and write ``detections.gpkg`` (+ ``.qml``) and ``report.json``.
 
     Args:
@@ -202,6 +208,8 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
         out_dir: output folder (created).
         options: score threshold, overlap, batch size, device, NMS IoU.
         progress: print one line per image.
+        final_dir: where ``out_dir`` will be renamed to when it is a temporary stage; the report records
+            the outputs' final absolute paths.
 
     Returns:
         The report dict (also written to ``report.json``).
@@ -246,12 +254,15 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
                 g = g.to_crs(out_crs)
             g.insert(4, "area", g.geometry.area.astype(float))
             frames.append(g)
-            per_image.append({"image": str(path), "detections": len(det.boxes), "windows": det.windows,
+            per_image.append({"image": str(Path(path).resolve()), "detections": len(det.boxes), "windows": det.windows,
                               "raw_detections": det.raw_detections, "seconds": round(det.seconds, 3)})
             if progress:
                 print(f"{Path(path).name}: {len(det.boxes)} objects in {det.windows} windows ({det.seconds:.1f} s)")
     frame = pd.concat(frames, ignore_index=True)
     files = write_detections(out_dir / "detections.gpkg", frame, bundle.classes, out_crs)
+    home = Path(final_dir if final_dir is not None else out_dir).resolve()
+    files = {k: str(home / Path(v).name) if isinstance(v, str) else v for k, v in files.items()}
+    model_path = Path(model_path).resolve() if model_path else None
     counts = {c.name: int((frame["class_name"] == c.name).sum()) for c in bundle.classes}
     report = {
         "task": "detection",

@@ -46,8 +46,10 @@ def predict(bundle, images: list[str], out_dir: Path, options: PredictOptions, *
             progress: bool = True, model_path: str | None = None) -> dict:
     """Map ``images`` with a land-use (or scene) model; write landuse.tif and the rest; return the report."""
     from geocamat.inference.landuse import predict_landuse
+    from geocamat.preflight import before_predict
 
     o = options
+    before_predict(bundle, images, out_dir, res=o.res, force=o.force, probabilities=o.probabilities, window=o.window)
     return predict_landuse(bundle, list(images), Path(out_dir), region=o.region, region_field=o.region_field,
                            bbox=tuple(o.bbox) if o.bbox else None, bbox_crs=o.bbox_crs, crs=o.crs, res=o.res,
                            **map_settings(bundle, o.overlap, o.tta, o.window), batch_size=o.batch_size,

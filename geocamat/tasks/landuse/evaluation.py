@@ -33,6 +33,7 @@ def evaluate_map(bundle, images: list[str], options: EvaluateOptions, *, progres
         The metrics (OA, kappa, per class P/R/F1, scope, coverage); also written to ``options.out``/metrics.json.
     """
     from geocamat.inference.landuse import predict_landuse
+    from geocamat.preflight import before_evaluate
     from geocamat.tasks.landuse import map_settings
     from geocamat.tasks.landuse.scoring import score_map
 
@@ -40,6 +41,7 @@ def evaluate_map(bundle, images: list[str], options: EvaluateOptions, *, progres
     if not o.reference or not (images or o.map):
         raise ConfigError("give --reference and IMAGES or --map (or --scenes DIR for a scene-classification model)")
     offset = label_offset(o.label_offset, bundle)
+    before_evaluate(images, o.map, o.reference, o.mask, bundle=bundle, force=o.force)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(o.out) if o.out else Path(tmp) / "map"
         if o.map:

@@ -30,6 +30,8 @@ class PredictOptions:
     resume: bool = setting(False, "Continue an interrupted run in the same output folder.")
     probabilities: bool = setting(False, "Also write probabilities.tif (one band per class).")
     vector: bool = setting(True, "Write landuse.gpkg (polygons of the classes).")
+    force: bool = setting(False, "Map anyway an image without georeference or at a pixel size beyond 4x the "
+                          "model's.")
     min_polygon_pixels: int = setting(4, "Minimum mapping unit: regions of the map smaller than this many pixels "
                                       "are merged into their largest neighbour before the polygons (0: keep all).")
 
@@ -63,3 +65,4 @@ class EvaluateOptions:
     label_offset: str = setting("none", "Score map[i+DY, j+DX] against reference[i, j]: none, model (the offset "
                                 "training found) or DY,DX.")
     device: str = setting("auto", "auto | cpu | cuda")
+    force: bool = setting(False, "Map anyway images at a pixel size beyond 4x the model's.")

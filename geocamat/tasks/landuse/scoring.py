@@ -8,7 +8,7 @@ import numpy as np
 
 from geocamat.data.labels import VECTOR_SUFFIXES
 from geocamat.data.splits import checkerboard
-from geocamat.errors import InputNotFoundError, InvalidRasterError
+from geocamat.errors import InputNotFoundError, InvalidLabelsError, InvalidRasterError
 from geocamat.metrics import confusion_matrix, summarise
 
 
@@ -76,7 +76,8 @@ def scored_bounds(reference: Path, blocks: int | None, parity: str, margin: int,
 
 def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names: list[str], *,
               blocks: int | None = None, parity: str = "odd", mask: Path | None = None,
-              offset: tuple[int, int] | None = None, reference_field: str | None = None) -> dict:
+              offset: tuple[int, int] | None = None, reference_field: str | None = None,
+              require_overlap: bool = True) -> dict:
     """Metrics of a class map against a reference raster or vector layer (any CRS; brought onto the map's grid).
 
     Args:
@@ -91,9 +92,14 @@ def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names
         offset: (dy, dx): score the map in the reference's frame, ``map[i + dy, j + dx]`` against
             ``reference[i, j]``, for labels registered off the imagery (see :mod:`geocamat.data.registration`).
         reference_field: class field of a vector reference.
+        require_overlap: raise when no reference pixel falls on a mapped pixel (an empty score is no score).
 
     Returns:
         OA, kappa, per-class metrics, confusion matrix, pixel counts and coverage.
+
+    Raises:
+        InvalidLabelsError: with ``require_overlap``, the reference has no labelled pixel on the map's valid
+            pixels (no overlap, or the map is nodata there).
     """
     import rasterio
 
@@ -129,6 +135,12 @@ def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names
             keep &= np.isfinite(mk) & (mk != 0)
     reference_pixels = int(keep.sum())
     mapped = keep & ~np.ma.getmaskarray(pred)
+    if require_overlap and not mapped.any():
+        where = " in the scored blocks/mask" if blocks or mask is not None else ""
+        why = ("has no labelled pixel on the map's extent" if not reference_pixels
+               else f"labels {reference_pixels} pixels{where} but the map is nodata on all of them")
+        raise InvalidLabelsError(f"reference {reference} {why} ({map_path}): nothing to score; give a reference "
+                                 "that overlaps the mapped area (check both extents and CRS with geocamat info)")
     cm = confusion_matrix(ref[mapped].astype(int), np.asarray(pred)[mapped], class_ids)
     out = summarise(cm, class_ids, class_names)
     out["reference_pixels"] = reference_pixels

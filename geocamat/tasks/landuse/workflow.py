@@ -12,7 +12,7 @@ import torch
 
 from geocamat.bundle import Bundle
 from geocamat.errors import InvalidLabelsError
-from geocamat.outputs.staging import staged_output
+from geocamat.outputs.staging import TRAIN_RESULTS, staged_output
 from geocamat.settings import dump
 from geocamat.tasks.landuse.config import LandUseConfig
 from geocamat.tasks.landuse.options import MIN_MAPPING_UNIT
@@ -54,18 +54,22 @@ def train_landuse(config: LandUseConfig, out_dir: Path, *, overwrite: bool = Fal
     import lightning as L
     from torch.utils.data import DataLoader
 
-    from geocamat.data.labels import grid_of_dataset, labels_on_grid
+    from geocamat.data.labels import VECTOR_SUFFIXES, grid_of_dataset, labels_on_grid
     from geocamat.data.stack import open_stack
     from geocamat.data.tiles import TileOptions, band_statistics, extract_tiles, normalise
     from geocamat.outputs.plots import plot_confusion, plot_history
+    from geocamat.preflight import check_checkpoint, check_inputs
     from geocamat.tasks.landuse.module import EpochHistory, LandUseTask, TileDataset
 
     started = time.perf_counter()
     quiet_lightning(progress)
     L.seed_everything(config.seed, verbose=False)
-    with staged_output(Path(out_dir), overwrite) as stage:
+    with staged_output(Path(out_dir), overwrite, TRAIN_RESULTS) as stage:
         work = stage / "work"
         stack = open_stack(config.images, work, bands=config.bands)
+        check_inputs(stack.sources)  # a truncated file fails here, not after an epoch
+        if Path(config.labels).suffix.lower() not in VECTOR_SUFFIXES and Path(config.labels).is_file():
+            check_inputs([config.labels])
         grid = grid_of_dataset(stack.dataset())
         labels = labels_on_grid(config.labels, grid, work, config.label_field)
         if len(labels.class_ids) < 2:
@@ -123,6 +127,8 @@ def train_landuse(config: LandUseConfig, out_dir: Path, *, overwrite: bool = Fal
         trainer = build_trainer(config, stage, [checkpoint, history], progress,
                                 logger=L.pytorch.loggers.CSVLogger(stage, name="logs"),
                                 log_every_n_steps=max(1, min(10, len(train_loader))))
+        # a read-only or full disk fails here, not after an epoch
+        check_checkpoint(stage / "checkpoints", task, shown=Path(out_dir))
         trainer.fit(task, train_loader, val_loader)
         if not trainer.is_global_zero:
             raise SystemExit(0)
@@ -188,7 +194,7 @@ def _score(bundle: Bundle, stage: Path, labels, config: LandUseConfig, offset: l
 
     return score_map(stage / "work" / "validation_map" / "landuse.tif", labels.path, bundle.class_ids,
                      [c.name for c in bundle.classes], blocks=config.blocks, parity=config.val_parity,
-                     offset=tuple(offset) if offset else None)
+                     offset=tuple(offset) if offset else None, require_overlap=False)
 
 
 def _check_registration(config: LandUseConfig, x: torch.Tensor, masks: torch.Tensor, num_classes: int, log) -> dict:

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from geocamat.bundle import Bundle
-from geocamat.outputs.staging import staged_output
+from geocamat.outputs.staging import TRAIN_RESULTS, staged_output
 from geocamat.settings import dump
 from geocamat.tasks.scenes.config import SceneConfig
 from geocamat.tasks.training import build_regulariser_from, build_trainer, quiet_lightning, set_zero_fill
@@ -48,7 +48,7 @@ def train_scenes(config: SceneConfig, out_dir: Path, *, overwrite: bool = False,
     L.seed_everything(config.seed, verbose=False)
     split = split_scenes(config.scenes, config.train_fraction, config.seed)
     size = int(config.image_size)
-    with staged_output(Path(out_dir), overwrite) as stage:
+    with staged_output(Path(out_dir), overwrite, TRAIN_RESULTS) as stage:
         x_train, y_train, mean, std = _load(split.train, size)
         x_test, y_test, _, _ = _load(split.test, size, mean, std)
         log(f"{len(y_train)} training and {len(y_test)} held-out scenes of {size} px, {len(split.classes)} classes")
@@ -65,6 +65,9 @@ def train_scenes(config: SceneConfig, out_dir: Path, *, overwrite: bool = False,
         val_loader = DataLoader(TileDataset(x_test, y_test), batch_size=256)
         history = EpochHistory()
         trainer = build_trainer(config, stage, [history], progress, logger=False, enable_checkpointing=False)
+        from geocamat.preflight import check_checkpoint
+
+        check_checkpoint(stage, task, shown=Path(out_dir))  # a full or read-only disk fails now, not at the end
         trainer.fit(task, train_loader, val_loader)
         if not trainer.is_global_zero:
             raise SystemExit(0)

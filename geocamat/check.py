@@ -1,0 +1,216 @@
+"""``geocamat info --check``: would this model run well on these inputs? (What would go wrong, before it does.)
+
+Checks a bundle against a user's images (and optionally labels or an AOI): every file readable (first and
+last block), georeferenced, the bands the model expects, a pixel size within 4x of the model's, labels or
+AOI overlapping the images, label classes the model knows, label geometries valid.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from geocamat.errors import GeocamatError
+
+LEVELS = ("ok", "warning", "problem")
+
+
+@dataclass
+class Finding:
+    """One line of a check: level (ok, warning, problem), what it is about, and what was found."""
+
+    level: str
+    subject: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.level}: {self.subject}: {self.message}"
+
+
+def check_against_bundle(bundle_path: str | Path, images: list[str], labels: str | None = None,
+                         label_field: str | None = None) -> list[Finding]:
+    """Check ``images`` (and ``labels``: a label raster, label layer or AOI) against the bundle.
+
+    Returns:
+        The findings, in order; any with level ``problem`` means predict/evaluate would fail or mislead.
+    """
+    from geocamat.bundle import Bundle
+
+    out: list[Finding] = []
+    try:
+        bundle = Bundle.load(bundle_path)
+    except GeocamatError as exc:
+        return [Finding("problem", str(bundle_path), str(exc))]
+    out.append(Finding("ok", str(bundle_path), f"{bundle.task} model, {len(bundle.bands)} bands "
+                       f"({', '.join(bundle.bands)}), {len(bundle.classes)} classes"))
+    files = _images(bundle, images, out)
+    if not files:
+        return out
+    if bundle.task != "detection":
+        _bands(bundle, files, out)
+    _resolution(bundle, files[0], out)
+    if labels:
+        _labels(bundle, Path(labels), files, label_field, out)
+    return out
+
+
+def _images(bundle, images: list[str], out: list[Finding]) -> list[Path]:
+    import rasterio
+
+    from geocamat.preflight import check_blocks
+
+    try:
+        if bundle.task == "detection":
+            from geocamat.data.detection_images import expand_paths
+
+            files = [Path(p) for p in expand_paths(list(images), "image")]
+        else:
+            from geocamat.data.stack import resolve_inputs
+
+            files = resolve_inputs(list(images))
+    except GeocamatError as exc:
+        out.append(Finding("problem", "images", str(exc)))
+        return []
+    good = []
+    for path in files:
+        try:
+            check_blocks(path)
+        except GeocamatError as exc:
+            out.append(Finding("problem", "image", str(exc)))
+            continue
+        with rasterio.open(path) as src:
+            crs = f"EPSG:{src.crs.to_epsg()}" if src.crs and src.crs.to_epsg() else ("custom CRS" if src.crs else None)
+            if crs is None:
+                out.append(Finding("problem", str(path), "no CRS (no georeference): assign one with gdal_edit.py "
+                                   "-a_srs, or predict with --force for pixel coordinates"))
+                continue
+            out.append(Finding("ok", str(path), f"readable, {src.count} bands, {src.width} x {src.height} px, {crs}"))
+        good.append(path)
+    return good
+
+
+def _bands(bundle, files: list[Path], out: list[Finding]) -> None:
+    from geocamat.data.stack import open_stack
+
+    with tempfile.TemporaryDirectory(prefix="geocamat-check-") as tmp:
+        try:
+            stack = open_stack([str(p) for p in files], Path(tmp), bands=bundle.extra.get("band_selection"))
+        except GeocamatError as exc:
+            out.append(Finding("problem", "bands", str(exc)))
+            return
+    if stack.num_bands != len(bundle.bands):
+        out.append(Finding("problem", "bands", f"the model expects {len(bundle.bands)} bands "
+                           f"({', '.join(bundle.bands)}) but the images give {stack.num_bands} "
+                           f"({', '.join(stack.band_names)})"))
+    elif list(stack.band_names) != list(bundle.bands):
+        out.append(Finding("warning", "bands", f"names differ: images {', '.join(stack.band_names)}, model "
+                           f"{', '.join(bundle.bands)}; they are used in this order"))
+    else:
+        out.append(Finding("ok", "bands", ", ".join(stack.band_names)))
+
+
+def _resolution(bundle, path: Path, out: list[Finding]) -> None:
+    from geocamat.preflight import check_resolution
+
+    try:
+        ratio = check_resolution(bundle, path)
+    except GeocamatError as exc:
+        out.append(Finding("problem", "resolution", str(exc)))
+        return
+    if ratio is None:
+        out.append(Finding("warning", "resolution", "not compared (the model or the image has no georeference)"))
+    else:
+        out.append(Finding("ok", "resolution", f"image pixels are {ratio:.2f}x the model's training pixels"))
+
+
+def _image_bounds(files: list[Path], crs):
+    """Union of the images' bounds, in ``crs``."""
+    import rasterio
+    from rasterio.warp import transform_bounds
+
+    boxes = []
+    for path in files:
+        with rasterio.open(path) as src:
+            boxes.append(transform_bounds(src.crs, crs, *src.bounds))
+    b = np.array(boxes)
+    return b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()
+
+
+def _overlaps(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _labels(bundle, path: Path, files: list[Path], field: str | None, out: list[Finding]) -> None:
+    from geocamat.data.labels import VECTOR_SUFFIXES
+
+    if not path.exists():
+        out.append(Finding("problem", str(path), "no such file"))
+        return
+    if path.suffix.lower() in VECTOR_SUFFIXES:
+        _vector_labels(bundle, path, files, field, out)
+    else:
+        _raster_labels(bundle, path, files, out)
+
+
+def _raster_labels(bundle, path: Path, files: list[Path], out: list[Finding]) -> None:
+    import rasterio
+
+    from geocamat.preflight import check_blocks
+
+    try:
+        check_blocks(path)
+    except GeocamatError as exc:
+        out.append(Finding("problem", str(path), str(exc)))
+        return
+    with rasterio.open(path) as src:
+        if src.crs is None:
+            out.append(Finding("problem", str(path), "no CRS: assign one with gdal_edit.py -a_srs"))
+            return
+        if not _overlaps(src.bounds, _image_bounds(files, src.crs)):
+            out.append(Finding("problem", str(path), "does not overlap the images (check both extents and CRS)"))
+            return
+        values = src.read(1, masked=True).compressed()
+    codes = sorted(int(v) for v in np.unique(values))
+    unknown = [c for c in codes if c not in bundle.class_ids]
+    if unknown:
+        out.append(Finding("problem", str(path), f"holds class codes the model does not know "
+                           f"({', '.join(map(str, unknown[:10]))}); the model's: "
+                           f"{', '.join(map(str, bundle.class_ids))}"))
+    else:
+        out.append(Finding("ok", str(path), f"overlaps the images; classes {', '.join(map(str, codes))}"))
+
+
+def _vector_labels(bundle, path: Path, files: list[Path], field: str | None, out: list[Finding]) -> None:
+    import geopandas as gpd
+
+    try:
+        frame = gpd.read_file(path)
+    except Exception as exc:  # noqa: BLE001 - any failure means "not a readable vector file"
+        out.append(Finding("problem", str(path), f"cannot be read as a vector layer ({type(exc).__name__})"))
+        return
+    if frame.crs is None:
+        out.append(Finding("problem", str(path), "no CRS: set one (a .prj file or ogr2ogr -a_srs)"))
+        return
+    if frame.empty or not _overlaps(frame.total_bounds, _image_bounds(files, frame.crs)):
+        out.append(Finding("problem", str(path), "no feature overlaps the images (check both extents and CRS)"))
+        return
+    invalid = int((~frame.geometry.is_valid).sum())
+    if invalid:
+        out.append(Finding("warning", str(path), f"{invalid} invalid (e.g. self-intersecting) geometries: they are "
+                           "repaired with make_valid when used"))
+    if field:
+        if field not in frame.columns:
+            out.append(Finding("problem", str(path), f"no field {field!r}; fields: "
+                               f"{', '.join(c for c in frame.columns if c != frame.geometry.name)}"))
+            return
+        known = {str(c) for c in bundle.class_ids} | {c.name for c in bundle.classes}
+        values = {str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in frame[field].dropna()}
+        unknown = sorted(values - known)
+        if unknown:
+            out.append(Finding("problem", str(path), f"field {field!r} holds classes the model does not know "
+                               f"({', '.join(unknown[:10])})"))
+            return
+    out.append(Finding("ok", str(path), f"{len(frame)} features overlapping the images"))

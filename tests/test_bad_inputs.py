@@ -1,0 +1,374 @@
+"""Bad inputs, one table: every row must exit with code 2, print exactly one line on stderr (``Error: ...``)
+that names the file (or option) at fault, and leave the disk as it was: nothing written, changed or removed
+(a row may allow a hidden resume folder). No traceback anywhere.
+
+Rows run in-process (CliRunner) on tiny files made once per session (tests/bad_inputs_data.py) and one
+tiny model trained once per session. ``docs/errors.md`` is generated from this table by
+``docs/make_errors_doc.py`` (it runs this file with ``GEOCAMAT_ERRORS_JSON`` set to collect the messages).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cli.main import cli
+
+
+class Env:
+    """What a row's lambdas see: the input files (``env.f["scene"]``), the models and the output folder."""
+
+    def __init__(self, files: dict[str, Path], model: Path, det_model: Path, tmp: Path) -> None:
+        self.f, self.model, self.det_model, self.tmp = files, model, det_model, tmp
+        self.out = tmp / "out"
+
+    def __getattr__(self, name: str) -> str:
+        if name in ("f", "model", "det_model", "tmp", "out"):
+            raise AttributeError(name)
+        return str(self.f[name])
+
+
+@dataclass(frozen=True)
+class Row:
+    """One bad input: the user's mistake, the command line, what the one error line must say."""
+
+    id: str
+    what: str
+    argv: Callable[[Env], list[str]]
+    expect: str
+    names: Callable[[Env], str] | None = None  # the file (or option) the line must name
+    setup: Callable[[Env], None] | None = None
+    patch: Callable[[Env, pytest.MonkeyPatch], None] | None = None
+    leaves: tuple[str, ...] = ()  # paths (relative to tmp; "DIR/**": all under DIR) a failed run may leave
+
+
+def _train(e: Env, *args: str, images: str | None = None, labels: str | None = None) -> list[str]:
+    argv = ["train", "--out", str(e.out), "--quiet", "--tile-size", "16", "--blocks", "2", "--epochs", "1"]
+    if images != "":
+        argv += ["--images", images or e.scene]
+    if labels != "":
+        argv += ["--labels", labels or e.labels]
+    return argv + list(args)
+
+
+def _predict(e: Env, *args: str, images: tuple[str, ...] | None = None, model: str | None = None) -> list[str]:
+    return ["predict", "--model", model or str(e.model), "--out", str(e.out), "--quiet", *args,
+            *(images if images is not None else (e.scene,))]
+
+
+def _evaluate(e: Env, *args: str) -> list[str]:
+    return ["evaluate", "--model", str(e.model), "--quiet", *args]
+
+
+def _results(e: Env) -> None:
+    e.out.mkdir()
+    for name in ("landuse.tif", "report.json", "model.geocamat"):
+        (e.out / name).write_text("an earlier result\n")
+    (e.out / "notes.txt").write_text("a user's notes\n")
+
+
+def _raise(exc: BaseException):
+    def fn(*args, **kwargs):
+        raise exc
+    return fn
+
+
+def _oom_model(exc: BaseException):
+    def patch(e: Env, mp: pytest.MonkeyPatch) -> None:
+        from geocamat.models.camnet import CamNet
+
+        for method in ("forward", "dense_logits", "forward_features"):
+            if hasattr(CamNet, method):
+                mp.setattr(CamNet, method, _raise(exc))
+    return patch
+
+
+def _torch_oom():
+    import torch
+
+    return torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 40.00 GiB (GPU 0; 79.1 GiB total)")
+
+
+ENOSPC = OSError(errno.ENOSPC, "No space left on device")
+EROFS = OSError(errno.EROFS, "Read-only file system")
+EACCES = OSError(errno.EACCES, "Permission denied")
+RESUME = ("out", "out/.geocamat-partial/**")  # the output folder and the hidden folder --resume continues
+
+ROWS = [
+    # -- train: inputs -----------------------------------------------------------------------------------------
+    Row("train-missing-images", "image glob matches nothing", lambda e: _train(e, images=str(e.tmp / "no*.tif")),
+        "no raster found", lambda e: "no*.tif"),
+    Row("train-missing-labels", "label file does not exist", lambda e: _train(e, labels=str(e.tmp / "gone.tif")),
+        "labels not found", lambda e: "gone.tif"),
+    Row("train-no-labels", "no --labels and no --scenes", lambda e: _train(e, labels=""), "no labels"),
+    Row("train-no-images", "no --images", lambda e: _train(e, images=""), "images"),
+    Row("train-image-no-crs", "image without CRS", lambda e: _train(e, images=e.nocrs), "no CRS",
+        lambda e: e.nocrs),
+    Row("train-labels-no-crs", "label raster without CRS", lambda e: _train(e, labels=e.nocrs_labels), "no CRS",
+        lambda e: e.nocrs_labels),
+    Row("train-labels-far", "labels do not overlap the imagery", lambda e: _train(e, labels=e.far_labels),
+        "do not overlap", lambda e: "far_labels.tif"),
+    Row("train-one-class", "labels hold a single class", lambda e: _train(e, labels=e.one_class), "single class"),
+    Row("train-float-labels", "label raster of non-integer values", lambda e: _train(e, labels=e.float_labels),
+        "non-integer", lambda e: e.float_labels),
+    Row("train-truncated-image", "truncated GeoTIFF image", lambda e: _train(e, images=e.trunc), "truncated",
+        lambda e: e.trunc),
+    Row("train-truncated-labels", "truncated label GeoTIFF", lambda e: _train(e, labels=e.trunc_labels),
+        "truncated", lambda e: e.trunc_labels),
+    Row("train-garbage-image", "a .tif that is not a raster", lambda e: _train(e, images=e.garbage), "cannot read",
+        lambda e: e.garbage),
+    Row("train-all-nodata", "image that is all nodata", lambda e: _train(e, images=e.nodata), "no valid pixels",
+        lambda e: e.nodata),
+    Row("train-band-grids", "band files on different grids", lambda e: _train(e, images=e.bands),
+        "different grids", lambda e: "b3.tif"),
+    Row("train-huge-tile", "--tile-size larger than the scene", lambda e: _train(e, "--tile-size", "100000"),
+        "larger than the scene", lambda e: "--tile-size"),
+    Row("train-tile-over-blocks", "--tile-size larger than a checkerboard block",
+        lambda e: _train(e, "--tile-size", "48"), "larger than the checkerboard blocks", lambda e: "--blocks"),
+    Row("train-band-number", "--bands names a band that does not exist", lambda e: _train(e, "--bands", "9"),
+        "band 9 does not exist"),
+    Row("train-band-name", "--bands names an unknown band", lambda e: _train(e, "--bands", "nir"),
+        "'nir' not found"),
+    Row("train-vector-no-field", "vector labels without --label-field", lambda e: _train(e, labels=e.polygons),
+        "--label-field", lambda e: "cls"),
+    Row("train-vector-bad-field", "unknown --label-field", lambda e: _train(e, "--label-field", "klass",
+                                                                           labels=e.polygons),
+        "'klass'", lambda e: "polygons.gpkg"),
+    Row("train-vector-far", "label polygons outside the imagery",
+        lambda e: _train(e, "--label-field", "cls", labels=e.far_polygons), "do not overlap",
+        lambda e: "far_polygons.gpkg"),
+    Row("train-vector-no-crs", "shapefile without .prj", lambda e: _train(e, "--label-field", "cls",
+                                                                          labels=e.nocrs_polygons),
+        "no CRS", lambda e: e.nocrs_polygons),
+    Row("train-vector-empty", "label layer without features",
+        lambda e: _train(e, "--label-field", "cls", labels=e.empty_polygons), "no features",
+        lambda e: e.empty_polygons),
+    Row("train-detection-truncated", "detection training on a truncated image",
+        lambda e: ["train", "--task", "detection", "--out", str(e.out), "--quiet", "--images", e.trunc,
+                   "--labels", e.boxes], "truncated", lambda e: e.trunc),
+    Row("train-detection-no-labels", "detection training without labels",
+        lambda e: ["train", "--task", "detection", "--out", str(e.out), "--quiet", "--images", e.scene], "labels"),
+    Row("train-detection-missing-labels", "detection label file does not exist",
+        lambda e: ["train", "--task", "detection", "--out", str(e.out), "--quiet", "--images", e.scene,
+                   "--labels", str(e.tmp / "boxes.csv")], "boxes.csv", lambda e: "boxes.csv"),
+    Row("train-detection-typo", "a typo'd detection setting",
+        lambda e: ["train", "--task", "detection", "--out", str(e.out), "--quiet", "--images", e.scene,
+                   "--labels", e.boxes, "--set", "tile_sise=64"], "tile_sise"),
+    # -- train: settings ---------------------------------------------------------------------------------------
+    Row("train-epochs-0", "--epochs 0", lambda e: _train(e, "--epochs", "0"), "epochs"),
+    Row("train-purity", "--purity out of range", lambda e: _train(e, "--purity", "2"), "purity"),
+    Row("train-typo-set", "a typo'd --set key", lambda e: _train(e, "--set", "tile_sise=16"), "tile_sise"),
+    Row("train-typo-camat", "a typo'd --set camat key", lambda e: _train(e, "--set", "camat.taux=0.5"), "taux"),
+    Row("train-bad-set", "--set without =", lambda e: _train(e, "--set", "epochs"), "key=value"),
+    Row("train-arch", "unknown --arch", lambda e: _train(e, "--arch", "resnet999"), "resnet999"),
+    Row("train-regulariser", "unknown --regulariser", lambda e: _train(e, "--regulariser", "magic"), "magic"),
+    Row("train-tile-size-text", "--tile-size not a number", lambda e: _train(e, "--tile-size", "big"),
+        "--tile-size"),
+    Row("train-config-missing", "CONFIG file does not exist",
+        lambda e: ["train", str(e.tmp / "nope.yaml"), "--out", str(e.out)], "nope.yaml", lambda e: "nope.yaml"),
+    # -- train: output location --------------------------------------------------------------------------------
+    Row("train-out-exists", "--out holds results, no --overwrite", lambda e: _train(e), "already holds results",
+        lambda e: str(e.out), setup=_results),
+    Row("train-out-is-file", "--out is a file", lambda e: _train(e), "is a file", lambda e: str(e.out),
+        setup=lambda e: e.out.write_text("x")),
+    Row("train-read-only", "--out on a read-only file system", lambda e: _train(e), "cannot write",
+        lambda e: str(e.tmp), patch=lambda e, mp: mp.setattr("geocamat.preflight.tempfile.mkstemp", _raise(EROFS))),
+    Row("train-disk-full-checkpoint", "disk full when the first checkpoint would be saved", lambda e: _train(e),
+        "checkpoint", lambda e: str(e.out), patch=lambda e, mp: mp.setattr("torch.save", _raise(ENOSPC))),
+    # -- predict -----------------------------------------------------------------------------------------------
+    Row("predict-missing-model", "model bundle does not exist", lambda e: _predict(e, model=str(e.tmp / "m.geocamat")),
+        "not found", lambda e: "m.geocamat"),
+    Row("predict-broken-model", "a file that is not a bundle", lambda e: _predict(e, model=e.not_a_bundle),
+        "bundle", lambda e: e.not_a_bundle),
+    Row("predict-missing-image", "image does not exist", lambda e: _predict(e, images=(str(e.tmp / "x.tif"),)),
+        "no raster found", lambda e: "x.tif"),
+    Row("predict-no-crs", "image without CRS", lambda e: _predict(e, images=(e.nocrs,)), "no CRS",
+        lambda e: e.nocrs),
+    Row("predict-band-count", "image with other bands than the model's", lambda e: _predict(e, images=(e.two_band,)),
+        "expects 3 bands"),
+    Row("predict-truncated", "truncated GeoTIFF", lambda e: _predict(e, images=(e.trunc,)), "truncated",
+        lambda e: e.trunc),
+    Row("predict-garbage", "a .tif that is not a raster", lambda e: _predict(e, images=(e.garbage,)),
+        "cannot read", lambda e: e.garbage),
+    Row("predict-all-nodata", "image that is all nodata", lambda e: _predict(e, images=(e.nodata,)),
+        "no valid pixels", lambda e: e.nodata),
+    Row("predict-coarse", "image 10x coarser than the model's training imagery",
+        lambda e: _predict(e, images=(e.coarse,)), "coarser", lambda e: e.coarse),
+    Row("predict-fine", "image 10x finer than the model's training imagery", lambda e: _predict(e, images=(e.fine,)),
+        "finer", lambda e: e.fine),
+    Row("predict-res-far", "--res 10x the model's pixel size", lambda e: _predict(e, "--res", "100"), "--res 100"),
+    Row("predict-band-grids", "band files on different grids", lambda e: _predict(e, images=(e.bands,)),
+        "different grids", lambda e: "b3.tif"),
+    Row("predict-bbox-far", "--bbox outside the images", lambda e: _predict(e, "--bbox", "0", "0", "10", "10"),
+        "does not overlap", lambda e: "bbox"),
+    Row("predict-bbox-inverted", "--bbox with xmin > xmax",
+        lambda e: _predict(e, "--bbox", "500600", "3999400", "500000", "4000000"), "bbox"),
+    Row("predict-bbox-crs", "unknown --bbox-crs",
+        lambda e: _predict(e, "--bbox", "0", "0", "1", "1", "--bbox-crs", "EPSG:999999"), "EPSG:999999"),
+    Row("predict-crs", "unknown --crs", lambda e: _predict(e, "--crs", "EPSG:999999"), "EPSG:999999"),
+    Row("predict-region-missing", "--region file does not exist",
+        lambda e: _predict(e, "--region", str(e.tmp / "aoi.gpkg")), "aoi.gpkg", lambda e: "aoi.gpkg"),
+    Row("predict-region-far", "--region outside the images", lambda e: _predict(e, "--region", e.far_polygons),
+        "does not overlap", lambda e: "far_polygons.gpkg"),
+    Row("predict-region-field", "unknown --region-field",
+        lambda e: _predict(e, "--region", e.polygons, "--region-field", "zone"), "zone"),
+    Row("predict-region-field-alone", "--region-field without --region",
+        lambda e: _predict(e, "--region-field", "cls"), "--region"),
+    Row("predict-overlap", "--overlap out of range", lambda e: _predict(e, "--overlap", "1.5"), "overlap"),
+    Row("predict-batch", "--batch-size 0", lambda e: _predict(e, "--batch-size", "0"), "batch size"),
+    Row("predict-window-small", "--window smaller than the model's tile", lambda e: _predict(e, "--window", "8"),
+        "--window"),
+    Row("predict-window-huge", "--window larger than the scene", lambda e: _predict(e, "--window", "100000"),
+        "larger than the scene", lambda e: "--window"),
+    Row("predict-res-zero", "--res 0", lambda e: _predict(e, "--res", "0"), "resolution"),
+    Row("predict-device", "--device cuda without a GPU", lambda e: _predict(e, "--device", "cuda"), "cuda"),
+    Row("predict-device-name", "unknown --device", lambda e: _predict(e, "--device", "tpu"), "tpu"),
+    Row("predict-out-exists", "--out holds results, no --overwrite", lambda e: _predict(e), "already holds results",
+        lambda e: str(e.out), setup=_results),
+    Row("predict-read-only", "--out on a read-only file system", lambda e: _predict(e), "cannot write",
+        lambda e: str(e.tmp), patch=lambda e, mp: mp.setattr("geocamat.preflight.tempfile.mkstemp", _raise(EROFS))),
+    Row("predict-no-permission", "--out in a folder without write permission", lambda e: _predict(e),
+        "cannot write", lambda e: str(e.tmp),
+        patch=lambda e, mp: mp.setattr("geocamat.preflight.tempfile.mkstemp", _raise(EACCES))),
+    Row("predict-no-space", "not enough free space for the estimated output", lambda e: _predict(e),
+        "not enough free space", lambda e: str(e.out),
+        patch=lambda e, mp: mp.setattr("geocamat.preflight.shutil.disk_usage",
+                                       lambda p: __import__("shutil")._ntuple_diskusage(10**9, 10**9, 1000))),
+    Row("predict-disk-full-midway", "disk fills up while the map is written", lambda e: _predict(e),
+        "no space left", lambda e: "landuse.tif", leaves=RESUME,
+        patch=lambda e, mp: mp.setattr("geocamat.outputs.raster.move_raster",
+                                       _raise(OSError(errno.ENOSPC, "No space left on device",
+                                                      str(e.out / "landuse.tif"))))),
+    Row("predict-corrupt-midway", "a block that GDAL cannot decode, met during the run", lambda e: _predict(
+        e, images=(e.trunc,)), "truncated", lambda e: "truncated.tif", leaves=RESUME,
+        patch=lambda e, mp: mp.setattr("geocamat.preflight.check_inputs", lambda paths: None)),
+    Row("predict-out-of-memory", "host out of memory in the model", lambda e: _predict(e), "--batch-size",
+        lambda e: "memory", leaves=RESUME,
+        patch=_oom_model(MemoryError("Unable to allocate 40.0 GiB for an array with shape (64, 3, 100000, 100000)"))),
+    Row("predict-gpu-out-of-memory", "GPU out of memory in the model", lambda e: _predict(e), "--batch-size",
+        lambda e: "GPU memory", leaves=RESUME, patch=lambda e, mp: _oom_model(_torch_oom())(e, mp)),
+    Row("predict-detection-no-georef", "detection on a GeoTIFF without georeference",
+        lambda e: _predict(e, model=str(e.det_model), images=(e.nocrs,)), "no georeference", lambda e: e.nocrs),
+    Row("predict-detection-bands", "detection on an image with other bands",
+        lambda e: _predict(e, model=str(e.det_model), images=(e.two_band,)), "bands", lambda e: e.two_band),
+    Row("predict-missing-option", "no --model", lambda e: ["predict", "--out", str(e.out), e.scene], "--model"),
+    # -- evaluate ----------------------------------------------------------------------------------------------
+    Row("evaluate-no-reference", "no --reference", lambda e: _evaluate(e, e.scene), "--reference"),
+    Row("evaluate-missing-reference", "--reference does not exist",
+        lambda e: _evaluate(e, "--reference", str(e.tmp / "ref.tif"), "--map", e.labels), "ref.tif",
+        lambda e: "ref.tif"),
+    Row("evaluate-far-reference", "reference does not overlap the map",
+        lambda e: _evaluate(e, "--reference", e.far_labels, "--map", e.labels), "nothing to score",
+        lambda e: e.far_labels),
+    Row("evaluate-unreadable-reference", "reference that is neither raster nor vector",
+        lambda e: _evaluate(e, "--reference", e.dbf, "--map", e.labels), "not a raster", lambda e: e.dbf),
+    Row("evaluate-reference-no-crs", "reference raster without CRS",
+        lambda e: _evaluate(e, "--reference", e.nocrs_labels, "--map", e.labels), "no CRS",
+        lambda e: e.nocrs_labels),
+    Row("evaluate-truncated-map", "truncated --map", lambda e: _evaluate(e, "--reference", e.labels, "--map", e.trunc),
+        "truncated", lambda e: e.trunc),
+    Row("evaluate-truncated-image", "truncated image to map",
+        lambda e: _evaluate(e, "--reference", e.labels, e.trunc), "truncated", lambda e: e.trunc),
+    Row("evaluate-coarse", "image to map 10x coarser than the model's training imagery",
+        lambda e: _evaluate(e, "--reference", e.labels, e.coarse), "--force", lambda e: e.coarse),
+    Row("evaluate-vector-no-field", "vector reference without --reference-field",
+        lambda e: _evaluate(e, "--reference", e.polygons, "--map", e.labels), "--reference-field"),
+    Row("evaluate-vector-classes", "vector reference with classes the model does not know",
+        lambda e: _evaluate(e, "--reference", e.odd_classes, "--reference-field", "cls", "--map", e.labels),
+        "lake", lambda e: "odd_classes.gpkg"),
+    Row("evaluate-label-offset", "malformed --label-offset",
+        lambda e: _evaluate(e, "--reference", e.labels, "--map", e.labels, "--label-offset", "one"),
+        "--label-offset"),
+    Row("evaluate-missing-mask", "--mask does not exist",
+        lambda e: _evaluate(e, "--reference", e.labels, "--map", e.labels, "--mask", str(e.tmp / "mask.tif")),
+        "mask.tif", lambda e: "mask.tif"),
+    # -- info --------------------------------------------------------------------------------------------------
+    Row("info-missing", "file does not exist", lambda e: ["info", str(e.tmp / "nothing.tif")], "no such file",
+        lambda e: "nothing.tif"),
+    Row("info-truncated", "truncated GeoTIFF", lambda e: ["info", e.trunc], "broken", lambda e: e.trunc),
+    Row("info-garbage", "a .tif that is not a raster", lambda e: ["info", e.garbage], "broken", lambda e: e.garbage),
+    Row("info-broken-bundle", "a .geocamat file that is not a bundle", lambda e: ["info", e.not_a_bundle],
+        "bundle", lambda e: e.not_a_bundle),
+    Row("info-not-geodata", "a text file", lambda e: ["info", e.notes], "neither a raster", lambda e: e.notes),
+    Row("info-check-bands", "--check: images with other bands than the model's",
+        lambda e: ["info", "--check", str(e.model), e.two_band], "bands"),
+    Row("info-check-resolution", "--check: images far from the model's pixel size",
+        lambda e: ["info", "--check", str(e.model), e.coarse], "coarser", lambda e: e.coarse),
+    Row("info-check-labels", "--check: labels that do not overlap the images",
+        lambda e: ["info", "--check", str(e.model), e.scene, "--labels", e.far_labels], "does not overlap",
+        lambda e: e.far_labels),
+    Row("info-check-classes", "--check: label layer with classes the model does not know",
+        lambda e: ["info", "--check", str(e.model), e.scene, "--labels", e.odd_classes, "--label-field", "cls"],
+        "does not know", lambda e: e.odd_classes),
+    Row("info-check-truncated", "--check: a truncated image",
+        lambda e: ["info", "--check", str(e.model), e.trunc], "truncated", lambda e: e.trunc),
+]
+
+
+def _tree(*roots: Path) -> dict[str, tuple[int, int]]:
+    """Every path under ``roots`` with its size and mtime (ns): what the disk holds."""
+    out = {}
+    for root in roots:
+        for dirpath, dirnames, filenames in os.walk(root):
+            for name in dirnames + filenames:
+                p = Path(dirpath) / name
+                st = p.lstat()
+                out[str(p)] = (st.st_size if p.is_file() else 0, st.st_mtime_ns if p.is_file() else 0)
+    return out
+
+
+def _allowed(path: str, tmp: Path, leaves: tuple[str, ...]) -> bool:
+    for leave in leaves:
+        if leave.endswith("/**"):
+            base = str(tmp / leave[:-3])
+            if path == base or path.startswith(base + "/"):
+                return True
+        elif path == str(tmp / leave):
+            return True
+    return False
+
+
+def _collect(row: Row, message: str, env: Env) -> None:
+    target = os.environ.get("GEOCAMAT_ERRORS_JSON")
+    if not target:
+        return
+    text = message.replace(str(env.tmp) + "/", "").replace(str(env.f["scene"].parent) + "/", "")
+    text = re.sub(r"partial-\d+", "partial-PID", text.replace(str(env.tmp), "DIR"))
+    with open(target, "a") as fh:
+        fh.write(json.dumps({"id": row.id, "command": row.argv(env)[0], "what": row.what, "message": text}) + "\n")
+
+
+def test_the_table_is_large_enough():
+    assert len(ROWS) >= 60
+    assert len({r.id for r in ROWS}) == len(ROWS)
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
+def test_bad_input(row: Row, table_env, tmp_path, monkeypatch):
+    files, model, det_model, data = table_env
+    env = Env(files, model, det_model, tmp_path)
+    if row.setup:
+        row.setup(env)
+    if row.patch:
+        row.patch(env, monkeypatch)
+    before = _tree(tmp_path, data)
+    result = CliRunner().invoke(cli, row.argv(env), prog_name="geocamat")
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert "Traceback" not in result.output
+    assert row.expect in lines[0], lines[0]
+    if row.names:
+        assert row.names(env) in lines[0], lines[0]
+    after = _tree(tmp_path, data)
+    changed = {p for p in set(before) | set(after) if before.get(p) != after.get(p)}
+    assert {p for p in changed if p not in after or not _allowed(p, tmp_path, row.leaves)} == set(), changed
+    _collect(row, lines[0], env)

@@ -12,9 +12,10 @@ devices_opt = click.option("--devices", default=None, help="Devices per node (e.
 
 
 def map_overlap(overlap: float | None, window: int | None, bundle) -> float:
-    """The window overlap of a land-use map: --overlap, else 0.125 for --window maps, else the model's."""
-    from geocamat.inference.landuse import WINDOW_OVERLAP
+    """The window overlap of a land-use map: --overlap, else the library's default (0.125 for --window maps,
+    at least 0.75 for dense models, else the model's)."""
+    from geocamat.inference.landuse import default_overlap
 
     if overlap is not None:
         return overlap
-    return WINDOW_OVERLAP if window else bundle.extra.get("overlap", 0.5)
+    return default_overlap(bundle, window)

@@ -20,7 +20,8 @@ from cli.options import map_overlap, overwrite_opt, quiet_opt
 @click.option("--bbox-crs", default=None, help="CRS of --bbox (default: the images' CRS), e.g. EPSG:4326.")
 @click.option("--crs", default=None, help="Output CRS (default: the input's).")
 @click.option("--res", type=float, default=None, help="Output pixel size in output CRS units (default: input's).")
-@click.option("--overlap", type=float, default=None, help="Window overlap fraction.  [default: the model's]")
+@click.option("--overlap", type=float, default=None,
+              help="Window overlap fraction.  [default: the model's; at least 0.75 for dense models]")
 @click.option("--tta/--no-tta", default=None,
               help="Average each tile over its 8 flips/quarter turns (8x model cost).  [default: the model's]")
 @click.option("--window", type=int, default=None,

@@ -137,3 +137,38 @@ def test_a_run_killed_at_a_quarter_keeps_its_work_and_resumes_to_the_same_map(tm
     for name in ("landuse.tif", "confidence.tif", "cam.tif", "probabilities.tif"):
         np.testing.assert_array_equal(read(tmp_path / "ref" / name), read(out / name))
     assert report["tiles"] == ref["tiles"] and report["classes"] == ref["classes"]
+
+
+def offset_range(path: Path, period: int = 8, margin: int = 16) -> float:
+    """Range of the mean of a map by (row mod period, col mod period) away from the scene's edges (covered by
+    fewer tiles): a lattice of that period if large."""
+    a = read(path)[0][margin:-margin, margin:-margin]
+    means = [np.nanmean(a[r::period, c::period]) for r in range(period) for c in range(period)]
+    return float(np.max(means) - np.min(means))
+
+
+class PositionBiased(PixelHead):
+    """Outputs that depend on where a pixel sits in its tile, as a CNN's do (border pixels see less context):
+    class 1, more confidently at the tile centre; a CAM that falls off towards the border the same way."""
+
+    outputs = {"probabilities": 3, "cam": 1}
+
+    def __call__(self, batch):
+        t = batch.shape[-1]
+        d = ((torch.arange(t) - (t - 1) / 2) / (t / 2)) ** 2
+        sharp = (1.0 - 0.15 * (d[:, None] + d[None, :])).expand(len(batch), 1, t, t)  # 0.7 in the corners
+        logits = torch.cat([2 * sharp, torch.zeros_like(sharp), torch.zeros_like(sharp)], dim=1)
+        return {"probabilities": logits.softmax(dim=1), "cam": sharp}
+
+
+def test_dense_maps_have_no_lattice_of_the_tile_stride(tmp_path):
+    bundle = make_bundle(tile=16)
+    bundle.model["output"] = "dense"
+    img = make_raster(tmp_path / "img.tif", 160, 128, nodata=None)
+    report = run(bundle, [img], tmp_path / "default", head=PositionBiased(), vectorise=False)
+    assert report["settings"]["overlap"] == 0.75
+    run(bundle, [img], tmp_path / "half", head=PositionBiased(), vectorise=False, overlap=0.5)
+    for name in ("confidence.tif", "cam.tif"):
+        assert offset_range(tmp_path / "half" / name) > 0.02  # the lattice of maps at overlap 0.5 (before)
+        assert offset_range(tmp_path / "default" / name) < 0.005, name
+    assert (read(tmp_path / "default" / "landuse.tif") == 1).all()

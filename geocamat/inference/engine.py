@@ -118,7 +118,9 @@ class Engine:
                 g.width, g.height], "tile": self.plan.tile, "stride": self.plan.stride,
                 "band_rows": self.plan.band_rows, "block_cols": self.plan.block_cols,
                 "probabilities": self.write_probabilities, "vectorise": self.vectorise, "aoi": aoi, "tta": self.tta,
-                "overviews": self.overview_factors, "head": type(self.head).__name__, "outputs": self.head.outputs}
+                "overviews": self.overview_factors, "head": type(self.head).__name__, "outputs": self.head.outputs,
+                "blend_weights": hashlib.sha256(np.asarray(self.head.weights(self.plan.tile, self.overlap),
+                                                           np.float32).tobytes()).hexdigest()}
 
     def float_outputs(self) -> list[FloatOutput]:
         """The float GeoTIFFs and their bands in the float pieces: confidence, the head's extras,

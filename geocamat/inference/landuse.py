@@ -28,10 +28,28 @@ from geocamat.inference.heads import PixelHead, head_for
 from geocamat.inference.manifest import PARTIAL, refuse_interrupted, write_json
 from geocamat.inference.plan import UnitSizes
 
-__all__ = ["PARTIAL", "RESULT_FILES", "WINDOW_OVERLAP", "predict_landuse", "weights_sha256"]
+__all__ = ["DENSE_OVERLAP", "PARTIAL", "RESULT_FILES", "WINDOW_OVERLAP", "default_overlap", "predict_landuse",
+           "weights_sha256"]
 
 # default overlap of --window maps: zero padding only reaches ~half the receptive field into a window
 WINDOW_OVERLAP = 0.125
+#: Least default overlap of dense-output maps. A model's per-pixel output depends on where the pixel sits in
+#: the tile (border pixels see less context); at overlap 0.5 every pixel is covered by two tiles per axis, at
+#: positions fixed by its offset in the stride, so confidence and CAM repeated every stride (NC sample: mean
+#: CAM by (row, col) mod 8 ranged 0.699-0.744, confidence 0.676-0.696). At 0.75 every pixel is also seen
+#: near a tile centre: 0.732-0.735 and 0.687-0.692, OA 0.7195 -> 0.7201, at 4x the tiles (docs/inference.md).
+DENSE_OVERLAP = 0.75
+
+
+def default_overlap(bundle: Bundle, window: int | None = None) -> float:
+    """The overlap of a land-use map when none is given: 0.125 for --window maps; the model's, raised to
+    :data:`DENSE_OVERLAP` for dense-output models (no lattice of the stride); else the model's (0.5)."""
+    if window:
+        return WINDOW_OVERLAP
+    overlap = float(bundle.extra.get("overlap", 0.5))
+    if bundle.model.get("output") == "dense":
+        return max(overlap, DENSE_OVERLAP)
+    return overlap
 
 
 def weights_sha256(bundle: Bundle) -> str:
@@ -91,7 +109,7 @@ def predict_landuse(
     bbox_crs: str | None = None,
     crs: str | None = None,
     res: float | None = None,
-    overlap: float = 0.5,
+    overlap: float | None = None,
     tta: bool = False,
     window: int | None = None,
     batch_size: int = 64,
@@ -121,7 +139,8 @@ def predict_landuse(
         bbox_crs: CRS of ``bbox``.
         crs: output CRS (default: the CRS of the first image).
         res: output pixel size in output CRS units (default: that of the images).
-        overlap: fraction of a tile shared with its neighbours (0 <= overlap < 1).
+        overlap: fraction of a tile shared with its neighbours (0 <= overlap < 1); default:
+            :func:`default_overlap`.
         tta: average each tile over its eight flips/quarter turns (8x the model cost).
         window: dense-output models only: run the fully convolutional model on windows of this many pixels
             instead of tiles of the training size (each pixel then sees the context of the window, not only
@@ -155,6 +174,8 @@ def predict_landuse(
 
     if bundle.task != "landuse":
         raise BundleError(f"the model is a {bundle.task!r} model: predict_landuse needs a land-use model")
+    if overlap is None:
+        overlap = default_overlap(bundle, window)
     if not 0 <= overlap < 1:
         raise ConfigError(f"overlap must be in [0, 1), got {overlap}")
     if batch_size < 1:

@@ -35,13 +35,17 @@ from cli.options import map_overlap, overwrite_opt, quiet_opt
 @click.option("--no-vector", is_flag=True, help="Skip landuse.gpkg.")
 @click.option("--min-polygon-pixels", type=int, default=0, show_default=True,
               help="Drop land-use polygons smaller than this many pixels.")
+@click.option("--require-all-bands", is_flag=True,
+              help="Map pixels where some bands are nodata as nodata (default: classify them from the other bands; "
+                   "report.json counts them).")
 @click.option("--score-threshold", type=float, default=None, help="Detection: minimum score.")
 @click.option("--nms-iou", type=float, default=None, help="Detection: IoU of cross-tile non-maximum suppression.")
 @overwrite_opt
 @quiet_opt
 def predict(images, model_path, out, region, region_field, bbox, bbox_crs, crs, res, overlap, tta, window, batch_size,
             workers,
-            device, resume, probabilities, no_vector, min_polygon_pixels, score_threshold, nms_iou, overwrite, quiet):
+            device, resume, probabilities, no_vector, min_polygon_pixels, require_all_bands, score_threshold, nms_iou,
+            overwrite, quiet):
     """Map IMAGES (files, globs or folders, mosaicked) with a trained model.
 
     Land use writes landuse.tif (COG, palette, class names) + landuse.qml, confidence.tif, cam.tif,
@@ -70,7 +74,11 @@ def predict(images, model_path, out, region, region_field, bbox, bbox_crs, crs, 
                                  batch_size=batch_size, workers=workers, device=device, resume=resume,
                                  write_probabilities=probabilities, vectorise=not no_vector,
                                  min_polygon_pixels=min_polygon_pixels, overwrite=overwrite, progress=not quiet,
-                                 model_path=model_path)
+                                 model_path=model_path, require_all_bands=require_all_bands)
+        partial = report.get("pixels", {}).get("partial_bands", 0)
+        if partial and not require_all_bands:
+            click.echo(f"note: {partial} pixels have some bands nodata and were classified with those bands "
+                       "filled by their mean; --require-all-bands maps them as nodata", err=True)
     click.echo(f"wrote {out}")
     summary = {k: report[k] for k in ("tiles", "tiles_processed", "tiles_skipped", "counts", "timings")
                if k in report}

@@ -172,3 +172,32 @@ def test_dense_maps_have_no_lattice_of_the_tile_stride(tmp_path):
         assert offset_range(tmp_path / "half" / name) > 0.02  # the lattice of maps at overlap 0.5 (before)
         assert offset_range(tmp_path / "default" / name) < 0.005, name
     assert (read(tmp_path / "default" / "landuse.tif") == 1).all()
+
+
+def test_report_gives_the_crs_as_the_input_has_it_and_an_epsg_code_only_when_exact(tmp_path):
+    from geocamat.inference.report import crs_record
+
+    img = make_raster(tmp_path / "img.tif", 40, 40)
+    report = run(make_bundle(tile=16), [img], tmp_path / "out", vectorise=False)
+    assert report["grid"]["epsg"] == 32618 and report["grid"]["crs_projjson"]["type"] == "ProjectedCRS"
+    nc = Path(__file__).resolve().parents[1] / "samples" / "nc_landsat" / "lsat7_2000_10.tif"
+    with rasterio.open(nc) as src:
+        wkt = src.crs.to_wkt()
+    record = crs_record(wkt)  # GDAL matches it to EPSG:32119 at 70% only
+    assert record["epsg"] is None and record["epsg_closest"] == 32119 and record["crs"] == wkt
+
+
+def test_pixels_with_some_bands_nodata_are_counted_and_can_be_mapped_as_nodata(tmp_path):
+    img = make_raster(tmp_path / "img.tif", 60, 50, nodata=0)
+    with rasterio.open(img, "r+") as dst:
+        band = dst.read(3)
+        band[:, :12] = 0  # the third band is missing in a 12 px strip
+        dst.write(band, 3)
+    bundle = make_bundle(tile=16)
+    filled = run(bundle, [img], tmp_path / "filled", vectorise=False)
+    strict = run(bundle, [img], tmp_path / "strict", vectorise=False, require_all_bands=True)
+    assert filled["pixels"] == {"partial_bands": 50 * 12, "partial_bands_mapped": True}
+    assert strict["pixels"] == {"partial_bands": 50 * 12, "partial_bands_mapped": False}
+    a, b = read(tmp_path / "filled" / "landuse.tif")[0], read(tmp_path / "strict" / "landuse.tif")[0]
+    assert (a[:, :12] != 0).all() and (b[:, :12] == 0).all()
+    np.testing.assert_array_equal(a[:, 12:], b[:, 12:])  # the context of the strip is still read

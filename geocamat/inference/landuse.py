@@ -123,6 +123,7 @@ def predict_landuse(
     progress: bool = True,
     model_path: str | os.PathLike | None = None,
     on_unit: Callable[[dict], None] | None = None,
+    require_all_bands: bool = False,
     head: PixelHead | None = None,
     units: UnitSizes | None = None,
     blend: str | None = None,
@@ -158,6 +159,9 @@ def predict_landuse(
         model_path: the bundle's file, for its SHA-256 in the report (weights are hashed in any case).
         on_unit: called with a dict after each finished unit (progress hook; raising from it aborts the run,
             which can then be resumed).
+        require_all_bands: map pixels where some (not all) bands are nodata as nodata (default: classify
+            them with the missing bands filled with their mean; either way they are counted in
+            ``report["pixels"]["partial_bands"]``).
         head: what the model computes per tile (default: the bundle's CamNet head,
             :func:`geocamat.inference.heads.head_for`); it must give one probability per class of the bundle.
         units: unit sizes (default: :class:`geocamat.inference.plan.UnitSizes`, the module constants).
@@ -249,7 +253,7 @@ def predict_landuse(
                         write_probabilities=write_probabilities, vectorise=vectorise,
                         min_polygon_pixels=min_polygon_pixels, region=str(region) if region else None,
                         region_field=region_field, bbox=list(bbox) if bbox else None, bbox_crs=bbox_crs, crs=crs,
-                        res=res)
+                        res=res, require_all_bands=require_all_bands)
         model_info = {"spec": bundle.model, "weights_sha256": weights_sha256(bundle),
                       "sha256": _file_sha(model_path), "path": str(model_path) if model_path else None,
                       "bands": bundle.bands, "tile_size": bundle.tile_size}
@@ -265,7 +269,7 @@ def predict_landuse(
                             workers=workers or min(8, os.cpu_count() or 1), write_probabilities=write_probabilities,
                             vectorise=vectorise, min_polygon_pixels=min_polygon_pixels, resume=resume,
                             progress=progress, on_unit=on_unit, weights_hash=model_info["weights_sha256"],
-                            units=units, blend=blend)
+                            require_all_bands=require_all_bands, units=units, blend=blend)
             report = engine.run(dict(settings=settings, model=model_info, inputs=inputs,
                                      region={"name": name, "field": region_field,
                                              "bounds": list(geom.bounds) if geom is not None else None}))

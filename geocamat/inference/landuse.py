@@ -75,20 +75,6 @@ def _resolve_device(device: str):
     return dev
 
 
-def _resolve_device(device: str):
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise ConfigError(f"unknown device {device!r}: use auto, cpu or cuda") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device cuda requested but no CUDA GPU is available: use --device cpu")
-    return dev
-
-
 def _safe_name(value: str) -> str:
     name = re.sub(r"[^\w.-]+", "_", value).strip("._")
     return name or "region"

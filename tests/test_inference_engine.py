@@ -129,6 +129,16 @@ def test_a_run_killed_at_a_quarter_keeps_its_work_and_resumes_to_the_same_map(tm
     assert manifest["done"], "units finished before the kill are recorded"
     with pytest.raises(OutputExistsError, match="--resume"):  # a rerun without --resume says that it exists
         run(bundle, [img], out, head=Counting(head_for(bundle)), **kw)
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    bundle.save(tmp_path / "model.geocamat")
+    result = CliRunner().invoke(cli, ["predict", "--model", str(tmp_path / "model.geocamat"), "--out", str(out),
+                                      "--quiet", str(img)])
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1 and "interrupted run" in lines[0] and "--resume" in lines[0]
+    assert not (out / "landuse.tif").exists() and (out / PARTIAL / "manifest.json").exists()
     second = Counting(head_for(bundle))
     report = run(bundle, [img], out, head=second, resume=True, **kw)
     assert report["resumed"] and report["runs"] == 2

@@ -31,6 +31,7 @@ P = "PredictOptions"
 @setting_option(P, "probabilities", "--probabilities", is_flag=True)
 @setting_option(P, "vector", "--no-vector", "no_vector", is_flag=True, help_prefix="Skip landuse.gpkg. ")
 @setting_option(P, "min_polygon_pixels", "--min-polygon-pixels", type=int)
+@setting_option(P, "require_all_bands", "--require-all-bands", is_flag=True)
 @setting_option(P, "score_threshold", "--score-threshold", type=float)
 @setting_option(P, "nms_iou", "--nms-iou", type=float)
 @setting_option(P, "force", "--force", is_flag=True)
@@ -56,6 +57,10 @@ def predict(images, model_path, out, no_vector, overwrite, quiet, **flags):
     refuse_foreign(options, task.PredictOptions, task.NAME, "predict")
     report = task.predict(bundle, list(images), Path(out), build(task.PredictOptions, options, what="predict"),
                           overwrite=bool(overwrite), progress=not quiet, model_path=model_path)
+    partial = report.get("pixels", {}).get("partial_bands", 0)
+    if partial and not options.get("require_all_bands"):
+        click.echo(f"note: {partial} pixels have some bands nodata and were classified with those bands filled by "
+                   "their mean; --require-all-bands maps them as nodata", err=True)
     if not quiet:
         click.echo(summary_line(Path(out), report))
 

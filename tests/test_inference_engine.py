@@ -129,6 +129,16 @@ def test_a_run_killed_at_a_quarter_keeps_its_work_and_resumes_to_the_same_map(tm
     assert manifest["done"], "units finished before the kill are recorded"
     with pytest.raises(OutputExistsError, match="--resume"):  # a rerun without --resume says that it exists
         run(bundle, [img], out, head=Counting(head_for(bundle)), **kw)
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    bundle.save(tmp_path / "model.geocamat")
+    result = CliRunner().invoke(cli, ["predict", "--model", str(tmp_path / "model.geocamat"), "--out", str(out),
+                                      "--quiet", str(img)])
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1 and "interrupted run" in lines[0] and "--resume" in lines[0]
+    assert not (out / "landuse.tif").exists() and (out / PARTIAL / "manifest.json").exists()
     second = Counting(head_for(bundle))
     report = run(bundle, [img], out, head=second, resume=True, **kw)
     assert report["resumed"] and report["runs"] == 2
@@ -137,3 +147,67 @@ def test_a_run_killed_at_a_quarter_keeps_its_work_and_resumes_to_the_same_map(tm
     for name in ("landuse.tif", "confidence.tif", "cam.tif", "probabilities.tif"):
         np.testing.assert_array_equal(read(tmp_path / "ref" / name), read(out / name))
     assert report["tiles"] == ref["tiles"] and report["classes"] == ref["classes"]
+
+
+def offset_range(path: Path, period: int = 8, margin: int = 16) -> float:
+    """Range of the mean of a map by (row mod period, col mod period) away from the scene's edges (covered by
+    fewer tiles): a lattice of that period if large."""
+    a = read(path)[0][margin:-margin, margin:-margin]
+    means = [np.nanmean(a[r::period, c::period]) for r in range(period) for c in range(period)]
+    return float(np.max(means) - np.min(means))
+
+
+class PositionBiased(PixelHead):
+    """Outputs that depend on where a pixel sits in its tile, as a CNN's do (border pixels see less context):
+    class 1, more confidently at the tile centre; a CAM that falls off towards the border the same way."""
+
+    outputs = {"probabilities": 3, "cam": 1}
+
+    def __call__(self, batch):
+        t = batch.shape[-1]
+        d = ((torch.arange(t) - (t - 1) / 2) / (t / 2)) ** 2
+        sharp = (1.0 - 0.15 * (d[:, None] + d[None, :])).expand(len(batch), 1, t, t)  # 0.7 in the corners
+        logits = torch.cat([2 * sharp, torch.zeros_like(sharp), torch.zeros_like(sharp)], dim=1)
+        return {"probabilities": logits.softmax(dim=1), "cam": sharp}
+
+
+def test_dense_maps_have_no_lattice_of_the_tile_stride(tmp_path):
+    bundle = make_bundle(tile=16)
+    bundle.model["output"] = "dense"
+    img = make_raster(tmp_path / "img.tif", 160, 128, nodata=None)
+    report = run(bundle, [img], tmp_path / "default", head=PositionBiased(), vectorise=False)
+    assert report["settings"]["overlap"] == 0.75
+    run(bundle, [img], tmp_path / "half", head=PositionBiased(), vectorise=False, overlap=0.5)
+    for name in ("confidence.tif", "cam.tif"):
+        assert offset_range(tmp_path / "half" / name) > 0.02  # the lattice of maps at overlap 0.5 (before)
+        assert offset_range(tmp_path / "default" / name) < 0.005, name
+    assert (read(tmp_path / "default" / "landuse.tif") == 1).all()
+
+
+def test_report_gives_the_crs_as_the_input_has_it_and_an_epsg_code_only_when_exact(tmp_path):
+    from geocamat.inference.report import crs_record
+
+    img = make_raster(tmp_path / "img.tif", 40, 40)
+    report = run(make_bundle(tile=16), [img], tmp_path / "out", vectorise=False)
+    assert report["grid"]["epsg"] == 32618 and report["grid"]["crs_projjson"]["type"] == "ProjectedCRS"
+    nc = Path(__file__).resolve().parents[1] / "samples" / "nc_landsat" / "lsat7_2000_10.tif"
+    with rasterio.open(nc) as src:
+        wkt = src.crs.to_wkt()
+    record = crs_record(wkt)  # GDAL matches it to EPSG:32119 at 70% only
+    assert record["epsg"] is None and record["epsg_closest"] == 32119 and record["crs"] == wkt
+
+
+def test_pixels_with_some_bands_nodata_are_counted_and_can_be_mapped_as_nodata(tmp_path):
+    img = make_raster(tmp_path / "img.tif", 60, 50, nodata=0)
+    with rasterio.open(img, "r+") as dst:
+        band = dst.read(3)
+        band[:, :12] = 0  # the third band is missing in a 12 px strip
+        dst.write(band, 3)
+    bundle = make_bundle(tile=16)
+    filled = run(bundle, [img], tmp_path / "filled", vectorise=False)
+    strict = run(bundle, [img], tmp_path / "strict", vectorise=False, require_all_bands=True)
+    assert filled["pixels"] == {"partial_bands": 50 * 12, "partial_bands_mapped": True}
+    assert strict["pixels"] == {"partial_bands": 50 * 12, "partial_bands_mapped": False}
+    a, b = read(tmp_path / "filled" / "landuse.tif")[0], read(tmp_path / "strict" / "landuse.tif")[0]
+    assert (a[:, :12] != 0).all() and (b[:, :12] == 0).all()
+    np.testing.assert_array_equal(a[:, 12:], b[:, 12:])  # the context of the strip is still read

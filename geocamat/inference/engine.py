@@ -65,6 +65,8 @@ class Engine:
         progress: show a progress bar.
         on_unit: called with a dict after each finished unit (raising from it aborts the run).
         weights_hash: SHA-256 of the weights (fingerprint).
+        require_all_bands: map pixels where some (not all) bands are nodata as nodata; by default they are
+            classified with the missing bands filled with their mean, and counted in the report.
         units: unit sizes (default: the module constants of :mod:`geocamat.inference.plan`).
         blend: blending mode (default: :func:`geocamat.inference.blend.blend_mode` for the device).
     """
@@ -72,7 +74,8 @@ class Engine:
     def __init__(self, head: PixelHead, bundle, stack, index, grid: OutputGrid, aoi, out_dir: Path, *, dev,
                  overlap: float, tta: bool, tile: int, batch_size: int, workers: int, write_probabilities: bool,
                  vectorise: bool, min_polygon_pixels: int, resume: bool, progress: bool, on_unit,
-                 weights_hash: str, units: UnitSizes | None = None, blend: str | None = None) -> None:
+                 weights_hash: str, require_all_bands: bool = False, units: UnitSizes | None = None,
+                 blend: str | None = None) -> None:
         from geocamat.outputs.overviews import overview_factors
         from geocamat.outputs.raster import ClassStyle, class_dtype_nodata
 
@@ -81,6 +84,7 @@ class Engine:
         self.workers, self.write_probabilities, self.vectorise = workers, write_probabilities, vectorise
         self.min_polygon_pixels, self.resume = min_polygon_pixels, resume
         self.progress, self.on_unit, self.weights_hash = progress, on_unit, weights_hash
+        self.require_all_bands = require_all_bands
         self.sizes = units or UnitSizes()
         if blend is not None and blend not in BLEND_MODES:
             raise ValueError(f"unknown blend mode {blend!r}: choose one of {', '.join(BLEND_MODES)}")
@@ -121,7 +125,10 @@ class Engine:
                 "band_rows": self.plan.band_rows, "block_cols": self.plan.block_cols,
                 "probabilities": self.write_probabilities, "vectorise": self.vectorise, "aoi": aoi, "tta": self.tta,
                 "overviews": self.overview_factors, "head": type(self.head).__name__, "outputs": self.head.outputs,
-                "min_polygon_pixels": self.min_polygon_pixels}
+                "min_polygon_pixels": self.min_polygon_pixels,
+                "require_all_bands": self.require_all_bands,
+                "blend_weights": hashlib.sha256(np.asarray(self.head.weights(self.plan.tile, self.overlap),
+                                                           np.float32).tobytes()).hexdigest()}
 
     def float_outputs(self) -> list[FloatOutput]:
         """The float GeoTIFFs and their bands in the float pieces: confidence, the head's extras,
@@ -237,7 +244,7 @@ class Engine:
                    "assemble_stages": assembly.seconds}
         report = run_report(meta, plan, manifest.done, assembly, style=self.style, dtype=self.dtype,
                             nodata=self.nodata, runs=manifest.runs, resumed=resumed, processed_now=processed_now,
-                            timings=timings,
+                            timings=timings, require_all_bands=self.require_all_bands,
                             memory={"peak_rss_mib_after_stream": peak_stream, "peak_rss_mib": peak_rss_mib()})
         write_json(self.work / "report.json", report)
         for name in self.result_files:  # rename everything into place at once
@@ -393,7 +400,11 @@ class Engine:
         k = len(self.style.ids)
         x, acc = bufs["x"], bufs["acc"]
         weight_channel = acc.shape[0] - 1
-        valid_px = ~torch.isnan(x).all(dim=0)
+        missing = torch.isnan(x)
+        some, every = missing.any(dim=0), missing.all(dim=0)
+        partial = some & ~every  # pixels where some bands are nodata
+        valid_px = ~some if self.require_all_bands else ~every
+        del missing
         x.sub_(self.mean).div_(self.std).nan_to_num_(nan=0.0)  # normalised; invalid -> 0 (the band mean)
         acc.zero_()
         if carry is not None and halo:
@@ -401,7 +412,7 @@ class Engine:
         nr, nc = len(ps), len(qs)
         owned = (qs >= x0) & (qs < x1)
         stats = {"tiles_planned": int(nr * owned.sum()), "tiles_processed": 0, "skipped_outside_aoi": 0,
-                 "skipped_no_data": 0, "recomputed_at_seams": 0}
+                 "skipped_no_data": 0, "recomputed_at_seams": 0, "partial_band_pixels": 0}
         if nr:
             # which tiles touch the AOI and have valid input
             v = valid_px[: (nr - 1) * s + t].to(torch.uint8)
@@ -442,8 +453,12 @@ class Engine:
         a = acc[:, :rows, c0:c1]
         wsum = a[weight_channel]
         ok = (wsum > 0) & valid_px[:rows, c0:c1]
+        partial = partial[:rows, c0:c1]
         if self.aoi is not None:
-            ok &= torch.from_numpy(self._aoi_mask(y0, x0, rows, x1 - x0)).to(self.dev)
+            inside = torch.from_numpy(self._aoi_mask(y0, x0, rows, x1 - x0)).to(self.dev)
+            ok &= inside
+            partial = partial & inside
+        stats["partial_band_pixels"] = int(partial.sum())
         inv = torch.where(ok, 1.0 / wsum.clamp_min(1e-30), torch.nan)  # NaN where there is no result
         best, arg = a[:k].max(dim=0)
         cls = torch.where(ok, self.lut[arg], self.nodata)

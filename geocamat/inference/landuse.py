@@ -27,10 +27,28 @@ from geocamat.inference.heads import PixelHead, head_for
 from geocamat.inference.manifest import PARTIAL, refuse_interrupted, write_json
 from geocamat.inference.plan import UnitSizes
 
-__all__ = ["PARTIAL", "RESULT_FILES", "WINDOW_OVERLAP", "predict_landuse", "weights_sha256"]
+__all__ = ["DENSE_OVERLAP", "PARTIAL", "RESULT_FILES", "WINDOW_OVERLAP", "default_overlap", "predict_landuse",
+           "weights_sha256"]
 
 # default overlap of --window maps: zero padding only reaches ~half the receptive field into a window
 WINDOW_OVERLAP = 0.125
+#: Least default overlap of dense-output maps. A model's per-pixel output depends on where the pixel sits in
+#: the tile (border pixels see less context); at overlap 0.5 every pixel is covered by two tiles per axis, at
+#: positions fixed by its offset in the stride, so confidence and CAM repeated every stride (NC sample: mean
+#: CAM by (row, col) mod 8 ranged 0.699-0.744, confidence 0.676-0.696). At 0.75 every pixel is also seen
+#: near a tile centre: 0.732-0.735 and 0.687-0.692, OA 0.7195 -> 0.7201, at 4x the tiles (docs/inference.md).
+DENSE_OVERLAP = 0.75
+
+
+def default_overlap(bundle: Bundle, window: int | None = None) -> float:
+    """The overlap of a land-use map when none is given: 0.125 for --window maps; the model's, raised to
+    :data:`DENSE_OVERLAP` for dense-output models (no lattice of the stride); else the model's (0.5)."""
+    if window:
+        return WINDOW_OVERLAP
+    overlap = float(bundle.extra.get("overlap", 0.5))
+    if bundle.model.get("output") == "dense":
+        return max(overlap, DENSE_OVERLAP)
+    return overlap
 
 
 def weights_sha256(bundle: Bundle) -> str:
@@ -40,20 +58,6 @@ def weights_sha256(bundle: Bundle) -> str:
         digest.update(key.encode())
         digest.update(bundle.state_dict[key].detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
-
-
-def _resolve_device(device: str):
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise ConfigError(f"unknown device {device!r}: use auto, cpu or cuda") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device cuda requested but no CUDA GPU is available: use --device cpu")
-    return dev
 
 
 def _resolve_device(device: str):
@@ -90,7 +94,7 @@ def predict_landuse(
     bbox_crs: str | None = None,
     crs: str | None = None,
     res: float | None = None,
-    overlap: float = 0.5,
+    overlap: float | None = None,
     tta: bool = False,
     window: int | None = None,
     batch_size: int = 64,
@@ -104,6 +108,7 @@ def predict_landuse(
     progress: bool = True,
     model_path: str | os.PathLike | None = None,
     on_unit: Callable[[dict], None] | None = None,
+    require_all_bands: bool = False,
     head: PixelHead | None = None,
     units: UnitSizes | None = None,
     blend: str | None = None,
@@ -120,7 +125,8 @@ def predict_landuse(
         bbox_crs: CRS of ``bbox``.
         crs: output CRS (default: the CRS of the first image).
         res: output pixel size in output CRS units (default: that of the images).
-        overlap: fraction of a tile shared with its neighbours (0 <= overlap < 1).
+        overlap: fraction of a tile shared with its neighbours (0 <= overlap < 1); default:
+            :func:`default_overlap`.
         tta: average each tile over its eight flips/quarter turns (8x the model cost).
         window: dense-output models only: run the fully convolutional model on windows of this many pixels
             instead of tiles of the training size (each pixel then sees the context of the window, not only
@@ -138,6 +144,9 @@ def predict_landuse(
         model_path: the bundle's file, for its SHA-256 in the report (weights are hashed in any case).
         on_unit: called with a dict after each finished unit (progress hook; raising from it aborts the run,
             which can then be resumed).
+        require_all_bands: map pixels where some (not all) bands are nodata as nodata (default: classify
+            them with the missing bands filled with their mean; either way they are counted in
+            ``report["pixels"]["partial_bands"]``).
         head: what the model computes per tile (default: the bundle's CamNet head,
             :func:`geocamat.inference.heads.head_for`); it must give one probability per class of the bundle.
         units: unit sizes (default: :class:`geocamat.inference.plan.UnitSizes`, the module constants).
@@ -154,6 +163,8 @@ def predict_landuse(
 
     if bundle.task != "landuse":
         raise BundleError(f"the model is a {bundle.task!r} model: predict_landuse needs a land-use model")
+    if overlap is None:
+        overlap = default_overlap(bundle, window)
     if not 0 <= overlap < 1:
         raise ConfigError(f"overlap must be in [0, 1), got {overlap}")
     if batch_size < 1:
@@ -229,7 +240,7 @@ def predict_landuse(
                         write_probabilities=write_probabilities, vectorise=vectorise,
                         min_polygon_pixels=min_polygon_pixels, region=str(region) if region else None,
                         region_field=region_field, bbox=list(bbox) if bbox else None, bbox_crs=bbox_crs, crs=crs,
-                        res=res)
+                        res=res, require_all_bands=require_all_bands)
         model_info = {"spec": bundle.model, "weights_sha256": weights_sha256(bundle),
                       "sha256": _file_sha(model_path), "path": str(model_path) if model_path else None,
                       "bands": bundle.bands, "tile_size": bundle.tile_size}
@@ -245,7 +256,7 @@ def predict_landuse(
                             workers=workers or min(8, os.cpu_count() or 1), write_probabilities=write_probabilities,
                             vectorise=vectorise, min_polygon_pixels=min_polygon_pixels, resume=resume,
                             progress=progress, on_unit=on_unit, weights_hash=model_info["weights_sha256"],
-                            units=units, blend=blend)
+                            require_all_bands=require_all_bands, units=units, blend=blend)
             report = engine.run(dict(settings=settings, model=model_info, inputs=inputs,
                                      region={"name": name, "field": region_field,
                                              "bounds": list(geom.bounds) if geom is not None else None}))

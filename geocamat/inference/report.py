@@ -9,8 +9,25 @@ from geocamat.inference.plan import Plan
 TILE_KEYS = ("tiles_planned", "tiles_processed", "skipped_outside_aoi", "skipped_no_data", "recomputed_at_seams")
 
 
+def crs_record(wkt: str) -> dict:
+    """The output CRS as the input has it: WKT, PROJJSON, and an EPSG code only when it matches exactly.
+
+    GDAL's lookup accepts a 70% match by default: the NC sample's CRS (an unnamed Lambert conformal conic
+    with an unknown datum) was reported as EPSG:32119. Here ``epsg`` is null unless GDAL matches it at 100%;
+    ``epsg_closest`` is its 70% match, for information only.
+    """
+    from pyproj import CRS as ProjCRS
+    from rasterio.crs import CRS
+
+    crs = CRS.from_wkt(wkt)
+    exact = crs.to_epsg(confidence_threshold=100)
+    closest = crs.to_epsg() if exact is None else None
+    return {"crs": wkt, "crs_projjson": ProjCRS.from_wkt(wkt).to_json_dict(), "epsg": exact,
+            "epsg_closest": closest}
+
+
 def run_report(meta: dict, plan: Plan, done: dict, assembly: Assembly, *, style, dtype: str, nodata, runs: int,
-               resumed: bool, processed_now: int, timings: dict, memory: dict) -> dict:
+               resumed: bool, processed_now: int, timings: dict, memory: dict, require_all_bands: bool = False) -> dict:
     """The report of one run over one grid.
 
     Args:
@@ -26,6 +43,7 @@ def run_report(meta: dict, plan: Plan, done: dict, assembly: Assembly, *, style,
         processed_now: tiles computed by this run (throughput).
         timings: seconds per stage.
         memory: peak resident memory.
+        require_all_bands: whether pixels with some bands nodata were mapped as nodata.
     """
     from rasterio.crs import CRS
 
@@ -45,12 +63,14 @@ def run_report(meta: dict, plan: Plan, done: dict, assembly: Assembly, *, style,
     stream = max(timings["stream_s"], 1e-9)
     return {
         "tool": "geocamat predict", "task": "landuse", **meta,
-        "grid": {"crs": g.crs, "epsg": crs.to_epsg(), "transform": list(g.transform)[:6], "width": g.width,
+        "grid": {**crs_record(g.crs), "transform": list(g.transform)[:6], "width": g.width,
                  "height": g.height, "res": list(g.res), "nodata": nodata, "dtype": dtype,
                  "area_units": "m2" if metres else "crs units squared"},
         "plan": {"tile": plan.tile, "stride": plan.stride, "band_rows": plan.band_rows,
                  "block_cols": plan.block_cols, "units": plan.n_units},
         "tiles": tiles,
+        "pixels": {"partial_bands": sum(u.get("partial_band_pixels", 0) for u in done.values()),
+                   "partial_bands_mapped": not require_all_bands},
         "classes": classes,
         "polygons": assembly.polygons,
         "outputs": assembly.outputs,

@@ -34,11 +34,12 @@ def summary(metrics: dict) -> list[str]:
 
 
 def map_settings(bundle, overlap: float | None, tta: bool | None, window: int | None) -> dict:
-    """Overlap and TTA of a map: the user's, else 0.125 for --window maps, else the model's."""
-    from geocamat.inference.landuse import WINDOW_OVERLAP
+    """Overlap and TTA of a map: the user's, else the library's default overlap (0.125 for --window maps, at
+    least 0.75 for dense models, else the model's) and the model's TTA."""
+    from geocamat.inference.landuse import default_overlap
 
     if overlap is None:
-        overlap = WINDOW_OVERLAP if window else bundle.extra.get("overlap", 0.5)
+        overlap = default_overlap(bundle, window)
     return {"overlap": overlap, "tta": bool(bundle.extra.get("tta", False)) if tta is None else tta, "window": window}
 
 
@@ -54,7 +55,8 @@ def predict(bundle, images: list[str], out_dir: Path, options: PredictOptions, *
                            bbox=tuple(o.bbox) if o.bbox else None, bbox_crs=o.bbox_crs, crs=o.crs, res=o.res,
                            **map_settings(bundle, o.overlap, o.tta, o.window), batch_size=o.batch_size,
                            workers=o.workers, device=o.device, resume=o.resume, write_probabilities=o.probabilities,
-                           vectorise=o.vector, min_polygon_pixels=o.min_polygon_pixels, overwrite=overwrite,
+                           vectorise=o.vector, min_polygon_pixels=o.min_polygon_pixels,
+                           require_all_bands=o.require_all_bands, overwrite=overwrite,
                            progress=progress, model_path=model_path)
 
 

@@ -20,7 +20,8 @@ class PredictOptions:
     bbox_crs: str | None = setting(None, "CRS of --bbox (default: the images' CRS), e.g. EPSG:4326.")
     crs: str | None = setting(None, "Output CRS (default: the input's).")
     res: float | None = setting(None, "Output pixel size in output CRS units (default: the input's).")
-    overlap: float | None = setting(None, "Window overlap fraction (default: the model's; 0.125 with --window).")
+    overlap: float | None = setting(None, "Window overlap fraction (default: the model's, at least 0.75 for dense "
+                                    "models; 0.125 with --window).")
     tta: bool | None = setting(None, "Average each tile over its 8 flips/quarter turns (default: the model's).")
     window: int | None = setting(None, "Dense-output models: run the fully convolutional model on windows of this "
                                  "size (px) instead of training-size tiles; faster, maps differ slightly.")
@@ -32,6 +33,8 @@ class PredictOptions:
     vector: bool = setting(True, "Write landuse.gpkg (polygons of the classes).")
     force: bool = setting(False, "Map anyway an image without georeference or at a pixel size beyond 4x the "
                           "model's.")
+    require_all_bands: bool = setting(False, "Map pixels where some bands are nodata as nodata (else they are "
+                                      "classified from the other bands; report.json counts them).")
     min_polygon_pixels: int = setting(4, "Minimum mapping unit: regions of the map smaller than this many pixels "
                                       "are merged into their largest neighbour before the polygons (0: keep all).")
 

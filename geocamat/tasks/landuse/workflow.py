@@ -183,9 +183,11 @@ def _validation_map_metrics(bundle: Bundle, stage: Path, stack, labels, config: 
     bbox = scored_bounds(labels.path, config.blocks, config.val_parity, margin=2 * bundle.tile_size)
     log("mapping the validation blocks to score the run" + (" (the box around their labels)" if bbox else ""))
     map_dir = stage / "work" / "validation_map"
-    predict_landuse(bundle, [str(p) for p in stack.sources], map_dir, bbox=bbox, overlap=bundle.extra["overlap"],
-                    tta=bundle.extra["tta"], vectorise=False, min_polygon_pixels=MIN_MAPPING_UNIT, progress=progress,
-                    overwrite=True)
+    from geocamat.tasks.landuse import map_settings
+
+    predict_landuse(bundle, [str(p) for p in stack.sources], map_dir, bbox=bbox,  # as geocamat predict maps it
+                    **map_settings(bundle, None, None, None), vectorise=False, min_polygon_pixels=MIN_MAPPING_UNIT,
+                    progress=progress, overwrite=True)
     return _score(bundle, stage, labels, config, offset)
 
 

@@ -27,11 +27,12 @@ from geocamat.inference.assemble import FloatOutput, assemble
 from geocamat.inference.blend import BLEND_MODES, SCATTER_MAX_TILE, accumulate, blend_mode, gather_tiles
 from geocamat.inference.grid import OutputGrid
 from geocamat.inference.heads import PixelHead
-from geocamat.inference.manifest import PARTIAL, Manifest, write_json
+from geocamat.inference.manifest import PARTIAL, Manifest
 from geocamat.inference.plan import Plan, UnitSizes, band_rows_for_work, unit_name, unit_size
 from geocamat.inference.report import run_report
 from geocamat.inference.telemetry import HostTimes, StageClock, peak_rss_mib, progress_bar
 from geocamat.inference.writer import UnitWriter
+from geocamat.outputs.jsonfile import write_json
 
 #: GDAL block cache (MiB) during a run, unless GDAL_CACHEMAX is set: GDAL's default (5% of RAM) would let
 #: the cache of decoded input blocks grow with the scene.
@@ -77,7 +78,7 @@ class Engine:
                  weights_hash: str, require_all_bands: bool = False, units: UnitSizes | None = None,
                  blend: str | None = None) -> None:
         from geocamat.outputs.overviews import overview_factors
-        from geocamat.outputs.raster import ClassStyle, class_dtype_nodata
+        from geocamat.outputs.style import ClassStyle, class_dtype_nodata
 
         self.head, self.bundle, self.stack, self.index, self.grid, self.aoi = head, bundle, stack, index, grid, aoi
         self.out_dir, self.dev, self.overlap, self.batch_size, self.tta = Path(out_dir), dev, overlap, batch_size, tta

@@ -20,12 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from geocamat.bundle import Bundle
+from geocamat.devices import resolve_device
 from geocamat.errors import BundleError, ConfigError, OutputExistsError
 from geocamat.inference.engine import RESULT_FILES, Engine
 from geocamat.inference.grid import bbox_geometry, crs_wkt, load_region, snap_grid
 from geocamat.inference.heads import PixelHead, head_for
-from geocamat.inference.manifest import PARTIAL, refuse_interrupted, write_json
+from geocamat.inference.manifest import PARTIAL, refuse_interrupted
 from geocamat.inference.plan import UnitSizes
+from geocamat.outputs.jsonfile import write_json
 
 __all__ = ["DENSE_OVERLAP", "PARTIAL", "RESULT_FILES", "WINDOW_OVERLAP", "default_overlap", "predict_landuse",
            "weights_sha256"]
@@ -58,20 +60,6 @@ def weights_sha256(bundle: Bundle) -> str:
         digest.update(key.encode())
         digest.update(bundle.state_dict[key].detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
-
-
-def _resolve_device(device: str):
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise ConfigError(f"unknown device {device!r}: use auto, cpu or cuda") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device cuda requested but no CUDA GPU is available: use --device cpu")
-    return dev
 
 
 def _safe_name(value: str) -> str:
@@ -178,7 +166,7 @@ def predict_landuse(
                               f"got {window}")
     if res is not None and res <= 0:
         raise ConfigError(f"resolution must be > 0, got {res}")
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     out_dir = Path(out_dir)
     from geocamat.leftovers import run_tempdir
 

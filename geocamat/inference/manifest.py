@@ -9,36 +9,15 @@ settings, unit sizes) is the same.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import threading
 from pathlib import Path
 
-import numpy as np
-
 from geocamat.errors import ConfigError, OutputExistsError
+from geocamat.outputs.jsonfile import json_default, write_json
 
 #: Hidden folder of a run in progress inside the output folder.
 PARTIAL = ".geocamat-partial"
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Write ``data`` as indented JSON, atomically (temporary file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(data, indent=2, default=json_default))
-    os.replace(tmp, path)
-
-
-def json_default(value):
-    """JSON encoding of numpy scalars and arrays (anything else as its string)."""
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
 
 
 def interrupted_run(out_dir: Path) -> dict | None:

@@ -21,6 +21,7 @@ def json_default(value):
 def write_json(path: str | os.PathLike, data, indent: int | None = 2) -> None:
     """Write ``data`` as JSON to ``path`` atomically (temporary name, then rename)."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
     tmp.write_text(json.dumps(data, indent=indent, default=json_default, allow_nan=True))
     os.replace(tmp, path)

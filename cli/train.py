@@ -24,6 +24,13 @@ from cli.options import accelerator_opt, devices_opt, overwrite_opt, quiet_opt
 @click.option("--blocks", type=int, default=None, help="Checkerboard blocks per side (train/validation).  [default: 4]")
 @click.option("--arch", default=None, help="camnet-xs | camnet-s | resnet10 | resnet18.  "
               "[default: camnet-xs; resnet18 for scene folders]")
+@click.option("--weights", default=None, metavar="NAME|PATH",
+              help="Start the backbone from weights: a torchvision or TorchGeo enum (e.g. "
+                   "ResNet18_Weights.IMAGENET1K_V1, ResNet18_Weights.SENTINEL2_RGB_MOCO; fetched into torch.hub's "
+                   "cache) or a .pth/.safetensors file.  [default: the arch's own initialisation]")
+@click.option("--init-from", default=None, type=click.Path(dir_okay=False), metavar="BUNDLE",
+              help="Start from the backbone of a model trained here (RUN/model.geocamat); a detector bundle gives "
+                   "a detection run the whole detector where it matches.")
 @click.option("--epochs", type=int, default=None, help="[default: 30]")
 @click.option("--batch-size", type=int, default=None, help="[default: 64]")
 @click.option("--lr", type=float, default=None, help="Peak learning rate.  [default: 0.002]")
@@ -59,7 +66,8 @@ from cli.options import accelerator_opt, devices_opt, overwrite_opt, quiet_opt
               help="Override any setting, e.g. --set camat.tau=0.6 (repeatable).")
 @overwrite_opt
 @quiet_opt
-def train(config, out, task, images, bands, labels, scenes, label_field, tile_size, purity, blocks, arch, epochs,
+def train(config, out, task, images, bands, labels, scenes, label_field, tile_size, purity, blocks, arch, weights,
+          init_from, epochs,
           batch_size, lr, seed, pixel_loss, ema_decay, cutmix, output, camat, regulariser, camat_saliency, camat_target,
           camat_tau, camat_area, camat_fill,
           camat_p, camat_warmup, camat_source, accelerator, devices, strategy, num_nodes, assignments, overwrite,
@@ -79,7 +87,8 @@ def train(config, out, task, images, bands, labels, scenes, label_field, tile_si
         regulariser = "none"
     overrides = dict(task=task, images=list(images) or None, bands=bands.split(",") if bands else None,
                      labels=labels, scenes=scenes, label_field=label_field,
-                     tile_size=tile_size, purity=purity, blocks=blocks, arch=arch, epochs=epochs,
+                     tile_size=tile_size, purity=purity, blocks=blocks, arch=arch, weights=weights,
+                     init_from=init_from, epochs=epochs,
                      batch_size=batch_size, lr=lr, seed=seed, pixel_loss=pixel_loss, ema_decay=ema_decay,
                      cutmix=cutmix,
                      output=output,
@@ -94,7 +103,7 @@ def train(config, out, task, images, bands, labels, scenes, label_field, tile_si
             from geocamat.errors import OutputExistsError
 
             raise OutputExistsError(f"{out} already holds results: choose another --out or pass --overwrite")
-        metrics = train_detection(detection_config(raw), out, progress=not quiet)
+        metrics = train_detection(detection_config(raw), out, progress=not quiet, log=click.echo)
         headline = {k: v for k, v in metrics.items() if not isinstance(v, dict | list)}
         click.echo(f"model: {out / 'model.geocamat'}  metrics: {headline}")
         return

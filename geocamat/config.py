@@ -35,7 +35,9 @@ DEFAULTS: dict = {
     "val_parity": "odd",         # validation blocks: row block + column block odd (or even)
     "max_tiles": 50000,          # cap on training tiles
     "arch": None,                # camnet-xs | camnet-s | resnet10 | resnet18; default: camnet-xs for tiles of a
-                                 # GeoTIFF stack, resnet18 for scene folders
+                                 # GeoTIFF stack, resnet18 for scene folders, the weights' own with weights/init_from
+    "weights": None,             # start from: a torchvision/TorchGeo enum name or a .pth/.safetensors/.geocamat file
+    "init_from": None,           # start from the backbone of a geocamat bundle (model.geocamat)
     "epochs": 30,
     "batch_size": 64,
     "lr": 2e-3,
@@ -61,7 +63,7 @@ DEFAULTS: dict = {
                                  # dense maps and footprint 1: 0.5)
 }
 
-_PATH_KEYS = ("images", "labels", "scenes")
+_PATH_KEYS = ("images", "labels", "scenes", "init_from")
 
 
 def _coerce(text: str):
@@ -108,6 +110,9 @@ def load_raw_config(path: str | Path | None = None, overrides: dict | None = Non
                 values = loaded[key] if isinstance(loaded[key], list) else [loaded[key]]
                 resolved = [str(v) if Path(str(v)).is_absolute() else str(path.parent / str(v)) for v in values]
                 loaded[key] = resolved if isinstance(loaded[key], list) else resolved[0]
+        weights = loaded.get("weights")  # a file beside the config, or an enum name (left as it is)
+        if isinstance(weights, str) and not Path(weights).is_absolute() and (path.parent / weights).is_file():
+            loaded["weights"] = str(path.parent / weights)
         config.update(loaded)
     for key, value in (overrides or {}).items():
         if value is not None:
@@ -167,8 +172,10 @@ def validate(config: dict) -> dict:
     for key in ("tile_size", "epochs", "batch_size", "blocks", "max_tiles", "num_nodes"):
         if not isinstance(config[key], int) or config[key] < 1:
             raise ConfigError(f"{key} must be a positive integer, not {config[key]!r}")
-    if config["arch"] is None:  # small tiles of a stack: the smallest model mapped best on the NC sample, at ~1/20
-        config["arch"] = "resnet18" if config.get("scenes") else "camnet-xs"  # of resnet18's cost per window
+    # small tiles of a stack: the smallest model mapped best on the NC sample, at ~1/20 of resnet18's cost per
+    # window; with starting weights the workflow takes the weights' own arch
+    if config["arch"] is None and not (config.get("weights") or config.get("init_from")):
+        config["arch"] = "resnet18" if config.get("scenes") else "camnet-xs"
     if config["pixel_loss"] is None:  # per-pixel supervision gave the better map, and dense maps cost 1/16
         config["pixel_loss"] = 0.0 if config.get("scenes") else 1.0
     if config["output"] is None:

@@ -31,3 +31,7 @@ class BundleError(GeocamatError):
 
 class OutputExistsError(GeocamatError):
     """The output would overwrite existing results without --overwrite."""
+
+
+class WeightsError(GeocamatError):
+    """Pretrained weights cannot be found, fetched, read or fitted to the model."""

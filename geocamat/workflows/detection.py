@@ -26,7 +26,7 @@ TRAIN_DEFAULTS: dict = {
     "backbone": "small", "fpn_channels": 64, "anchor_sizes": [16, 32, 64, 128], "empty_ratio": 0.1,
     "max_tiles": None, "val_fraction": 0.2, "val_images": None, "val_labels": None, "accelerator": "auto",
     "devices": 1, "precision": "32-true", "score_threshold": 0.3, "nms_iou": 0.5, "overlap": 0.25,
-    "cam_weight": 1.0, "num_threads": None,
+    "cam_weight": 1.0, "num_threads": None, "weights": None, "init_from": None,
 }
 PREDICT_DEFAULTS: dict = {"score_threshold": None, "overlap": None, "batch_size": 4, "device": None,
                           "accelerator": "auto", "nms_iou": None, "model_path": None, "match_iou": 0.5}
@@ -117,7 +117,27 @@ def _accelerator(name: str | None) -> str:
     return name
 
 
-def train_detection(config: dict, out_dir: Path, progress: bool = True) -> dict:
+def _start_spec(config: dict, cfg: dict, init) -> dict:
+    """Model settings that follow the starting weights when the user did not set them.
+
+    The backbone becomes the weights' own (and the stem theirs); from a detector bundle, also its detector,
+    pyramid width and anchors, so the whole detector can be taken.
+    """
+    from geocamat.models.weights import detector_backbone
+
+    if init is None:
+        return {}
+    if config.get("backbone") is None:
+        cfg["backbone"] = detector_backbone(init)
+    spec = init.source_spec or {}
+    if spec.get("name") == "detector":
+        for key, source in (("detector", "arch"), ("fpn_channels", "fpn_channels"), ("anchor_sizes", "anchor_sizes")):
+            if config.get(key) is None and source in spec:
+                cfg[key] = spec[source]
+    return {"stem_kernel": init.stem_kernel}
+
+
+def train_detection(config: dict, out_dir: Path, progress: bool = True, log=print) -> dict:
     """Train a detector with object-aware CAMAT (or a baseline) and write ``model.geocamat`` + ``metrics.json``.
 
     Args:
@@ -138,6 +158,10 @@ def train_detection(config: dict, out_dir: Path, progress: bool = True) -> dict:
 
     t_start = time.perf_counter()
     cfg = _merge(TRAIN_DEFAULTS, config, "detection training")
+    from geocamat.models.weights import load_init
+
+    init = load_init(cfg["weights"], cfg["init_from"], progress)
+    stem = _start_spec(config, cfg, init)
     _check_train_config(cfg)
     if cfg["num_threads"]:
         torch.set_num_threads(int(cfg["num_threads"]))
@@ -188,10 +212,16 @@ def train_detection(config: dict, out_dir: Path, progress: bool = True) -> dict:
 
     model_kwargs = {"arch": cfg["detector"], "in_channels": len(bands), "num_classes": len(classes),
                     "tile_size": ts, "backbone": cfg["backbone"], "fpn_channels": int(cfg["fpn_channels"]),
-                    "anchor_sizes": [int(a) for a in cfg["anchor_sizes"]]}
+                    "anchor_sizes": [int(a) for a in cfg["anchor_sizes"]], **stem}
     regulariser = _regulariser(cfg)
     task = DetectionTask(model_kwargs, regulariser, lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]),
                          cam_weight=float(cfg["cam_weight"]), score_threshold=float(cfg["score_threshold"]))
+    init_record = None
+    if init is not None:
+        from geocamat.models.weights import apply_weights, init_message
+
+        init_record = apply_weights(task.model, init, list(classes))
+        log(init_message(init_record))
     accel = _accelerator(cfg["accelerator"])
     epochs = int(cfg["epochs"])
     trainer = L.Trainer(max_epochs=epochs, accelerator="gpu" if accel == "cuda" else accel,
@@ -222,7 +252,7 @@ def train_detection(config: dict, out_dir: Path, progress: bool = True) -> dict:
         extra={"score_threshold": float(cfg["score_threshold"]), "nms_iou": float(cfg["nms_iou"]),
                "overlap": float(cfg["overlap"]), "detector": cfg["detector"], "backbone": cfg["backbone"],
                "training_images": [str(p) for p in images], "labels": [str(p) for p in labels],
-               "label_field": cfg["label_field"]},
+               "label_field": cfg["label_field"], "init": init_record},
     )
     bundle.save(out_dir / "model.geocamat")
     write_json(out_dir / "metrics.json", metrics)

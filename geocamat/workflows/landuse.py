@@ -12,7 +12,8 @@ import torch
 
 from geocamat.bundle import Bundle
 from geocamat.config import dump_config
-from geocamat.errors import ConfigError, InvalidLabelsError
+from geocamat.errors import ConfigError, InvalidLabelsError, WeightsError
+from geocamat.models.weights import ResNetWeights, apply_weights, camnet_arch, init_message, load_init
 from geocamat.workflows.outdir import staged_output
 
 
@@ -41,6 +42,37 @@ def _regulariser(config: dict):
         return build_regulariser(name, **options)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid {name} option: {exc}") from exc
+
+
+def camnet_spec(spec: dict, init: ResNetWeights | None) -> str:
+    """The arch of a CamNet run: the configured one, else the weights' own; sets the stem to the weights'.
+
+    Returns:
+        The arch name (also set in ``spec``).
+    """
+    if init is None:
+        return spec["arch"]
+    if init.stem_kernel is None:
+        raise WeightsError(f"{init.name} is a detector whose two-convolution stem cannot start a "
+                           f"{spec['name']} model: --init-from a land-use or scene model, or give ResNet weights")
+    spec["arch"] = spec["arch"] or camnet_arch(init)
+    spec["stem_kernel"] = init.stem_kernel
+    return spec["arch"]
+
+
+def start_task(task, init: ResNetWeights | None, classes: list, log: Callable[[str], None]) -> dict | None:
+    """Load the starting weights into a Lightning task's ``model`` (and its weight average); say so in one line.
+
+    Returns:
+        The record for ``bundle.extra["init"]`` (None without weights).
+    """
+    if init is None:
+        return None
+    record = apply_weights(task.model, init, [c.name for c in classes])
+    if getattr(task, "ema_model", None) is not None:
+        task.ema_model.load_state_dict(task.model.state_dict())
+    log(init_message(record))
+    return record
 
 
 def quiet_lightning(progress: bool) -> None:
@@ -101,6 +133,7 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
     L.seed_everything(config["seed"], verbose=False)
     with staged_output(Path(out_dir), overwrite) as stage:
         work = stage / "work"
+        init = load_init(config.get("weights"), config.get("init_from"), progress)
         stack = open_stack(config["images"], work, bands=config.get("bands"))
         grid = grid_of_dataset(stack.dataset())
         labels = labels_on_grid(config["labels"], grid, work, config.get("label_field"))
@@ -130,6 +163,7 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
         registration = _check_registration(config, x_train, train.masks, len(classes), log)
         model_spec = {"name": "camnet", "in_channels": stack.num_bands, "num_classes": len(classes),
                       "tile_size": opts.tile_size, "arch": config["arch"], "output": config["output"]}
+        config["arch"] = model_spec["arch"] = camnet_spec(model_spec, init)
         weights = None
         if config["class_weighting"]:
             freq = torch.tensor(counts, dtype=torch.float).clamp_min(1)
@@ -143,6 +177,7 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
                            label_smoothing=config["label_smoothing"], class_weights=weights,
                            pixel_loss=float(config["pixel_loss"]), ema_decay=float(config["ema_decay"]),
                            cutmix=float(config["cutmix"]), footprint=opts.footprint)
+        init_record = start_task(task, init, classes, log)
         generator = torch.Generator().manual_seed(config["seed"])
         masks = train.masks if config["pixel_loss"] > 0 else None
         train_loader = DataLoader(TileDataset(x_train, train.labels, masks), batch_size=config["batch_size"],
@@ -170,7 +205,8 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
                         regulariser=regulariser.settings(),
                         extra={"overlap": overlap, "tta": bool(config["predict_tta"]), "footprint": opts.footprint,
                                "band_selection": config.get("bands"), "training_tiles": len(train),
-                               "validation_tiles": len(val), "label_offset": registration["applied"]})
+                               "validation_tiles": len(val), "label_offset": registration["applied"],
+                               "init": init_record})
         bundle.save(stage / "model.geocamat")
         offset = registration["applied"]
         metrics = {"validation_map": _validation_map_metrics(bundle, stage, stack, labels, config, offset,

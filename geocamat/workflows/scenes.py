@@ -11,7 +11,8 @@ import torch
 
 from geocamat.bundle import Bundle
 from geocamat.config import dump_config
-from geocamat.workflows.landuse import _regulariser, build_trainer, quiet_lightning
+from geocamat.models.weights import load_init
+from geocamat.workflows.landuse import _regulariser, build_trainer, camnet_spec, quiet_lightning, start_task
 from geocamat.workflows.outdir import staged_output
 
 
@@ -45,6 +46,7 @@ def train_scenes(config: dict, out_dir: Path, *, overwrite: bool = False, progre
     started = time.perf_counter()
     quiet_lightning(progress)
     L.seed_everything(config["seed"], verbose=False)
+    init = load_init(config.get("weights"), config.get("init_from"), progress)
     split = split_scenes(config["scenes"], config["train_fraction"], config["seed"])
     size = int(config["image_size"])
     with staged_output(Path(out_dir), overwrite) as stage:
@@ -54,9 +56,11 @@ def train_scenes(config: dict, out_dir: Path, *, overwrite: bool = False, progre
         classes = build_classes(list(range(len(split.classes))), dict(enumerate(split.classes)))
         spec = {"name": "camnet", "in_channels": x_train.shape[1], "num_classes": len(classes), "tile_size": size,
                 "arch": config["arch"], "output": "window"}
+        config["arch"] = camnet_spec(spec, init)
         regulariser = _regulariser(config)
         task = LandUseTask(spec, regulariser, lr=config["lr"], weight_decay=config["weight_decay"],
                            label_smoothing=config["label_smoothing"])
+        init_record = start_task(task, init, classes, log)
         generator = torch.Generator().manual_seed(config["seed"])
         train_loader = DataLoader(TileDataset(x_train, y_train), batch_size=config["batch_size"], shuffle=True,
                                   drop_last=len(y_train) > config["batch_size"], generator=generator)
@@ -71,7 +75,7 @@ def train_scenes(config: dict, out_dir: Path, *, overwrite: bool = False, progre
                         [: x_train.shape[1]], mean=mean, std=std, classes=classes, tile_size=size,
                         regulariser=regulariser.settings(),
                         extra={"train_fraction": config["train_fraction"], "seed": config["seed"],
-                               "scenes": str(config["scenes"])})
+                               "scenes": str(config["scenes"]), "init": init_record})
         with torch.no_grad():
             pred = torch.cat([model(x_test[i:i + 256]).argmax(1) for i in range(0, len(x_test), 256)])
         ids = list(range(len(classes)))

@@ -36,10 +36,17 @@ from cli.options import map_overlap, quiet_opt
               help="Score the map in the reference's frame, map[i+DY, j+DX] against reference[i, j]; 'model': the "
                    "offset the model's training found between its labels and the imagery.")
 @click.option("--device", default="auto", show_default=True)
+@click.option("--score-threshold", type=float, default=None,
+              help="Detection: minimum score of a found object.  [default: the model's]")
+@click.option("--class-agnostic", is_flag=True,
+              help="Detection: count every class as one (e.g. a Tree model against Alive/Dead labels).")
 @quiet_opt
 def evaluate(images, model_path, reference, reference_field, scenes, blocks, parity, map_path, mask, out, overlap,
-             tta, window, label_offset, device, quiet):
+             tta, window, label_offset, device, score_threshold, class_agnostic, quiet):
     """Map IMAGES with the model and report OA, kappa and per-class metrics against --reference.
+
+    For a detection model, --reference holds the boxes (Pascal VOC .xml, DeepForest .csv, a vector layer, DOTA
+    .txt): prints mAP@0.5, mAP@[.5:.95], precision/recall at IoU 0.5 and 0.4, and objects found vs labelled.
 
     For a scene-classification model, --scenes DIR reports accuracy on the held-out scenes, clean and under
     test-time occlusion (random 10/25/40%, top-CAM 10/25%, synthetic cloud, noise fill) and CAM
@@ -64,6 +71,10 @@ def evaluate(images, model_path, reference, reference_field, scenes, blocks, par
         for key in ("deletion_auc", "insertion_auc"):
             if key in report:
                 click.echo(f"  {key:<16} {report[key]:.3f}")
+        return
+    if bundle.task == "detection":
+        _evaluate_detection(bundle, images, reference, reference_field, out, overlap, device, score_threshold,
+                            class_agnostic)
         return
     if not reference or not (images or map_path):
         raise ConfigError("give --reference and IMAGES or --map (or --scenes DIR for a scene-classification model)")
@@ -108,3 +119,40 @@ def _offset(text: str, bundle) -> tuple[int, int] | None:
     except ValueError:
         raise ConfigError(f"--label-offset must be none, model or DY,DX (pixels, e.g. 1,1), not {text!r}") from None
     return dy, dx
+
+
+def _evaluate_detection(bundle, images, reference, reference_field, out, overlap, device, score_threshold,
+                        class_agnostic) -> None:
+    """``geocamat evaluate`` for a detection model: detect over IMAGES, score against the --reference boxes."""
+    from geocamat.errors import ConfigError
+    from geocamat.workflows.detection import evaluate_detection, write_json
+
+    if not reference or not images:
+        raise ConfigError("a detection model is scored with --reference BOXES (.xml, .csv, .gpkg, DOTA .txt) and "
+                          "the IMAGES they label")
+    options = {k: v for k, v in dict(score_threshold=score_threshold, overlap=overlap,
+                                     device=None if device == "auto" else device).items() if v is not None}
+    options["class_agnostic"] = class_agnostic
+    if reference_field:
+        options["label_field"] = reference_field
+    report = evaluate_detection(bundle, list(images), [reference], options)
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        write_json(Path(out) / "metrics.json", report)
+    scene, tiles, thr = report["scene"], report["tiles"], report["score_threshold"]
+    n = len(report["images"])
+    click.echo(f"{n} image{'s' if n != 1 else ''}: {scene['labelled']} labelled objects, {scene['found']} found at "
+               f"score >= {thr:g}" + (" (classes counted as one)" if report["class_agnostic"] else ""))
+    click.echo(f"  mAP@0.5 {scene['map_50']:.3f}  mAP@[.5:.95] {scene['map']:.3f}  mAP@0.75 {scene['map_75']:.3f}")
+    for iou, m in (("0.5", scene), ("0.4", scene["iou_40"])):
+        click.echo(f"  IoU {iou}: precision {m['precision']:.3f}  recall {m['recall']:.3f}  f1 {m['f1']:.3f}  "
+                   f"({m['tp']} right, {m['fp']} wrong)")
+    names = [c.name for c in bundle.classes] if not report["class_agnostic"] else ["all"]
+    per_class = scene.get("ap_50_per_class") or []
+    if len(names) > 1:
+        for name, ap in zip(names, per_class, strict=False):
+            click.echo(f"  {name:<16} AP@0.5 {'-' if ap is None else f'{ap:.3f}'}")
+    click.echo(f"  tiles of {bundle.tile_size} px without overlap (boxes clipped): mAP@0.5 {tiles['map_50']:.3f}  "
+               f"mAP@[.5:.95] {tiles['map']:.3f}")
+    for note in report["notes"]:
+        click.echo(note)

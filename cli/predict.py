@@ -71,6 +71,8 @@ def predict(images, model_path, out, region, region_field, bbox, bbox_crs, crs, 
                                  min_polygon_pixels=min_polygon_pixels, overwrite=overwrite, progress=not quiet,
                                  model_path=model_path)
     click.echo(f"wrote {out}")
+    for note in report.get("notes", []):
+        click.echo(note)
     summary = {k: report[k] for k in ("tiles", "tiles_processed", "tiles_skipped", "counts", "timings")
                if k in report}
     if summary:

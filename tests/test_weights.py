@@ -268,7 +268,7 @@ def test_train_weights_errors_are_one_line(tmp_path, monkeypatch):
 
 def test_detection_from_weights(tmp_path, resnet18):
     """Detection training takes the weights' backbone (resnet18, 7x7 stem) and records the origin."""
-    from tests.test_detection_workflow import scene
+    from test_detection_workflow import scene
 
     img, csv = scene(tmp_path)
     torch.save(resnet18.state_dict(), tmp_path / "r18.pth")

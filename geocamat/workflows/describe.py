@@ -30,12 +30,19 @@ def describe(path: str | Path) -> dict:
         from geocamat.bundle import Bundle, file_sha256
 
         b = Bundle.load(path)
-        return {"kind": "geocamat model bundle", "task": b.task, "model": b.model, "bands": b.bands,
-                "classes": [{"id": c.id, "name": c.name, "color": c.color} for c in b.classes],
-                "tile_size": b.tile_size, "resolution": b.resolution, "crs": _bundle_crs(b.crs),
-                "regulariser": b.regulariser, "metrics": _headline(b.metrics), "sha256": file_sha256(path),
-                "mapping": {k: b.extra[k] for k in ("overlap", "tta", "footprint", "label_offset")
-                            if b.extra.get(k) is not None}}
+        keys = ("score_threshold", "score_threshold_from", "nms_iou", "overlap") if b.task == "detection" else (
+            "overlap", "tta", "footprint", "label_offset")
+        summary = {"kind": "geocamat model bundle", "task": b.task, "model": b.model, "bands": b.bands,
+                   "classes": [{"id": c.id, "name": c.name, "color": c.color} for c in b.classes],
+                   "tile_size": b.tile_size, "resolution": b.resolution, "crs": _bundle_crs(b.crs),
+                   "regulariser": b.regulariser, "metrics": _headline(b.metrics), "sha256": file_sha256(path),
+                   "detection" if b.task == "detection" else "mapping":
+                       {k: b.extra[k] for k in keys if b.extra.get(k) is not None}}
+        init = b.extra.get("init")
+        if init:  # where the training started from (models/weights.py)
+            summary["started_from"] = {k: init[k] for k in ("source", "name", "url", "sha256", "scope", "first_conv")
+                                       if init.get(k) is not None}
+        return summary
     import rasterio
 
     try:

@@ -137,6 +137,21 @@ def _start_spec(config: dict, cfg: dict, init) -> dict:
     return {"stem_kernel": init.stem_kernel}
 
 
+def _default_threshold(config: dict, cfg: dict, metrics: dict) -> tuple[float, str, dict | None]:
+    """Predict's default score threshold: the one given, else the validation split's best-F1 one, else 0.3.
+
+    Returns:
+        (threshold, where it comes from, the validation best-F1 record or None).
+    """
+    best = metrics.get("best_f1")
+    if config.get("score_threshold") is not None:
+        return float(cfg["score_threshold"]), "configured", best
+    if best and best.get("threshold") is not None:
+        return round(float(best["threshold"]), 4), "validation best F1", best
+    return float(cfg["score_threshold"]), "default (no validation detection was right)" if best else \
+        "default (no validation split)", best
+
+
 def train_detection(config: dict, out_dir: Path, progress: bool = True, log=print) -> dict:
     """Train a detector with object-aware CAMAT (or a baseline) and write ``model.geocamat`` + ``metrics.json``.
 
@@ -240,6 +255,7 @@ def train_detection(config: dict, out_dir: Path, progress: bool = True, log=prin
         "fit_seconds": fit_s, "total_seconds": time.perf_counter() - t_start, "device": accel,
         "regulariser": regulariser.name, "seed": seed,
     })
+    threshold, threshold_from, best = _default_threshold(config, cfg, metrics)
     crs = next((i.crs for i in infos if i.crs is not None), None)
     tr = next((i.transform for i in infos if i.crs is not None), None)
     bundle = Bundle(
@@ -249,7 +265,8 @@ def train_detection(config: dict, out_dir: Path, progress: bool = True, log=prin
         tile_size=ts, resolution=(abs(tr.a), abs(tr.e)) if tr is not None else None,
         crs=crs.to_wkt() if crs is not None else None, regulariser=regulariser.settings(),
         metrics=metrics,
-        extra={"score_threshold": float(cfg["score_threshold"]), "nms_iou": float(cfg["nms_iou"]),
+        extra={"score_threshold": threshold, "score_threshold_from": threshold_from,
+               "validation_best_f1": best, "nms_iou": float(cfg["nms_iou"]),
                "overlap": float(cfg["overlap"]), "detector": cfg["detector"], "backbone": cfg["backbone"],
                "training_images": [str(p) for p in images], "labels": [str(p) for p in labels],
                "label_field": cfg["label_field"], "init": init_record},
@@ -374,11 +391,43 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
         "crs": CRS.from_user_input(out_crs).to_string() if out_crs is not None else None,
         "coordinates": "image CRS" if out_crs is not None else "pixels (x = column, y = -row)",
         "counts": counts, "total": int(len(frame)), "outputs": files,
+        "notes": threshold_notes(bundle, float(opts["score_threshold"]), int(len(frame))),
         "timings": {"seconds": round(time.perf_counter() - t0, 3)},
         "machine": platform.node(),
     }
     write_json(out_dir / "report.json", report)
     return report
+
+
+def threshold_notes(bundle: Bundle, threshold: float, found: int, labelled: int | None = None,
+                    reference_best: dict | None = None) -> list[str]:
+    """One-line notes when a score threshold returns almost nothing (or far fewer objects than labelled).
+
+    Args:
+        bundle: the detection model (its validation best-F1 threshold, when training recorded one).
+        threshold: the score threshold used.
+        found: objects kept at ``threshold``.
+        labelled: objects in the reference (evaluation), else None (prediction).
+        reference_best: best-F1 record on the reference (evaluation).
+    """
+    best = (bundle.extra.get("validation_best_f1") or {}).get("threshold")
+    few = found == 0 or (labelled is not None and found < 0.5 * labelled)
+    above = best is not None and threshold > best + 1e-9
+    if not (few or (labelled is None and above and found < 10)):
+        return []
+    counted = f"{found} object{'s' if found != 1 else ''} at score >= {threshold:g}"
+    if labelled is not None:
+        counted += f" for {labelled} labelled"
+    parts = [counted]
+    if best is not None:
+        parts.append(f"the validation split's best-F1 threshold is {best:g}" + (
+            f" (--score-threshold {best:g})" if above else ""))
+    if reference_best and reference_best.get("threshold") is not None:
+        parts.append(f"on this reference the best F1 ({reference_best['f1']:.3f}) is at score >= "
+                     f"{reference_best['threshold']:g}")
+    if best is None and not reference_best:
+        parts.append("lower --score-threshold to see weaker detections")
+    return ["note: " + "; ".join(parts)]
 
 
 def evaluate_detection(bundle: Bundle, images: list[str], labels: list[str], options: dict) -> dict:
@@ -398,7 +447,7 @@ def evaluate_detection(bundle: Bundle, images: list[str], labels: list[str], opt
     import torch
 
     from geocamat.data.detection_images import expand_paths, read_image
-    from geocamat.data.detection_metrics import detection_metrics
+    from geocamat.data.detection_metrics import best_f1_threshold, detection_metrics, precision_recall
     from geocamat.data.detection_tiles import clip_boxes, grid_offsets
 
     _check_bundle(bundle)
@@ -414,7 +463,7 @@ def evaluate_detection(bundle: Bundle, images: list[str], labels: list[str], opt
     except InvalidLabelsError as exc:
         if "class" not in str(exc):
             raise
-        raise InvalidLabelsError(f"{exc} (or evaluate with class_agnostic=true)") from None
+        raise InvalidLabelsError(f"{exc} (or evaluate with --class-agnostic, class_agnostic=true in Python)") from None
     index = {c: i for i, c in enumerate(names)}
     device = _device(opts)
     model = bundle.build_model().to(device)
@@ -448,9 +497,15 @@ def evaluate_detection(bundle: Bundle, images: list[str], labels: list[str], opt
                                    "labels": lab(d["labels"].cpu().numpy()[keep])})
                     tb, idx = clip_boxes(ib.boxes, col, row, ts)
                     tile_t.append({"boxes": tb, "labels": gt_l[idx]})
+    scene = detection_metrics(scene_p, scene_t, k, thr)
+    scene["iou_40"] = precision_recall(scene_p, scene_t, thr, iou=0.4)
+    scene["found"] = int(sum((np.asarray(p["scores"]) >= thr).sum() for p in scene_p))
+    scene["labelled"] = int(sum(len(t["boxes"]) for t in scene_t))
+    scene["best_f1"] = best_f1_threshold(scene_p, scene_t, k)
     return {
-        "scene": detection_metrics(scene_p, scene_t, k, thr),
+        "scene": scene,
         "tiles": detection_metrics(tile_p, tile_t, k, thr),
+        "notes": threshold_notes(bundle, thr, scene["found"], scene["labelled"], scene["best_f1"]),
         "backend": "geocamat COCO-style AP (101-point, IoU .50:.05:.95, no cap on detections per image)",
         "class_agnostic": agnostic, "score_threshold": thr, "images": [str(p) for p in paths],
         "seconds": round(time.perf_counter() - t0, 3),

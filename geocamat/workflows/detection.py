@@ -29,7 +29,8 @@ TRAIN_DEFAULTS: dict = {
     "cam_weight": 1.0, "num_threads": None, "weights": None, "init_from": None,
 }
 PREDICT_DEFAULTS: dict = {"score_threshold": None, "overlap": None, "batch_size": 4, "device": None,
-                          "accelerator": "auto", "nms_iou": None, "model_path": None, "match_iou": 0.5}
+                          "accelerator": "auto", "nms_iou": None, "model_path": None, "match_iou": 0.5,
+                          "duplicate_iou": 0.4, "duplicate_merge": "wbf"}
 
 
 def _json_default(o):
@@ -305,7 +306,8 @@ def _scene(bundle, model, path, opts, device, score_threshold, progress=None):
     return detect_image(path, model_detect_fn(model), tile_size=bundle.tile_size, mean=bundle.mean, std=bundle.std,
                         overlap=float(opts["overlap"]), batch_size=int(opts["batch_size"]),
                         score_threshold=score_threshold, nms_iou=float(opts["nms_iou"]),
-                        match_iou=float(opts["match_iou"]), device=device, progress=progress)
+                        match_iou=float(opts["match_iou"]), duplicate_iou=float(opts["duplicate_iou"]),
+                        duplicate_merge=str(opts["duplicate_merge"]), device=device, progress=progress)
 
 
 def _resolve(bundle: Bundle, options: dict) -> dict:
@@ -315,6 +317,11 @@ def _resolve(bundle: Bundle, options: dict) -> dict:
             opts[key] = bundle.extra.get(key, {"score_threshold": 0.3, "nms_iou": 0.5, "overlap": 0.25}[key])
     if not 0 <= float(opts["overlap"]) < 0.9:
         raise ConfigError(f"invalid overlap={opts['overlap']!r}: use a fraction of the tile in [0, 0.9)")
+    from geocamat.inference.duplicates import METHODS
+
+    if opts["duplicate_merge"] not in METHODS or not 0 < float(opts["duplicate_iou"]) <= 1:
+        raise ConfigError(f"invalid duplicate_merge={opts['duplicate_merge']!r} / duplicate_iou="
+                          f"{opts['duplicate_iou']!r}: use {', '.join(METHODS)} and an IoU in (0, 1]")
     return opts
 
 
@@ -386,7 +393,8 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
                   "sha256": file_sha256(opts["model_path"]) if opts["model_path"] else None,
                   "spec": bundle.model, "classes": [c.name for c in bundle.classes],
                   "regulariser": bundle.regulariser},
-        "settings": {k: opts[k] for k in ("score_threshold", "overlap", "nms_iou", "batch_size", "match_iou")}
+        "settings": {k: opts[k] for k in ("score_threshold", "overlap", "nms_iou", "batch_size", "match_iou",
+                                          "duplicate_iou", "duplicate_merge")}
         | {"device": device, "tile_size": bundle.tile_size},
         "crs": CRS.from_user_input(out_crs).to_string() if out_crs is not None else None,
         "coordinates": "image CRS" if out_crs is not None else "pixels (x = column, y = -row)",

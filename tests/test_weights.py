@@ -209,6 +209,16 @@ def test_init_from_bundles(tmp_path):
     assert record["scope"] == "whole detector" and not record["skipped"]
     for key, value in det.state_dict().items():
         assert torch.equal(twin.state_dict()[key], value), key
+    # a scene/land-use resnet18 starts a detector's backbone (the --init-from route of the detection benchmark)
+    scene_spec = {"name": "camnet", "in_channels": 3, "num_classes": 7, "tile_size": 64, "arch": "resnet18"}
+    scene_model = CamNet(3, 7, 64, arch="resnet18")
+    _bundle(scene_model, "scenes", scene_spec, list("abcdefg"), ["r", "g", "b"]).save(tmp_path / "sc.geocamat")
+    weights = load_init(None, str(tmp_path / "sc.geocamat"))
+    assert detector_backbone(weights) == "resnet18" and weights.stem_kernel == 3
+    det18 = Detector(in_channels=3, backbone="resnet18", tile_size=128, stem_kernel=3)
+    assert apply_weights(det18, weights, ["tree"])["scope"] == "backbone"
+    assert torch.equal(det18.body.layer2[1].conv1.weight, scene_model.stages[1][1].conv1.weight)
+    assert torch.equal(det18.body.stem[0].weight, scene_model.stem[0].weight)
     with pytest.raises(ConfigError, match="--weights or --init-from, not both"):
         load_init("x.pth", str(tmp_path / "det.geocamat"))
     with pytest.raises(InputNotFoundError):

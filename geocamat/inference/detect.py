@@ -170,7 +170,7 @@ def detect_image(
     nms_iou: float = 0.5,
     match_iou: float = 0.5,
     duplicate_iou: float = 0.4,
-    duplicate_merge: str = "wbf",
+    duplicate_merge: str = "nms",
     edge_margin: float = 2.0,
     device: str | torch.device = "cpu",
     progress: Callable[[int, int], None] | None = None,

@@ -27,7 +27,7 @@ def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 
 def merge_duplicates(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, iou: float = 0.4,
-                     method: str = "wbf") -> tuple[np.ndarray, np.ndarray]:
+                     method: str = "nms") -> tuple[np.ndarray, np.ndarray]:
     """Merge groups of same-class boxes whose IoU with the group's best box is >= ``iou``.
 
     Boxes are visited by descending score; each joins the first group (of its class) whose leading box it

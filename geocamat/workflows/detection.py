@@ -30,7 +30,7 @@ TRAIN_DEFAULTS: dict = {
 }
 PREDICT_DEFAULTS: dict = {"score_threshold": None, "overlap": None, "batch_size": 4, "device": None,
                           "accelerator": "auto", "nms_iou": None, "model_path": None, "match_iou": 0.5,
-                          "duplicate_iou": 0.4, "duplicate_merge": "wbf"}
+                          "duplicate_iou": 0.4, "duplicate_merge": "nms"}
 
 
 def _json_default(o):
@@ -428,11 +428,11 @@ def threshold_notes(bundle: Bundle, threshold: float, found: int, labelled: int 
         counted += f" for {labelled} labelled"
     parts = [counted]
     if best is not None:
-        parts.append(f"the validation split's best-F1 threshold is {best:g}" + (
-            f" (--score-threshold {best:g})" if above else ""))
+        parts.append(f"the validation split's best-F1 threshold is {best:.3g}" + (
+            f" (--score-threshold {best:.3g})" if above else ""))
     if reference_best and reference_best.get("threshold") is not None:
         parts.append(f"on this reference the best F1 ({reference_best['f1']:.3f}) is at score >= "
-                     f"{reference_best['threshold']:g}")
+                     f"{reference_best['threshold']:.3g}")
     if best is None and not reference_best:
         parts.append("lower --score-threshold to see weaker detections")
     return ["note: " + "; ".join(parts)]

@@ -310,3 +310,13 @@ def test_train_landuse_from_weights(tmp_path, synthetic_scene, resnet18):
     bundle = Bundle.load(run / "model.geocamat")  # the weight average ships: it must start from the weights too
     assert bundle.model["arch"] == "resnet18" and bundle.extra["init"]["sha256"]
     assert torch.equal(bundle.state_dict["stages.3.0.shortcut.0.weight"], resnet18.layer4[0].downsample[0].weight)
+
+
+def test_resnet34_weights_fill_resnet18_with_the_first_blocks():
+    r34 = torchvision.models.resnet34()
+    weights = load_weights_from(r34)
+    assert weights.depths == [3, 4, 6, 3] and camnet_arch(weights) == "resnet18"
+    model = CamNet(3, 2, 64, arch="resnet18", stem_kernel=7)
+    record = apply_weights(model, weights)
+    _assert_camnet_equals_resnet(model, r34)
+    assert "first 2-2-2-2 blocks of the weights' 3-4-6-3" in record["blocks"]

@@ -320,3 +320,27 @@ def test_resnet34_weights_fill_resnet18_with_the_first_blocks():
     record = apply_weights(model, weights)
     _assert_camnet_equals_resnet(model, r34)
     assert "first 2-2-2-2 blocks of the weights' 3-4-6-3" in record["blocks"]
+
+
+def test_detection_init_from_a_detector_takes_the_whole_detector(tmp_path):
+    """--init-from a detection bundle: its build (backbone, pyramid, anchors) and every layer are taken."""
+    from test_detection_workflow import scene
+
+    from geocamat.workflows.detection import train_detection
+
+    img, csv = scene(tmp_path)
+    base = {"images": [str(img)], "labels": [str(csv)], "tile_size": 128, "epochs": 1, "batch_size": 2,
+            "max_tiles": 2, "empty_ratio": 0.0, "val_fraction": 0.0, "regulariser": "none"}
+    train_detection({**base, "backbone": "tiny", "fpn_channels": 16, "anchor_sizes": [8, 16, 32, 64]},
+                    tmp_path / "src", progress=False, log=lambda line: None)
+    lines: list[str] = []
+    train_detection({**base, "lr": 0.0, "init_from": str(tmp_path / "src" / "model.geocamat")}, tmp_path / "dst",
+                    progress=False, log=lines.append)
+    src, dst = Bundle.load(tmp_path / "src" / "model.geocamat"), Bundle.load(tmp_path / "dst" / "model.geocamat")
+    assert dst.model["backbone"] == "tiny" and dst.model["fpn_channels"] == 16
+    assert dst.model["anchor_sizes"] == [8, 16, 32, 64] and dst.model["stem_kernel"] is None
+    assert dst.extra["init"]["scope"] == "whole detector" and "whole detector" in lines[0]
+    for key in ("detector.backbone.fpn.inner_blocks.0.0.weight", "detector.rpn.head.conv.0.0.weight",
+                "detector.roi_heads.box_predictor.cls_score.weight", "cam_head.weight",
+                "detector.backbone.body.stem.3.weight"):
+        assert torch.equal(dst.state_dict[key], src.state_dict[key]), key

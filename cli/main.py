@@ -10,7 +10,7 @@ import click
 COMMANDS = {
     "train": ("cli.train", "train", "Train a land-use classifier or object detector (CAMAT by default)."),
     "predict": ("cli.predict", "predict", "Map a region with a trained model: GeoTIFFs and vector layers."),
-    "evaluate": ("cli.evaluate", "evaluate", "Score a model's map against a reference raster."),
+    "evaluate": ("cli.evaluate", "evaluate", "Score a model against a reference: land cover, or boxes for detection."),
     "info": ("cli.info", "info", "Describe a GeoTIFF, vector file or model bundle."),
 }
 

@@ -63,6 +63,8 @@ def predict(images, model_path, out, no_vector, overwrite, quiet, **flags):
                    "their mean; --require-all-bands maps them as nodata", err=True)
     if not quiet:
         click.echo(summary_line(Path(out), report))
+    for note in report.get("notes", []):
+        click.echo(note, err=True)
 
 
 def summary_line(out: Path, report: dict) -> str:

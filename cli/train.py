@@ -30,6 +30,8 @@ def _camat_option(name: str, type_=None):
 @setting_option(C, "purity", "--purity", type=float)
 @setting_option(C, "blocks", "--blocks", type=int)
 @setting_option(C, "arch", "--arch")
+@setting_option(C, "weights", "--weights", metavar="NAME|PATH")
+@setting_option(C, "init_from", "--init-from", metavar="BUNDLE")
 @setting_option(C, "epochs", "--epochs", type=int)
 @setting_option(C, "batch_size", "--batch-size", type=int)
 @setting_option(C, "lr", "--lr", type=float)

@@ -35,7 +35,7 @@ def describe(path: str | Path) -> dict:
                 "classes": [{"id": c.id, "name": c.name, "color": c.color} for c in b.classes],
                 "tile_size": b.tile_size, "resolution": b.resolution, "crs": _bundle_crs(b.crs),
                 "regulariser": b.regulariser, "metrics": _headline(b.metrics), "sha256": file_sha256(path),
-                **task_of_bundle(b).describe(b)}
+                **task_of_bundle(b).describe(b), **_started_from(b)}
     import rasterio
 
     from geocamat.data.stack import RASTER_SUFFIXES
@@ -85,6 +85,15 @@ def describe(path: str | Path) -> dict:
     if frame.crs is None:
         info["warning"] = "no CRS: geocamat cannot use this layer until one is set"
     return info
+
+
+def _started_from(bundle) -> dict:
+    """Where a bundle's training started from (:mod:`geocamat.models.weights`), if not from scratch."""
+    init = bundle.extra.get("init")
+    if not init:
+        return {}
+    return {"started_from": {k: init[k] for k in ("source", "name", "url", "sha256", "scope", "first_conv")
+                             if init.get(k) is not None}}
 
 
 def _bundle_crs(wkt: str | None) -> str | None:

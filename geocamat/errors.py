@@ -47,3 +47,7 @@ class CorruptInputError(InvalidRasterError):
 
 class GeocamatWarning(UserWarning):
     """Something that works but is probably not what the user wants; the CLI prints it on one line."""
+
+
+class WeightsError(GeocamatError):
+    """Pretrained weights cannot be found, fetched, read or fitted to the model."""

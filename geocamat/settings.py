@@ -75,11 +75,17 @@ def read_yaml(path: str | Path) -> dict:
             values = loaded[key] if isinstance(loaded[key], list) else [loaded[key]]
             resolved = [str(v) if Path(str(v)).is_absolute() else str(path.parent / str(v)) for v in values]
             loaded[key] = resolved if isinstance(loaded[key], list) else resolved[0]
+    for key in MAYBE_PATH_KEYS:
+        value = loaded.get(key)
+        if isinstance(value, str) and not Path(value).is_absolute() and (path.parent / value).is_file():
+            loaded[key] = str(path.parent / value)
     return loaded
 
 
 #: Keys that hold paths in any task's settings (resolved against a YAML file's folder).
 PATH_KEYS = ("images", "labels", "scenes", "val_images", "val_labels", "init_from")
+#: Keys that hold a path only when that file exists beside the YAML file (else a name, e.g. a weights enum).
+MAYBE_PATH_KEYS = ("weights",)
 
 
 @dataclass

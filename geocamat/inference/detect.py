@@ -7,7 +7,9 @@ Windows of ``tile_size`` overlap by ``overlap`` (a fraction of the tile). Each w
 2. detections of the same class from different windows are the same object when they agree inside the
    windows' common area (see :func:`merge_tiles`); a group keeps its best complete box, or the union of
    its pieces when no window saw the whole object (objects larger than the overlap);
-3. class-wise NMS at ``nms_iou`` removes the remaining duplicates.
+3. class-wise NMS at ``nms_iou`` removes the remaining duplicates;
+4. near-duplicates that NMS at 0.5 lets through (IoU 0.4-0.5) are merged (``duplicate_iou``/``duplicate_merge``,
+   :mod:`geocamat.inference.duplicates`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 from torch import Tensor
 
 from geocamat.data.detection_images import image_info, read_image
+from geocamat.inference.duplicates import merge_duplicates
 from geocamat.unionfind import connected_components
 
 DetectFn = Callable[[Tensor], tuple[list[dict], Tensor | None]]
@@ -157,6 +160,8 @@ def detect_image(
     score_threshold: float = 0.3,
     nms_iou: float = 0.5,
     match_iou: float = 0.5,
+    duplicate_iou: float = 0.4,
+    duplicate_merge: str = "nms",
     edge_margin: float = 2.0,
     device: str | torch.device = "cpu",
     progress: Callable[[int, int], None] | None = None,
@@ -175,6 +180,9 @@ def detect_image(
         score_threshold: detections below are dropped before merging.
         nms_iou: IoU of the cross-window NMS.
         match_iou: see :func:`merge_tiles`.
+        duplicate_iou: near-duplicates of one class with IoU >= this are merged after NMS
+            (:func:`geocamat.inference.duplicates.merge_duplicates`).
+        duplicate_merge: ``wbf``, ``nms`` or ``none``.
         edge_margin: a box within this many pixels of an inner window edge counts as truncated.
         device: where the tiles go.
         progress: called with (windows done, windows total).
@@ -228,6 +236,8 @@ def detect_image(
         scores, labels = np.concatenate(all_scores), np.concatenate(all_labels)
         merged, idx = merge_tiles(boxes, scores, labels, np.concatenate(all_trunc), np.concatenate(all_win),
                                   nms_iou, match_iou)
+        merged, lead = merge_duplicates(merged, scores[idx], labels[idx], duplicate_iou, duplicate_merge)
+        idx = idx[lead]
         merged[:, [0, 2]] = merged[:, [0, 2]].clip(0, info.width)
         merged[:, [1, 3]] = merged[:, [1, 3]].clip(0, info.height)
         out = SceneDetections(merged, scores[idx].astype(np.float32), labels[idx],

@@ -117,6 +117,37 @@ def precision_recall(preds: list[dict], targets: list[dict], score_threshold: fl
     return {"precision": precision, "recall": recall, "f1": f1, "tp": tp, "fp": fp, "n_gt": n_gt}
 
 
+def best_f1_threshold(preds: list[dict], targets: list[dict], num_classes: int, iou: float = 0.5) -> dict:
+    """The score threshold with the best F1 (class-aware, IoU >= ``iou``), over all images.
+
+    Matching is greedy in descending score order, so the detections kept at a threshold are matched exactly
+    as :func:`precision_recall` matches them: one pass gives precision and recall at every threshold.
+
+    Returns:
+        ``{"threshold", "f1", "precision", "recall", "found", "n_gt"}``; ``threshold`` is None when no
+        detection is right (no threshold helps then).
+    """
+    scores, tps, n_gt = [], [], 0
+    for c in range(num_classes):
+        s, t, g = _match(preds, targets, c, iou)
+        scores.append(s)
+        tps.append(t)
+        n_gt += g
+    s, t = np.concatenate(scores), np.concatenate(tps)
+    none = {"threshold": None, "f1": 0.0, "precision": 0.0, "recall": 0.0, "found": 0, "n_gt": n_gt}
+    if not len(s) or not n_gt or not t.any():
+        return none
+    order = np.argsort(-s, kind="mergesort")
+    s, t = s[order], t[order]
+    last = np.r_[s[1:] != s[:-1], True]  # a threshold keeps every detection of the same score
+    tp, fp = np.cumsum(t)[last], np.cumsum(~t)[last]
+    precision, recall = tp / (tp + fp), tp / n_gt
+    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+    k = int(np.argmax(f1))
+    return {"threshold": float(s[last][k]), "f1": float(f1[k]), "precision": float(precision[k]),
+            "recall": float(recall[k]), "found": int(tp[k] + fp[k]), "n_gt": n_gt}
+
+
 def detection_metrics(preds: list[dict], targets: list[dict], num_classes: int, score_threshold: float) -> dict:
     """mAP@0.5, mAP@0.75, mAP@[.5:.95] and precision/recall/F1 at ``score_threshold``."""
     out = mean_average_precision(preds, targets, num_classes)

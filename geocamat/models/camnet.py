@@ -70,10 +70,12 @@ class CamNet(nn.Module):
         output: how :func:`tile_probabilities` turns a tile into per-pixel probabilities: ``window`` (the
             tile's class probabilities for every pixel; blending across overlapping windows gives the map)
             or ``dense`` (the per-location class activation logits, upsampled: a CAM-based segmentation).
+        stem_kernel: kernel of the first convolution (3; 7 where the model starts from torchvision/TorchGeo
+            ResNet weights, whose stem it then matches).
     """
 
     def __init__(self, in_channels: int, num_classes: int, tile_size: int, arch: str = "resnet18",
-                 output: str = "window") -> None:
+                 output: str = "window", stem_kernel: int = 3) -> None:
         super().__init__()
         if output not in ("window", "dense"):
             raise ConfigError(f"unknown output {output!r}: choose window or dense")
@@ -87,7 +89,7 @@ class CamNet(nn.Module):
         for s in stage_strides:
             self.output_stride *= s
         stem: list[nn.Module] = [
-            nn.Conv2d(in_channels, widths[0], 3, 2 if stem_stride >= 2 else 1, 1, bias=False),
+            nn.Conv2d(in_channels, widths[0], stem_kernel, 2 if stem_stride >= 2 else 1, stem_kernel // 2, bias=False),
             nn.BatchNorm2d(widths[0]),
             nn.ReLU(inplace=True),
         ]

@@ -1,4 +1,4 @@
-"""Object detectors with a CAM-able backbone, built from scratch (no pretrained weights).
+"""Object detectors with a CAM-able backbone (from scratch, or started from weights: models/weights.py).
 
 A small ResNet body (stride 4, 8, 16) feeds a feature pyramid and one of torchvision's detectors
 (Faster R-CNN, RetinaNet, FCOS). An auxiliary image-level multi-label head (global average pooling +
@@ -30,15 +30,26 @@ BACKBONES: dict[str, dict] = {
 
 
 class Body(nn.Module):
-    """ResNet-style body: stem to stride 4, then stages at stride 4, 8 and 16 (children run in order)."""
+    """ResNet-style body: stem to stride 4, then stages at stride 4, 8 and 16 (children run in order).
 
-    def __init__(self, in_channels: int, widths: tuple[int, ...], depths: tuple[int, ...]) -> None:
+    The stem is two 3x3 convolutions of stride 2, or (``stem_kernel`` set, e.g. 7 for torchvision/TorchGeo
+    ResNet weights) one ``stem_kernel`` convolution of stride 2 and a 3x3 max-pool of stride 2, as in ResNet.
+    """
+
+    def __init__(self, in_channels: int, widths: tuple[int, ...], depths: tuple[int, ...],
+                 stem_kernel: int | None = None) -> None:
         super().__init__()
         w0 = widths[0]
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, w0, 3, 2, 1, bias=False), nn.BatchNorm2d(w0), nn.ReLU(inplace=True),
-            nn.Conv2d(w0, w0, 3, 2, 1, bias=False), nn.BatchNorm2d(w0), nn.ReLU(inplace=True),
-        )
+        if stem_kernel is None:
+            self.stem = nn.Sequential(
+                nn.Conv2d(in_channels, w0, 3, 2, 1, bias=False), nn.BatchNorm2d(w0), nn.ReLU(inplace=True),
+                nn.Conv2d(w0, w0, 3, 2, 1, bias=False), nn.BatchNorm2d(w0), nn.ReLU(inplace=True),
+            )
+        else:
+            self.stem = nn.Sequential(
+                nn.Conv2d(in_channels, w0, stem_kernel, 2, stem_kernel // 2, bias=False), nn.BatchNorm2d(w0),
+                nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1),
+            )
         cin = w0
         for i, (cout, depth) in enumerate(zip(widths[1:], depths, strict=True)):
             stride = 1 if i == 0 else 2
@@ -73,6 +84,7 @@ class Detector(nn.Module):
             BCE against which classes have a box over the cell). With presence labels alone the head
             learns nothing where every tile holds the class (one-class data such as trees), and its CAM
             is then noise; the dense term makes the CAM peak on the objects.
+        stem_kernel: see :class:`Body` (None: two 3x3 convolutions).
     """
 
     def __init__(
@@ -88,6 +100,7 @@ class Detector(nn.Module):
         nms_iou: float = 0.5,
         detections_per_img: int = 300,
         cam_dense: bool = True,
+        stem_kernel: int | None = None,
     ) -> None:
         super().__init__()
         from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -99,7 +112,7 @@ class Detector(nn.Module):
             raise ValueError(f"unknown backbone {backbone!r}: choose one of {', '.join(BACKBONES)}")
         spec = BACKBONES[backbone]
         self.arch, self.num_classes, self.tile_size = arch, num_classes, tile_size
-        body = Body(in_channels, spec["widths"], spec["depths"])
+        body = Body(in_channels, spec["widths"], spec["depths"], stem_kernel)
         fpn = BackboneWithFPN(body, {"layer1": "0", "layer2": "1", "layer3": "2"}, list(spec["widths"][1:]),
                               fpn_channels)
         common = {"min_size": tile_size, "max_size": tile_size, "image_mean": [0.0] * in_channels,

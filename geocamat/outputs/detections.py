@@ -5,8 +5,9 @@ exact) with ``image``, ``class_name``, ``class_id``, ``score``, ``area`` (CRS un
 ``cam_evidence`` and the pixel box ``xmin, ymin, xmax, ymax``. Georeferenced images give coordinates in
 the image CRS; plain images give pixel coordinates with the vertical axis negated (x = column,
 y = -row), which is how QGIS places an image without georeference, so the boxes overlay it.
-A categorized QGIS style (outlines in the class colours) is written beside the file (``.qml``) and stored
-in the GeoPackage's ``layer_styles`` table as the default style.
+A categorized QGIS style that reads on imagery (bright outlines over a dark halo, width graded by score, the
+score labelled when zoomed in) is written beside the file (``.qml``) and stored in the GeoPackage's
+``layer_styles`` table as the default style.
 """
 
 from __future__ import annotations
@@ -47,35 +48,90 @@ def _hex_to_rgb(color: str) -> str:
     return ",".join(str(int(c[i:i + 2], 16)) for i in (0, 2, 4))
 
 
-def detections_qml(classes: list, field: str = "class_name", width_mm: float = 0.6) -> str:
-    """A QGIS style: categorized by ``field``, one outline-only symbol per class in its colour.
+# outline colours that read on imagery (vegetation, soil, water, roofs): saturated and light, one per class
+# index; land-cover colours (a dark green for trees) vanish on the canopy they outline
+OUTLINE_COLOURS = ("#ffff00", "#00ffff", "#ff00ff", "#ff8c00", "#7fff00", "#ff1493", "#1e90ff", "#ffffff")
+
+
+def outline_colour(index: int) -> str:
+    """The bright outline colour of class ``index`` (:data:`OUTLINE_COLOURS`, cycled)."""
+    return OUTLINE_COLOURS[index % len(OUTLINE_COLOURS)]
+
+
+def _line_layer(color: str, alpha: int, width_mm: float, width_expression: str | None = None) -> str:
+    defined = ""
+    if width_expression:
+        defined = (
+            '          <data_defined_properties>\n'
+            '            <Option type="Map">\n'
+            '              <Option name="name" type="QString" value=""/>\n'
+            '              <Option name="properties" type="Map">\n'
+            '                <Option name="outlineWidth" type="Map">\n'
+            '                  <Option name="active" type="bool" value="true"/>\n'
+            f'                  <Option name="expression" type="QString" value={quoteattr(width_expression)}/>\n'
+            '                  <Option name="type" type="int" value="3"/>\n'
+            '                </Option>\n'
+            '              </Option>\n'
+            '              <Option name="type" type="QString" value="collection"/>\n'
+            '            </Option>\n'
+            '          </data_defined_properties>\n')
+    return (
+        '        <layer class="SimpleFill" enabled="1" pass="0" locked="0">\n'
+        '          <prop k="color" v="0,0,0,0"/>\n'
+        '          <prop k="style" v="no"/>\n'
+        f'          <prop k="outline_color" v="{_hex_to_rgb(color)},{alpha}"/>\n'
+        '          <prop k="outline_style" v="solid"/>\n'
+        f'          <prop k="outline_width" v="{width_mm}"/>\n'
+        '          <prop k="outline_width_unit" v="MM"/>\n'
+        '          <prop k="joinstyle" v="miter"/>\n'
+        f'{defined}'
+        '        </layer>\n')
+
+
+def detections_qml(classes: list, field: str = "class_name", label_scale: int = 5000) -> str:
+    """A QGIS style that reads on imagery: bright outlines graded by score over a dark halo, scores as labels.
+
+    Each class (categorized by ``field``) gets a bright colour (:func:`outline_colour`) drawn over a
+    semi-transparent black halo, so the outline stands out on light and dark ground alike; its width grows
+    with the score (0.35 mm at score 0 to 1.1 mm at 1). The score is written inside each box (white text,
+    black buffer) when the map is zoomed in to 1:``label_scale`` or closer.
 
     Args:
-        classes: objects with ``name`` and ``color`` (#rrggbb), e.g. :class:`geocamat.bundle.ClassInfo`.
+        classes: objects with ``name`` (e.g. :class:`geocamat.bundle.ClassInfo`).
+        field: the attribute holding the class name.
+        label_scale: the smallest-scale denominator at which scores are labelled.
     """
     cats, syms = [], []
+    width = 'coalesce(0.35 + 0.75 * min(max("score", 0), 1), 0.6)'
     for i, c in enumerate(classes):
         cats.append(f'      <category render="true" symbol="{i}" value={quoteattr(c.name)} label={quoteattr(c.name)}/>')
         syms.append(
             f'      <symbol type="fill" name="{i}" alpha="1" clip_to_extent="1" force_rhr="0">\n'
-            f'        <layer class="SimpleFill" enabled="1" pass="0" locked="0">\n'
-            f'          <prop k="color" v="0,0,0,0"/>\n'
-            f'          <prop k="style" v="no"/>\n'
-            f'          <prop k="outline_color" v="{_hex_to_rgb(c.color)},255"/>\n'
-            f'          <prop k="outline_style" v="solid"/>\n'
-            f'          <prop k="outline_width" v="{width_mm}"/>\n'
-            f'          <prop k="outline_width_unit" v="MM"/>\n'
-            f'          <prop k="joinstyle" v="miter"/>\n'
-            f'        </layer>\n'
-            f'      </symbol>')
+            + _line_layer("#000000", 150, 1.6)
+            + _line_layer(outline_colour(i), 255, 0.6, width)
+            + '      </symbol>')
+    label = (
+        "  <labeling type=\"simple\">\n"
+        "    <settings calloutType=\"simple\">\n"
+        '      <text-style fieldName="format_number(&quot;score&quot;, 2)" isExpression="1" fontSize="7" '
+        'fontSizeUnit="Point" textColor="255,255,255,255" textOpacity="1" fontWeight="75" fontFamily="Sans Serif">\n'
+        '        <text-buffer bufferDraw="1" bufferSize="0.7" bufferSizeUnits="MM" bufferColor="0,0,0,255" '
+        'bufferOpacity="0.85" bufferNoFill="1" bufferJoinStyle="128"/>\n'
+        "      </text-style>\n"
+        '      <placement placement="1" quadOffset="4" dist="0" fitInPolygonOnly="0" centroidInside="1"/>\n'
+        f'      <rendering scaleVisibility="1" scaleMin="0" scaleMax="{int(label_scale)}" obstacle="0" '
+        'displayAll="1" upsidedownLabels="0"/>\n'
+        "    </settings>\n"
+        "  </labeling>\n")
     return (
         "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
-        '<qgis version="3.22.0" styleCategories="Symbology">\n'
+        '<qgis version="3.22.0" styleCategories="Symbology|Labeling" labelsEnabled="1">\n'
         f'  <renderer-v2 type="categorizedSymbol" attr={quoteattr(field)} symbollevels="0" enableorderby="0" '
         'forceraster="0">\n'
         "    <categories>\n" + "\n".join(cats) + "\n    </categories>\n"
         "    <symbols>\n" + "\n".join(syms) + "\n    </symbols>\n"
         "  </renderer-v2>\n"
+        + label +
         "  <layerGeometryType>2</layerGeometryType>\n"
         "</qgis>\n")
 
@@ -118,7 +174,7 @@ def write_detections(path: str | os.PathLike, frame, classes: list, crs=None) ->
 
 def plot_detections(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, classes: list, out_png: str | os.PathLike,
                     truth: np.ndarray | None = None, title: str | None = None) -> None:
-    """Draw predicted boxes (class colours) and optional ground truth (dashed white) over an RGB image.
+    """Draw predicted boxes (bright class outlines, as in the QGIS style) and ground truth (dashed white).
 
     Args:
         image: (H, W, 3) uint8 or float in [0, 1].
@@ -142,7 +198,8 @@ def plot_detections(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, cl
         for x0, y0, x1, y1 in np.asarray(truth).reshape(-1, 4):
             ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="white", lw=1.0, ls="--"))
     for (x0, y0, x1, y1), lab in zip(np.asarray(boxes).reshape(-1, 4), np.asarray(labels), strict=True):
-        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec=classes[int(lab)].color, lw=1.4))
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="black", lw=2.6, alpha=0.55))
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec=outline_colour(int(lab)), lw=1.2))
     ax.set_axis_off()
     if title:
         ax.set_title(title, fontsize=9)

@@ -29,6 +29,10 @@ class TrainSettings:
     regulariser: str = setting("camat", "Training-time occlusion (CAMAT or a baseline).", choices=REGULARISER_NAMES)
     camat: CamatConfig = setting(help="CAMAT options (camat.tau, camat.fill, ...); see docs/camat.md.",
                                  factory=CamatConfig)
+    weights: str | None = setting(None, "Start from these weights: a torchvision/TorchGeo enum name (e.g. "
+                                  "ResNet18_Weights.IMAGENET1K_V1) or a .pth/.pt/.safetensors/.geocamat file.")
+    init_from: str | None = setting(None, "Start from the backbone (or whole detector) of a geocamat bundle "
+                                    "(RUN/model.geocamat).", path=True)
     seed: int = setting(0, "Random seed.")
     accelerator: str = setting("auto", "Lightning accelerator: auto (GPU if present), cpu, gpu.")
     devices: int | str = setting("auto", "Devices per node (e.g. 1, 4, auto).")

@@ -62,3 +62,43 @@ def build_trainer(config, stage: Path | None, callbacks: list, progress: bool, *
                      strategy=config.strategy, num_nodes=config.num_nodes,
                      precision=config.precision or ("bf16-mixed" if gpu else "32-true"), callbacks=callbacks,
                      enable_progress_bar=progress, enable_model_summary=False, default_root_dir=stage, **kwargs)
+
+
+def camnet_spec(spec: dict, init) -> str:
+    """The arch of a CamNet run: the configured one, else the weights' own; sets the stem to the weights'.
+
+    Args:
+        spec: the model spec (``arch`` None when the user gave none).
+        init: the starting weights (:class:`geocamat.models.weights.ResNetWeights`) or None.
+
+    Returns:
+        The arch name (also set in ``spec``).
+    """
+    from geocamat.errors import WeightsError
+    from geocamat.models.weights import camnet_arch
+
+    if init is None:
+        return spec["arch"]
+    if init.stem_kernel is None:
+        raise WeightsError(f"{init.name} is a detector whose two-convolution stem cannot start a "
+                           f"{spec['name']} model: --init-from a land-use or scene model, or give ResNet weights")
+    spec["arch"] = spec["arch"] or camnet_arch(init)
+    spec["stem_kernel"] = init.stem_kernel
+    return spec["arch"]
+
+
+def start_task(task, init, classes: list, log) -> dict | None:
+    """Load the starting weights into a Lightning task's ``model`` (and its weight average); say so in one line.
+
+    Returns:
+        The record for ``bundle.extra["init"]`` (None without weights).
+    """
+    if init is None:
+        return None
+    from geocamat.models.weights import apply_weights, init_message
+
+    record = apply_weights(task.model, init, [c.name for c in classes])
+    if getattr(task, "ema_model", None) is not None:
+        task.ema_model.load_state_dict(task.model.state_dict())
+    log(init_message(record))
+    return record

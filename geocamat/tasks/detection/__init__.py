@@ -53,24 +53,37 @@ def predict(bundle, images: list[str], out_dir: Path, options: PredictOptions, *
 def evaluate(bundle, images: list[str], options: EvaluateOptions, *, progress: bool = True,
              log: Callable[[str], None] = print) -> dict:
     """Score the detector's output on ``images`` against reference boxes; print mAP, precision and recall."""
-    import json
-
     from geocamat.errors import ConfigError
     from geocamat.tasks.detection.workflow import evaluate_detection
 
     if not images or not options.reference:
         raise ConfigError("give IMAGES and --reference BOXES (Pascal VOC XML, CSV, GeoPackage/Shapefile, DOTA text)")
-    metrics = evaluate_detection(bundle, list(images), options)
-    scene = metrics["scene"]
-    log(f"{len(metrics['images'])} images, score >= {metrics['score_threshold']}: mAP@0.5 {scene['map_50']:.3f}, "
-        f"mAP@[.5:.95] {scene['map']:.3f}, precision {scene['precision']:.3f}, recall {scene['recall']:.3f}")
+    report = evaluate_detection(bundle, list(images), options)
     if options.out:
-        Path(options.out).mkdir(parents=True, exist_ok=True)
-        (Path(options.out) / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
-    return metrics
+        from geocamat.outputs.jsonfile import write_json
+
+        write_json(Path(options.out) / "metrics.json", report)
+    scene, tiles, thr = report["scene"], report["tiles"], report["score_threshold"]
+    n = len(report["images"])
+    log(f"{n} image{'s' if n != 1 else ''}: {scene['labelled']} labelled objects, {scene['found']} found at "
+        f"score >= {thr:g}" + (" (classes counted as one)" if report["class_agnostic"] else ""))
+    log(f"  mAP@0.5 {scene['map_50']:.3f}  mAP@[.5:.95] {scene['map']:.3f}  mAP@0.75 {scene['map_75']:.3f}")
+    for iou, m in (("0.5", scene), ("0.4", scene["iou_40"])):
+        log(f"  IoU {iou}: precision {m['precision']:.3f}  recall {m['recall']:.3f}  f1 {m['f1']:.3f}  "
+            f"({m['tp']} right, {m['fp']} wrong)")
+    names = [c.name for c in bundle.classes] if not report["class_agnostic"] else ["all"]
+    per_class = scene.get("ap_50_per_class") or []
+    if len(names) > 1:
+        for name, ap in zip(names, per_class, strict=False):
+            log(f"  {name:<16} AP@0.5 {'-' if ap is None else f'{ap:.3f}'}")
+    log(f"  tiles of {bundle.tile_size} px without overlap (boxes clipped): mAP@0.5 {tiles['map_50']:.3f}  "
+        f"mAP@[.5:.95] {tiles['map']:.3f}")
+    for note in report["notes"]:
+        log(note)
+    return report
 
 
 def describe(bundle) -> dict:
     """The detection settings a bundle carries (for ``geocamat info``)."""
-    return {"detection": {k: bundle.extra.get(k) for k in ("detector", "backbone", "score_threshold", "nms_iou",
-                                                           "overlap")}}
+    keys = ("detector", "backbone", "score_threshold", "score_threshold_from", "nms_iou", "overlap")
+    return {"detection": {k: bundle.extra[k] for k in keys if bundle.extra.get(k) is not None}}

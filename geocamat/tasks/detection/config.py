@@ -23,23 +23,36 @@ class DetectionConfig(TrainSettings):
     batch_size: int = setting(4, "Tiles per batch.")
     lr: float = setting(1e-3, "AdamW learning rate (cosine decay).")
     weight_decay: float = setting(1e-4, "AdamW weight decay.")
-    detector: str = setting("fasterrcnn", "Detector head.", choices=("fasterrcnn", "retinanet", "fcos"))
-    backbone: str = setting("small", "Backbone.", choices=("tiny", "small", "resnet10", "resnet18"))
-    fpn_channels: int = setting(64, "Feature pyramid channels.")
-    anchor_sizes: list[int] = setting(help="Anchor sizes in pixels, one per pyramid level.",
-                                      factory=lambda: [16, 32, 64, 128])
+    detector: str | None = setting(None, "Detector head; default fasterrcnn, or a detector bundle's own with "
+                                   "--init-from.", choices=("fasterrcnn", "retinanet", "fcos"))
+    backbone: str | None = setting(None, "Backbone; default small, or the weights' own with --weights/--init-from.",
+                                   choices=("tiny", "small", "resnet10", "resnet18"))
+    fpn_channels: int | None = setting(None, "Feature pyramid channels; default 64 (or a detector bundle's).")
+    anchor_sizes: list[int] | None = setting(None, "Anchor sizes in pixels, one per pyramid level; default "
+                                             "16 32 64 128 (or a detector bundle's).")
     empty_ratio: float = setting(0.1, "Tiles without objects, relative to tiles with objects.")
     max_tiles: int | None = setting(None, "Cap on training tiles.")
     val_fraction: float = setting(0.2, "Right-hand strip of each image held out for validation.")
     val_images: list[str] | None = setting(None, "Separate validation images (instead of val_fraction).", path=True)
     val_labels: list[str] | None = setting(None, "Boxes of val_images (default: labels).", path=True)
-    score_threshold: float = setting(0.3, "Default score threshold stored in the model for predict.")
+    score_threshold: float | None = setting(None, "Predict's default score threshold stored in the model; default: "
+                                            "the validation split's best-F1 threshold, else 0.3.")
     nms_iou: float = setting(0.5, "IoU of cross-tile non-maximum suppression stored in the model.")
     overlap: float = setting(0.25, "Tile overlap of predict stored in the model.")
     cam_weight: float = setting(1.0, "Weight of the auxiliary multi-label (CAM head) loss.")
     num_threads: int | None = setting(None, "CPU threads for torch (default: torch's).")
 
     regularisers = ("camat", "random-erasing", "none")
+    #: what the model settings left unset (None) become when no starting weights say otherwise
+    MODEL_FALLBACKS = {"detector": "fasterrcnn", "backbone": "small", "fpn_channels": 64,
+                       "anchor_sizes": [16, 32, 64, 128], "score_threshold": 0.3}
+
+    def fill_model_fallbacks(self) -> None:
+        """Set the architecture settings still unset to :data:`MODEL_FALLBACKS` (score_threshold stays None: it
+        is chosen on the validation split)."""
+        for key, value in self.MODEL_FALLBACKS.items():
+            if key != "score_threshold" and getattr(self, key) is None:
+                setattr(self, key, list(value) if isinstance(value, list) else value)
 
     def check(self) -> None:
         super().check()
@@ -51,11 +64,13 @@ class DetectionConfig(TrainSettings):
             self.classes = [self.classes]
         if not isinstance(self.tile_size, int) or not 64 <= self.tile_size <= 4096:
             raise ConfigError(f"tile_size must be an integer in [64, 4096] for detection, not {self.tile_size!r}")
-        positive_int(self, "epochs", "batch_size", "fpn_channels")
+        positive_int(self, "epochs", "batch_size")
+        if self.fpn_channels is not None:
+            positive_int(self, "fpn_channels")
         in_range(self, "empty_ratio", 0, 10)
         in_range(self, "val_fraction", 0, 0.9, high_open=True)
         in_range(self, "overlap", 0, 0.9, high_open=True)
-        in_range(self, "score_threshold", 0, 1)
+        in_range(self, "score_threshold", 0, 1, optional=True)
         in_range(self, "nms_iou", 0, 1)
         if self.max_tiles is not None:
             positive_int(self, "max_tiles")
@@ -77,6 +92,10 @@ class PredictOptions:
     batch_size: int = setting(4, "Tiles per forward pass.")
     device: str = setting("auto", "auto | cpu | cuda | cuda:1")
     match_iou: float = setting(0.5, "IoU above which boxes of neighbouring tiles are the same object.")
+    duplicate_iou: float = setting(0.4, "Boxes that survive NMS but overlap a better box of their class by more "
+                                   "than this IoU are merged into it.")
+    duplicate_merge: str = setting("nms", "How near-duplicates are merged: nms (keep the best), wbf (score-weighted "
+                                   "box), none.", choices=("nms", "wbf", "none"))
     force: bool = setting(False, "Run anyway on a GeoTIFF without georeference or at a pixel size beyond 4x the "
                           "model's.")
 

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from geocamat.camat.detection import ObjectRegulariser
-from geocamat.metrics.detection import detection_metrics
+from geocamat.metrics.detection import best_f1_threshold, detection_metrics
 from geocamat.models.detectors import build_detector
 
 
@@ -69,6 +69,7 @@ class DetectionTask(L.LightningModule):
         if self._val_targets:
             self.val_metrics = detection_metrics(self._val_preds, self._val_targets, self.num_classes,
                                                  self.score_threshold)
+            self.val_metrics["best_f1"] = best_f1_threshold(self._val_preds, self._val_targets, self.num_classes)
             for k in ("map_50", "map", "precision", "recall"):
                 self.log(f"val_{k}", float(self.val_metrics[k]), prog_bar=k == "map_50")
         self._val_preds, self._val_targets = [], []

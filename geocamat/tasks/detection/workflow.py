@@ -39,7 +39,47 @@ def _accelerator(name: str | None) -> str:
     return name
 
 
-def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True) -> dict:
+def _start_spec(cfg: DetectionConfig, init) -> dict:
+    """Model settings that follow the starting weights when the user did not set them (None), then the
+    fallbacks of :data:`DetectionConfig.MODEL_FALLBACKS`.
+
+    The backbone becomes the weights' own (and the stem theirs); from a detector bundle, also its detector,
+    pyramid width and anchors, so the whole detector can be taken.
+    """
+    stem = {}
+    if init is not None:
+        from geocamat.models.weights import detector_backbone
+
+        if cfg.backbone is None:
+            cfg.backbone = detector_backbone(init)
+        spec = init.source_spec or {}
+        if spec.get("name") == "detector":
+            for key, source in (("detector", "arch"), ("fpn_channels", "fpn_channels"),
+                                ("anchor_sizes", "anchor_sizes")):
+                if getattr(cfg, key) is None and source in spec:
+                    setattr(cfg, key, spec[source])
+        stem = {"stem_kernel": init.stem_kernel}
+    cfg.fill_model_fallbacks()
+    return stem
+
+
+def _default_threshold(cfg: DetectionConfig, metrics: dict) -> tuple[float, str, dict | None]:
+    """Predict's default score threshold: the one given, else the validation split's best-F1 one, else the
+    fallback (0.3).
+
+    Returns:
+        (threshold, where it comes from, the validation best-F1 record or None).
+    """
+    best = metrics.get("best_f1")
+    if cfg.score_threshold is not None:
+        return float(cfg.score_threshold), "configured", best
+    if best and best.get("threshold") is not None:
+        return round(float(best["threshold"]), 4), "validation best F1", best
+    fallback = float(cfg.MODEL_FALLBACKS["score_threshold"])
+    return fallback, "default (no validation detection was right)" if best else "default (no validation split)", best
+
+
+def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, log=print) -> dict:
     """Train a detector with object-aware CAMAT (or a baseline) and write ``model.geocamat`` + ``metrics.json``.
 
     Args:
@@ -59,6 +99,10 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True) 
     from geocamat.tasks.detection.module import DetectionTask
 
     t_start = time.perf_counter()
+    from geocamat.models.weights import load_init
+
+    init = load_init(cfg.weights, cfg.init_from, progress)
+    stem = _start_spec(cfg, init)
     if cfg.num_threads:
         torch.set_num_threads(int(cfg.num_threads))
     out_dir = Path(out_dir)
@@ -111,13 +155,21 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True) 
 
     model_kwargs = {"arch": cfg.detector, "in_channels": len(bands), "num_classes": len(classes),
                     "tile_size": ts, "backbone": cfg.backbone, "fpn_channels": int(cfg.fpn_channels),
-                    "anchor_sizes": [int(a) for a in cfg.anchor_sizes]}
+                    "anchor_sizes": [int(a) for a in cfg.anchor_sizes], **stem}
     from geocamat.camat.detection import build_object_regulariser
 
     regulariser = build_regulariser_from(cfg, build_object_regulariser)
     set_zero_fill(regulariser, mean, std)
+    validation_threshold = cfg.score_threshold if cfg.score_threshold is not None else \
+        cfg.MODEL_FALLBACKS["score_threshold"]
     task = DetectionTask(model_kwargs, regulariser, lr=float(cfg.lr), weight_decay=float(cfg.weight_decay),
-                         cam_weight=float(cfg.cam_weight), score_threshold=float(cfg.score_threshold))
+                         cam_weight=float(cfg.cam_weight), score_threshold=float(validation_threshold))
+    init_record = None
+    if init is not None:
+        from geocamat.models.weights import apply_weights, init_message
+
+        init_record = apply_weights(task.model, init, list(classes))
+        log(init_message(init_record))
     accel = _accelerator(cfg.accelerator)
     epochs = int(cfg.epochs)
     trainer = build_trainer(cfg, None, [], progress, logger=False, enable_checkpointing=False,
@@ -137,6 +189,7 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True) 
         "fit_seconds": fit_s, "total_seconds": time.perf_counter() - t_start, "device": accel,
         "regulariser": regulariser.name, "seed": seed,
     })
+    threshold, threshold_from, best = _default_threshold(cfg, metrics)
     crs = next((i.crs for i in infos if i.crs is not None), None)
     tr = next((i.transform for i in infos if i.crs is not None), None)
     bundle = Bundle(
@@ -146,10 +199,11 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True) 
         tile_size=ts, resolution=(abs(tr.a), abs(tr.e)) if tr is not None else None,
         crs=crs.to_wkt() if crs is not None else None, regulariser=regulariser.settings(),
         metrics=metrics,
-        extra={"score_threshold": float(cfg.score_threshold), "nms_iou": float(cfg.nms_iou),
+        extra={"score_threshold": threshold, "score_threshold_from": threshold_from,
+               "validation_best_f1": best, "nms_iou": float(cfg.nms_iou),
                "overlap": float(cfg.overlap), "detector": cfg.detector, "backbone": cfg.backbone,
                "training_images": [str(p) for p in images], "labels": [str(p) for p in labels],
-               "label_field": cfg.label_field},
+               "label_field": cfg.label_field, "init": init_record},
     )
     bundle.save(out_dir / "model.geocamat")
     write_json(out_dir / "metrics.json", metrics)
@@ -182,7 +236,8 @@ def _scene(bundle, model, path, opts, device, score_threshold, progress=None):
     return detect_image(path, model_detect_fn(model), tile_size=bundle.tile_size, mean=bundle.mean, std=bundle.std,
                         overlap=float(opts["overlap"]), batch_size=int(opts["batch_size"]),
                         score_threshold=score_threshold, nms_iou=float(opts["nms_iou"]),
-                        match_iou=float(opts["match_iou"]), device=device, progress=progress)
+                        match_iou=float(opts["match_iou"]), duplicate_iou=float(opts["duplicate_iou"]),
+                        duplicate_merge=str(opts["duplicate_merge"]), device=device, progress=progress)
 
 
 def _resolve(bundle: Bundle, options: PredictOptions) -> dict:
@@ -195,6 +250,11 @@ def _resolve(bundle: Bundle, options: PredictOptions) -> dict:
             opts[key] = bundle.extra[key]
     if not 0 <= float(opts["overlap"]) < 0.9:
         raise ConfigError(f"invalid overlap={opts['overlap']!r}: use a fraction of the tile in [0, 0.9)")
+    from geocamat.inference.duplicates import METHODS
+
+    if opts["duplicate_merge"] not in METHODS or not 0 < float(opts["duplicate_iou"]) <= 1:
+        raise ConfigError(f"invalid duplicate_merge={opts['duplicate_merge']!r} / duplicate_iou="
+                          f"{opts['duplicate_iou']!r}: use {', '.join(METHODS)} and an IoU in (0, 1]")
     return opts
 
 
@@ -271,16 +331,49 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
                   "sha256": file_sha256(model_path) if model_path else None,
                   "spec": bundle.model, "classes": [c.name for c in bundle.classes],
                   "regulariser": bundle.regulariser},
-        "settings": {k: opts[k] for k in ("score_threshold", "overlap", "nms_iou", "batch_size", "match_iou")}
+        "settings": {k: opts[k] for k in ("score_threshold", "overlap", "nms_iou", "batch_size", "match_iou",
+                                          "duplicate_iou", "duplicate_merge")}
         | {"device": device, "tile_size": bundle.tile_size},
         "crs": CRS.from_user_input(out_crs).to_string() if out_crs is not None else None,
         "coordinates": "image CRS" if out_crs is not None else "pixels (x = column, y = -row)",
         "counts": counts, "total": int(len(frame)), "outputs": files,
+        "notes": threshold_notes(bundle, float(opts["score_threshold"]), int(len(frame))),
         "timings": {"seconds": round(time.perf_counter() - t0, 3)},
         "machine": platform.node(),
     }
     write_json(out_dir / "report.json", report)
     return report
+
+
+def threshold_notes(bundle: Bundle, threshold: float, found: int, labelled: int | None = None,
+                    reference_best: dict | None = None) -> list[str]:
+    """One-line notes when a score threshold returns almost nothing (or far fewer objects than labelled).
+
+    Args:
+        bundle: the detection model (its validation best-F1 threshold, when training recorded one).
+        threshold: the score threshold used.
+        found: objects kept at ``threshold``.
+        labelled: objects in the reference (evaluation), else None (prediction).
+        reference_best: best-F1 record on the reference (evaluation).
+    """
+    best = (bundle.extra.get("validation_best_f1") or {}).get("threshold")
+    few = found == 0 or (labelled is not None and found < 0.5 * labelled)
+    above = best is not None and threshold > best + 1e-9
+    if not (few or (labelled is None and above and found < 10)):
+        return []
+    counted = f"{found} object{'s' if found != 1 else ''} at score >= {threshold:g}"
+    if labelled is not None:
+        counted += f" for {labelled} labelled"
+    parts = [counted]
+    if best is not None:
+        parts.append(f"the validation split's best-F1 threshold is {best:.3g}" + (
+            f" (--score-threshold {best:.3g})" if above else ""))
+    if reference_best and reference_best.get("threshold") is not None:
+        parts.append(f"on this reference the best F1 ({reference_best['f1']:.3f}) is at score >= "
+                     f"{reference_best['threshold']:.3g}")
+    if best is None and not reference_best:
+        parts.append("lower --score-threshold to see weaker detections")
+    return ["note: " + "; ".join(parts)]
 
 
 def evaluate_detection(bundle: Bundle, images: list[str], options: EvaluateOptions) -> dict:
@@ -300,7 +393,7 @@ def evaluate_detection(bundle: Bundle, images: list[str], options: EvaluateOptio
 
     from geocamat.data.detection_images import expand_paths, read_image
     from geocamat.data.detection_tiles import clip_boxes, grid_offsets
-    from geocamat.metrics.detection import detection_metrics
+    from geocamat.metrics.detection import best_f1_threshold, detection_metrics, precision_recall
 
     _check_bundle(bundle)
     agnostic, label_field = options.class_agnostic, options.reference_field
@@ -347,9 +440,15 @@ def evaluate_detection(bundle: Bundle, images: list[str], options: EvaluateOptio
                                    "labels": lab(d["labels"].cpu().numpy()[keep])})
                     tb, idx = clip_boxes(ib.boxes, col, row, ts)
                     tile_t.append({"boxes": tb, "labels": gt_l[idx]})
+    scene = detection_metrics(scene_p, scene_t, k, thr)
+    scene["iou_40"] = precision_recall(scene_p, scene_t, thr, iou=0.4)
+    scene["found"] = int(sum((np.asarray(p["scores"]) >= thr).sum() for p in scene_p))
+    scene["labelled"] = int(sum(len(t["boxes"]) for t in scene_t))
+    scene["best_f1"] = best_f1_threshold(scene_p, scene_t, k)
     return {
-        "scene": detection_metrics(scene_p, scene_t, k, thr),
+        "scene": scene,
         "tiles": detection_metrics(tile_p, tile_t, k, thr),
+        "notes": threshold_notes(bundle, thr, scene["found"], scene["labelled"], scene["best_f1"]),
         "backend": "geocamat COCO-style AP (101-point, IoU .50:.05:.95, no cap on detections per image)",
         "class_agnostic": agnostic, "score_threshold": thr, "images": [str(p) for p in paths],
         "seconds": round(time.perf_counter() - t0, 3),

@@ -33,8 +33,11 @@ class LandUseConfig(TrainSettings):
     val_parity: str = setting("odd", "Validation blocks: row block + column block odd (or even).",
                               choices=("odd", "even"))
     max_tiles: int = setting(50000, "Cap on training tiles.")
-    arch: str = setting("camnet-xs", "Backbone (camnet-xs mapped best on the NC sample, ~1/20 of resnet18's cost).",
-                        choices=ARCH_NAMES)
+    arch: str | None = setting(None, "Backbone; default camnet-xs (mapped best on the NC sample, ~1/20 of "
+                               "resnet18's cost), or the weights' own with --weights/--init-from.", choices=ARCH_NAMES)
+
+    #: the arch when neither --arch nor starting weights say
+    ARCH_FALLBACK = "camnet-xs"
     epochs: int = setting(30, "Training epochs.")
     batch_size: int = setting(64, "Tiles per batch.")
     lr: float = setting(2e-3, "Peak learning rate (AdamW, one-cycle).")
@@ -64,6 +67,8 @@ class LandUseConfig(TrainSettings):
             positive_int(self, "stride")
         if isinstance(self.bands, str):
             self.bands = self.bands.split(",")
+        if self.arch is None and not (self.weights or self.init_from):
+            self.arch = self.ARCH_FALLBACK
         if self.output is None:
             self.output = "dense" if self.pixel_loss else "window"
         in_range(self, "footprint", 0, 1, low_open=True)

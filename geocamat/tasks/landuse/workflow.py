@@ -16,7 +16,14 @@ from geocamat.outputs.staging import TRAIN_RESULTS, staged_output
 from geocamat.settings import dump
 from geocamat.tasks.landuse.config import LandUseConfig
 from geocamat.tasks.landuse.options import MIN_MAPPING_UNIT
-from geocamat.tasks.training import build_regulariser_from, build_trainer, quiet_lightning, set_zero_fill
+from geocamat.tasks.training import (
+    build_regulariser_from,
+    build_trainer,
+    camnet_spec,
+    quiet_lightning,
+    set_zero_fill,
+    start_task,
+)
 
 
 def _classes(config: LandUseConfig, labels) -> list:
@@ -66,6 +73,9 @@ def train_landuse(config: LandUseConfig, out_dir: Path, *, overwrite: bool = Fal
     L.seed_everything(config.seed, verbose=False)
     with staged_output(Path(out_dir), overwrite, TRAIN_RESULTS) as stage:
         work = stage / "work"
+        from geocamat.models.weights import load_init
+
+        init = load_init(config.weights, config.init_from, progress)
         stack = open_stack(config.images, work, bands=config.bands)
         check_inputs(stack.sources)  # a truncated file fails here, not after an epoch
         if Path(config.labels).suffix.lower() not in VECTOR_SUFFIXES and Path(config.labels).is_file():
@@ -98,6 +108,7 @@ def train_landuse(config: LandUseConfig, out_dir: Path, *, overwrite: bool = Fal
         registration = _check_registration(config, x_train, train.masks, len(classes), log)
         model_spec = {"name": "camnet", "in_channels": stack.num_bands, "num_classes": len(classes),
                       "tile_size": opts.tile_size, "arch": config.arch, "output": config.output}
+        config.arch = model_spec["arch"] = camnet_spec(model_spec, init)
         weights = None
         if config.class_weighting:
             freq = torch.tensor(counts, dtype=torch.float).clamp_min(1)
@@ -112,6 +123,7 @@ def train_landuse(config: LandUseConfig, out_dir: Path, *, overwrite: bool = Fal
                            label_smoothing=config.label_smoothing, class_weights=weights,
                            pixel_loss=float(config.pixel_loss), ema_decay=float(config.ema_decay),
                            cutmix=float(config.cutmix), footprint=opts.footprint)
+        init_record = start_task(task, init, classes, log)
         generator = torch.Generator().manual_seed(config.seed)
         masks = train.masks if config.pixel_loss > 0 else None
         train_loader = DataLoader(TileDataset(x_train, train.labels, masks), batch_size=config.batch_size,
@@ -141,7 +153,8 @@ def train_landuse(config: LandUseConfig, out_dir: Path, *, overwrite: bool = Fal
                         regulariser=regulariser.settings(),
                         extra={"overlap": overlap, "tta": bool(config.predict_tta), "footprint": opts.footprint,
                                "band_selection": config.bands, "training_tiles": len(train),
-                               "validation_tiles": len(val), "label_offset": registration["applied"]})
+                               "validation_tiles": len(val), "label_offset": registration["applied"],
+                               "init": init_record})
         bundle.save(stage / "model.geocamat")
         offset = registration["applied"]
         metrics = {"validation_map": _validation_map_metrics(bundle, stage, stack, labels, config, offset,

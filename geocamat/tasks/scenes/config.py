@@ -17,7 +17,11 @@ class SceneConfig(TrainSettings):
     scenes: str | None = setting(None, "A folder with one sub-folder of images per class.", path=True)
     image_size: int = setting(64, "Images are resized to this side (pixels).")
     train_fraction: float = setting(0.5, "Stratified share of each class used for training.")
-    arch: str = setting("resnet18", "Backbone.", choices=ARCH_NAMES)
+    arch: str | None = setting(None, "Backbone; default resnet18, or the weights' own with --weights/--init-from.",
+                               choices=ARCH_NAMES)
+
+    #: the arch when neither --arch nor starting weights say
+    ARCH_FALLBACK = "resnet18"
     epochs: int = setting(30, "Training epochs.")
     batch_size: int = setting(64, "Images per batch.")
     lr: float = setting(2e-3, "Peak learning rate (AdamW, one-cycle).")
@@ -29,4 +33,6 @@ class SceneConfig(TrainSettings):
         if not self.scenes:
             raise ConfigError("no scene folder given: pass --scenes DIR (one sub-folder of images per class)")
         positive_int(self, "image_size", "epochs", "batch_size")
+        if self.arch is None and not (self.weights or self.init_from):
+            self.arch = self.ARCH_FALLBACK
         in_range(self, "train_fraction", 0, 1, low_open=True, high_open=True)

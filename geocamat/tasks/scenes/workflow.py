@@ -13,7 +13,14 @@ from geocamat.bundle import Bundle
 from geocamat.outputs.staging import TRAIN_RESULTS, staged_output
 from geocamat.settings import dump
 from geocamat.tasks.scenes.config import SceneConfig
-from geocamat.tasks.training import build_regulariser_from, build_trainer, quiet_lightning, set_zero_fill
+from geocamat.tasks.training import (
+    build_regulariser_from,
+    build_trainer,
+    camnet_spec,
+    quiet_lightning,
+    set_zero_fill,
+    start_task,
+)
 
 
 def _load(items, size: int, mean=None, std=None):
@@ -46,6 +53,9 @@ def train_scenes(config: SceneConfig, out_dir: Path, *, overwrite: bool = False,
     started = time.perf_counter()
     quiet_lightning(progress)
     L.seed_everything(config.seed, verbose=False)
+    from geocamat.models.weights import load_init
+
+    init = load_init(config.weights, config.init_from, progress)
     split = split_scenes(config.scenes, config.train_fraction, config.seed)
     size = int(config.image_size)
     with staged_output(Path(out_dir), overwrite, TRAIN_RESULTS) as stage:
@@ -55,10 +65,12 @@ def train_scenes(config: SceneConfig, out_dir: Path, *, overwrite: bool = False,
         classes = build_classes(list(range(len(split.classes))), dict(enumerate(split.classes)))
         spec = {"name": "camnet", "in_channels": x_train.shape[1], "num_classes": len(classes), "tile_size": size,
                 "arch": config.arch, "output": "window"}
+        config.arch = camnet_spec(spec, init)
         regulariser = build_regulariser_from(config)
         set_zero_fill(regulariser, mean, std)
         task = LandUseTask(spec, regulariser, lr=config.lr, weight_decay=config.weight_decay,
                            label_smoothing=config.label_smoothing)
+        init_record = start_task(task, init, classes, log)
         generator = torch.Generator().manual_seed(config.seed)
         train_loader = DataLoader(TileDataset(x_train, y_train), batch_size=config.batch_size, shuffle=True,
                                   drop_last=len(y_train) > config.batch_size, generator=generator)
@@ -76,7 +88,7 @@ def train_scenes(config: SceneConfig, out_dir: Path, *, overwrite: bool = False,
                         [: x_train.shape[1]], mean=mean, std=std, classes=classes, tile_size=size,
                         regulariser=regulariser.settings(),
                         extra={"train_fraction": config.train_fraction, "seed": config.seed,
-                               "scenes": str(config.scenes)})
+                               "scenes": str(config.scenes), "init": init_record})
         with torch.no_grad():
             pred = torch.cat([model(x_test[i:i + 256]).argmax(1) for i in range(0, len(x_test), 256)])
         ids = list(range(len(classes)))

@@ -1,0 +1,75 @@
+"""Near-duplicate detections: boxes of one class that overlap a lot but survive NMS at 0.5.
+
+After the cross-window merge and NMS (:func:`geocamat.inference.detect.merge_tiles`), pairs of boxes of the
+same object with IoU just under the NMS threshold (0.46-0.50 on the NEON trees) remain and show as doubled
+outlines. :func:`merge_duplicates` groups them under the boxes a second, stricter class-wise NMS keeps:
+
+- ``nms``: the group's best box is kept as it is (the second NMS);
+- ``wbf``: weighted box fusion (Solovyev et al. 2021) for one model: the group's box is the score-weighted
+  mean of its members' corners, its score the best member's;
+- ``none``: nothing is merged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+METHODS = ("wbf", "nms", "none")
+
+
+def merge_duplicates(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, iou: float = 0.4,
+                     method: str = "nms", chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Merge groups of same-class boxes whose IoU with a better box of the group's leader exceeds ``iou``.
+
+    The leaders are the boxes a class-wise NMS at ``iou`` keeps (torchvision's, greedy by descending score:
+    a box goes when its IoU with a kept, better box is > ``iou``). A removed box belongs to the best leader of
+    its class that overlaps it by more than ``iou`` (the one that removed it). With ``nms`` each group is its
+    leader; with ``wbf`` its corners are the score-weighted mean of the members' (the leader's score and class
+    are kept either way).
+
+    Args:
+        boxes: (N, 4) xyxy.
+        scores: (N,).
+        labels: (N,).
+        iou: IoU above which two boxes are the same object.
+        method: see :data:`METHODS`.
+        chunk: removed boxes compared with the leaders at a time (bounds memory for large scenes).
+
+    Returns:
+        (boxes (K, 4) float32, index of each group's leader (K,), which carries score and class), leaders by
+        descending score.
+    """
+    import torch
+    from torchvision.ops import batched_nms, box_iou
+
+    if method not in METHODS:
+        raise ValueError(f"unknown duplicate merge {method!r}: choose one of {', '.join(METHODS)}")
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    n = len(boxes)
+    if method == "none" or n == 0:
+        return boxes.astype(np.float32), np.arange(n)
+    tb = torch.as_tensor(boxes)
+    ts = torch.as_tensor(np.asarray(scores), dtype=torch.float64)
+    tl = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
+    keep = batched_nms(tb, ts, tl, float(iou))  # leaders, by descending score
+    out = boxes[keep.numpy()].copy()
+    if method == "wbf" and len(keep) < n:
+        removed = torch.ones(n, dtype=torch.bool)
+        removed[keep] = False
+        gone = torch.nonzero(removed).flatten()
+        sums = torch.zeros(len(keep), 4, dtype=torch.float64)
+        weights = torch.zeros(len(keep), dtype=torch.float64)
+        for c0 in range(0, len(gone), chunk):
+            g = gone[c0:c0 + chunk]
+            overlap = box_iou(tb[g], tb[keep]) > iou
+            overlap &= tl[g][:, None] == tl[keep][None, :]
+            overlap &= ts[keep][None, :] >= ts[g][:, None]
+            has = overlap.any(dim=1)
+            leader = overlap.to(torch.uint8).argmax(dim=1)  # the first (best) overlapping leader
+            g, leader = g[has], leader[has]
+            sums.index_add_(0, leader, tb[g] * ts[g][:, None])
+            weights.index_add_(0, leader, ts[g])
+        sums += tb[keep] * ts[keep][:, None]
+        weights += ts[keep]
+        out = (sums / weights.clamp_min(1e-12)[:, None]).numpy()
+    return out.astype(np.float32), keep.numpy().astype(np.int64)

@@ -1,0 +1,125 @@
+"""The CLI's detection branches: train, info, predict, evaluate on a tiny synthetic dataset (one epoch)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from test_detection_workflow import scene
+
+from cli.main import cli
+from geocamat.bundle import Bundle
+from geocamat.metrics.detection import best_f1_threshold, precision_recall
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("detcli")
+    img, csv = scene(root, n=10, size=176)
+    run = root / "run"
+    result = CliRunner().invoke(cli, [
+        "train", "--task", "detection", "--images", str(img), "--labels", str(csv), "--tile-size", "64",
+        "--epochs", "1", "--set", "backbone=tiny", "--set", "batch_size=2", "--set", "max_tiles=4",
+        "--set", "fpn_channels=16", "--set", "anchor_sizes=[8,16,32,64]", "--out", str(run), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert f"model: {run / 'model.geocamat'}" in result.output
+    return {"img": img, "csv": csv, "run": run, "root": root}
+
+
+def test_train_records_the_threshold_and_its_origin(trained):
+    bundle = Bundle.load(trained["run"] / "model.geocamat")
+    assert bundle.task == "detection" and bundle.metrics["val_tiles"] > 0
+    best = bundle.extra["validation_best_f1"]
+    assert best is not None and best["n_gt"] > 0  # the validation strip was scored
+    if best["threshold"] is None:
+        assert bundle.extra["score_threshold"] == 0.3 and bundle.extra["score_threshold_from"].startswith("default")
+    else:
+        assert bundle.extra["score_threshold"] == round(best["threshold"], 4)
+        assert bundle.extra["score_threshold_from"] == "validation best F1"
+    result = CliRunner().invoke(cli, ["info", str(trained["run"] / "model.geocamat")])
+    assert result.exit_code == 0, result.output
+    assert "task: detection" in result.output and "score_threshold_from" in result.output
+
+
+def test_predict_writes_detections_and_says_when_nothing_is_found(trained):
+    out = trained["root"] / "pred"
+    result = CliRunner().invoke(cli, ["predict", "--model", str(trained["run"] / "model.geocamat"), "--out", str(out),
+                                      "--score-threshold", "1.01", "--quiet", str(trained["img"])])
+    assert result.exit_code == 0, result.output
+    assert "note: 0 objects at score >= 1.01" in result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["total"] == 0 and report["settings"]["score_threshold"] == 1.01
+    assert (out / "detections.gpkg").is_file()
+
+
+def test_evaluate_prints_map_pr_at_two_ious_and_counts(trained):
+    out = trained["root"] / "eval"
+    args = ["evaluate", "--model", str(trained["run"] / "model.geocamat"), "--reference", str(trained["csv"]),
+            "--score-threshold", "1.01", "--out", str(out), str(trained["img"])]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "1 image: 10 labelled objects, 0 found at score >= 1.01"
+    assert lines[1].startswith("  mAP@0.5 ") and "mAP@[.5:.95]" in lines[1]
+    assert lines[2].startswith("  IoU 0.5: precision 0.000  recall 0.000")
+    assert lines[3].startswith("  IoU 0.4: precision")
+    assert any(line.startswith("note: 0 objects at score >= 1.01 for 10 labelled") for line in lines)
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["scene"]["labelled"] == 10 and saved["scene"]["found"] == 0 and "iou_40" in saved["scene"]
+    # mAP does not depend on the threshold: the same as at the model's own threshold
+    again = CliRunner().invoke(cli, args[:5] + [str(trained["img"])])
+    assert again.exit_code == 0 and again.output.splitlines()[1] == lines[1], again.output
+
+
+@pytest.mark.parametrize("args, needle", [
+    ([], "--reference BOXES"),
+    (["--reference", "{root}/crates.csv"], "--class-agnostic"),
+])
+def test_evaluate_detection_errors_are_one_line(trained, args, needle):
+    (trained["root"] / "crates.csv").write_text(trained["csv"].read_text().replace(",box", ",crate"))
+    args = [a.format(root=trained["root"]) for a in args]
+    result = CliRunner().invoke(cli, ["evaluate", "--model", str(trained["run"] / "model.geocamat"), *args,
+                                      str(trained["img"])])
+    assert result.exit_code == 2, result.output
+    assert result.output.count("\n") == 1 and needle in result.output and result.output.startswith("Error: ")
+
+
+def test_best_f1_threshold_agrees_with_precision_recall():
+    rng = np.random.default_rng(0)
+    preds, targets = [], []
+    for _ in range(4):
+        gt = rng.uniform(0, 80, (6, 2))
+        gt = np.hstack([gt, gt + rng.uniform(8, 20, (6, 2))])
+        jitter = gt + rng.normal(0, 3, gt.shape)
+        noise = rng.uniform(0, 80, (5, 2))
+        boxes = np.vstack([jitter, np.hstack([noise, noise + 10])])
+        preds.append({"boxes": boxes, "scores": rng.uniform(0, 1, len(boxes)), "labels": np.zeros(len(boxes), int)})
+        targets.append({"boxes": gt, "labels": np.zeros(6, int)})
+    best = best_f1_threshold(preds, targets, 1)
+    brute = {float(t): precision_recall(preds, targets, float(t))["f1"]
+             for t in np.concatenate([p["scores"] for p in preds])}
+    assert best["f1"] == pytest.approx(max(brute.values()))
+    assert best["f1"] == pytest.approx(brute[best["threshold"]])
+    at = precision_recall(preds, targets, best["threshold"])
+    assert (at["precision"], at["recall"]) == (pytest.approx(best["precision"]), pytest.approx(best["recall"]))
+    assert best_f1_threshold([{"boxes": np.zeros((0, 4)), "scores": np.zeros(0), "labels": np.zeros(0)}],
+                             [targets[0]], 1)["threshold"] is None
+
+
+def test_default_threshold_prefers_given_then_validation_then_default():
+    from types import SimpleNamespace
+
+    from geocamat.tasks.detection.config import DetectionConfig
+    from geocamat.tasks.detection.workflow import _default_threshold
+
+    def cfg(threshold):
+        return SimpleNamespace(score_threshold=threshold, MODEL_FALLBACKS=DetectionConfig.MODEL_FALLBACKS)
+
+    best = {"threshold": 0.123456, "f1": 0.5}
+    assert _default_threshold(cfg(None), {"best_f1": best}) == (0.1235, "validation best F1", best)
+    assert _default_threshold(cfg(0.4), {"best_f1": best})[:2] == (0.4, "configured")
+    assert _default_threshold(cfg(None), {"best_f1": {"threshold": None}})[1].startswith(
+        "default (no validation detection")
+    assert _default_threshold(cfg(None), {}) == (0.3, "default (no validation split)", None)

@@ -50,3 +50,7 @@ def cli() -> None:
     Typical use: `geocamat train samples/nc_landsat.yaml --out run/` then
     `geocamat predict --model run/model.geocamat --out map/ IMAGE...`.
     """
+
+
+if __name__ == "__main__":  # python -m cli.main (also how Lightning relaunches DDP ranks)
+    cli()

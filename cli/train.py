@@ -55,6 +55,9 @@ from cli.options import accelerator_opt, devices_opt, overwrite_opt, quiet_opt
 @devices_opt
 @click.option("--strategy", default=None, help="Lightning strategy, e.g. ddp for several GPUs.  [default: auto]")
 @click.option("--num-nodes", type=int, default=None, help="Machines for distributed training.  [default: 1]")
+@click.option("--resume", "resume", default=None, type=click.Path(file_okay=False),
+              help="Continue the interrupted run whose --out was RUN from its last checkpoint, with its saved "
+                   "settings (give no other setting).", metavar="RUN")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
               help="Override any setting, e.g. --set camat.tau=0.6 (repeatable).")
 @overwrite_opt
@@ -62,8 +65,8 @@ from cli.options import accelerator_opt, devices_opt, overwrite_opt, quiet_opt
 def train(config, out, task, images, bands, labels, scenes, label_field, tile_size, purity, blocks, arch, epochs,
           batch_size, lr, seed, pixel_loss, ema_decay, cutmix, output, camat, regulariser, camat_saliency, camat_target,
           camat_tau, camat_area, camat_fill,
-          camat_p, camat_warmup, camat_source, accelerator, devices, strategy, num_nodes, assignments, overwrite,
-          quiet):
+          camat_p, camat_warmup, camat_source, accelerator, devices, strategy, num_nodes, resume, assignments,
+          overwrite, quiet):
     """Train a model on GeoTIFF imagery and labels; CONFIG is an optional YAML file of settings.
 
     Flags override the file, and --set overrides both. Example:
@@ -85,6 +88,9 @@ def train(config, out, task, images, bands, labels, scenes, label_field, tile_si
                      output=output,
                      regulariser=regulariser, camat=camat_opts or None,
                      accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes)
+    if resume is not None:
+        _resume(resume, config, overrides, camat_opts, assignments, quiet)
+        return
     out = Path(out)
     raw = load_raw_config(config, overrides, assignments)
     if raw.get("task") == "detection":
@@ -111,6 +117,33 @@ def train(config, out, task, images, bands, labels, scenes, label_field, tile_si
     from geocamat.workflows.landuse import train_landuse
 
     metrics = train_landuse(cfg, out, overwrite=overwrite, progress=not quiet, log=click.echo)
+    _report(metrics, out)
+
+
+def _resume(run, config, overrides: dict, camat_opts: dict, assignments, quiet: bool) -> None:
+    """``--resume RUN``: the interrupted run's own settings, from its staged folder."""
+    import yaml
+
+    from geocamat.config import load_config
+    from geocamat.errors import ConfigError
+    from geocamat.workflows.landuse import train_landuse
+    from geocamat.workflows.outdir import interrupted_run
+
+    hardware = ("accelerator", "devices", "strategy", "num_nodes")  # may change between the runs
+    given = [k for k, v in overrides.items() if v is not None and k != "camat" and k not in hardware]
+    if config or given or camat_opts or assignments:
+        raise ConfigError("--resume continues a run with the settings it saved: give no config file or setting "
+                          f"beside it (got {', '.join(given) or 'a config file or --set'})")
+    run = Path(run)
+    stage = interrupted_run(run)
+    saved = yaml.safe_load((stage / "config.yaml").read_text())
+    cfg = load_config(None, {**saved, **{k: overrides[k] for k in hardware if overrides.get(k) is not None}})
+    click.echo(f"resuming {run} from {stage / 'checkpoints' / 'last.ckpt'}")
+    metrics = train_landuse(cfg, run, progress=not quiet, log=click.echo, resume=True)
+    _report(metrics, run)
+
+
+def _report(metrics: dict, out: Path) -> None:
     vm = metrics["validation_map"]
     click.echo(f"validation map ({vm['scope']}): OA {vm['overall_accuracy']}, kappa {vm['kappa']}, "
                f"{vm['n']} pixels; tile accuracy {metrics['validation_tiles']['accuracy']}")

@@ -33,7 +33,7 @@ DEFAULTS: dict = {
     "min_valid": 0.5,            # minimum share of valid image pixels in a tile
     "blocks": 4,                 # checkerboard blocks per side for the train/validation split
     "val_parity": "odd",         # validation blocks: row block + column block odd (or even)
-    "max_tiles": 50000,          # cap on training tiles
+    "max_tiles": 50000,          # cap on training tiles of the memory pipeline (the stream has none)
     "arch": None,                # camnet-xs | camnet-s | resnet10 | resnet18; default: camnet-xs for tiles of a
                                  # GeoTIFF stack, resnet18 for scene folders
     "epochs": 30,
@@ -56,6 +56,11 @@ DEFAULTS: dict = {
     "num_nodes": 1,
     "precision": None,           # default: bf16-mixed on GPU, 32 on CPU
     "num_workers": 0,
+    "data_pipeline": "stream",   # stream: windows read from the stack every epoch (bounded memory, every labelled
+                                 # window reachable) | memory: tiles cut once into memory (at most max_tiles)
+    "samples_per_epoch": None,   # stream: windows drawn per epoch (None: every training window once per epoch)
+    "class_balanced": False,     # stream: draw every class equally often (with replacement)
+    "window_cache_mb": 256,      # stream: bound of each data process's cache of decoded chunks, megabytes
     "predict_tta": False,        # maps average each tile over its 8 flips/quarter turns (8x model cost)
     "predict_overlap": None,     # window overlap of maps (default: window maps 1 - footprint / 2, at most 0.875;
                                  # dense maps and footprint 1: 0.5)
@@ -199,6 +204,17 @@ def validate(config: dict) -> dict:
             raise ConfigError(f"{key} must be between 0 and 1, not {config[key]!r}")
     if not detection and config["tile_size"] < 8:
         raise ConfigError("tile_size must be at least 8 pixels for a meaningful class activation map")
+    if config["data_pipeline"] not in ("stream", "memory"):
+        raise ConfigError(f"data_pipeline must be stream or memory, not {config['data_pipeline']!r}")
+    per_epoch = config["samples_per_epoch"]
+    if per_epoch is not None and (not isinstance(per_epoch, int) or isinstance(per_epoch, bool) or per_epoch < 1):
+        raise ConfigError(f"samples_per_epoch must be a positive integer (or null: every window once), "
+                          f"not {per_epoch!r}")
+    if not isinstance(config["class_balanced"], bool):
+        raise ConfigError(f"class_balanced must be true or false, not {config['class_balanced']!r}")
+    cache = config["window_cache_mb"]
+    if not isinstance(cache, (int, float)) or isinstance(cache, bool) or cache < 0:
+        raise ConfigError(f"window_cache_mb must be a number of megabytes >= 0, not {cache!r}")
     if config["val_parity"] not in ("odd", "even"):
         raise ConfigError("val_parity must be odd or even")
     from geocamat.camat import REGULARISERS

@@ -31,3 +31,7 @@ class BundleError(GeocamatError):
 
 class OutputExistsError(GeocamatError):
     """The output would overwrite existing results without --overwrite."""
+
+
+class ResumeError(GeocamatError):
+    """There is no interrupted run to resume, or it cannot be continued."""

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from geocamat.bundle import Bundle
@@ -77,30 +82,173 @@ REGISTRATION_MIN_GAIN = 0.005
 REGISTRATION_MIN_PIXELS = 5000
 
 
+@dataclass
+class LandUseData:
+    """The training and validation data of a run, from either pipeline.
+
+    Attributes:
+        train_loader: training batches.
+        val_loader: validation batches (fixed windows).
+        counts: training windows per class.
+        n_train: training windows (all of them; an epoch may draw fewer or more, see ``samples_per_epoch``).
+        n_val: validation windows.
+        mean: per-band mean of the normalisation.
+        std: per-band standard deviation of the normalisation.
+        sample_images: normalised training windows for the registration check (all, or a bounded sample).
+        sample_masks: their per-pixel class indices.
+        val_images: the validation windows in memory (memory pipeline only; None when streamed).
+        val_labels: their classes.
+    """
+
+    train_loader: object
+    val_loader: object
+    counts: list[int]
+    n_train: int
+    n_val: int
+    mean: list[float]
+    std: list[float]
+    sample_images: torch.Tensor
+    sample_masks: torch.Tensor
+    val_images: torch.Tensor | None = None
+    val_labels: torch.Tensor | None = None
+
+
+def tile_options(config: dict):
+    """The window options of a run's settings."""
+    from geocamat.data.tiles import TileOptions
+
+    return TileOptions(tile_size=config["tile_size"], stride=config["stride"] or max(1, config["tile_size"] // 4),
+                       purity=config["purity"], min_labelled=config["min_labelled"], min_valid=config["min_valid"],
+                       blocks=config["blocks"], val_parity=config["val_parity"], max_tiles=config["max_tiles"],
+                       seed=config["seed"], footprint=float(config["footprint"]))
+
+
+def _loader_kwargs(config: dict) -> dict:
+    workers = config["num_workers"]
+    return {"num_workers": workers, "persistent_workers": workers > 0,
+            "generator": torch.Generator().manual_seed(config["seed"])}
+
+
+def prepare_data(config: dict, stack, labels, num_classes: int, log: Callable[[str], None] = print) -> LandUseData:
+    """Windows, normalisation and loaders of a run: streamed from the stack (default) or cut into memory.
+
+    ``data_pipeline: stream`` indexes every labelled window of the training blocks and reads them by chunks
+    every epoch (bounded memory, no cap); ``memory`` cuts the tiles once into memory (at most ``max_tiles``).
+    """
+    from torch.utils.data import DataLoader
+
+    opts = tile_options(config)
+    pixel_masks = config["pixel_loss"] > 0
+    if config["data_pipeline"] == "memory":
+        from geocamat.data.tiles import band_statistics, extract_tiles, normalise
+        from geocamat.tasks.landuse import TileDataset
+
+        train, val = extract_tiles(stack, labels, opts)
+        mean, std = band_statistics(train)
+        x_train, x_val = normalise(train.images, mean, std), normalise(val.images, mean, std)
+        generator = torch.Generator().manual_seed(config["seed"])
+        train_loader = DataLoader(TileDataset(x_train, train.labels, train.masks if pixel_masks else None),
+                                  batch_size=config["batch_size"], shuffle=True,
+                                  drop_last=len(train) > config["batch_size"], generator=generator,
+                                  num_workers=config["num_workers"])
+        val_loader = DataLoader(TileDataset(x_val, val.labels), batch_size=256, num_workers=config["num_workers"])
+        counts = torch.bincount(train.labels, minlength=num_classes).tolist()
+        return LandUseData(train_loader, val_loader, counts, len(train), len(val), mean, std, x_train, train.masks,
+                           x_val, val.labels)
+    from geocamat.data.samplers import WindowSampler
+    from geocamat.data.window_dataset import WindowDataset, streaming_data
+
+    data = streaming_data(stack, labels, opts, cache_mb=float(config["window_cache_mb"]), log=log)
+    train_ds = WindowDataset(data.reader, data.train, masks=pixel_masks)
+    val_ds = WindowDataset(data.reader, data.val)
+    # chunks mixed together in an epoch: half of what one process's cache holds
+    group = max(1, data.reader.capacity(stack.num_bands) // 2)
+    per_epoch = config["samples_per_epoch"]
+    train_sampler = WindowSampler(train_ds.chunks(), data.train.labels, num_samples=per_epoch,
+                                  class_balanced=bool(config["class_balanced"]), group=group, seed=config["seed"])
+    val_sampler = WindowSampler(val_ds.chunks(), data.val.labels, shuffle=False)
+    drawn = per_epoch or len(data.train)
+    train_loader = DataLoader(train_ds, batch_size=config["batch_size"], sampler=train_sampler,
+                              drop_last=drawn > config["batch_size"], **_loader_kwargs(config))
+    val_loader = DataLoader(val_ds, batch_size=256, sampler=val_sampler, **_loader_kwargs(config))
+    counts = np.bincount(data.train.labels, minlength=num_classes).tolist()
+    return LandUseData(train_loader, val_loader, counts, len(data.train), len(data.val), data.mean, data.std,
+                       data.sample_images, data.sample_masks)
+
+
+def build_task(config: dict, model_spec: dict, counts: list[int], regulariser):
+    """The Lightning module of a run."""
+    from geocamat.tasks.landuse import LandUseTask
+
+    weights = None
+    if config["class_weighting"]:
+        freq = torch.tensor(counts, dtype=torch.float).clamp_min(1)
+        weights = (freq.sum() / (len(counts) * freq)).clamp(max=10).tolist()
+    return LandUseTask(model_spec, regulariser, lr=config["lr"], weight_decay=config["weight_decay"],
+                       label_smoothing=config["label_smoothing"], class_weights=weights,
+                       pixel_loss=float(config["pixel_loss"]), ema_decay=float(config["ema_decay"]),
+                       cutmix=float(config["cutmix"]), footprint=float(config["footprint"]))
+
+
+def global_rank_from_env() -> int:
+    """This process's rank as launched (torchrun, SLURM, Lightning's own launcher); 0 when not distributed."""
+    for name in ("RANK", "SLURM_PROCID"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return int(os.environ.get("NODE_RANK", "0") or 0) + int(os.environ.get("LOCAL_RANK", "0") or 0)
+
+
+@contextmanager
+def _run_folder(out_dir: Path, overwrite: bool, resume: bool):
+    """(stage folder, checkpoint to resume from): rank 0 stages the run folder, other ranks work in a temp folder."""
+    from geocamat.workflows.outdir import interrupted_run
+
+    checkpoint = None
+    reuse = None
+    if resume:
+        reuse = interrupted_run(out_dir)
+        checkpoint = reuse / "checkpoints" / "last.ckpt"
+    if global_rank_from_env() != 0:  # DDP: only rank 0 writes the run folder
+        with tempfile.TemporaryDirectory(prefix="geocamat-rank-") as tmp:
+            yield Path(tmp), checkpoint
+        return
+    with staged_output(Path(out_dir), overwrite or resume, reuse=reuse) as stage:
+        yield stage, checkpoint
+
+
 def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progress: bool = True,
-                  log: Callable[[str], None] = print) -> dict:
+                  log: Callable[[str], None] = print, resume: bool = False) -> dict:
     """Train a land-use model and write the run folder.
 
     Writes ``model.geocamat``, ``metrics.json`` (map-level OA, kappa, per-class P/R/F1 on the validation
     blocks, plus tile-level accuracy), ``confusion.png``, ``training.png``, ``config.yaml``.
 
+    Args:
+        config: the run's settings.
+        out_dir: the run folder.
+        overwrite: replace an existing run folder.
+        progress: show progress bars and Lightning's messages.
+        log: where messages go.
+        resume: continue the interrupted run of ``out_dir`` from its last checkpoint (its staged folder is
+            reused; ``config`` should be the settings it saved).
+
     Returns:
         The metrics dict.
     """
     import lightning as L
-    from torch.utils.data import DataLoader
 
     from geocamat.data.labels import grid_of_dataset, labels_on_grid
     from geocamat.data.stack import open_stack
-    from geocamat.data.tiles import TileOptions, band_statistics, extract_tiles, normalise
     from geocamat.outputs.plots import plot_confusion, plot_history
-    from geocamat.tasks.landuse import EpochHistory, LandUseTask, TileDataset
+    from geocamat.tasks.landuse import EpochHistory
 
     started = time.perf_counter()
     quiet_lightning(progress)
     L.seed_everything(config["seed"], verbose=False)
-    with staged_output(Path(out_dir), overwrite) as stage:
+    with _run_folder(Path(out_dir), overwrite, resume) as (stage, checkpoint_path):
         work = stage / "work"
+        # early, with absolute paths: `train --resume` reads it from a killed run
+        dump_config(_absolute_paths(config), stage / "config.yaml")
         stack = open_stack(config["images"], work, bands=config.get("bands"))
         grid = grid_of_dataset(stack.dataset())
         labels = labels_on_grid(config["labels"], grid, work, config.get("label_field"))
@@ -108,57 +256,44 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
             only = labels.names.get(labels.class_ids[0], labels.class_ids[0])  # labels_on_grid found at least one
             raise InvalidLabelsError(f"the labels hold a single class ({only}): a land-use model needs at least two; "
                                      "label the other land covers too (for objects, use --task detection)")
-        opts = TileOptions(tile_size=config["tile_size"], stride=config["stride"] or max(1, config["tile_size"] // 4),
-                           purity=config["purity"], min_labelled=config["min_labelled"], min_valid=config["min_valid"],
-                           blocks=config["blocks"], val_parity=config["val_parity"], max_tiles=config["max_tiles"],
-                           seed=config["seed"], footprint=float(config["footprint"]))
-        train, val = extract_tiles(stack, labels, opts)
+        opts = tile_options(config)
         classes = _classes(config, labels)
-        counts = torch.bincount(train.labels, minlength=len(classes)).tolist()
-        log(f"{len(train)} training and {len(val)} validation tiles of {opts.tile_size} px; "
-            f"training tiles per class: " + ", ".join(f"{c.name} {n}" for c, n in zip(classes, counts, strict=True)))
+        data = prepare_data(config, stack, labels, len(classes), log)
+        counts = data.counts
+        per_epoch = config["samples_per_epoch"] if config["data_pipeline"] == "stream" else None
+        log(f"{data.n_train} training and {data.n_val} validation tiles of {opts.tile_size} px"
+            + (f" ({per_epoch} drawn per epoch)" if per_epoch else "")
+            + "; training tiles per class: " + ", ".join(f"{c.name} {n}" for c, n in zip(classes, counts, strict=True)))
         untrained = [c.name for c, n in zip(classes, counts, strict=True) if n == 0]
         if untrained:
             them = "it" if len(untrained) == 1 else "them"
             log(f"warning: no training tile of {', '.join(untrained)}: the model cannot learn to map {them}; label "
                 f"more of {them} in the training blocks, or lower --purity / --set min_labelled=0.2")
-        if len(val) < 10:
-            log(f"warning: only {len(val)} validation tile{'s' if len(val) != 1 else ''}: the scores will say "
+        if data.n_val < 10:
+            log(f"warning: only {data.n_val} validation tile{'s' if data.n_val != 1 else ''}: the scores will say "
                 "little; label more in the validation blocks (or change --blocks)")
-        mean, std = band_statistics(train)
-        x_train, x_val = normalise(train.images, mean, std), normalise(val.images, mean, std)
-        registration = _check_registration(config, x_train, train.masks, len(classes), log)
+        mean, std = data.mean, data.std
+        registration = _check_registration(config, data.sample_images, data.sample_masks, len(classes), log)
+        data.sample_images = data.sample_masks = None  # the sample is not needed any more
         model_spec = {"name": "camnet", "in_channels": stack.num_bands, "num_classes": len(classes),
                       "tile_size": opts.tile_size, "arch": config["arch"], "output": config["output"]}
-        weights = None
-        if config["class_weighting"]:
-            freq = torch.tensor(counts, dtype=torch.float).clamp_min(1)
-            weights = (freq.sum() / (len(counts) * freq)).clamp(max=10).tolist()
         regulariser = _regulariser(config)
         overlap = config["predict_overlap"]
         if overlap is None:  # window maps need dense windows around small footprints; dense CAM maps do not
             dense_window = opts.footprint < 1 and config["output"] == "window"
             overlap = min(0.875, 1.0 - opts.footprint / 2.0) if dense_window else 0.5
-        task = LandUseTask(model_spec, regulariser, lr=config["lr"], weight_decay=config["weight_decay"],
-                           label_smoothing=config["label_smoothing"], class_weights=weights,
-                           pixel_loss=float(config["pixel_loss"]), ema_decay=float(config["ema_decay"]),
-                           cutmix=float(config["cutmix"]), footprint=opts.footprint)
-        generator = torch.Generator().manual_seed(config["seed"])
-        masks = train.masks if config["pixel_loss"] > 0 else None
-        train_loader = DataLoader(TileDataset(x_train, train.labels, masks), batch_size=config["batch_size"],
-                                  shuffle=True,
-                                  drop_last=len(train) > config["batch_size"], generator=generator,
-                                  num_workers=config["num_workers"])
-        val_loader = DataLoader(TileDataset(x_val, val.labels), batch_size=256, num_workers=config["num_workers"])
+        task = build_task(config, model_spec, counts, regulariser)
         # The bundle takes the last epoch's weights: choosing an epoch by the validation blocks' loss would
         # tune to the blocks the map is then scored on.
         checkpoint = L.pytorch.callbacks.ModelCheckpoint(dirpath=stage / "checkpoints", filename="last",
-                                                         monitor=None, save_last=False)
+                                                         monitor=None, save_last=False, enable_version_counter=False)
         history = EpochHistory()
+        streaming = {"use_distributed_sampler": False} if config["data_pipeline"] == "stream" else {}
         trainer = build_trainer(config, stage, [checkpoint, history], progress,
                                 logger=L.pytorch.loggers.CSVLogger(stage, name="logs"),
-                                log_every_n_steps=max(1, min(10, len(train_loader))))
-        trainer.fit(task, train_loader, val_loader)
+                                log_every_n_steps=max(1, min(10, len(data.train_loader))), **streaming)
+        trainer.fit(task, data.train_loader, data.val_loader,
+                    ckpt_path=str(checkpoint_path) if checkpoint_path else None)
         if not trainer.is_global_zero:
             raise SystemExit(0)
         last = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
@@ -169,17 +304,20 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
                         std=std, classes=classes, tile_size=opts.tile_size, resolution=(t.a, -t.e), crs=grid.crs,
                         regulariser=regulariser.settings(),
                         extra={"overlap": overlap, "tta": bool(config["predict_tta"]), "footprint": opts.footprint,
-                               "band_selection": config.get("bands"), "training_tiles": len(train),
-                               "validation_tiles": len(val), "label_offset": registration["applied"]})
+                               "band_selection": config.get("bands"), "training_tiles": data.n_train,
+                               "validation_tiles": data.n_val, "label_offset": registration["applied"]})
         bundle.save(stage / "model.geocamat")
         offset = registration["applied"]
         metrics = {"validation_map": _validation_map_metrics(bundle, stage, stack, labels, config, offset,
                                                                  progress, log),
-                   "validation_tiles": {"n": len(val), "accuracy": _tile_accuracy(bundle, x_val, val.labels)},
+                   "validation_tiles": {"n": data.n_val, "accuracy": _tile_accuracy(bundle, data)},
                    "weights_epoch": config["epochs"] - 1, "lowest_validation_loss_epoch": history.best_epoch(),
                    "train_seconds": round(time.perf_counter() - started, 1),
-                   "training_tiles": len(train), "regulariser": regulariser.settings(),
-                   "label_registration": registration}
+                   "training_tiles": data.n_train, "regulariser": regulariser.settings(),
+                   "label_registration": registration, "data_pipeline": config["data_pipeline"]}
+        if resume:
+            metrics["resumed_from_epoch"] = int(torch.load(checkpoint_path, map_location="cpu",
+                                                           weights_only=False)["epoch"])
         if offset:  # the same map scored without the offset, for comparison
             metrics["validation_map_image_frame"] = {
                 k: v for k, v in _score(bundle, stage, labels, config, None).items() if k != "confusion_matrix"}
@@ -196,11 +334,34 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
     return metrics
 
 
-def _tile_accuracy(bundle: Bundle, x: torch.Tensor, y: torch.Tensor) -> float:
+def _absolute_paths(config: dict) -> dict:
+    out = dict(config)
+    for key in ("images", "labels"):
+        value = out.get(key)
+        if isinstance(value, list):
+            out[key] = [str(Path(v).absolute()) for v in value]
+        elif value:
+            out[key] = str(Path(value).absolute())
+    return out
+
+
+def _tile_accuracy(bundle: Bundle, data: LandUseData) -> float:
+    """Accuracy of the bundle's model on the validation windows (in memory, or read again batch by batch)."""
     model = bundle.build_model()
+    correct = total = 0
     with torch.no_grad():
-        pred = torch.cat([model(x[i:i + 512]).argmax(dim=1) for i in range(0, len(x), 512)])
-    return round(float((pred == y).float().mean()), 4)
+        if data.val_images is not None:
+            x, y = data.val_images, data.val_labels
+            for i in range(0, len(x), 512):
+                correct += int((model(x[i:i + 512]).argmax(dim=1) == y[i:i + 512]).sum())
+            total = len(y)
+        else:
+            from torch.utils.data import DataLoader
+
+            for batch in DataLoader(data.val_loader.dataset, batch_size=512):  # every window, not a rank's shard
+                correct += int((model(batch["image"]).argmax(dim=1) == batch["label"]).sum())
+                total += len(batch["label"])
+    return round(correct / max(1, total), 4)
 
 
 def _validation_map_metrics(bundle: Bundle, stage: Path, stack, labels, config: dict,

@@ -86,8 +86,8 @@ def read_windows(reader: ChunkReader, index: WindowIndex) -> tuple[Tensor, Tenso
     t = reader.tile_size
     chunks = reader.chunk_of(index.rows, index.cols)
     order = np.argsort(chunks, kind="stable")
-    images: list[np.ndarray | None] = [None] * len(index)
-    masks: list[np.ndarray | None] = [None] * len(index)
+    images = np.empty((len(index), len(reader.nodata), t, t), dtype=np.float32)
+    masks = np.empty((len(index), t, t), dtype=np.int16)
     n_cols = reader.shape[1]
     start = 0
     while start < len(order):
@@ -100,10 +100,34 @@ def read_windows(reader: ChunkReader, index: WindowIndex) -> tuple[Tensor, Tenso
         r0, _, c0, _ = reader.extent(i, j)
         for k in order[start:stop]:
             r, c = int(index.rows[k]) - r0, int(index.cols[k]) - c0
-            images[k] = image[:, r:r + t, c:c + t].copy()
-            masks[k] = classes[r:r + t, c:c + t].copy()
+            images[k] = image[:, r:r + t, c:c + t]
+            masks[k] = classes[r:r + t, c:c + t]
         start = stop
-    return torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(masks))
+    return torch.from_numpy(images), torch.from_numpy(masks)
+
+
+def blockwise_statistics(images: Tensor, block: int = 1024) -> tuple[list[float], list[float]]:
+    """Per-band mean and standard deviation over the finite pixels of (N, C, T, T), ``block`` windows at a time.
+
+    The same two-pass formula as :func:`geocamat.data.tiles.band_statistics`, without its full-size float64
+    copies (which cost ~8x the sample's memory).
+    """
+    c = images.shape[1]
+    total = torch.zeros(c, dtype=torch.float64)
+    count = torch.zeros(c, dtype=torch.float64)
+    for a in range(0, len(images), block):
+        x = images[a:a + block].transpose(0, 1).reshape(c, -1).double()
+        finite = torch.isfinite(x)
+        total += torch.where(finite, x, 0).sum(dim=1)
+        count += finite.sum(dim=1)
+    mean = total / count.clamp_min(1)
+    squares = torch.zeros(c, dtype=torch.float64)
+    for a in range(0, len(images), block):
+        x = images[a:a + block].transpose(0, 1).reshape(c, -1).double()
+        finite = torch.isfinite(x)
+        squares += torch.where(finite, (x - mean[:, None]) ** 2, 0).sum(dim=1)
+    std = (squares / count.clamp_min(1)).sqrt().clamp_min(1e-6)
+    return mean.tolist(), std.tolist()
 
 
 def statistics_sample(index: WindowIndex, bands: int, tile_size: int, seed: int) -> WindowIndex:
@@ -130,15 +154,15 @@ def streaming_data(stack, labels: LabelRaster, opts: TileOptions, *, cache_mb: f
     Raises:
         InvalidLabelsError: no window on one side of the split.
     """
-    from geocamat.data.tiles import TileSet, band_statistics, normalise
 
     reader = ChunkReader(stack.paths, stack.nodata, labels.path, labels.grid, labels.class_ids, opts.tile_size,
                          chunk=chunk, cache_mb=cache_mb)
     train, val = index_windows(reader, reader.dataset(), opts, len(labels.class_ids), labels.sparse, log=log)
     sample = statistics_sample(train, stack.num_bands, opts.tile_size, opts.seed)
     raw, masks = read_windows(reader, sample)
-    mean, std = band_statistics(TileSet(raw, torch.from_numpy(sample.labels.astype(np.int64))))
-    images = normalise(raw, mean, std)
-    del raw
+    mean, std = blockwise_statistics(raw)
+    m = torch.tensor(mean, dtype=raw.dtype).view(1, -1, 1, 1)
+    sd = torch.tensor(std, dtype=raw.dtype).view(1, -1, 1, 1)
+    images = torch.nan_to_num_(raw.sub_(m).div_(sd), nan=0.0, posinf=0.0, neginf=0.0)  # as tiles.normalise, in place
     reader.set_normalisation(mean, std)
     return StreamingData(reader, train, val, mean, std, images, masks)

@@ -140,8 +140,14 @@ class LandUseTask(L.LightningModule):
 
         import numpy as np
 
-        checkpoint["geocamat"] = {"ema_norm": self._ema_norm, "torch_rng": torch.get_rng_state(),
-                                  "numpy_rng": np.random.get_state(), "python_rng": random.getstate()}
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        version, internal, gauss_next = random.getstate()
+        # tensors and numbers only: the checkpoint loads with torch.load(weights_only=True)
+        checkpoint["geocamat"] = {"ema_norm": float(self._ema_norm), "torch_rng": torch.get_rng_state(),
+                                  "numpy_rng": [torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
+                                                float(gauss)],
+                                  "python_rng": [int(version), torch.tensor(internal, dtype=torch.int64),
+                                                 gauss_next if gauss_next is None else float(gauss_next)]}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Restore the state saved by :meth:`on_save_checkpoint` (``train --resume``)."""
@@ -154,8 +160,10 @@ class LandUseTask(L.LightningModule):
             return
         self._ema_norm = float(state["ema_norm"])
         torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(state["numpy_rng"])
-        random.setstate(state["python_rng"])
+        keys, pos, has_gauss, gauss = state["numpy_rng"]
+        np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+        version, internal, gauss_next = state["python_rng"]
+        random.setstate((version, tuple(int(v) for v in internal.tolist()), gauss_next))
 
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.model.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

@@ -76,6 +76,23 @@ def build_trainer(config: dict, stage: Path, callbacks: list, progress: bool, **
                      enable_progress_bar=progress, enable_model_summary=False, default_root_dir=stage, **kwargs)
 
 
+def atomic_checkpoints():
+    """A Lightning checkpoint IO that writes each checkpoint to a temporary name, then renames it.
+
+    A run killed while it saves keeps its previous checkpoint whole, so that ``train --resume`` can use it.
+    """
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+    class AtomicCheckpointIO(TorchCheckpointIO):
+        def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+            path = Path(path)
+            partial = path.with_name(path.name + ".partial")
+            super().save_checkpoint(checkpoint, partial, storage_options)
+            os.replace(partial, path)
+
+    return AtomicCheckpointIO()
+
+
 # smallest per-pixel agreement gain (on training tiles) for which an offset of the labels is reported, and
 # the fewest labelled pixels the check needs
 REGISTRATION_MIN_GAIN = 0.005
@@ -289,9 +306,13 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
                                                          monitor=None, save_last=False, enable_version_counter=False)
         history = EpochHistory()
         streaming = {"use_distributed_sampler": False} if config["data_pipeline"] == "stream" else {}
-        trainer = build_trainer(config, stage, [checkpoint, history], progress,
+        trainer = build_trainer(config, stage, [checkpoint, history], progress, plugins=[atomic_checkpoints()],
                                 logger=L.pytorch.loggers.CSVLogger(stage, name="logs"),
                                 log_every_n_steps=max(1, min(10, len(data.train_loader))), **streaming)
+        resumed_from = None
+        if checkpoint_path:  # the first epoch this run trains (0-based), before the checkpoint moves on
+            resumed_from = int(torch.load(checkpoint_path, map_location="cpu", weights_only=False)["epoch"]) + 1
+            log(f"resuming at epoch {resumed_from + 1} of {config['epochs']}")
         trainer.fit(task, data.train_loader, data.val_loader,
                     ckpt_path=str(checkpoint_path) if checkpoint_path else None)
         if not trainer.is_global_zero:
@@ -315,9 +336,8 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
                    "train_seconds": round(time.perf_counter() - started, 1),
                    "training_tiles": data.n_train, "regulariser": regulariser.settings(),
                    "label_registration": registration, "data_pipeline": config["data_pipeline"]}
-        if resume:
-            metrics["resumed_from_epoch"] = int(torch.load(checkpoint_path, map_location="cpu",
-                                                           weights_only=False)["epoch"])
+        if resumed_from is not None:
+            metrics["resumed_from_epoch"] = resumed_from
         if offset:  # the same map scored without the offset, for comparison
             metrics["validation_map_image_frame"] = {
                 k: v for k, v in _score(bundle, stage, labels, config, None).items() if k != "confusion_matrix"}

@@ -96,6 +96,10 @@ def child(spec: dict) -> dict:
     config = load_config(YAML, overrides)
     quiet_lightning(False)
     L.seed_everything(0, verbose=False)
+    if config["data_pipeline"] == "stream":  # as train_landuse does
+        from geocamat.data.chunks import bound_gdal_cache
+
+        bound_gdal_cache()
     work = Path(spec["work"])
     started = time.perf_counter()
     stack = open_stack(config["images"], work)

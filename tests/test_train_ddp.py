@@ -30,6 +30,7 @@ def test_two_process_ddp_training_matches_one_process(tmp_path, synthetic_scene)
     assert "Traceback" not in two.stderr
     a = json.loads((tmp_path / "one" / "metrics.json").read_text())
     b = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert (a["world_size"], b["world_size"]) == (1, 2)
     assert a["training_tiles"] == b["training_tiles"] and a["validation_tiles"]["n"] == b["validation_tiles"]["n"]
     assert abs(a["validation_map"]["overall_accuracy"] - b["validation_map"]["overall_accuracy"]) <= 0.05
     assert abs(a["validation_tiles"]["accuracy"] - b["validation_tiles"]["accuracy"]) <= 0.05

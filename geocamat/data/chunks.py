@@ -20,6 +20,21 @@ from torch import Tensor
 
 from geocamat.data.labels import UNLABELLED, Grid
 
+# GDAL's block cache while training streams (GDAL's default is 5% of the machine's memory: it would grow
+# with the scene up to that); a user's GDAL_CACHEMAX wins
+GDAL_CACHE_MB = 64
+
+
+def bound_gdal_cache(megabytes: int = GDAL_CACHE_MB) -> None:
+    """Bound GDAL's block cache in this process, unless the user set ``GDAL_CACHEMAX``."""
+    import os
+
+    if "GDAL_CACHEMAX" in os.environ:
+        return
+    from rasterio.env import set_gdal_config
+
+    set_gdal_config("GDAL_CACHEMAX", int(megabytes) * 1024 * 1024)
+
 
 def pixel_classes(mask: np.ndarray, codes: np.ndarray) -> np.ndarray:
     """Label codes -> class indices (int16), -1 for unlabelled pixels and codes that are not classes."""
@@ -82,6 +97,7 @@ class ChunkReader:
     def dataset(self):
         """The TorchGeo intersection of the image stack and the label raster (opened lazily)."""
         if self._dataset is None:
+            bound_gdal_cache()  # also in DataLoader workers
             from geocamat.data.torchgeo_datasets import LabelRasterDataset, stack_dataset
 
             self._dataset = stack_dataset(self.image_paths) & LabelRasterDataset(paths=[self.label_path])

@@ -262,6 +262,10 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
     started = time.perf_counter()
     quiet_lightning(progress)
     L.seed_everything(config["seed"], verbose=False)
+    if config["data_pipeline"] == "stream":
+        from geocamat.data.chunks import bound_gdal_cache
+
+        bound_gdal_cache()  # from the labels on: GDAL's own cache would otherwise grow with the scene
     with _run_folder(Path(out_dir), overwrite, resume) as (stage, checkpoint_path):
         work = stage / "work"
         # early, with absolute paths: `train --resume` reads it from a killed run
@@ -335,7 +339,8 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
                    "weights_epoch": config["epochs"] - 1, "lowest_validation_loss_epoch": history.best_epoch(),
                    "train_seconds": round(time.perf_counter() - started, 1),
                    "training_tiles": data.n_train, "regulariser": regulariser.settings(),
-                   "label_registration": registration, "data_pipeline": config["data_pipeline"]}
+                   "label_registration": registration, "data_pipeline": config["data_pipeline"],
+                   "world_size": trainer.world_size}
         if resumed_from is not None:
             metrics["resumed_from_epoch"] = resumed_from
         if offset:  # the same map scored without the offset, for comparison

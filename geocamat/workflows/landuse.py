@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from geocamat.bundle import Bundle
-from geocamat.config import dump_config
+from geocamat.config import DEFAULTS, dump_config
 from geocamat.errors import ConfigError, InvalidLabelsError
 from geocamat.workflows.outdir import staged_output
 
@@ -279,6 +279,9 @@ def train_landuse(config: dict, out_dir: Path, *, overwrite: bool = False, progr
                                      "label the other land covers too (for objects, use --task detection)")
         opts = tile_options(config)
         classes = _classes(config, labels)
+        if config["data_pipeline"] == "stream" and config["max_tiles"] != DEFAULTS["max_tiles"]:
+            log("note: max_tiles caps the memory pipeline only; streamed training reads every window "
+                "(set samples_per_epoch to shorten epochs)")
         data = prepare_data(config, stack, labels, len(classes), log)
         counts = data.counts
         per_epoch = config["samples_per_epoch"] if config["data_pipeline"] == "stream" else None

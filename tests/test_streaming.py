@@ -157,3 +157,24 @@ def test_streaming_settings_are_checked(key, value):
 
     with pytest.raises(ConfigError, match=key):
         load_config(None, {"images": ["a.tif"], "labels": "b.tif", key: value})
+
+
+def test_dataloader_workers_read_the_same_windows_as_the_main_process(tmp_path, synthetic_scene):
+    from torch.utils.data import DataLoader
+
+    from geocamat.data.samplers import WindowSampler
+    from geocamat.data.window_dataset import WindowDataset, streaming_data, worker_init
+
+    stack, grid = _scene(tmp_path, synthetic_scene)
+    labels = labels_on_grid(synthetic_scene["labels"], grid, tmp_path / "work")
+    data = streaming_data(stack, labels, TileOptions(tile_size=16, stride=8, blocks=2), chunk=32)
+    ds = WindowDataset(data.reader, data.train, masks=True)
+    batches = {}
+    for workers in (0, 2):
+        sampler = WindowSampler(ds.chunks(), data.train.labels, seed=1, group=2, rank=0, world=1)
+        loader = DataLoader(ds, batch_size=8, sampler=sampler, num_workers=workers, worker_init_fn=worker_init)
+        batches[workers] = list(loader)
+    assert len(batches[0]) == len(batches[2]) > 1
+    for a, b in zip(batches[0], batches[2], strict=True):
+        assert torch.equal(a["index"], b["index"]) and torch.equal(a["image"], b["image"])
+        assert torch.equal(a["mask"], b["mask"])

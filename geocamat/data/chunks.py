@@ -78,6 +78,12 @@ class ChunkReader:
         state.update(_dataset=None, _cache=OrderedDict(), _cached_bytes=0)
         return state
 
+    def reset(self) -> None:
+        """Forget open files and cached chunks (in a forked DataLoader worker: its own handles, its own cache)."""
+        self._dataset = None
+        self._cache = OrderedDict()
+        self._cached_bytes = 0
+
     @property
     def shape(self) -> tuple[int, int]:
         """Chunks per side: (rows, cols)."""

@@ -58,6 +58,15 @@ class WindowDataset(Dataset):
         return self.reader.chunk_of(self.index.rows, self.index.cols)
 
 
+def worker_init(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: a forked worker opens its own files and keeps its own chunk cache."""
+    from torch.utils.data import get_worker_info
+
+    info = get_worker_info()
+    if info is not None and isinstance(info.dataset, WindowDataset):
+        info.dataset.reader.reset()
+
+
 @dataclass
 class StreamingData:
     """What training needs from a streamed scene.

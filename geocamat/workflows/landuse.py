@@ -141,8 +141,12 @@ def tile_options(config: dict):
 
 
 def _loader_kwargs(config: dict) -> dict:
+    """Streamed loaders: workers kept between epochs (their chunk caches with them), their own files and cache,
+    and their own random generator (the global one is left to training, so that a resumed run continues it)."""
+    from geocamat.data.window_dataset import worker_init
+
     workers = config["num_workers"]
-    return {"num_workers": workers, "persistent_workers": workers > 0,
+    return {"num_workers": workers, "persistent_workers": workers > 0, "worker_init_fn": worker_init,
             "generator": torch.Generator().manual_seed(config["seed"])}
 
 

@@ -55,11 +55,14 @@ def _camat_option(name: str, type_=None):
 @setting_option(C, "devices", "--devices")
 @setting_option(C, "strategy", "--strategy")
 @setting_option(C, "num_nodes", "--num-nodes", type=int)
+@click.option("--resume", "resume", default=None, type=click.Path(file_okay=False), metavar="RUN",
+              help="Continue the killed land-use run whose --out was RUN from its last checkpoint, with the settings "
+                   "it saved (only --accelerator, --devices, --strategy and --num-nodes may change).")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
               help="Override any setting, e.g. --set camat.tau=0.6 (repeatable).")
 @overwrite_opt
 @quiet_opt
-def train(config, out, task, images, assignments, overwrite, quiet, camat, **flags):
+def train(config, out, task, images, resume, assignments, overwrite, quiet, camat, **flags):
     """Train a model on GeoTIFF imagery and labels; CONFIG is an optional YAML file of settings.
 
     Flags override the file, and --set overrides both. Example:
@@ -70,6 +73,8 @@ def train(config, out, task, images, assignments, overwrite, quiet, camat, **fla
     from geocamat.settings import build, load_raw
     from geocamat.tasks import get_task, task_of_settings
 
+    if resume is not None:
+        return _resume(Path(resume), config, task, images, assignments, camat, flags, quiet)
     camat_opts = {k.removeprefix("camat_"): v for k, v in flags.items() if k.startswith("camat_") and v is not None}
     values = {k: v for k, v in flags.items() if not k.startswith("camat_")}
     if values.get("bands"):
@@ -107,3 +112,34 @@ def train(config, out, task, images, assignments, overwrite, quiet, camat, **fla
     for line in module.summary(metrics):
         click.echo(line)
     click.echo(f"model: {Path(out) / 'model.geocamat'}")
+
+
+#: settings a resumed run may change (the machine it runs on), everything else is the killed run's
+HARDWARE = ("accelerator", "devices", "strategy", "num_nodes")
+
+
+def _resume(run: Path, config, task, images, assignments, camat, flags: dict, quiet: bool) -> None:
+    """``--resume RUN``: the killed land-use run's own settings (saved in its stage), from its last checkpoint."""
+    import yaml
+
+    from geocamat.errors import ConfigError
+    from geocamat.outputs.staging import interrupted_run
+    from geocamat.settings import build
+    from geocamat.tasks import get_task
+
+    given = sorted(k for k, v in flags.items() if v is not None and k not in HARDWARE)
+    if config or task or images or assignments or camat is not None or given:
+        raise ConfigError("--resume continues a run with the settings it saved: give no config file or setting "
+                          f"beside it (got {', '.join(given) or 'a config file, --set or images'})")
+    stage = interrupted_run(run)
+    saved = yaml.safe_load((stage / "config.yaml").read_text())
+    saved.update({k: flags[k] for k in HARDWARE if flags.get(k) is not None})
+    if str(saved.get("devices", "")).isdigit():
+        saved["devices"] = int(saved["devices"])
+    landuse = get_task("landuse")
+    cfg = build(landuse.Config, saved, what="the resumed land-use training")
+    click.echo(f"resuming {run} from {stage / 'checkpoints' / 'last.ckpt'}")
+    metrics = landuse.train(cfg, run, progress=not quiet, log=click.echo, resume=True)
+    for line in landuse.summary(metrics):
+        click.echo(line)
+    click.echo(f"model: {run / 'model.geocamat'}")

@@ -51,3 +51,7 @@ class GeocamatWarning(UserWarning):
 
 class WeightsError(GeocamatError):
     """Pretrained weights cannot be found, fetched, read or fitted to the model."""
+
+
+class ResumeError(GeocamatError):
+    """There is no interrupted run to resume, or it cannot be continued."""

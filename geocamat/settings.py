@@ -166,8 +166,9 @@ def as_dict(settings) -> dict:
 
 
 def dump(settings, path: Path) -> None:
-    """Write the resolved settings (saved with every run) as YAML."""
-    path.write_text(yaml.safe_dump(as_dict(settings), sort_keys=False))
+    """Write the resolved settings (a settings dataclass, or its dict) as YAML (saved with every run)."""
+    values = settings if isinstance(settings, dict) else as_dict(settings)
+    path.write_text(yaml.safe_dump(values, sort_keys=False))
 
 
 # -- checks shared by the task settings ------------------------------------------------------------------------

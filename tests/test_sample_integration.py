@@ -16,7 +16,7 @@ def test_nc_sample_train_predict_outputs(tmp_path):
     run, out = tmp_path / "run", tmp_path / "map"
     runner = CliRunner()
     result = runner.invoke(cli, ["train", str(SAMPLES / "nc_landsat.yaml"), "--out", str(run), "--epochs", "1",
-                                 "--set", "max_tiles=400", "--quiet"])
+                                 "--set", "samples_per_epoch=400", "--quiet"])
     assert result.exit_code == 0, result.output
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["validation_map"]["n"] > 50000 and 0 <= metrics["validation_map"]["overall_accuracy"] <= 1

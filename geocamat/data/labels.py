@@ -58,58 +58,78 @@ def grid_of_dataset(ds) -> Grid:
     return Grid(ds.crs.to_wkt(), from_origin(x.start, y.stop, rx, ry), (rows, cols))
 
 
-def _write(array: np.ndarray, grid: Grid, path: Path) -> None:
+# side of the windows in which labels are reprojected / rasterised and written (a multiple of the output's
+# 256 px tiles): memory is bounded by one window (16 MB of int32), whatever the scene's size
+LABEL_WINDOW = 2048
+
+
+def label_windows(shape: tuple[int, int], size: int | None = None):
+    """Row-major ``rasterio.windows.Window`` s of at most ``size`` x ``size`` pixels covering ``shape``.
+
+    ``size`` defaults to :data:`LABEL_WINDOW`.
+    """
+    from rasterio.windows import Window
+
+    size = size or LABEL_WINDOW
+    rows, cols = shape
+    for r in range(0, rows, size):
+        for c in range(0, cols, size):
+            yield Window(c, r, min(size, cols - c), min(size, rows - r))
+
+
+def _open_output(grid: Grid, path: Path):
     import rasterio
 
     path.parent.mkdir(parents=True, exist_ok=True)
     profile = dict(driver="GTiff", dtype="int32", count=1, width=grid.shape[1], height=grid.shape[0],
-                   crs=grid.crs, transform=grid.transform, nodata=UNLABELLED, compress="deflate", tiled=True)
-    with rasterio.open(path, "w", **profile) as dst:
+                   crs=grid.crs, transform=grid.transform, nodata=UNLABELLED, compress="deflate", tiled=True,
+                   blockxsize=256, blockysize=256, BIGTIFF="IF_SAFER")
+    return rasterio.open(path, "w", **profile)
+
+
+def _write(array: np.ndarray, grid: Grid, path: Path) -> None:
+    with _open_output(grid, path) as dst:
         dst.write(array.astype(np.int32), 1)
 
 
-def _raster_labels(path: Path, grid: Grid) -> tuple[np.ndarray, dict[int, str], dict[int, str]]:
+def _raster_label_windows(path: Path, grid: Grid, dst) -> tuple[set[int], dict[int, str], dict[int, str]]:
+    """Reproject a classified raster onto ``grid`` (nearest) window by window into ``dst``: (codes, names, colours)."""
     import rasterio
-    from rasterio.warp import Resampling, reproject
+    from rasterio.enums import Resampling
+    from rasterio.vrt import WarpedVRT
 
+    codes: set[int] = set()
     with rasterio.open(path) as src:
         if src.crs is None:
             raise InvalidLabelsError(f"label raster {path} has no CRS: assign one with gdal_edit.py -a_srs")
-        values = src.read(1, masked=True).astype("float64").filled(np.nan)
-        finite = values[np.isfinite(values)]
-        if finite.size and not np.allclose(finite, np.round(finite)):
-            raise InvalidLabelsError(f"label raster {path} holds non-integer values: give a classified raster")
-        source = np.where(np.isfinite(values), np.round(values), UNLABELLED).astype(np.int32)
-        out = np.full(grid.shape, UNLABELLED, dtype=np.int32)
-        reproject(source, out, src_transform=src.transform, src_crs=src.crs, src_nodata=UNLABELLED,
-                  dst_transform=grid.transform, dst_crs=grid.crs, dst_nodata=UNLABELLED,
-                  resampling=Resampling.nearest)
-        names, colours = {}, {}
+        # without a nodata value, an alpha band marks what lies outside the source (masked on read)
+        with WarpedVRT(src, crs=grid.crs, transform=grid.transform, width=grid.shape[1], height=grid.shape[0],
+                       resampling=Resampling.nearest, add_alpha=src.nodata is None) as vrt:
+            for window in label_windows(grid.shape):
+                values = vrt.read(1, window=window, masked=True).astype("float64").filled(np.nan)
+                finite = values[np.isfinite(values)]
+                if finite.size and not np.allclose(finite, np.round(finite)):
+                    raise InvalidLabelsError(f"label raster {path} holds non-integer values: give a classified raster")
+                out = np.where(np.isfinite(values), np.round(values), UNLABELLED).astype(np.int32)
+                codes.update(int(v) for v in np.unique(out[out != UNLABELLED]))
+                dst.write(out, 1, window=window)
         try:
             cmap = src.colormap(1)
         except ValueError:
             cmap = {}
-        for code in np.unique(out[out != UNLABELLED]):
-            if int(code) in cmap:
-                r, g, b = cmap[int(code)][:3]
-                colours[int(code)] = f"#{r:02x}{g:02x}{b:02x}"
-    return out, names, colours
+    colours = {}
+    for code in codes:
+        if code in cmap:
+            r, g, b = cmap[code][:3]
+            colours[code] = f"#{r:02x}{g:02x}{b:02x}"
+    return codes, {}, colours
 
 
-def vector_labels(path: Path, field: str | None, grid: Grid, *, name_codes: dict[str, int] | None = None,
-                  field_flag: str = "--label-field") -> tuple[np.ndarray, dict[int, str], bool]:
-    """Burn a vector layer's classes onto ``grid``: (int32 codes, -1 unlabelled; names by code; points only).
-
-    Args:
-        path: vector file (polygons burnt by class, points label their pixel).
-        field: class field: integer codes, or names (coded 1, 2, ... in alphabetical order, or by ``name_codes``).
-        grid: the target grid.
-        name_codes: code of each class name (e.g. a model's classes); names outside it are an error.
-        field_flag: the option that sets ``field``, for error messages.
-    """
+def _vector_frame(path: Path, field: str | None, grid: Grid, name_codes: dict[str, int] | None,
+                  field_flag: str):
+    """The layer in the grid's CRS with its class codes: (frame, codes, names by code, points only)."""
     import geopandas as gpd
     import pandas as pd
-    from rasterio.features import rasterize
 
     frame = gpd.read_file(path)
     if frame.empty:
@@ -149,8 +169,24 @@ def vector_labels(path: Path, field: str | None, grid: Grid, *, name_codes: dict
             lookup = {name: name_codes[name] for name in labels}
         codes = np.array([lookup[str(v)] for v in values])
         names = {code: name for name, code in lookup.items()}
-    geom_types = set(frame.geom_type)
-    sparse = geom_types <= {"Point", "MultiPoint"}
+    sparse = set(frame.geom_type) <= {"Point", "MultiPoint"}
+    return frame, codes, names, sparse
+
+
+def vector_labels(path: Path, field: str | None, grid: Grid, *, name_codes: dict[str, int] | None = None,
+                  field_flag: str = "--label-field") -> tuple[np.ndarray, dict[int, str], bool]:
+    """Burn a vector layer's classes onto ``grid``: (int32 codes, -1 unlabelled; names by code; points only).
+
+    Args:
+        path: vector file (polygons burnt by class, points label their pixel).
+        field: class field: integer codes, or names (coded 1, 2, ... in alphabetical order, or by ``name_codes``).
+        grid: the target grid.
+        name_codes: code of each class name (e.g. a model's classes); names outside it are an error.
+        field_flag: the option that sets ``field``, for error messages.
+    """
+    from rasterio.features import rasterize
+
+    frame, codes, names, sparse = _vector_frame(path, field, grid, name_codes, field_flag)
     out = rasterize(((g, int(c)) for g, c in zip(frame.geometry, codes, strict=True)), out_shape=grid.shape,
                     transform=grid.transform, fill=UNLABELLED, dtype="int32", all_touched=sparse)
     return out, names, sparse
@@ -173,8 +209,46 @@ def repair_geometries(frame, path: Path):
     return frame
 
 
+def _vector_label_windows(path: Path, field: str | None, grid: Grid, dst) -> tuple[set[int], dict[int, str], bool]:
+    """Rasterise a vector layer onto ``grid`` window by window into ``dst``: (codes, names, points only).
+
+    Each window burns only the features whose bounding box meets it, in the layer's order (later features
+    over earlier ones, as a whole-grid burn would).
+    """
+    from rasterio.features import rasterize
+    from rasterio.windows import bounds as window_bounds
+    from rasterio.windows import transform as window_transform
+
+    frame, codes, names, sparse = _vector_frame(path, field, grid, None, "--label-field")
+    geometries = frame.geometry.to_numpy()
+    index = frame.sindex
+    found: set[int] = set()
+    for window in label_windows(grid.shape):
+        hits = np.sort(index.query(box_of(window_bounds(window, grid.transform))))
+        if hits.size:
+            out = rasterize(((geometries[i], int(codes[i])) for i in hits),
+                            out_shape=(int(window.height), int(window.width)),
+                            transform=window_transform(window, grid.transform), fill=UNLABELLED, dtype="int32",
+                            all_touched=sparse)
+            found.update(int(v) for v in np.unique(out[out != UNLABELLED]))
+        else:
+            out = np.full((int(window.height), int(window.width)), UNLABELLED, dtype=np.int32)
+        dst.write(out, 1, window=window)
+    return found, names, sparse
+
+
+def box_of(bounds: tuple[float, float, float, float]):
+    """A shapely box of (left, bottom, right, top)."""
+    from shapely.geometry import box
+
+    return box(*bounds)
+
+
 def labels_on_grid(labels: str | Path, grid: Grid, workdir: Path, field: str | None = None) -> LabelRaster:
     """Bring a label raster or vector layer onto the image grid (reprojected once) and write it.
+
+    The labels are reprojected or rasterised window by window (:data:`LABEL_WINDOW`) straight into a tiled
+    GeoTIFF, so memory does not grow with the scene.
 
     Raises:
         InputNotFoundError: the file does not exist.
@@ -183,15 +257,15 @@ def labels_on_grid(labels: str | Path, grid: Grid, workdir: Path, field: str | N
     path = Path(labels)
     if not path.exists():
         raise InputNotFoundError(f"labels not found: {path}")
-    if path.suffix.lower() in VECTOR_SUFFIXES:
-        array, names, sparse = vector_labels(path, field, grid)
-        colours: dict[int, str] = {}
-    else:
-        array, names, colours = _raster_labels(path, grid)
-        sparse = False
-    ids = sorted(int(v) for v in np.unique(array[array != UNLABELLED]))
-    if not ids:
-        raise InvalidLabelsError(f"labels in {path.name} do not overlap the imagery: check both files' extents and CRS")
     out = workdir / "labels_on_grid.tif"
-    _write(array, grid, out)
-    return LabelRaster(out, grid, ids, names, colours, sparse)
+    with _open_output(grid, out) as dst:
+        if path.suffix.lower() in VECTOR_SUFFIXES:
+            codes, names, sparse = _vector_label_windows(path, field, grid, dst)
+            colours: dict[int, str] = {}
+        else:
+            codes, names, colours = _raster_label_windows(path, grid, dst)
+            sparse = False
+    if not codes:
+        out.unlink(missing_ok=True)
+        raise InvalidLabelsError(f"labels in {path.name} do not overlap the imagery: check both files' extents and CRS")
+    return LabelRaster(out, grid, sorted(codes), names, colours, sparse)

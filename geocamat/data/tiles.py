@@ -91,7 +91,7 @@ def _pixel_classes(mask: np.ndarray, codes: np.ndarray) -> np.ndarray:
     return np.where(codes[index] == mask, index, -1).astype(np.int16)
 
 
-def _check_tile_fits(shape: tuple[int, int], opts: TileOptions) -> None:
+def check_tile_fits(shape: tuple[int, int], opts: TileOptions) -> None:
     """Raise a clear error when the tile cannot fit the scene or its checkerboard blocks."""
     rows, cols = shape
     t = opts.tile_size
@@ -121,7 +121,7 @@ def extract_tiles(stack, labels: LabelRaster, opts: TileOptions, progress: bool 
     """
     from torchgeo.samplers import GriddedPatchSampler
 
-    _check_tile_fits(labels.grid.shape, opts)
+    check_tile_fits(labels.grid.shape, opts)
 
     from geocamat.data.torchgeo_datasets import LabelRasterDataset
 

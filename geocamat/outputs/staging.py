@@ -48,6 +48,25 @@ def stale_stages(out_dir: Path) -> list[Path]:
     return sorted(found)
 
 
+def interrupted_run(out_dir: Path) -> Path:
+    """The stage of a killed ``geocamat train --out out_dir`` that holds a checkpoint (the newest).
+
+    Raises:
+        ResumeError: there is none.
+    """
+    from geocamat.errors import ResumeError
+
+    found = sorted((s for s in stale_stages(out_dir) if (s / "checkpoints" / "last.ckpt").is_file()),
+                   key=lambda s: (s / "checkpoints" / "last.ckpt").stat().st_mtime)
+    if not found:
+        out_dir = Path(out_dir)
+        done = " (it finished: its model is there)" if (out_dir / "model.geocamat").exists() else ""
+        raise ResumeError(f"no interrupted training of {out_dir} to resume{done}: --resume needs the "
+                          f".{out_dir.name}.partial-*/checkpoints/last.ckpt that a killed run leaves after its "
+                          "first epoch; start a new run without --resume")
+    return found[-1]
+
+
 def results_in(out_dir: Path, owned: Sequence[str]) -> list[str]:
     """The names of ``owned`` that exist in ``out_dir``."""
     out_dir = Path(out_dir)

@@ -13,11 +13,12 @@ NAME = "land-use"
 
 
 def train(config: Config, out_dir: Path, *, overwrite: bool = False, progress: bool = True,
-          log: Callable[[str], None] = print) -> dict:
-    """Train on the stack and labels of ``config``; write the run folder; return the metrics."""
+          log: Callable[[str], None] = print, resume: bool = False) -> dict:
+    """Train on the stack and labels of ``config``; write the run folder; return the metrics. ``resume``:
+    continue the killed run of ``out_dir`` from its last checkpoint (``config``: the settings it saved)."""
     from geocamat.tasks.landuse.workflow import train_landuse
 
-    return train_landuse(config, out_dir, overwrite=overwrite, progress=progress, log=log)
+    return train_landuse(config, out_dir, overwrite=overwrite, progress=progress, log=log, resume=resume)
 
 
 def summary(metrics: dict) -> list[str]:

@@ -32,7 +32,14 @@ class LandUseConfig(TrainSettings):
     blocks: int = setting(4, "Checkerboard blocks per side for the train/validation split.")
     val_parity: str = setting("odd", "Validation blocks: row block + column block odd (or even).",
                               choices=("odd", "even"))
-    max_tiles: int = setting(50000, "Cap on training tiles.")
+    max_tiles: int = setting(50000, "Cap on training tiles of the memory pipeline (the stream has none).")
+    data_pipeline: str = setting("stream", "stream: windows read from the stack every epoch (bounded memory, every "
+                                 "labelled window reachable); memory: tiles cut once into memory (at most max_tiles).",
+                                 choices=("stream", "memory"))
+    samples_per_epoch: int | None = setting(None, "stream: windows drawn per epoch (default: every training window "
+                                            "once per epoch).")
+    class_balanced: bool = setting(False, "stream: draw every class equally often (with replacement).")
+    window_cache_mb: float = setting(256, "stream: bound of each data process's cache of decoded chunks (MB).")
     arch: str | None = setting(None, "Backbone; default camnet-xs (mapped best on the NC sample, ~1/20 of "
                                "resnet18's cost), or the weights' own with --weights/--init-from.", choices=ARCH_NAMES)
 
@@ -80,6 +87,11 @@ class LandUseConfig(TrainSettings):
                                                            and all(isinstance(v, int) for v in offset))):
             raise ConfigError(f"label_offset must be check, auto, none or [dy, dx] in pixels, not {offset!r}")
         in_range(self, "ema_decay", 0, 1, high_open=True)
+        if self.samples_per_epoch is not None:
+            positive_int(self, "samples_per_epoch")
+        if not isinstance(self.class_balanced, bool):
+            raise ConfigError(f"class_balanced must be true or false, not {self.class_balanced!r}")
+        in_range(self, "window_cache_mb", 0, float("inf"))
         in_range(self, "cutmix", 0, 1)
         in_range(self, "predict_overlap", 0, 1, high_open=True, optional=True)
         if self.cutmix and self.camat.source == "cached" and self.regulariser == "camat":

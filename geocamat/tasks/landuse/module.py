@@ -151,6 +151,37 @@ class LandUseTask(L.LightningModule):
         self.log("val_loss", loss, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log("val_acc", acc, on_epoch=True, prog_bar=True, sync_dist=True)
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Keep what a resumed run needs to continue as if uninterrupted: the EMA normaliser and the RNG states."""
+        import random
+
+        import numpy as np
+
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        version, internal, gauss_next = random.getstate()
+        # tensors and numbers only: the checkpoint loads with torch.load(weights_only=True)
+        checkpoint["geocamat"] = {"ema_norm": float(self._ema_norm), "torch_rng": torch.get_rng_state(),
+                                  "numpy_rng": [torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
+                                                float(gauss)],
+                                  "python_rng": [int(version), torch.tensor(internal, dtype=torch.int64),
+                                                 gauss_next if gauss_next is None else float(gauss_next)]}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Restore the state saved by :meth:`on_save_checkpoint` (``train --resume``)."""
+        import random
+
+        import numpy as np
+
+        state = checkpoint.get("geocamat")
+        if not state:
+            return
+        self._ema_norm = float(state["ema_norm"])
+        torch.set_rng_state(state["torch_rng"])
+        keys, pos, has_gauss, gauss = state["numpy_rng"]
+        np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+        version, internal, gauss_next = state["python_rng"]
+        random.setstate((version, tuple(int(v) for v in internal.tolist()), gauss_next))
+
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.model.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.hparams.lr,
@@ -170,6 +201,12 @@ class EpochHistory(L.Callback):
         row = {"epoch": trainer.current_epoch}
         row.update({k: round(float(v), 5) for k, v in trainer.callback_metrics.items()})
         self.rows.append(row)
+
+    def state_dict(self) -> dict:
+        return {"rows": list(self.rows)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.rows = list(state_dict.get("rows", []))
 
     def best_epoch(self) -> int | None:
         """The epoch with the lowest validation loss."""

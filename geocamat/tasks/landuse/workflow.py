@@ -1,19 +1,25 @@
-"""``geocamat train`` for land use: stack + labels -> tiles on disjoint blocks -> Lightning -> bundle + metrics."""
+"""``geocamat train`` for land use: stack + labels -> windows of disjoint blocks (streamed, or in memory) ->
+Lightning -> bundle + metrics."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from geocamat.bundle import Bundle
 from geocamat.errors import InvalidLabelsError
 from geocamat.outputs.staging import TRAIN_RESULTS, staged_output
-from geocamat.settings import dump
+from geocamat.settings import as_dict, dump, field_map
 from geocamat.tasks.landuse.config import LandUseConfig
 from geocamat.tasks.landuse.options import MIN_MAPPING_UNIT
 from geocamat.tasks.training import (
@@ -30,7 +36,7 @@ def _classes(config: LandUseConfig, labels) -> list:
     from geocamat.data.classes import build_classes
 
     names, colours = dict(labels.names), dict(labels.colours)
-    for code, spec in config.classes.items():
+    for code, spec in (config.classes or {}).items():
         code = int(code)
         if isinstance(spec, dict):
             if "name" in spec:
@@ -42,39 +48,207 @@ def _classes(config: LandUseConfig, labels) -> list:
     return build_classes(labels.class_ids, names, colours)
 
 
+def atomic_checkpoints():
+    """A Lightning checkpoint IO that writes each checkpoint to a temporary name, then renames it.
+
+    A run killed while it saves keeps its previous checkpoint whole, so that ``train --resume`` can use it.
+    """
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+    class AtomicCheckpointIO(TorchCheckpointIO):
+        def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+            path = Path(path)
+            partial = path.with_name(path.name + ".partial")
+            super().save_checkpoint(checkpoint, partial, storage_options)
+            os.replace(partial, path)
+
+    return AtomicCheckpointIO()
+
+
 # smallest per-pixel agreement gain (on training tiles) for which an offset of the labels is reported, and
 # the fewest labelled pixels the check needs
 REGISTRATION_MIN_GAIN = 0.005
 REGISTRATION_MIN_PIXELS = 5000
 
 
+@dataclass
+class LandUseData:
+    """The training and validation data of a run, from either pipeline.
+
+    Attributes:
+        train_loader: training batches.
+        val_loader: validation batches (fixed windows).
+        counts: training windows per class.
+        n_train: training windows (all of them; an epoch may draw fewer or more, see ``samples_per_epoch``).
+        n_val: validation windows.
+        mean: per-band mean of the normalisation.
+        std: per-band standard deviation of the normalisation.
+        sample_images: normalised training windows for the registration check (all, or a bounded sample).
+        sample_masks: their per-pixel class indices.
+        val_images: the validation windows in memory (memory pipeline only; None when streamed).
+        val_labels: their classes.
+    """
+
+    train_loader: object
+    val_loader: object
+    counts: list[int]
+    n_train: int
+    n_val: int
+    mean: list[float]
+    std: list[float]
+    sample_images: torch.Tensor
+    sample_masks: torch.Tensor
+    val_images: torch.Tensor | None = None
+    val_labels: torch.Tensor | None = None
+
+
+def tile_options(config: LandUseConfig):
+    """The window options of a run's settings."""
+    from geocamat.data.tiles import TileOptions
+
+    return TileOptions(tile_size=config.tile_size, stride=config.stride or max(1, config.tile_size // 4),
+                       purity=config.purity, min_labelled=config.min_labelled, min_valid=config.min_valid,
+                       blocks=config.blocks, val_parity=config.val_parity, max_tiles=config.max_tiles,
+                       seed=config.seed, footprint=float(config.footprint))
+
+
+def _loader_kwargs(config: LandUseConfig) -> dict:
+    """Streamed loaders: workers kept between epochs (their chunk caches with them), their own files and cache,
+    and their own random generator (the global one is left to training, so that a resumed run continues it)."""
+    from geocamat.data.window_dataset import worker_init
+
+    workers = config.num_workers
+    return {"num_workers": workers, "persistent_workers": workers > 0, "worker_init_fn": worker_init,
+            "generator": torch.Generator().manual_seed(config.seed)}
+
+
+def prepare_data(config: LandUseConfig, stack, labels, num_classes: int,
+                 log: Callable[[str], None] = print) -> LandUseData:
+    """Windows, normalisation and loaders of a run: streamed from the stack (default) or cut into memory.
+
+    ``data_pipeline: stream`` indexes every labelled window of the training blocks and reads them by chunks
+    every epoch (bounded memory, no cap); ``memory`` cuts the tiles once into memory (at most ``max_tiles``).
+    """
+    from torch.utils.data import DataLoader
+
+    opts = tile_options(config)
+    pixel_masks = config.pixel_loss > 0
+    if config.data_pipeline == "memory":
+        from geocamat.data.tiles import band_statistics, extract_tiles, normalise
+        from geocamat.tasks.landuse.module import TileDataset
+
+        train, val = extract_tiles(stack, labels, opts)
+        mean, std = band_statistics(train)
+        x_train, x_val = normalise(train.images, mean, std), normalise(val.images, mean, std)
+        generator = torch.Generator().manual_seed(config.seed)
+        train_loader = DataLoader(TileDataset(x_train, train.labels, train.masks if pixel_masks else None),
+                                  batch_size=config.batch_size, shuffle=True,
+                                  drop_last=len(train) > config.batch_size, generator=generator,
+                                  num_workers=config.num_workers)
+        val_loader = DataLoader(TileDataset(x_val, val.labels), batch_size=256, num_workers=config.num_workers)
+        counts = torch.bincount(train.labels, minlength=num_classes).tolist()
+        return LandUseData(train_loader, val_loader, counts, len(train), len(val), mean, std, x_train, train.masks,
+                           x_val, val.labels)
+    from geocamat.data.samplers import WindowSampler
+    from geocamat.data.window_dataset import WindowDataset, streaming_data
+
+    data = streaming_data(stack, labels, opts, cache_mb=float(config.window_cache_mb), log=log)
+    train_ds = WindowDataset(data.reader, data.train, masks=pixel_masks)
+    val_ds = WindowDataset(data.reader, data.val)
+    # chunks mixed together in an epoch: half of what one process's cache holds
+    group = max(1, data.reader.capacity(stack.num_bands) // 2)
+    per_epoch = config.samples_per_epoch
+    train_sampler = WindowSampler(train_ds.chunks(), data.train.labels, num_samples=per_epoch,
+                                  class_balanced=bool(config.class_balanced), group=group, seed=config.seed)
+    val_sampler = WindowSampler(val_ds.chunks(), data.val.labels, shuffle=False)
+    drawn = per_epoch or len(data.train)
+    train_loader = DataLoader(train_ds, batch_size=config.batch_size, sampler=train_sampler,
+                              drop_last=drawn > config.batch_size, **_loader_kwargs(config))
+    val_loader = DataLoader(val_ds, batch_size=256, sampler=val_sampler, **_loader_kwargs(config))
+    counts = np.bincount(data.train.labels, minlength=num_classes).tolist()
+    return LandUseData(train_loader, val_loader, counts, len(data.train), len(data.val), data.mean, data.std,
+                       data.sample_images, data.sample_masks)
+
+
+def build_task(config: LandUseConfig, model_spec: dict, counts: list[int], regulariser):
+    """The Lightning module of a run."""
+    from geocamat.tasks.landuse.module import LandUseTask
+
+    weights = None
+    if config.class_weighting:
+        freq = torch.tensor(counts, dtype=torch.float).clamp_min(1)
+        weights = (freq.sum() / (len(counts) * freq)).clamp(max=10).tolist()
+    return LandUseTask(model_spec, regulariser, lr=config.lr, weight_decay=config.weight_decay,
+                       label_smoothing=config.label_smoothing, class_weights=weights,
+                       pixel_loss=float(config.pixel_loss), ema_decay=float(config.ema_decay),
+                       cutmix=float(config.cutmix), footprint=float(config.footprint))
+
+
+def global_rank_from_env() -> int:
+    """This process's rank as launched (torchrun, SLURM, Lightning's own launcher); 0 when not distributed."""
+    for name in ("RANK", "SLURM_PROCID"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return int(os.environ.get("NODE_RANK", "0") or 0) + int(os.environ.get("LOCAL_RANK", "0") or 0)
+
+
+@contextmanager
+def _run_folder(out_dir: Path, overwrite: bool, resume: bool):
+    """(stage folder, checkpoint to resume from): rank 0 stages the run folder, other ranks work in a temp folder."""
+    from geocamat.outputs.staging import interrupted_run
+
+    checkpoint = None
+    reuse = None
+    if resume:
+        reuse = interrupted_run(out_dir)
+        checkpoint = reuse / "checkpoints" / "last.ckpt"
+    if global_rank_from_env() != 0:  # DDP: only rank 0 writes the run folder
+        with tempfile.TemporaryDirectory(prefix="geocamat-rank-") as tmp:
+            yield Path(tmp), checkpoint
+        return
+    with staged_output(Path(out_dir), overwrite or resume, TRAIN_RESULTS, reuse=reuse) as stage:
+        yield stage, checkpoint
+
+
 def train_landuse(config: LandUseConfig, out_dir: Path, *, overwrite: bool = False, progress: bool = True,
-                  log: Callable[[str], None] = print) -> dict:
+                  log: Callable[[str], None] = print, resume: bool = False) -> dict:
     """Train a land-use model and write the run folder.
 
     Writes ``model.geocamat``, ``metrics.json`` (map-level OA, kappa, per-class P/R/F1 on the validation
     blocks, plus tile-level accuracy), ``confusion.png``, ``training.png``, ``config.yaml``.
 
+    Args:
+        config: the run's settings.
+        out_dir: the run folder.
+        overwrite: replace an existing run folder.
+        progress: show progress bars and Lightning's messages.
+        log: where messages go.
+        resume: continue the interrupted run of ``out_dir`` from its last checkpoint (its staged folder is
+            reused; ``config`` should be the settings it saved).
+
     Returns:
         The metrics dict.
     """
     import lightning as L
-    from torch.utils.data import DataLoader
 
     from geocamat.data.labels import VECTOR_SUFFIXES, grid_of_dataset, labels_on_grid
     from geocamat.data.stack import open_stack
-    from geocamat.data.tiles import TileOptions, band_statistics, extract_tiles, normalise
+    from geocamat.models.weights import load_init
     from geocamat.outputs.plots import plot_confusion, plot_history
     from geocamat.preflight import check_checkpoint, check_inputs
-    from geocamat.tasks.landuse.module import EpochHistory, LandUseTask, TileDataset
+    from geocamat.tasks.landuse.module import EpochHistory
 
     started = time.perf_counter()
     quiet_lightning(progress)
     L.seed_everything(config.seed, verbose=False)
-    with staged_output(Path(out_dir), overwrite, TRAIN_RESULTS) as stage:
-        work = stage / "work"
-        from geocamat.models.weights import load_init
+    if config.data_pipeline == "stream":
+        from geocamat.data.chunks import bound_gdal_cache
 
+        bound_gdal_cache()  # from the labels on: GDAL's own cache would otherwise grow with the scene
+    with _run_folder(Path(out_dir), overwrite, resume) as (stage, checkpoint_path):
+        work = stage / "work"
+        # early, with absolute paths: `train --resume` reads it from a killed run
+        dump(_absolute_paths(config), stage / "config.yaml")
         init = load_init(config.weights, config.init_from, progress)
         stack = open_stack(config.images, work, bands=config.bands)
         check_inputs(stack.sources)  # a truncated file fails here, not after an epoch
@@ -86,62 +260,55 @@ def train_landuse(config: LandUseConfig, out_dir: Path, *, overwrite: bool = Fal
             only = labels.names.get(labels.class_ids[0], labels.class_ids[0])  # labels_on_grid found at least one
             raise InvalidLabelsError(f"the labels hold a single class ({only}): a land-use model needs at least two; "
                                      "label the other land covers too (for objects, use --task detection)")
-        opts = TileOptions(tile_size=config.tile_size, stride=config.stride or max(1, config.tile_size // 4),
-                           purity=config.purity, min_labelled=config.min_labelled, min_valid=config.min_valid,
-                           blocks=config.blocks, val_parity=config.val_parity, max_tiles=config.max_tiles,
-                           seed=config.seed, footprint=float(config.footprint))
-        train, val = extract_tiles(stack, labels, opts)
+        opts = tile_options(config)
         classes = _classes(config, labels)
-        counts = torch.bincount(train.labels, minlength=len(classes)).tolist()
-        log(f"{len(train)} training and {len(val)} validation tiles of {opts.tile_size} px; "
-            f"training tiles per class: " + ", ".join(f"{c.name} {n}" for c, n in zip(classes, counts, strict=True)))
+        if config.data_pipeline == "stream" and config.max_tiles != field_map(LandUseConfig)["max_tiles"].default:
+            log("note: max_tiles caps the memory pipeline only; streamed training reads every window "
+                "(set samples_per_epoch to shorten epochs)")
+        data = prepare_data(config, stack, labels, len(classes), log)
+        counts = data.counts
+        per_epoch = config.samples_per_epoch if config.data_pipeline == "stream" else None
+        log(f"{data.n_train} training and {data.n_val} validation tiles of {opts.tile_size} px"
+            + (f" ({per_epoch} drawn per epoch)" if per_epoch else "")
+            + "; training tiles per class: " + ", ".join(f"{c.name} {n}" for c, n in zip(classes, counts, strict=True)))
         untrained = [c.name for c, n in zip(classes, counts, strict=True) if n == 0]
         if untrained:
             them = "it" if len(untrained) == 1 else "them"
             log(f"warning: no training tile of {', '.join(untrained)}: the model cannot learn to map {them}; label "
                 f"more of {them} in the training blocks, or lower --purity / --set min_labelled=0.2")
-        if len(val) < 10:
-            log(f"warning: only {len(val)} validation tile{'s' if len(val) != 1 else ''}: the scores will say "
+        if data.n_val < 10:
+            log(f"warning: only {data.n_val} validation tile{'s' if data.n_val != 1 else ''}: the scores will say "
                 "little; label more in the validation blocks (or change --blocks)")
-        mean, std = band_statistics(train)
-        x_train, x_val = normalise(train.images, mean, std), normalise(val.images, mean, std)
-        registration = _check_registration(config, x_train, train.masks, len(classes), log)
+        mean, std = data.mean, data.std
+        registration = _check_registration(config, data.sample_images, data.sample_masks, len(classes), log)
+        data.sample_images = data.sample_masks = None  # the sample is not needed any more
         model_spec = {"name": "camnet", "in_channels": stack.num_bands, "num_classes": len(classes),
                       "tile_size": opts.tile_size, "arch": config.arch, "output": config.output}
         config.arch = model_spec["arch"] = camnet_spec(model_spec, init)
-        weights = None
-        if config.class_weighting:
-            freq = torch.tensor(counts, dtype=torch.float).clamp_min(1)
-            weights = (freq.sum() / (len(counts) * freq)).clamp(max=10).tolist()
         regulariser = build_regulariser_from(config)
         set_zero_fill(regulariser, mean, std)
         overlap = config.predict_overlap
         if overlap is None:  # window maps need dense windows around small footprints; dense CAM maps do not
             dense_window = opts.footprint < 1 and config.output == "window"
             overlap = min(0.875, 1.0 - opts.footprint / 2.0) if dense_window else 0.5
-        task = LandUseTask(model_spec, regulariser, lr=config.lr, weight_decay=config.weight_decay,
-                           label_smoothing=config.label_smoothing, class_weights=weights,
-                           pixel_loss=float(config.pixel_loss), ema_decay=float(config.ema_decay),
-                           cutmix=float(config.cutmix), footprint=opts.footprint)
-        init_record = start_task(task, init, classes, log)
-        generator = torch.Generator().manual_seed(config.seed)
-        masks = train.masks if config.pixel_loss > 0 else None
-        train_loader = DataLoader(TileDataset(x_train, train.labels, masks), batch_size=config.batch_size,
-                                  shuffle=True,
-                                  drop_last=len(train) > config.batch_size, generator=generator,
-                                  num_workers=config.num_workers)
-        val_loader = DataLoader(TileDataset(x_val, val.labels), batch_size=256, num_workers=config.num_workers)
+        task = build_task(config, model_spec, counts, regulariser)
+        init_record = None if checkpoint_path else start_task(task, init, classes, log)
         # The bundle takes the last epoch's weights: choosing an epoch by the validation blocks' loss would
         # tune to the blocks the map is then scored on.
         checkpoint = L.pytorch.callbacks.ModelCheckpoint(dirpath=stage / "checkpoints", filename="last",
-                                                         monitor=None, save_last=False)
+                                                         monitor=None, save_last=False, enable_version_counter=False)
         history = EpochHistory()
-        trainer = build_trainer(config, stage, [checkpoint, history], progress,
+        streaming = {"use_distributed_sampler": False} if config.data_pipeline == "stream" else {}
+        trainer = build_trainer(config, stage, [checkpoint, history], progress, plugins=[atomic_checkpoints()],
                                 logger=L.pytorch.loggers.CSVLogger(stage, name="logs"),
-                                log_every_n_steps=max(1, min(10, len(train_loader))))
-        # a read-only or full disk fails here, not after an epoch
-        check_checkpoint(stage / "checkpoints", task, shown=Path(out_dir))
-        trainer.fit(task, train_loader, val_loader)
+                                log_every_n_steps=max(1, min(10, len(data.train_loader))), **streaming)
+        check_checkpoint(stage / "checkpoints", task, shown=Path(out_dir))  # a full or read-only disk fails now
+        resumed_from = None
+        if checkpoint_path:  # the first epoch this run trains (0-based), before the checkpoint moves on
+            resumed_from = int(torch.load(checkpoint_path, map_location="cpu", weights_only=False)["epoch"]) + 1
+            log(f"resuming at epoch {resumed_from + 1} of {config['epochs']}")
+        trainer.fit(task, data.train_loader, data.val_loader,
+                    ckpt_path=str(checkpoint_path) if checkpoint_path else None)
         if not trainer.is_global_zero:
             raise SystemExit(0)
         last = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
@@ -152,18 +319,21 @@ def train_landuse(config: LandUseConfig, out_dir: Path, *, overwrite: bool = Fal
                         std=std, classes=classes, tile_size=opts.tile_size, resolution=(t.a, -t.e), crs=grid.crs,
                         regulariser=regulariser.settings(),
                         extra={"overlap": overlap, "tta": bool(config.predict_tta), "footprint": opts.footprint,
-                               "band_selection": config.bands, "training_tiles": len(train),
-                               "validation_tiles": len(val), "label_offset": registration["applied"],
+                               "band_selection": config.bands, "training_tiles": data.n_train,
+                               "validation_tiles": data.n_val, "label_offset": registration["applied"],
                                "init": init_record})
         bundle.save(stage / "model.geocamat")
         offset = registration["applied"]
         metrics = {"validation_map": _validation_map_metrics(bundle, stage, stack, labels, config, offset,
                                                                  progress, log),
-                   "validation_tiles": {"n": len(val), "accuracy": _tile_accuracy(bundle, x_val, val.labels)},
+                   "validation_tiles": {"n": data.n_val, "accuracy": _tile_accuracy(bundle, data)},
                    "weights_epoch": config.epochs - 1, "lowest_validation_loss_epoch": history.best_epoch(),
                    "train_seconds": round(time.perf_counter() - started, 1),
-                   "training_tiles": len(train), "regulariser": regulariser.settings(),
-                   "label_registration": registration}
+                   "training_tiles": data.n_train, "regulariser": regulariser.settings(),
+                   "label_registration": registration, "data_pipeline": config.data_pipeline,
+                   "world_size": trainer.world_size}
+        if resumed_from is not None:
+            metrics["resumed_from_epoch"] = resumed_from
         if offset:  # the same map scored without the offset, for comparison
             metrics["validation_map_image_frame"] = {
                 k: v for k, v in _score(bundle, stage, labels, config, None).items() if k != "confusion_matrix"}
@@ -180,11 +350,34 @@ def train_landuse(config: LandUseConfig, out_dir: Path, *, overwrite: bool = Fal
     return metrics
 
 
-def _tile_accuracy(bundle: Bundle, x: torch.Tensor, y: torch.Tensor) -> float:
+def _absolute_paths(config: LandUseConfig) -> dict:
+    out = as_dict(config)
+    for key in ("images", "labels"):
+        value = out.get(key)
+        if isinstance(value, list):
+            out[key] = [str(Path(v).absolute()) for v in value]
+        elif value:
+            out[key] = str(Path(value).absolute())
+    return out
+
+
+def _tile_accuracy(bundle: Bundle, data: LandUseData) -> float:
+    """Accuracy of the bundle's model on the validation windows (in memory, or read again batch by batch)."""
     model = bundle.build_model()
+    correct = total = 0
     with torch.no_grad():
-        pred = torch.cat([model(x[i:i + 512]).argmax(dim=1) for i in range(0, len(x), 512)])
-    return round(float((pred == y).float().mean()), 4)
+        if data.val_images is not None:
+            x, y = data.val_images, data.val_labels
+            for i in range(0, len(x), 512):
+                correct += int((model(x[i:i + 512]).argmax(dim=1) == y[i:i + 512]).sum())
+            total = len(y)
+        else:
+            from torch.utils.data import DataLoader
+
+            for batch in DataLoader(data.val_loader.dataset, batch_size=512):  # every window, not a rank's shard
+                correct += int((model(batch["image"]).argmax(dim=1) == batch["label"]).sum())
+                total += len(batch["label"])
+    return round(correct / max(1, total), 4)
 
 
 def _validation_map_metrics(bundle: Bundle, stage: Path, stack, labels, config: LandUseConfig,
@@ -212,7 +405,8 @@ def _score(bundle: Bundle, stage: Path, labels, config: LandUseConfig, offset: l
                      offset=tuple(offset) if offset else None, require_overlap=False)
 
 
-def _check_registration(config: LandUseConfig, x: torch.Tensor, masks: torch.Tensor, num_classes: int, log) -> dict:
+def _check_registration(config: LandUseConfig, x: torch.Tensor, masks: torch.Tensor, num_classes: int,
+                        log) -> dict:
     """Estimate the labels' offset from the imagery on the training tiles; decide whether scoring uses it."""
     setting = config.label_offset
     if isinstance(setting, list):

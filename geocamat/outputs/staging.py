@@ -110,7 +110,8 @@ def staged_output(out_dir: Path, overwrite: bool = False, owned: Sequence[str] =
             ``out_dir`` needs ``overwrite``. Either way only the stage's entries and ``owned`` names are ever
             replaced or removed.
         reuse: a killed run's stage (one of :func:`stale_stages`) to continue in, e.g. for a resumed training:
-            it becomes this run's stage, with its contents, instead of being removed.
+            it becomes this run's stage, where it is, with its contents, instead of being removed (and it is
+            kept if this run fails too).
 
     Raises:
         OutputExistsError: ``out_dir`` holds results (or, without ``owned``, anything) and ``overwrite`` is false.
@@ -128,16 +129,19 @@ def staged_output(out_dir: Path, overwrite: bool = False, owned: Sequence[str] =
     from geocamat.preflight import check_writable
 
     check_writable(out_dir)  # read-only or forbidden: one line now, not a traceback after the work
-    stage = stage_path(out_dir)
-    shutil.rmtree(stage, ignore_errors=True)
-    if reuse is not None:
-        os.replace(reuse, stage)
+    if reuse is not None:  # continued where it is: every rank of a distributed run finds it at the same path
+        stage = Path(reuse)
+    else:
+        stage = stage_path(out_dir)
+        shutil.rmtree(stage, ignore_errors=True)
     for leftover in stale_stages(out_dir):
-        shutil.rmtree(leftover, ignore_errors=True)
+        if leftover != stage:
+            shutil.rmtree(leftover, ignore_errors=True)
     stage.mkdir(parents=True, exist_ok=True)
     try:
         yield stage
     except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
+        if reuse is None:  # a resumed run that fails again keeps its checkpoint, to be resumed once more
+            shutil.rmtree(stage, ignore_errors=True)
         raise
     _publish(stage, out_dir, owned)

@@ -306,7 +306,7 @@ def train_landuse(config: LandUseConfig, out_dir: Path, *, overwrite: bool = Fal
         resumed_from = None
         if checkpoint_path:  # the first epoch this run trains (0-based), before the checkpoint moves on
             resumed_from = int(torch.load(checkpoint_path, map_location="cpu", weights_only=False)["epoch"]) + 1
-            log(f"resuming at epoch {resumed_from + 1} of {config['epochs']}")
+            log(f"resuming at epoch {resumed_from + 1} of {config.epochs}")
         trainer.fit(task, data.train_loader, data.val_loader,
                     ckpt_path=str(checkpoint_path) if checkpoint_path else None)
         if not trainer.is_global_zero:

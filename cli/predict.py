@@ -31,6 +31,8 @@ P = "PredictOptions"
 @setting_option(P, "probabilities", "--probabilities", is_flag=True)
 @setting_option(P, "vector", "--no-vector", "no_vector", is_flag=True, help_prefix="Skip landuse.gpkg. ")
 @setting_option(P, "min_polygon_pixels", "--min-polygon-pixels", type=int)
+@setting_option(P, "devices", "--devices", type=int)
+@setting_option(P, "num_nodes", "--num-nodes", type=int)
 @setting_option(P, "score_threshold", "--score-threshold", type=float)
 @setting_option(P, "nms_iou", "--nms-iou", type=float)
 @overwrite_opt
@@ -62,6 +64,8 @@ def _headline(report: dict) -> str:
     """One short line about what a prediction did."""
     if "total" in report:  # detection
         return f"{report['total']} objects (" + ", ".join(f"{k} {v}" for k, v in report["counts"].items()) + ")"
+    if "rank" in report:  # a rank other than 0 of a run across ranks
+        return f"rank {report['rank']} of {report['world']} mapped {report['tiles_processed']} tiles; rank 0 assembles"
     if "regions" in report:
         return f"{len(report['regions'])} regions"
     tiles = report.get("tiles") or {}

@@ -31,6 +31,11 @@ class PredictOptions:
     probabilities: bool = setting(False, "Also write probabilities.tif (one band per class).")
     vector: bool = setting(True, "Write landuse.gpkg (polygons of the classes).")
     min_polygon_pixels: int = setting(0, "Drop land-use polygons smaller than this many pixels.")
+    devices: int | None = setting(None, "Processes on this machine sharing the map (default: a launcher's, else 1); "
+                                  "without torchrun/srun they are started here: CPU processes, or one GPU each. "
+                                  "The map is identical to one process's.")
+    num_nodes: int | None = setting(None, "Machines sharing the map (> 1 needs torchrun or srun on each; the output "
+                                    "folder must be on a disk they share).")
 
 
 @dataclass

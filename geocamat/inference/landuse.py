@@ -68,7 +68,9 @@ def _rank_device(dev, asked: str, ranks: Ranks):
     if dev.index is not None:
         raise ConfigError(f"--device {asked} names one GPU, but {ranks.local_world} processes share this machine "
                           "and each takes the GPU of its local rank: use --device cuda")
-    return torch.device("cuda", ranks.local_rank)
+    dev = torch.device("cuda", ranks.local_rank)
+    torch.cuda.set_device(dev)  # current_stream() and friends refer to this rank's GPU
+    return dev
 
 
 def _safe_name(value: str) -> str:

@@ -256,42 +256,78 @@ def wait_for_ranks(paths: Mapping[int, Path], *, stall_timeout: float = STALL_TI
 def spawn(fn: Callable, nprocs: int, args: tuple, kwargs: dict, *, cuda: bool) -> None:
     """Run ``fn(*args, ranks=Ranks(r, nprocs, r, nprocs), **kwargs)`` in ``nprocs`` new processes.
 
-    They meet on a TCP store on 127.0.0.1 (a free port); each uses ``1 / nprocs`` of this process's torch
-    threads (at least one). A :class:`geocamat.errors.GeocamatError` of a rank is raised again here, one
-    line, the same class; when a rank fails the others are stopped.
+    They are started as ``python -m geocamat.inference.ranks`` (the call pickled in a temporary file; no
+    multiprocessing bootstrap, so a caller's script without a ``__main__`` guard is safe) and meet on a TCP
+    store on 127.0.0.1 (a free port); each uses ``1 / nprocs`` of this process's torch threads (at least
+    one). When a rank fails the others are stopped; a :class:`geocamat.errors.GeocamatError` of a rank is
+    raised again here, the same class, one line.
     """
+    import pickle
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+
     import torch
-    import torch.multiprocessing as mp
 
     if cuda and torch.cuda.device_count() < nprocs:
         raise ConfigError(f"--devices {nprocs} asks for {nprocs} GPUs but {torch.cuda.device_count()} are visible: "
                           f"use --devices {torch.cuda.device_count()} or --device cpu")
-    ctx = mp.get_context("spawn")
-    errors = ctx.SimpleQueue()
     threads = max(1, torch.get_num_threads() // nprocs)
-    try:
-        mp.start_processes(_child, args=(nprocs, _free_port(), threads, errors, fn, args, kwargs), nprocs=nprocs,
-                           join=True, start_method="spawn")
-    except Exception as exc:
-        if not errors.empty():
-            raise _error(*errors.get()) from None
-        raise RuntimeError(f"a prediction rank stopped: {exc}") from exc
+    with tempfile.TemporaryDirectory(prefix="geocamat-ranks-") as tmp:
+        call = Path(tmp) / "call.pkl"
+        with call.open("wb") as f:
+            pickle.dump((fn, args, kwargs, threads, _free_port()), f)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        procs = [subprocess.Popen([sys.executable, "-m", "geocamat.inference.ranks", str(call), str(r), str(nprocs)],
+                                  env=env) for r in range(nprocs)]
+        failed = None
+        try:
+            while failed is None and any(p.poll() is None for p in procs):
+                failed = next((r for r, p in enumerate(procs) if p.poll() not in (None, 0)), None)
+                time.sleep(0.1)
+            if failed is None:
+                failed = next((r for r, p in enumerate(procs) if p.returncode != 0), None)
+        finally:
+            for p in procs:  # a failed or interrupted run stops every rank
+                if p.poll() is None:
+                    p.send_signal(signal.SIGTERM)
+            for p in procs:
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        if failed is not None:
+            errors = sorted(Path(tmp).glob("error-*.json"))
+            if errors:
+                name, message = json.loads(errors[0].read_text())
+                raise _error(name, message)
+            raise RuntimeError(f"prediction rank {failed} stopped with exit code {procs[failed].returncode}")
 
 
-def _child(rank: int, nprocs: int, port: int, threads: int, errors, fn: Callable, args: tuple, kwargs: dict):
+def _worker(call: Path, rank: int, nprocs: int) -> int:
+    """One rank started by :func:`spawn`: run the pickled call; returns the exit code."""
+    import pickle
+
     import torch
     import torch.distributed as dist
 
+    with Path(call).open("rb") as f:
+        fn, args, kwargs, threads, port = pickle.load(f)
     torch.set_num_threads(threads)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=nprocs,
                             timeout=timedelta(seconds=START_TIMEOUT_S))
     try:
         fn(*args, ranks=Ranks(rank, nprocs, rank, nprocs), **kwargs)
     except GeocamatError as exc:
-        errors.put((type(exc).__name__, str(exc)))
-        raise SystemExit(2) from None
+        tmp = Path(call).with_name(f"error-{rank}.json.part")
+        tmp.write_text(json.dumps([type(exc).__name__, str(exc)]))
+        os.replace(tmp, tmp.with_name(f"error-{rank}.json"))
+        return 2
     finally:
         dist.destroy_process_group()
+    return 0
 
 
 def _error(name: str, message: str) -> GeocamatError:
@@ -309,3 +345,11 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+if __name__ == "__main__":  # a rank started by spawn(): python -m geocamat.inference.ranks CALL RANK WORLD
+    import sys
+
+    from geocamat.inference.ranks import _worker as worker
+
+    sys.exit(worker(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])))

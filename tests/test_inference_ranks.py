@@ -117,6 +117,18 @@ def test_several_machines_without_a_launcher_are_refused_with_the_command_to_use
         resolve(4, None, {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2"})
 
 
+def refuse_on_every_rank(*, ranks: Ranks) -> None:
+    """Stands for a prediction whose input is refused (as every rank would refuse it)."""
+    raise ConfigError(f"bad input seen by rank {ranks.rank} of {ranks.world}")
+
+
+def test_an_error_of_the_local_ranks_comes_back_as_one_line_of_the_same_class():
+    from geocamat.inference.ranks import spawn
+
+    with pytest.raises(ConfigError, match="bad input seen by rank 0 of 2"):
+        spawn(refuse_on_every_rank, 2, (), {}, cuda=False)
+
+
 # -- maps across ranks ------------------------------------------------------------------------------------
 
 def test_two_processes_map_pixel_identical_to_one(tmp_path):

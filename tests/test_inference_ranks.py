@@ -80,6 +80,7 @@ def test_the_split_balances_work_and_warms_up_only_below_the_top():
     # more ranks than units: some ranks get nothing, no unit is lost
     split = split_units([[1, 1]], 4)
     assert sum(len(s) for s in split) == 2 and [] in split
+    assert split_units([[7]], 2) == [[Segment(0, 0, 1)], []]  # a lone unit stays on rank 0, which assembles
     # without any planned tile (an AOI that skips everything), units are still split by count
     assert split_units([[0, 0, 0, 0]], 2) == [[Segment(0, 0, 2)], [Segment(0, 2, 4)]]
     # several blocks: a stretch runs over a block's end into the next one (a warm-up only where a block is cut)

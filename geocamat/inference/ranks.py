@@ -17,6 +17,7 @@ or one GPU per local rank), which meet on a TCP store on 127.0.0.1.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -88,8 +89,9 @@ def split_units(weights: Sequence[Sequence[float]], world: int) -> list[list[Seg
     cum, r = 0.0, 0
     for n, (j, i, w) in enumerate(units):
         if total > 0:
-            # the unit goes to the rank whose share contains the unit's middle
-            r = min(world - 1, int((cum + w / 2) * world / total))
+            # the unit goes to the rank whose share contains the unit's middle (on a boundary: the lower rank,
+            # so that a lone unit stays on rank 0, which assembles)
+            r = min(world - 1, max(0, math.ceil((cum + w / 2) * world / total) - 1))
         else:
             r = min(world - 1, n * world // len(units))
         cum += w

@@ -153,7 +153,9 @@ def predict_landuse(
             (torchrun, srun) they are started here, CPU processes or one GPU each (``cuda:{local rank}``).
             The map is identical to a one-process run's; ``head`` and ``on_unit`` must then be picklable.
         num_nodes: machines sharing the run (> 1 needs a launcher on each).
-        ranks: this process's rank (set by the ranks started here; see :mod:`geocamat.inference.ranks`).
+        ranks: this process's rank (see :mod:`geocamat.inference.ranks`); default: from ``devices``/``num_nodes``
+            and the launcher. ``Ranks()`` maps in this process alone whatever the environment (internal maps,
+            e.g. the validation map of a DDP training run, where the other ranks do not call this).
 
     Returns:
         the report (also written as ``report.json``); with ``region_field``, ``{"regions": [...]}``.

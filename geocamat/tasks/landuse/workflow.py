@@ -171,13 +171,15 @@ def _validation_map_metrics(bundle: Bundle, stage: Path, stack, labels, config: 
                             offset: list[int] | None, progress: bool, log) -> dict:
     """Map the labelled part of the validation blocks with the trained bundle and score it there."""
     from geocamat.inference.landuse import predict_landuse
+    from geocamat.inference.ranks import Ranks
     from geocamat.tasks.landuse.scoring import scored_bounds
 
     bbox = scored_bounds(labels.path, config.blocks, config.val_parity, margin=2 * bundle.tile_size)
     log("mapping the validation blocks to score the run" + (" (the box around their labels)" if bbox else ""))
     map_dir = stage / "work" / "validation_map"
     predict_landuse(bundle, [str(p) for p in stack.sources], map_dir, bbox=bbox, overlap=bundle.extra["overlap"],
-                    tta=bundle.extra["tta"], vectorise=False, progress=progress, overwrite=True)
+                    tta=bundle.extra["tta"], vectorise=False, progress=progress, overwrite=True,
+                    ranks=Ranks())  # this process alone, even under a launcher (DDP training)
     return _score(bundle, stage, labels, config, offset)
 
 

@@ -144,8 +144,10 @@ def test_two_processes_map_pixel_identical_to_one(tmp_path):
         np.testing.assert_array_equal(read(tmp_path / "ref" / name), read(tmp_path / "two" / name), err_msg=name)
     for key in ("tiles_planned", "tiles_processed", "skipped_no_data"):
         assert report["tiles"][key] == ref["tiles"][key]
-    # rank 1 starts mid-block: the band above its first is computed again, for its carry only
-    assert report["tiles"]["recomputed_at_seams"] > ref["tiles"]["recomputed_at_seams"]
+    # rank 1 starts mid-block: the tiles of the band above that reach into its carry are computed again
+    # (the batches holding them), less than a band (5 bands here)
+    extra = report["tiles"]["recomputed_at_seams"] - ref["tiles"]["recomputed_at_seams"]
+    assert 0 < extra < ref["tiles"]["tiles_processed"] / 5
     assert report["classes"] == ref["classes"]
     assert not (tmp_path / "two" / PARTIAL).exists()
 

@@ -407,7 +407,7 @@ class Engine:
             self.clock.collect()
             release(cur_buf)
             if i < start:  # warm-up band: only its carry is kept
-                warm_tiles = stats["tiles_processed"] + stats["recomputed_at_seams"]
+                warm_tiles = stats["tiles_processed"]
                 cur_buf, cur = nxt_buf, nxt
                 continue
             stats["recomputed_at_seams"] += warm_tiles
@@ -482,12 +482,19 @@ class Engine:
             stats["tiles_processed"] = int((run & owned[None]).sum())
             stats["recomputed_at_seams"] = int((run & ~owned[None]).sum())
             ti, tj = np.nonzero(run)
+            batches = range(0, len(ti), self.batch_size)
+            if not finish:  # only the carry is wanted: the batches with a tile reaching into the carry rows (the
+                # same batches as a full band, so that each tile's outputs and each sum are the same bits)
+                reach = ps[ti] + t > y0 + hb
+                batches = [b for b in batches if reach[b:b + self.batch_size].any()]
+                stats["tiles_processed"] = sum(len(ti[b:b + self.batch_size]) for b in batches)
+                stats["recomputed_at_seams"] = 0
             start = time.perf_counter()
             threads = torch.get_num_threads()
             clock = self.clock
             # Per-tile work on the CPU runs on one thread: with several OpenMP threads on busy cores, threads
             # spinning at barriers make small ops up to 50x slower.
-            for b in range(0, len(ti), self.batch_size):
+            for b in batches:
                 bi, bj = ti[b:b + self.batch_size], tj[b:b + self.batch_size]
                 t0 = clock.mark()
                 outputs = self._forward(x, bi, bj, bufs["batch"])

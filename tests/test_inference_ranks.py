@@ -123,6 +123,7 @@ def refuse_on_every_rank(*, ranks: Ranks) -> None:
     raise ConfigError(f"bad input seen by rank {ranks.rank} of {ranks.world}")
 
 
+@pytest.mark.slow  # ~20 s on the loaded 2-vCPU machine; run with -m slow
 def test_an_error_of_the_local_ranks_comes_back_as_one_line_of_the_same_class():
     from geocamat.inference.ranks import spawn
 
@@ -234,6 +235,7 @@ def test_a_two_rank_run_killed_on_one_rank_stops_both_and_resumes_to_the_same_ma
     assert sum(h.tiles for h in first + second) - whole.tiles <= 0.5 * whole.tiles
 
 
+@pytest.mark.slow  # ~20 s on the loaded 2-vCPU machine; run with -m slow
 def test_a_rerun_with_one_process_resumes_a_two_rank_run(tmp_path):
     bundle = make_bundle(tile=16)
     img = make_raster(tmp_path / "img.tif", 100, 160, collar=2)

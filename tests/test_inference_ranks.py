@@ -252,3 +252,15 @@ def test_a_rerun_with_one_process_resumes_a_two_rank_run(tmp_path):
     assert report["resumed"] and single.tiles < whole.tiles
     for name in OUTPUTS:
         np.testing.assert_array_equal(read(tmp_path / "ref" / name), read(out / name), err_msg=name)
+
+
+def test_without_overlap_ranks_need_no_warm_up(tmp_path):
+    bundle = make_bundle(tile=16)
+    img = make_raster(tmp_path / "img.tif", 100, 160, collar=2)
+    ref = run(bundle, [img], tmp_path / "ref", overlap=0.0)
+    report, other = run_ranks(bundle, [img], tmp_path / "two", [head_for(bundle), head_for(bundle)], overlap=0.0)
+    assert isinstance(report, dict) and isinstance(other, dict), (report, other)
+    assert other["tiles_processed"] > 0
+    for name in OUTPUTS:
+        np.testing.assert_array_equal(read(tmp_path / "ref" / name), read(tmp_path / "two" / name), err_msg=name)
+    assert report["tiles"] == ref["tiles"]  # no carry, so nothing computed twice

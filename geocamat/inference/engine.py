@@ -308,7 +308,7 @@ class Engine:
                 while i < seg.stop and unit_name(seg.block, i) not in done:
                     i += 1
                 kept = start > 0 and self.writer.carry_path(unit_name(seg.block, start - 1)).exists()
-                runs.append((seg.block, start, i, start > 0 and not kept))
+                runs.append((seg.block, start, i, start > 0 and self.plan.halo > 0 and not kept))
         return runs
 
     def _drain(self, pending: deque, keep: int) -> None:
@@ -388,7 +388,7 @@ class Engine:
                 "batch": torch.empty((self.batch_size, c, plan.tile, plan.tile), dtype=torch.float32, device=self.dev)
                 if not pin else None}
         carry = None
-        if start > 0 and not warm:
+        if start > 0 and halo and not warm:  # without overlap there is no carry
             carry = torch.from_numpy(np.load(self.writer.carry_path(unit_name(j, start - 1)))).to(self.dev)
         for k in range(first, min(first + prefetch + 2, needed_last + 1)):
             submit(k)

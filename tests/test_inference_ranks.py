@@ -20,9 +20,10 @@ from inference_helpers import make_bundle, make_raster  # noqa: E402
 from geocamat.errors import ConfigError  # noqa: E402
 from geocamat.inference.heads import PixelHead, head_for  # noqa: E402
 from geocamat.inference.landuse import predict_landuse  # noqa: E402
+from geocamat.inference.launch import from_environment, resolve  # noqa: E402
 from geocamat.inference.manifest import PARTIAL  # noqa: E402
 from geocamat.inference.plan import UnitSizes  # noqa: E402
-from geocamat.inference.ranks import RankFailed, Ranks, Segment, from_environment, resolve, split_units  # noqa: E402
+from geocamat.inference.ranks import RankFailed, Ranks, Segment, split_units  # noqa: E402
 
 OUTPUTS = ("landuse.tif", "confidence.tif", "cam.tif", "probabilities.tif")
 #: one column block of 5 bands (32 rows) on a 100 x 160 scene with 16 px tiles: rank 1 starts mid-block
@@ -125,7 +126,7 @@ def refuse_on_every_rank(*, ranks: Ranks) -> None:
 
 @pytest.mark.slow  # ~20 s on the loaded 2-vCPU machine; run with -m slow
 def test_an_error_of_the_local_ranks_comes_back_as_one_line_of_the_same_class():
-    from geocamat.inference.ranks import spawn
+    from geocamat.inference.launch import spawn
 
     with pytest.raises(ConfigError, match="bad input seen by rank 0 of 2"):
         spawn(refuse_on_every_rank, 2, (), {}, cuda=False)

@@ -165,7 +165,7 @@ def predict_landuse(
     """
     call = dict(locals())  # every argument, to run the same call on each rank
     from geocamat.data.stack import open_stack
-    from geocamat.inference import ranks as rank_tools
+    from geocamat.inference import launch as rank_tools
 
     if ranks is None:
         launch = rank_tools.resolve(devices, num_nodes)

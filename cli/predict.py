@@ -32,6 +32,8 @@ P = "PredictOptions"
 @setting_option(P, "vector", "--no-vector", "no_vector", is_flag=True, help_prefix="Skip landuse.gpkg. ")
 @setting_option(P, "min_polygon_pixels", "--min-polygon-pixels", type=int)
 @setting_option(P, "require_all_bands", "--require-all-bands", is_flag=True)
+@setting_option(P, "devices", "--devices", type=int)
+@setting_option(P, "num_nodes", "--num-nodes", type=int)
 @setting_option(P, "score_threshold", "--score-threshold", type=float)
 @setting_option(P, "nms_iou", "--nms-iou", type=float)
 @setting_option(P, "force", "--force", is_flag=True)
@@ -69,6 +71,8 @@ def predict(images, model_path, out, no_vector, overwrite, quiet, **flags):
 
 def summary_line(out: Path, report: dict) -> str:
     """One short line about a finished predict (the details are in report.json)."""
+    if "rank" in report:  # a rank other than 0 of a run across ranks
+        return f"rank {report['rank']} of {report['world']} mapped {report['tiles_processed']} tiles; rank 0 assembles"
     if "regions" in report:
         return f"wrote {out}: {len(report['regions'])} regions (report.json)"
     if report.get("task") == "detection":

@@ -5,6 +5,10 @@ of the device; tiles are cut on the device, passed through the head (bf16 + chan
 their per-pixel outputs are blended into an accumulator one band tall. When a band is done its rows are
 final: a writer thread writes them (and records the unit in the manifest), and the overlap rows that the
 next band still adds to (the *carry*) are kept. At the end the pieces are assembled into the outputs.
+
+Across ranks (:mod:`geocamat.inference.ranks`), each rank streams its stretch of the plan, starting a stretch
+that begins below the top of a block (or after a missing carry) with the band above it, computed only for its
+carry; rank 0 waits for the others and assembles.
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ from geocamat.inference.assemble import FloatOutput, assemble
 from geocamat.inference.blend import BLEND_MODES, SCATTER_MAX_TILE, accumulate, blend_mode, gather_tiles
 from geocamat.inference.grid import OutputGrid
 from geocamat.inference.heads import PixelHead
-from geocamat.inference.manifest import PARTIAL, Manifest
+from geocamat.inference.manifest import PARTIAL, Manifest, done_units, manifest_name
 from geocamat.inference.plan import Plan, UnitSizes, band_rows_for_work, unit_name, unit_size
+from geocamat.inference.ranks import Ranks, Segment, split_units, wait_for_ranks
 from geocamat.inference.report import run_report
 from geocamat.inference.telemetry import HostTimes, StageClock, peak_rss_mib, progress_bar
 from geocamat.inference.writer import UnitWriter
@@ -70,13 +75,14 @@ class Engine:
             classified with the missing bands filled with their mean, and counted in the report.
         units: unit sizes (default: the module constants of :mod:`geocamat.inference.plan`).
         blend: blending mode (default: :func:`geocamat.inference.blend.blend_mode` for the device).
+        ranks: this process's rank among those sharing the run (default: the only one).
     """
 
     def __init__(self, head: PixelHead, bundle, stack, index, grid: OutputGrid, aoi, out_dir: Path, *, dev,
                  overlap: float, tta: bool, tile: int, batch_size: int, workers: int, write_probabilities: bool,
                  vectorise: bool, min_polygon_pixels: int, resume: bool, progress: bool, on_unit,
                  weights_hash: str, require_all_bands: bool = False, units: UnitSizes | None = None,
-                 blend: str | None = None) -> None:
+                 blend: str | None = None, ranks: Ranks | None = None) -> None:
         from geocamat.outputs.overviews import overview_factors
         from geocamat.outputs.style import ClassStyle, class_dtype_nodata
 
@@ -87,6 +93,7 @@ class Engine:
         self.progress, self.on_unit, self.weights_hash = progress, on_unit, weights_hash
         self.require_all_bands = require_all_bands
         self.sizes = units or UnitSizes()
+        self.ranks = ranks or Ranks()
         if blend is not None and blend not in BLEND_MODES:
             raise ValueError(f"unknown blend mode {blend!r}: choose one of {', '.join(BLEND_MODES)}")
         self.style = ClassStyle.from_classes(bundle.classes)
@@ -170,19 +177,30 @@ class Engine:
         t_start = time.perf_counter()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         plan = self.plan
-        manifest = Manifest(self.work, self.fingerprint(), plan.n_units)
-        resumed = manifest.open(self.resume, self.out_dir)
+        ranks = self.ranks
+        manifest = Manifest(self.work, self.fingerprint(), plan.n_units, rank=ranks.rank)
+        ranks.barrier()  # every rank has checked the output folder before rank 0 prepares it
+        if ranks.main:
+            manifest.open(self.resume, self.out_dir)
+        ranks.barrier()
+        if not ranks.main:
+            manifest.open(self.resume, self.out_dir, clean=False)
+        ranks.barrier()  # every manifest of this run is open (no stale "finished" left)
         self.manifest = manifest
+        done_before = done_units(self.work, manifest.fingerprint)
+        resumed = bool(done_before)
         self.head.to(self.dev)
         w1 = torch.from_numpy(np.asarray(self.head.weights(plan.tile, self.overlap), np.float32)).to(self.dev)
         self.w2 = w1[:, None] * w1[None, :]
         self.mean = torch.tensor(self.bundle.mean, dtype=torch.float32, device=self.dev).view(-1, 1, 1)
         self.std = torch.tensor(self.bundle.std, dtype=torch.float32, device=self.dev).view(-1, 1, 1)
         self.lut = torch.tensor(self.style.ids, dtype=torch.int64, device=self.dev)
-        total_tiles = len(plan.rows) * len(plan.cols)
-        done_tiles = sum(u["tiles_planned"] for u in manifest.done.values())
-        bar = progress_bar(total=total_tiles, initial=done_tiles, unit="tile", desc=f"predict {self.out_dir.name}",
-                           file=sys.stderr, disable=not self.progress, smoothing=0.1, dynamic_ncols=True)
+        mine = [unit_name(s.block, i) for s in self.segments for i in range(s.start, s.stop)]
+        total_tiles = sum(self._planned(name) for name in mine)
+        done_tiles = sum(done_before[name]["tiles_planned"] for name in mine if name in done_before)
+        desc = f"predict {self.out_dir.name}" + (f" [rank {ranks.rank}/{ranks.world}]" if ranks.world > 1 else "")
+        bar = progress_bar(total=total_tiles, initial=done_tiles, unit="tile", desc=desc, file=sys.stderr,
+                           disable=not self.progress, smoothing=0.1, dynamic_ncols=True)
         reader = MosaicReader(self.index, self.grid, self.stack.num_bands, workers=self.workers)
         writers = max(1, min(self.sizes.max_writers, (os.cpu_count() or 2) // 4))
         from geocamat.outputs.vector import Polygoniser
@@ -197,6 +215,7 @@ class Engine:
                                  max_class=max(self.style.ids), polygoniser=polygoniser,
                                  full_shape=(self.grid.height, self.grid.width),
                                  min_region_pixels=self.min_polygon_pixels)
+        todo = self._todo(done_before)
         pending: deque[tuple[str, Future]] = deque()
         stream_start = time.perf_counter()
         self.t_model = 0.0
@@ -208,22 +227,44 @@ class Engine:
         self._buffer_elems = self.stack.num_bands * plan.band_rows * widest
         processed_now = 0
         try:
-            for j in range(plan.n_blocks):
-                start = self._first_band(j)
-                for name, future, stats in self._run_block(j, start, reader):
-                    processed_now += stats["tiles_processed"]
-                    pending.append((name, future))
-                    bar.update(stats["tiles_planned"])
-                    self.host.timed("wait_write_s", self._drain, pending, keep=writers + 1)
-            self.host.timed("wait_write_s", self._drain, pending, keep=0)
-        finally:
-            bar.close()
-            reader.close()
-            self.writer.close()  # writes in progress finish and are recorded: a resume starts after them
-            if polygoniser is not None:
-                polygoniser.close()
+            try:
+                for j, start, stop, warm in todo:
+                    for name, future, stats in self._run_block(j, start, stop, reader, warm):
+                        processed_now += stats["tiles_processed"]
+                        pending.append((name, future))
+                        bar.update(stats["tiles_planned"])
+                        self.host.timed("wait_write_s", self._drain, pending, keep=writers + 1)
+                self.host.timed("wait_write_s", self._drain, pending, keep=0)
+            finally:
+                bar.close()
+                reader.close()
+                self.writer.close()  # writes in progress finish and are recorded: a resume starts after them
+                if polygoniser is not None:
+                    polygoniser.close()
+        except BaseException as exc:
+            if ranks.world > 1:  # the others stop waiting for this rank
+                manifest.close(failed=f"{type(exc).__name__}: {exc}"[:500])
+            raise
         stream_seconds = time.perf_counter() - stream_start
         peak_stream = peak_rss_mib()
+        manifest.close(finished=True, stream={"stream_s": stream_seconds, "tiles_processed": processed_now,
+                                              "model_s": self.t_model, "peak_rss_mib": peak_stream})
+        if not ranks.main:  # rank 0 assembles
+            return {"rank": ranks.rank, "world": ranks.world, "units": len(mine), "tiles_processed": processed_now,
+                    "stream_s": stream_seconds, "out": str(self.out_dir)}
+        per_rank = [{"rank": 0, **manifest.data["stream"]}]
+        if ranks.world > 1:
+            others = wait_for_ranks({r: self.work / manifest_name(r) for r in range(1, ranks.world)})
+            per_rank += [{"rank": r, **data.get("stream", {})} for r, data in sorted(others.items())]
+        done = done_units(self.work, manifest.fingerprint)
+        missing = [unit_name(j, i) for j in range(plan.n_blocks) for i in range(plan.n_bands)
+                   if unit_name(j, i) not in done]
+        if missing:
+            raise RuntimeError(f"units {missing[:5]} were not computed by any rank")
+        done = {unit_name(j, i): done[unit_name(j, i)] for j in range(plan.n_blocks) for i in range(plan.n_bands)}
+        if ranks.world > 1:  # throughput of the whole run: every rank's tiles over the time until the last finished
+            processed_now = sum(r.get("tiles_processed", 0) for r in per_rank)
+            stream_seconds = time.perf_counter() - stream_start
         t_assemble = time.perf_counter()
         assembly = assemble(self.work, plan, style=self.style, dtype=self.dtype, nodata=self.nodata,
                             floats=self.float_outputs(), overview_factors=self.overview_factors,
@@ -243,10 +284,12 @@ class Engine:
                    "read_s_all_threads": reader.seconds, "assemble_s": assemble_seconds,
                    "stream_stages": {**{f"{k}_s": v for k, v in self.clock.seconds.items()}, **self.host.seconds},
                    "assemble_stages": assembly.seconds}
-        report = run_report(meta, plan, manifest.done, assembly, style=self.style, dtype=self.dtype,
+        report = run_report(meta, plan, done, assembly, style=self.style, dtype=self.dtype,
                             nodata=self.nodata, runs=manifest.runs, resumed=resumed, processed_now=processed_now,
                             timings=timings, require_all_bands=self.require_all_bands,
                             memory={"peak_rss_mib_after_stream": peak_stream, "peak_rss_mib": peak_rss_mib()})
+        if ranks.world > 1:
+            report["ranks"] = {"world": ranks.world, "per_rank": per_rank}
         write_json(self.work / "report.json", report)
         for name in self.result_files:  # rename everything into place at once
             src = self.work / name
@@ -259,14 +302,35 @@ class Engine:
         shutil.rmtree(self.work, ignore_errors=True)
         return report
 
-    def _first_band(self, j: int) -> int:
-        """First band of column block j to compute: after the last finished one whose carry is kept."""
-        i = 0
-        while unit_name(j, i) in self.manifest:
-            i += 1
-        while 0 < i < self.plan.n_bands and not self.writer.carry_path(unit_name(j, i - 1)).exists():
-            i -= 1
-        return i
+    @property
+    def segments(self) -> list[Segment]:
+        """This rank's bands of each column block, balanced by planned tiles."""
+        plan = self.plan
+        weights = [[self._planned(unit_name(j, i)) for i in range(plan.n_bands)] for j in range(plan.n_blocks)]
+        return split_units(weights, self.ranks.world)[self.ranks.rank]
+
+    def _planned(self, name: str) -> int:
+        """Tiles planned in unit ``name`` (those starting in its band and block)."""
+        j, i = int(name[1:5]), int(name[6:])
+        x0, x1, qs = self.plan.block(j)
+        return len(self.plan.band(i)[2]) * int(((qs >= x0) & (qs < x1)).sum())
+
+    def _todo(self, done: dict) -> list[tuple[int, int, int, bool]]:
+        """Runs of this rank's unfinished bands: (block, start, stop, warm); ``warm``: compute band
+        ``start - 1`` first, only for its carry (no unit above it was kept with its carry)."""
+        runs = []
+        for seg in self.segments:
+            i = seg.start
+            while i < seg.stop:
+                if unit_name(seg.block, i) in done:
+                    i += 1
+                    continue
+                start = i
+                while i < seg.stop and unit_name(seg.block, i) not in done:
+                    i += 1
+                kept = start > 0 and self.writer.carry_path(unit_name(seg.block, start - 1)).exists()
+                runs.append((seg.block, start, i, start > 0 and self.plan.halo > 0 and not kept))
+        return runs
 
     def _drain(self, pending: deque, keep: int) -> None:
         """Report finished units (recorded by their writer) in order; wait until at most ``keep`` are pending."""
@@ -276,14 +340,17 @@ class Engine:
             if self.on_unit is not None:
                 self.on_unit({"unit": name, "done": len(self.manifest.done), "total": self.plan.n_units})
 
-    def _run_block(self, j: int, start: int, reader):
-        """Compute bands ``start..`` of column block ``j``; yields (unit name, write future, stats) as each is
-        handed to a writer."""
+    def _run_block(self, j: int, start: int, stop: int, reader, warm: bool = False):
+        """Compute bands ``start..stop`` of column block ``j``; yields (unit name, write future, stats) as each
+        is handed to a writer. ``warm``: first compute band ``start - 1`` only for its carry (its tiles are
+        counted in ``recomputed_at_seams`` of unit ``start``); else the carry of band ``start - 1`` is read
+        from its file."""
         import torch
 
         plan = self.plan
-        if start >= plan.n_bands:  # block finished before an interruption
+        if start >= stop:
             return
+        first = start - 1 if warm else start
         x0, x1, qs = plan.block(j)
         qs0 = int(qs[0])
         win = int(qs[-1] - qs0 + plan.tile)
@@ -293,7 +360,7 @@ class Engine:
         chunks: dict[int, list[Future]] = {}
         buffers: dict[int, np.ndarray] = {}
         pool, owner = self._buffer_pool, {}
-        needed_last = plan.n_bands  # chunk index of the halo below the last band
+        needed_last = stop  # chunk index of the halo below the last band
         prefetch = self.sizes.prefetch
 
         def new_buffer() -> np.ndarray:
@@ -342,25 +409,33 @@ class Engine:
                 "batch": torch.empty((self.batch_size, c, plan.tile, plan.tile), dtype=torch.float32, device=self.dev)
                 if not pin else None}
         carry = None
-        if start > 0:
+        if start > 0 and halo and not warm:  # without overlap there is no carry
             carry = torch.from_numpy(np.load(self.writer.carry_path(unit_name(j, start - 1)))).to(self.dev)
-        for k in range(start, min(start + prefetch + 2, needed_last + 1)):
+        for k in range(first, min(first + prefetch + 2, needed_last + 1)):
             submit(k)
-        cur_buf, cur = self.host.timed("wait_read_s", take, start)
-        for i in range(start, plan.n_bands):
+        cur_buf, cur = self.host.timed("wait_read_s", take, first)
+        warm_tiles = 0
+        for i in range(first, stop):
             for k in range(i + 1, i + prefetch + 2):
                 submit(k)
             nxt_buf, nxt = self.host.timed("wait_read_s", take, i + 1) if i + 1 <= needed_last else (None, None)
             bufs["x"][:, :hb].copy_(cur)
             if halo:
                 bufs["x"][:, hb:].copy_(nxt[:, :halo])
-            result, carry, stats = self._band(i, bufs, carry, x0, x1, qs)
+            result, carry, stats = self._band(i, bufs, carry, x0, x1, qs, finish=i >= start)
             if pin:  # the copy from the pinned buffer is over once the band's results reached the host
                 torch.cuda.current_stream().synchronize()
             self.clock.collect()
             release(cur_buf)
+            if i < start:  # warm-up band: only its carry is kept
+                warm_tiles = stats["tiles_processed"]
+                cur_buf, cur = nxt_buf, nxt
+                continue
+            stats["recomputed_at_seams"] += warm_tiles
+            warm_tiles = 0
             name = unit_name(j, i)
-            future = self.writer.submit(name, result, carry, stats, unit_name(j, i - 1) if i > 0 else None)
+            prev = unit_name(j, i - 1) if i > 0 and (i > start or not warm) else None
+            future = self.writer.submit(name, result, carry, stats, prev)
             yield name, future, stats
             cur_buf, cur = nxt_buf, nxt
         if cur_buf is not None:  # the halo chunk below the last band
@@ -389,8 +464,9 @@ class Engine:
                 out = self.head(batch)
         return [out["probabilities"], *(out[name] for name in self.extras)]
 
-    def _band(self, i: int, bufs: dict, carry, x0: int, x1: int, qs: np.ndarray):
-        """Run the tiles owned by band i (input in ``bufs["x"]``) through the head and finish its rows."""
+    def _band(self, i: int, bufs: dict, carry, x0: int, x1: int, qs: np.ndarray, finish: bool = True):
+        """Run the tiles owned by band i (input in ``bufs["x"]``) through the head and finish its rows (with
+        ``finish=False``, only its carry: the result is None)."""
         import shapely
         import torch
 
@@ -431,12 +507,19 @@ class Engine:
             stats["tiles_processed"] = int((run & owned[None]).sum())
             stats["recomputed_at_seams"] = int((run & ~owned[None]).sum())
             ti, tj = np.nonzero(run)
+            batches = range(0, len(ti), self.batch_size)
+            if not finish:  # only the carry is wanted: the batches with a tile reaching into the carry rows (the
+                # same batches as a full band, so that each tile's outputs and each sum are the same bits)
+                reach = ps[ti] + t > y0 + hb
+                batches = [b for b in batches if reach[b:b + self.batch_size].any()]
+                stats["tiles_processed"] = sum(len(ti[b:b + self.batch_size]) for b in batches)
+                stats["recomputed_at_seams"] = 0
             start = time.perf_counter()
             threads = torch.get_num_threads()
             clock = self.clock
             # Per-tile work on the CPU runs on one thread: with several OpenMP threads on busy cores, threads
             # spinning at barriers make small ops up to 50x slower.
-            for b in range(0, len(ti), self.batch_size):
+            for b in batches:
                 bi, bj = ti[b:b + self.batch_size], tj[b:b + self.batch_size]
                 t0 = clock.mark()
                 outputs = self._forward(x, bi, bj, bufs["batch"])
@@ -448,6 +531,8 @@ class Engine:
                 clock.add("model", t0, t1)
                 clock.add("blend", t1, clock.mark())
             self.t_model += time.perf_counter() - start
+        if not finish:
+            return None, acc[:, hb:hb + halo].clone() if halo else None, stats
         # finish rows [y0, y1) of columns [x0, x1) (on CUDA, the host waits here for the band's kernels)
         t_finish = time.perf_counter()
         rows, c0, c1 = y1 - y0, x0 - qs0, x1 - qs0

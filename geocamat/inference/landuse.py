@@ -11,6 +11,7 @@ GeoPackage (:mod:`~geocamat.inference.assemble`) with a report (:mod:`~geocamat.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -27,6 +28,7 @@ from geocamat.inference.grid import bbox_geometry, crs_wkt, load_region, snap_gr
 from geocamat.inference.heads import PixelHead, head_for
 from geocamat.inference.manifest import PARTIAL, refuse_interrupted
 from geocamat.inference.plan import UnitSizes
+from geocamat.inference.ranks import Ranks
 from geocamat.outputs.jsonfile import write_json
 
 __all__ = ["DENSE_OVERLAP", "PARTIAL", "RESULT_FILES", "WINDOW_OVERLAP", "default_overlap", "predict_landuse",
@@ -60,6 +62,20 @@ def weights_sha256(bundle: Bundle) -> str:
         digest.update(key.encode())
         digest.update(bundle.state_dict[key].detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
+
+
+def _rank_device(dev, asked: str, ranks: Ranks):
+    """The device of this rank: with several ranks on a machine, GPU ``cuda:{local rank}``."""
+    import torch
+
+    if dev.type != "cuda" or ranks.local_world == 1:
+        return dev
+    if dev.index is not None:
+        raise ConfigError(f"--device {asked} names one GPU, but {ranks.local_world} processes share this machine "
+                          "and each takes the GPU of its local rank: use --device cuda")
+    dev = torch.device("cuda", ranks.local_rank)
+    torch.cuda.set_device(dev)  # current_stream() and friends refer to this rank's GPU
+    return dev
 
 
 def _safe_name(value: str) -> str:
@@ -100,6 +116,9 @@ def predict_landuse(
     head: PixelHead | None = None,
     units: UnitSizes | None = None,
     blend: str | None = None,
+    devices: int | None = None,
+    num_nodes: int | None = None,
+    ranks: Ranks | None = None,
 ) -> dict:
     """Map land use over a region with a trained model; write rasters, polygons and a report.
 
@@ -140,6 +159,13 @@ def predict_landuse(
         units: unit sizes (default: :class:`geocamat.inference.plan.UnitSizes`, the module constants).
         blend: blending mode ``blocks``, ``scatter`` or ``tiles`` (default: chosen for the device; all give the
             same sums).
+        devices: processes on this machine sharing the run (default: a launcher's, else 1); without a launcher
+            (torchrun, srun) they are started here, CPU processes or one GPU each (``cuda:{local rank}``).
+            The map is identical to a one-process run's; ``head`` and ``on_unit`` must then be picklable.
+        num_nodes: machines sharing the run (> 1 needs a launcher on each).
+        ranks: this process's rank (see :mod:`geocamat.inference.ranks`); default: from ``devices``/``num_nodes``
+            and the launcher. ``Ranks()`` maps in this process alone whatever the environment (internal maps,
+            e.g. the validation map of a DDP training run, where the other ranks do not call this).
 
     Returns:
         the report (also written as ``report.json``); with ``region_field``, ``{"regions": [...]}``.
@@ -147,8 +173,22 @@ def predict_landuse(
     Raises:
         geocamat.errors.GeocamatError: bad inputs or settings, or existing results without overwrite/resume.
     """
+    call = dict(locals())  # every argument, to run the same call on each rank
     from geocamat.data.stack import open_stack
+    from geocamat.inference import launch as rank_tools
 
+    if ranks is None:
+        launch = rank_tools.resolve(devices, num_nodes)
+        if launch.spawn:
+            dev = resolve_device(device)
+            rest = {k: v for k, v in call.items() if k not in ("bundle", "images", "out_dir", "ranks")}
+            rank_tools.spawn(predict_landuse, launch.spawn, (bundle, list(images), Path(out_dir)), rest,
+                             cuda=dev.type == "cuda")
+            return json.loads((Path(out_dir) / "report.json").read_text())
+        try:
+            return predict_landuse(**{**call, "ranks": launch.ranks})
+        finally:
+            rank_tools.close(launch)
     if bundle.task != "landuse":
         raise BundleError(f"the model is a {bundle.task!r} model: predict_landuse needs a land-use model")
     if overlap is None:
@@ -166,7 +206,7 @@ def predict_landuse(
                               f"got {window}")
     if res is not None and res <= 0:
         raise ConfigError(f"resolution must be > 0, got {res}")
-    dev = resolve_device(device)
+    dev = _rank_device(resolve_device(device), device, ranks)
     out_dir = Path(out_dir)
     from geocamat.leftovers import run_tempdir
 
@@ -241,10 +281,12 @@ def predict_landuse(
             run_head = head or head_for(bundle, tta=tta, window=window)
             engine = Engine(run_head, bundle, stack, index, grid, geom, target, dev=dev, overlap=overlap, tta=tta,
                             tile=int(window or bundle.tile_size), batch_size=run_batch,
-                            workers=workers or min(8, os.cpu_count() or 1), write_probabilities=write_probabilities,
+                            workers=workers or max(1, min(8, (os.cpu_count() or 1) // ranks.local_world)),
+                            write_probabilities=write_probabilities,
                             vectorise=vectorise, min_polygon_pixels=min_polygon_pixels, resume=resume,
-                            progress=progress, on_unit=on_unit, weights_hash=model_info["weights_sha256"],
-                            require_all_bands=require_all_bands, units=units, blend=blend)
+                            progress=progress and ranks.main, on_unit=on_unit,
+                            weights_hash=model_info["weights_sha256"], require_all_bands=require_all_bands,
+                            units=units, blend=blend, ranks=ranks)
             report = engine.run(dict(settings=settings, model=model_info, inputs=inputs,
                                      region={"name": name, "field": region_field,
                                              "bounds": list(geom.bounds) if geom is not None else None}))
@@ -252,7 +294,8 @@ def predict_landuse(
         if region_field is None:
             return reports[0]
         summary = {"regions": reports, "skipped_regions": [n for n, g in aois if n not in {j[0] for j in jobs}]}
-        write_json(out_dir / "report.json", summary)
+        if ranks.main:
+            write_json(out_dir / "report.json", summary)
         return summary
     finally:
         shutil.rmtree(stack_dir, ignore_errors=True)

@@ -58,7 +58,7 @@ def predict(bundle, images: list[str], out_dir: Path, options: PredictOptions, *
                            workers=o.workers, device=o.device, resume=o.resume, write_probabilities=o.probabilities,
                            vectorise=o.vector, min_polygon_pixels=o.min_polygon_pixels,
                            require_all_bands=o.require_all_bands, overwrite=overwrite,
-                           progress=progress, model_path=model_path)
+                           progress=progress, model_path=model_path, devices=o.devices, num_nodes=o.num_nodes)
 
 
 def evaluate(bundle, images: list[str], options: EvaluateOptions, *, progress: bool = True,

@@ -33,6 +33,7 @@ def evaluate_map(bundle, images: list[str], options: EvaluateOptions, *, progres
         The metrics (OA, kappa, per class P/R/F1, scope, coverage); also written to ``options.out``/metrics.json.
     """
     from geocamat.inference.landuse import predict_landuse
+    from geocamat.inference.ranks import Ranks
     from geocamat.preflight import before_evaluate
     from geocamat.tasks.landuse import map_settings
     from geocamat.tasks.landuse.scoring import score_map
@@ -49,7 +50,7 @@ def evaluate_map(bundle, images: list[str], options: EvaluateOptions, *, progres
         else:
             predict_landuse(bundle, list(images), folder, **map_settings(bundle, o.overlap, o.tta, o.window),
                             device=o.device, vectorise=False, min_polygon_pixels=MIN_MAPPING_UNIT, overwrite=True,
-                            progress=progress)
+                            progress=progress, ranks=Ranks())  # this process alone, even under a launcher
         metrics = score_map(Path(o.map) if o.map else folder / "landuse.tif", Path(o.reference), bundle.class_ids,
                             [c.name for c in bundle.classes], blocks=o.blocks, parity=o.parity,
                             mask=Path(o.mask) if o.mask else None, offset=offset, reference_field=o.reference_field)

@@ -37,6 +37,11 @@ class PredictOptions:
                                       "classified from the other bands; report.json counts them).")
     min_polygon_pixels: int = setting(4, "Minimum mapping unit: regions of the map smaller than this many pixels "
                                       "are merged into their largest neighbour before the polygons (0: keep all).")
+    devices: int | None = setting(None, "Processes on this machine sharing the map (default: a launcher's, else 1); "
+                                  "without torchrun/srun they are started here: CPU processes, or one GPU each. "
+                                  "The map is identical to one process's.")
+    num_nodes: int | None = setting(None, "Machines sharing the map (> 1 needs torchrun or srun on each; the output "
+                                    "folder must be on a disk they share).")
 
     def check(self) -> None:
         """Validate the values a user can get wrong."""

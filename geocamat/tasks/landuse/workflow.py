@@ -384,6 +384,7 @@ def _validation_map_metrics(bundle: Bundle, stage: Path, stack, labels, config: 
                             offset: list[int] | None, progress: bool, log) -> dict:
     """Map the labelled part of the validation blocks with the trained bundle and score it there."""
     from geocamat.inference.landuse import predict_landuse
+    from geocamat.inference.ranks import Ranks
     from geocamat.tasks.landuse.scoring import scored_bounds
 
     bbox = scored_bounds(labels.path, config.blocks, config.val_parity, margin=2 * bundle.tile_size)
@@ -393,7 +394,8 @@ def _validation_map_metrics(bundle: Bundle, stage: Path, stack, labels, config: 
 
     predict_landuse(bundle, [str(p) for p in stack.sources], map_dir, bbox=bbox,  # as geocamat predict maps it
                     **map_settings(bundle, None, None, None), vectorise=False, min_polygon_pixels=MIN_MAPPING_UNIT,
-                    progress=progress, overwrite=True)
+                    progress=progress, overwrite=True,
+                    ranks=Ranks())  # this process alone, even under a launcher (DDP training)
     return _score(bundle, stage, labels, config, offset)
 
 

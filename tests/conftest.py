@@ -68,3 +68,14 @@ def table_env(tmp_path_factory):
     det = tiny_bundle(64)
     det.save(d / "detector.geocamat")
     return files, run / "model.geocamat", d / "detector.geocamat", d
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread during the test (the inference tests: small ops spin on busy cores otherwise)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -113,12 +113,14 @@ def test_every_default_has_one_home():
                 assert f.default is not MISSING or f.default_factory is not MISSING, (cls, f.name)
                 assert f.metadata.get("help"), (cls.__name__, f.name)
     # a setting shared by the tasks through their base class is declared once
-    from geocamat.tasks.base import TrainSettings
+    from geocamat.tasks.base import ClassifierSettings, TrainSettings
 
-    shared = {f.name for f in fields(TrainSettings)}
-    for name in TASKS:
-        own = set(get_task(name).Config.__dataclass_fields__) - shared
-        assert not own & shared
+    classifier = {f.name for f in fields(ClassifierSettings)}
+    for name in ("landuse", "scenes"):  # the classifier settings come from ClassifierSettings alone
+        assert issubclass(get_task(name).Config, ClassifierSettings)
+        assert all(get_task(name).Config.__dataclass_fields__[k] is ClassifierSettings.__dataclass_fields__[k]
+                   or k not in classifier for k in classifier)
+    assert issubclass(get_task("detection").Config, TrainSettings)
 
 
 def test_help_shows_each_tasks_default():

@@ -21,13 +21,7 @@ from geocamat.inference.landuse import predict_landuse  # noqa: E402
 from geocamat.inference.manifest import PARTIAL  # noqa: E402
 from geocamat.inference.plan import UnitSizes, band_rows_for_work, unit_size  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: torch on one thread
 
 
 def read(path: Path) -> np.ndarray:

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -30,12 +29,7 @@ OUTPUTS = ("landuse.tif", "confidence.tif", "cam.tif", "probabilities.tif")
 UNITS = UnitSizes(band_rows=32, block_cols=128)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: torch on one thread
 
 
 def read(path: Path) -> np.ndarray:

@@ -52,3 +52,15 @@ class TrainSettings:
                               f"not {self.regulariser!r}")
         if not isinstance(self.num_workers, int) or self.num_workers < 0:
             raise ConfigError(f"num_workers must be an integer >= 0, not {self.num_workers!r}")
+
+
+@dataclass
+class ClassifierSettings(TrainSettings):
+    """Settings of the classifier tasks (land use and scenes): one CamNet trained with AdamW and a one-cycle
+    schedule."""
+
+    epochs: int = setting(30, "Training epochs.")
+    batch_size: int = setting(64, "Tiles (or images) per batch.")
+    lr: float = setting(2e-3, "Peak learning rate (AdamW, one-cycle).")
+    weight_decay: float = setting(1e-4, "AdamW weight decay.")
+    label_smoothing: float = setting(0.05, "Cross-entropy label smoothing.")

@@ -6,13 +6,13 @@ from dataclasses import dataclass
 
 from geocamat.errors import ConfigError
 from geocamat.settings import as_list, in_range, positive_int, setting
-from geocamat.tasks.base import TrainSettings
+from geocamat.tasks.base import ClassifierSettings
 
 ARCH_NAMES = ("camnet-xs", "camnet-s", "resnet10", "resnet18")
 
 
 @dataclass
-class LandUseConfig(TrainSettings):
+class LandUseConfig(ClassifierSettings):
     """Land-use training: tiles of a stack, labelled per pixel (raster) or by polygons/points."""
 
     images: list[str] = setting(help="Image files, globs or folders (one multi-band file, or one file per band).",
@@ -45,11 +45,6 @@ class LandUseConfig(TrainSettings):
 
     #: the arch when neither --arch nor starting weights say
     ARCH_FALLBACK = "camnet-xs"
-    epochs: int = setting(30, "Training epochs.")
-    batch_size: int = setting(64, "Tiles per batch.")
-    lr: float = setting(2e-3, "Peak learning rate (AdamW, one-cycle).")
-    weight_decay: float = setting(1e-4, "AdamW weight decay.")
-    label_smoothing: float = setting(0.05, "Cross-entropy label smoothing.")
     class_weighting: bool = setting(False, "Weight the loss by inverse class frequency.")
     label_offset: str | list = setting("check", "Labels vs imagery: check | auto (score in the labels' frame) | "
                                        "none | [dy, dx].")

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 
 from geocamat.errors import ConfigError
 from geocamat.settings import in_range, positive_int, setting
-from geocamat.tasks.base import TrainSettings
+from geocamat.tasks.base import ClassifierSettings
 from geocamat.tasks.landuse.config import ARCH_NAMES
 
 
 @dataclass
-class SceneConfig(TrainSettings):
+class SceneConfig(ClassifierSettings):
     """Scene classification: one label per image (RSSCN7 / UC Merced layout: a sub-folder per class)."""
 
     scenes: str | None = setting(None, "A folder with one sub-folder of images per class.", path=True)
@@ -22,11 +22,6 @@ class SceneConfig(TrainSettings):
 
     #: the arch when neither --arch nor starting weights say
     ARCH_FALLBACK = "resnet18"
-    epochs: int = setting(30, "Training epochs.")
-    batch_size: int = setting(64, "Images per batch.")
-    lr: float = setting(2e-3, "Peak learning rate (AdamW, one-cycle).")
-    weight_decay: float = setting(1e-4, "AdamW weight decay.")
-    label_smoothing: float = setting(0.05, "Cross-entropy label smoothing.")
 
     def check(self) -> None:
         super().check()

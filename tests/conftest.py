@@ -79,3 +79,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def scene_folder(root: Path, per_class: int = 8, size: int = 24) -> Path:
+    """A class-folder dataset (RSSCN7 layout): ``dark`` and ``bright`` noisy RGB PNGs, ``per_class`` each."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name, level in (("dark", 40), ("bright", 200)):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = np.clip(rng.normal(level, 20, (size, size, 3)), 0, 255).astype("uint8")
+            Image.fromarray(pixels).save(root / name / f"{i}.png")
+    return root

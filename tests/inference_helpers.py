@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from geocamat.bundle import Bundle, ClassInfo
+from geocamat.inference.heads import PixelHead
 
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"]
 
@@ -50,3 +51,28 @@ def make_raster(path: Path, width: int = 200, height: int = 150, bands: int = 3,
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
     return path
+
+
+class Killed(Exception):
+    """Raised by :class:`Counting` to interrupt a run (as a kill would) after a number of tiles."""
+
+
+class Counting(PixelHead):
+    """A head that counts the tiles it computes; raises :class:`Killed` past ``stop_after`` tiles."""
+
+    def __init__(self, inner, stop_after: int | None = None) -> None:
+        self.inner, self.stop_after, self.tiles = inner, stop_after, 0
+        self.outputs, self.descriptions = inner.outputs, inner.descriptions
+
+    def to(self, device):
+        self.inner.to(device)
+        return self
+
+    def weights(self, tile, overlap):
+        return self.inner.weights(tile, overlap)
+
+    def __call__(self, batch):
+        if self.stop_after is not None and self.tiles + len(batch) > self.stop_after:
+            raise Killed
+        self.tiles += len(batch)
+        return self.inner(batch)

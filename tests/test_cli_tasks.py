@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli.main import cli
-from tests.conftest import write_raster
+from tests.conftest import scene_folder, write_raster
 
 
 def run(*args):
@@ -44,12 +44,7 @@ def landuse(tmp_path_factory):
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory):
     d = tmp_path_factory.mktemp("scenes")
-    rng = np.random.default_rng(0)
-    for name, level in (("dark", 40), ("bright", 200)):
-        (d / "data" / name).mkdir(parents=True)
-        for i in range(6):
-            Image.fromarray(np.clip(rng.normal(level, 20, (16, 16, 3)), 0, 255).astype("uint8")).save(
-                d / "data" / name / f"{i}.png")
+    scene_folder(d / "data", per_class=6, size=16)
     out = run("train", "--scenes", d / "data", "--set", "image_size=16", "--epochs", 2, "--arch", "camnet-xs",
               "--batch-size", 4, "--out", d / "run", "-q")
     image = write_raster(d / "scene.tif", np.full((3, 32, 32), 200, "uint8"))

@@ -13,7 +13,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from inference_helpers import make_bundle, make_raster  # noqa: E402
+from inference_helpers import Counting, Killed, make_bundle, make_raster  # noqa: E402
 
 from geocamat.errors import OutputExistsError  # noqa: E402
 from geocamat.inference.heads import PixelHead, head_for  # noqa: E402
@@ -82,29 +82,8 @@ def test_a_large_scene_is_cut_into_units_of_bounded_work():
     assert bands(4096, 4096, 8, True) > bands(4096, 4096, 8, False)  # 8x the model work per tile: smaller units
 
 
-class Counting(PixelHead):
-    """The bundle's head, counting the tiles it computes; raises :class:`Killed` past ``stop_after`` tiles."""
-
-    def __init__(self, inner, stop_after: int | None = None) -> None:
-        self.inner, self.stop_after, self.tiles = inner, stop_after, 0
-        self.outputs, self.descriptions = inner.outputs, inner.descriptions
-
-    def to(self, device):
-        self.inner.to(device)
-        return self
-
-    def weights(self, tile, overlap):
-        return self.inner.weights(tile, overlap)
-
-    def __call__(self, batch):
-        if self.stop_after is not None and self.tiles + len(batch) > self.stop_after:
-            raise Killed
-        self.tiles += len(batch)
-        return self.inner(batch)
 
 
-class Killed(Exception):
-    pass
 
 
 def test_a_run_killed_at_a_quarter_keeps_its_work_and_resumes_to_the_same_map(tmp_path):

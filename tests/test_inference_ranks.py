@@ -14,10 +14,10 @@ import rasterio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from inference_helpers import make_bundle, make_raster  # noqa: E402
+from inference_helpers import Counting, Killed, make_bundle, make_raster  # noqa: E402
 
 from geocamat.errors import ConfigError  # noqa: E402
-from geocamat.inference.heads import PixelHead, head_for  # noqa: E402
+from geocamat.inference.heads import head_for  # noqa: E402
 from geocamat.inference.landuse import predict_landuse  # noqa: E402
 from geocamat.inference.launch import from_environment, resolve  # noqa: E402
 from geocamat.inference.manifest import PARTIAL  # noqa: E402
@@ -158,29 +158,8 @@ class ThreadRanks(Ranks):
         self.meet.wait(timeout=60)
 
 
-class Killed(Exception):
-    pass
 
 
-class Counting(PixelHead):
-    """The bundle's head, counting its tiles; raises :class:`Killed` past ``stop_after`` tiles."""
-
-    def __init__(self, inner, stop_after: int | None = None) -> None:
-        self.inner, self.stop_after, self.tiles = inner, stop_after, 0
-        self.outputs, self.descriptions = inner.outputs, inner.descriptions
-
-    def to(self, device):
-        self.inner.to(device)
-        return self
-
-    def weights(self, tile, overlap):
-        return self.inner.weights(tile, overlap)
-
-    def __call__(self, batch):
-        if self.stop_after is not None and self.tiles + len(batch) > self.stop_after:
-            raise Killed
-        self.tiles += len(batch)
-        return self.inner(batch)
 
 
 def run_ranks(bundle, images, out, heads, **kw) -> list:

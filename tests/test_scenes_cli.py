@@ -2,25 +2,14 @@
 
 import json
 
-import numpy as np
 from click.testing import CliRunner
-from PIL import Image
 
 from cli.main import cli
-
-
-def _scene_folder(root):
-    rng = np.random.default_rng(0)
-    for name, level in (("dark", 40), ("bright", 200)):
-        (root / name).mkdir(parents=True)
-        for i in range(8):
-            pixels = np.clip(rng.normal(level, 20, (24, 24, 3)), 0, 255).astype("uint8")
-            Image.fromarray(pixels).save(root / name / f"{i}.png")
-    return root
+from tests.conftest import scene_folder
 
 
 def test_train_and_evaluate_scene_folder(tmp_path):
-    scenes = _scene_folder(tmp_path / "scenes")
+    scenes = scene_folder(tmp_path / "scenes")
     run = tmp_path / "run"
     result = CliRunner().invoke(cli, ["train", "--scenes", str(scenes), "--set", "image_size=16", "--epochs", "4",
                                       "--arch", "camnet-xs", "--batch-size", "4", "--out", str(run), "--quiet"])

@@ -6,12 +6,10 @@ import json
 import urllib.error
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torchvision
 from click.testing import CliRunner
-from PIL import Image
 
 from cli.main import cli
 from geocamat.bundle import Bundle, ClassInfo
@@ -27,6 +25,7 @@ from geocamat.models.weights import (
     load_init,
     load_weights,
 )
+from tests.conftest import scene_folder
 
 
 @pytest.fixture(scope="module")
@@ -225,21 +224,12 @@ def test_init_from_bundles(tmp_path):
         load_init(None, str(tmp_path / "none.geocamat"))
 
 
-def _scene_folder(root: Path) -> Path:
-    rng = np.random.default_rng(0)
-    for name, level in (("dark", 40), ("bright", 200)):
-        (root / name).mkdir(parents=True)
-        for i in range(4):
-            pixels = np.clip(rng.normal(level, 20, (32, 32, 3)), 0, 255).astype("uint8")
-            Image.fromarray(pixels).save(root / name / f"{i}.png")
-    return root
-
-
 def test_train_scenes_from_weights_records_the_origin(tmp_path, resnet18):
     """CLI: --weights FILE for a scene model; with lr 0 the trained convolutions are the given ones."""
     torch.save(resnet18.state_dict(), tmp_path / "r18.pth")
     run = tmp_path / "run"
-    result = CliRunner().invoke(cli, ["train", "--scenes", str(_scene_folder(tmp_path / "scenes")), "--set",
+    scenes = scene_folder(tmp_path / "scenes", per_class=4, size=32)
+    result = CliRunner().invoke(cli, ["train", "--scenes", str(scenes), "--set",
                                       "image_size=32", "--epochs", "1", "--batch-size", "4", "--lr", "0",
                                       "--weights", str(tmp_path / "r18.pth"), "--out", str(run), "--quiet"])
     assert result.exit_code == 0, result.output
@@ -264,7 +254,7 @@ def test_train_scenes_from_weights_records_the_origin(tmp_path, resnet18):
 def test_train_weights_errors_are_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     _no_network(monkeypatch)
-    scenes = _scene_folder(tmp_path / "scenes")
+    scenes = scene_folder(tmp_path / "scenes", per_class=4, size=32)
     for args, needle in ((["--weights", "ResNet18_Weights.IMAGENET1K_V1"], "copy resnet18-f37072fd.pth"),
                          (["--weights", "ResNet50_Weights.IMAGENET1K_V2"], "basic-block ResNets"),
                          (["--weights", str(tmp_path / "no.pth")], "weights file not found"),

@@ -141,16 +141,18 @@ def test_sampler_draws_a_fixed_number_and_balances_classes():
 
     chunks = np.zeros(1000, dtype=int)
     labels = np.r_[np.zeros(950, int), np.ones(50, int)]
-    drawn = list(WindowSampler(chunks, labels, num_samples=4000, class_balanced=True, seed=0, rank=0, world=1))
+    drawn = list(WindowSampler(chunks, labels, num_samples=4000, class_balance=1.0, seed=0, rank=0, world=1))
     assert len(drawn) == 4000
     share = labels[drawn].mean()
     assert 0.45 < share < 0.55  # 5% of the windows, half of the draws
+    root = list(WindowSampler(chunks, labels, num_samples=4000, class_balance=0.5, seed=0, rank=0, world=1))
+    assert 0.16 < labels[root].mean() < 0.22  # square-root balance: sqrt(50) / (sqrt(950) + sqrt(50)) = 0.187
     plain = list(WindowSampler(chunks, labels, num_samples=300, seed=0, rank=0, world=1))
     assert len(plain) == 300 and len(set(plain)) == 300  # fewer than the windows: without replacement
 
 
 @pytest.mark.parametrize("key, value", [("data_pipeline", "disk"), ("samples_per_epoch", 0),
-                                        ("class_balanced", "yes"), ("window_cache_mb", -1)])
+                                        ("class_balance", 1.5), ("window_cache_mb", -1)])
 def test_streaming_settings_are_checked(key, value):
     from geocamat.errors import ConfigError
     from geocamat.settings import build

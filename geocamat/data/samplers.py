@@ -27,16 +27,18 @@ class WindowSampler(Sampler[int]):
     """Indices of windows for one epoch, ordered so that a bounded chunk cache is read once per chunk.
 
     Training (``shuffle=True``): a full pass over every window in random order, or ``num_samples`` windows
-    drawn at random (``class_balanced``: each class equally likely, with replacement); the epoch's windows
+    drawn at random (``class_balance`` > 0: rare classes drawn more often, with replacement); the epoch's windows
     are then grouped by chunk: chunks in random order, ``group`` chunks at a time, the windows of a group
     shuffled together. Validation (``shuffle=False``): every window in index order, every epoch.
 
     Args:
         chunks: chunk id of every window.
-        labels: class index of every window (for ``class_balanced``).
+        labels: class index of every window (for ``class_balance``).
         shuffle: draw a new random order every epoch.
         num_samples: windows per epoch (None: every window once).
-        class_balanced: draw classes with equal probability (needs ``num_samples`` or draws ``len(labels)``).
+        class_balance: a window of a class with n windows is drawn with probability proportional to
+            n^-class_balance: 0 as the labels hold them, 1 every class equally often, 0.5 in between (square-root
+            balance); draws ``num_samples`` (or ``len(labels)``) windows with replacement.
         group: chunks whose windows are mixed together (the cache should hold them).
         seed: base seed; epoch ``e`` uses ``(seed, e)``.
         rank: this process's rank (default: from ``torch.distributed`` when it is iterated).
@@ -44,13 +46,13 @@ class WindowSampler(Sampler[int]):
     """
 
     def __init__(self, chunks: np.ndarray, labels: np.ndarray, *, shuffle: bool = True,
-                 num_samples: int | None = None, class_balanced: bool = False, group: int = 64, seed: int = 0,
+                 num_samples: int | None = None, class_balance: float = 0.0, group: int = 64, seed: int = 0,
                  rank: int | None = None, world: int | None = None) -> None:
         self.chunks = np.asarray(chunks)
         self.labels = np.asarray(labels)
         self.shuffle = shuffle
         self.num_samples = num_samples
-        self.class_balanced = class_balanced
+        self.class_balance = float(class_balance)
         self.group = max(1, int(group))
         self.seed = int(seed)
         self.epoch = 0
@@ -71,9 +73,9 @@ class WindowSampler(Sampler[int]):
         if not self.shuffle:
             return np.arange(n)
         rng = np.random.default_rng([self.seed, self.epoch])
-        if self.class_balanced:
-            counts = np.bincount(self.labels)
-            p = 1.0 / (counts[self.labels] * np.count_nonzero(counts))
+        if self.class_balance > 0:
+            counts = np.bincount(self.labels).astype(np.float64)
+            p = counts[self.labels] ** -self.class_balance
             ids = rng.choice(n, size=self.num_samples or n, replace=True, p=p / p.sum())
         elif self.num_samples is not None:
             ids = rng.choice(n, size=self.num_samples, replace=self.num_samples > n)
@@ -95,6 +97,6 @@ class WindowSampler(Sampler[int]):
 
     def __len__(self) -> int:
         n = len(self.chunks) if (not self.shuffle or self.num_samples is None) else self.num_samples
-        if self.shuffle and self.class_balanced and self.num_samples is None:
+        if self.shuffle and self.class_balance > 0 and self.num_samples is None:
             n = len(self.chunks)
         return math.ceil(n / self._placement()[1])

@@ -38,7 +38,8 @@ class LandUseConfig(ClassifierSettings):
                                  choices=("stream", "memory"))
     samples_per_epoch: int | None = setting(None, "stream: windows drawn per epoch (default: every training window "
                                             "once per epoch).")
-    class_balanced: bool = setting(False, "stream: draw every class equally often (with replacement).")
+    class_balance: float = setting(0.0, "stream: draw a window of a class with n windows with probability ~ "
+                                   "n^-class_balance (0: as labelled, 0.5: square-root, 1: every class equally).")
     window_cache_mb: float = setting(256, "stream: bound of each data process's cache of decoded chunks (MB).")
     arch: str | None = setting(None, "Backbone; default camnet-xs (mapped best on the NC sample, ~1/20 of "
                                "resnet18's cost), or the weights' own with --weights/--init-from.", choices=ARCH_NAMES)
@@ -46,6 +47,11 @@ class LandUseConfig(ClassifierSettings):
     #: the arch when neither --arch nor starting weights say
     ARCH_FALLBACK = "camnet-xs"
     class_weighting: bool = setting(False, "Weight the loss by inverse class frequency.")
+    calibration: str = setting("none", "macro-f1: after training, per-class logit offsets chosen on training pixels "
+                               "to raise macro-F1 (rare classes mapped more often); none: the model as trained.",
+                               choices=("macro-f1", "none"))
+    calibration_max_loss: float = setting(0.01, "The most overall accuracy (share of training pixels) the "
+                                          "calibration may give up for macro-F1.")
     label_offset: str | list = setting("check", "Labels vs imagery: check | auto (score in the labels' frame) | "
                                        "none | [dy, dx].")
     pixel_loss: float = setting(1.0, "Weight of per-pixel supervision of the CAM logits (0: tile labels only).")
@@ -84,8 +90,8 @@ class LandUseConfig(ClassifierSettings):
         in_range(self, "ema_decay", 0, 1, high_open=True)
         if self.samples_per_epoch is not None:
             positive_int(self, "samples_per_epoch")
-        if not isinstance(self.class_balanced, bool):
-            raise ConfigError(f"class_balanced must be true or false, not {self.class_balanced!r}")
+        in_range(self, "class_balance", 0, 1)
+        in_range(self, "calibration_max_loss", 0, 1)
         in_range(self, "window_cache_mb", 0, float("inf"))
         in_range(self, "cutmix", 0, 1)
         in_range(self, "predict_overlap", 0, 1, high_open=True, optional=True)

@@ -159,7 +159,7 @@ def prepare_data(config: LandUseConfig, stack, labels, num_classes: int,
     group = max(1, data.reader.capacity(stack.num_bands) // 2)
     per_epoch = config.samples_per_epoch
     train_sampler = WindowSampler(train_ds.chunks(), data.train.labels, num_samples=per_epoch,
-                                  class_balanced=bool(config.class_balanced), group=group, seed=config.seed)
+                                  class_balance=float(config.class_balance), group=group, seed=config.seed)
     val_sampler = WindowSampler(val_ds.chunks(), data.val.labels, shuffle=False)
     drawn = per_epoch or len(data.train)
     train_loader = DataLoader(train_ds, batch_size=config.batch_size, sampler=train_sampler,
@@ -281,7 +281,12 @@ def train_landuse(config: LandUseConfig, out_dir: Path, *, overwrite: bool = Fal
                 "little; label more in the validation blocks (or change --blocks)")
         mean, std = data.mean, data.std
         registration = _check_registration(config, data.sample_images, data.sample_masks, len(classes), log)
-        data.sample_images = data.sample_masks = None  # the sample is not needed any more
+        calibration_sample = None
+        if config.calibration != "none":
+            from geocamat.tasks.landuse.calibration import keep_sample
+
+            calibration_sample = keep_sample(data.sample_images, data.sample_masks, config.seed)
+        data.sample_images = data.sample_masks = None  # the rest of the sample is not needed any more
         model_spec = {"name": "camnet", "in_channels": stack.num_bands, "num_classes": len(classes),
                       "tile_size": opts.tile_size, "arch": config.arch, "output": config.output}
         config.arch = model_spec["arch"] = camnet_spec(model_spec, init)
@@ -314,6 +319,7 @@ def train_landuse(config: LandUseConfig, out_dir: Path, *, overwrite: bool = Fal
         last = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
         prefix = "ema_model." if config.ema_decay > 0 else "model."  # the weight average, when kept
         state = {k.removeprefix(prefix): v for k, v in last.items() if k.startswith(prefix)}
+        calibration = _calibrate(config, model_spec, state, calibration_sample, classes, log)
         t = grid.transform
         bundle = Bundle(task="landuse", model=model_spec, state_dict=state, bands=stack.band_names, mean=mean,
                         std=std, classes=classes, tile_size=opts.tile_size, resolution=(t.a, -t.e), crs=grid.crs,
@@ -321,7 +327,7 @@ def train_landuse(config: LandUseConfig, out_dir: Path, *, overwrite: bool = Fal
                         extra={"overlap": overlap, "tta": bool(config.predict_tta), "footprint": opts.footprint,
                                "band_selection": config.bands, "training_tiles": data.n_train,
                                "validation_tiles": data.n_val, "label_offset": registration["applied"],
-                               "init": init_record})
+                               "init": init_record, "calibration": calibration})
         bundle.save(stage / "model.geocamat")
         offset = registration["applied"]
         metrics = {"validation_map": _validation_map_metrics(bundle, stage, stack, labels, config, offset,
@@ -359,6 +365,23 @@ def _absolute_paths(config: LandUseConfig) -> dict:
         elif value:
             out[key] = str(Path(value).absolute())
     return out
+
+
+def _calibrate(config: LandUseConfig, model_spec: dict, state: dict, sample, classes, log) -> dict:
+    """Per-class logit offsets fitted on training pixels, folded into ``state``'s classifier bias (in place)."""
+    if config.calibration == "none":
+        return {"method": "none"}
+    if sample is None:
+        log("note: no per-pixel training labels to calibrate the class offsets on; the model is left as trained")
+        return {"method": "none", "note": "no per-pixel training labels"}
+    from geocamat.models import build_model
+    from geocamat.tasks.landuse.calibration import calibrate
+
+    model = build_model(model_spec)
+    model.load_state_dict(state)
+    summary = calibrate(model, sample, [c.name for c in classes], max_oa_loss=config.calibration_max_loss, log=log)
+    state["head.bias"] = model.head.bias.detach().clone()
+    return {"method": config.calibration, "max_accuracy_loss": config.calibration_max_loss, **summary}
 
 
 def _tile_accuracy(bundle: Bundle, data: LandUseData) -> float:

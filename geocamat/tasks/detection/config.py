@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from geocamat.camat.config import DetectionCamatConfig
 from geocamat.errors import ConfigError
 from geocamat.settings import as_list, in_range, positive_int, setting
 from geocamat.tasks.base import TrainSettings
@@ -13,6 +14,9 @@ from geocamat.tasks.base import TrainSettings
 class DetectionConfig(TrainSettings):
     """Detection training: images with boxes (Pascal VOC XML, CSV, GeoPackage/Shapefile, DOTA text)."""
 
+    camat: DetectionCamatConfig = setting(help="CAMAT options (camat.tau, camat.fill, camat.negatives, ...); "
+                                          "detection defaults: mixed fill with texture, negatives 1.0; see "
+                                          "docs/detection.md.", factory=DetectionCamatConfig)
     images: list[str] = setting(help="Image files or globs (GeoTIFF, or PNG/JPG with pixel boxes).", path=True,
                                 factory=list)
     labels: list[str] = setting(help="Box files or globs.", path=True, factory=list)

@@ -55,6 +55,15 @@ def test_fill_values():
     assert set(MIXED_FILLS) <= set(FILLS)
 
 
+def test_blur_fill_is_the_box_mean():
+    import torch.nn.functional as F
+
+    x = torch.randn(2, 3, 100, 120)
+    k = max(3, (100 // 8) | 1)
+    want = F.avg_pool2d(x, k, stride=1, padding=k // 2, count_include_pad=False)
+    assert torch.allclose(fill_values(x, "blur"), want, atol=1e-5)
+
+
 def test_texture_fill_is_the_image_from_elsewhere():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(3, 2, 32, 40, generator=g)

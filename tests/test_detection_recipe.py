@@ -130,3 +130,17 @@ def test_training_records_the_recipe_and_ships_the_average(tmp_path):
     assert bundle.extra["weights"] == "ema" and metrics["ema_decay"] == 0.9
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["ema_decay"] == 0.9
     assert bundle.regulariser["fill"] == "mixed" and bundle.regulariser["negatives"] == 1.0
+
+
+def test_bf16_autocast_training_runs(tmp_path):
+    """The GPU default precision (bf16-mixed) through the whole training step, CAMAT included (here on the CPU)."""
+    from test_detection_workflow import scene, train_detection
+
+    img, csv = scene(tmp_path)
+    cfg = {"images": [str(img)], "labels": [str(csv)], "tile_size": 128, "epochs": 1, "batch_size": 2,
+           "max_tiles": 2, "backbone": "tiny", "fpn_channels": 8, "val_fraction": 0.0, "seed": 0,
+           "precision": "bf16-mixed", "camat": {"warmup": 0.0, "p": 1.0}}
+    metrics = train_detection(cfg, tmp_path / "run")
+    assert metrics["numeric_precision"] == "bf16-mixed" and metrics["occluded_pixel_fraction"] > 0
+    bundle = Bundle.load(tmp_path / "run" / "model.geocamat")
+    assert all(v.dtype != torch.bfloat16 for v in bundle.state_dict.values())

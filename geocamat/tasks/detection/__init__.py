@@ -20,7 +20,7 @@ def train(config: Config, out_dir: Path, *, overwrite: bool = False, progress: b
     from geocamat.tasks.detection.workflow import train_detection
 
     with staged_output(Path(out_dir), overwrite, TRAIN_RESULTS) as stage:
-        metrics = train_detection(config, stage, progress=progress)
+        metrics = train_detection(config, stage, progress=progress, log=log)
         dump(config, stage / "config.yaml")
     return metrics
 

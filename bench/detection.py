@@ -87,7 +87,7 @@ def prepare(data: Path, rsscn7: Path, dest: Path) -> None:
         for img in sorted(cls.iterdir()):
             if img.suffix.lower() in (".jpg", ".jpeg", ".png", ".tif"):
                 Image.open(img).convert("RGB").resize((side, side), Image.BILINEAR).save(
-                    dest / "rsscn7" / cls.name / f"{img.stem}.png")
+                    dest / "rsscn7" / cls.name / f"{img.stem}.jpg", quality=95)
                 count += 1
     print(f"prepared {dest}: NEON files and {count} RSSCN7 images at {side} px")
 
@@ -188,8 +188,13 @@ def train_scene_model(args, mode: str, work: Path) -> Path:
     out = work / "scene_rsscn7"
     if (out / "model.geocamat").is_file():
         return out / "model.geocamat"
+    import yaml
+
     values = {"scenes": str(args.rsscn7), "seed": 0, "regulariser": "none", "accelerator": args.device,
               **SCENE_MODES[mode]}
+    for item in args.scene_set:
+        key, _, value = item.partition("=")
+        values[key] = yaml.safe_load(value)
     t0 = time.perf_counter()
     m = scenes.train(build(scenes.Config, values, what="scene training"), out, overwrite=True, progress=False,
                      log=lambda _: None)
@@ -262,6 +267,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--quick", action="store_true", help="CPU quick mode (small tiles, tiny backbone, 48 steps)")
+    ap.add_argument("--mode", choices=list(MODES), default=None,
+                    help="settings of every row: quick (default on the CPU) or gpu (default with cuda)")
+    ap.add_argument("--scene-set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="settings of the bench's scene model (override the mode's)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--rows", nargs="+", default=DEFAULT_ROWS,
                     help="label=regulariser[:key=value,...]; init_from=SCENE means the bench's scene model")
@@ -278,11 +287,11 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/geocamat_bench_detection")
     ap.add_argument("--prepare", metavar="DIR", default=None,
                     help="only copy what a GPU machine needs into DIR (the NEON files and RSSCN7 resized to "
-                    "the GPU scene size, about 25 MB) and exit; see bench/gpu_detection.sh")
+                    "the GPU scene size as JPEG, about 25 MB) and exit; see bench/gpu_detection.sh")
     ap.add_argument("--out", default="bench/results_detection.json")
     args = ap.parse_args()
     data = Path(args.data)
-    mode = "quick" if args.quick or args.device == "cpu" else "gpu"
+    mode = args.mode or ("quick" if args.quick or args.device == "cpu" else "gpu")
     if args.prepare:
         prepare(data, Path(args.rsscn7), Path(args.prepare))
         return

@@ -144,3 +144,29 @@ def test_bf16_autocast_training_runs(tmp_path):
     assert metrics["numeric_precision"] == "bf16-mixed" and metrics["occluded_pixel_fraction"] > 0
     bundle = Bundle.load(tmp_path / "run" / "model.geocamat")
     assert all(v.dtype != torch.bfloat16 for v in bundle.state_dict.values())
+
+
+def test_cli_sets_the_detection_camat_options_and_land_use_refuses_negatives(tmp_path):
+    from test_detection_workflow import scene
+
+    from tests.conftest import write_raster
+    from tests.test_cli_tasks import refused, run
+
+    img, csv = scene(tmp_path)
+    run("train", "--task", "detection", "--images", img, "--labels", csv, "--tile-size", 128, "--epochs", 1,
+        "--batch-size", 2, "--set", "backbone=tiny", "--set", "max_tiles=2", "--set", "val_fraction=0",
+        "--set", "camat.negatives=0.5", "--set", "camat.mix=[mean, texture]", "--set", "anchor_sizes=[8,16,32,64]",
+        "--set", "ema_decay=0", "--out", tmp_path / "run", "-q")
+    bundle = Bundle.load(tmp_path / "run" / "model.geocamat")
+    assert bundle.regulariser["negatives"] == 0.5 and bundle.regulariser["mix"] == ["mean", "texture"]
+    assert bundle.model["anchor_sizes"] == [8, 16, 32, 64] and bundle.extra["weights"] == "last"
+    assert bundle.extra["anchor_sizes_from"] == "configured"
+    labels = np.ones((32, 32), "uint8")
+    labels[:, 16:] = 2
+    image = write_raster(tmp_path / "lu.tif", np.random.default_rng(0).normal(100, 5, (3, 32, 32)).astype("float32"))
+    lab = write_raster(tmp_path / "lab.tif", labels, nodata=0)
+    refused("train", "--images", image, "--labels", lab, "--tile-size", 16, "--set", "camat.negatives=1",
+            "--out", tmp_path / "lu", needle="camat.negatives is only for detection")
+    refused("train", "--task", "detection", "--images", img, "--labels", csv, "--set", "camat.mix=[mixed]",
+            "--out", tmp_path / "bad", needle="mix")
+    assert not (tmp_path / "lu").exists() and not (tmp_path / "bad").exists()

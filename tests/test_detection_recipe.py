@@ -122,8 +122,8 @@ def test_training_records_the_recipe_and_ships_the_average(tmp_path):
 
     img, csv = scene(tmp_path)
     cfg = {"images": [str(img)], "labels": [str(csv)], "tile_size": 128, "epochs": 1, "batch_size": 2,
-           "max_tiles": 4, "backbone": "tiny", "fpn_channels": 8, "val_fraction": 0.0, "seed": 0}
-    metrics = train_detection(cfg, tmp_path / "run")
+           "max_tiles": 4, "backbone": "tiny", "fpn_channels": 8, "val_fraction": 0.0, "seed": 0, "num_workers": 1}
+    metrics = train_detection(cfg, tmp_path / "run")  # one loader worker: the jittered tiles come from a worker
     bundle = Bundle.load(tmp_path / "run" / "model.geocamat")
     assert metrics["anchor_sizes_from"] == "training boxes" and metrics["numeric_precision"] == "32-true"
     assert bundle.model["anchor_sizes"] == metrics["anchor_sizes"] and 14 <= metrics["anchor_sizes"][0] <= 28

@@ -171,8 +171,10 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
                               scale_jitter=float(cfg.scale_jitter), colour_jitter=float(cfg.colour_jitter),
                               col_limits=col_limits)
     g = torch.Generator().manual_seed(seed)
+    workers = int(cfg.num_workers)  # tiles are cut (and jittered) from in-memory scenes: workers fork, no copy
     train_dl = DataLoader(train_ds, batch_size=int(cfg.batch_size), shuffle=True, collate_fn=collate,
-                          generator=g, drop_last=len(train_ds) > int(cfg.batch_size))
+                          generator=g, drop_last=len(train_ds) > int(cfg.batch_size), num_workers=workers,
+                          persistent_workers=workers > 0)
     val_dl = DataLoader(val_ds, batch_size=int(cfg.batch_size), collate_fn=collate) if val_ds else None
 
     model_kwargs = {"arch": cfg.detector, "in_channels": len(bands), "num_classes": len(classes),

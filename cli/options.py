@@ -36,7 +36,12 @@ def _describe(kind: str, key: str) -> tuple[str, str]:
         f = {f.name: f for f in fields(CamatConfig)}[name]
         choices = CamatConfig.choices(name)
         text = f.metadata.get("help", "") + (f" ({' | '.join(choices)})" if choices else "")
-        return text, _fmt(f.default)
+        defaults = {task: getattr(camat.default_factory(), name) for task, cls in _classes(kind).items()
+                    if (camat := {g.name: g for g in fields(cls)}.get("camat")) is not None}
+        values = set(map(_fmt, defaults.values()))
+        if len(values) <= 1:  # every task has CAMAT's own default (detection has its own for some options)
+            return text, _fmt(f.default)
+        return text, "; ".join(f"{t} {_fmt(v)}" for t, v in defaults.items())
     helps, defaults = [], {}
     for task, cls in _classes(kind).items():
         for f in fields(cls):

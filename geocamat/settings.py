@@ -146,7 +146,7 @@ def build[T](cls: type[T], values: dict, *, what: str) -> T:
         if bad:
             raise ConfigError(f"unknown CAMAT option {bad[0]!r}: the options are {', '.join(CamatConfig.names())}")
         try:
-            kwargs["camat"] = CamatConfig(**given)
+            kwargs["camat"] = type(default_of(known["camat"]))(**given)  # the task's own CAMAT defaults
         except (TypeError, ValueError) as exc:
             raise ConfigError(str(exc)) from None
     for name, f in known.items():

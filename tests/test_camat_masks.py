@@ -55,6 +55,34 @@ def test_fill_values():
     assert set(MIXED_FILLS) <= set(FILLS)
 
 
+def test_blur_fill_is_the_box_mean():
+    import torch.nn.functional as F
+
+    x = torch.randn(2, 3, 100, 120)
+    k = max(3, (100 // 8) | 1)
+    want = F.avg_pool2d(x, k, stride=1, padding=k // 2, count_include_pad=False)
+    assert torch.allclose(fill_values(x, "blur"), want, atol=1e-5)
+
+
+def test_texture_fill_is_the_image_from_elsewhere():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 2, 32, 40, generator=g)
+    tex = fill_values(x, "texture", generator=g)
+    assert tex.shape == x.shape
+    for i in range(3):
+        # a shifted copy of the same image: the same values, not in the same places
+        assert torch.equal(tex[i].flatten().sort().values, x[i].flatten().sort().values)
+        assert not torch.equal(tex[i], x[i])
+        assert not torch.equal(tex[i], fill_values(x, "mean")[i])
+        assert not torch.allclose(tex[i], fill_values(x, "noise", generator=g)[i])
+        # offset of 1/4..3/4 of the size: no pixel keeps its own value
+        assert float((tex[i] == x[i]).float().mean()) < 0.01
+    mixed = fill_values(x, "mixed", generator=g, mix=["texture"])
+    assert torch.equal(mixed.flatten(1).sort(dim=1).values, x.flatten(1).sort(dim=1).values)
+    with pytest.raises(ValueError):
+        fill_values(x, "mixed", mix=["mean", "mixed"])
+
+
 def test_apply_mask_blocks_gradient():
     x = torch.randn(2, 3, 8, 8, requires_grad=True)
     mask = torch.zeros(2, 1, 8, 8, dtype=torch.bool)

@@ -7,7 +7,9 @@ import torch
 from geocamat.camat.detection import (
     ObjectCAMAT,
     ObjectRandomErasing,
+    boxes_cover,
     build_object_regulariser,
+    negative_masks,
     object_cam_masks,
     object_random_masks,
 )
@@ -64,7 +66,7 @@ def test_regularisers_apply_fill_and_warmup():
     def cam_fn(x):
         return x[:, :1].abs()
 
-    camat = ObjectCAMAT(p=1.0, warmup=0.5)
+    camat = ObjectCAMAT(p=1.0, warmup=0.5, fill="mean", negatives=0.0)
     same, mask = camat(images, boxes, labels, cam_fn=cam_fn, epoch=0, max_epochs=4)
     assert mask is None and torch.equal(same, images)
     out, mask = camat(images, boxes, labels, cam_fn=cam_fn, epoch=2, max_epochs=4)
@@ -134,3 +136,67 @@ def test_dense_cam_loss_teaches_where_objects_are():
     inside, outside = cam[40:72, 40:72].mean(), cam[96:, 96:].mean()
     # presence labels alone (cam_dense=False) leave a CAM about half as high outside as inside here
     assert inside > 0 and outside < 0.1 * inside
+
+
+def test_negatives_copy_the_shapes_outside_every_box():
+    g = torch.Generator().manual_seed(3)
+    boxes = [torch.tensor([[4.0, 4.0, 20.5, 20.0], [30.0, 8.0, 50.0, 30.0]]), torch.tensor([[10.0, 40.0, 30.0, 60.0]]),
+             torch.zeros(0, 4)]
+    cams = torch.rand(3, 1, 64, 64, generator=g)
+    labels = [torch.zeros(len(b), dtype=torch.int64) for b in boxes]
+    pos = object_cam_masks(cams, boxes, labels, area=0.3, p=1.0)
+    neg = negative_masks(pos, boxes, 1.0, generator=g)
+    for i, b in enumerate(boxes):
+        cover = torch.from_numpy(boxes_cover(b, 64, 64))  # pixels any box touches (fractional edges included)
+        assert not (pos[i, 0] & ~cover).any()  # positives inside boxes
+        assert not (neg[i, 0] & cover).any()  # negatives outside every box
+    # about as many occluded pixels outside as inside (copies may overlap), none for an image without boxes
+    for i in (0, 1):
+        assert 0.6 * int(pos[i].sum()) <= int(neg[i].sum()) <= int(pos[i].sum())
+    assert not neg[2].any()
+    assert int(negative_masks(pos, boxes, 2.0, generator=g)[1].sum()) > int(pos[1].sum())
+    assert not negative_masks(pos, boxes, 0.0).any()
+
+
+def test_camat_pastes_negatives_with_the_same_fill():
+    images = torch.randn(2, 3, 64, 64)
+    boxes = [torch.tensor([[4.0, 4.0, 24.0, 24.0]]), torch.tensor([[30.0, 30.0, 60.0, 60.0]])]
+    labels = [torch.tensor([0]), torch.tensor([0])]
+    camat = ObjectCAMAT(p=1.0, warmup=0.0, fill="mean")
+    assert camat.config.negatives == 1.0 and camat.config.fill == "mean"
+    out, mask = camat(images, boxes, labels, cam_fn=lambda x: x[:, :1].abs())
+    inside = _inside(mask, boxes)
+    assert (mask & inside).any() and (mask & ~inside).any()
+    assert torch.all(out[mask.expand_as(out)] == 0)
+    assert camat.last_negative_fraction > 0
+
+
+def test_detection_camat_defaults_do_not_change_land_use():
+    from geocamat.camat.config import DETECTION_MIXED_FILLS, MIXED_FILLS, CamatConfig, DetectionCamatConfig
+
+    base = CamatConfig()
+    assert base.fill == "mean" and base.negatives == 0.0 and base.mixed_fills() == MIXED_FILLS
+    det = DetectionCamatConfig()
+    assert det.fill == "mixed" and det.negatives == 1.0 and det.mixed_fills() == DETECTION_MIXED_FILLS
+    assert "texture" in DETECTION_MIXED_FILLS and "texture" not in MIXED_FILLS
+    assert ObjectCAMAT().config.fill == "mixed"
+    import pytest
+
+    with pytest.raises(ValueError):
+        CamatConfig(mix=["mixed"])
+    with pytest.raises(ValueError):
+        CamatConfig(negatives=-1)
+
+
+def test_detection_settings_keep_detection_camat_defaults_and_land_use_refuses_negatives():
+    import pytest
+
+    from geocamat.errors import ConfigError
+    from geocamat.settings import build
+    from geocamat.tasks.detection.config import DetectionConfig
+    from geocamat.tasks.landuse.config import LandUseConfig
+
+    cfg = build(DetectionConfig, {"images": ["a.tif"], "labels": ["a.xml"], "camat": {"tau": 0.6}}, what="detection")
+    assert cfg.camat.tau == 0.6 and cfg.camat.fill == "mixed" and cfg.camat.negatives == 1.0
+    with pytest.raises(ConfigError, match="only for detection"):
+        build(LandUseConfig, {"camat": {"negatives": 1.0}}, what="land-use training")

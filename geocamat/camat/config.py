@@ -17,9 +17,12 @@ SALIENCY: dict[str, Callable | str] = {
     "gradcampp": "geocamat.camat.saliency:grad_cam_pp",
 }
 #: Fills of occluded pixels (see :func:`geocamat.camat.fills.fill_values`).
-FILLS = ("mean", "zero", "white", "max", "noise", "blur", "mixed")
-#: The fills ``mixed`` draws from, one per sample.
+FILLS = ("mean", "zero", "white", "max", "noise", "blur", "texture", "mixed")
+#: The fills ``mixed`` draws from, one per sample (land use and scenes; ``camat.mix`` changes it).
 MIXED_FILLS = ("mean", "white", "noise", "blur")
+#: The fills ``mixed`` draws from for detection: no fill is one constant an occluded box can be told by, and
+#: ``texture`` (a patch of the image itself from elsewhere) is the hardest to tell from an object.
+DETECTION_MIXED_FILLS = ("mean", "white", "noise", "blur", "texture")
 #: Where CAMAT's maps come from: an extra forward, or the sample's previous training forward.
 SOURCES = ("fresh", "cached")
 #: Which class's map is occluded: the ground truth or the prediction.
@@ -85,6 +88,10 @@ class CamatConfig:
                                                               "square of their CAM region's area instead."})
     consistency: float = field(default=0.0, metadata={"help": "> 0: train on clean + occluded pairs, this weight on "
                                                              "a KL term tying their predictions."})
+    mix: list[str] | None = field(default=None, metadata={"help": "Fills that `mixed` draws from (default: "
+                                                                  "mean white noise blur; detection adds texture)."})
+    negatives: float = field(default=0.0, metadata={"help": "Detection: occluders also pasted outside the boxes, "
+                                                            "this many per occluded object."})
 
     @staticmethod
     def choices(name: str) -> tuple | None:
@@ -109,12 +116,36 @@ class CamatConfig:
             "cache_update": (self.cache_update in ("clean", "all"), "clean, all"),
             "random_share": (number(self.random_share) and 0.0 <= self.random_share <= 1.0, "a share in [0, 1]"),
             "consistency": (number(self.consistency) and self.consistency >= 0.0, "a weight >= 0"),
+            "mix": (self.mix is None or (isinstance(self.mix, list | tuple) and len(self.mix) > 0
+                                         and all(f in FILLS and f != "mixed" for f in self.mix)),
+                    "a list of fills from " + ", ".join(f for f in FILLS if f != "mixed")),
+            "negatives": (number(self.negatives) and 0.0 <= self.negatives <= 10.0, "a number in [0, 10]"),
         }
         for key, (ok, allowed) in checks.items():
             if not ok:
                 raise ValueError(f"invalid CAMAT setting {key}={getattr(self, key)!r}: use {allowed}")
 
+    def mixed_fills(self) -> tuple[str, ...]:
+        """The fills ``mixed`` draws from."""
+        return tuple(self.mix) if self.mix else MIXED_FILLS
+
     @classmethod
     def names(cls) -> list[str]:
         """The option names."""
         return [f.name for f in fields(cls)]
+
+
+@dataclass
+class DetectionCamatConfig(CamatConfig):
+    """CAMAT options of detection: the same options, with the defaults object-aware CAMAT needs.
+
+    A constant fill pasted only inside boxes becomes evidence of an object (docs/bench_detection.md: decoys),
+    so detection occludes with a mix of fills that includes patches of the image itself (``texture``) and
+    pastes as many occluders of the same shapes outside the boxes (``negatives``).
+    """
+
+    fill: str = field(default="mixed", metadata={"help": "Fill of occluded pixels (detection: mixed)."})
+    mix: list[str] | None = field(default_factory=lambda: list(DETECTION_MIXED_FILLS),
+                                  metadata={"help": "Fills that `mixed` draws from."})
+    negatives: float = field(default=1.0, metadata={"help": "Occluders also pasted outside every box, this many "
+                                                            "per occluded object."})

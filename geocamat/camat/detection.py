@@ -5,6 +5,11 @@ object's class, keeps the part inside the object's box, normalises it by its max
 and occludes where it is >= ``tau`` (or the top ``area`` fraction of the box's pixels). Only pixels inside
 boxes are ever occluded, and the boxes are kept: the detector must find the object from what is left.
 The object-aware Random Erasing baseline erases a random rectangle inside each chosen box instead.
+
+Occluders only ever inside boxes, filled with one constant, teach a shortcut ("a flat patch means an
+object"; docs/bench_detection.md, the decoy test). So CAMAT for detection also pastes copies of the same
+occluder shapes *outside* every box (``negatives``: how many per occluded object), with the same fill, and by
+default fills with a per-tile mix that includes patches of the scene itself (``texture``).
 """
 
 from __future__ import annotations
@@ -13,10 +18,11 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from geocamat.camat.config import CamatConfig
+from geocamat.camat.config import CamatConfig, DetectionCamatConfig
 from geocamat.camat.fills import FILLS, apply_mask, fill_values
 from geocamat.camat.masks import normalise_maps, threshold_mask, top_area_mask
 
@@ -96,6 +102,77 @@ def _threshold_in_boxes(cams: Tensor, boxes: list[Tensor], labels: list[Tensor],
         for u in i.unique():
             mask[u, 0] |= sub[i == u].any(dim=0)
     return mask
+
+
+def boxes_cover(boxes: Tensor, h: int, w: int) -> np.ndarray:
+    """(H, W) boolean array, true on every pixel that any box touches (the cells of :func:`_pixel_box`)."""
+    cover = np.zeros((h, w), bool)
+    for box in boxes:
+        x0, y0, x1, y1 = _pixel_box(box, h, w)
+        cover[y0:y1, x0:x1] = True
+    return cover
+
+
+def negative_masks(
+    mask: Tensor,
+    boxes: list[Tensor],
+    rate: float = 1.0,
+    *,
+    tries: int = 8,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Copies of each object's occluder shape pasted outside every box: negatives for object-aware occlusion.
+
+    For each box whose pixels are occluded in ``mask``, the occluded shape (cropped to its extent) is pasted
+    ``rate`` times (the fractional part by chance) at random places; of ``tries`` random places the one
+    overlapping the boxes least is kept, and any pixel of a copy that still falls on a box is dropped, so
+    the result never touches a box. Computed on the CPU (one transfer of the mask each way).
+
+    Args:
+        mask: (N, 1, H, W) boolean positive occlusion mask (inside boxes).
+        boxes: per image, (M, 4) xyxy pixel boxes.
+        rate: negatives per occluded object.
+        tries: random places tried per negative.
+        generator: random generator (CPU) for the places.
+
+    Returns:
+        (N, 1, H, W) boolean mask of the negatives, false on every box pixel.
+    """
+    n, _, h, w = mask.shape
+    pos = mask.detach().cpu().numpy()
+    out = np.zeros_like(pos)
+    if rate <= 0:
+        return torch.from_numpy(out).to(mask.device)
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    rng = np.random.default_rng(seed)
+    whole, frac = int(rate), rate - int(rate)
+    for i in range(n):
+        if len(boxes[i]) == 0 or not pos[i, 0].any():
+            continue
+        free = ~boxes_cover(boxes[i], h, w)
+        if not free.any():
+            continue
+        for box in boxes[i]:
+            x0, y0, x1, y1 = _pixel_box(box, h, w)
+            shape = pos[i, 0, y0:y1, x0:x1]
+            if not shape.any():
+                continue
+            ys, xs = np.nonzero(shape)
+            crop = shape[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+            ch, cw = crop.shape
+            wanted = int(crop.sum())
+            for _ in range(whole + int(rng.random() < frac)):
+                best, best_kept = (0, 0), -1
+                for _ in range(tries):
+                    top, left = int(rng.integers(0, max(1, h - ch + 1))), int(rng.integers(0, max(1, w - cw + 1)))
+                    kept = int((crop & free[top:top + ch, left:left + cw]).sum())
+                    if kept > best_kept:
+                        best, best_kept = (top, left), kept
+                    if kept == wanted:
+                        break
+                top, left = best
+                out[i, 0, top:top + ch, left:left + cw] |= crop & free[top:top + ch, left:left + cw]
+    return torch.from_numpy(out).to(mask.device)
 
 
 def object_random_masks(
@@ -201,14 +278,17 @@ class ObjectRandomErasing(ObjectRegulariser):
 class ObjectCAMAT(ObjectRegulariser):
     """CAMAT for detection: occlude the high-CAM part of each object inside its box (boxes kept).
 
-    Options are those of :class:`geocamat.camat.regularisers.CamatConfig` (tau, area, fill, p, warmup, ...).
+    Options are those of :class:`geocamat.camat.config.DetectionCamatConfig` (tau, area, fill, mix, p, warmup,
+    negatives, ...): by default a mixed fill with texture and one negative occluder per occluded object.
     """
 
     name = "camat"
     needs_cam = True
+    #: share of the last batch's pixels occluded as negatives (outside the boxes)
+    last_negative_fraction = 0.0
 
     def __init__(self, config: CamatConfig | None = None, **options) -> None:
-        self.config = config or CamatConfig(**options)
+        self.config = config or DetectionCamatConfig(**options)
 
     def active(self, epoch: int, max_epochs: int) -> bool:
         """Whether occlusion is on at this epoch (off during the warm-up)."""
@@ -222,7 +302,12 @@ class ObjectCAMAT(ObjectRegulariser):
         cfg = self.config
         cams = cam_fn(images)
         mask = object_cam_masks(cams, boxes, labels, tau=cfg.tau, area=cfg.area, p=cfg.p)
-        return apply_mask(images, mask, fill_values(images, cfg.fill, zero_value=self.zero_value)), mask
+        if cfg.negatives > 0:  # the same shapes outside the boxes: an occluder is no evidence of an object
+            negatives = negative_masks(mask, boxes, float(cfg.negatives))
+            self.last_negative_fraction = float(negatives.float().mean())
+            mask = mask | negatives
+        fill = fill_values(images, cfg.fill, zero_value=self.zero_value, mix=cfg.mixed_fills())
+        return apply_mask(images, mask, fill), mask
 
     def settings(self):
         return {"name": self.name, **asdict(self.config)}

@@ -19,6 +19,7 @@ def fill_values(
     *,
     zero_value: Tensor | None = None,
     generator: torch.Generator | None = None,
+    mix: tuple[str, ...] | list[str] | None = None,
 ) -> Tensor:
     """Build the fill for a batch of normalised images.
 
@@ -27,9 +28,12 @@ def fill_values(
         kind: one of ``mean`` (band mean, 0), ``zero`` (the normalised value of a raw 0, given by
             ``zero_value``), ``white``/``max`` (per-band maximum of the
             batch), ``noise`` (standard normal, i.e. noise with the band statistics), ``blur`` (a strong
-            box blur of the image itself), ``mixed`` (per sample, one of :data:`MIXED_FILLS` at random).
+            box blur of the image itself), ``texture`` (the image itself shifted by a random offset of a
+            quarter to three quarters of its size: a patch of the same scene from elsewhere),
+            ``mixed`` (per sample, one of ``mix`` at random).
         zero_value: (C,) normalised value of a raw zero per band, for ``kind="zero"``.
-        generator: random generator for ``noise`` and ``mixed`` (on the images' device).
+        generator: random generator for ``noise``, ``texture`` and ``mixed`` (on the CPU or the images' device).
+        mix: the fills ``mixed`` draws from (default :data:`MIXED_FILLS`).
 
     Returns:
         (N, C, H, W) fill tensor, detached from the graph.
@@ -49,14 +53,42 @@ def fill_values(
         return torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
     if kind == "blur":
         k = max(3, (min(images.shape[-2:]) // 8) | 1)
-        return F.avg_pool2d(images, k, stride=1, padding=k // 2, count_include_pad=False)
+        # the k x k box mean, computed as a column mean then a row mean (same values, 2k instead of k^2 adds)
+        cols = F.avg_pool2d(images, (k, 1), stride=1, padding=(k // 2, 0), count_include_pad=False)
+        return F.avg_pool2d(cols, (1, k), stride=1, padding=(0, k // 2), count_include_pad=False)
+    if kind == "texture":
+        return texture_fill(images, generator=generator)
     if kind == "mixed":
-        choice = torch.randint(0, len(MIXED_FILLS), (images.shape[0],), generator=generator, device=images.device)
+        names = tuple(mix) if mix else MIXED_FILLS
+        if "mixed" in names:
+            raise ValueError("the fills of mixed cannot include mixed")
+        choice = torch.randint(0, len(names), (images.shape[0],), generator=generator, device=images.device)
         out = torch.zeros_like(images)
-        for i, name in enumerate(MIXED_FILLS):
-            out = torch.where((choice == i).view(-1, 1, 1, 1), fill_values(images, name, generator=generator), out)
+        for i, name in enumerate(names):
+            fill = fill_values(images, name, zero_value=zero_value, generator=generator)
+            out = torch.where((choice == i).view(-1, 1, 1, 1), fill, out)
         return out
     raise ValueError(f"unknown fill {kind!r}: choose one of {', '.join(FILLS)}")
+
+
+def texture_fill(images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Each image shifted (cyclically) by its own random offset of 1/4 to 3/4 of its height and width.
+
+    Pasted through a mask, it fills the occluded pixels with real texture of the same scene from elsewhere:
+    no constant value and no statistic of the fill says "occluded".
+
+    Args:
+        images: (N, C, H, W).
+        generator: random generator of the offsets (CPU).
+
+    Returns:
+        (N, C, H, W) shifted copies.
+    """
+    n, _, h, w = images.shape
+    r = torch.rand(n, 2, generator=generator, device=images.device if generator is None else generator.device)
+    dy = (h // 4 + (r[:, 0] * max(1, h // 2)).long()).tolist()
+    dx = (w // 4 + (r[:, 1] * max(1, w // 2)).long()).tolist()
+    return torch.stack([torch.roll(images[i], (dy[i], dx[i]), dims=(-2, -1)) for i in range(n)])
 
 
 def apply_mask(images: Tensor, mask: Tensor, fill: Tensor) -> Tensor:

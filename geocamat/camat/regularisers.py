@@ -281,7 +281,8 @@ class CAMAT(Regulariser):
                 mask = torch.where(swap.view(-1, 1, 1, 1), square, mask)
         mask &= chosen.view(-1, 1, 1, 1)
         self._last_occluded = chosen
-        return apply_mask(images, mask, fill_values(images, cfg.fill, zero_value=self.zero_value))
+        return apply_mask(images, mask, fill_values(images, cfg.fill, zero_value=self.zero_value,
+                                                    mix=cfg.mixed_fills()))
 
     def observe(self, features, head, targets, *, sample_ids=None, transforms=None):
         """Record the CAM of each sample from the training forward (``source="cached"`` only).

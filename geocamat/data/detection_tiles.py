@@ -3,16 +3,23 @@
 Scenes for detection are small enough (a few thousand pixels a side) to be held in memory, normalised once.
 Windows overlap by half a tile; a box cut by a window edge is kept (clipped) when at least
 ``min_visible`` of it is inside, and dropped otherwise. Validation windows come from a vertical strip at
-the right of each image that no training window touches (spatially disjoint).
+the right of each image that no training window touches (spatially disjoint): training windows, and the
+larger windows that scale jitter reads, stay left of the strip's first column.
+
+Training augmentation keeps boxes right: one of the 8 flips / quarter turns, scale jitter (a window of
+``tile / f`` pixels around the tile resized to the tile, ``f`` log-uniform in [1/(1+s), 1+s], boxes scaled
+with it) and colour jitter (per band, contrast x U(1-c, 1+c) and brightness + U(-c, c) band std).
 """
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -41,13 +48,22 @@ def grid_offsets(length: int, tile: int, stride: int, start: int = 0, stop: int 
     return offs
 
 
-def clip_boxes(boxes: np.ndarray, col: int, row: int, size: int, min_visible: float = 0.5) -> tuple[np.ndarray,
-                                                                                                       np.ndarray]:
-    """Boxes in window coordinates, clipped; returns (boxes, index of the kept input boxes)."""
+def clip_boxes(boxes: np.ndarray, col: int, row: int, size: int, min_visible: float = 0.5,
+               width: int | None = None, height: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes in window coordinates, clipped; returns (boxes, index of the kept input boxes).
+
+    Args:
+        boxes: (M, 4) xyxy image pixel boxes.
+        col, row: the window's top-left corner.
+        size: the window's side.
+        min_visible: fraction of a box's area that must be inside the window for it to be kept.
+        width, height: clip to this much of the window instead (the part that holds readable pixels).
+    """
     if len(boxes) == 0:
         return np.zeros((0, 4), np.float32), np.zeros(0, int)
+    width, height = size if width is None else width, size if height is None else height
     b = boxes - np.array([col, row, col, row], np.float32)
-    c = np.clip(b, 0, size)
+    c = np.clip(b, 0, [width, height, width, height])
     area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     vis = (c[:, 2] - c[:, 0]).clip(0) * (c[:, 3] - c[:, 1]).clip(0)
     keep = (vis >= min_visible * area) & ((c[:, 2] - c[:, 0]) >= 2) & ((c[:, 3] - c[:, 1]) >= 2)
@@ -63,33 +79,70 @@ class DetectionTiles(Dataset):
         class_index: class name -> output index.
         tiles: the windows.
         tile_size: window side in pixels.
-        augment: random flips and 90-degree rotations.
+        augment: random flips and 90-degree rotations (and the jitters below).
         min_visible: fraction of a box that must be inside a window for it to be kept.
+        scale_jitter: ``s``: zoom factor log-uniform in [1/(1+s), 1+s] (0: none; with ``augment`` only).
+        colour_jitter: ``c``: per band contrast x U(1-c, 1+c), brightness + U(-c, c) (0: none; ``augment`` only).
+        col_limits: per image, the first column a window may not reach (the validation strip's start);
+            None: the image width.
     """
 
     def __init__(self, images: list[np.ndarray], boxes: list[ImageBoxes], class_index: dict[str, int],
-                 tiles: list[Tile], tile_size: int, augment: bool = False, min_visible: float = 0.5) -> None:
+                 tiles: list[Tile], tile_size: int, augment: bool = False, min_visible: float = 0.5,
+                 scale_jitter: float = 0.0, colour_jitter: float = 0.0, col_limits: list[int] | None = None) -> None:
         self.images, self.boxes, self.class_index = images, boxes, class_index
         self.tiles, self.tile_size, self.augment, self.min_visible = tiles, tile_size, augment, min_visible
+        self.scale_jitter, self.colour_jitter = float(scale_jitter), float(colour_jitter)
+        self.col_limits = col_limits
 
     def __len__(self) -> int:
         return len(self.tiles)
+
+    def _window(self, t: Tile) -> tuple[int, int, int]:
+        """(col, row, side) of the source window: the tile, or with scale jitter a window around its centre."""
+        s = self.tile_size
+        if not (self.augment and self.scale_jitter > 0):
+            return t.col, t.row, s
+        r = math.log1p(self.scale_jitter)
+        f = math.exp((2 * float(torch.rand(1)) - 1) * r)
+        side = max(8, int(round(s / f)))
+        _, h, w = self.images[t.image].shape
+        limit = self.col_limits[t.image] if self.col_limits is not None else w
+        col = int(round(t.col + (s - side) / 2))
+        row = int(round(t.row + (s - side) / 2))
+        col = min(max(0, col), max(0, limit - side))
+        row = min(max(0, row), max(0, h - side))
+        return col, row, side
 
     def __getitem__(self, i: int) -> tuple[Tensor, dict]:
         t = self.tiles[i]
         img = self.images[t.image]
         s = self.tile_size
         c, h, w = img.shape
-        x = np.zeros((c, s, s), np.float32)
-        hh, ww = min(s, h - t.row), min(s, w - t.col)
-        x[:, :hh, :ww] = img[:, t.row:t.row + hh, t.col:t.col + ww]
+        col, row, side = self._window(t)
+        limit = self.col_limits[t.image] if self.col_limits is not None else w
+        x = np.zeros((c, side, side), np.float32)
+        hh, ww = max(0, min(side, h - row)), max(0, min(side, min(w, limit) - col))
+        x[:, :hh, :ww] = img[:, row:row + hh, col:col + ww]
         ib = self.boxes[t.image]
-        b, idx = clip_boxes(ib.boxes, t.col, t.row, s, self.min_visible)
+        b, idx = clip_boxes(ib.boxes, col, row, side, self.min_visible, width=ww, height=hh)
         labels = np.array([self.class_index[ib.names[j]] for j in idx], np.int64)
         image, boxes = torch.from_numpy(x), torch.from_numpy(b)
+        if side != s:  # scale jitter: resize the window to the tile, boxes with it
+            image = F.interpolate(image[None], size=(s, s), mode="bilinear", align_corners=False,
+                                  antialias=side > s)[0]
+            boxes = boxes * (s / side)
+            if len(boxes):
+                big = ((boxes[:, 2] - boxes[:, 0]) >= 2) & ((boxes[:, 3] - boxes[:, 1]) >= 2)
+                boxes, labels = boxes[big], labels[big.numpy()]
         if self.augment:  # one of the 8 flips/quarter turns, boxes moved with the pixels
             k = int(random_dihedral(1)[0])
             image, boxes = dihedral(image, k).contiguous(), dihedral_boxes(boxes, k, self.tile_size)
+            if self.colour_jitter > 0:
+                cj = self.colour_jitter
+                contrast = 1 + (2 * torch.rand(c, 1, 1) - 1) * cj
+                brightness = (2 * torch.rand(c, 1, 1) - 1) * cj
+                image = image * contrast + brightness
         return image, {"boxes": boxes, "labels": torch.from_numpy(labels)}
 
 
@@ -98,15 +151,27 @@ def collate(batch: list[tuple[Tensor, dict]]) -> tuple[Tensor, list[dict]]:
     return torch.stack([b[0] for b in batch]), [b[1] for b in batch]
 
 
+def validation_split(width: int, tile_size: int, val_fraction: float) -> int:
+    """The first column of an image's validation strip (``width``: no strip).
+
+    The strip is ``val_fraction`` of the width, at least one tile; an image narrower than 2.5 tiles has
+    none. Training windows (and the tile left of the strip) always fit: the strip starts at >= one tile.
+    """
+    if val_fraction <= 0 or width < 2 * tile_size + tile_size // 2:
+        return width
+    return max(tile_size, width - max(tile_size, int(round(val_fraction * width))))
+
+
 def plan_tiles(
     boxes: list[ImageBoxes], tile_size: int, *, val_fraction: float = 0.2, empty_ratio: float = 0.1,
     max_tiles: int | None = None, seed: int = 0, min_visible: float = 0.5,
 ) -> tuple[list[Tile], list[Tile]]:
     """Training and validation windows.
 
-    Each image wider than two tiles gives a validation strip at its right (``val_fraction`` of the width,
-    at least one tile); training windows (stride half a tile) stay left of it. Tiles without any box are
-    kept at ``empty_ratio`` times the number of tiles with boxes.
+    Each image wider than 2.5 tiles gives a validation strip at its right (``val_fraction`` of the width,
+    at least one tile; see :func:`validation_split`); training windows (stride half a tile) stay left of it:
+    no training window reaches a column of the strip. Tiles without any box are kept at ``empty_ratio`` times
+    the number of tiles with boxes.
 
     Returns:
         (training tiles, validation tiles).
@@ -115,9 +180,7 @@ def plan_tiles(
     train, val = [], []
     for i, ib in enumerate(boxes):
         w, h = ib.width, ib.height
-        split = w
-        if val_fraction > 0 and w >= 2 * tile_size + tile_size // 2:
-            split = w - max(tile_size, int(round(val_fraction * w)))
+        split = validation_split(w, tile_size, val_fraction)
         rows = grid_offsets(h, tile_size, tile_size // 2)
         for col in grid_offsets(w, tile_size, tile_size // 2, 0, split):
             for row in rows:
@@ -138,6 +201,31 @@ def plan_tiles(
     if max_tiles is not None and len(train) > max_tiles:
         train = train[:max_tiles]
     return train, val
+
+
+def anchor_sizes_from_boxes(boxes: list[ImageBoxes], levels: int = 4,
+                            quantiles: tuple[float, ...] = (0.05, 0.35, 0.65, 0.95)) -> list[int]:
+    """Anchor sizes (pixels, one per pyramid level, increasing) from the training boxes.
+
+    The sizes are quantiles of ``sqrt(w * h)`` of the boxes, spread over the levels (finest level: smallest
+    objects), each at least 4 px and at least 1.25x the previous one.
+
+    Args:
+        boxes: the training images' boxes.
+        levels: pyramid levels (4: strides 4, 8, 16, 32).
+        quantiles: one quantile per level.
+    """
+    sizes = [np.sqrt(np.clip(b.boxes[:, 2] - b.boxes[:, 0], 0, None) * np.clip(b.boxes[:, 3] - b.boxes[:, 1], 0, None))
+             for b in boxes if len(b.boxes)]
+    qs = list(quantiles)[:levels] if len(quantiles) >= levels else list(np.linspace(0.05, 0.95, levels))
+    values = np.quantile(np.concatenate(sizes), qs) if sizes else np.array([16.0 * 2**i for i in range(levels)])
+    out: list[int] = []
+    for v in values:
+        a = max(4, int(round(float(v))))
+        if out:
+            a = max(a, int(math.ceil(out[-1] * 1.25)))
+        out.append(a)
+    return out
 
 
 def load_normalised(paths: list[str], mean: list[float], std: list[float]) -> list[np.ndarray]:

@@ -64,3 +64,8 @@ class ClassifierSettings(TrainSettings):
     lr: float = setting(2e-3, "Peak learning rate (AdamW, one-cycle).")
     weight_decay: float = setting(1e-4, "AdamW weight decay.")
     label_smoothing: float = setting(0.05, "Cross-entropy label smoothing.")
+
+    def check(self) -> None:
+        super().check()
+        if self.camat.negatives:
+            raise ConfigError("camat.negatives is only for detection (occluders outside the boxes); leave it at 0")

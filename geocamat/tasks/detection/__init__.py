@@ -20,7 +20,7 @@ def train(config: Config, out_dir: Path, *, overwrite: bool = False, progress: b
     from geocamat.tasks.detection.workflow import train_detection
 
     with staged_output(Path(out_dir), overwrite, TRAIN_RESULTS) as stage:
-        metrics = train_detection(config, stage, progress=progress)
+        metrics = train_detection(config, stage, progress=progress, log=log)
         dump(config, stage / "config.yaml")
     return metrics
 
@@ -85,5 +85,9 @@ def evaluate(bundle, images: list[str], options: EvaluateOptions, *, progress: b
 
 def describe(bundle) -> dict:
     """The detection settings a bundle carries (for ``geocamat info``)."""
-    keys = ("detector", "backbone", "score_threshold", "score_threshold_from", "nms_iou", "overlap")
-    return {"detection": {k: bundle.extra[k] for k in keys if bundle.extra.get(k) is not None}}
+    keys = ("detector", "backbone", "score_threshold", "score_threshold_from", "nms_iou", "overlap", "weights",
+            "anchor_sizes_from")
+    out = {k: bundle.extra[k] for k in keys if bundle.extra.get(k) is not None}
+    if bundle.model.get("anchor_sizes"):
+        out["anchor_sizes"] = list(bundle.model["anchor_sizes"])
+    return {"detection": out}

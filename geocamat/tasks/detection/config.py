@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from geocamat.camat.config import DetectionCamatConfig
 from geocamat.errors import ConfigError
 from geocamat.settings import as_list, in_range, positive_int, setting
 from geocamat.tasks.base import TrainSettings
@@ -13,6 +14,9 @@ from geocamat.tasks.base import TrainSettings
 class DetectionConfig(TrainSettings):
     """Detection training: images with boxes (Pascal VOC XML, CSV, GeoPackage/Shapefile, DOTA text)."""
 
+    camat: DetectionCamatConfig = setting(help="CAMAT options (camat.tau, camat.fill, camat.negatives, ...); "
+                                          "detection defaults: mixed fill with texture, negatives 1.0; see "
+                                          "docs/detection.md.", factory=DetectionCamatConfig)
     images: list[str] = setting(help="Image files or globs (GeoTIFF, or PNG/JPG with pixel boxes).", path=True,
                                 factory=list)
     labels: list[str] = setting(help="Box files or globs.", path=True, factory=list)
@@ -21,15 +25,25 @@ class DetectionConfig(TrainSettings):
     tile_size: int = setting(400, "Tile side in pixels (whole objects in most tiles).")
     epochs: int = setting(10, "Training epochs.")
     batch_size: int = setting(4, "Tiles per batch.")
-    lr: float = setting(1e-3, "AdamW learning rate (cosine decay).")
+    lr: float = setting(1e-3, "AdamW peak learning rate (linear warm-up, then cosine decay to 1%).")
     weight_decay: float = setting(1e-4, "AdamW weight decay.")
+    lr_warmup: float = setting(0.05, "Fraction of the steps of linear learning-rate warm-up (a from-scratch "
+                               "detector with AdamW diverges in its first steps without one).")
+    ema_decay: float | None = setting(None, "Decay of the exponential moving average of the weights that "
+                                      "validation uses and the bundle stores; 0: off; default: 1 - 10/steps "
+                                      "(the last ~10% of the run), clipped to [0.9, 0.9998].")
+    scale_jitter: float = setting(0.25, "Training zoom, log-uniform in [1/(1+s), 1+s], boxes scaled with it "
+                                  "(object sizes vary between sites); 0: off.")
+    colour_jitter: float = setting(0.1, "Training per-band contrast x U(1-c, 1+c) and brightness + U(-c, c) "
+                                   "band std (illumination varies between flights); 0: off.")
     detector: str | None = setting(None, "Detector head; default fasterrcnn, or a detector bundle's own with "
                                    "--init-from.", choices=("fasterrcnn", "retinanet", "fcos"))
     backbone: str | None = setting(None, "Backbone; default small, or the weights' own with --weights/--init-from.",
                                    choices=("tiny", "small", "resnet10", "resnet18"))
     fpn_channels: int | None = setting(None, "Feature pyramid channels; default 64 (or a detector bundle's).")
-    anchor_sizes: list[int] | None = setting(None, "Anchor sizes in pixels, one per pyramid level; default "
-                                             "16 32 64 128 (or a detector bundle's).")
+    anchor_sizes: list[int] | None = setting(None, "Anchor sizes in pixels, one per pyramid level; default: "
+                                             "a detector bundle's, else from the training boxes (quantiles "
+                                             "5/35/65/95% of sqrt(w*h)), so that anchors fit the objects.")
     empty_ratio: float = setting(0.1, "Tiles without objects, relative to tiles with objects.")
     max_tiles: int | None = setting(None, "Cap on training tiles.")
     val_fraction: float = setting(0.2, "Right-hand strip of each image held out for validation.")
@@ -49,9 +63,9 @@ class DetectionConfig(TrainSettings):
 
     def fill_model_fallbacks(self) -> None:
         """Set the architecture settings still unset to :data:`MODEL_FALLBACKS` (score_threshold stays None: it
-        is chosen on the validation split)."""
+        is chosen on the validation split; anchor_sizes too: they come from the training boxes)."""
         for key, value in self.MODEL_FALLBACKS.items():
-            if key != "score_threshold" and getattr(self, key) is None:
+            if key not in ("score_threshold", "anchor_sizes") and getattr(self, key) is None:
                 setattr(self, key, list(value) if isinstance(value, list) else value)
 
     def check(self) -> None:
@@ -74,6 +88,10 @@ class DetectionConfig(TrainSettings):
         in_range(self, "nms_iou", 0, 1)
         if self.max_tiles is not None:
             positive_int(self, "max_tiles")
+        in_range(self, "lr_warmup", 0, 0.5)
+        in_range(self, "ema_decay", 0, 1, high_open=True, optional=True)
+        in_range(self, "scale_jitter", 0, 1)
+        in_range(self, "colour_jitter", 0, 1)
         for key in ("random_share", "consistency"):
             if getattr(self.camat, key):
                 raise ConfigError(f"camat.{key} is not available for detection (object-aware CAMAT); leave it at 0")

@@ -95,7 +95,16 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
     from torch.utils.data import DataLoader
 
     from geocamat.data.detection_images import band_names, band_stats, expand_paths
-    from geocamat.data.detection_tiles import DetectionTiles, Tile, collate, grid_offsets, load_normalised, plan_tiles
+    from geocamat.data.detection_tiles import (
+        DetectionTiles,
+        Tile,
+        anchor_sizes_from_boxes,
+        collate,
+        grid_offsets,
+        load_normalised,
+        plan_tiles,
+        validation_split,
+    )
     from geocamat.tasks.detection.module import DetectionTask
 
     t_start = time.perf_counter()
@@ -127,6 +136,16 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
     ts = int(cfg.tile_size)
     class_index = {c: i for i, c in enumerate(classes)}
 
+    anchors_from = "configured" if cfg.anchor_sizes is not None else None
+    if cfg.anchor_sizes is None:
+        cfg.anchor_sizes = anchor_sizes_from_boxes(boxes)
+        anchors_from = "training boxes"
+        log(f"anchor sizes {' '.join(map(str, cfg.anchor_sizes))} px, from the training boxes (quantiles "
+            f"5/35/65/95% of sqrt(w*h)); set anchor_sizes to change them")
+    elif init is not None and (init.source_spec or {}).get("name") == "detector" and \
+            cfg.anchor_sizes == (init.source_spec or {}).get("anchor_sizes"):
+        anchors_from = "starting detector"
+    col_limits = None
     val_ds = None
     if cfg.val_images:
         v_images = expand_paths(cfg.val_images, "validation image")
@@ -143,14 +162,19 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
                                             empty_ratio=float(cfg.empty_ratio), max_tiles=cfg.max_tiles,
                                             seed=seed)
         arrays = load_normalised(images, mean, std)
+        col_limits = [validation_split(b.width, ts, float(cfg.val_fraction)) for b in boxes]
         if val_tiles:
             val_ds = DetectionTiles(arrays, boxes, class_index, val_tiles, ts)
     if not train_tiles:
         raise InvalidLabelsError("no training tile holds a box; use a smaller tile_size or check the labels")
-    train_ds = DetectionTiles(arrays, boxes, class_index, train_tiles, ts, augment=True)
+    train_ds = DetectionTiles(arrays, boxes, class_index, train_tiles, ts, augment=True,
+                              scale_jitter=float(cfg.scale_jitter), colour_jitter=float(cfg.colour_jitter),
+                              col_limits=col_limits)
     g = torch.Generator().manual_seed(seed)
+    workers = int(cfg.num_workers)  # tiles are cut (and jittered) from in-memory scenes: workers fork, no copy
     train_dl = DataLoader(train_ds, batch_size=int(cfg.batch_size), shuffle=True, collate_fn=collate,
-                          generator=g, drop_last=len(train_ds) > int(cfg.batch_size))
+                          generator=g, drop_last=len(train_ds) > int(cfg.batch_size), num_workers=workers,
+                          persistent_workers=workers > 0)
     val_dl = DataLoader(val_ds, batch_size=int(cfg.batch_size), collate_fn=collate) if val_ds else None
 
     model_kwargs = {"arch": cfg.detector, "in_channels": len(bands), "num_classes": len(classes),
@@ -163,12 +187,15 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
     validation_threshold = cfg.score_threshold if cfg.score_threshold is not None else \
         cfg.MODEL_FALLBACKS["score_threshold"]
     task = DetectionTask(model_kwargs, regulariser, lr=float(cfg.lr), weight_decay=float(cfg.weight_decay),
-                         cam_weight=float(cfg.cam_weight), score_threshold=float(validation_threshold))
+                         cam_weight=float(cfg.cam_weight), score_threshold=float(validation_threshold),
+                         lr_warmup=float(cfg.lr_warmup), ema_decay=cfg.ema_decay)
     init_record = None
     if init is not None:
         from geocamat.models.weights import apply_weights, init_message
 
         init_record = apply_weights(task.model, init, list(classes))
+        if task.ema_model is not None:  # the average starts from the starting weights too
+            task.ema_model.load_state_dict(task.model.state_dict())
         log(init_message(init_record))
     accel = _accelerator(cfg.accelerator)
     epochs = int(cfg.epochs)
@@ -187,14 +214,16 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
         "epochs": epochs, "steps": len(task.step_times), "step_time_s": float(np.mean(steps)) if steps else None,
         "occluded_pixel_fraction": float(np.mean(task.occluded_fraction)) if task.occluded_fraction else 0.0,
         "fit_seconds": fit_s, "total_seconds": time.perf_counter() - t_start, "device": accel,
-        "regulariser": regulariser.name, "seed": seed,
+        "regulariser": regulariser.name, "seed": seed, "numeric_precision": str(trainer.precision),
+        "ema_decay": float(task.ema_decay) if task.ema_model is not None else 0.0,
+        "anchor_sizes": [int(a) for a in cfg.anchor_sizes], "anchor_sizes_from": anchors_from,
     })
     threshold, threshold_from, best = _default_threshold(cfg, metrics)
     crs = next((i.crs for i in infos if i.crs is not None), None)
     tr = next((i.transform for i in infos if i.crs is not None), None)
     bundle = Bundle(
         task="detection", model={"name": "detector", **model_kwargs},
-        state_dict={k: v.detach().cpu() for k, v in task.model.state_dict().items()}, bands=bands, mean=mean,
+        state_dict={k: v.detach().cpu() for k, v in task.final_model().state_dict().items()}, bands=bands, mean=mean,
         std=std, classes=build_classes(list(range(len(classes))), dict(enumerate(classes))),
         tile_size=ts, resolution=(abs(tr.a), abs(tr.e)) if tr is not None else None,
         crs=crs.to_wkt() if crs is not None else None, regulariser=regulariser.settings(),
@@ -203,7 +232,9 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
                "validation_best_f1": best, "nms_iou": float(cfg.nms_iou),
                "overlap": float(cfg.overlap), "detector": cfg.detector, "backbone": cfg.backbone,
                "training_images": [str(p) for p in images], "labels": [str(p) for p in labels],
-               "label_field": cfg.label_field, "init": init_record},
+               "label_field": cfg.label_field, "init": init_record,
+               "weights": "ema" if task.ema_model is not None else "last",
+               "anchor_sizes_from": anchors_from},
     )
     bundle.save(out_dir / "model.geocamat")
     write_json(out_dir / "metrics.json", metrics)

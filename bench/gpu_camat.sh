@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Issue 15's CAMAT benchmark on one GPU: every candidate for the default against the baselines on RSSCN7
+# (ResNet-18 CamNet from scratch, 144 px, 60 epochs, 3 seeds; clean / random / top-CAM / cloud / noise / blur
+# occlusions; step times measured round-robin). JSON + plot under $OUT. Budget: a few minutes on an H100 (the
+# 224 px / 40 epoch run of 2026-11-26 took 124 s of training and scoring for 23 runs).
+#
+# Before (CPU machine, once): copy /work/shared/data/rsscn7 to .gpu/rsscn7 and carry .gpu (and .whl with the
+# geo wheels, as for the other GPU benches). Usage (device machine, repo root): OUT=/dir bash bench/gpu_camat.sh
+set -euo pipefail
+if ls .whl/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    export PYTHONPATH=/tmp/site:$PWD
+else
+    export PYTHONPATH=$PWD
+fi
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+METHODS=${METHODS:-none,cutout,random-erasing,hide-and-seek,camat-cached,camat-mixed,camat-half-random,camat-half-random-mixed,camat-pairs,camat-pairs-half-random-mixed}
+python3 bench/camat_accuracy.py --device cuda --root "${GEOCAMAT_DATA:-.gpu}/rsscn7" --size 144 --arch resnet18 \
+    --epochs 60 --seeds 3 --batch-size 64 --threads 8 --timing-rounds 10 --methods "$METHODS" \
+    --out "$OUT/camat_accuracy_gpu.json" --plot "$OUT/camat_robustness_gpu.png" 2>&1 | tee "$OUT/camat_accuracy_gpu.log"

@@ -31,7 +31,25 @@ def summary(metrics: dict) -> list[str]:
         raw = metrics["validation_map_image_frame"]
         lines.append(f"  (scored in the labels' frame, offset {vm['map_offset_px']} px; on the image's own grid: "
                      f"OA {raw['overall_accuracy']}, kappa {raw['kappa']}, macro-F1 {raw.get('macro_f1')})")
+    rare = rarely_mapped(vm)
+    if rare:
+        tiles = metrics.get("training_tiles_per_class", {})
+        said = ", ".join(f"{name} (recall {r:.2f} of {n} px" + (f", {tiles[name]} training tiles)" if name in tiles
+                                                                  else ")") for name, r, n in rare)
+        lines.append(f"warning: the map almost never shows {said}: label more of "
+                     f"{'it' if len(rare) == 1 else 'them'}, or retrain with --set class_balance=0.5 (draws rare "
+                     "classes more often: on the NC sample macro-F1 +0.05 for OA -0.011; docs/benchmarks.md)")
     return lines
+
+
+#: a class whose recall on the validation map is below this is reported as almost never mapped
+RARELY_MAPPED_RECALL = 0.05
+
+
+def rarely_mapped(scores: dict) -> list[tuple[str, float, int]]:
+    """(name, recall, reference pixels) of the labelled classes a scored map almost never shows."""
+    return [(name, float(c["recall"]), int(c["support"])) for name, c in scores.get("per_class", {}).items()
+            if c.get("support", 0) > 0 and c.get("recall", 1.0) < RARELY_MAPPED_RECALL]
 
 
 def map_settings(bundle, overlap: float | None, tta: bool | None, window: int | None) -> dict:

@@ -336,6 +336,7 @@ def train_landuse(config: LandUseConfig, out_dir: Path, *, overwrite: bool = Fal
                    "weights_epoch": config.epochs - 1, "lowest_validation_loss_epoch": history.best_epoch(),
                    "train_seconds": round(time.perf_counter() - started, 1),
                    "training_tiles": data.n_train, "regulariser": regulariser.settings(),
+                   "training_tiles_per_class": {c.name: int(n) for c, n in zip(classes, counts, strict=True)},
                    "label_registration": registration, "data_pipeline": config.data_pipeline,
                    "world_size": trainer.world_size}
         if resumed_from is not None:

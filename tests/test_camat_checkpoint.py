@@ -124,3 +124,41 @@ def test_a_resumed_run_keeps_its_cached_maps_and_does_not_recompute_them(tmp_pat
     assert fresh.samples > 0
     assert not all(torch.equal(a, b) for a, b in zip(forgetful.model.state_dict().values(),
                                                      whole.model.state_dict().values(), strict=True))
+
+
+def _rank_saves(rank: int, world: int, init: str, out: str) -> None:
+    """One DDP rank (gloo) holding the maps of its own samples saves a checkpoint as Lightning does on every
+    rank; rank 0 writes what went into it."""
+    from types import SimpleNamespace
+
+    torch.distributed.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    try:
+        task = _task()
+        task._trainer = SimpleNamespace(world_size=world)
+        head = torch.nn.Linear(4, 3)
+        ids = torch.tensor([rank, 10 + rank, 20])  # sample 20 was seen by both ranks
+        task.regulariser.observe(torch.full((3, 4, 8, 8), float(rank + 1)).add_(torch.randn(3, 4, 8, 8)), head,
+                                 torch.tensor([0, 1, 2]), sample_ids=ids)
+        own = task.regulariser.state_dict()
+        checkpoint: dict = {}
+        task.on_save_checkpoint(checkpoint)
+        if rank == 0:
+            torch.save({"merged": checkpoint["geocamat"]["regulariser"], "own": own}, out)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow  # two spawned processes: ~25 s on the loaded 2-vCPU machine
+def test_ddp_ranks_caches_are_merged_into_the_checkpoint(tmp_path):
+    import torch.multiprocessing as mp
+
+    out = tmp_path / "state.pt"
+    mp.spawn(_rank_saves, args=(2, f"file://{tmp_path / 'rendezvous'}", str(out)), nprocs=2, join=True)
+    saved = torch.load(out, weights_only=True)
+    merged = CAMAT(source="cached")
+    merged.load_state_dict(saved["merged"])
+    assert merged._seen.nonzero().flatten().tolist() == [0, 1, 10, 11, 20]  # both ranks' samples
+    rank0 = CAMAT(source="cached")
+    rank0.load_state_dict(saved["own"])
+    for i in (0, 10, 20):  # rank 0's maps are kept where both ranks had one
+        assert torch.equal(merged._cache[i], rank0._cache[i])

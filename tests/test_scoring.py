@@ -207,3 +207,14 @@ def test_windows_score_alike_across_crs_and_with_vector_references(tmp_path):
                   for window in (6, 4096)]
         assert scores[0]["reference_pixels"] > 50
         assert scores[0] == scores[1], reference
+
+
+def test_scored_bounds_by_small_windows_are_the_same(tmp_path, monkeypatch):
+    from geocamat.tasks.landuse import scoring
+
+    path, _ = _sparse_reference(tmp_path)
+    cases = ((4, "odd", 2), (4, "even", 5), (None, "odd", 0))
+    expected = [scoring.scored_bounds(path, b, p, margin=m) for b, p, m in cases]
+    monkeypatch.setattr(scoring, "SCORE_WINDOW", 7)
+    assert [scoring.scored_bounds(path, b, p, margin=m) for b, p, m in cases] == expected
+    assert expected[0] is not None

@@ -53,9 +53,12 @@ def quiet_lightning(progress: bool) -> None:
 
 
 def build_trainer(config, stage: Path | None, callbacks: list, progress: bool, **kwargs):
-    """A Lightning Trainer from the run's settings (devices, strategy, nodes, precision: bf16 on GPU)."""
+    """A Lightning Trainer from the run's settings (devices, strategy, nodes, precision: bf16 on GPU); without
+    ``progress``, Lightning's INFO lines are silenced too (:func:`quiet_lightning`), for every task."""
     import lightning as L
     import torch
+
+    quiet_lightning(progress)
 
     gpu = torch.cuda.is_available() and config.accelerator in ("auto", "gpu", "cuda")
     return L.Trainer(max_epochs=config.epochs, accelerator=config.accelerator, devices=config.devices,

@@ -49,7 +49,8 @@ def quiet_lightning(progress: bool) -> None:
             drop_tips.geocamat = True
             handler.addFilter(drop_tips)
     if not progress:
-        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+        for name in ("lightning.pytorch", "lightning.fabric"):  # fabric: "Initializing distributed" under DDP
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def build_trainer(config, stage: Path | None, callbacks: list, progress: bool, **kwargs):

@@ -10,7 +10,8 @@ import click
 
 overwrite_opt = click.option("--overwrite", is_flag=True, default=None,
                              help="Replace the results of an earlier run in the output folder (other files stay).")
-quiet_opt = click.option("--quiet", "-q", is_flag=True, help="No progress bars (predict: no summary line).")
+quiet_opt = click.option("--quiet", "-q", is_flag=True,
+                         help="No progress bars (predict: no summary line; train: nothing but warnings, on stderr).")
 
 
 def _classes(kind: str) -> dict:

@@ -62,7 +62,7 @@ def predict(images, model_path, out, no_vector, overwrite, quiet, **flags):
     partial = report.get("pixels", {}).get("partial_bands", 0)
     if partial and not options.get("require_all_bands"):
         click.echo(f"note: {partial} pixels have some bands nodata and were classified with those bands filled by "
-                   "their mean; --require-all-bands maps them as nodata", err=True)
+                   "their mean (where: partial_bands.tif); --require-all-bands maps them as nodata", err=True)
     if not quiet:
         click.echo(summary_line(Path(out), report))
     for note in report.get("notes", []):

@@ -107,11 +107,24 @@ def train(config, out, task, images, resume, assignments, overwrite, quiet, cama
             raise ConfigError(f"--{key.replace('_', '-')} does not apply to {module.NAME} training; its settings "
                               f"are {', '.join(sorted(known))}")
     cfg = build(module.Config, settings, what=f"{module.NAME} training")
-    metrics = module.train(cfg, Path(out), overwrite=bool(overwrite), progress=not quiet,
-                           log=click.echo)
-    for line in module.summary(metrics):
-        click.echo(line)
-    click.echo(f"model: {Path(out) / 'model.geocamat'}")
+    metrics = module.train(cfg, Path(out), overwrite=bool(overwrite), progress=not quiet, log=_log(quiet))
+    if not quiet:
+        for line in module.summary(metrics):
+            click.echo(line)
+        click.echo(f"model: {Path(out) / 'model.geocamat'}")
+
+
+def _log(quiet: bool):
+    """Where the training workflow's lines go: stdout; with --quiet only its warnings and notes, on stderr
+    (a run that went well prints nothing)."""
+    if not quiet:
+        return click.echo
+
+    def warnings_only(line: str) -> None:
+        if line.startswith(("warning:", "note:")):
+            click.echo(line, err=True)
+
+    return warnings_only
 
 
 #: settings a resumed run may change (the machine it runs on), everything else is the killed run's
@@ -138,8 +151,10 @@ def _resume(run: Path, config, task, images, assignments, camat, flags: dict, qu
         saved["devices"] = int(saved["devices"])
     landuse = get_task("landuse")
     cfg = build(landuse.Config, saved, what="the resumed land-use training")
-    click.echo(f"resuming {run} from {stage / 'checkpoints' / 'last.ckpt'}")
-    metrics = landuse.train(cfg, run, progress=not quiet, log=click.echo, resume=True)
-    for line in landuse.summary(metrics):
-        click.echo(line)
-    click.echo(f"model: {run / 'model.geocamat'}")
+    log = _log(quiet)
+    log(f"resuming {run} from {stage / 'checkpoints' / 'last.ckpt'}")
+    metrics = landuse.train(cfg, run, progress=not quiet, log=log, resume=True)
+    if not quiet:
+        for line in landuse.summary(metrics):
+            click.echo(line)
+        click.echo(f"model: {run / 'model.geocamat'}")

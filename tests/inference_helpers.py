@@ -30,8 +30,11 @@ def make_bundle(bands: int = 3, classes: int = 3, tile: int = 32, seed: int = 0,
 
 def make_raster(path: Path, width: int = 200, height: int = 150, bands: int = 3, crs: str = "EPSG:32618",
                 origin: tuple[float, float] = (500000.0, 4100000.0), res: float = 10.0, nodata: float | None = 0,
-                seed: int = 0, dtype: str = "uint8", tiled: bool = False, collar: int = 0) -> Path:
-    """A smooth random multi-band raster; ``collar`` pixels of nodata around it."""
+                seed: int = 0, dtype: str = "uint8", tiled: bool = False, collar: int = 0,
+                missing_frame: int = 0) -> Path:
+    """A smooth random multi-band raster; ``collar`` pixels of nodata around it; the last band also nodata in a
+    frame ``missing_frame`` pixels wide inside the collar (pixels with some bands nodata: see
+    :func:`frame_mask`)."""
     import rasterio
     from rasterio.transform import from_origin
 
@@ -44,6 +47,8 @@ def make_raster(path: Path, width: int = 200, height: int = 150, bands: int = 3,
         data[:, -collar:] = nodata
         data[:, :, :collar] = nodata
         data[:, :, -collar:] = nodata
+    if missing_frame:
+        data[-1][~frame_mask(height, width, collar, missing_frame)[1]] = nodata
     profile = {"driver": "GTiff", "width": width, "height": height, "count": bands, "dtype": dtype, "crs": crs,
                "transform": from_origin(*origin, res, res), "nodata": nodata}
     if tiled:
@@ -51,6 +56,17 @@ def make_raster(path: Path, width: int = 200, height: int = 150, bands: int = 3,
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
     return path
+
+
+def frame_mask(height: int, width: int, collar: int, frame: int) -> tuple[np.ndarray, np.ndarray]:
+    """(inside the collar, inside the frame) of :func:`make_raster`'s ``collar`` and ``missing_frame``: the
+    pixels with some bands nodata are those of the first and not the second."""
+    yy, xx = np.mgrid[0:height, 0:width]
+
+    def inside(margin: int) -> np.ndarray:
+        return (yy >= margin) & (yy < height - margin) & (xx >= margin) & (xx < width - margin)
+
+    return inside(collar), inside(collar + frame)
 
 
 class Killed(Exception):

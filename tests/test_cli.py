@@ -81,6 +81,7 @@ def test_train_predict_evaluate_info_end_to_end(tmp_path, synthetic_scene):
                                  "--arch", "camnet-xs", "--set", "camat.warmup=0.0", "--set", "camat.p=1.0",
                                  "--out", str(run), "--quiet"])
     assert result.exit_code == 0, result.output
+    assert result.stdout == "" and result.stderr == ""  # --quiet: a run that went well prints nothing
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["regulariser"]["name"] == "camat"
     for name in ("model.geocamat", "confusion.png", "training.png", "config.yaml"):

@@ -16,6 +16,7 @@ from tests.conftest import scene_folder, write_raster
 
 
 def run(*args):
+    """Run a command; its output (trainings run without -q, which prints nothing on success)."""
     result = CliRunner().invoke(cli, [str(a) for a in args])
     assert result.exit_code == 0, result.output
     return result.output
@@ -37,7 +38,7 @@ def landuse(tmp_path_factory):
     image = (np.where(labels == 1, 50.0, 150.0)[None].repeat(3, 0) + rng.normal(0, 5, (3, 96, 96))).astype("float32")
     img, lab = write_raster(d / "scene.tif", image), write_raster(d / "labels.tif", labels, nodata=0)
     out = run("train", "--images", img, "--labels", lab, "--tile-size", 16, "--blocks", 2, "--epochs", 3,
-              "--set", "camat.warmup=0", "--set", "camat.p=1", "--out", d / "run", "-q")
+              "--set", "camat.warmup=0", "--set", "camat.p=1", "--out", d / "run")
     return {"dir": d, "image": img, "labels": lab, "model": d / "run" / "model.geocamat", "train_output": out}
 
 
@@ -46,7 +47,7 @@ def scenes(tmp_path_factory):
     d = tmp_path_factory.mktemp("scenes")
     scene_folder(d / "data", per_class=6, size=16)
     out = run("train", "--scenes", d / "data", "--set", "image_size=16", "--epochs", 2, "--arch", "camnet-xs",
-              "--batch-size", 4, "--out", d / "run", "-q")
+              "--batch-size", 4, "--out", d / "run")
     image = write_raster(d / "scene.tif", np.full((3, 32, 32), 200, "uint8"))
     return {"dir": d, "data": d / "data", "image": image, "model": d / "run" / "model.geocamat", "train_output": out}
 
@@ -64,7 +65,7 @@ def detection(tmp_path_factory):
     (d / "boxes.csv").write_text("\n".join(rows) + "\n")
     out = run("train", "--task", "detection", "--images", d / "scene.png", "--labels", d / "boxes.csv",
               "--tile-size", 128, "--epochs", 1, "--batch-size", 2, "--set", "backbone=tiny", "--set", "max_tiles=2",
-              "--set", "val_fraction=0", "--out", d / "run", "-q")
+              "--set", "val_fraction=0", "--out", d / "run")
     return {"dir": d, "image": d / "scene.png", "boxes": d / "boxes.csv", "model": d / "run" / "model.geocamat",
             "train_output": out}
 

@@ -88,7 +88,7 @@ def test_a_large_scene_is_cut_into_units_of_bounded_work():
 
 def test_a_run_killed_at_a_quarter_keeps_its_work_and_resumes_to_the_same_map(tmp_path):
     bundle = make_bundle(tile=16)
-    img = make_raster(tmp_path / "img.tif", 100, 160, collar=2)
+    img = make_raster(tmp_path / "img.tif", 100, 160, collar=2, missing_frame=6)
     units = UnitSizes(band_rows=32, block_cols=56)
     kw = dict(units=units, write_probabilities=True, batch_size=8)
     whole = Counting(head_for(bundle))
@@ -117,9 +117,10 @@ def test_a_run_killed_at_a_quarter_keeps_its_work_and_resumes_to_the_same_map(tm
     assert report["resumed"] and report["runs"] == 2
     recomputed = first.tiles + second.tiles - whole.tiles
     assert 0 <= recomputed <= 0.3 * whole.tiles
-    for name in ("landuse.tif", "confidence.tif", "cam.tif", "probabilities.tif"):
-        np.testing.assert_array_equal(read(tmp_path / "ref" / name), read(out / name))
+    for name in ("landuse.tif", "confidence.tif", "cam.tif", "probabilities.tif", "partial_bands.tif"):
+        np.testing.assert_array_equal(read(tmp_path / "ref" / name), read(out / name), err_msg=name)
     assert report["tiles"] == ref["tiles"] and report["classes"] == ref["classes"]
+    assert report["pixels"] == ref["pixels"] and report["pixels"]["partial_bands"] > 0
 
 
 def offset_range(path: Path, period: int = 8, margin: int = 16) -> float:

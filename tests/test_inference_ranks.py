@@ -24,7 +24,7 @@ from geocamat.inference.manifest import PARTIAL  # noqa: E402
 from geocamat.inference.plan import UnitSizes  # noqa: E402
 from geocamat.inference.ranks import RankFailed, Ranks, Segment, split_units  # noqa: E402
 
-OUTPUTS = ("landuse.tif", "confidence.tif", "cam.tif", "probabilities.tif")
+OUTPUTS = ("landuse.tif", "confidence.tif", "cam.tif", "probabilities.tif", "partial_bands.tif")
 #: one column block of 5 bands (32 rows) on a 100 x 160 scene with 16 px tiles: rank 1 starts mid-block
 UNITS = UnitSizes(band_rows=32, block_cols=128)
 
@@ -130,7 +130,7 @@ def test_an_error_of_the_local_ranks_comes_back_as_one_line_of_the_same_class():
 
 def test_two_processes_map_pixel_identical_to_one(tmp_path):
     bundle = make_bundle(tile=16)
-    img = make_raster(tmp_path / "img.tif", 100, 160, collar=2)
+    img = make_raster(tmp_path / "img.tif", 100, 160, collar=2, missing_frame=6)
     ref = run(bundle, [img], tmp_path / "ref")
     assert ref["plan"]["units"] >= 4
     report = run(bundle, [img], tmp_path / "two", devices=2)  # two CPU processes started here
@@ -145,6 +145,7 @@ def test_two_processes_map_pixel_identical_to_one(tmp_path):
     extra = report["tiles"]["recomputed_at_seams"] - ref["tiles"]["recomputed_at_seams"]
     assert 0 < extra < ref["tiles"]["tiles_processed"] / 5
     assert report["classes"] == ref["classes"]
+    assert report["pixels"] == ref["pixels"] and report["pixels"]["partial_bands"] > 0
     assert not (tmp_path / "two" / PARTIAL).exists()
 
 
@@ -184,7 +185,7 @@ def run_ranks(bundle, images, out, heads, **kw) -> list:
 
 def test_a_two_rank_run_killed_on_one_rank_stops_both_and_resumes_to_the_same_map(tmp_path):
     bundle = make_bundle(tile=16)
-    img = make_raster(tmp_path / "img.tif", 100, 160, collar=2)
+    img = make_raster(tmp_path / "img.tif", 100, 160, collar=2, missing_frame=6)
     whole = Counting(head_for(bundle))
     ref = run(bundle, [img], tmp_path / "ref", head=whole)
     out = tmp_path / "out"
@@ -202,6 +203,7 @@ def test_a_two_rank_run_killed_on_one_rank_stops_both_and_resumes_to_the_same_ma
     for name in OUTPUTS:
         np.testing.assert_array_equal(read(tmp_path / "ref" / name), read(out / name), err_msg=name)
     assert report["classes"] == ref["classes"]
+    assert report["pixels"] == ref["pixels"] and report["pixels"]["partial_bands"] > 0
     assert report["tiles"]["tiles_processed"] == ref["tiles"]["tiles_processed"]
     # the units finished before the kill were kept; what was computed twice is bounded (warm-up bands, the
     # units in flight when rank 1 died)
@@ -212,7 +214,7 @@ def test_a_two_rank_run_killed_on_one_rank_stops_both_and_resumes_to_the_same_ma
 @pytest.mark.slow  # ~20 s on the loaded 2-vCPU machine; run with -m slow
 def test_a_rerun_with_one_process_resumes_a_two_rank_run(tmp_path):
     bundle = make_bundle(tile=16)
-    img = make_raster(tmp_path / "img.tif", 100, 160, collar=2)
+    img = make_raster(tmp_path / "img.tif", 100, 160, collar=2, missing_frame=6)
     whole = Counting(head_for(bundle))
     run(bundle, [img], tmp_path / "ref", head=whole)
     out = tmp_path / "out"
@@ -230,7 +232,7 @@ def test_a_rerun_with_one_process_resumes_a_two_rank_run(tmp_path):
 
 def test_without_overlap_ranks_need_no_warm_up(tmp_path):
     bundle = make_bundle(tile=16)
-    img = make_raster(tmp_path / "img.tif", 100, 160, collar=2)
+    img = make_raster(tmp_path / "img.tif", 100, 160, collar=2, missing_frame=6)
     ref = run(bundle, [img], tmp_path / "ref", overlap=0.0)
     report, other = run_ranks(bundle, [img], tmp_path / "two", [head_for(bundle), head_for(bundle)], overlap=0.0)
     assert isinstance(report, dict) and isinstance(other, dict), (report, other)

@@ -97,3 +97,124 @@ def test_macro_f1_counts_a_class_the_map_never_predicts():
     assert m["overall_accuracy"] == 0.9
     f1_first = 2 * 0.9 * 1.0 / 1.9
     assert m["macro_f1"] == round((f1_first + 0.0) / 2, 4)  # class 3 occurs nowhere: not counted
+
+
+# -- scoring by windows: the numbers of a whole-array score, in bounded memory --------------------------------
+
+def _whole_array_score(map_path, reference, class_ids, *, blocks=None, parity="odd", mask=None, offset=None):
+    """The confusion matrix and counts as the whole-array scoring computed them (before windows)."""
+    import rasterio
+    from rasterio.warp import Resampling, reproject
+
+    from geocamat.data.registration import in_label_frame
+    from geocamat.data.splits import checkerboard
+    from geocamat.metrics import confusion_matrix
+
+    def on_grid(path, like, array=None):
+        with rasterio.open(path) as src:
+            data = src.read(1, masked=True).astype("float64").filled(np.nan) if array is None else array
+            out = np.full((like.height, like.width), np.nan)
+            reproject(data, out, src_transform=src.transform, src_crs=src.crs, src_nodata=np.nan,
+                      dst_transform=like.transform, dst_crs=like.crs, dst_nodata=np.nan,
+                      resampling=Resampling.nearest)
+            return out
+
+    with rasterio.open(map_path) as m:
+        pred = m.read(1, masked=True)
+        if offset:
+            moved = in_label_frame(np.ma.getmaskarray(pred), offset, True)
+            pred = np.ma.masked_array(in_label_frame(np.asarray(pred), offset, 0), mask=moved)
+        ref = on_grid(reference, m)
+        keep = np.isfinite(ref)
+        if blocks:
+            with rasterio.open(reference) as r:
+                board = checkerboard((r.height, r.width), blocks, parity).astype("float64")
+            keep &= on_grid(reference, m, board) == 1
+        if mask is not None:
+            mk = on_grid(mask, m)
+            keep &= np.isfinite(mk) & (mk != 0)
+    mapped = keep & ~np.ma.getmaskarray(pred)
+    cm = confusion_matrix(ref[mapped].astype(int), np.asarray(pred)[mapped], class_ids)
+    return cm.tolist(), int(keep.sum()), int(mapped.sum())
+
+
+def _scene(tmp_path):
+    """A 53 x 47 map (3 classes, nodata holes) and, on other grids, a reference (20 m, shifted) and a mask."""
+    rng = np.random.default_rng(1)
+    mp = rng.integers(1, 4, (53, 47)).astype("uint8")
+    mp[rng.random((53, 47)) < 0.1] = 0
+    ref = rng.integers(0, 4, (29, 26)).astype("uint8")  # 0: unlabelled
+    mask = (rng.random((60, 60)) < 0.8).astype("uint8")
+    return (write_raster(tmp_path / "map.tif", mp, nodata=0),
+            write_raster(tmp_path / "ref.tif", ref, origin=(ORIGIN[0] - 35.0, ORIGIN[1] + 25.0), res=20.0, nodata=0),
+            write_raster(tmp_path / "mask.tif", mask, origin=(ORIGIN[0] - 50.0, ORIGIN[1] + 50.0), res=10.0))
+
+
+def test_checkerboard_part_is_the_window_of_the_checkerboard():
+    from rasterio.windows import Window
+
+    from geocamat.data.splits import checkerboard
+    from geocamat.tasks.landuse.scoring import checkerboard_part
+
+    for shape, blocks in (((53, 47), 4), ((10, 300), 7), ((1, 1), 2)):
+        for parity in ("odd", "even"):
+            board = checkerboard(shape, blocks, parity)
+            for r0, c0, h, w in ((0, 0, *shape), (3, 5, 7, 11), (shape[0] - 1, shape[1] - 1, 1, 1)):
+                if r0 < shape[0] and c0 < shape[1]:
+                    part = checkerboard_part(shape, blocks, parity, Window(c0, r0, w, h))
+                    np.testing.assert_array_equal(part, board[r0:r0 + h, c0:c0 + w])
+
+
+def test_a_map_scored_by_windows_scores_as_the_whole_arrays(tmp_path):
+    from geocamat.tasks.landuse.scoring import score_map
+
+    map_path, ref, mask = _scene(tmp_path)
+    names = ["a", "b", "c"]
+    for kw in (dict(), dict(blocks=4), dict(blocks=3, parity="even", mask=mask), dict(blocks=4, offset=(1, -2))):
+        cm, reference_pixels, mapped = _whole_array_score(map_path, ref, [1, 2, 3], **kw)
+        assert mapped > 100, kw
+        for window in (5, 16, 4096):  # windows cutting the map every few pixels, and one window
+            out = score_map(map_path, ref, [1, 2, 3], names, window_size=window, **kw)
+            assert out["confusion_matrix"] == cm, (kw, window)
+            assert out["reference_pixels"] == reference_pixels
+            assert out["coverage"] == round(mapped / reference_pixels, 4)
+
+
+def test_windows_score_alike_across_crs_and_with_vector_references(tmp_path):
+    import geopandas as gpd
+    import rasterio
+    import shapely
+    from rasterio.warp import calculate_default_transform, reproject
+
+    from geocamat.tasks.landuse.scoring import score_map
+
+    map_path, ref, _ = _scene(tmp_path)
+    with rasterio.open(ref) as src:  # the reference in geographic coordinates
+        transform, w, h = calculate_default_transform(src.crs, "EPSG:4326", src.width, src.height, *src.bounds)
+        data = np.zeros((h, w), "uint8")
+        reproject(src.read(1), data, src_transform=src.transform, src_crs=src.crs, dst_transform=transform,
+                  dst_crs="EPSG:4326", src_nodata=0, dst_nodata=0)
+    geo = tmp_path / "ref_4326.tif"
+    with rasterio.open(geo, "w", driver="GTiff", width=w, height=h, count=1, dtype="uint8", crs="EPSG:4326",
+                       transform=transform, nodata=0) as dst:
+        dst.write(data, 1)
+    polygons = [shapely.box(ORIGIN[0] + x, ORIGIN[1] - y - 95, ORIGIN[0] + x + 125, ORIGIN[1] - y)
+                for x, y in ((0, 0), (60, 40), (200, 130), (330, 400))]
+    layer = tmp_path / "ref.gpkg"
+    gpd.GeoDataFrame({"cls": ["a", "c", "b", "a"]}, geometry=polygons, crs="EPSG:32617").to_file(layer)
+    for reference, kw in ((geo, dict(blocks=4)), (layer, dict(reference_field="cls", blocks=2))):
+        scores = [score_map(map_path, reference, [1, 2, 3], ["a", "b", "c"], window_size=window, **kw)
+                  for window in (6, 4096)]
+        assert scores[0]["reference_pixels"] > 50
+        assert scores[0] == scores[1], reference
+
+
+def test_scored_bounds_by_small_windows_are_the_same(tmp_path, monkeypatch):
+    from geocamat.tasks.landuse import scoring
+
+    path, _ = _sparse_reference(tmp_path)
+    cases = ((4, "odd", 2), (4, "even", 5), (None, "odd", 0))
+    expected = [scoring.scored_bounds(path, b, p, margin=m) for b, p, m in cases]
+    monkeypatch.setattr(scoring, "SCORE_WINDOW", 7)
+    assert [scoring.scored_bounds(path, b, p, margin=m) for b, p, m in cases] == expected
+    assert expected[0] is not None

@@ -231,7 +231,7 @@ def test_train_scenes_from_weights_records_the_origin(tmp_path, resnet18):
     scenes = scene_folder(tmp_path / "scenes", per_class=4, size=32)
     result = CliRunner().invoke(cli, ["train", "--scenes", str(scenes), "--set",
                                       "image_size=32", "--epochs", "1", "--batch-size", "4", "--lr", "0",
-                                      "--weights", str(tmp_path / "r18.pth"), "--out", str(run), "--quiet"])
+                                      "--weights", str(tmp_path / "r18.pth"), "--out", str(run)])  # not -q: its lines
     assert result.exit_code == 0, result.output
     assert "starting from r18.pth (file): 120 tensors into the backbone" in result.output
     bundle = Bundle.load(run / "model.geocamat")
@@ -292,7 +292,7 @@ def test_train_landuse_from_weights(tmp_path, synthetic_scene, resnet18):
     result = CliRunner().invoke(cli, ["train", "--images", str(synthetic_scene["image"]), "--labels",
                                       str(synthetic_scene["labels"]), "--tile-size", "16", "--blocks", "2",
                                       "--epochs", "1", "--lr", "0", "--set", "ema_decay=0.9",
-                                      "--weights", str(tmp_path / "r18.pth"), "--out", str(run), "--quiet"])
+                                      "--weights", str(tmp_path / "r18.pth"), "--out", str(run)])  # not -q: its lines
     assert result.exit_code == 0, result.output
     assert "starting from r18.pth" in result.output
     bundle = Bundle.load(run / "model.geocamat")  # the weight average ships: it must start from the weights too

@@ -49,7 +49,8 @@ def unit_pieces(plan: Plan) -> list:
 
 
 def assemble(work: Path, plan: Plan, *, style, dtype: str, nodata, floats: list[FloatOutput],
-             overview_factors: list[int], vectorise: bool, min_polygon_pixels: int) -> Assembly:
+             overview_factors: list[int], vectorise: bool, min_polygon_pixels: int,
+             partial_bands: bool = False) -> Assembly:
     """Build the final outputs in ``work`` from the unit files in ``work/units``.
 
     Args:
@@ -62,11 +63,14 @@ def assemble(work: Path, plan: Plan, *, style, dtype: str, nodata, floats: list[
         overview_factors: overview levels computed per unit ([]: GDAL computes them).
         vectorise: also write ``landuse.gpkg``.
         min_polygon_pixels: drop smaller polygons.
+        partial_bands: also write ``partial_bands.tif`` (with its ``.qml``) from the units' mask pieces
+            (:mod:`geocamat.outputs.partial_bands`).
     """
     from dataclasses import replace
 
     from affine import Affine
 
+    from geocamat.outputs import partial_bands as mask
     from geocamat.outputs.qml import write_paletted_qml
     from geocamat.outputs.raster import Piece, mosaic_vrt, to_cog
     from geocamat.outputs.vector import write_polygons_gpkg
@@ -91,6 +95,11 @@ def assemble(work: Path, plan: Plan, *, style, dtype: str, nodata, floats: list[
                     descriptions=["land use class"]), "landuse.tif", "MODE", "DEFLATE")]
     write_paletted_qml(work / "landuse.qml", style)
     outputs = ["landuse.tif", "landuse.qml"]
+    if partial_bands:  # the same grid, tiling, compression and overviews (mode) as landuse.tif
+        jobs.append((mosaic(mask.NAME, "partial", dtype=mask.DTYPE, count=1, nodata=mask.NODATA, style=mask.STYLE,
+                            descriptions=["mapped from partly filled bands"]), mask.TIF, "MODE", "DEFLATE"))
+        write_paletted_qml(work / mask.QML, mask.STYLE)
+        outputs += [mask.TIF, mask.QML]
     for out in floats:
         vrt = mosaic(out.name, "float", dtype="float32", count=len(out.bands), nodata=float("nan"),
                      descriptions=out.descriptions, source_bands=out.bands)

@@ -37,6 +37,7 @@ from geocamat.inference.ranks import Ranks, Segment, split_units, wait_for_ranks
 from geocamat.inference.report import run_report
 from geocamat.inference.telemetry import HostTimes, StageClock, peak_rss_mib, progress_bar
 from geocamat.inference.writer import UnitWriter
+from geocamat.outputs import partial_bands
 from geocamat.outputs.jsonfile import write_json
 
 #: GDAL block cache (MiB) during a run, unless GDAL_CACHEMAX is set: GDAL's default (5% of RAM) would let
@@ -44,7 +45,7 @@ from geocamat.outputs.jsonfile import write_json
 GDAL_CACHE_MB = 128
 #: Files a finished run leaves in the output folder (with the CamNet heads).
 RESULT_FILES = ("landuse.tif", "landuse.qml", "confidence.tif", "cam.tif", "probabilities.tif", "landuse.gpkg",
-                "report.json")
+                partial_bands.TIF, partial_bands.QML, "report.json")
 
 
 class Engine:
@@ -72,7 +73,8 @@ class Engine:
         on_unit: called with a dict after each finished unit (raising from it aborts the run).
         weights_hash: SHA-256 of the weights (fingerprint).
         require_all_bands: map pixels where some (not all) bands are nodata as nodata; by default they are
-            classified with the missing bands filled with their mean, and counted in the report.
+            classified with the missing bands filled with their mean, counted in the report and shown in
+            ``partial_bands.tif`` (:mod:`geocamat.outputs.partial_bands`; written when there is such a pixel).
         units: unit sizes (default: the module constants of :mod:`geocamat.inference.plan`).
         blend: blending mode (default: :func:`geocamat.inference.blend.blend_mode` for the device).
         ranks: this process's rank among those sharing the run (default: the only one).
@@ -92,6 +94,8 @@ class Engine:
         self.min_polygon_pixels, self.resume = min_polygon_pixels, resume
         self.progress, self.on_unit, self.weights_hash = progress, on_unit, weights_hash
         self.require_all_bands = require_all_bands
+        #: whether units keep a partial-bands mask piece (not with require_all_bands: those pixels are nodata)
+        self.partial_pieces = not require_all_bands
         self.sizes = units or UnitSizes()
         self.ranks = ranks or Ranks()
         if blend is not None and blend not in BLEND_MODES:
@@ -134,7 +138,7 @@ class Engine:
                 "probabilities": self.write_probabilities, "vectorise": self.vectorise, "aoi": aoi, "tta": self.tta,
                 "overviews": self.overview_factors, "head": type(self.head).__name__, "outputs": self.head.outputs,
                 "min_polygon_pixels": self.min_polygon_pixels,
-                "require_all_bands": self.require_all_bands,
+                "require_all_bands": self.require_all_bands, "partial_bands_pieces": self.partial_pieces,
                 "blend_weights": hashlib.sha256(np.asarray(self.head.weights(self.plan.tile, self.overlap),
                                                            np.float32).tobytes()).hexdigest()}
 
@@ -266,9 +270,11 @@ class Engine:
             processed_now = sum(r.get("tiles_processed", 0) for r in per_rank)
             stream_seconds = time.perf_counter() - stream_start
         t_assemble = time.perf_counter()
+        partial_pixels = sum(u.get("partial_band_pixels", 0) for u in done.values())
         assembly = assemble(self.work, plan, style=self.style, dtype=self.dtype, nodata=self.nodata,
                             floats=self.float_outputs(), overview_factors=self.overview_factors,
-                            vectorise=self.vectorise, min_polygon_pixels=self.min_polygon_pixels)
+                            vectorise=self.vectorise, min_polygon_pixels=self.min_polygon_pixels,
+                            partial_bands=self.partial_pieces and partial_pixels > 0)
         assemble_seconds = time.perf_counter() - t_assemble
         counts = assembly.counts
         if not sum(int(counts[c]) for c in self.style.ids if c < len(counts)):  # an empty map: no result
@@ -545,6 +551,8 @@ class Engine:
             ok &= inside
             partial = partial & inside
         stats["partial_band_pixels"] = int(partial.sum())
+        if self.partial_pieces:  # 1 = mapped from partly filled bands, 0 = every band valid, nodata off the map
+            mask = torch.where(ok, partial.to(torch.uint8), partial_bands.NODATA).to(torch.uint8)
         inv = torch.where(ok, 1.0 / wsum.clamp_min(1e-30), torch.nan)  # NaN where there is no result
         best, arg = a[:k].max(dim=0)
         cls = torch.where(ok, self.lut[arg], self.nodata)
@@ -554,6 +562,8 @@ class Engine:
         small_ids = torch.uint8 if self.dtype == "uint8" else torch.int32  # 1 byte per pixel to the host
         result = {"class": cls.to(small_ids).cpu().numpy().astype(self.dtype, copy=False)[None],
                   "float": torch.stack(floats).cpu().numpy(), "row_off": y0, "col_off": x0}
+        if self.partial_pieces:
+            result["partial"] = mask.cpu().numpy()[None]
         new_carry = acc[:, hb:hb + halo].clone() if halo else None
         self.host.add("finish_s", time.perf_counter() - t_finish)
         return result, new_carry, stats

@@ -92,12 +92,17 @@ class UnitWriter:
         result["class"] = sieve_classes(classes, int(self.nodata), self.min_region_pixels, inner)[None]
 
     def _write_levels(self, name: str, result: dict) -> None:
-        """The unit's class and float pieces, and those of each overview level."""
+        """The unit's class and float pieces (and its partial-bands mask piece, if any), and those of each
+        overview level."""
+        from geocamat.outputs import partial_bands
         from geocamat.outputs.overviews import pyramid
         from geocamat.outputs.raster import write_piece
 
-        for kind, nodata in (("class", self.nodata), ("float", float("nan"))):
+        kinds = [("class", self.nodata), ("float", float("nan"))]
+        if "partial" in result:
+            kinds.append(("partial", partial_bands.NODATA))
+        for kind, nodata in kinds:
             write_piece(self.units / f"{name}_{kind}.tif", result[kind], nodata)
-            levels = pyramid(result[kind], self.overview_factors, classes=kind == "class", nodata=nodata)
+            levels = pyramid(result[kind], self.overview_factors, classes=kind != "float", nodata=nodata)
             for f, level in zip(self.overview_factors, levels, strict=True):
                 write_piece(self.units / f"{name}_{kind}_o{f}.tif", level, nodata)

@@ -49,13 +49,17 @@ def quiet_lightning(progress: bool) -> None:
             drop_tips.geocamat = True
             handler.addFilter(drop_tips)
     if not progress:
-        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+        for name in ("lightning.pytorch", "lightning.fabric"):  # fabric: "Initializing distributed" under DDP
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def build_trainer(config, stage: Path | None, callbacks: list, progress: bool, **kwargs):
-    """A Lightning Trainer from the run's settings (devices, strategy, nodes, precision: bf16 on GPU)."""
+    """A Lightning Trainer from the run's settings (devices, strategy, nodes, precision: bf16 on GPU); without
+    ``progress``, Lightning's INFO lines are silenced too (:func:`quiet_lightning`), for every task."""
     import lightning as L
     import torch
+
+    quiet_lightning(progress)
 
     gpu = torch.cuda.is_available() and config.accelerator in ("auto", "gpu", "cuda")
     return L.Trainer(max_epochs=config.epochs, accelerator=config.accelerator, devices=config.devices,

@@ -152,7 +152,8 @@ class LandUseTask(L.LightningModule):
         self.log("val_acc", acc, on_epoch=True, prog_bar=True, sync_dist=True)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Keep what a resumed run needs to continue as if uninterrupted: the EMA normaliser and the RNG states."""
+        """Keep what a resumed run needs to continue as if uninterrupted: the EMA normaliser, the RNG states and
+        the regulariser's state (cached CAMAT maps, merged across DDP ranks)."""
         import random
 
         import numpy as np
@@ -164,7 +165,18 @@ class LandUseTask(L.LightningModule):
                                   "numpy_rng": [torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
                                                 float(gauss)],
                                   "python_rng": [int(version), torch.tensor(internal, dtype=torch.int64),
-                                                 gauss_next if gauss_next is None else float(gauss_next)]}
+                                                 gauss_next if gauss_next is None else float(gauss_next)],
+                                  "regulariser": self._regulariser_state()}
+
+    def _regulariser_state(self) -> dict:
+        """The regulariser's state; under DDP (every rank saves) each rank's, merged (each saw its own shard)."""
+        state = self.regulariser.state_dict()
+        world = self._trainer.world_size if self._trainer is not None else 1
+        if world > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            states: list = [None] * world
+            torch.distributed.all_gather_object(states, state)
+            state = type(self.regulariser).merge_states(states)
+        return state
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Restore the state saved by :meth:`on_save_checkpoint` (``train --resume``)."""
@@ -181,6 +193,7 @@ class LandUseTask(L.LightningModule):
         np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
         version, internal, gauss_next = state["python_rng"]
         random.setstate((version, tuple(int(v) for v in internal.tolist()), gauss_next))
+        self.regulariser.load_state_dict(state.get("regulariser", {}))
 
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.model.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

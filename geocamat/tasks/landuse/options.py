@@ -34,7 +34,8 @@ class PredictOptions:
     force: bool = setting(False, "Map anyway an image without georeference or at a pixel size beyond 4x the "
                           "model's.")
     require_all_bands: bool = setting(False, "Map pixels where some bands are nodata as nodata (else they are "
-                                      "classified from the other bands; report.json counts them).")
+                                      "classified from the other bands, counted in report.json and shown in "
+                                      "partial_bands.tif).")
     min_polygon_pixels: int = setting(4, "Minimum mapping unit: regions of the map smaller than this many pixels "
                                       "are merged into their largest neighbour before the polygons (0: keep all).")
     devices: int | None = setting(None, "Processes on this machine sharing the map (default: a launcher's, else 1); "

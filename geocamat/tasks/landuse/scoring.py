@@ -2,44 +2,178 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from geocamat.data.labels import VECTOR_SUFFIXES
-from geocamat.data.splits import checkerboard
 from geocamat.errors import InputNotFoundError, InvalidLabelsError, InvalidRasterError
 from geocamat.metrics import confusion_matrix, summarise
 
+#: Side (px) of the windows a map is scored by: a few float64 arrays of this size are held at a time (8 MiB
+#: each), whatever the size of the map or the reference.
+SCORE_WINDOW = 1024
+#: Source pixels read around a window's footprint in another raster's grid (nearest-neighbour margin).
+PAD = 2
+#: GDAL's block cache while scoring (MiB), unless GDAL_CACHEMAX is set: GDAL's default (5% of the machine's
+#: memory) would keep the decoded blocks of the map and the reference, growing with them.
+GDAL_CACHE_MB = 64
 
-def _on_grid(path: Path, like) -> np.ndarray:
-    """Read a single-band raster resampled (nearest) onto the grid of the open dataset ``like``."""
-    import rasterio
-    from rasterio.warp import Resampling, reproject
 
+@contextmanager
+def _bounded_gdal_cache(megabytes: int = GDAL_CACHE_MB) -> Iterator[None]:
+    """GDAL's block cache bounded to ``megabytes`` inside the block (a user's ``GDAL_CACHEMAX`` wins)."""
+    if "GDAL_CACHEMAX" in os.environ:
+        yield
+        return
+    from rasterio.env import get_gdal_config, set_gdal_config
+
+    old = get_gdal_config("GDAL_CACHEMAX")
+    set_gdal_config("GDAL_CACHEMAX", int(megabytes) * 1024 * 1024)
     try:
-        src = rasterio.open(path)
-    except rasterio.errors.RasterioIOError as exc:
-        raise InvalidRasterError(f"{path} is not a raster GDAL can read (vector references: "
-                                 f"{', '.join(VECTOR_SUFFIXES)})") from exc
-    with src:
-        if src.crs is None:
+        yield
+    finally:
+        set_gdal_config("GDAL_CACHEMAX", old)
+
+
+def checkerboard_part(shape: tuple[int, int], blocks: int, parity: str, window) -> np.ndarray:
+    """``checkerboard(shape, blocks, parity)[window]`` without the whole grid (int8, 1 = scored block)."""
+    rows, cols = shape
+    r0, c0 = int(window.row_off), int(window.col_off)
+    rb = (np.arange(r0, r0 + int(window.height)) * blocks) // rows
+    cb = (np.arange(c0, c0 + int(window.width)) * blocks) // cols
+    return (((rb[:, None] + cb[None, :]) % 2) == (1 if parity == "odd" else 0)).astype(np.int8)
+
+
+class RasterOnGrid:
+    """A single-band raster brought onto the grid of the open dataset ``like``, one window at a time.
+
+    Each window reads only the source pixels under it (its footprint in the source grid, grown by
+    :data:`PAD`) and reprojects them by nearest neighbour with exact coordinate transforms (``tolerance=0``),
+    so a window's values are those a whole-grid reprojection gives there.
+    """
+
+    def __init__(self, path: Path, like) -> None:
+        import rasterio
+
+        try:
+            self.src = rasterio.open(path)
+        except rasterio.errors.RasterioIOError as exc:
+            raise InvalidRasterError(f"{path} is not a raster GDAL can read (vector references: "
+                                     f"{', '.join(VECTOR_SUFFIXES)})") from exc
+        if self.src.crs is None:
+            self.src.close()
             raise InvalidRasterError(f"{path} has no CRS: assign one with gdal_edit.py -a_srs")
-        data = src.read(1, masked=True).astype("float64").filled(np.nan)
-        out = np.full((like.height, like.width), np.nan)
-        reproject(data, out, src_transform=src.transform, src_crs=src.crs, src_nodata=np.nan,
-                  dst_transform=like.transform, dst_crs=like.crs, dst_nodata=np.nan, resampling=Resampling.nearest)
-    return out
+        self.like = like
+
+    def close(self) -> None:
+        self.src.close()
+
+    def _source_window(self, window):
+        """The source pixels under ``window`` of the target grid (grown by :data:`PAD`), or None."""
+        import math
+
+        from rasterio.errors import WindowError
+        from rasterio.warp import transform_bounds
+        from rasterio.windows import Window, from_bounds
+        from rasterio.windows import bounds as window_bounds
+
+        src = self.src
+        box = window_bounds(window, self.like.transform)
+        if src.crs != self.like.crs:
+            box = transform_bounds(self.like.crs, src.crs, *box, densify_pts=21)
+        try:
+            w = from_bounds(*box, transform=src.transform)
+        except WindowError:  # e.g. a rotated source: read all of it
+            return Window(0, 0, src.width, src.height)
+        r0, c0 = max(0, math.floor(w.row_off) - PAD), max(0, math.floor(w.col_off) - PAD)
+        r1 = min(src.height, math.ceil(w.row_off + w.height) + PAD)
+        c1 = min(src.width, math.ceil(w.col_off + w.width) + PAD)
+        return Window(c0, r0, c1 - c0, r1 - r0) if r1 > r0 and c1 > c0 else None
+
+    def _onto(self, data: np.ndarray, source_window, window) -> np.ndarray:
+        from rasterio.warp import Resampling, reproject
+        from rasterio.windows import transform as window_transform
+
+        out = np.full((int(window.height), int(window.width)), np.nan)
+        reproject(data, out, src_transform=window_transform(source_window, self.src.transform),
+                  src_crs=self.src.crs, src_nodata=np.nan, dst_transform=window_transform(window, self.like.transform),
+                  dst_crs=self.like.crs, dst_nodata=np.nan, resampling=Resampling.nearest, tolerance=0)
+        return out
+
+    def read(self, window) -> np.ndarray:
+        """The raster's values on ``window`` of the target grid (float64, NaN where nodata or outside)."""
+        source = self._source_window(window)
+        if source is None:
+            return np.full((int(window.height), int(window.width)), np.nan)
+        data = self.src.read(1, window=source, masked=True).astype("float64").filled(np.nan)
+        return self._onto(data, source, window)
+
+    def blocks(self, window, blocks: int, parity: str) -> np.ndarray:
+        """The checkerboard laid over this raster's extent, on ``window`` of the target grid (1 = scored block,
+        0 = other blocks, NaN outside the raster)."""
+        source = self._source_window(window)
+        if source is None:
+            return np.full((int(window.height), int(window.width)), np.nan)
+        part = checkerboard_part((self.src.height, self.src.width), blocks, parity, source).astype("float64")
+        return self._onto(part, source, window)
 
 
-def _vector_on_grid(path: Path, like, field: str | None, class_ids: list[int], class_names: list[str]) -> np.ndarray:
-    """Burn a vector reference onto the grid of the open dataset ``like``; class names coded as the model's."""
-    from geocamat.data.labels import UNLABELLED, Grid, vector_labels
+class VectorOnGrid:
+    """A vector reference burnt onto the grid of the open dataset ``like`` one window at a time (each window
+    burns the features whose bounding box meets it, in the layer's order, as a whole-grid burn would); class
+    names are coded as the model's."""
 
-    grid = Grid(like.crs.to_wkt(), like.transform, (like.height, like.width))
-    codes, _, _ = vector_labels(path, field, grid, name_codes=dict(zip(class_names, class_ids, strict=True)),
-                                field_flag="--reference-field")
-    return np.where(codes == UNLABELLED, np.nan, codes.astype("float64"))
+    def __init__(self, path: Path, like, field: str | None, class_ids: list[int], class_names: list[str]) -> None:
+        from geocamat.data.labels import Grid, _vector_frame
+
+        grid = Grid(like.crs.to_wkt(), like.transform, (like.height, like.width))
+        frame, self.codes, _, self.sparse = _vector_frame(path, field, grid,
+                                                          dict(zip(class_names, class_ids, strict=True)),
+                                                          "--reference-field")
+        self.geometries, self.index, self.like = frame.geometry.to_numpy(), frame.sindex, like
+
+    def close(self) -> None:
+        pass
+
+    def read(self, window) -> np.ndarray:
+        """Class codes on ``window`` (float64, NaN where no feature)."""
+        from rasterio.features import rasterize
+        from rasterio.windows import bounds as window_bounds
+        from rasterio.windows import transform as window_transform
+
+        from geocamat.data.labels import UNLABELLED, box_of
+
+        shape = (int(window.height), int(window.width))
+        hits = np.sort(self.index.query(box_of(window_bounds(window, self.like.transform))))
+        if not hits.size:
+            return np.full(shape, np.nan)
+        codes = rasterize(((self.geometries[i], int(self.codes[i])) for i in hits), out_shape=shape,
+                          transform=window_transform(window, self.like.transform), fill=UNLABELLED, dtype="int32",
+                          all_touched=self.sparse)
+        return np.where(codes == UNLABELLED, np.nan, codes.astype("float64"))
+
+
+def _map_window(m, window, offset: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
+    """(class ids, nodata mask) of the map on ``window``, read in the reference's frame: ``map[i + dy, j + dx]``
+    for ``offset`` (dy, dx); masked where that falls outside the map."""
+    from rasterio.windows import Window
+
+    h, w = int(window.height), int(window.width)
+    dy, dx = offset if offset else (0, 0)
+    r0, c0 = int(window.row_off) + dy, int(window.col_off) + dx
+    ir0, ic0 = max(r0, 0), max(c0, 0)
+    ir1, ic1 = min(r0 + h, m.height), min(c0 + w, m.width)
+    values = np.zeros((h, w), dtype=m.dtypes[0])
+    masked = np.ones((h, w), dtype=bool)
+    if ir1 > ir0 and ic1 > ic0:
+        part = m.read(1, window=Window(ic0, ir0, ic1 - ic0, ir1 - ir0), masked=True)
+        values[ir0 - r0:ir1 - r0, ic0 - c0:ic1 - c0] = np.asarray(part)
+        masked[ir0 - r0:ir1 - r0, ic0 - c0:ic1 - c0] = np.ma.getmaskarray(part)
+    return values, masked
 
 
 def scored_bounds(reference: Path, blocks: int | None, parity: str, margin: int,
@@ -60,11 +194,18 @@ def scored_bounds(reference: Path, blocks: int | None, parity: str, margin: int,
     """
     import rasterio
 
-    with rasterio.open(reference) as r:
-        keep = ~np.ma.getmaskarray(r.read(1, masked=True))
-        if blocks:
-            keep &= checkerboard((r.height, r.width), blocks, parity).astype(bool)
-        rows, cols = np.flatnonzero(keep.any(axis=1)), np.flatnonzero(keep.any(axis=0))
+    from geocamat.data.labels import label_windows
+
+    with _bounded_gdal_cache(), rasterio.open(reference) as r:
+        any_row, any_col = np.zeros(r.height, bool), np.zeros(r.width, bool)
+        for window in label_windows((r.height, r.width), SCORE_WINDOW):  # bounded memory
+            keep = ~np.ma.getmaskarray(r.read(1, window=window, masked=True))
+            if blocks:
+                keep &= checkerboard_part((r.height, r.width), blocks, parity, window).astype(bool)
+            r0, c0 = int(window.row_off), int(window.col_off)
+            any_row[r0:r0 + keep.shape[0]] |= keep.any(axis=1)
+            any_col[c0:c0 + keep.shape[1]] |= keep.any(axis=0)
+        rows, cols = np.flatnonzero(any_row), np.flatnonzero(any_col)
         if rows.size == 0:
             return None
         r0, r1 = max(0, rows[0] - margin), min(r.height, rows[-1] + 1 + margin)
@@ -77,7 +218,7 @@ def scored_bounds(reference: Path, blocks: int | None, parity: str, margin: int,
 def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names: list[str], *,
               blocks: int | None = None, parity: str = "odd", mask: Path | None = None,
               offset: tuple[int, int] | None = None, reference_field: str | None = None,
-              require_overlap: bool = True) -> dict:
+              require_overlap: bool = True, window_size: int = SCORE_WINDOW) -> dict:
     """Metrics of a class map against a reference raster or vector layer (any CRS; brought onto the map's grid).
 
     Args:
@@ -93,6 +234,8 @@ def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names
             ``reference[i, j]``, for labels registered off the imagery (see :mod:`geocamat.data.registration`).
         reference_field: class field of a vector reference.
         require_overlap: raise when no reference pixel falls on a mapped pixel (an empty score is no score).
+        window_size: side of the windows the map is scored by (:data:`SCORE_WINDOW`; the numbers do not
+            depend on it, memory does).
 
     Returns:
         OA, kappa, per-class metrics, confusion matrix, pixel counts and coverage.
@@ -103,48 +246,54 @@ def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names
     """
     import rasterio
 
+    from geocamat.data.labels import label_windows
+
     for p in (map_path, reference) + ((mask,) if mask else ()):
         if not Path(p).exists():
             raise InputNotFoundError(f"file not found: {p}")
-    with rasterio.open(map_path) as m:
-        pred = m.read(1, masked=True)
-        if offset and any(offset):
-            from geocamat.data.registration import in_label_frame
-
-            moved = in_label_frame(np.ma.getmaskarray(pred), tuple(offset), True)
-            pred = np.ma.masked_array(in_label_frame(np.asarray(pred), tuple(offset), 0), mask=moved)
-        vector = Path(reference).suffix.lower() in VECTOR_SUFFIXES
-        if vector:
-            ref = _vector_on_grid(Path(reference), m, reference_field, class_ids, class_names)
-        else:
-            ref = _on_grid(Path(reference), m)
-        keep = np.isfinite(ref)
-        if blocks and vector:
-            keep &= checkerboard((m.height, m.width), blocks, parity).astype(bool)
-        elif blocks:
-            with rasterio.open(reference) as r:
-                ref_grid = checkerboard((r.height, r.width), blocks, parity).astype("float64")
-                from rasterio.warp import Resampling, reproject
-
-                split = np.full((m.height, m.width), np.nan)
-                reproject(ref_grid, split, src_transform=r.transform, src_crs=r.crs, dst_transform=m.transform,
-                          dst_crs=m.crs, dst_nodata=np.nan, resampling=Resampling.nearest)
-            keep &= split == 1
-        if mask is not None:
-            mk = _on_grid(Path(mask), m)
-            keep &= np.isfinite(mk) & (mk != 0)
-    reference_pixels = int(keep.sum())
-    mapped = keep & ~np.ma.getmaskarray(pred)
-    if require_overlap and not mapped.any():
+    sources = []
+    cm = np.zeros((len(class_ids), len(class_ids)), dtype=np.int64)
+    reference_pixels = mapped_pixels = 0
+    try:
+        with _bounded_gdal_cache(), rasterio.open(map_path) as m:
+            vector = Path(reference).suffix.lower() in VECTOR_SUFFIXES
+            if vector:
+                ref = VectorOnGrid(Path(reference), m, reference_field, class_ids, class_names)
+            else:
+                ref = RasterOnGrid(Path(reference), m)
+            sources.append(ref)
+            mk = None
+            if mask is not None:
+                mk = RasterOnGrid(Path(mask), m)
+                sources.append(mk)
+            for window in label_windows((m.height, m.width), window_size):  # bounded memory
+                values = ref.read(window)
+                keep = np.isfinite(values)
+                if blocks and vector:  # a checkerboard over the map's extent
+                    keep &= checkerboard_part((m.height, m.width), blocks, parity, window) == 1
+                elif blocks:  # a checkerboard over the reference's extent
+                    keep &= ref.blocks(window, blocks, parity) == 1
+                if mk is not None:
+                    mv = mk.read(window)
+                    keep &= np.isfinite(mv) & (mv != 0)
+                pred, nodata = _map_window(m, window, offset)
+                mapped = keep & ~nodata
+                reference_pixels += int(keep.sum())
+                mapped_pixels += int(mapped.sum())
+                if mapped.any():
+                    cm += confusion_matrix(values[mapped].astype(int), pred[mapped], class_ids)
+    finally:
+        for source in sources:
+            source.close()
+    if require_overlap and not mapped_pixels:
         where = " in the scored blocks/mask" if blocks or mask is not None else ""
         why = ("has no labelled pixel on the map's extent" if not reference_pixels
                else f"labels {reference_pixels} pixels{where} but the map is nodata on all of them")
         raise InvalidLabelsError(f"reference {reference} {why} ({map_path}): nothing to score; give a reference "
                                  "that overlaps the mapped area (check both extents and CRS with geocamat info)")
-    cm = confusion_matrix(ref[mapped].astype(int), np.asarray(pred)[mapped], class_ids)
     out = summarise(cm, class_ids, class_names)
     out["reference_pixels"] = reference_pixels
-    out["coverage"] = round(int(mapped.sum()) / reference_pixels, 4) if reference_pixels else 0.0
+    out["coverage"] = round(mapped_pixels / reference_pixels, 4) if reference_pixels else 0.0
     out["scope"] = f"{parity} blocks of a {blocks}x{blocks} checkerboard" if blocks else "all reference pixels"
     if offset and any(offset):
         out["map_offset_px"] = list(offset)

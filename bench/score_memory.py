@@ -1,0 +1,107 @@
+"""Scoring a land-use map against a reference by windows vs whole arrays: peak memory and seconds.
+
+    python bench/score_memory.py [--size 4000] [--dir /tmp] [--old PATH_TO_OLD_SCORING_PY]
+
+Writes a SIZE x SIZE class map and a reference raster on the same grid (tiled, DEFLATE), then scores the map on
+the odd blocks of a 4 x 4 checkerboard (as training's validation score does) in separate processes (peak RSS
+is per process), alternating: ``score_map`` by windows (:data:`SCORE_WINDOW`), and, with ``--old``, the
+whole-array implementation of an earlier scoring.py (e.g. ``git show 6abbc8a:geocamat/tasks/landuse/scoring.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _peak_mib() -> float:
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss, not inherited from the parent at exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _write(path: Path, array: np.ndarray, nodata) -> None:
+    import rasterio
+    from rasterio.transform import from_origin
+
+    with rasterio.open(path, "w", driver="GTiff", width=array.shape[1], height=array.shape[0], count=1,
+                       dtype=array.dtype.name, crs="EPSG:32617", transform=from_origin(500000, 4000000, 10, 10),
+                       nodata=nodata, tiled=True, blockxsize=256, blockysize=256, compress="deflate") as dst:
+        dst.write(array, 1)
+
+
+def _scene(size: int, folder: Path) -> tuple[Path, Path]:
+    rng = np.random.default_rng(0)
+    coarse = rng.integers(1, 8, (size // 16 + 1, size // 16 + 1)).astype("uint8")
+    mp = np.kron(coarse, np.ones((16, 16), "uint8"))[:size, :size]
+    ref = mp.copy()
+    flip = rng.random(mp.shape) < 0.3
+    ref[flip] = rng.integers(0, 8, int(flip.sum()))  # 0: unlabelled
+    _write(folder / "map.tif", mp, 0)
+    _write(folder / "ref.tif", ref, 0)
+    return folder / "map.tif", folder / "ref.tif"
+
+
+def one(which: str, folder: Path, old: str | None) -> dict:
+    from geocamat.tasks.landuse.scoring import score_map  # both: the same imports before the baseline
+
+    if which == "old":
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("old_scoring", old)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        score_map = module.score_map
+    base = _peak_mib()
+    start = time.perf_counter()
+    out = score_map(folder / "map.tif", folder / "ref.tif", list(range(1, 8)), [f"c{i}" for i in range(1, 8)],
+                    blocks=4)
+    seconds = time.perf_counter() - start
+    peak = _peak_mib()
+    return {"which": which, "seconds": seconds, "peak_rss_mib": peak, "extra_rss_mib": peak - base,
+            "n": out["n"], "oa": out["overall_accuracy"], "cm": out["confusion_matrix"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=4000)
+    ap.add_argument("--dir", default="/tmp")
+    ap.add_argument("--old", default=None)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    folder = Path(args.dir)
+    if args.one:
+        print(json.dumps(one(args.one, folder, args.old)))
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    _scene(args.size, folder)
+    rows = []
+    kinds = ["windows"] + (["old"] if args.old else [])
+    for _ in range(args.rounds):
+        for which in kinds:
+            cmd = [sys.executable, __file__, "--one", which, "--dir", str(folder)] + (["--old", args.old] if args.old
+                                                                                    else [])
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ})
+            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print(f"{args.size} x {args.size} map, odd blocks of a 4 x 4 checkerboard")
+    print("| scoring | seconds | peak RSS MiB | peak RSS above start MiB | n | OA |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['which']} | {r['seconds']:.2f} | {r['peak_rss_mib']:.0f} | {r['extra_rss_mib']:.0f} | {r['n']} | "
+              f"{r['oa']} |")
+    if args.old:
+        print("same confusion matrix:", len({json.dumps(r["cm"]) for r in rows}) == 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -63,6 +63,10 @@ METHODS: dict[str, tuple[str, dict]] = {
     "camat-pairs": ("camat", {"source": "cached", "consistency": 1.0}),
     "camat-pairs-half-random-mixed": ("camat", {"source": "cached", "consistency": 1.0, "random_share": 0.5,
                                                 "fill": "mixed"}),
+    # session 7: fixed-area masks (area 0.25 matched random squares and top-CAM best) with the mixed fill
+    "camat-area25-mixed": ("camat", {"source": "cached", "area": 0.25, "fill": "mixed"}),
+    "camat-area25-half-random-mixed": ("camat", {"source": "cached", "area": 0.25, "random_share": 0.5,
+                                                 "fill": "mixed"}),
 }
 DEFAULT_METHODS = "none,cutout,random-erasing,hide-and-seek,camat-fresh,camat-cached,camat-white"
 

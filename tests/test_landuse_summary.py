@@ -1,6 +1,6 @@
 """What `geocamat train` says at the end of a land-use run: classes the map almost never shows are named."""
 
-from geocamat.tasks.landuse import rarely_mapped, summary
+from geocamat.tasks.landuse import rare_class_warning, rarely_mapped, summary
 
 
 def _metrics(recalls: dict[str, tuple[float, int]]) -> dict:
@@ -11,12 +11,13 @@ def _metrics(recalls: dict[str, tuple[float, int]]) -> dict:
 
 
 def test_a_class_the_map_never_shows_is_named_with_the_fix():
-    lines = summary(_metrics({"forest": (0.9, 900), "sediment": (0.0, 78), "absent": (0.0, 0)}))
-    assert len(lines) == 2
-    assert "sediment (recall 0.00 of 78 px, 5 training tiles)" in lines[1] and "class_balance" in lines[1]
-    assert "absent" not in lines[1]  # not labelled in the validation blocks: nothing to say
+    line = rare_class_warning(_metrics({"forest": (0.9, 900), "sediment": (0.0, 78), "absent": (0.0, 0)}))
+    assert line.startswith("warning: ")  # a workflow line: it reaches stderr under train -q too
+    assert "sediment (recall 0.00 of 78 px, 5 training tiles)" in line and "class_balance" in line
+    assert "absent" not in line  # not labelled in the validation blocks: nothing to say
 
 
 def test_no_warning_when_every_class_is_mapped():
     metrics = _metrics({"forest": (0.9, 900), "sediment": (0.2, 78)})
-    assert rarely_mapped(metrics["validation_map"]) == [] and len(summary(metrics)) == 1
+    assert rarely_mapped(metrics["validation_map"]) == [] and rare_class_warning(metrics) is None
+    assert len(summary(metrics)) == 1

@@ -31,19 +31,24 @@ def summary(metrics: dict) -> list[str]:
         raw = metrics["validation_map_image_frame"]
         lines.append(f"  (scored in the labels' frame, offset {vm['map_offset_px']} px; on the image's own grid: "
                      f"OA {raw['overall_accuracy']}, kappa {raw['kappa']}, macro-F1 {raw.get('macro_f1')})")
-    rare = rarely_mapped(vm)
-    if rare:
-        tiles = metrics.get("training_tiles_per_class", {})
-        said = ", ".join(f"{name} (recall {r:.2f} of {n} px" + (f", {tiles[name]} training tiles)" if name in tiles
-                                                                  else ")") for name, r, n in rare)
-        lines.append(f"warning: the map almost never shows {said}: label more of "
-                     f"{'it' if len(rare) == 1 else 'them'}, or retrain with --set class_balance=0.5 (draws rare "
-                     "classes more often: on the NC sample macro-F1 +0.05 for OA -0.011; docs/benchmarks.md)")
     return lines
 
 
 #: a class whose recall on the validation map is below this is reported as almost never mapped
 RARELY_MAPPED_RECALL = 0.05
+
+
+def rare_class_warning(metrics: dict) -> str | None:
+    """The warning line for labelled classes the validation map almost never shows (None when there are none)."""
+    rare = rarely_mapped(metrics["validation_map"])
+    if not rare:
+        return None
+    tiles = metrics.get("training_tiles_per_class", {})
+    said = ", ".join(f"{name} (recall {r:.2f} of {n} px" + (f", {tiles[name]} training tiles)" if name in tiles
+                                                              else ")") for name, r, n in rare)
+    return (f"warning: the map almost never shows {said}: label more of {'it' if len(rare) == 1 else 'them'}, or "
+            "retrain with --set class_balance=0.5 (draws rare classes more often: on the NC sample macro-F1 +0.05 "
+            "for OA -0.011; docs/benchmarks.md)")
 
 
 def rarely_mapped(scores: dict) -> list[tuple[str, float, int]]:

@@ -347,6 +347,11 @@ def train_landuse(config: LandUseConfig, out_dir: Path, *, overwrite: bool = Fal
         bundle.metrics = metrics
         bundle.save(stage / "model.geocamat")
         (stage / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        from geocamat.tasks.landuse import rare_class_warning
+
+        warning = rare_class_warning(metrics)
+        if warning:
+            log(warning)
         vm = metrics["validation_map"]
         plot_confusion(vm["confusion_matrix"], [c.name for c in classes], stage / "confusion.png",
                        title=f"validation blocks: OA {vm['overall_accuracy']}, kappa {vm['kappa']}")

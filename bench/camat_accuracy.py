@@ -67,6 +67,13 @@ METHODS: dict[str, tuple[str, dict]] = {
     "camat-area25-mixed": ("camat", {"source": "cached", "area": 0.25, "fill": "mixed"}),
     "camat-area25-half-random-mixed": ("camat", {"source": "cached", "area": 0.25, "random_share": 0.5,
                                                  "fill": "mixed"}),
+    # the same with half of the occluders mean-filled (the fill of the random/top-CAM squares of the tests)
+    "camat-area25-half-random-meanmix": ("camat", {"source": "cached", "area": 0.25, "random_share": 0.5,
+                                                   "fill": "mixed",
+                                                   "mix": ["mean", "mean", "mean", "white", "noise", "blur"]}),
+    "camat-area25-half-random-meanmix-p35": ("camat", {"source": "cached", "area": 0.25, "random_share": 0.5,
+                                                       "fill": "mixed", "p": 0.35,
+                                                       "mix": ["mean", "mean", "mean", "white", "noise", "blur"]}),
 }
 DEFAULT_METHODS = "none,cutout,random-erasing,hide-and-seek,camat-fresh,camat-cached,camat-white"
 

@@ -15,7 +15,7 @@ else
 fi
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-METHODS=${METHODS:-none,cutout,random-erasing,hide-and-seek,camat-cached,camat-mixed,camat-half-random,camat-half-random-mixed,camat-pairs,camat-pairs-half-random-mixed}
+METHODS=${METHODS:-none,cutout,random-erasing,hide-and-seek,camat-fresh,camat-cached,camat-mixed,camat-half-random-mixed,camat-pairs,camat-area25-mixed,camat-area25-half-random-meanmix,camat-area25-half-random-meanmix-p35}
 python3 bench/camat_accuracy.py --device cuda --root "${GEOCAMAT_DATA:-.gpu}/rsscn7" --size 144 --arch resnet18 \
     --epochs 60 --seeds 3 --batch-size 64 --threads 8 --timing-rounds 10 --methods "$METHODS" \
     --out "$OUT/camat_accuracy_gpu.json" --plot "$OUT/camat_robustness_gpu.png" 2>&1 | tee "$OUT/camat_accuracy_gpu.log"

@@ -93,3 +93,22 @@ def test_apply_mask_blocks_gradient():
     grad = x.grad
     assert torch.equal(grad[mask.expand_as(grad)], torch.zeros(2 * 3 * 15))
     assert torch.equal(grad[~mask.expand_as(grad)], torch.ones(2 * 3 * 49))
+
+
+def test_mixed_fill_gives_each_sample_its_drawn_fill_with_the_batch_statistics():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(64, 3, 16, 16, generator=g)
+    mixed = fill_values(x, "mixed", generator=torch.Generator().manual_seed(0),
+                        mix=["mean", "mean", "mean", "white", "blur"])
+    white, blur = fill_values(x, "white"), fill_values(x, "blur")
+    kinds = []
+    for i in range(len(x)):
+        if torch.equal(mixed[i], torch.zeros_like(x[i])):
+            kinds.append("mean")
+        elif torch.equal(mixed[i], white[i]):  # the whole batch's band maximum, not this sample's
+            kinds.append("white")
+        else:
+            assert torch.allclose(mixed[i], blur[i], atol=1e-6)
+            kinds.append("blur")
+    assert 0.4 < kinds.count("mean") / len(kinds) < 0.8  # a fill named three times of five is drawn ~60%
+    assert kinds.count("white") > 0 and kinds.count("blur") > 0

@@ -63,10 +63,24 @@ def fill_values(
         if "mixed" in names:
             raise ValueError("the fills of mixed cannot include mixed")
         choice = torch.randint(0, len(names), (images.shape[0],), generator=generator, device=images.device)
-        out = torch.zeros_like(images)
-        for i, name in enumerate(names):
-            fill = fill_values(images, name, zero_value=zero_value, generator=generator)
-            out = torch.where((choice == i).view(-1, 1, 1, 1), fill, out)
+        out = torch.zeros_like(images)  # the mean fill
+        for name in dict.fromkeys(names):  # each fill once, for every sample that drew it
+            if name == "mean":
+                continue
+            drew = torch.zeros_like(choice, dtype=torch.bool)
+            for i in (i for i, other in enumerate(names) if other == name):
+                drew |= choice == i
+            if images.is_cuda:  # every fill for the whole batch, kept where drawn: no host sync
+                out = torch.where(drew.view(-1, 1, 1, 1),
+                                  fill_values(images, name, zero_value=zero_value, generator=generator), out)
+                continue
+            idx = drew.nonzero().flatten()  # on the CPU, only the samples that drew it (cheaper)
+            if len(idx) == 0:
+                continue
+            if name in ("white", "max"):  # the band maximum of the whole batch, as for the plain fill
+                out[idx] = images.amax(dim=(0, 2, 3), keepdim=True).expand(len(idx), -1, *images.shape[-2:])
+            else:
+                out[idx] = fill_values(images[idx], name, zero_value=zero_value, generator=generator)
         return out
     raise ValueError(f"unknown fill {kind!r}: choose one of {', '.join(FILLS)}")
 

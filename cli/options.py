@@ -39,6 +39,8 @@ def _describe(kind: str, key: str) -> tuple[str, str]:
         text = f.metadata.get("help", "") + (f" ({' | '.join(choices)})" if choices else "")
         defaults = {task: getattr(camat.default_factory(), name) for task, cls in _classes(kind).items()
                     if (camat := {g.name: g for g in fields(cls)}.get("camat")) is not None}
+        unset = f.metadata.get("unset")  # what an unset (None) value means, e.g. source: "cached (... fresh)"
+        defaults = {t: unset if v is None and unset else v for t, v in defaults.items()}
         values = set(map(_fmt, defaults.values()))
         if len(values) <= 1:  # every task has CAMAT's own default (detection has its own for some options)
             return text, _fmt(f.default)

@@ -4,9 +4,15 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from geocamat.camat import CAMAT, CamatConfig, Cutout, HideAndSeek, RandomErasing, Regulariser, build_regulariser
+from geocamat.camat import CAMAT as _CAMAT
+from geocamat.camat import CamatConfig, Cutout, HideAndSeek, RandomErasing, Regulariser, build_regulariser
 from geocamat.camat.geometry import dihedral
 from geocamat.models.camnet import CamNet
+from tests.conftest import CLASSIC_CAMAT
+
+
+def CAMAT(**options):  # noqa: N802 - the class under test, with the classic defaults its mechanics tests assume
+    return _CAMAT(**{**CLASSIC_CAMAT, **options})
 
 
 class Toy(nn.Module):
@@ -132,7 +138,7 @@ def test_random_erasing_area_and_aspect():
 def test_determinism_and_no_grad_leak(name):
     x = _blob_images(8) + torch.linspace(0, 1, 16)  # distinct from every fill value
     y = torch.zeros(8, dtype=torch.long)
-    opts = {"p": 1.0, "warmup": 0.0, "tau": 0.5} if name == "camat" else {}
+    opts = {**CLASSIC_CAMAT, "p": 1.0, "warmup": 0.0, "tau": 0.5} if name == "camat" else {}
     outs = []
     for _ in range(2):
         torch.manual_seed(7)

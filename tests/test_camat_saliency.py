@@ -63,6 +63,7 @@ def test_a_new_saliency_method_plugs_in_by_name():
     """A saliency method added without touching CAMAT, the CLI or the engine: occlusion follows its maps."""
     from geocamat.camat import CAMAT
     from geocamat.camat.config import SALIENCY, register_saliency
+    from tests.conftest import CLASSIC_CAMAT
 
     def left_half(features, head, targets):  # salient: the left half of every feature map
         maps = torch.zeros(features.shape[0], *features.shape[-2:])
@@ -78,8 +79,8 @@ def test_a_new_saliency_method_plugs_in_by_name():
     register_saliency("left-half", left_half)
     try:
         x = torch.ones(3, 2, 8, 8)
-        out = CAMAT(saliency="left-half", p=1.0, warmup=0.0, fill="mean")(x, torch.zeros(3, dtype=torch.long),
-                                                                         model=Flat())
+        camat = CAMAT(**{**CLASSIC_CAMAT, "saliency": "left-half", "p": 1.0, "warmup": 0.0})
+        out = camat(x, torch.zeros(3, dtype=torch.long), model=Flat())
         assert (out[..., :4] == 0).all() and (out[..., 4:] == 1).all()
     finally:
         SALIENCY.pop("left-half")

@@ -172,10 +172,11 @@ def test_camat_pastes_negatives_with_the_same_fill():
 
 
 def test_detection_camat_defaults_do_not_change_land_use():
-    from geocamat.camat.config import DETECTION_MIXED_FILLS, MIXED_FILLS, CamatConfig, DetectionCamatConfig
+    from geocamat.camat.config import DEFAULT_MIX, DETECTION_MIXED_FILLS, MIXED_FILLS, CamatConfig, DetectionCamatConfig
 
     base = CamatConfig()
-    assert base.fill == "mean" and base.negatives == 0.0 and base.mixed_fills() == MIXED_FILLS
+    assert base.fill == "mixed" and base.negatives == 0.0 and base.mixed_fills() == DEFAULT_MIX
+    assert CamatConfig(mix=None).mixed_fills() == MIXED_FILLS
     det = DetectionCamatConfig()
     assert det.fill == "mixed" and det.negatives == 1.0 and det.mixed_fills() == DETECTION_MIXED_FILLS
     assert "texture" in DETECTION_MIXED_FILLS and "texture" not in MIXED_FILLS

@@ -148,12 +148,13 @@ def test_cutmix_mixes_the_tile_loss_by_the_footprint_share(monkeypatch):
 
 def test_consistency_pairs_add_the_occluded_copies_and_their_term():
     from geocamat.camat.regularisers import CAMAT
+    from tests.conftest import CLASSIC_CAMAT
 
     x = torch.randn(4, 3, 16, 16)
     y = torch.tensor([0, 1, 2, 0])
     batch = {"image": x, "label": y, "index": torch.arange(4), "mask": y.view(-1, 1, 1).expand(-1, 16, 16).clone()}
     logged = {}
-    task = _task(CAMAT(p=1.0, warmup=0.0, consistency=2.0), pixel_loss=1.0)
+    task = _task(CAMAT(**{**CLASSIC_CAMAT, "p": 1.0, "warmup": 0.0, "consistency": 2.0}), pixel_loss=1.0)
     task.log = lambda name, value, **kwargs: logged.__setitem__(name, float(value))
     seen = []
     forward = task.model.forward_features
@@ -161,7 +162,7 @@ def test_consistency_pairs_add_the_occluded_copies_and_their_term():
     loss = task.training_step(batch, 0)
     assert seen[-1] == 8 and logged["train_consistency"] >= 0  # 4 clean + 4 occluded copies in one forward
     assert torch.isfinite(loss)
-    plain = _task(CAMAT(p=1.0, warmup=0.0), pixel_loss=1.0)
+    plain = _task(CAMAT(**{**CLASSIC_CAMAT, "p": 1.0, "warmup": 0.0}), pixel_loss=1.0)
     seen.clear()
     plain.model.forward_features = lambda images: (seen.append(images.shape[0]), forward(images))[1]
     plain.training_step(batch, 0)

@@ -20,6 +20,9 @@ SALIENCY: dict[str, Callable | str] = {
 FILLS = ("mean", "zero", "white", "max", "noise", "blur", "texture", "mixed")
 #: The fills ``mixed`` draws from, one per sample (land use and scenes; ``camat.mix`` changes it).
 MIXED_FILLS = ("mean", "white", "noise", "blur")
+#: The default ``camat.mix`` of land use and scenes: half of the occluders mean-filled (the fill of the occlusion
+#: tests and of most real gaps), the rest white (clouds), noise and blur (docs/bench_camat.md, session 7).
+DEFAULT_MIX = ("mean", "mean", "mean", "white", "noise", "blur")
 #: The fills ``mixed`` draws from for detection: no fill is one constant an occluded box can be told by, and
 #: ``texture`` (a patch of the image itself from elsewhere) is the hardest to tell from an object.
 DETECTION_MIXED_FILLS = ("mean", "white", "noise", "blur", "texture")
@@ -75,21 +78,25 @@ class CamatConfig:
     saliency: str = field(default="cam", metadata={"help": "Saliency method."})
     target: str = field(default="gt", metadata={"help": "Class whose map is occluded: ground truth or prediction."})
     tau: float = field(default=0.7, metadata={"help": "Occlude where the normalised map >= tau."})
-    area: float | None = field(default=None, metadata={"help": "Occlude this top fraction of the map instead of tau."})
-    fill: str = field(default="mean", metadata={"help": "Fill of occluded pixels."})
-    p: float = field(default=0.5, metadata={"help": "Probability that a sample is occluded."})
+    area: float | None = field(default=0.25, metadata={"help": "Occlude this top fraction of the map (null: where "
+                                                                  "the map >= tau)."})
+    fill: str = field(default="mixed", metadata={"help": "Fill of occluded pixels."})
+    p: float = field(default=0.35, metadata={"help": "Probability that a sample is occluded."})
     warmup: float = field(default=0.2, metadata={"help": "Fraction of epochs trained clean first."})
-    source: str = field(default="fresh", metadata={"help": "Maps from an extra forward (fresh) or the last one."})
+    source: str | None = field(default=None, metadata={"help": "Maps from the sample's last training forward "
+                                                               "(cached) or an extra forward (fresh).",
+                                                       "unset": "cached (fresh with cutmix)"})
     cache_miss: str = field(default="skip", metadata={"help": "Cached maps: a sample without one is skipped or "
                                                                "gets a fresh map."})
     cache_update: str = field(default="clean", metadata={"help": "Cached maps: refreshed by clean forwards only, "
                                                                  "or by all."})
-    random_share: float = field(default=0.0, metadata={"help": "Share of the occluded samples that get a random "
+    random_share: float = field(default=0.5, metadata={"help": "Share of the occluded samples that get a random "
                                                               "square of their CAM region's area instead."})
     consistency: float = field(default=0.0, metadata={"help": "> 0: train on clean + occluded pairs, this weight on "
                                                              "a KL term tying their predictions."})
-    mix: list[str] | None = field(default=None, metadata={"help": "Fills that `mixed` draws from (default: "
-                                                                  "mean white noise blur; detection adds texture)."})
+    mix: list[str] | None = field(default_factory=lambda: list(DEFAULT_MIX),
+                                  metadata={"help": "Fills that `mixed` draws from, one per sample (a name given "
+                                                    "twice is drawn twice as often)."})
     negatives: float = field(default=0.0, metadata={"help": "Detection: occluders also pasted outside the boxes, "
                                                             "this many per occluded object."})
 
@@ -111,7 +118,7 @@ class CamatConfig:
             "fill": (self.fill in FILLS, ", ".join(FILLS)),
             "p": (number(self.p) and 0.0 <= self.p <= 1.0, "a probability in [0, 1]"),
             "warmup": (number(self.warmup) and 0.0 <= self.warmup < 1.0, "a fraction in [0, 1)"),
-            "source": (self.source in SOURCES, ", ".join(SOURCES)),
+            "source": (self.source is None or self.source in SOURCES, ", ".join(SOURCES)),
             "cache_miss": (self.cache_miss in ("skip", "fresh"), "skip, fresh"),
             "cache_update": (self.cache_update in ("clean", "all"), "clean, all"),
             "random_share": (number(self.random_share) and 0.0 <= self.random_share <= 1.0, "a share in [0, 1]"),
@@ -144,7 +151,12 @@ class DetectionCamatConfig(CamatConfig):
     pastes as many occluders of the same shapes outside the boxes (``negatives``).
     """
 
+    area: float | None = field(default=None, metadata={"help": "Occlude this top fraction of each box (null: where "
+                                                                  "the object's map >= tau)."})
     fill: str = field(default="mixed", metadata={"help": "Fill of occluded pixels (detection: mixed)."})
+    p: float = field(default=0.5, metadata={"help": "Probability that an object is occluded."})
+    source: str = field(default="fresh", metadata={"help": "Detection computes the maps of each batch (fresh)."})
+    random_share: float = field(default=0.0, metadata={"help": "Not available for detection."})
     mix: list[str] | None = field(default_factory=lambda: list(DETECTION_MIXED_FILLS),
                                   metadata={"help": "Fills that `mixed` draws from."})
     negatives: float = field(default=1.0, metadata={"help": "Occluders also pasted outside every box, this many "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import torch
 from torch import Tensor, nn
@@ -203,6 +203,8 @@ class CAMAT(Regulariser):
 
     def __init__(self, config: CamatConfig | None = None, **options) -> None:
         self.config = config or CamatConfig(**options)
+        if self.config.source is None:  # unset: cached maps (cost ~nothing; land use with cutmix sets fresh)
+            self.config = replace(self.config, source="cached")
         self.consistency = float(self.config.consistency)
         self._cache: Tensor | None = None  # (S, h, w) float16 normalised maps, canonical frame
         self._seen: Tensor | None = None  # (S,) bool

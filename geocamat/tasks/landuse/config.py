@@ -95,6 +95,8 @@ class LandUseConfig(ClassifierSettings):
         in_range(self, "window_cache_mb", 0, float("inf"))
         in_range(self, "cutmix", 0, 1)
         in_range(self, "predict_overlap", 0, 1, high_open=True, optional=True)
+        if self.camat.source is None:  # cutmix needs maps of the mixed tiles: an extra forward
+            self.camat.source = "fresh" if self.cutmix else "cached"
         if self.cutmix and self.camat.source == "cached" and self.regulariser == "camat":
             raise ConfigError("cutmix needs fresh class activation maps: cached maps belong to unmixed tiles "
                               "(set camat.source: fresh or cutmix: 0)")

@@ -98,6 +98,7 @@ def test_lr_warms_up_linearly_then_decays_by_cosine():
 
 
 def test_ema_is_the_bias_corrected_average_of_the_weights():
+    from geocamat.models.ema import ema_update
     from geocamat.tasks.detection.module import DetectionTask
 
     task = DetectionTask({"in_channels": 3, "num_classes": 1, "tile_size": 64, "backbone": "tiny",
@@ -108,7 +109,7 @@ def test_ema_is_the_bias_corrected_average_of_the_weights():
         with torch.no_grad():
             task.model.cam_head.weight.fill_(value)
         history.append(value)
-        task._update_ema()
+        task._ema_norm = ema_update(task.ema_model, task.model, task.ema_decay, task._ema_norm)
     weights = [0.25, 0.5, 1.0]  # d^(n-i)
     want = sum(w * v for w, v in zip(weights, history, strict=True)) / sum(weights)
     assert torch.allclose(task.ema_model.state_dict()[key], torch.full_like(task.ema_model.cam_head.weight, want))

@@ -71,20 +71,11 @@ class DetectionTask(L.LightningModule):
             steps = max(1, int(self.trainer.estimated_stepping_batches))
             self.ema_decay = min(0.9998, max(0.9, 1.0 - 10.0 / steps))
 
-    @torch.no_grad()
-    def _update_ema(self) -> None:
-        """ema = sum_i d^(n-i) w_i / sum_i d^(n-i) over the steps so far (floats); integer buffers copied."""
-        self._ema_norm = float(self.ema_decay) * self._ema_norm + 1.0
-        a = 1.0 / self._ema_norm
-        for e, w in zip(self.ema_model.state_dict().values(), self.model.state_dict().values(), strict=True):
-            if e.dtype.is_floating_point:
-                e.lerp_(w.to(e.dtype), a)
-            else:
-                e.copy_(w)
-
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         if self.ema_model is not None:
-            self._update_ema()
+            from geocamat.models.ema import ema_update
+
+            self._ema_norm = ema_update(self.ema_model, self.model, float(self.ema_decay), self._ema_norm)
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         self.step_times.append(time.perf_counter() - self._t0)

@@ -14,6 +14,7 @@ from geocamat.camat import Regulariser
 from geocamat.camat.consistency import consistency_loss, paired_batch
 from geocamat.camat.geometry import dihedral
 from geocamat.models import build_model
+from geocamat.models.ema import ema_update
 from geocamat.tasks.landuse.cutmix import cutmix
 
 
@@ -130,18 +131,10 @@ class LandUseTask(L.LightningModule):
         self.log("train_acc", acc, on_step=False, on_epoch=True, sync_dist=True)
         return loss
 
-    @torch.no_grad()
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        """EMA update: ema = sum_i d^(n-i) w_i / sum_i d^(n-i) (floats); integer buffers copied."""
-        if self.ema_model is None:
-            return
-        self._ema_norm = self.hparams.ema_decay * self._ema_norm + 1.0
-        a = 1.0 / self._ema_norm
-        for e, w in zip(self.ema_model.state_dict().values(), self.model.state_dict().values(), strict=True):
-            if e.dtype.is_floating_point:
-                e.lerp_(w.to(e.dtype), a)
-            else:
-                e.copy_(w)
+        """Moving average of the weights (:func:`geocamat.models.ema.ema_update`)."""
+        if self.ema_model is not None:
+            self._ema_norm = ema_update(self.ema_model, self.model, self.hparams.ema_decay, self._ema_norm)
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         model = self.ema_model if self.ema_model is not None else self.model

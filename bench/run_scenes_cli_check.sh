@@ -1,9 +1,15 @@
 #!/bin/bash
-# The product-CLI cross-check of docs/bench_camat.md (session 7): ./bench/run_scenes_cli_check.sh NAME [train options]
-# (it used a helper that runs the CLI from a source tree; with an installed geocamat, call `geocamat` instead).
-# run.sh NAME [extra]: product CLI on RSSCN7 (56 px, camnet-s, 30 epochs, seed 0), then evaluate --scenes
+# The product-CLI cross-check of docs/bench_camat.md (session 7): train a scene model on RSSCN7 through
+# `geocamat train --scenes` (56 px, camnet-s, 30 epochs, 1 thread), then score it with `geocamat evaluate
+# --scenes` (clean and occluded). Usage, from the repo root: bash bench/run_scenes_cli_check.sh NAME [train options]
+# e.g. `... new --seed 1`, `... cutout --regulariser cutout`. Output: $WORK/NAME/, $WORK/NAME.{train,eval}.log
+set -euo pipefail
 name=$1; shift
-D=/work/shared/data/rsscn7
-cd /work/main
-{ time OMP_NUM_THREADS=1 TREE=/work/main nice /tmp/lead/gc.sh train --scenes $D --set image_size=56 --arch camnet-s --epochs 30 --batch-size 32 --out /tmp/lead/sc/$name --overwrite -q "$@" ; } > /tmp/lead/sc/$name.train.log 2>&1
-OMP_NUM_THREADS=1 TREE=/work/main /tmp/lead/gc.sh evaluate --model /tmp/lead/sc/$name/model.geocamat --scenes $D > /tmp/lead/sc/$name.eval.log 2>&1
+DATA=${DATA:-../shared/data/rsscn7}
+WORK=${WORK:-/tmp/geocamat-scenes-check}
+GEOCAMAT=${GEOCAMAT:-.venv/bin/geocamat}
+mkdir -p "$WORK"
+{ time OMP_NUM_THREADS=1 $GEOCAMAT train --scenes "$DATA" --set image_size=56 --arch camnet-s --epochs 30 \
+    --batch-size 32 --out "$WORK/$name" --overwrite -q "$@" ; } > "$WORK/$name.train.log" 2>&1
+OMP_NUM_THREADS=1 $GEOCAMAT evaluate --model "$WORK/$name/model.geocamat" --scenes "$DATA" > "$WORK/$name.eval.log" 2>&1
+cat "$WORK/$name.eval.log"

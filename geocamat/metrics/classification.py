@@ -22,6 +22,18 @@ def confusion_matrix(reference: np.ndarray, predicted: np.ndarray, class_ids: li
     return np.bincount(ref_idx[ok] * k + pred_idx[ok], minlength=k * k).reshape(k, k)
 
 
+def macro_f1(cm: np.ndarray) -> float:
+    """Mean F1 over the classes that occur in the reference or the prediction of a confusion matrix (unrounded);
+    0 for an empty matrix."""
+    cm = np.asarray(cm, dtype=np.float64)
+    tp, ref_n, pred_n = np.diag(cm), cm.sum(axis=1), cm.sum(axis=0)
+    occurs = (ref_n + pred_n) > 0
+    if not occurs.any():
+        return 0.0
+    f1 = 2 * tp / np.maximum(ref_n + pred_n, 1)  # = 2PR / (P + R)
+    return float(f1[occurs].mean())
+
+
 def summarise(cm: np.ndarray, class_ids: list[int], class_names: list[str] | None = None) -> dict:
     """OA, kappa, macro-F1, per-class precision/recall/F1/support from a confusion matrix.
 
@@ -36,16 +48,14 @@ def summarise(cm: np.ndarray, class_ids: list[int], class_names: list[str] | Non
     oa = np.trace(cm) / total
     expected = (cm.sum(axis=0) * cm.sum(axis=1)).sum() / total**2
     kappa = (oa - expected) / (1 - expected) if expected < 1 else 1.0
-    per_class, f1s = {}, []
+    per_class = {}
     for i, (cid, name) in enumerate(zip(class_ids, names, strict=True)):
         tp, pred_n, ref_n = cm[i, i], cm[:, i].sum(), cm[i, :].sum()
         precision = tp / pred_n if pred_n else 0.0
         recall = tp / ref_n if ref_n else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        if ref_n or pred_n:
-            f1s.append(f1)
         per_class[name] = {"id": int(cid), "precision": round(float(precision), 4), "recall": round(float(recall), 4),
                            "f1": round(float(f1), 4), "support": int(ref_n)}
     return {"n": int(total), "overall_accuracy": round(float(oa), 4), "kappa": round(float(kappa), 4),
-            "macro_f1": round(float(np.mean(f1s)), 4), "per_class": per_class,
+            "macro_f1": round(macro_f1(cm), 4), "per_class": per_class,
             "confusion_matrix": cm.astype(int).tolist(), "class_ids": list(map(int, class_ids))}

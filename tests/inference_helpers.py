@@ -92,3 +92,11 @@ class Counting(PixelHead):
             raise Killed
         self.tiles += len(batch)
         return self.inner(batch)
+
+
+def read_bands(path: Path) -> np.ndarray:
+    """Every band of a raster, (bands, rows, cols)."""
+    import rasterio
+
+    with rasterio.open(path) as src:
+        return src.read()

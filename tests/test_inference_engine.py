@@ -14,6 +14,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from inference_helpers import Counting, Killed, make_bundle, make_raster  # noqa: E402
+from inference_helpers import read_bands as read
 
 from geocamat.errors import OutputExistsError  # noqa: E402
 from geocamat.inference.heads import PixelHead, head_for  # noqa: E402
@@ -22,11 +23,6 @@ from geocamat.inference.manifest import PARTIAL  # noqa: E402
 from geocamat.inference.plan import UnitSizes, band_rows_for_work, unit_size  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: torch on one thread
-
-
-def read(path: Path) -> np.ndarray:
-    with rasterio.open(path) as src:
-        return src.read()
 
 
 def run(bundle, images, out, **kw):

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from inference_helpers import Counting, Killed, make_bundle, make_raster  # noqa: E402
+from inference_helpers import read_bands as read
 
 from geocamat.errors import ConfigError  # noqa: E402
 from geocamat.inference.heads import head_for  # noqa: E402
@@ -30,11 +30,6 @@ UNITS = UnitSizes(band_rows=32, block_cols=128)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: torch on one thread
-
-
-def read(path: Path) -> np.ndarray:
-    with rasterio.open(path) as src:
-        return src.read()
 
 
 def run(bundle, images, out, **kw):

@@ -7,14 +7,7 @@
 # Before (CPU machine, once): copy /work/shared/data/rsscn7 to .gpu/rsscn7 and carry .gpu (and .whl with the
 # geo wheels, as for the other GPU benches). Usage (device machine, repo root): OUT=/dir bash bench/gpu_camat.sh
 set -euo pipefail
-if ls .whl/*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-    export PYTHONPATH=/tmp/site:$PWD
-else
-    export PYTHONPATH=$PWD
-fi
-export PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+source bench/gpu_env.sh
 METHODS=${METHODS:-none,cutout,random-erasing,hide-and-seek,camat-fresh,camat-cached,camat-mixed,camat-half-random-mixed,camat-pairs,camat-area25-mixed,camat-area25-half-random-meanmix,camat-area25-half-random-meanmix-p35}
 python3 bench/camat_accuracy.py --device cuda --root "${GEOCAMAT_DATA:-.gpu}/rsscn7" --size 144 --arch resnet18 \
     --epochs 60 --seeds 3 --batch-size 64 --threads 8 --timing-rounds 10 --methods "$METHODS" \

@@ -9,15 +9,7 @@
 # files and RSSCN7 resized to 128 px); carry .gpu (and .whl with the geo wheels, as for the other GPU benches).
 # Usage (device machine, repo root): OUT=/some/dir bash bench/gpu_detection.sh
 set -euo pipefail
-if ls .whl/*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-    export PYTHONPATH=/tmp/site:$PWD
-else
-    export PYTHONPATH=$PWD
-fi
-export PYTHONUNBUFFERED=1
-DATA=${GEOCAMAT_DATA:-.gpu/data}
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+source bench/gpu_env.sh
 python3 bench/detection.py --device cuda --data "$DATA/deepforest_neon_trees" --rsscn7 "$DATA/rsscn7" \
     --max-minutes 7 --work /tmp/geocamat-bench-detection --out "$OUT/results_detection_gpu.json" \
     2>&1 | tee "$OUT/bench_detection_gpu.log"

@@ -10,6 +10,7 @@
 # Usage (device machine, repo root): OUT=/some/dir bash bench/gpu_detection.sh
 set -euo pipefail
 source bench/gpu_env.sh
+DATA=${GEOCAMAT_DATA:-.gpu/data}
 python3 bench/detection.py --device cuda --data "$DATA/deepforest_neon_trees" --rsscn7 "$DATA/rsscn7" \
     --max-minutes 7 --work /tmp/geocamat-bench-detection --out "$OUT/results_detection_gpu.json" \
     2>&1 | tee "$OUT/bench_detection_gpu.log"

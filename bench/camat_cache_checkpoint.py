@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from isolated import run_isolated
 
 
 def _rss_mib() -> float:
@@ -64,10 +63,8 @@ def main() -> None:
         return
     rows = []
     for n in args.windows:
-        out = subprocess.run([sys.executable, __file__, "--one", "--windows", str(n), "--map", str(args.map),
-                              "--dir", args.dir], check=True, capture_output=True, text=True,
-                             env={**os.environ, "OMP_NUM_THREADS": "1"})
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        rows.append(run_isolated(__file__, "--one", "--windows", str(n), "--map", str(args.map), "--dir", args.dir,
+                                 env={"OMP_NUM_THREADS": "1"}))
     print("| windows | map | cache MiB | checkpoint bytes/window | save s | load s | extra peak RSS MiB | equal |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from isolated import run_isolated
 
 
 def _peak_mib() -> float:
@@ -80,9 +80,7 @@ def main() -> None:
     rows = []
     for _ in range(args.rounds):
         for which in ("mask", "none"):
-            out = subprocess.run([sys.executable, __file__, "--one", which, "--dir", str(folder)], check=True,
-                                 capture_output=True, text=True, env={**os.environ})
-            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            rows.append(run_isolated(__file__, "--one", which, "--dir", str(folder)))
     print(f"{args.size} x {args.size} px, 6 bands, last band missing in a 64 px frame")
     print("| partial_bands.tif | total s | streaming s | assembly s | peak RSS MiB | mask MB | partial pixels |")
     print("|---|---|---|---|---|---|---|")

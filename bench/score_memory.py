@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from isolated import run_isolated
 
 
 def _peak_mib() -> float:
@@ -89,10 +87,8 @@ def main() -> None:
     kinds = ["windows"] + (["old"] if args.old else [])
     for _ in range(args.rounds):
         for which in kinds:
-            cmd = [sys.executable, __file__, "--one", which, "--dir", str(folder)] + (["--old", args.old] if args.old
-                                                                                    else [])
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ})
-            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            old = ["--old", args.old] if args.old else []
+            rows.append(run_isolated(__file__, "--one", which, "--dir", str(folder), *old))
     print(f"{args.size} x {args.size} map, odd blocks of a 4 x 4 checkerboard")
     print("| scoring | seconds | peak RSS MiB | peak RSS above start MiB | n | OA |")
     print("|---|---|---|---|---|---|")

@@ -61,6 +61,7 @@ def main() -> None:
     if args.one:
         print(json.dumps(one(args.windows[0], args.map, Path(args.dir))))
         return
+    Path(args.dir).mkdir(parents=True, exist_ok=True)
     rows = []
     for n in args.windows:
         rows.append(run_isolated(__file__, "--one", "--windows", str(n), "--map", str(args.map), "--dir", args.dir,

@@ -74,6 +74,9 @@ METHODS: dict[str, tuple[str, dict]] = {
     "camat-area25-half-random-meanmix-p35": ("camat", {"source": "cached", "area": 0.25, "random_share": 0.5,
                                                        "fill": "mixed", "p": 0.35,
                                                        "mix": ["mean", "mean", "mean", "white", "noise", "blur"]}),
+    # session 8: the default with twice the share of blurred occluders (blur was its one column under Cutout)
+    "camat-default-blur2": ("camat", {"source": "cached", "area": 0.25, "random_share": 0.5, "fill": "mixed",
+                                      "p": 0.35, "mix": ["mean", "mean", "mean", "white", "noise", "blur", "blur"]}),
 }
 DEFAULT_METHODS = "none,cutout,random-erasing,hide-and-seek,camat-fresh,camat-cached,camat-white"
 

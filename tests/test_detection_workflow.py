@@ -134,3 +134,65 @@ def test_train_from_vector_labels_on_geotiff(tmp_path):
     bundle = Bundle.load(tmp_path / "run" / "model.geocamat")
     assert "32617" in bundle.crs or "UTM zone 17N" in bundle.crs
     assert bundle.resolution == pytest.approx((0.1, 0.1)) and bundle.classes[0].name == "roof"
+
+
+def _float_tif(path: Path, pixels: np.ndarray) -> Path:
+    import rasterio
+
+    with rasterio.open(path, "w", driver="GTiff", width=pixels.shape[2], height=pixels.shape[1], count=3,
+                       dtype="float32") as dst:
+        dst.write(pixels.astype(np.float32))
+    return path
+
+
+def test_image_normalisation_ignores_brightness_and_contrast(tmp_path):
+    """``normalise: image``: a copy of the scene with other per-band gains and offsets gives the same boxes."""
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+
+    warnings.simplefilter("ignore", NotGeoreferencedWarning)
+    img, csv = scene(tmp_path)
+    pixels = np.asarray(Image.open(img)).transpose(2, 0, 1).astype(np.float64)
+    same = _float_tif(tmp_path / "scene.tif", pixels)
+    gain, offset = np.array([1.7, 0.6, 2.5]).reshape(3, 1, 1), np.array([40.0, -10.0, 300.0]).reshape(3, 1, 1)
+    (tmp_path / "other").mkdir()
+    other = _float_tif(tmp_path / "other" / "scene.tif", pixels * gain + offset)
+    rows = csv.read_text().replace("scene.png", "scene.tif")
+    (tmp_path / "boxes_tif.csv").write_text(rows)
+    cfg = {"images": [str(same)], "labels": [str(tmp_path / "boxes_tif.csv")], "tile_size": 128, "epochs": 1,
+           "batch_size": 2, "max_tiles": 4, "backbone": "tiny", "regulariser": "none", "val_fraction": 0.0,
+           "seed": 1}
+    boxes = {}
+    for mode in ("image", "dataset"):
+        train_detection({**cfg, "normalise": mode}, tmp_path / mode)
+        bundle = Bundle.load(tmp_path / mode / "model.geocamat")
+        assert bundle.extra["normalise"] == mode and DET.describe(bundle)["detection"]["normalise"] == mode
+        for name, path in (("same", same), ("other", other)):
+            predict_detection(bundle, [str(path)], tmp_path / f"{mode}_{name}",
+                              {"score_threshold": 0.0, "force": True})
+            import geopandas as gpd
+
+            gdf = gpd.read_file(tmp_path / f"{mode}_{name}" / "detections.gpkg")
+            boxes[mode, name] = np.sort(gdf["score"].to_numpy())
+    assert len(boxes["image", "same"]) > 0
+    np.testing.assert_allclose(boxes["image", "other"], boxes["image", "same"], atol=1e-4)
+    # the model's own statistics are not invariant: the same change moves its scores
+    assert boxes["dataset", "other"].shape != boxes["dataset", "same"].shape or \
+        not np.allclose(boxes["dataset", "other"], boxes["dataset", "same"], atol=1e-4)
+
+
+def test_image_band_stats_reads_large_images_decimated(tmp_path):
+    import rasterio
+
+    from geocamat.data.detection_images import image_band_stats
+
+    g = np.random.default_rng(0)
+    pixels = np.stack([g.normal(100, 10, (3000, 2000)), g.normal(5, 2, (3000, 2000))]).astype(np.float32)
+    pixels[:, :100, :] = -9999
+    with rasterio.open(tmp_path / "big.tif", "w", driver="GTiff", width=2000, height=3000, count=2,
+                       dtype="float32", nodata=-9999) as dst:
+        dst.write(pixels)
+    mean, std = image_band_stats(str(tmp_path / "big.tif"), max_side=512)
+    np.testing.assert_allclose(mean, [100, 5], atol=0.3)
+    np.testing.assert_allclose(std, [10, 2], rtol=0.03)

@@ -73,6 +73,32 @@ def read_image(path: str, window: tuple[int, int, int, int] | None = None) -> tu
     return data, valid
 
 
+def image_band_stats(path: str, max_side: int = 1024) -> tuple[list[float], list[float]]:
+    """Per-band mean and standard deviation of one image's valid pixels, from a read of at most ``max_side``.
+
+    The read is decimated (nearest) so that any image, however large, costs at most ``max_side``^2 pixels a
+    band; training and prediction call this same function, so an image gets the same statistics in both.
+    """
+    with _open(path) as src:
+        scale = max(1.0, max(src.width, src.height) / max_side)
+        shape = (src.count, max(1, round(src.height / scale)), max(1, round(src.width / scale)))
+        arr = src.read(out_shape=shape).astype(np.float64)
+        valid = ~(arr == src.nodata).all(axis=0) if src.nodata is not None else np.ones(shape[1:], bool)
+    px = arr[:, valid]
+    if px.shape[1] == 0:
+        raise InvalidRasterError(f"{path} holds no valid pixel")
+    return px.mean(1).tolist(), np.maximum(px.std(1), 1e-6).tolist()
+
+
+def normalisation(path: str, mode: str, mean: list[float], std: list[float]) -> tuple[list[float], list[float]]:
+    """The (mean, std) that normalise ``path``: the model's own (``dataset``) or the image's (``image``)."""
+    if mode == "image":
+        return image_band_stats(path)
+    if mode != "dataset":
+        raise ValueError(f"unknown normalisation {mode!r}: use dataset or image")
+    return mean, std
+
+
 def band_stats(paths: list[str], max_pixels: int = 2_000_000) -> tuple[list[float], list[float]]:
     """Per-band mean and standard deviation over the valid pixels of the images (subsampled)."""
     sums = None

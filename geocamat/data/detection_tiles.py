@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 
 from geocamat.camat.geometry import dihedral, dihedral_boxes, random_dihedral
 from geocamat.data.boxes import ImageBoxes
-from geocamat.data.detection_images import read_image
+from geocamat.data.detection_images import normalisation, read_image
 
 
 @dataclass
@@ -228,12 +228,15 @@ def anchor_sizes_from_boxes(boxes: list[ImageBoxes], levels: int = 4,
     return out
 
 
-def load_normalised(paths: list[str], mean: list[float], std: list[float]) -> list[np.ndarray]:
-    """Read whole images, normalise per band, set invalid pixels to the band mean (0)."""
-    m = np.asarray(mean, np.float32).reshape(-1, 1, 1)
-    s = np.asarray(std, np.float32).reshape(-1, 1, 1)
+def load_normalised(paths: list[str], mean: list[float], std: list[float],
+                    normalise: str = "dataset") -> list[np.ndarray]:
+    """Read whole images, normalise per band (with ``mean``/``std``, or each image's own statistics when
+    ``normalise`` is ``image``), set invalid pixels to the band mean (0)."""
     out = []
     for p in paths:
+        im_mean, im_std = normalisation(p, normalise, mean, std)
+        m = np.asarray(im_mean, np.float32).reshape(-1, 1, 1)
+        s = np.asarray(im_std, np.float32).reshape(-1, 1, 1)
         data, valid = read_image(p)
         x = (data - m) / s
         x[:, ~valid] = 0

@@ -86,7 +86,7 @@ def evaluate(bundle, images: list[str], options: EvaluateOptions, *, progress: b
 def describe(bundle) -> dict:
     """The detection settings a bundle carries (for ``geocamat info``)."""
     keys = ("detector", "backbone", "score_threshold", "score_threshold_from", "nms_iou", "overlap", "weights",
-            "anchor_sizes_from")
+            "anchor_sizes_from", "normalise")
     out = {k: bundle.extra[k] for k in keys if bundle.extra.get(k) is not None}
     if bundle.model.get("anchor_sizes"):
         out["anchor_sizes"] = list(bundle.model["anchor_sizes"])

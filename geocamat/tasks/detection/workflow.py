@@ -153,15 +153,16 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
         _, v_boxes, _ = _load_labelled(v_images, v_labels, cfg.label_field, classes)
         v_tiles = [Tile(i, c, r) for i, b in enumerate(v_boxes) for c in grid_offsets(b.width, ts, ts)
                    for r in grid_offsets(b.height, ts, ts)]
-        val_ds = DetectionTiles(load_normalised(v_images, mean, std), v_boxes, class_index, v_tiles, ts)
+        val_ds = DetectionTiles(load_normalised(v_images, mean, std, cfg.normalise), v_boxes, class_index, v_tiles,
+                                ts)
         train_tiles, _ = plan_tiles(boxes, ts, val_fraction=0.0, empty_ratio=float(cfg.empty_ratio),
                                     max_tiles=cfg.max_tiles, seed=seed)
-        arrays = load_normalised(images, mean, std)
+        arrays = load_normalised(images, mean, std, cfg.normalise)
     else:
         train_tiles, val_tiles = plan_tiles(boxes, ts, val_fraction=float(cfg.val_fraction),
                                             empty_ratio=float(cfg.empty_ratio), max_tiles=cfg.max_tiles,
                                             seed=seed)
-        arrays = load_normalised(images, mean, std)
+        arrays = load_normalised(images, mean, std, cfg.normalise)
         col_limits = [validation_split(b.width, ts, float(cfg.val_fraction)) for b in boxes]
         if val_tiles:
             val_ds = DetectionTiles(arrays, boxes, class_index, val_tiles, ts)
@@ -233,7 +234,7 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
                "overlap": float(cfg.overlap), "detector": cfg.detector, "backbone": cfg.backbone,
                "training_images": [str(p) for p in images], "labels": [str(p) for p in labels],
                "label_field": cfg.label_field, "init": init_record,
-               "weights": "ema" if task.ema_model is not None else "last",
+               "weights": "ema" if task.ema_model is not None else "last", "normalise": cfg.normalise,
                "anchor_sizes_from": anchors_from},
     )
     bundle.save(out_dir / "model.geocamat")
@@ -261,10 +262,18 @@ def _check_bands(bundle: Bundle, path: str) -> None:
                                  f"({', '.join(bundle.bands)}); give imagery with the training bands")
 
 
+def _normalisation(bundle: Bundle, path: str) -> tuple[list[float], list[float]]:
+    """The band mean/std that normalise ``path`` for this model (its own, or the image's)."""
+    from geocamat.data.detection_images import normalisation
+
+    return normalisation(path, bundle.extra.get("normalise", "dataset"), bundle.mean, bundle.std)
+
+
 def _scene(bundle, model, path, opts, device, score_threshold, progress=None):
     from geocamat.inference.detect import detect_image, model_detect_fn
 
-    return detect_image(path, model_detect_fn(model), tile_size=bundle.tile_size, mean=bundle.mean, std=bundle.std,
+    mean, std = _normalisation(bundle, path)
+    return detect_image(path, model_detect_fn(model), tile_size=bundle.tile_size, mean=mean, std=std,
                         overlap=float(opts["overlap"]), batch_size=int(opts["batch_size"]),
                         score_threshold=score_threshold, nms_iou=float(opts["nms_iou"]),
                         match_iou=float(opts["match_iou"]), duplicate_iou=float(opts["duplicate_iou"]),
@@ -450,12 +459,12 @@ def evaluate_detection(bundle: Bundle, images: list[str], options: EvaluateOptio
 
     scene_p, scene_t, tile_p, tile_t = [], [], [], []
     ts = bundle.tile_size
-    m = torch.tensor(bundle.mean).view(-1, 1, 1)
-    s = torch.tensor(bundle.std).view(-1, 1, 1)
     t0 = time.perf_counter()
     with torch.inference_mode():
         for path, ib in zip(paths, boxes, strict=True):
             _check_bands(bundle, path)
+            mean, std = _normalisation(bundle, path)
+            m, s = torch.tensor(mean).view(-1, 1, 1), torch.tensor(std).view(-1, 1, 1)
             gt_l = lab([index.get(n, 0) for n in ib.names])
             det = _scene(bundle, model, path, opts, device, low)
             scene_p.append({"boxes": det.boxes, "scores": det.scores, "labels": lab(det.labels)})

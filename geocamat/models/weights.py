@@ -498,7 +498,7 @@ def init_message(record: dict) -> str:
         norm = record.get("normalisation") or {}
         scaled = f", trained on values normalised by mean {norm.get('mean')} / std {norm.get('std')}" if norm else ""
         parts.append(f"the weights expect bands {', '.join(map(str, bands))} in that order{scaled}; geocamat "
-                     "normalises each band by the training images' own mean/std")
+                     "normalises each band by the data's own mean/std (the training images', or each image's)")
     return "; ".join(parts)
 
 

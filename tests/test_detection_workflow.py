@@ -145,13 +145,11 @@ def _float_tif(path: Path, pixels: np.ndarray) -> Path:
     return path
 
 
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 def test_image_normalisation_ignores_brightness_and_contrast(tmp_path):
     """``normalise: image``: a copy of the scene with other per-band gains and offsets gives the same boxes."""
-    import warnings
+    import geopandas as gpd
 
-    from rasterio.errors import NotGeoreferencedWarning
-
-    warnings.simplefilter("ignore", NotGeoreferencedWarning)
     img, csv = scene(tmp_path)
     pixels = np.asarray(Image.open(img)).transpose(2, 0, 1).astype(np.float64)
     same = _float_tif(tmp_path / "scene.tif", pixels)
@@ -171,8 +169,6 @@ def test_image_normalisation_ignores_brightness_and_contrast(tmp_path):
         for name, path in (("same", same), ("other", other)):
             predict_detection(bundle, [str(path)], tmp_path / f"{mode}_{name}",
                               {"score_threshold": 0.0, "force": True})
-            import geopandas as gpd
-
             gdf = gpd.read_file(tmp_path / f"{mode}_{name}" / "detections.gpkg")
             boxes[mode, name] = np.sort(gdf["score"].to_numpy())
     assert len(boxes["image", "same"]) > 0

@@ -77,6 +77,11 @@ METHODS: dict[str, tuple[str, dict]] = {
     # session 8: the default with twice the share of blurred occluders (blur was its one column under Cutout)
     "camat-default-blur2": ("camat", {"source": "cached", "area": 0.25, "random_share": 0.5, "fill": "mixed",
                                       "p": 0.35, "mix": ["mean", "mean", "mean", "white", "noise", "blur", "blur"]}),
+    # session 9 (first GPU run of the candidates): the default with more occlusion, more random squares, or
+    # clean + occluded pairs (the consistency term is meant to keep clean accuracy while p rises)
+    "camat-p50": ("camat", {"source": "cached", "p": 0.5}),
+    "camat-random75": ("camat", {"source": "cached", "random_share": 0.75}),
+    "camat-pairs-p50": ("camat", {"source": "cached", "consistency": 1.0, "p": 0.5}),
 }
 DEFAULT_METHODS = "none,cutout,random-erasing,hide-and-seek,camat-fresh,camat-cached,camat-white"
 

@@ -70,8 +70,9 @@ SCENE_MODES = {
 }
 
 
-def prepare(data: Path, rsscn7: Path, dest: Path) -> None:
-    """Copy the NEON files and a resized RSSCN7 (same images and classes, at the GPU scene size) to ``dest``."""
+def prepare(data: Path, rsscn7: Path, dest: Path, side: int = 144) -> None:
+    """Copy the NEON files and a resized RSSCN7 (same images and classes, ``side`` px: the size of the GPU CAMAT
+    benchmark, which the scene model's 128 px are resized from) to ``dest``, small enough to travel."""
     import shutil
 
     from PIL import Image
@@ -80,7 +81,6 @@ def prepare(data: Path, rsscn7: Path, dest: Path) -> None:
     neon.mkdir(parents=True, exist_ok=True)
     for name in [f"{n}.{ext}" for n in YELL for ext in ("png", "xml")] + [f for v in SITES.values() for f in v[:2]]:
         shutil.copy2(data / name, neon / name)
-    side = SCENE_MODES["gpu"]["image_size"]
     count = 0
     for cls in sorted(p for p in rsscn7.iterdir() if p.is_dir()):
         (dest / "rsscn7" / cls.name).mkdir(parents=True, exist_ok=True)
@@ -288,12 +288,13 @@ def main() -> None:
     ap.add_argument("--prepare", metavar="DIR", default=None,
                     help="only copy what a GPU machine needs into DIR (the NEON files and RSSCN7 resized to "
                     "the GPU scene size as JPEG, about 25 MB) and exit; see bench/gpu_detection.sh")
+    ap.add_argument("--prepare-size", type=int, default=144, help="side of the RSSCN7 copy --prepare writes")
     ap.add_argument("--out", default="bench/results_detection.json")
     args = ap.parse_args()
     data = Path(args.data)
     mode = args.mode or ("quick" if args.quick or args.device == "cpu" else "gpu")
     if args.prepare:
-        prepare(data, Path(args.rsscn7), Path(args.prepare))
+        prepare(data, Path(args.rsscn7), Path(args.prepare), args.prepare_size)
         return
 
     import torch

@@ -171,3 +171,18 @@ def test_cli_sets_the_detection_camat_options_and_land_use_refuses_negatives(tmp
     refused("train", "--task", "detection", "--images", img, "--labels", csv, "--set", "camat.mix=[mixed]",
             "--out", tmp_path / "bad", needle="mix")
     assert not (tmp_path / "lu").exists() and not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("arch", ["fasterrcnn", "retinanet", "fcos"])
+def test_bf16_autocast_keeps_box_coordinates_in_float32(arch):
+    """Under bf16 autocast torchvision would decode boxes in bf16 (corners on a 2 px grid past 256 px)."""
+    from geocamat.models.detectors import Detector
+
+    torch.manual_seed(0)
+    model = Detector(arch=arch, tile_size=384, backbone="tiny", fpn_channels=32, score_threshold=0.0).eval()
+    x = torch.randn(2, 3, 384, 384)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        boxes = torch.cat([d["boxes"] for d in model(x)])
+    far = boxes[boxes > 260]
+    assert boxes.dtype == torch.float32 and len(far) > 100
+    assert (far % 2 != 0).float().mean() > 0.4  # in bf16 every one of them would be even

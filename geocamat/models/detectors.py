@@ -17,6 +17,7 @@ from collections import OrderedDict
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchvision.models.detection._utils import BoxCoder, BoxLinearCoder
 
 from geocamat.models.camnet import BasicBlock
 
@@ -147,6 +148,8 @@ class Detector(nn.Module):
         self.cam_dense = cam_dense
         self._features: Tensor | None = None
         self.detector.backbone.body.register_forward_hook(self._keep_features)
+        self.detector.backbone.register_forward_hook(_float32_features)
+        _float32_box_coders(self.detector)
 
     def _keep_features(self, module: nn.Module, inputs, output: OrderedDict) -> None:
         self._features = output["2"]
@@ -255,6 +258,42 @@ class Detector(nn.Module):
                 else:
                     cams = self.class_activation_maps(images)
         return dets, cams
+
+
+def _float32_features(module: nn.Module, inputs, output: OrderedDict) -> OrderedDict:
+    """Forward hook on the feature pyramid: float32 maps, so that the anchors made from their dtype are exact."""
+    return OrderedDict((k, v.float()) for k, v in output.items())
+
+
+def _float32_box_coders(detector: nn.Module) -> None:
+    """Make every box coder of a torchvision detector decode in float32.
+
+    Under bf16 autocast torchvision casts anchors and proposals to the dtype of the predicted deltas before
+    decoding: 8 significant bits put box corners on a 2 px grid between 256 and 512 px (a 30 px crown loses
+    ~0.1 IoU). The deltas themselves are relative and keep their precision; only the decode moves to float32.
+    """
+    swap = {BoxCoder: Float32BoxCoder, BoxLinearCoder: Float32BoxLinearCoder}
+    for module in detector.modules():
+        coder = getattr(module, "box_coder", None)
+        if type(coder) in swap:
+            coder.__class__ = swap[type(coder)]
+
+
+class Float32BoxCoder(BoxCoder):
+    """torchvision's BoxCoder, decoding in float32 whatever the deltas' dtype."""
+
+    def decode(self, rel_codes: Tensor, boxes: list[Tensor]) -> Tensor:
+        return super().decode(rel_codes.float(), [b.float() for b in boxes])
+
+    def decode_single(self, rel_codes: Tensor, boxes: Tensor) -> Tensor:  # RetinaNet calls it directly
+        return super().decode_single(rel_codes.float(), boxes.float())
+
+
+class Float32BoxLinearCoder(BoxLinearCoder):
+    """torchvision's BoxLinearCoder (FCOS), decoding in float32 whatever the deltas' dtype."""
+
+    def decode(self, rel_codes: Tensor, boxes: Tensor) -> Tensor:
+        return super().decode(rel_codes.float(), boxes.float())
 
 
 def build_detector(**kwargs) -> nn.Module:

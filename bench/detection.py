@@ -21,7 +21,7 @@ own score threshold (the validation split's best F1). Rows (``--rows``, ``label=
   occluded object outside the boxes), except that its mixed fill draws from ``mean white blur`` only, so that
   ``noise`` and ``texture`` stay unseen;
 - ``camat-init``: the same, started from the backbone of a scene model trained here on RSSCN7 (``--init-from``
-  PATH, or built by the bench when not given: ``--scene-*`` options).
+  PATH, or built by the bench when not given: ``--scene-*`` options); ``none-init``: ``none`` from that start.
 
 Seeds are the outer loop (a time limit cuts whole seeds, the comparison stays paired); step-time ratios are
 taken per seed against the ``none`` run of the same seed, so they are measured side by side.
@@ -56,13 +56,13 @@ TESTS = ("clean", "mean", "noise", "texture", "decoys")
 #: training fills of the CAMAT rows: noise and texture are kept unseen for the occlusion tests
 SEEN_MIX = ["mean", "white", "blur"]
 DEFAULT_ROWS = ["none=none", "random-erasing=random-erasing", f"camat=camat:camat.mix={SEEN_MIX}",
-                f"camat-init=camat:camat.mix={SEEN_MIX},init_from=SCENE"]
+                f"camat-init=camat:camat.mix={SEEN_MIX},init_from=SCENE", "none-init=none:init_from=SCENE"]
 #: per mode: training settings of every row (a row's own keys override them)
 MODES = {
     "quick": {"tile_size": 256, "backbone": "tiny", "fpn_channels": 32, "epochs": 4, "max_tiles": 48,
               "batch_size": 4, "lr": 0.002, "num_workers": 0},
-    "gpu": {"tile_size": 400, "backbone": "resnet10", "fpn_channels": 64, "epochs": 12, "max_tiles": None,
-            "batch_size": 16, "lr": 0.002, "num_workers": 4},
+    "gpu": {"tile_size": 400, "backbone": "resnet10", "fpn_channels": 64, "epochs": 30, "max_tiles": None,
+            "batch_size": 8, "lr": 0.002, "num_workers": 3},
 }
 SCENE_MODES = {
     "quick": {"arch": "resnet10", "image_size": 64, "epochs": 3, "batch_size": 32, "train_fraction": 0.5},

@@ -18,8 +18,7 @@ DATA=${GEOCAMAT_DATA:-.gpu/data}
 CAMAT_ARGS=${CAMAT_ARGS:---size 144 --arch resnet18 --epochs 60 --seeds 3 --batch-size 64 --threads 6 --timing-rounds 10}
 CAMAT_METHODS=${CAMAT_METHODS:-none,cutout,random-erasing,hide-and-seek,camat-cached,camat-fresh,camat-pairs,camat-default-blur2,camat-p50,camat-pairs-p50,camat-random75}
 DET_SET=${DET_SET:-epochs=30 batch_size=8 num_workers=3}
-MIX="camat.mix=[mean,white,blur]"  # noise and texture stay unseen fills
-DET_ROWS=${DET_ROWS:-none=none camat=camat:$MIX random-erasing=random-erasing camat-init=camat:$MIX,init_from=SCENE none-init=none:init_from=SCENE}
+DET_ROWS=${DET_ROWS:-}  # empty: the bench's rows (none, random-erasing, camat, camat-init, none-init)
 left() { echo $(( DEADLINE - ($(date +%s) - start) )); }
 
 python3 bench/camat_accuracy.py --device "$DEVICE" --root "$DATA/rsscn7" $CAMAT_ARGS --methods "$CAMAT_METHODS" \
@@ -34,7 +33,7 @@ echo "camat step timing done after $(( $(date +%s) - start )) s"
 pids=()
 for s in $SEEDS; do
     python3 bench/detection.py --device "$DEVICE" --data "$DATA/deepforest_neon_trees" --rsscn7 "$DATA/rsscn7" \
-        --seeds "$s" --threads 3 --set $DET_SET --rows $DET_ROWS --work "/tmp/geocamat-det-$s" --out "$OUT/det_seed$s.json" \
+        --seeds "$s" --threads 3 --set $DET_SET ${DET_ROWS:+--rows $DET_ROWS} --work "/tmp/geocamat-det-$s" --out "$OUT/det_seed$s.json" \
         >"$OUT/det_seed$s.log" 2>&1 &
     pids+=($!)
 done

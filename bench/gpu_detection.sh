@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The full detection benchmark on one GPU (H100, bf16): rows none / random-erasing / camat / camat from a scene
-# model trained in the same run on RSSCN7; 3 seeds; 400 px tiles, resnet10 backbone, 12 epochs over every
-# training tile of the two YELL crops; scored on OSBS_029 and SOAP_061 clean / occluded (mean, noise,
-# texture) / decoys. Results JSON (and the log) under $OUT. Budget: < 8 minutes (the bench starts no seed
-# that would end after 7 minutes, judged by the previous seed's duration).
+# The full detection benchmark on one GPU (bf16), seeds one after the other: rows none / random-erasing / camat /
+# camat and none from a scene model trained in the same run on RSSCN7; 400 px tiles, resnet10 backbone, batch 8,
+# 30 epochs over every training tile of the two YELL crops; scored on OSBS_029 and SOAP_061 clean / occluded (mean,
+# noise, texture) / decoys. Results JSON (and the log) under $OUT. About 2 min a row on an H200 (session 9), so
+# one seed in 8-10 min: bench/gpu_both.sh runs the seeds as parallel processes instead (3 seeds in ~9 min).
 #
-# Before (on the CPU machine, once): python bench/detection.py --prepare .gpu/data  (about 25 MB: the NEON
-# files and RSSCN7 resized to 128 px); carry .gpu (and .whl with the geo wheels, as for the other GPU benches).
+# Before (on the CPU machine, once): python bench/detection.py --prepare .gpu/data  (about 28 MB: the NEON
+# files and RSSCN7 resized to 144 px); carry .gpu (and .whl with the geo wheels, as for the other GPU benches).
 # Usage (device machine, repo root): OUT=/some/dir bash bench/gpu_detection.sh
 set -euo pipefail
 source bench/gpu_env.sh

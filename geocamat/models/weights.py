@@ -405,8 +405,8 @@ def _target_keys(naming: str):
 
 def _refuse(weights: ResNetWeights, target: ResNetWeights, what: str) -> WeightsError:
     return WeightsError(f"{weights.name} cannot start this model: {what} (weights: {weights.describe()}; model: "
-                        f"{target.describe()}); choose the matching arch/backbone, or leave it unset to take the "
-                        "weights' own")
+                        f"{target.describe()}); choose the matching arch/backbone, or unset it (--set arch=null / "
+                        "--set backbone=null, also over a config file's) to take the weights' own")
 
 
 def apply_weights(model: nn.Module, weights: ResNetWeights, classes: list[str] | None = None) -> dict:

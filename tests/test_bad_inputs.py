@@ -162,6 +162,9 @@ ROWS = [
     Row("train-detection-typo", "a typo'd detection setting",
         lambda e: ["train", "--task", "detection", "--out", str(e.out), "--quiet", "--images", e.scene,
                    "--labels", e.boxes, "--set", "tile_sise=64"], "tile_sise"),
+    Row("train-detection-fcos-channels", "FCOS with a pyramid width its head cannot normalise",
+        lambda e: ["train", "--task", "detection", "--out", str(e.out), "--quiet", "--images", e.scene,
+                   "--labels", e.boxes, "--set", "detector=fcos", "--set", "fpn_channels=16"], "multiple of 32"),
     # -- train: settings ---------------------------------------------------------------------------------------
     Row("train-epochs-0", "--epochs 0", lambda e: _train(e, "--epochs", "0"), "epochs"),
     Row("train-purity", "--purity out of range", lambda e: _train(e, "--purity", "2"), "purity"),

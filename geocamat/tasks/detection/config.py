@@ -85,6 +85,9 @@ class DetectionConfig(TrainSettings):
         positive_int(self, "epochs", "batch_size")
         if self.fpn_channels is not None:
             positive_int(self, "fpn_channels")
+            if self.detector == "fcos" and self.fpn_channels % 32:  # FCOS's head normalises in 32 groups
+                raise ConfigError(f"fpn_channels must be a multiple of 32 with detector fcos (its head uses 32-group "
+                                  f"normalisation), not {self.fpn_channels}; e.g. --set fpn_channels=32")
         in_range(self, "empty_ratio", 0, 10)
         in_range(self, "val_fraction", 0, 0.9, high_open=True)
         in_range(self, "overlap", 0, 0.9, high_open=True)

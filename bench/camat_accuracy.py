@@ -135,6 +135,7 @@ def train_one(method: str, seed: int, data, args, device: torch.device) -> dict:
     torch.manual_seed(seed)
     reg_name, opts = METHODS[method]
     reg = build_regulariser(reg_name, **opts)
+    reg.reserve(xtr.shape[0])
     model = CamNet(xtr.shape[1], len(classes), args.size, arch=args.arch).to(device)
     cuda = device.type == "cuda"
     if cuda:
@@ -199,6 +200,8 @@ def interleaved_timing(methods: list[str], data, args, device: torch.device, rou
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
     regs = {m: build_regulariser(METHODS[m][0], **METHODS[m][1]) for m in methods}
+    for r in regs.values():
+        r.reserve(xtr.shape[0])
     gen = torch.Generator().manual_seed(0)
     n = xtr.shape[0]
     with torch.no_grad(), amp:  # fill the caches (every sample observed once, canonical frame)

@@ -250,6 +250,24 @@ def test_cache_grows_with_new_ids():
     assert torch.equal(reg(x, y, sample_ids=torch.tensor([0, 1])), x)
 
 
+def test_reserved_cache_is_sized_once_and_keeps_the_same_maps():
+    """reserve(n) sizes the cache up front (no read-back of the largest id per step on a GPU); same maps."""
+    x = _blob_images(4)
+    y = torch.tensor([0, 1, 0, 1])
+    plain, reserved = (CAMAT(p=1.0, warmup=0.0, tau=0.5, source="cached", cache_update="all") for _ in range(2))
+    reserved.reserve(30)
+    for ids in (torch.tensor([0, 1, 2, 3]), torch.tensor([29, 4, 17, 8])):
+        for reg in (plain, reserved):
+            reg.observe(x, Toy().head, y, sample_ids=ids)
+    assert reserved._cache.shape[0] == 30 and plain._cache.shape[0] >= 30
+    for ids in (torch.tensor([0, 29, 17, 3]), torch.tensor([8, 4, 2, 1])):
+        torch.manual_seed(0)
+        a = plain(x, y, sample_ids=ids)
+        torch.manual_seed(0)
+        b = reserved(x, y, sample_ids=ids)
+        assert torch.equal(a, b) and not torch.equal(a, x)
+
+
 def test_random_share_moves_the_mask_but_keeps_its_area():
     torch.manual_seed(0)
     x = torch.zeros(64, 2, 16, 16)

@@ -31,6 +31,20 @@ def _apply_one(x: Tensor, k: int, inverse: bool) -> Tensor:
     return torch.flip(x, dims=(-1,)) if flip else x
 
 
+_INDEX_TABLES: dict[tuple[int, bool, str], Tensor] = {}
+
+
+def _index_table(side: int, inverse: bool, device: torch.device) -> Tensor:
+    """(8, side*side) int64: for each transform, the flat source pixel of every output pixel (cached per device)."""
+    key = (side, inverse, str(device))
+    table = _INDEX_TABLES.get(key)
+    if table is None:
+        base = torch.arange(side * side).view(side, side)
+        table = torch.stack([_apply_one(base, v, inverse).reshape(-1) for v in range(NUM_DIHEDRAL)]).to(device)
+        _INDEX_TABLES[key] = table
+    return table
+
+
 def _apply(x: Tensor, k: int | Tensor, inverse: bool) -> Tensor:
     if isinstance(k, int):
         return _apply_one(x, k, inverse)
@@ -39,11 +53,18 @@ def _apply(x: Tensor, k: int | Tensor, inverse: bool) -> Tensor:
         return _apply_one(x, int(k), inverse)
     if k.shape[0] != x.shape[0]:
         raise ValueError(f"one dihedral index per sample expected: {k.shape[0]} for {x.shape[0]} samples")
+    h, w = x.shape[-2:]
+    if h == w:  # one gather through a per-transform index table: no host sync, no per-transform launches
+        if k.device.type == "cpu" and k.numel() and not (0 <= int(k.min()) and int(k.max()) < NUM_DIHEDRAL):
+            raise ValueError(f"dihedral indices must be in 0..7, got {k.tolist()}")
+        idx = _index_table(h, inverse, x.device)[k.to(x.device, non_blocking=True).long()]
+        flat = x.reshape(x.shape[0], -1, h * w)
+        return flat.gather(-1, idx.unsqueeze(1).expand(-1, flat.shape[1], -1)).view(x.shape)
     ks = k.tolist()
     values = set(ks)
     if len(values) == 1:
         return _apply_one(x, ks[0], inverse)
-    if x.shape[-1] != x.shape[-2] and any(v % 2 for v in values):
+    if any(v % 2 for v in values):
         raise ValueError("mixed 90-degree rotations need square images")
     out = torch.empty_like(x)
     for v in values:

@@ -75,6 +75,10 @@ class Regulariser:
     ) -> None:
         """Receive the (detached) feature map of the training forward; a no-op except for cached CAMAT."""
 
+    def reserve(self, n_samples: int) -> None:
+        """Say how many samples the training set has (their ``sample_ids`` are below it); cached CAMAT sizes its
+        cache from it once instead of reading the largest id back from the GPU every step."""
+
     def settings(self) -> dict:
         """The settings to record in a model bundle."""
         return {"name": self.name}
@@ -209,6 +213,10 @@ class CAMAT(Regulariser):
         self._cache: Tensor | None = None  # (S, h, w) float16 normalised maps, canonical frame
         self._seen: Tensor | None = None  # (S,) bool
         self._last_occluded: Tensor | None = None  # (N,) bool, from the last __call__
+        self._reserved = 0  # sample count announced by reserve(): ids below it need no size check
+
+    def reserve(self, n_samples: int) -> None:
+        self._reserved = max(0, int(n_samples))
 
     def active(self, epoch: int, max_epochs: int) -> bool:
         """Whether occlusion is on at this epoch (off during the warm-up)."""
@@ -294,7 +302,7 @@ class CAMAT(Regulariser):
         mask = top_area_mask(maps, cfg.area) if cfg.area is not None else threshold_mask(maps, cfg.tau)
         if cfg.random_share > 0:  # some samples: a random square of their CAM region's area instead
             swap = chosen & (torch.rand(n, device=dev) < cfg.random_share)
-            if bool(swap.any()):
+            if dev.type != "cpu" or bool(swap.any()):  # on a GPU always: no host sync
                 area = mask.float().mean(dim=(1, 2, 3)).clamp(min=1.0 / (size[0] * size[1]))
                 square = _random_rect_mask(n, size[0], size[1], area, torch.ones(n, device=dev), dev)
                 mask = torch.where(swap.view(-1, 1, 1, 1), square, mask)
@@ -319,7 +327,12 @@ class CAMAT(Regulariser):
         if transforms is not None:
             low = dihedral_inverse(low, transforms)
         ids = sample_ids.to(low.device).long()
-        self._ensure_cache(int(ids.max()) + 1, tuple(low.shape[-2:]), low.device)
+        hw = tuple(low.shape[-2:])
+        if self._reserved and self._cache is not None and self._cache.shape[0] >= self._reserved \
+                and tuple(self._cache.shape[1:]) == hw:
+            self._cache_to(low.device)  # ids are below the announced sample count: no read-back of their max
+        else:
+            self._ensure_cache(max(int(ids.max()) + 1, self._reserved), hw, low.device)
         update = torch.ones(ids.shape[0], dtype=torch.bool, device=low.device)
         last = self._last_occluded
         if self.config.cache_update == "clean" and last is not None and last.shape[0] == ids.shape[0]:

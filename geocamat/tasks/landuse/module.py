@@ -90,6 +90,13 @@ class LandUseTask(L.LightningModule):
             return up.sum() * 0.0
         return self._loss(up, mask)
 
+    def on_train_start(self) -> None:
+        dataset = getattr(self.trainer.train_dataloader, "dataset", None)
+        try:
+            self.regulariser.reserve(len(dataset))  # sample ids index this dataset
+        except TypeError:  # no length (an iterable dataset): the cache sizes itself from the ids it sees
+            pass
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         x, y, ids = batch["image"], batch["label"], batch["index"]
         turns = torch.randint(0, 8, (x.shape[0],), device=x.device)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from geocamat.data.crs import crs_label
 from geocamat.errors import GeocamatError
 
 LEVELS = ("ok", "warning", "problem")
@@ -82,7 +83,7 @@ def _images(bundle, images: list[str], out: list[Finding]) -> list[Path]:
             out.append(Finding("problem", "image", str(exc)))
             continue
         with rasterio.open(path) as src:
-            crs = f"EPSG:{src.crs.to_epsg()}" if src.crs and src.crs.to_epsg() else ("custom CRS" if src.crs else None)
+            crs = crs_label(src.crs)
             if crs is None:
                 out.append(Finding("problem", str(path), "no CRS (no georeference): assign one with gdal_edit.py "
                                    "-a_srs, or predict with --force for pixel coordinates"))

@@ -4,16 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from geocamat.data.crs import crs_label
 from geocamat.errors import CorruptInputError, InputNotFoundError, InvalidRasterError
 
 BUNDLE_SUFFIXES = (".geocamat",)
-
-
-def _crs_name(crs) -> str | None:
-    if crs is None:
-        return None
-    epsg = crs.to_epsg()
-    return f"EPSG:{epsg}" if epsg else crs.to_string()[:80]
 
 
 def describe(path: str | Path) -> dict:
@@ -44,7 +38,7 @@ def describe(path: str | Path) -> dict:
 
     try:
         with rasterio.open(path) as src:
-            info = {"kind": "raster", "driver": src.driver, "crs": _crs_name(src.crs), "width": src.width,
+            info = {"kind": "raster", "driver": src.driver, "crs": crs_label(src.crs), "width": src.width,
                     "height": src.height, "bands": src.count, "dtypes": sorted(set(src.dtypes)),
                     "nodata": src.nodata, "resolution": list(src.res), "bounds": list(src.bounds),
                     "band_descriptions": [d for d in src.descriptions if d]}
@@ -75,7 +69,7 @@ def describe(path: str | Path) -> dict:
         frame = gpd.read_file(path, layer=layers[0])
     except Exception as exc:  # noqa: BLE001 - any failure means "not a readable vector file"
         raise InvalidRasterError(f"{path} is neither a raster, a vector layer nor a geocamat bundle") from exc
-    info = {"kind": "vector", "layers": layers, "crs": _crs_name(frame.crs), "features": len(frame),
+    info = {"kind": "vector", "layers": layers, "crs": crs_label(frame.crs), "features": len(frame),
             "geometry_types": sorted(set(frame.geom_type.dropna())), "bounds": list(map(float, frame.total_bounds)),
             "fields": {c: str(frame[c].dtype) for c in frame.columns if c != frame.geometry.name}}
     invalid = int((~frame.geometry.is_valid & frame.geometry.notna()).sum())
@@ -101,7 +95,7 @@ def _bundle_crs(wkt: str | None) -> str | None:
         return None
     from rasterio.crs import CRS
 
-    return _crs_name(CRS.from_wkt(wkt))
+    return crs_label(CRS.from_wkt(wkt))
 
 
 def _headline(metrics: dict) -> dict:

@@ -181,3 +181,17 @@ def test_pixels_with_some_bands_nodata_are_counted_and_can_be_mapped_as_nodata(t
     a, b = read(tmp_path / "filled" / "landuse.tif")[0], read(tmp_path / "strict" / "landuse.tif")[0]
     assert (a[:, :12] != 0).all() and (b[:, :12] == 0).all()
     np.testing.assert_array_equal(a[:, 12:], b[:, 12:])  # the context of the strip is still read
+
+
+def test_crs_in_words_names_an_epsg_code_only_when_exact(tmp_path):
+    from pyproj import CRS as ProjCRS
+    from rasterio.crs import CRS
+
+    from geocamat.data.crs import crs_label
+
+    nc = Path(__file__).resolve().parents[1] / "samples" / "nc_landsat" / "lsat7_2000_10.tif"
+    with rasterio.open(nc) as src:
+        assert crs_label(src.crs) == "a custom CRS (closest: EPSG:32119)"
+    assert crs_label(CRS.from_epsg(32617)) == "EPSG:32617"
+    assert crs_label(ProjCRS.from_epsg(4326)) == "EPSG:4326"
+    assert crs_label(None) is None

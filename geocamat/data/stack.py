@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from geocamat.data.crs import crs_label
 from geocamat.data.paths import RASTER_SUFFIXES, expand_paths
 from geocamat.errors import InvalidRasterError
 
@@ -82,7 +83,7 @@ def _grid_text(path: Path) -> str:
     import rasterio
 
     with rasterio.open(path) as src:
-        crs = f"EPSG:{src.crs.to_epsg()}" if src.crs and src.crs.to_epsg() else "a custom CRS"
+        crs = crs_label(src.crs) or "no CRS"
         t = src.transform
         return (f"{crs}, {src.width} x {src.height} px of {abs(t.a):g} x {abs(t.e):g}, origin "
                 f"({t.c:.10g}, {t.f:.10g})")

@@ -1,0 +1,22 @@
+"""A coordinate reference system in words, for messages and summaries."""
+
+from __future__ import annotations
+
+
+def crs_label(crs) -> str | None:
+    """``EPSG:n`` when GDAL matches the CRS to that code exactly, else ``a custom CRS (closest: EPSG:n)``.
+
+    GDAL's own lookup accepts a 70% match: the NC sample's CRS (an unnamed Lambert conformal conic on an unknown
+    datum) would read as EPSG:32119, which it is not. Takes a rasterio or pyproj CRS (anything with ``to_wkt``);
+    None for None.
+    """
+    if crs is None:
+        return None
+    from rasterio.crs import CRS
+
+    crs = CRS.from_wkt(crs.to_wkt())
+    exact = crs.to_epsg(confidence_threshold=100)
+    if exact:
+        return f"EPSG:{exact}"
+    closest = crs.to_epsg()
+    return f"a custom CRS (closest: EPSG:{closest})" if closest else "a custom CRS"

@@ -121,6 +121,7 @@ class PredictOptions:
                                    "than this IoU are merged into it.")
     duplicate_merge: str = setting("nms", "How near-duplicates are merged: nms (keep the best), wbf (score-weighted "
                                    "box), none.", choices=("nms", "wbf", "none"))
+    tta: bool = setting(False, "Detect each tile under its 8 flips/quarter turns and fuse the boxes (8x model cost).")
     force: bool = setting(False, "Run anyway on a GeoTIFF without georeference or at a pixel size beyond 4x the "
                           "model's.")
 

@@ -269,11 +269,23 @@ def _normalisation(bundle: Bundle, path: str) -> tuple[list[float], list[float]]
     return normalisation(path, bundle.extra.get("normalise", "dataset"), bundle.mean, bundle.std)
 
 
+def _detect_fn(model, opts: dict, with_cam: bool = True):
+    """The model as a DetectFn, under test-time augmentation when ``opts["tta"]``."""
+    from geocamat.inference.detect import model_detect_fn
+
+    fn = model_detect_fn(model, with_cam=with_cam)
+    if opts.get("tta"):
+        from geocamat.inference.detect_tta import tta_detect_fn
+
+        fn = tta_detect_fn(fn)
+    return fn
+
+
 def _scene(bundle, model, path, opts, device, score_threshold, progress=None):
-    from geocamat.inference.detect import detect_image, model_detect_fn
+    from geocamat.inference.detect import detect_image
 
     mean, std = _normalisation(bundle, path)
-    return detect_image(path, model_detect_fn(model), tile_size=bundle.tile_size, mean=mean, std=std,
+    return detect_image(path, _detect_fn(model, opts), tile_size=bundle.tile_size, mean=mean, std=std,
                         overlap=float(opts["overlap"]), batch_size=int(opts["batch_size"]),
                         score_threshold=score_threshold, nms_iou=float(opts["nms_iou"]),
                         match_iou=float(opts["match_iou"]), duplicate_iou=float(opts["duplicate_iou"]),
@@ -372,7 +384,7 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
                   "spec": bundle.model, "classes": [c.name for c in bundle.classes],
                   "regulariser": bundle.regulariser},
         "settings": {k: opts[k] for k in ("score_threshold", "overlap", "nms_iou", "batch_size", "match_iou",
-                                          "duplicate_iou", "duplicate_merge")}
+                                          "duplicate_iou", "duplicate_merge", "tta")}
         | {"device": device, "tile_size": bundle.tile_size},
         "crs": CRS.from_user_input(out_crs).to_string() if out_crs is not None else None,
         "coordinates": "image CRS" if out_crs is not None else "pixels (x = column, y = -row)",
@@ -459,6 +471,7 @@ def evaluate_detection(bundle: Bundle, images: list[str], options: EvaluateOptio
 
     scene_p, scene_t, tile_p, tile_t = [], [], [], []
     ts = bundle.tile_size
+    tile_fn = _detect_fn(model, opts, with_cam=False)
     t0 = time.perf_counter()
     with torch.inference_mode():
         for path, ib in zip(paths, boxes, strict=True):
@@ -474,7 +487,7 @@ def evaluate_detection(bundle: Bundle, images: list[str], options: EvaluateOptio
                     data, valid = read_image(path, (col, row, ts, ts))
                     x = (torch.from_numpy(data) - m) / s
                     x[:, ~torch.from_numpy(valid)] = 0
-                    d = model(x[None].to(device))[0]
+                    d = tile_fn(x[None].to(device))[0][0]
                     keep = (d["scores"] >= low).cpu().numpy()
                     tile_p.append({"boxes": d["boxes"].cpu().numpy()[keep], "scores": d["scores"].cpu().numpy()[keep],
                                    "labels": lab(d["labels"].cpu().numpy()[keep])})

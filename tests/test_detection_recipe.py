@@ -186,3 +186,21 @@ def test_bf16_autocast_keeps_box_coordinates_in_float32(arch):
     far = boxes[boxes > 260]
     assert boxes.dtype == torch.float32 and len(far) > 100
     assert (far % 2 != 0).float().mean() > 0.4  # in bf16 every one of them would be even
+
+
+def test_camat_maps_leave_batchnorm_statistics_alone():
+    """CAMAT's extra pass of the body (in training mode) must not move BatchNorm's running statistics."""
+    from geocamat.tasks.detection.module import DetectionTask
+
+    torch.manual_seed(0)
+    task = DetectionTask({"in_channels": 3, "num_classes": 1, "tile_size": 64, "backbone": "tiny",
+                          "fpn_channels": 8}, ema_decay=0.0)
+    task.model.train()
+    bn = [m for m in task.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    before = [(m.running_mean.clone(), m.running_var.clone(), int(m.num_batches_tracked)) for m in bn]
+    cams = task._cams(torch.randn(2, 3, 64, 64) * 3 + 5)
+    assert cams.shape == (2, 1, 64, 64) and bn
+    for m, (mean, var, n) in zip(bn, before, strict=True):
+        assert torch.equal(m.running_mean, mean) and torch.equal(m.running_var, var) and int(m.num_batches_tracked) == n
+    task.model.class_activation_maps(torch.randn(2, 3, 64, 64) * 3 + 5)  # the bare pass would move them
+    assert not all(torch.equal(m.running_mean, b[0]) for m, b in zip(bn, before, strict=True))

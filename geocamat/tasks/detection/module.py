@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from geocamat.camat.detection import ObjectRegulariser
+from geocamat.camat.regularisers import frozen_batchnorm_stats
 from geocamat.metrics.detection import best_f1_threshold, detection_metrics
 from geocamat.models.detectors import build_detector
 
@@ -56,7 +57,7 @@ class DetectionTask(L.LightningModule):
         images, targets = batch
         boxes = [t["boxes"] for t in targets]
         labels = [t["labels"] for t in targets]
-        images, mask = self.regulariser(images, boxes, labels, cam_fn=self.model.class_activation_maps,
+        images, mask = self.regulariser(images, boxes, labels, cam_fn=self._cams,
                                         epoch=self.current_epoch, max_epochs=self.trainer.max_epochs or 1)
         if mask is not None:
             self.occluded_fraction.append(float(mask.float().mean()))
@@ -65,6 +66,11 @@ class DetectionTask(L.LightningModule):
         self.log("train_loss", loss, prog_bar=True, batch_size=len(targets))
         self._t0 = t0
         return loss
+
+    def _cams(self, images: Tensor) -> Tensor:
+        """CAMAT's maps: one extra pass of the body that leaves BatchNorm's running statistics as they were."""
+        with frozen_batchnorm_stats(self.model):
+            return self.model.class_activation_maps(images)
 
     def on_train_start(self) -> None:
         if self.ema_decay is None and self.ema_model is not None:

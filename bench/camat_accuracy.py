@@ -74,7 +74,9 @@ METHODS: dict[str, tuple[str, dict]] = {
     "camat-area25-half-random-meanmix-p35": ("camat", {"source": "cached", "area": 0.25, "random_share": 0.5,
                                                        "fill": "mixed", "p": 0.35,
                                                        "mix": ["mean", "mean", "mean", "white", "noise", "blur"]}),
-    # session 8: the default with twice the share of blurred occluders (blur was its one column under Cutout)
+    # session 8: the default with twice the share of blurred occluders (blur was its one column under Cutout);
+    # the default since session 9 (the GPU run), so the same as camat-cached; the former default is
+    # camat-area25-half-random-meanmix-p35 above
     "camat-default-blur2": ("camat", {"source": "cached", "area": 0.25, "random_share": 0.5, "fill": "mixed",
                                       "p": 0.35, "mix": ["mean", "mean", "mean", "white", "noise", "blur", "blur"]}),
     # session 9 (first GPU run of the candidates): the default with more occlusion, more random squares, or

@@ -84,6 +84,8 @@ METHODS: dict[str, tuple[str, dict]] = {
     "camat-p50": ("camat", {"source": "cached", "p": 0.5}),
     "camat-random75": ("camat", {"source": "cached", "random_share": 0.75}),
     "camat-pairs-p50": ("camat", {"source": "cached", "consistency": 1.0, "p": 0.5}),
+    # the one column the session-9 default missed on the GPU: random 40% squares (Hide-and-Seek hides ~50%)
+    "camat-randarea": ("camat", {"source": "cached", "random_area": [0.1, 0.5]}),
 }
 DEFAULT_METHODS = "none,cutout,random-erasing,hide-and-seek,camat-fresh,camat-cached,camat-white"
 

@@ -282,6 +282,19 @@ def test_random_share_moves_the_mask_but_keeps_its_area():
     assert hidden_mixed[:, :4, :4].float().mean() < 0.5  # but mostly elsewhere
 
 
+def test_random_area_draws_the_random_squares_size_from_its_range():
+    torch.manual_seed(0)
+    x = torch.zeros(256, 2, 20, 20)
+    x[:, 0, :4, :4] = 5.0
+    y = torch.zeros(256, dtype=torch.long)
+    out = CAMAT(p=1.0, warmup=0.0, tau=0.5, random_share=1.0, random_area=[0.1, 0.5], fill="noise")(x, y, model=Toy())
+    share = (out != x).any(dim=1).flatten(1).float().mean(dim=1)
+    assert share.min() >= 0.08 and share.max() <= 0.53  # rounding of the square's sides
+    assert share.std() > 0.08  # spread over the range, not the CAM region's fixed 4%
+    with pytest.raises(ValueError, match="random_area"):
+        CamatConfig(random_area=[0.5, 0.1])
+
+
 def test_consistency_pairs_train_clean_and_occluded_copies():
     from geocamat.camat.consistency import consistency_loss, paired_batch
 

@@ -72,6 +72,8 @@ class CamatConfig:
             ``all`` (also occluded ones: the next occlusion then hides the next most salient region).
         random_share: share of the occluded samples whose mask is a random square of the same area as their
             top-CAM region (robustness to occluders that are not where the evidence is), the rest top-CAM.
+        random_area: ``[lo, hi]``: the random squares' area is drawn uniformly from this range of the image's
+            instead of matching the top-CAM region's (None).
         consistency: > 0: each occluded sample is trained beside its clean copy in the same batch, and this
             weight multiplies a KL term between the two predictions (clean one detached); 0: the occluded
             sample replaces its clean copy.
@@ -94,6 +96,9 @@ class CamatConfig:
                                                                  "or by all."})
     random_share: float = field(default=0.5, metadata={"help": "Share of the occluded samples that get a random "
                                                               "square of their CAM region's area instead."})
+    random_area: list[float] | None = field(default=None, metadata={"help": "[lo, hi]: the random squares' area, "
+                                                                          "uniform in this share of the image "
+                                                                          "(null: the CAM region's)."})
     consistency: float = field(default=0.0, metadata={"help": "> 0: train on clean + occluded pairs, this weight on "
                                                              "a KL term tying their predictions."})
     mix: list[str] | None = field(default_factory=lambda: list(DEFAULT_MIX),
@@ -124,6 +129,11 @@ class CamatConfig:
             "cache_miss": (self.cache_miss in ("skip", "fresh"), "skip, fresh"),
             "cache_update": (self.cache_update in ("clean", "all"), "clean, all"),
             "random_share": (number(self.random_share) and 0.0 <= self.random_share <= 1.0, "a share in [0, 1]"),
+            "random_area": (self.random_area is None or (isinstance(self.random_area, list | tuple)
+                                                         and len(self.random_area) == 2
+                                                         and all(number(v) for v in self.random_area)
+                                                         and 0.0 < self.random_area[0] <= self.random_area[1] <= 1.0),
+                            "null or [lo, hi] with 0 < lo <= hi <= 1"),
             "consistency": (number(self.consistency) and self.consistency >= 0.0, "a weight >= 0"),
             "mix": (self.mix is None or (isinstance(self.mix, list | tuple) and len(self.mix) > 0
                                          and all(f in FILLS and f != "mixed" for f in self.mix)),
@@ -159,6 +169,7 @@ class DetectionCamatConfig(CamatConfig):
     p: float = field(default=0.5, metadata={"help": "Probability that an object is occluded."})
     source: str = field(default="fresh", metadata={"help": "Detection computes the maps of each batch (fresh)."})
     random_share: float = field(default=0.0, metadata={"help": "Not available for detection."})
+    random_area: list[float] | None = field(default=None, metadata={"help": "Not available for detection."})
     mix: list[str] | None = field(default_factory=lambda: list(DETECTION_MIXED_FILLS),
                                   metadata={"help": "Fills that `mixed` draws from."})
     negatives: float = field(default=1.0, metadata={"help": "Occluders also pasted outside every box, this many "

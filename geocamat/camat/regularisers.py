@@ -303,7 +303,11 @@ class CAMAT(Regulariser):
         if cfg.random_share > 0:  # some samples: a random square of their CAM region's area instead
             swap = chosen & (torch.rand(n, device=dev) < cfg.random_share)
             if dev.type != "cpu" or bool(swap.any()):  # on a GPU always: no host sync
-                area = mask.float().mean(dim=(1, 2, 3)).clamp(min=1.0 / (size[0] * size[1]))
+                if cfg.random_area is not None:
+                    lo, hi = (float(v) for v in cfg.random_area)
+                    area = lo + (hi - lo) * torch.rand(n, device=dev)
+                else:
+                    area = mask.float().mean(dim=(1, 2, 3)).clamp(min=1.0 / (size[0] * size[1]))
                 square = _random_rect_mask(n, size[0], size[1], area, torch.ones(n, device=dev), dev)
                 mask = torch.where(swap.view(-1, 1, 1, 1), square, mask)
         mask &= chosen.view(-1, 1, 1, 1)

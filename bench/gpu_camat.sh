@@ -8,7 +8,7 @@
 # geo wheels, as for the other GPU benches). Usage (device machine, repo root): OUT=/dir bash bench/gpu_camat.sh
 set -euo pipefail
 source bench/gpu_env.sh
-METHODS=${METHODS:-none,cutout,random-erasing,hide-and-seek,camat-cached,camat-fresh,camat-area25-half-random-meanmix-p35,camat-p50,camat-pairs,camat-random75}
+METHODS=${METHODS:-none,cutout,random-erasing,hide-and-seek,camat-cached,camat-fresh,camat-area25-half-random-meanmix-p35,camat-randarea,camat-p50,camat-pairs,camat-random75}
 python3 bench/camat_accuracy.py --device cuda --root "${GEOCAMAT_DATA:-.gpu/data}/rsscn7" --size 144 --arch resnet18 \
     --epochs 60 --seeds 3 --batch-size 64 --threads 8 --timing-rounds 10 --methods "$METHODS" \
     --out "$OUT/camat_accuracy_gpu.json" --plot "$OUT/camat_robustness_gpu.png" 2>&1 | tee "$OUT/camat_accuracy_gpu.log"

@@ -12,11 +12,16 @@ def crs_label(crs) -> str | None:
     """
     if crs is None:
         return None
+    exact, closest = epsg_codes(crs)
+    if exact:
+        return f"EPSG:{exact}"
+    return f"a custom CRS (closest: EPSG:{closest})" if closest else "a custom CRS"
+
+
+def epsg_codes(crs) -> tuple[int | None, int | None]:
+    """(the EPSG code GDAL matches the CRS to at 100%, else None; its 70% match when there is no exact one)."""
     from rasterio.crs import CRS
 
     crs = CRS.from_wkt(crs.to_wkt())
     exact = crs.to_epsg(confidence_threshold=100)
-    if exact:
-        return f"EPSG:{exact}"
-    closest = crs.to_epsg()
-    return f"a custom CRS (closest: EPSG:{closest})" if closest else "a custom CRS"
+    return exact, None if exact else crs.to_epsg()

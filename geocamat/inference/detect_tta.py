@@ -27,25 +27,18 @@ def fuse_views(boxes: Tensor, scores: Tensor, labels: Tensor, views: int, iou: f
     Returns:
         ``{"boxes" (K, 4), "scores" (K,), "labels" (K,)}`` by descending score.
     """
-    from torchvision.ops import batched_nms, box_iou
+    from geocamat.inference.duplicates import group_boxes
 
     if len(boxes) == 0:
         return {"boxes": boxes.reshape(0, 4), "scores": scores, "labels": labels}
     b, s = boxes.double(), scores.double()
-    keep = batched_nms(b, s, labels, float(iou))
-    overlap = box_iou(b, b[keep]) > iou
-    overlap &= labels[:, None] == labels[keep][None, :]
-    overlap &= s[keep][None, :] >= s[:, None]
-    overlap[keep, torch.arange(len(keep))] = True  # a leader belongs to its own cluster
-    member = overlap.any(dim=1)
-    leader = overlap.to(torch.uint8).argmax(dim=1)  # the first (best) overlapping leader
-    idx = torch.nonzero(member).flatten()
-    sums = torch.zeros(len(keep), 4, dtype=torch.float64, device=b.device)
-    weights = torch.zeros(len(keep), dtype=torch.float64, device=b.device)
-    counts = torch.zeros(len(keep), dtype=torch.float64, device=b.device)
-    sums.index_add_(0, leader[idx], b[idx] * s[idx, None])
-    weights.index_add_(0, leader[idx], s[idx])
-    counts.index_add_(0, leader[idx], torch.ones_like(s[idx]))
+    keep, group = group_boxes(b, s, labels, iou)
+    member = group >= 0
+    g = group[member]
+    sums = torch.zeros(len(keep), 4, dtype=torch.float64, device=b.device).index_add_(0, g, b[member] * s[member, None])
+    weights = torch.zeros(len(keep), dtype=torch.float64, device=b.device).index_add_(0, g, s[member])
+    counts = torch.zeros(len(keep), dtype=torch.float64, device=b.device).index_add_(
+        0, g, torch.ones_like(s[member]))
     fused = sums / weights.clamp_min(1e-12)[:, None]
     score = weights / counts.clamp_min(views)  # the mean score, times the share of views that found it
     order = torch.argsort(score, descending=True)

@@ -17,15 +17,42 @@ import numpy as np
 METHODS = ("wbf", "nms", "none")
 
 
+def group_boxes(boxes, scores, labels, iou: float, chunk: int = 4096):
+    """Leaders and their groups: the boxes a class-wise NMS at ``iou`` keeps (torchvision's, greedy by descending
+    score), and for every box the leader it belongs to: itself for a leader, else the best leader of its class
+    that overlaps it by more than ``iou`` (the one that removed it).
+
+    Args:
+        boxes, scores, labels: (N, 4) xyxy, (N,), (N,) tensors.
+        iou: IoU above which two boxes are the same object.
+        chunk: removed boxes compared with the leaders at a time (bounds memory for large scenes).
+
+    Returns:
+        (indices of the leaders by descending score (K,), group of each box as an index into them (N,)).
+    """
+    import torch
+    from torchvision.ops import batched_nms, box_iou
+
+    keep = batched_nms(boxes, scores, labels, float(iou))
+    group = torch.full((len(boxes),), -1, dtype=torch.int64, device=boxes.device)
+    group[keep] = torch.arange(len(keep), device=boxes.device)
+    gone = torch.nonzero(group < 0).flatten()
+    for c0 in range(0, len(gone), chunk):
+        g = gone[c0:c0 + chunk]
+        overlap = box_iou(boxes[g], boxes[keep]) > iou
+        overlap &= labels[g][:, None] == labels[keep][None, :]
+        overlap &= scores[keep][None, :] >= scores[g][:, None]
+        has = overlap.any(dim=1)
+        group[g[has]] = overlap.to(torch.uint8).argmax(dim=1)[has]  # the first (best) overlapping leader
+    return keep, group
+
+
 def merge_duplicates(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, iou: float = 0.4,
                      method: str = "nms", chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     """Merge groups of same-class boxes whose IoU with a better box of the group's leader exceeds ``iou``.
 
-    The leaders are the boxes a class-wise NMS at ``iou`` keeps (torchvision's, greedy by descending score:
-    a box goes when its IoU with a kept, better box is > ``iou``). A removed box belongs to the best leader of
-    its class that overlaps it by more than ``iou`` (the one that removed it). With ``nms`` each group is its
-    leader; with ``wbf`` its corners are the score-weighted mean of the members' (the leader's score and class
-    are kept either way).
+    The groups are those of :func:`group_boxes`. With ``nms`` each group is its leader; with ``wbf`` its corners
+    are the score-weighted mean of the members' (the leader's score and class are kept either way).
 
     Args:
         boxes: (N, 4) xyxy.
@@ -40,7 +67,6 @@ def merge_duplicates(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, 
         descending score.
     """
     import torch
-    from torchvision.ops import batched_nms, box_iou
 
     if method not in METHODS:
         raise ValueError(f"unknown duplicate merge {method!r}: choose one of {', '.join(METHODS)}")
@@ -51,25 +77,12 @@ def merge_duplicates(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, 
     tb = torch.as_tensor(boxes)
     ts = torch.as_tensor(np.asarray(scores), dtype=torch.float64)
     tl = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
-    keep = batched_nms(tb, ts, tl, float(iou))  # leaders, by descending score
+    keep, group = group_boxes(tb, ts, tl, iou, chunk)
     out = boxes[keep.numpy()].copy()
     if method == "wbf" and len(keep) < n:
-        removed = torch.ones(n, dtype=torch.bool)
-        removed[keep] = False
-        gone = torch.nonzero(removed).flatten()
-        sums = torch.zeros(len(keep), 4, dtype=torch.float64)
-        weights = torch.zeros(len(keep), dtype=torch.float64)
-        for c0 in range(0, len(gone), chunk):
-            g = gone[c0:c0 + chunk]
-            overlap = box_iou(tb[g], tb[keep]) > iou
-            overlap &= tl[g][:, None] == tl[keep][None, :]
-            overlap &= ts[keep][None, :] >= ts[g][:, None]
-            has = overlap.any(dim=1)
-            leader = overlap.to(torch.uint8).argmax(dim=1)  # the first (best) overlapping leader
-            g, leader = g[has], leader[has]
-            sums.index_add_(0, leader, tb[g] * ts[g][:, None])
-            weights.index_add_(0, leader, ts[g])
-        sums += tb[keep] * ts[keep][:, None]
-        weights += ts[keep]
+        member = group >= 0
+        g, tb, ts = group[member], tb[member], ts[member]
+        sums = torch.zeros(len(keep), 4, dtype=torch.float64).index_add_(0, g, tb * ts[:, None])
+        weights = torch.zeros(len(keep), dtype=torch.float64).index_add_(0, g, ts)
         out = (sums / weights.clamp_min(1e-12)[:, None]).numpy()
     return out.astype(np.float32), keep.numpy().astype(np.int64)

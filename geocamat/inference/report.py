@@ -19,9 +19,9 @@ def crs_record(wkt: str) -> dict:
     from pyproj import CRS as ProjCRS
     from rasterio.crs import CRS
 
-    crs = CRS.from_wkt(wkt)
-    exact = crs.to_epsg(confidence_threshold=100)
-    closest = crs.to_epsg() if exact is None else None
+    from geocamat.data.crs import epsg_codes
+
+    exact, closest = epsg_codes(CRS.from_wkt(wkt))
     return {"crs": wkt, "crs_projjson": ProjCRS.from_wkt(wkt).to_json_dict(), "epsg": exact,
             "epsg_closest": closest}
 

@@ -11,8 +11,8 @@ from test_detection_cli import trained  # noqa: F401 - the module fixture (a one
 from test_detection_inference import fake_detector
 
 from cli.main import cli
-from geocamat.camat.geometry import dihedral
-from geocamat.inference.detect_tta import fuse_views, inverse_index, tta_detect_fn
+from geocamat.camat.geometry import dihedral, inverse_index
+from geocamat.inference.detect_tta import fuse_views, tta_detect_fn
 
 
 def test_inverse_index_undoes_every_transform():

@@ -99,6 +99,11 @@ def dihedral_inverse(x: Tensor, k: int | Tensor) -> Tensor:
     return _apply(x, k, inverse=True)
 
 
+def inverse_index(k: int) -> int:
+    """The dihedral index that undoes ``k``: quarter turns go back, the four reflections are their own inverse."""
+    return k if k >= 4 else (4 - k) % 4
+
+
 def random_dihedral(n: int, generator: torch.Generator | None = None) -> Tensor:
     """Draw ``n`` dihedral indices uniformly from 0..7 (on the CPU)."""
     return torch.randint(0, NUM_DIHEDRAL, (n,), generator=generator)

@@ -13,12 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from geocamat.camat.geometry import NUM_DIHEDRAL, dihedral, dihedral_boxes, dihedral_inverse
-
-
-def inverse_index(k: int) -> int:
-    """The dihedral index that undoes ``k``: quarter turns go back, the four reflections are their own inverse."""
-    return k if k >= 4 else (4 - k) % 4
+from geocamat.camat.geometry import NUM_DIHEDRAL, dihedral, dihedral_boxes, dihedral_inverse, inverse_index
 
 
 def fuse_views(boxes: Tensor, scores: Tensor, labels: Tensor, views: int, iou: float = 0.55) -> dict:
@@ -27,19 +22,12 @@ def fuse_views(boxes: Tensor, scores: Tensor, labels: Tensor, views: int, iou: f
     Returns:
         ``{"boxes" (K, 4), "scores" (K,), "labels" (K,)}`` by descending score.
     """
-    from geocamat.inference.duplicates import group_boxes
+    from geocamat.inference.duplicates import fuse_groups, group_boxes
 
     if len(boxes) == 0:
         return {"boxes": boxes.reshape(0, 4), "scores": scores, "labels": labels}
-    b, s = boxes.double(), scores.double()
-    keep, group = group_boxes(b, s, labels, iou)
-    member = group >= 0
-    g = group[member]
-    sums = torch.zeros(len(keep), 4, dtype=torch.float64, device=b.device).index_add_(0, g, b[member] * s[member, None])
-    weights = torch.zeros(len(keep), dtype=torch.float64, device=b.device).index_add_(0, g, s[member])
-    counts = torch.zeros(len(keep), dtype=torch.float64, device=b.device).index_add_(
-        0, g, torch.ones_like(s[member]))
-    fused = sums / weights.clamp_min(1e-12)[:, None]
+    keep, group = group_boxes(boxes.double(), scores.double(), labels, iou)
+    fused, weights, counts = fuse_groups(boxes, scores, group, len(keep))
     score = weights / counts.clamp_min(views)  # the mean score, times the share of views that found it
     order = torch.argsort(score, descending=True)
     return {"boxes": fused[order].to(boxes.dtype), "scores": score[order].to(scores.dtype),
@@ -59,13 +47,12 @@ def tta_detect_fn(detect_fn, views: int = NUM_DIHEDRAL, iou: float = 0.55):
         found: list[list[dict]] = [[] for _ in range(n)]
         cam_sum = None
         for k in range(views):
-            dets, cams = detect_fn(dihedral(batch, k) if k else batch)
-            back = inverse_index(k)
+            dets, cams = detect_fn(dihedral(batch, k))
             for i, d in enumerate(dets):
-                boxes = dihedral_boxes(d["boxes"].float(), back, size) if k else d["boxes"].float()
+                boxes = dihedral_boxes(d["boxes"].float(), inverse_index(k), size)
                 found[i].append({"boxes": boxes, "scores": d["scores"].float(), "labels": d["labels"]})
             if cams is not None:
-                cams = dihedral_inverse(cams.float(), k) if k else cams.float()
+                cams = dihedral_inverse(cams.float(), k)
                 cam_sum = cams if cam_sum is None else cam_sum + cams
         out = [fuse_views(torch.cat([v["boxes"] for v in f]), torch.cat([v["scores"] for v in f]),
                           torch.cat([v["labels"] for v in f]), views, iou) for f in found]

@@ -47,6 +47,20 @@ def group_boxes(boxes, scores, labels, iou: float, chunk: int = 4096):
     return keep, group
 
 
+def fuse_groups(boxes, scores, group, n_groups: int):
+    """Per group of :func:`group_boxes`: the score-weighted mean of its members' corners, the sum of their scores
+    and their count (float64 tensors (K, 4), (K,), (K,); boxes outside every group, ``group < 0``, are left out)."""
+    import torch
+
+    member = group >= 0
+    g, b, s = group[member], boxes[member].double(), scores[member].double()
+    zeros = dict(dtype=torch.float64, device=boxes.device)
+    sums = torch.zeros(n_groups, 4, **zeros).index_add_(0, g, b * s[:, None])
+    weights = torch.zeros(n_groups, **zeros).index_add_(0, g, s)
+    counts = torch.zeros(n_groups, **zeros).index_add_(0, g, torch.ones_like(s))
+    return sums / weights.clamp_min(1e-12)[:, None], weights, counts
+
+
 def merge_duplicates(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, iou: float = 0.4,
                      method: str = "nms", chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     """Merge groups of same-class boxes whose IoU with a better box of the group's leader exceeds ``iou``.
@@ -80,9 +94,5 @@ def merge_duplicates(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, 
     keep, group = group_boxes(tb, ts, tl, iou, chunk)
     out = boxes[keep.numpy()].copy()
     if method == "wbf" and len(keep) < n:
-        member = group >= 0
-        g, tb, ts = group[member], tb[member], ts[member]
-        sums = torch.zeros(len(keep), 4, dtype=torch.float64).index_add_(0, g, tb * ts[:, None])
-        weights = torch.zeros(len(keep), dtype=torch.float64).index_add_(0, g, ts)
-        out = (sums / weights.clamp_min(1e-12)[:, None]).numpy()
+        out = fuse_groups(tb, ts, group, len(keep))[0].numpy()
     return out.astype(np.float32), keep.numpy().astype(np.int64)

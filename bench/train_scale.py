@@ -92,7 +92,7 @@ def child(spec: dict) -> dict:
     overrides = {"images": spec["images"], "labels": spec["labels"], "epochs": spec["epochs"],
                  "data_pipeline": spec["pipeline"], "samples_per_epoch": spec.get("samples"),
                  "accelerator": "cpu", "devices": 1, "label_offset": "check"}
-    config = build(LandUseConfig, load_raw(YAML, overrides).values, what="land-use training")
+    config = build(LandUseConfig, load_raw(YAML, overrides, spec.get("set", ())).values, what="land-use training")
     quiet_lightning(False)
     L.seed_everything(0, verbose=False)
     if config.data_pipeline == "stream":  # as train_landuse does
@@ -160,6 +160,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=20000, help="windows per epoch on the upsampled scenes")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per speed case on the sample")
     parser.add_argument("--repeats", type=int, default=2, help="memory/stream alternations on the sample")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="settings over the sample config for every case (e.g. camat.source=cached cutmix=0)")
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
@@ -170,13 +172,13 @@ def main() -> None:
         image, labels = make_scene(work, scale)
         results.append(run_case({"name": f"stream {scale}x", "pipeline": "stream", "images": [str(image)],
                                  "labels": str(labels), "epochs": 1, "samples": args.samples,
-                                 "work": str(work / f"x{scale}" / "run")}))
+                                 "work": str(work / f"x{scale}" / "run"), "set": args.set}))
     bands = str(NC / "lsat7_2000_*.tif")
     for r in range(args.repeats):
         for pipeline in ("memory", "stream"):
             results.append(run_case({"name": f"{pipeline} sample #{r + 1}", "pipeline": pipeline, "images": [bands],
                                      "labels": str(NC / "strata.tif"), "epochs": args.epochs,
-                                     "work": str(work / f"sample-{pipeline}")}))
+                                     "work": str(work / f"sample-{pipeline}"), "set": args.set}))
     print("\n| case | Mpx | training windows | drawn/epoch | prepare s | peak RSS MB | tiles/s per epoch |")
     print("|---|---|---|---|---|---|---|")
     for r in results:

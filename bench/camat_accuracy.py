@@ -86,6 +86,9 @@ METHODS: dict[str, tuple[str, dict]] = {
     "camat-pairs-p50": ("camat", {"source": "cached", "consistency": 1.0, "p": 0.5}),
     # the one column the session-9 default missed on the GPU: random 40% squares (Hide-and-Seek hides ~50%)
     "camat-randarea": ("camat", {"source": "cached", "random_area": [0.1, 0.5]}),
+    # session 10 (CPU): larger random squares, or more occluded samples, to reach Hide-and-Seek on random40
+    "camat-randarea-wide": ("camat", {"source": "cached", "random_area": [0.2, 0.6]}),
+    "camat-randarea-p50": ("camat", {"source": "cached", "random_area": [0.1, 0.5], "p": 0.5}),
 }
 DEFAULT_METHODS = "none,cutout,random-erasing,hide-and-seek,camat-fresh,camat-cached,camat-white"
 

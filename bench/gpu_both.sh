@@ -16,7 +16,7 @@ DEVICE=${DEVICE:-cuda}
 SEEDS=${SEEDS:-0 1 2}
 DATA=${GEOCAMAT_DATA:-.gpu/data}
 CAMAT_ARGS=${CAMAT_ARGS:---size 144 --arch resnet18 --epochs 60 --seeds 3 --batch-size 64 --threads 6 --timing-rounds 10}
-CAMAT_METHODS=${CAMAT_METHODS:-none,cutout,random-erasing,hide-and-seek,camat-cached,camat-fresh,camat-area25-half-random-meanmix-p35,camat-randarea,camat-p50,camat-pairs,camat-random75}
+CAMAT_METHODS=${CAMAT_METHODS:-none,cutout,random-erasing,hide-and-seek,camat-cached,camat-fresh,camat-randarea,camat-randarea-wide,camat-randarea-p50}
 DET_SET=${DET_SET:-epochs=30 batch_size=8 num_workers=3}
 DET_ROWS=${DET_ROWS:-}  # empty: the bench's rows (none, random-erasing, camat, camat-init, none-init)
 left() { echo $(( DEADLINE - ($(date +%s) - start) )); }

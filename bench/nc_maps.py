@@ -59,9 +59,10 @@ def load_maps(folders: list[str]) -> dict[str, dict[str, np.ndarray]]:
 
 
 def gbm_probabilities(img: np.ndarray, valid: np.ndarray, ref: np.ndarray, ids: np.ndarray, train: np.ndarray,
-                      seed: int = 0) -> np.ndarray:
+                      seed: int = 0, class_weight: str | None = None) -> np.ndarray:
     """Per-pixel HistGradientBoosting on box means (3-129 px) and standard deviations of the bands plus four
-    normalised differences, trained on the training-block pixels; (K, H, W) in the labels' frame."""
+    normalised differences, trained on the training-block pixels; (K, H, W) in the labels' frame.
+    ``class_weight="balanced"`` weights every class's pixels equally in total."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     x = torch.from_numpy(np.where(valid, img, 0.0).astype("float32"))
@@ -80,7 +81,8 @@ def gbm_probabilities(img: np.ndarray, valid: np.ndarray, ref: np.ndarray, ids: 
     table = torch.cat(feats).numpy().reshape(-1, ref.size).T
     target = np.searchsorted(ids, ref.reshape(-1))
     rows = train.reshape(-1)
-    model = HistGradientBoostingClassifier(max_iter=300, learning_rate=0.1, l2_regularization=1.0, random_state=seed)
+    model = HistGradientBoostingClassifier(max_iter=300, learning_rate=0.1, l2_regularization=1.0, random_state=seed,
+                                           class_weight=class_weight)
     model.fit(table[rows], target[rows])
     proba = np.zeros((len(ids), ref.size), dtype="float32")
     proba[np.searchsorted(ids, ids[model.classes_])] = model.predict_proba(table).T

@@ -40,8 +40,8 @@ def _camat_option(name: str, type_=None):
 @setting_option(C, "ema_decay", "--ema-decay", type=float)
 @setting_option(C, "cutmix", "--cutmix", type=float)
 @setting_option(C, "output", "--output", type=click.Choice(["window", "dense"]))
-@click.option("--camat/--no-camat", default=None, help="Train with CAMAT (default) or without any occlusion "
-              "(same as --regulariser none).")
+@click.option("--camat/--no-camat", default=None, help="Train with CAMAT (the default of land use and scenes) or "
+              "without any occlusion (detection's default); the same as --regulariser camat / none.")
 @setting_option(C, "regulariser", "--regulariser")
 @_camat_option("saliency")
 @_camat_option("target")
@@ -81,17 +81,19 @@ def train(config, out, task, images, resume, assignments, overwrite, quiet, cama
         values["bands"] = values["bands"].split(",")
     if values.get("devices") and str(values["devices"]).isdigit():
         values["devices"] = int(values["devices"])
-    if camat is False:
-        if values.get("regulariser") not in (None, "none"):
-            raise ConfigError("--no-camat and --regulariser contradict each other: give one of them")
-        values["regulariser"] = "none"
+    if camat is not None:
+        wanted = "camat" if camat else "none"
+        if values.get("regulariser") not in (None, wanted):
+            raise ConfigError(f"--{'' if camat else 'no-'}camat and --regulariser {values['regulariser']} contradict "
+                              "each other: give one of them")
+        values["regulariser"] = wanted
     raw = load_raw(config, given(task=task, images=list(images) or None, camat=camat_opts or None, **values),
                    assignments)
     name = task_of_settings(raw.values)
     module = get_task(name)
     settings = dict(raw.values)
     settings.pop("task", None)
-    regulariser = settings.get("regulariser", "camat")
+    regulariser = settings.get("regulariser", _default(module.Config, "regulariser"))
     if regulariser != "camat" and settings.get("camat"):
         flagged = sorted(k for k in raw.explicit if k.startswith("camat."))
         if flagged:
@@ -112,6 +114,14 @@ def train(config, out, task, images, resume, assignments, overwrite, quiet, cama
         for line in module.summary(metrics):
             click.echo(line)
         click.echo(f"model: {Path(out) / 'model.geocamat'}")
+
+
+def _default(config_class, name: str):
+    """The default of setting ``name`` in a task's settings class (tasks differ: detection trains without CAMAT)."""
+    from dataclasses import MISSING, fields
+
+    field = next(f for f in fields(config_class) if f.name == name)
+    return field.default if field.default is not MISSING else field.default_factory()
 
 
 def _log(quiet: bool):

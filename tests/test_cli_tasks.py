@@ -100,6 +100,9 @@ def test_scenes_train_predict_evaluate_info(scenes):
 def test_detection_train_predict_evaluate_info(detection):
     assert "validation (0 tiles)" in detection["train_output"] and "2 training tiles, 4 boxes" in \
         detection["train_output"]
+    # detection trains without occlusion unless asked, and says how to ask (CAMAT costs mAP on other sites)
+    assert "occlusion: none (detection's default; --camat trains with object-aware CAMAT" in detection["train_output"]
+    assert json.loads((detection["dir"] / "run" / "metrics.json").read_text())["regulariser"] == "none"
     out = detection["dir"] / "pred"
     line = run("predict", "--model", detection["model"], "--out", out, "--score-threshold", 0.0, detection["image"])
     report = json.loads((out / "report.json").read_text())

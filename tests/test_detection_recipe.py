@@ -130,7 +130,7 @@ def test_training_records_the_recipe_and_ships_the_average(tmp_path):
     assert bundle.model["anchor_sizes"] == metrics["anchor_sizes"] and 14 <= metrics["anchor_sizes"][0] <= 28
     assert bundle.extra["weights"] == "ema" and metrics["ema_decay"] == 0.9
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["ema_decay"] == 0.9
-    assert bundle.regulariser["fill"] == "mixed" and bundle.regulariser["negatives"] == 1.0
+    assert bundle.regulariser == {"name": "none"}  # detection's default: CAMAT costs mAP on other sites
 
 
 def test_bf16_autocast_training_runs(tmp_path):
@@ -140,7 +140,7 @@ def test_bf16_autocast_training_runs(tmp_path):
     img, csv = scene(tmp_path)
     cfg = {"images": [str(img)], "labels": [str(csv)], "tile_size": 128, "epochs": 1, "batch_size": 2,
            "max_tiles": 2, "backbone": "tiny", "fpn_channels": 8, "val_fraction": 0.0, "seed": 0,
-           "precision": "bf16-mixed", "camat": {"warmup": 0.0, "p": 1.0}}
+           "precision": "bf16-mixed", "regulariser": "camat", "camat": {"warmup": 0.0, "p": 1.0}}
     metrics = train_detection(cfg, tmp_path / "run")
     assert metrics["numeric_precision"] == "bf16-mixed" and metrics["occluded_pixel_fraction"] > 0
     bundle = Bundle.load(tmp_path / "run" / "model.geocamat")
@@ -154,10 +154,14 @@ def test_cli_sets_the_detection_camat_options_and_land_use_refuses_negatives(tmp
     from tests.test_cli_tasks import refused, run
 
     img, csv = scene(tmp_path)
-    run("train", "--task", "detection", "--images", img, "--labels", csv, "--tile-size", 128, "--epochs", 1,
-        "--batch-size", 2, "--set", "backbone=tiny", "--set", "max_tiles=2", "--set", "val_fraction=0",
-        "--set", "camat.negatives=0.5", "--set", "camat.mix=[mean, texture]", "--set", "anchor_sizes=[8,16,32,64]",
-        "--set", "ema_decay=0", "--out", tmp_path / "run", "-q")
+    common = ("train", "--task", "detection", "--images", img, "--labels", csv, "--tile-size", 128, "--epochs", 1,
+              "--batch-size", 2, "--set", "backbone=tiny", "--set", "max_tiles=2", "--set", "val_fraction=0")
+    refused(*common, "--set", "camat.negatives=0.5", "--out", tmp_path / "no", needle="--camat-negatives applies only "
+            "with --regulariser camat, not none")  # detection trains without CAMAT unless asked
+    refused(*common, "--camat", "--regulariser", "none", "--out", tmp_path / "no",
+            needle="--camat and --regulariser none contradict each other")
+    run(*common, "--camat", "--set", "camat.negatives=0.5", "--set", "camat.mix=[mean, texture]",
+        "--set", "anchor_sizes=[8,16,32,64]", "--set", "ema_decay=0", "--out", tmp_path / "run", "-q")
     bundle = Bundle.load(tmp_path / "run" / "model.geocamat")
     assert bundle.regulariser["negatives"] == 0.5 and bundle.regulariser["mix"] == ["mean", "texture"]
     assert bundle.model["anchor_sizes"] == [8, 16, 32, 64] and bundle.extra["weights"] == "last"
@@ -168,9 +172,9 @@ def test_cli_sets_the_detection_camat_options_and_land_use_refuses_negatives(tmp
     lab = write_raster(tmp_path / "lab.tif", labels, nodata=0)
     refused("train", "--images", image, "--labels", lab, "--tile-size", 16, "--set", "camat.negatives=1",
             "--out", tmp_path / "lu", needle="camat.negatives is only for detection")
-    refused("train", "--task", "detection", "--images", img, "--labels", csv, "--set", "camat.mix=[mixed]",
+    refused("train", "--task", "detection", "--images", img, "--labels", csv, "--camat", "--set", "camat.mix=[mixed]",
             "--out", tmp_path / "bad", needle="mix")
-    assert not (tmp_path / "lu").exists() and not (tmp_path / "bad").exists()
+    assert not any((tmp_path / name).exists() for name in ("lu", "bad", "no"))
 
 
 @pytest.mark.parametrize("arch", ["fasterrcnn", "retinanet", "fcos"])

@@ -79,6 +79,15 @@ def _default_threshold(cfg: DetectionConfig, metrics: dict) -> tuple[float, str,
     return fallback, "default (no validation detection was right)" if best else "default (no validation split)", best
 
 
+def occlusion_line(name: str) -> str:
+    """The line a detection run prints about its training-time occlusion (detection's default is none)."""
+    if name == "none":
+        return ("occlusion: none (detection's default; --camat trains with object-aware CAMAT, which costs mAP on "
+                "sites never trained on today: docs/detection.md)")
+    what = "object-aware CAMAT" if name == "camat" else "object-aware Random Erasing"
+    return f"occlusion: {what} (measured below none on sites never trained on: docs/bench_detection.md)"
+
+
 def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, log=print) -> dict:
     """Train a detector with object-aware CAMAT (or a baseline) and write ``model.geocamat`` + ``metrics.json``.
 
@@ -185,6 +194,7 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
 
     regulariser = build_regulariser_from(cfg, build_object_regulariser)
     set_zero_fill(regulariser, mean, std)
+    log(occlusion_line(regulariser.name))
     validation_threshold = cfg.score_threshold if cfg.score_threshold is not None else \
         cfg.MODEL_FALLBACKS["score_threshold"]
     task = DetectionTask(model_kwargs, regulariser, lr=float(cfg.lr), weight_decay=float(cfg.weight_decay),

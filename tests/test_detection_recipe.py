@@ -208,3 +208,32 @@ def test_camat_maps_leave_batchnorm_statistics_alone():
         assert torch.equal(m.running_mean, mean) and torch.equal(m.running_var, var) and int(m.num_batches_tracked) == n
     task.model.class_activation_maps(torch.randn(2, 3, 64, 64) * 3 + 5)  # the bare pass would move them
     assert not all(torch.equal(m.running_mean, b[0]) for m, b in zip(bn, before, strict=True))
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.5])
+def test_camat_pairs_keep_the_clean_tiles_and_weight_the_occluded_copies(weight):
+    """camat.consistency > 0 (detection): the clean batch is trained whole and the occluded copies are a second
+    forward, their loss times the weight; 0: the occluded tiles replace the clean ones (one forward)."""
+    import types
+
+    from geocamat.camat.detection import ObjectCAMAT
+    from geocamat.tasks.detection.module import DetectionTask
+
+    torch.manual_seed(0)
+    reg = ObjectCAMAT(p=1.0, warmup=0.0, fill="mean", negatives=0.0, consistency=weight)
+    task = DetectionTask({"in_channels": 3, "num_classes": 1, "tile_size": 64, "backbone": "tiny",
+                          "fpn_channels": 8}, regulariser=reg, ema_decay=0.0)
+    task._trainer = types.SimpleNamespace(max_epochs=1, current_epoch=0)
+    task.log = lambda *args, **kwargs: None
+    seen = []
+    task._loss = lambda images, targets: seen.append((images.clone(), len(targets))) or torch.tensor(float(len(seen)))
+    images = torch.randn(3, 3, 64, 64)
+    targets = [{"boxes": torch.tensor([[8.0, 8.0, 40.0, 40.0]]), "labels": torch.tensor([0])},
+               {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)},
+               {"boxes": torch.tensor([[20.0, 10.0, 60.0, 50.0]]), "labels": torch.tensor([0])}]
+    loss = task.training_step((images, targets), 0)
+    if weight == 0:  # one forward, on the occluded batch
+        assert len(seen) == 1 and seen[0][1] == 3 and not torch.equal(seen[0][0], images) and float(loss) == 1.0
+    else:  # the clean batch, then the two tiles with an occluded object: 1 + 0.5 * 2
+        assert [n for _, n in seen] == [3, 2] and torch.equal(seen[0][0], images)
+        assert not torch.equal(seen[1][0], images[[0, 2]]) and float(loss) == 1.0 + weight * 2.0

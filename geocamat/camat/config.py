@@ -76,7 +76,8 @@ class CamatConfig:
             instead of matching the top-CAM region's (None).
         consistency: > 0: each occluded sample is trained beside its clean copy in the same batch, and this
             weight multiplies a KL term between the two predictions (clean one detached); 0: the occluded
-            sample replaces its clean copy.
+            sample replaces its clean copy. Detection: the clean tiles are all kept and the occluded copies
+            of the tiles that got an occluder are a second forward whose loss this weight multiplies.
     """
 
     saliency: str = field(default="cam", metadata={"help": "Saliency method."})
@@ -172,5 +173,7 @@ class DetectionCamatConfig(CamatConfig):
     random_area: list[float] | None = field(default=None, metadata={"help": "Not available for detection."})
     mix: list[str] | None = field(default_factory=lambda: list(DETECTION_MIXED_FILLS),
                                   metadata={"help": "Fills that `mixed` draws from."})
+    consistency: float = field(default=0.0, metadata={"help": "> 0: keep every clean tile and train the occluded "
+                                                             "copies beside them, their loss times this weight."})
     negatives: float = field(default=1.0, metadata={"help": "Occluders also pasted outside every box, this many "
                                                             "per occluded object."})

@@ -226,6 +226,8 @@ class ObjectRegulariser:
 
     name = "none"
     needs_cam = False
+    #: > 0: the training step keeps the clean tiles and adds the occluded copies, their loss times this weight
+    pairs_weight = 0.0
     #: (C,) normalised value of a raw 0 per band, for the ``zero`` fill; set by the training workflow
     zero_value: Tensor | None = None
 
@@ -289,6 +291,7 @@ class ObjectCAMAT(ObjectRegulariser):
 
     def __init__(self, config: CamatConfig | None = None, **options) -> None:
         self.config = config or DetectionCamatConfig(**options)
+        self.pairs_weight = float(self.config.consistency)
 
     def active(self, epoch: int, max_epochs: int) -> bool:
         """Whether occlusion is on at this epoch (off during the warm-up)."""

@@ -102,7 +102,7 @@ class DetectionConfig(TrainSettings):
         in_range(self, "ema_decay", 0, 1, high_open=True, optional=True)
         in_range(self, "scale_jitter", 0, 1)
         in_range(self, "colour_jitter", 0, 1)
-        for key in ("random_share", "random_area", "consistency"):
+        for key in ("random_share", "random_area"):
             if getattr(self.camat, key):
                 raise ConfigError(f"camat.{key} is not available for detection (object-aware CAMAT); leave it at 0")
 

@@ -57,15 +57,26 @@ class DetectionTask(L.LightningModule):
         images, targets = batch
         boxes = [t["boxes"] for t in targets]
         labels = [t["labels"] for t in targets]
-        images, mask = self.regulariser(images, boxes, labels, cam_fn=self._cams,
-                                        epoch=self.current_epoch, max_epochs=self.trainer.max_epochs or 1)
+        occluded, mask = self.regulariser(images, boxes, labels, cam_fn=self._cams,
+                                          epoch=self.current_epoch, max_epochs=self.trainer.max_epochs or 1)
         if mask is not None:
             self.occluded_fraction.append(float(mask.float().mean()))
-        losses = self.model(images, targets)
-        loss = sum(v for k, v in losses.items() if k != "loss_cam") + self.cam_weight * losses["loss_cam"]
+        pairs = self.regulariser.pairs_weight
+        if pairs > 0 and mask is not None:  # every clean tile, plus the occluded copies as a weighted second forward
+            loss = self._loss(images, targets)
+            hit = mask.flatten(1).any(dim=1).nonzero().flatten().tolist()
+            if hit:
+                loss = loss + pairs * self._loss(occluded[hit], [targets[i] for i in hit])
+        else:
+            loss = self._loss(occluded, targets)
         self.log("train_loss", loss, prog_bar=True, batch_size=len(targets))
         self._t0 = t0
         return loss
+
+    def _loss(self, images: Tensor, targets: list[dict]) -> Tensor:
+        """The detector's training loss of a batch: its box/class terms plus the weighted CAM-head term."""
+        losses = self.model(images, targets)
+        return sum(v for k, v in losses.items() if k != "loss_cam") + self.cam_weight * losses["loss_cam"]
 
     def _cams(self, images: Tensor) -> Tensor:
         """CAMAT's maps: one extra pass of the body that leaves BatchNorm's running statistics as they were."""

@@ -7,7 +7,10 @@ from dataclasses import dataclass
 from geocamat.camat.config import DetectionCamatConfig
 from geocamat.errors import ConfigError
 from geocamat.settings import as_list, in_range, positive_int, setting
-from geocamat.tasks.base import REGULARISER_NAMES, TrainSettings
+from geocamat.tasks.base import TrainSettings
+
+#: the occlusions detection trains with (object-aware: inside the boxes)
+DETECTION_REGULARISERS = ("none", "camat", "random-erasing")
 
 
 @dataclass
@@ -16,7 +19,7 @@ class DetectionConfig(TrainSettings):
 
     regulariser: str = setting("none", "Training-time occlusion; detection default none: object-aware CAMAT costs "
                                "8-10 points mAP@0.5 on sites never trained on (docs/bench_detection.md); camat "
-                               "or random-erasing to train with one.", choices=REGULARISER_NAMES)
+                               "or random-erasing to train with one.", choices=DETECTION_REGULARISERS)
     camat: DetectionCamatConfig = setting(help="CAMAT options (camat.tau, camat.fill, camat.negatives, ...); "
                                           "detection defaults: mixed fill with texture, negatives 1.0; see "
                                           "docs/detection.md.", factory=DetectionCamatConfig)
@@ -63,7 +66,7 @@ class DetectionConfig(TrainSettings):
     cam_weight: float = setting(1.0, "Weight of the auxiliary multi-label (CAM head) loss.")
     num_threads: int | None = setting(None, "CPU threads for torch (default: torch's).")
 
-    regularisers = ("camat", "random-erasing", "none")
+    regularisers = DETECTION_REGULARISERS
     #: what the model settings left unset (None) become when no starting weights say otherwise
     MODEL_FALLBACKS = {"detector": "fasterrcnn", "backbone": "small", "fpn_channels": 64,
                        "anchor_sizes": [16, 32, 64, 128], "score_threshold": 0.3}

@@ -194,7 +194,6 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
 
     regulariser = build_regulariser_from(cfg, build_object_regulariser)
     set_zero_fill(regulariser, mean, std)
-    log(occlusion_line(regulariser.name))
     validation_threshold = cfg.score_threshold if cfg.score_threshold is not None else \
         cfg.MODEL_FALLBACKS["score_threshold"]
     task = DetectionTask(model_kwargs, regulariser, lr=float(cfg.lr), weight_decay=float(cfg.weight_decay),
@@ -208,6 +207,7 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
         if task.ema_model is not None:  # the average starts from the starting weights too
             task.ema_model.load_state_dict(task.model.state_dict())
         log(init_message(init_record))
+    log(occlusion_line(regulariser.name))
     accel = _accelerator(cfg.accelerator)
     epochs = int(cfg.epochs)
     trainer = build_trainer(cfg, None, [], progress, logger=False, enable_checkpointing=False,

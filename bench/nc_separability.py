@@ -26,16 +26,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import nc_maps  # noqa: E402
 
 from geocamat.data.splits import checkerboard  # noqa: E402
+from geocamat.metrics.classification import confusion_matrix, summarise  # noqa: E402
 
 
-def f1_per_class(pred: np.ndarray, ref: np.ndarray, mask: np.ndarray, ids: np.ndarray) -> dict[int, float]:
-    """F1 of each class code over the pixels of ``mask``."""
-    out = {}
-    for c in ids:
-        p, r = (pred == c)[mask], (ref == c)[mask]
-        tp, fp, fn = int((p & r).sum()), int((p & ~r).sum()), int((~p & r).sum())
-        out[int(c)] = round(2 * tp / max(1, 2 * tp + fp + fn), 4)
-    return out
+def scores(pred: np.ndarray, ref: np.ndarray, mask: np.ndarray, ids: np.ndarray) -> tuple[float, float, dict]:
+    """(OA, macro-F1, {class code: F1}) over the pixels of ``mask``, by the project's own metrics."""
+    summary = summarise(confusion_matrix(ref[mask], pred[mask], list(ids)), list(ids))
+    f1 = {int(v["id"]): v["f1"] for v in summary["per_class"].values()}
+    return summary["overall_accuracy"], summary["macro_f1"], f1
 
 
 def main() -> None:
@@ -57,11 +55,8 @@ def main() -> None:
         t0 = time.perf_counter()
         prob = nc_maps.gbm_probabilities(img, valid, ref, ids, train, class_weight=weights)
         pred = ids[prob.argmax(0)]
-        f1 = f1_per_class(pred, ref, val, ids)
-        train_f1 = f1_per_class(pred, ref, train, ids)
-        row = {"oa": round(float((pred == ref)[val].mean()), 4),
-               "macro_f1": round(float(np.mean(list(f1.values()))), 4), "f1": f1,
-               "train_macro_f1": round(float(np.mean(list(train_f1.values()))), 4),
+        oa, macro, f1 = scores(pred, ref, val, ids)
+        row = {"oa": oa, "macro_f1": macro, "f1": f1, "train_macro_f1": scores(pred, ref, train, ids)[1],
                "seconds": round(time.perf_counter() - t0, 1)}
         result["models"][weights or "as labelled"] = row
         print(weights or "as labelled", json.dumps(row), flush=True)

@@ -118,10 +118,11 @@ def train(config, out, task, images, resume, assignments, overwrite, quiet, cama
 
 def _default(config_class, name: str):
     """The default of setting ``name`` in a task's settings class (tasks differ: detection trains without CAMAT)."""
-    from dataclasses import MISSING, fields
+    from dataclasses import fields
 
-    field = next(f for f in fields(config_class) if f.name == name)
-    return field.default if field.default is not MISSING else field.default_factory()
+    from geocamat.settings import default_of
+
+    return default_of(next(f for f in fields(config_class) if f.name == name))
 
 
 def _log(quiet: bool):

@@ -56,8 +56,8 @@ def _camat_option(name: str, type_=None):
 @setting_option(C, "strategy", "--strategy")
 @setting_option(C, "num_nodes", "--num-nodes", type=int)
 @click.option("--resume", "resume", default=None, type=click.Path(file_okay=False), metavar="RUN",
-              help="Continue the killed land-use run whose --out was RUN from its last checkpoint, with the settings "
-                   "it saved (only --accelerator, --devices, --strategy and --num-nodes may change).")
+              help="Continue the killed land-use or detection run whose --out was RUN from its last checkpoint, with "
+                   "the settings it saved (only --accelerator, --devices, --strategy and --num-nodes may change).")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
               help="Override any setting, e.g. --set camat.tau=0.6 (repeatable).")
 @overwrite_opt
@@ -143,7 +143,8 @@ HARDWARE = ("accelerator", "devices", "strategy", "num_nodes")
 
 
 def _resume(run: Path, config, task, images, assignments, camat, flags: dict, quiet: bool) -> None:
-    """``--resume RUN``: the killed land-use run's own settings (saved in its stage), from its last checkpoint."""
+    """``--resume RUN``: the killed run's own settings (saved in its stage, with its task), from its last
+    checkpoint."""
     import yaml
 
     from geocamat.errors import ConfigError
@@ -157,15 +158,16 @@ def _resume(run: Path, config, task, images, assignments, camat, flags: dict, qu
                           f"beside it (got {', '.join(given) or 'a config file, --set or images'})")
     stage = interrupted_run(run)
     saved = yaml.safe_load((stage / "config.yaml").read_text())
+    name = saved.pop("task", None) or "landuse"  # land-use runs saved no task
     saved.update({k: flags[k] for k in HARDWARE if flags.get(k) is not None})
     if str(saved.get("devices", "")).isdigit():
         saved["devices"] = int(saved["devices"])
-    landuse = get_task("landuse")
-    cfg = build(landuse.Config, saved, what="the resumed land-use training")
+    module = get_task(name)
+    cfg = build(module.Config, saved, what=f"the resumed {module.NAME} training")
     log = _log(quiet)
     log(f"resuming {run} from {stage / 'checkpoints' / 'last.ckpt'}")
-    metrics = landuse.train(cfg, run, progress=not quiet, log=log, resume=True)
+    metrics = module.train(cfg, run, progress=not quiet, log=log, resume=True)
     if not quiet:
-        for line in landuse.summary(metrics):
+        for line in module.summary(metrics):
             click.echo(line)
         click.echo(f"model: {run / 'model.geocamat'}")

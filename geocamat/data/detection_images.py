@@ -1,4 +1,5 @@
-"""Images for detection: GeoTIFFs or plain PNG/JPG, read whole (detection scenes are small) or by window."""
+"""Images for detection: GeoTIFFs or plain PNG/JPG, read by window (training and prediction alike), so that
+memory does not grow with the image."""
 
 from __future__ import annotations
 
@@ -53,24 +54,106 @@ def read_image(path: str, window: tuple[int, int, int, int] | None = None) -> tu
     Returns:
         (float32 (C, H, W) pixels, bool (H, W) validity: false on nodata and outside the image).
     """
+    with _open(path) as src:
+        return _read_window(src, window)
+
+
+def _read_window(src, window: tuple[int, int, int, int] | None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`read_image` from an open rasterio dataset."""
     from rasterio.windows import Window
 
-    with _open(path) as src:
-        if window is None:
-            window = (0, 0, src.width, src.height)
-        col, row, w, h = window
-        data = np.zeros((src.count, h, w), np.float32)
-        valid = np.zeros((h, w), bool)
-        c0, r0 = max(col, 0), max(row, 0)
-        c1, r1 = min(col + w, src.width), min(row + h, src.height)
-        if c1 > c0 and r1 > r0:
-            arr = src.read(window=Window(c0, r0, c1 - c0, r1 - r0)).astype(np.float32)
-            data[:, r0 - row:r1 - row, c0 - col:c1 - col] = arr
-            ok = np.ones(arr.shape[1:], bool)
-            if src.nodata is not None:
-                ok &= ~(arr == src.nodata).all(axis=0)
-            valid[r0 - row:r1 - row, c0 - col:c1 - col] = ok
+    if window is None:
+        window = (0, 0, src.width, src.height)
+    col, row, w, h = window
+    data = np.zeros((src.count, h, w), np.float32)
+    valid = np.zeros((h, w), bool)
+    c0, r0 = max(col, 0), max(row, 0)
+    c1, r1 = min(col + w, src.width), min(row + h, src.height)
+    if c1 > c0 and r1 > r0:
+        arr = src.read(window=Window(c0, r0, c1 - c0, r1 - r0)).astype(np.float32)
+        data[:, r0 - row:r1 - row, c0 - col:c1 - col] = arr
+        ok = np.ones(arr.shape[1:], bool)
+        if src.nodata is not None:
+            ok &= ~(arr == src.nodata).all(axis=0)
+        valid[r0 - row:r1 - row, c0 - col:c1 - col] = ok
     return data, valid
+
+
+class NormalisedImage:
+    """An image file read window by window when asked, normalised per band; nodata and outside pixels are 0.
+
+    Training cuts its tiles from these, so memory holds the tiles of a batch, not the scenes. Each process
+    (a DataLoader worker included) opens the file once, on its first read.
+
+    Args:
+        path: image file.
+        mean, std: per-band normalisation.
+    """
+
+    def __init__(self, path: str, mean: list[float], std: list[float]) -> None:
+        self.path = str(path)
+        self.mean = np.asarray(mean, np.float32).reshape(-1, 1, 1)
+        self.std = np.asarray(std, np.float32).reshape(-1, 1, 1)
+        with _open(self.path) as src:
+            self.shape = (src.count, src.height, src.width)
+        self._src, self._pid = None, None
+
+    def read(self, col: int, row: int, width: int, height: int) -> np.ndarray:
+        """The normalised float32 (C, height, width) window at (col, row), zero where it leaves the image."""
+        import os
+
+        if self._src is None or self._pid != os.getpid():
+            from geocamat.data.chunks import bound_gdal_cache
+
+            bound_gdal_cache()  # GDAL's block cache would otherwise grow with the scene (in each worker too)
+            self._src, self._pid = _open(self.path), os.getpid()
+        data, valid = _read_window(self._src, (col, row, width, height))
+        x = (data - self.mean) / self.std
+        x[:, ~valid] = 0
+        return x
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the whole image normalised (float32)."""
+        c, h, w = self.shape
+        return 4 * c * h * w
+
+    def load(self, rows: int = 512) -> ArrayImage:
+        """The whole image normalised in memory, read ``rows`` rows at a time (peak: the image + one strip)."""
+        c, h, w = self.shape
+        out = np.empty(self.shape, np.float32)
+        for r in range(0, h, rows):
+            out[:, r:r + rows] = self.read(0, r, w, min(rows, h - r))
+        self._src = None  # the file is not read again
+        return ArrayImage(out)
+
+    def __getstate__(self) -> dict:  # an open file does not travel to worker processes: each opens its own
+        return {**self.__dict__, "_src": None, "_pid": None}
+
+
+class ArrayImage:
+    """An in-memory normalised (C, H, W) array with :class:`NormalisedImage`'s ``read`` (tests, small data)."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+        self.shape = array.shape
+
+    def read(self, col: int, row: int, width: int, height: int) -> np.ndarray:
+        c, h, w = self.shape
+        x = np.zeros((c, height, width), np.float32)
+        c0, r0, c1, r1 = max(col, 0), max(row, 0), min(col + width, w), min(row + height, h)
+        if c1 > c0 and r1 > r0:
+            x[:, r0 - row:r1 - row, c0 - col:c1 - col] = self.array[:, r0:r1, c0:c1]
+        return x
+
+
+def _decimated(src, max_side: int) -> tuple[np.ndarray, np.ndarray]:
+    """(float64 (C, h, w) pixels, bool (h, w) validity) of an open image read at most ``max_side`` a side."""
+    scale = max(1.0, max(src.width, src.height) / max_side)
+    shape = (src.count, max(1, round(src.height / scale)), max(1, round(src.width / scale)))
+    arr = src.read(out_shape=shape).astype(np.float64)
+    valid = ~(arr == src.nodata).all(axis=0) if src.nodata is not None else np.ones(shape[1:], bool)
+    return arr, valid
 
 
 def image_band_stats(path: str, max_side: int = 1024) -> tuple[list[float], list[float]]:
@@ -80,10 +163,7 @@ def image_band_stats(path: str, max_side: int = 1024) -> tuple[list[float], list
     band; training and prediction call this same function, so an image gets the same statistics in both.
     """
     with _open(path) as src:
-        scale = max(1.0, max(src.width, src.height) / max_side)
-        shape = (src.count, max(1, round(src.height / scale)), max(1, round(src.width / scale)))
-        arr = src.read(out_shape=shape).astype(np.float64)
-        valid = ~(arr == src.nodata).all(axis=0) if src.nodata is not None else np.ones(shape[1:], bool)
+        arr, valid = _decimated(src, max_side)
     px = arr[:, valid]
     if px.shape[1] == 0:
         raise InvalidRasterError(f"{path} holds no valid pixel")
@@ -99,18 +179,24 @@ def normalisation(path: str, mode: str, mean: list[float], std: list[float]) -> 
     return mean, std
 
 
-def band_stats(paths: list[str], max_pixels: int = 2_000_000) -> tuple[list[float], list[float]]:
-    """Per-band mean and standard deviation over the valid pixels of the images (subsampled)."""
+def band_stats(paths: list[str], max_side: int = 1024) -> tuple[list[float], list[float]]:
+    """Per-band mean and standard deviation over the valid pixels of the images.
+
+    Each image is read decimated to at most ``max_side`` a side (memory does not grow with it) and weighs by
+    its full pixel count, so a large image counts as much as its area, as when every pixel is read.
+    """
     sums = None
     for path in paths:
-        data, valid = read_image(path)
-        px = data[:, valid]
-        if px.shape[1] > max_pixels:
-            px = px[:, :: px.shape[1] // max_pixels + 1]
-        px = px.astype(np.float64)
-        s = np.stack([px.sum(1), (px ** 2).sum(1), np.full(px.shape[0], px.shape[1])])
+        with _open(path) as src:
+            arr, valid = _decimated(src, max_side)
+            full = src.width * src.height
+        px = arr[:, valid]
+        if px.shape[1] == 0:
+            continue
+        weight = full * (px.shape[1] / valid.size)  # the image's valid pixels, estimated from the read
+        s = np.stack([px.mean(1) * weight, (px ** 2).mean(1) * weight, np.full(px.shape[0], weight)])
         if sums is not None and sums.shape != s.shape:
-            raise InvalidRasterError(f"{path} has {data.shape[0]} bands, unlike the other images")
+            raise InvalidRasterError(f"{path} has {arr.shape[0]} bands, unlike the other images")
         sums = s if sums is None else sums + s
     if sums is None or sums[2, 0] == 0:
         raise InvalidRasterError("the images hold no valid pixel")

@@ -1,10 +1,10 @@
 """Training tiles for detection: a grid of windows over each image, boxes clipped to each window.
 
-Scenes for detection are small enough (a few thousand pixels a side) to be held in memory, normalised once.
-Windows overlap by half a tile; a box cut by a window edge is kept (clipped) when at least
-``min_visible`` of it is inside, and dropped otherwise. Validation windows come from a vertical strip at
-the right of each image that no training window touches (spatially disjoint): training windows, and the
-larger windows that scale jitter reads, stay left of the strip's first column.
+Tiles are read from the image files when a batch asks for them (:class:`NormalisedImage`), so memory holds a
+batch, not the scenes: an orthomosaic trains like a crop. Windows overlap by half a tile; a box cut by a window
+edge is kept (clipped) when at least ``min_visible`` of it is inside, and dropped otherwise. Validation windows
+come from a vertical strip at the right of each image that no training window touches (spatially disjoint):
+training windows, and the larger windows that scale jitter reads, stay left of the strip's first column.
 
 Training augmentation keeps boxes right: one of the 8 flips / quarter turns, scale jitter (a window of
 ``tile / f`` pixels around the tile resized to the tile, ``f`` log-uniform in [1/(1+s), 1+s], boxes scaled
@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 
 from geocamat.camat.geometry import dihedral, dihedral_boxes, random_dihedral
 from geocamat.data.boxes import ImageBoxes
-from geocamat.data.detection_images import normalisation, read_image
+from geocamat.data.detection_images import ArrayImage, NormalisedImage, normalisation
 
 
 @dataclass
@@ -46,6 +46,15 @@ def grid_offsets(length: int, tile: int, stride: int, start: int = 0, stop: int 
     if offs[-1] + tile < stop:
         offs.append(stop - tile)
     return offs
+
+
+def window_boxes(ib: ImageBoxes, col: int, row: int, size: int, min_visible: float = 0.5,
+                 width: int | None = None, height: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`clip_boxes` of an image's boxes for one window, looking only at the boxes near it
+    (:meth:`ImageBoxes.near`); returns (boxes in window coordinates, their indices in ``ib.boxes``)."""
+    near = ib.near(col, size if width is None else width)
+    clipped, kept = clip_boxes(ib.boxes[near], col, row, size, min_visible, width=width, height=height)
+    return clipped, near[kept]
 
 
 def clip_boxes(boxes: np.ndarray, col: int, row: int, size: int, min_visible: float = 0.5,
@@ -71,10 +80,11 @@ def clip_boxes(boxes: np.ndarray, col: int, row: int, size: int, min_visible: fl
 
 
 class DetectionTiles(Dataset):
-    """Tiles of in-memory normalised images with their boxes.
+    """Tiles of normalised images with their boxes.
 
     Args:
-        images: normalised float32 (C, H, W) arrays.
+        images: the images, read by window (:class:`NormalisedImage`; a normalised float32 (C, H, W) array is
+            taken as it is).
         boxes: per image, its :class:`ImageBoxes`.
         class_index: class name -> output index.
         tiles: the windows.
@@ -87,10 +97,11 @@ class DetectionTiles(Dataset):
             None: the image width.
     """
 
-    def __init__(self, images: list[np.ndarray], boxes: list[ImageBoxes], class_index: dict[str, int],
+    def __init__(self, images: list[NormalisedImage | np.ndarray], boxes: list[ImageBoxes], class_index: dict[str, int],
                  tiles: list[Tile], tile_size: int, augment: bool = False, min_visible: float = 0.5,
                  scale_jitter: float = 0.0, colour_jitter: float = 0.0, col_limits: list[int] | None = None) -> None:
-        self.images, self.boxes, self.class_index = images, boxes, class_index
+        self.images = [ArrayImage(im) if isinstance(im, np.ndarray) else im for im in images]
+        self.boxes, self.class_index = boxes, class_index
         self.tiles, self.tile_size, self.augment, self.min_visible = tiles, tile_size, augment, min_visible
         self.scale_jitter, self.colour_jitter = float(scale_jitter), float(colour_jitter)
         self.col_limits = col_limits
@@ -123,9 +134,10 @@ class DetectionTiles(Dataset):
         limit = self.col_limits[t.image] if self.col_limits is not None else w
         x = np.zeros((c, side, side), np.float32)
         hh, ww = max(0, min(side, h - row)), max(0, min(side, min(w, limit) - col))
-        x[:, :hh, :ww] = img[:, row:row + hh, col:col + ww]
+        if hh and ww:  # nothing right of the validation strip's first column is read
+            x[:, :hh, :ww] = img.read(col, row, ww, hh)
         ib = self.boxes[t.image]
-        b, idx = clip_boxes(ib.boxes, col, row, side, self.min_visible, width=ww, height=hh)
+        b, idx = window_boxes(ib, col, row, side, self.min_visible, width=ww, height=hh)
         labels = np.array([self.class_index[ib.names[j]] for j in idx], np.int64)
         image, boxes = torch.from_numpy(x), torch.from_numpy(b)
         if side != s:  # scale jitter: resize the window to the tile, boxes with it
@@ -191,7 +203,7 @@ def plan_tiles(
                     val.append(Tile(i, col, row))
 
     def has_boxes(t: Tile) -> bool:
-        return len(clip_boxes(boxes[t.image].boxes, t.col, t.row, tile_size, min_visible)[0]) > 0
+        return len(window_boxes(boxes[t.image], t.col, t.row, tile_size, min_visible)[0]) > 0
 
     full = [t for t in train if has_boxes(t)]
     empty = [t for t in train if not has_boxes(t)]
@@ -228,17 +240,15 @@ def anchor_sizes_from_boxes(boxes: list[ImageBoxes], levels: int = 4,
     return out
 
 
-def load_normalised(paths: list[str], mean: list[float], std: list[float],
-                    normalise: str = "dataset") -> list[np.ndarray]:
-    """Read whole images, normalise per band (with ``mean``/``std``, or each image's own statistics when
-    ``normalise`` is ``image``), set invalid pixels to the band mean (0)."""
-    out = []
-    for p in paths:
-        im_mean, im_std = normalisation(p, normalise, mean, std)
-        m = np.asarray(im_mean, np.float32).reshape(-1, 1, 1)
-        s = np.asarray(im_std, np.float32).reshape(-1, 1, 1)
-        data, valid = read_image(p)
-        x = (data - m) / s
-        x[:, ~valid] = 0
-        out.append(x)
-    return out
+def open_normalised(paths: list[str], mean: list[float], std: list[float], normalise: str = "dataset",
+                    cache_mb: float = 0) -> list[NormalisedImage | ArrayImage]:
+    """The images, normalised per band (with ``mean``/``std``, or each image's own statistics when ``normalise``
+    is ``image``; invalid pixels become the band mean, 0).
+
+    When all of them, normalised, fit in ``cache_mb`` they are read once into memory (tiles then cost no file
+    read); otherwise each is read by window whenever a tile is drawn, so memory does not grow with the scenes.
+    """
+    images = [NormalisedImage(p, *normalisation(p, normalise, mean, std)) for p in paths]
+    if sum(im.nbytes for im in images) <= cache_mb * 2**20:
+        return [im.load() for im in images]
+    return images

@@ -1,7 +1,12 @@
-"""Pieces every task's training shares: the regulariser from the settings, the Lightning Trainer, quiet logs."""
+"""Pieces every task's training shares: the regulariser from the settings, the Lightning Trainer, quiet logs,
+the run folder with its checkpoints (so that ``train --resume`` can continue a killed run)."""
 
 from __future__ import annotations
 
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from geocamat.errors import ConfigError
@@ -106,3 +111,103 @@ def start_task(task, init, classes: list, log) -> dict | None:
         task.ema_model.load_state_dict(task.model.state_dict())
     log(init_message(record))
     return record
+
+
+def global_rank_from_env() -> int:
+    """This process's rank as launched (torchrun, SLURM, Lightning's own launcher); 0 when not distributed."""
+    for name in ("RANK", "SLURM_PROCID"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return int(os.environ.get("NODE_RANK", "0") or 0) + int(os.environ.get("LOCAL_RANK", "0") or 0)
+
+
+@contextmanager
+def run_folder(out_dir: Path, overwrite: bool, resume: bool) -> Iterator[tuple[Path, Path | None]]:
+    """(stage folder, checkpoint to resume from): rank 0 stages the run folder, other ranks work in a temp folder.
+
+    With ``resume``, the stage of the killed run of ``out_dir`` is continued where it is (with its checkpoint).
+    """
+    from geocamat.outputs.staging import TRAIN_RESULTS, interrupted_run, staged_output
+
+    checkpoint = None
+    reuse = None
+    if resume:
+        reuse = interrupted_run(out_dir)
+        checkpoint = reuse / "checkpoints" / "last.ckpt"
+    if global_rank_from_env() != 0:  # DDP: only rank 0 writes the run folder
+        with tempfile.TemporaryDirectory(prefix="geocamat-rank-") as tmp:
+            yield Path(tmp), checkpoint
+        return
+    with staged_output(Path(out_dir), overwrite or resume, TRAIN_RESULTS, reuse=reuse) as stage:
+        yield stage, checkpoint
+
+
+def atomic_checkpoints():
+    """A Lightning checkpoint IO that writes each checkpoint to a temporary name, then renames it.
+
+    A run killed while it saves keeps its previous checkpoint whole, so that ``train --resume`` can use it.
+    """
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+    class AtomicCheckpointIO(TorchCheckpointIO):
+        def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+            path = Path(path)
+            partial = path.with_name(path.name + ".partial")
+            super().save_checkpoint(checkpoint, partial, storage_options)
+            os.replace(partial, path)
+
+    return AtomicCheckpointIO()
+
+
+def last_checkpoint(stage: Path, **kwargs):
+    """The callback that keeps ``stage/checkpoints/last.ckpt``, the run's latest epoch (``kwargs``: Lightning's
+    ModelCheckpoint options)."""
+    import lightning as L
+
+    return L.pytorch.callbacks.ModelCheckpoint(dirpath=stage / "checkpoints", filename="last", monitor=None,
+                                               save_last=False, enable_version_counter=False, **kwargs)
+
+
+def absolute_paths(settings, task: str | None = None) -> dict:
+    """The settings as a dict with their file paths absolute (saved early in a run's stage, where
+    ``train --resume`` reads them, from wherever it is started); ``task`` is written first when given."""
+    from geocamat.settings import MAYBE_PATH_KEYS, PATH_KEYS, as_dict
+
+    out = as_dict(settings)
+    for key in PATH_KEYS + MAYBE_PATH_KEYS:
+        value = out.get(key)
+        if isinstance(value, list):
+            out[key] = [str(Path(v).absolute()) for v in value]
+        elif isinstance(value, str) and value and (key in PATH_KEYS or Path(value).exists()):
+            out[key] = str(Path(value).absolute())
+    return {"task": task, **out} if task else out
+
+
+def rng_states() -> dict:
+    """The torch, NumPy and Python random states, as tensors and numbers only (a checkpoint that holds them
+    loads with ``torch.load(weights_only=True)``); :func:`restore_rng_states` puts them back."""
+    import random
+
+    import numpy as np
+    import torch
+
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {"torch_rng": torch.get_rng_state(),
+            "numpy_rng": [torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+            "python_rng": [int(version), torch.tensor(internal, dtype=torch.int64),
+                           gauss_next if gauss_next is None else float(gauss_next)]}
+
+
+def restore_rng_states(state: dict) -> None:
+    """Set the random states saved by :func:`rng_states` (a resumed run draws what the killed one would have)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    torch.set_rng_state(state["torch_rng"])
+    keys, pos, has_gauss, gauss = state["numpy_rng"]
+    np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python_rng"]
+    random.setstate((version, tuple(int(v) for v in internal.tolist()), gauss_next))

@@ -13,15 +13,22 @@ NAME = "detection"
 
 
 def train(config: Config, out_dir: Path, *, overwrite: bool = False, progress: bool = True,
-          log: Callable[[str], None] = print) -> dict:
-    """Train a detector; write the run folder (model.geocamat, metrics.json, config.yaml); return the metrics."""
-    from geocamat.outputs.staging import TRAIN_RESULTS, staged_output
-    from geocamat.settings import dump
-    from geocamat.tasks.detection.workflow import train_detection
+          log: Callable[[str], None] = print, resume: bool = False) -> dict:
+    """Train a detector; write the run folder (model.geocamat, metrics.json, config.yaml); return the metrics.
 
-    with staged_output(Path(out_dir), overwrite, TRAIN_RESULTS) as stage:
-        metrics = train_detection(config, stage, progress=progress, log=log)
-        dump(config, stage / "config.yaml")
+    With ``resume``, continue the killed run of ``out_dir`` from its last checkpoint (``config``: the settings
+    it saved).
+    """
+    from geocamat.settings import as_dict, dump
+    from geocamat.tasks.detection.workflow import train_detection
+    from geocamat.tasks.training import absolute_paths, run_folder
+
+    with run_folder(Path(out_dir), overwrite, resume) as (stage, checkpoint):
+        # first, with absolute paths and the task: `train --resume` reads them from a killed run
+        dump(absolute_paths(config, task="detection"), stage / "config.yaml")
+        metrics = train_detection(config, stage, progress=progress, log=log, checkpoint=checkpoint,
+                                  shown=Path(out_dir))
+        dump({"task": "detection", **as_dict(config)}, stage / "config.yaml")  # as given: rerun it with train
     return metrics
 
 

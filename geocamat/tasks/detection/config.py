@@ -56,6 +56,9 @@ class DetectionConfig(TrainSettings):
                                              "5/35/65/95% of sqrt(w*h)), so that anchors fit the objects.")
     empty_ratio: float = setting(0.1, "Tiles without objects, relative to tiles with objects.")
     max_tiles: int | None = setting(None, "Cap on training tiles.")
+    scene_cache_mb: float = setting(1024, "Training images whose normalised pixels (4 bytes a band) fit in this "
+                                    "many MB, all together, are read once into memory; larger ones are read by "
+                                    "window for every tile drawn, so memory does not grow with them; 0: always.")
     val_fraction: float = setting(0.2, "Right-hand strip of each image held out for validation.")
     val_images: list[str] | None = setting(None, "Separate validation images (instead of val_fraction).", path=True)
     val_labels: list[str] | None = setting(None, "Boxes of val_images (default: labels).", path=True)
@@ -96,6 +99,7 @@ class DetectionConfig(TrainSettings):
                                   f"normalisation), not {self.fpn_channels}; e.g. --set fpn_channels=32")
         in_range(self, "empty_ratio", 0, 10)
         in_range(self, "val_fraction", 0, 0.9, high_open=True)
+        in_range(self, "scene_cache_mb", 0, float("inf"))
         in_range(self, "overlap", 0, 0.9, high_open=True)
         in_range(self, "score_threshold", 0, 1, optional=True)
         in_range(self, "nms_iou", 0, 1)

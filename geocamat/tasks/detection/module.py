@@ -51,6 +51,7 @@ class DetectionTask(L.LightningModule):
         self.val_metrics: dict = {}
         self.step_times: list[float] = []
         self.occluded_fraction: list[float] = []
+        self.init_record: dict | None = None  # where the starting weights came from (kept in checkpoints)
 
     def training_step(self, batch: tuple[Tensor, list[dict]], batch_idx: int) -> Tensor:
         t0 = time.perf_counter()
@@ -96,6 +97,25 @@ class DetectionTask(L.LightningModule):
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         self.step_times.append(time.perf_counter() - self._t0)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Keep what a resumed run needs to continue as if uninterrupted: the weight average's decay and
+        normaliser, the RNG states (augmentation and occlusion draw from them), the starting weights' record."""
+        from geocamat.tasks.training import rng_states
+
+        checkpoint["geocamat"] = {"ema_decay": self.ema_decay, "ema_norm": float(self._ema_norm), **rng_states(),
+                                  "init_record": self.init_record}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Restore the state saved by :meth:`on_save_checkpoint` (``train --resume``)."""
+        from geocamat.tasks.training import restore_rng_states
+
+        state = checkpoint.get("geocamat")
+        if not state:
+            return
+        self.ema_decay, self._ema_norm = state["ema_decay"], float(state["ema_norm"])
+        self.init_record = state.get("init_record")
+        restore_rng_states(state)
 
     def final_model(self) -> torch.nn.Module:
         """The weights to keep: the moving average when there is one, else the trained model."""

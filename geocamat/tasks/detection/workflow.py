@@ -88,13 +88,30 @@ def occlusion_line(name: str) -> str:
     return f"occlusion: {what} (measured below none on sites never trained on: docs/bench_detection.md)"
 
 
-def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, log=print) -> dict:
-    """Train a detector with object-aware CAMAT (or a baseline) and write ``model.geocamat`` + ``metrics.json``.
+def scenes_line(sources: list, cache_mb: float) -> str:
+    """The line a run prints about where its training tiles come from: memory or the files."""
+    from geocamat.data.detection_images import NormalisedImage
+
+    mb = sum(4 * int(np.prod(s.shape)) for s in sources) / 2**20
+    if any(isinstance(s, NormalisedImage) for s in sources):
+        return (f"training images: {mb:,.0f} MB normalised, more than scene_cache_mb ({cache_mb:g}): tiles are read "
+                "from the files as they are drawn (memory does not grow with the images)")
+    return f"training images: {mb:,.0f} MB normalised, read once into memory (scene_cache_mb {cache_mb:g})"
+
+
+def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, log=print,
+                    checkpoint: Path | None = None, shown: Path | None = None) -> dict:
+    """Train a detector (object-aware CAMAT or a baseline, or none) and write ``model.geocamat`` + ``metrics.json``.
+
+    Every epoch ends with ``out_dir/checkpoints/last.ckpt`` (removed when the run succeeds), which
+    ``train --resume`` continues from.
 
     Args:
         cfg: the settings (see :class:`geocamat.tasks.detection.config.DetectionConfig`, docs/detection.md).
-        out_dir: output folder (created).
+        out_dir: output folder (created; the run's stage).
         progress: show Lightning's progress bar.
+        checkpoint: continue the killed run that saved this checkpoint (its starting weights are in it).
+        shown: the run folder as the user named it (in messages).
 
     Returns:
         The metrics dict (validation mAP etc., training step time, counts).
@@ -110,13 +127,18 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
         anchor_sizes_from_boxes,
         collate,
         grid_offsets,
-        load_normalised,
+        open_normalised,
         plan_tiles,
         validation_split,
     )
+    from geocamat.data.samplers import WindowSampler
     from geocamat.tasks.detection.module import DetectionTask
+    from geocamat.tasks.training import atomic_checkpoints, last_checkpoint
+
+    from geocamat.data.chunks import bound_gdal_cache
 
     t_start = time.perf_counter()
+    bound_gdal_cache()  # from the statistics on: GDAL's block cache would otherwise grow with the scene
     from geocamat.models.weights import load_init
 
     init = load_init(cfg.weights, cfg.init_from, progress)
@@ -162,29 +184,31 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
         _, v_boxes, _ = _load_labelled(v_images, v_labels, cfg.label_field, classes)
         v_tiles = [Tile(i, c, r) for i, b in enumerate(v_boxes) for c in grid_offsets(b.width, ts, ts)
                    for r in grid_offsets(b.height, ts, ts)]
-        val_ds = DetectionTiles(load_normalised(v_images, mean, std, cfg.normalise), v_boxes, class_index, v_tiles,
-                                ts)
+        val_ds = DetectionTiles(open_normalised(v_images, mean, std, cfg.normalise, cfg.scene_cache_mb), v_boxes,
+                                class_index, v_tiles, ts)
         train_tiles, _ = plan_tiles(boxes, ts, val_fraction=0.0, empty_ratio=float(cfg.empty_ratio),
                                     max_tiles=cfg.max_tiles, seed=seed)
-        arrays = load_normalised(images, mean, std, cfg.normalise)
+        sources = open_normalised(images, mean, std, cfg.normalise, cfg.scene_cache_mb)
     else:
         train_tiles, val_tiles = plan_tiles(boxes, ts, val_fraction=float(cfg.val_fraction),
                                             empty_ratio=float(cfg.empty_ratio), max_tiles=cfg.max_tiles,
                                             seed=seed)
-        arrays = load_normalised(images, mean, std, cfg.normalise)
+        sources = open_normalised(images, mean, std, cfg.normalise, cfg.scene_cache_mb)
         col_limits = [validation_split(b.width, ts, float(cfg.val_fraction)) for b in boxes]
         if val_tiles:
-            val_ds = DetectionTiles(arrays, boxes, class_index, val_tiles, ts)
+            val_ds = DetectionTiles(sources, boxes, class_index, val_tiles, ts)
     if not train_tiles:
         raise InvalidLabelsError("no training tile holds a box; use a smaller tile_size or check the labels")
-    train_ds = DetectionTiles(arrays, boxes, class_index, train_tiles, ts, augment=True,
+    train_ds = DetectionTiles(sources, boxes, class_index, train_tiles, ts, augment=True,
                               scale_jitter=float(cfg.scale_jitter), colour_jitter=float(cfg.colour_jitter),
                               col_limits=col_limits)
-    g = torch.Generator().manual_seed(seed)
-    workers = int(cfg.num_workers)  # tiles are cut (and jittered) from in-memory scenes: workers fork, no copy
-    train_dl = DataLoader(train_ds, batch_size=int(cfg.batch_size), shuffle=True, collate_fn=collate,
-                          generator=g, drop_last=len(train_ds) > int(cfg.batch_size), num_workers=workers,
-                          persistent_workers=workers > 0)
+    # a new order every epoch from (seed, epoch): a resumed run draws the epochs the killed one would have; under
+    # DDP each rank takes its own shard of it (and validates every tile, so that rank 0 scores them all)
+    order = WindowSampler(np.arange(len(train_ds)), np.zeros(len(train_ds), int), group=len(train_ds), seed=seed)
+    workers = int(cfg.num_workers)  # each worker opens the image files itself and reads its tiles
+    train_dl = DataLoader(train_ds, batch_size=int(cfg.batch_size), sampler=order, collate_fn=collate,
+                          drop_last=len(train_ds) > int(cfg.batch_size), num_workers=workers,
+                          persistent_workers=workers > 0)  # workers' seeds: from the global (checkpointed) RNG
     val_dl = DataLoader(val_ds, batch_size=int(cfg.batch_size), collate_fn=collate) if val_ds else None
 
     model_kwargs = {"arch": cfg.detector, "in_channels": len(bands), "num_classes": len(classes),
@@ -199,25 +223,34 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
     task = DetectionTask(model_kwargs, regulariser, lr=float(cfg.lr), weight_decay=float(cfg.weight_decay),
                          cam_weight=float(cfg.cam_weight), score_threshold=float(validation_threshold),
                          lr_warmup=float(cfg.lr_warmup), ema_decay=cfg.ema_decay)
-    init_record = None
-    if init is not None:
+    if init is not None and checkpoint is None:  # a resumed run has them in its checkpoint
         from geocamat.models.weights import apply_weights, init_message
 
-        init_record = apply_weights(task.model, init, list(classes))
+        task.init_record = apply_weights(task.model, init, list(classes))
         if task.ema_model is not None:  # the average starts from the starting weights too
             task.ema_model.load_state_dict(task.model.state_dict())
-        log(init_message(init_record))
+        log(init_message(task.init_record))
     log(occlusion_line(regulariser.name))
+    log(scenes_line(sources, cfg.scene_cache_mb))
     accel = _accelerator(cfg.accelerator)
     epochs = int(cfg.epochs)
-    trainer = build_trainer(cfg, None, [], progress, logger=False, enable_checkpointing=False,
-                            num_sanity_val_steps=0, check_val_every_n_epoch=epochs, log_every_n_steps=10)
+    # validation runs after the last epoch only, so the checkpoint is saved at the end of every training epoch
+    saver = last_checkpoint(out_dir, save_on_train_epoch_end=True)
+    trainer = build_trainer(cfg, None, [saver], progress, logger=False, plugins=[atomic_checkpoints()],
+                            num_sanity_val_steps=0, check_val_every_n_epoch=epochs, log_every_n_steps=10,
+                            use_distributed_sampler=False)
     from geocamat.preflight import check_checkpoint
 
-    check_checkpoint(out_dir, task)  # a full or read-only disk fails now, not when the bundle is saved
+    check_checkpoint(out_dir / "checkpoints", task, shown=shown)  # a full or read-only disk fails now
+    resumed_from = None
+    if checkpoint is not None:  # the first epoch this run trains (0-based)
+        resumed_from = int(torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"]) + 1
+        log(f"resuming at epoch {resumed_from + 1} of {epochs}")
     t_fit = time.perf_counter()
-    trainer.fit(task, train_dl, val_dl)
+    trainer.fit(task, train_dl, val_dl, ckpt_path=str(checkpoint) if checkpoint is not None else None)
     fit_s = time.perf_counter() - t_fit
+    if not trainer.is_global_zero:
+        raise SystemExit(0)
     steps = task.step_times[1:] or task.step_times  # first step includes warm-up allocations
     metrics = {k: v for k, v in task.val_metrics.items()}
     metrics.update({
@@ -228,7 +261,10 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
         "regulariser": regulariser.name, "seed": seed, "numeric_precision": str(trainer.precision),
         "ema_decay": float(task.ema_decay) if task.ema_model is not None else 0.0,
         "anchor_sizes": [int(a) for a in cfg.anchor_sizes], "anchor_sizes_from": anchors_from,
+        "world_size": trainer.world_size,
     })
+    if resumed_from is not None:
+        metrics["resumed_from_epoch"] = resumed_from
     threshold, threshold_from, best = _default_threshold(cfg, metrics)
     crs = next((i.crs for i in infos if i.crs is not None), None)
     tr = next((i.transform for i in infos if i.crs is not None), None)
@@ -243,12 +279,15 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
                "validation_best_f1": best, "nms_iou": float(cfg.nms_iou),
                "overlap": float(cfg.overlap), "detector": cfg.detector, "backbone": cfg.backbone,
                "training_images": [str(p) for p in images], "labels": [str(p) for p in labels],
-               "label_field": cfg.label_field, "init": init_record,
+               "label_field": cfg.label_field, "init": task.init_record,
                "weights": "ema" if task.ema_model is not None else "last", "normalise": cfg.normalise,
                "anchor_sizes_from": anchors_from},
     )
     bundle.save(out_dir / "model.geocamat")
     write_json(out_dir / "metrics.json", metrics)
+    import shutil
+
+    shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # the run is complete: nothing to resume
     return metrics
 
 
@@ -343,7 +382,10 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
     from geocamat.data.detection_images import expand_paths, image_info
     from geocamat.outputs.detections import box_polygons, write_detections
 
+    from geocamat.data.chunks import bound_gdal_cache
+
     t0 = time.perf_counter()
+    bound_gdal_cache()  # GDAL's block cache (5% of the machine's memory by default) would grow with the scene
     _check_bundle(bundle)
     opts = _resolve(bundle, options)
     paths = expand_paths(images, "image")
@@ -454,9 +496,12 @@ def evaluate_detection(bundle: Bundle, images: list[str], options: EvaluateOptio
     import torch
 
     from geocamat.data.detection_images import expand_paths, read_image
-    from geocamat.data.detection_tiles import clip_boxes, grid_offsets
+    from geocamat.data.detection_tiles import grid_offsets, window_boxes
     from geocamat.metrics.detection import best_f1_threshold, detection_metrics, precision_recall
 
+    from geocamat.data.chunks import bound_gdal_cache
+
+    bound_gdal_cache()
     _check_bundle(bundle)
     agnostic, label_field = options.class_agnostic, options.reference_field
     opts = _resolve(bundle, options)
@@ -501,7 +546,7 @@ def evaluate_detection(bundle: Bundle, images: list[str], options: EvaluateOptio
                     keep = (d["scores"] >= low).cpu().numpy()
                     tile_p.append({"boxes": d["boxes"].cpu().numpy()[keep], "scores": d["scores"].cpu().numpy()[keep],
                                    "labels": lab(d["labels"].cpu().numpy()[keep])})
-                    tb, idx = clip_boxes(ib.boxes, col, row, ts)
+                    tb, idx = window_boxes(ib, col, row, ts)
                     tile_t.append({"boxes": tb, "labels": gt_l[idx]})
     scene = detection_metrics(scene_p, scene_t, k, thr)
     scene["iou_40"] = precision_recall(scene_p, scene_t, thr, iou=0.4)

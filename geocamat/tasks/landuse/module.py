@@ -154,18 +154,10 @@ class LandUseTask(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Keep what a resumed run needs to continue as if uninterrupted: the EMA normaliser, the RNG states and
         the regulariser's state (cached CAMAT maps, merged across DDP ranks)."""
-        import random
+        from geocamat.tasks.training import rng_states
 
-        import numpy as np
-
-        kind, keys, pos, has_gauss, gauss = np.random.get_state()
-        version, internal, gauss_next = random.getstate()
         # tensors and numbers only: the checkpoint loads with torch.load(weights_only=True)
-        checkpoint["geocamat"] = {"ema_norm": float(self._ema_norm), "torch_rng": torch.get_rng_state(),
-                                  "numpy_rng": [torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
-                                                float(gauss)],
-                                  "python_rng": [int(version), torch.tensor(internal, dtype=torch.int64),
-                                                 gauss_next if gauss_next is None else float(gauss_next)],
+        checkpoint["geocamat"] = {"ema_norm": float(self._ema_norm), **rng_states(),
                                   "regulariser": self._regulariser_state()}
 
     def _regulariser_state(self) -> dict:
@@ -180,19 +172,13 @@ class LandUseTask(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Restore the state saved by :meth:`on_save_checkpoint` (``train --resume``)."""
-        import random
-
-        import numpy as np
+        from geocamat.tasks.training import restore_rng_states
 
         state = checkpoint.get("geocamat")
         if not state:
             return
         self._ema_norm = float(state["ema_norm"])
-        torch.set_rng_state(state["torch_rng"])
-        keys, pos, has_gauss, gauss = state["numpy_rng"]
-        np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-        version, internal, gauss_next = state["python_rng"]
-        random.setstate((version, tuple(int(v) for v in internal.tolist()), gauss_next))
+        restore_rng_states(state)
         self.regulariser.load_state_dict(state.get("regulariser", {}))
 
     def configure_optimizers(self):

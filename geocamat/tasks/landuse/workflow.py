@@ -4,12 +4,9 @@ Lightning -> bundle + metrics."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,15 +15,18 @@ import torch
 
 from geocamat.bundle import Bundle
 from geocamat.errors import InvalidLabelsError
-from geocamat.outputs.staging import TRAIN_RESULTS, staged_output
-from geocamat.settings import as_dict, dump, field_map
+from geocamat.settings import dump, field_map
 from geocamat.tasks.landuse.config import LandUseConfig
 from geocamat.tasks.landuse.options import MIN_MAPPING_UNIT
 from geocamat.tasks.training import (
+    absolute_paths,
+    atomic_checkpoints,
     build_regulariser_from,
     build_trainer,
     camnet_spec,
+    last_checkpoint,
     quiet_lightning,
+    run_folder,
     set_zero_fill,
     start_task,
 )
@@ -46,23 +46,6 @@ def _classes(config: LandUseConfig, labels) -> list:
         else:
             names[code] = str(spec)
     return build_classes(labels.class_ids, names, colours)
-
-
-def atomic_checkpoints():
-    """A Lightning checkpoint IO that writes each checkpoint to a temporary name, then renames it.
-
-    A run killed while it saves keeps its previous checkpoint whole, so that ``train --resume`` can use it.
-    """
-    from lightning.pytorch.plugins.io import TorchCheckpointIO
-
-    class AtomicCheckpointIO(TorchCheckpointIO):
-        def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
-            path = Path(path)
-            partial = path.with_name(path.name + ".partial")
-            super().save_checkpoint(checkpoint, partial, storage_options)
-            os.replace(partial, path)
-
-    return AtomicCheckpointIO()
 
 
 # smallest per-pixel agreement gain (on training tiles) for which an offset of the labels is reported, and
@@ -184,32 +167,6 @@ def build_task(config: LandUseConfig, model_spec: dict, counts: list[int], regul
                        cutmix=float(config.cutmix), footprint=float(config.footprint))
 
 
-def global_rank_from_env() -> int:
-    """This process's rank as launched (torchrun, SLURM, Lightning's own launcher); 0 when not distributed."""
-    for name in ("RANK", "SLURM_PROCID"):
-        if os.environ.get(name, "").isdigit():
-            return int(os.environ[name])
-    return int(os.environ.get("NODE_RANK", "0") or 0) + int(os.environ.get("LOCAL_RANK", "0") or 0)
-
-
-@contextmanager
-def _run_folder(out_dir: Path, overwrite: bool, resume: bool):
-    """(stage folder, checkpoint to resume from): rank 0 stages the run folder, other ranks work in a temp folder."""
-    from geocamat.outputs.staging import interrupted_run
-
-    checkpoint = None
-    reuse = None
-    if resume:
-        reuse = interrupted_run(out_dir)
-        checkpoint = reuse / "checkpoints" / "last.ckpt"
-    if global_rank_from_env() != 0:  # DDP: only rank 0 writes the run folder
-        with tempfile.TemporaryDirectory(prefix="geocamat-rank-") as tmp:
-            yield Path(tmp), checkpoint
-        return
-    with staged_output(Path(out_dir), overwrite or resume, TRAIN_RESULTS, reuse=reuse) as stage:
-        yield stage, checkpoint
-
-
 def train_landuse(config: LandUseConfig, out_dir: Path, *, overwrite: bool = False, progress: bool = True,
                   log: Callable[[str], None] = print, resume: bool = False) -> dict:
     """Train a land-use model and write the run folder.
@@ -245,10 +202,10 @@ def train_landuse(config: LandUseConfig, out_dir: Path, *, overwrite: bool = Fal
         from geocamat.data.chunks import bound_gdal_cache
 
         bound_gdal_cache()  # from the labels on: GDAL's own cache would otherwise grow with the scene
-    with _run_folder(Path(out_dir), overwrite, resume) as (stage, checkpoint_path):
+    with run_folder(Path(out_dir), overwrite, resume) as (stage, checkpoint_path):
         work = stage / "work"
         # early, with absolute paths: `train --resume` reads it from a killed run
-        dump(_absolute_paths(config), stage / "config.yaml")
+        dump(absolute_paths(config), stage / "config.yaml")
         init = load_init(config.weights, config.init_from, progress)
         stack = open_stack(config.images, work, bands=config.bands)
         check_inputs(stack.sources)  # a truncated file fails here, not after an epoch
@@ -300,8 +257,7 @@ def train_landuse(config: LandUseConfig, out_dir: Path, *, overwrite: bool = Fal
         init_record = None if checkpoint_path else start_task(task, init, classes, log)
         # The bundle takes the last epoch's weights: choosing an epoch by the validation blocks' loss would
         # tune to the blocks the map is then scored on.
-        checkpoint = L.pytorch.callbacks.ModelCheckpoint(dirpath=stage / "checkpoints", filename="last",
-                                                         monitor=None, save_last=False, enable_version_counter=False)
+        checkpoint = last_checkpoint(stage)
         history = EpochHistory()
         streaming = {"use_distributed_sampler": False} if config.data_pipeline == "stream" else {}
         trainer = build_trainer(config, stage, [checkpoint, history], progress, plugins=[atomic_checkpoints()],
@@ -360,17 +316,6 @@ def train_landuse(config: LandUseConfig, out_dir: Path, *, overwrite: bool = Fal
         for leftover in ("work", "checkpoints", "logs"):
             shutil.rmtree(stage / leftover, ignore_errors=True)
     return metrics
-
-
-def _absolute_paths(config: LandUseConfig) -> dict:
-    out = as_dict(config)
-    for key in ("images", "labels"):
-        value = out.get(key)
-        if isinstance(value, list):
-            out[key] = [str(Path(v).absolute()) for v in value]
-        elif value:
-            out[key] = str(Path(value).absolute())
-    return out
 
 
 def _calibrate(config: LandUseConfig, model_spec: dict, state: dict, sample, classes, log) -> dict:

@@ -120,6 +120,7 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
     import torch
     from torch.utils.data import DataLoader
 
+    from geocamat.data.chunks import bound_gdal_cache
     from geocamat.data.detection_images import band_names, band_stats, expand_paths
     from geocamat.data.detection_tiles import (
         DetectionTiles,
@@ -134,8 +135,6 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
     from geocamat.data.samplers import WindowSampler
     from geocamat.tasks.detection.module import DetectionTask
     from geocamat.tasks.training import atomic_checkpoints, last_checkpoint
-
-    from geocamat.data.chunks import bound_gdal_cache
 
     t_start = time.perf_counter()
     bound_gdal_cache()  # from the statistics on: GDAL's block cache would otherwise grow with the scene
@@ -176,6 +175,7 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
     elif init is not None and (init.source_spec or {}).get("name") == "detector" and \
             cfg.anchor_sizes == (init.source_spec or {}).get("anchor_sizes"):
         anchors_from = "starting detector"
+    sources = open_normalised(images, mean, std, cfg.normalise, cfg.scene_cache_mb)
     col_limits = None
     val_ds = None
     if cfg.val_images:
@@ -188,12 +188,10 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
                                 class_index, v_tiles, ts)
         train_tiles, _ = plan_tiles(boxes, ts, val_fraction=0.0, empty_ratio=float(cfg.empty_ratio),
                                     max_tiles=cfg.max_tiles, seed=seed)
-        sources = open_normalised(images, mean, std, cfg.normalise, cfg.scene_cache_mb)
     else:
         train_tiles, val_tiles = plan_tiles(boxes, ts, val_fraction=float(cfg.val_fraction),
                                             empty_ratio=float(cfg.empty_ratio), max_tiles=cfg.max_tiles,
                                             seed=seed)
-        sources = open_normalised(images, mean, std, cfg.normalise, cfg.scene_cache_mb)
         col_limits = [validation_split(b.width, ts, float(cfg.val_fraction)) for b in boxes]
         if val_tiles:
             val_ds = DetectionTiles(sources, boxes, class_index, val_tiles, ts)
@@ -379,10 +377,9 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
     import torch
     from pyproj import CRS
 
+    from geocamat.data.chunks import bound_gdal_cache
     from geocamat.data.detection_images import expand_paths, image_info
     from geocamat.outputs.detections import box_polygons, write_detections
-
-    from geocamat.data.chunks import bound_gdal_cache
 
     t0 = time.perf_counter()
     bound_gdal_cache()  # GDAL's block cache (5% of the machine's memory by default) would grow with the scene
@@ -495,11 +492,10 @@ def evaluate_detection(bundle: Bundle, images: list[str], options: EvaluateOptio
     """
     import torch
 
+    from geocamat.data.chunks import bound_gdal_cache
     from geocamat.data.detection_images import expand_paths, read_image
     from geocamat.data.detection_tiles import grid_offsets, window_boxes
     from geocamat.metrics.detection import best_f1_threshold, detection_metrics, precision_recall
-
-    from geocamat.data.chunks import bound_gdal_cache
 
     bound_gdal_cache()
     _check_bundle(bundle)

@@ -135,3 +135,14 @@ def test_window_boxes_find_what_a_scan_of_every_box_finds():
             np.testing.assert_array_equal(fast[1], slow[1])
             np.testing.assert_array_equal(fast[0], slow[0])
     assert len(window_boxes(ImageBoxes("e.tif", 10, 10), 0, 0, 8)[1]) == 0
+
+
+def test_the_heap_threshold_is_fixed_on_glibc_unless_the_user_set_it(monkeypatch):
+    import platform
+
+    from geocamat.allocator import fix_mmap_threshold
+
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert fix_mmap_threshold() is True
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "131072")
+    assert fix_mmap_threshold() is False  # the user's own setting stays

@@ -138,6 +138,9 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
 
     t_start = time.perf_counter()
     bound_gdal_cache()  # from the statistics on: GDAL's block cache would otherwise grow with the scene
+    from geocamat.allocator import fix_mmap_threshold
+
+    fix_mmap_threshold()  # thousands of tiles read and freed would otherwise fragment the heap
     from geocamat.models.weights import load_init
 
     init = load_init(cfg.weights, cfg.init_from, progress)

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 from test_detection_workflow import scene
-from test_train_resume import ENV, _checkpoint_epoch
+from test_train_resume import ENV, kill_after_a_checkpoint
 
 from geocamat.bundle import Bundle
 from tests.conftest import ROOT
@@ -39,18 +37,7 @@ def test_a_killed_detection_run_resumes_to_the_uninterrupted_model(tmp_path):
     assert not (whole / "checkpoints").exists()  # a finished run keeps no checkpoint
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_args(img, csv, killed, epochs), env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    epoch = None
-    deadline = time.time() + 600
-    while epoch is None and proc.poll() is None and time.time() < deadline:
-        found = list(tmp_path.glob(".killed.partial-*/checkpoints/last.ckpt"))
-        epoch = _checkpoint_epoch(found[0]) if found else None
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    if epoch is None or epoch >= epochs - 1:
-        pytest.skip("the run finished before it could be killed (machine too fast for this test)")
+    epoch = kill_after_a_checkpoint(_args(img, csv, killed, epochs), tmp_path, "killed", epochs)
     assert not killed.exists()
 
     resumed = subprocess.run([sys.executable, "-m", "cli.main", "train", "--resume", str(killed), "--quiet"],

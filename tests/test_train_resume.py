@@ -37,6 +37,23 @@ def _checkpoint_epoch(path: Path) -> int | None:
         return None
 
 
+def kill_after_a_checkpoint(args: list[str], stage_parent: Path, name: str, epochs: int) -> int:
+    """Start ``args`` (a training into ``stage_parent/name``), SIGKILL it once its stage holds a checkpoint of an
+    epoch before the last; return that epoch (the test is skipped when the run finishes first)."""
+    proc = subprocess.Popen(args, env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    epoch = None
+    deadline = time.time() + 600
+    while epoch is None and proc.poll() is None and time.time() < deadline:
+        found = list(stage_parent.glob(f".{name}.partial-*/checkpoints/last.ckpt"))
+        epoch = _checkpoint_epoch(found[0]) if found else None
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    if epoch is None or epoch >= epochs - 1:
+        pytest.skip("the run finished before it could be killed (machine too fast for this test)")
+    return epoch
+
+
 def _comparable(run: Path) -> dict:
     metrics = json.loads((run / "metrics.json").read_text())
     for key in ("train_seconds", "resumed_from_epoch"):
@@ -53,18 +70,8 @@ def test_a_killed_run_resumes_from_its_checkpoint_with_the_uninterrupted_metrics
                    capture_output=True, timeout=600)
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_train_args(synthetic_scene, killed, epochs, STATES[state]), env=ENV, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    epoch = None
-    deadline = time.time() + 600
-    while epoch is None and proc.poll() is None and time.time() < deadline:
-        found = list(tmp_path.glob(".killed.partial-*/checkpoints/last.ckpt"))
-        epoch = _checkpoint_epoch(found[0]) if found else None
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    if epoch is None or epoch >= epochs - 1:
-        pytest.skip("the run finished before it could be killed (machine too fast for this test)")
+    epoch = kill_after_a_checkpoint(_train_args(synthetic_scene, killed, epochs, STATES[state]), tmp_path, "killed",
+                                    epochs)
     stage = next(tmp_path.glob(".killed.partial-*"))
     assert not killed.exists() and (stage / "config.yaml").exists()
 

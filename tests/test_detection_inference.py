@@ -213,3 +213,49 @@ def test_precision_recall_counts():
     pr = precision_recall(preds, targets, 0.5)
     assert (pr["tp"], pr["fp"], pr["n_gt"]) == (1, 0, 2) and pr["recall"] == 0.5 and pr["precision"] == 1.0
     assert mean_average_precision(targets and preds, targets, 1)["map_50"] == pytest.approx(0.5, abs=0.01)
+
+
+def _same_object_pairs_by_scan(boxes, labels, windows, match_iou=0.5) -> set:
+    """Every pair merge_tiles must join, found by comparing each detection with every other (the definition)."""
+    pairs = set()
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            if labels[i] != labels[j] or (windows[i] == windows[j]).all():
+                continue
+            a = np.r_[np.maximum(boxes[i, :2], windows[j, :2]), np.minimum(boxes[i, 2:], windows[j, 2:])]
+            b = np.r_[np.maximum(boxes[j, :2], windows[i, :2]), np.minimum(boxes[j, 2:], windows[i, 2:])]
+            inter = np.r_[np.maximum(a[:2], b[:2]), np.minimum(a[2:], b[2:])]
+            area = [max(0.0, r[2] - r[0]) * max(0.0, r[3] - r[1]) for r in (a, b, inter)]
+            overlap = boxes[j, 0] < boxes[i, 2] and boxes[j, 2] > boxes[i, 0] and \
+                boxes[j, 1] < boxes[i, 3] and boxes[j, 3] > boxes[i, 1]
+            if overlap and area[2] / max(area[0] + area[1] - area[2], 1e-9) >= match_iou:
+                pairs.add((i, j))
+    return pairs
+
+
+def test_merge_tiles_joins_exactly_the_pairs_a_scan_of_every_detection_joins():
+    """The merge looks only at the detections near each one (bisection over xmin): the groups it forms are those
+    of the full pairwise definition, on a scene of objects cut by overlapping windows."""
+    from geocamat.unionfind import connected_components
+
+    g = np.random.default_rng(5)
+    xy = g.uniform(0, 900, (120, 2))
+    objects = np.hstack([xy, xy + g.uniform(15, 90, (120, 2))])
+    boxes, windows, labels = [], [], []
+    for col, row in plan_windows(1000, 1000, 256, 0.25):
+        w = np.array([col, row, col + 256, row + 256], float)
+        cut = np.hstack([np.maximum(objects[:, :2], w[:2]), np.minimum(objects[:, 2:], w[2:])])
+        seen = (cut[:, 2] - cut[:, 0] > 3) & (cut[:, 3] - cut[:, 1] > 3)
+        boxes.append(cut[seen] + g.normal(0, 2, (seen.sum(), 4)))
+        windows.append(np.tile(w, (seen.sum(), 1)))
+        labels.append(np.arange(120)[seen] % 2)
+    boxes, windows, labels = np.concatenate(boxes), np.concatenate(windows), np.concatenate(labels)
+    scores = g.uniform(0.1, 1, len(boxes))
+    truncated = np.zeros(len(boxes), bool)
+    roots = connected_components(len(boxes), _same_object_pairs_by_scan(boxes, labels, windows))
+    groups = {r: np.flatnonzero(roots == r) for r in np.unique(roots)}
+    kept, idx = merge_tiles(boxes, scores, labels, truncated, windows, nms_iou=1.0)  # no NMS: every group stays
+    assert len(kept) == len(groups) < len(boxes)
+    best = {int(m[np.argmax(scores[m])]) for m in groups.values()}
+    assert set(idx.tolist()) == best
+    np.testing.assert_allclose(kept, boxes[idx].astype(np.float32))

@@ -91,13 +91,21 @@ def merge_tiles(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, trunc
         return np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
     boxes = boxes.astype(np.float64)
     windows = windows.astype(np.float64)
+    # the boxes that may overlap box i horizontally start in (xmin_i - widest, xmax_i): a bisection over the boxes
+    # sorted by xmin finds them, so a scene's merge costs its boxes times their neighbours, not its boxes squared
+    order = np.argsort(boxes[:, 0], kind="stable")
+    xmin = boxes[order, 0]
+    widest = float((boxes[:, 2] - boxes[:, 0]).max())
+    lows = np.searchsorted(xmin, boxes[:, 0] - widest, "left")
+    highs = np.searchsorted(xmin, boxes[:, 2], "left")
     same: list[tuple[int, int]] = []
     for i in range(n):
-        other = (labels == labels[i]) & np.any(windows != windows[i], axis=1)
-        other &= (boxes[:, 0] < boxes[i, 2]) & (boxes[:, 2] > boxes[i, 0])
-        other &= (boxes[:, 1] < boxes[i, 3]) & (boxes[:, 3] > boxes[i, 1])
-        other[: i + 1] = False
-        js = np.nonzero(other)[0]
+        near = order[lows[i]:highs[i]]
+        near = near[near > i]
+        other = (labels[near] == labels[i]) & np.any(windows[near] != windows[i], axis=1)
+        other &= (boxes[near, 0] < boxes[i, 2]) & (boxes[near, 2] > boxes[i, 0])
+        other &= (boxes[near, 1] < boxes[i, 3]) & (boxes[near, 3] > boxes[i, 1])
+        js = near[other]
         if len(js) == 0:
             continue
         a = np.hstack([np.maximum(boxes[i, :2], windows[js, :2]), np.minimum(boxes[i, 2:], windows[js, 2:])])
@@ -107,9 +115,10 @@ def merge_tiles(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, trunc
         iou = ii / np.maximum(ia + ib - ii, 1e-9)
         same += [(i, int(j)) for j in js[iou >= match_iou]]
     roots = connected_components(n, same)
+    by_root = np.argsort(roots, kind="stable")  # members of each group together, groups by their smallest index
+    starts = np.flatnonzero(np.r_[True, roots[by_root][1:] != roots[by_root][:-1]])
     out_boxes, out_idx = [], []
-    for r in np.unique(roots):
-        members = np.nonzero(roots == r)[0]
+    for members in np.split(by_root, starts[1:]):
         best = members[np.argmax(scores[members])]
         whole = members[~truncated[members]]
         if len(whole):

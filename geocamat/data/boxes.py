@@ -53,14 +53,28 @@ class ImageBoxes:
         boxes = self.boxes
         key = (len(boxes), boxes.ctypes.data if len(boxes) else 0)
         if getattr(self, "_index_key", None) != key:  # (re)built when the array of boxes is replaced
-            order = np.argsort(boxes[:, 0], kind="stable") if len(boxes) else np.zeros(0, int)
-            widest = float((boxes[:, 2] - boxes[:, 0]).max()) if len(boxes) else 0.0
-            self._index = (order, boxes[order, 0] if len(boxes) else np.zeros(0, np.float32), widest)
-            self._index_key = key
-        order, xmin, widest = self._index
-        lo = np.searchsorted(xmin, col - widest, "left")  # a box meeting the columns starts after col - widest
-        hi = np.searchsorted(xmin, col + width, "left")  # ... and before their end
-        return np.sort(order[lo:hi])
+            self._index, self._index_key = ColumnIndex(boxes), key
+        lo, hi = self._index.ranges(np.array([col], float), np.array([col + width], float))
+        return np.sort(self._index.order[lo[0]:hi[0]])
+
+
+class ColumnIndex:
+    """Boxes sorted by xmin, to find those that may meet a range of columns by bisection.
+
+    A box meets the columns [start, end) only if its xmin lies in (start - widest, end), ``widest`` being the
+    widest box's width; :meth:`ranges` gives, per query, the slice of :attr:`order` that holds those boxes.
+    """
+
+    def __init__(self, boxes: np.ndarray) -> None:
+        boxes = np.asarray(boxes).reshape(-1, 4)
+        self.order = np.argsort(boxes[:, 0], kind="stable")
+        self.xmin = boxes[self.order, 0]
+        self.widest = float((boxes[:, 2] - boxes[:, 0]).max()) if len(boxes) else 0.0
+
+    def ranges(self, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(low, high) bounds into :attr:`order` of the boxes that may meet each range [starts[i], ends[i])."""
+        return (np.searchsorted(self.xmin, starts - self.widest, "left"),
+                np.searchsorted(self.xmin, ends, "left"))
 
 
 @dataclass

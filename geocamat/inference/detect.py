@@ -86,6 +86,8 @@ def merge_tiles(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, trunc
     """
     from torchvision.ops import batched_nms
 
+    from geocamat.data.boxes import ColumnIndex
+
     n = len(boxes)
     if n == 0:
         return np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
@@ -93,14 +95,11 @@ def merge_tiles(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, trunc
     windows = windows.astype(np.float64)
     # the boxes that may overlap box i horizontally start in (xmin_i - widest, xmax_i): a bisection over the boxes
     # sorted by xmin finds them, so a scene's merge costs its boxes times their neighbours, not its boxes squared
-    order = np.argsort(boxes[:, 0], kind="stable")
-    xmin = boxes[order, 0]
-    widest = float((boxes[:, 2] - boxes[:, 0]).max())
-    lows = np.searchsorted(xmin, boxes[:, 0] - widest, "left")
-    highs = np.searchsorted(xmin, boxes[:, 2], "left")
+    index = ColumnIndex(boxes)
+    lows, highs = index.ranges(boxes[:, 0], boxes[:, 2])
     same: list[tuple[int, int]] = []
     for i in range(n):
-        near = order[lows[i]:highs[i]]
+        near = index.order[lows[i]:highs[i]]
         near = near[near > i]
         other = (labels[near] == labels[i]) & np.any(windows[near] != windows[i], axis=1)
         other &= (boxes[near, 0] < boxes[i, 2]) & (boxes[near, 2] > boxes[i, 0])

@@ -70,3 +70,24 @@ def test_style_is_stored_in_the_geopackage(tmp_path):
     with sqlite3.connect(tmp_path / "detections.gpkg") as con:
         (qml,) = con.execute("SELECT styleQML FROM layer_styles WHERE useAsDefault=1").fetchone()
     assert "<labeling" in qml and "255,255,0,255" in qml
+
+
+def test_each_removed_box_joins_the_best_leader_a_scan_of_every_leader_finds():
+    """group_boxes looks only at the leaders near each removed box: the groups are those of comparing it with all."""
+    import torch
+    from torchvision.ops import box_iou
+
+    from geocamat.inference.duplicates import group_boxes
+
+    g = np.random.default_rng(2)
+    xy = g.uniform(0, 1500, (3000, 2))
+    boxes = torch.as_tensor(np.hstack([xy, xy + g.uniform(8, 90, (3000, 2))]))
+    scores, labels = torch.as_tensor(g.uniform(0, 1, 3000)), torch.as_tensor(g.integers(0, 3, 3000))
+    keep, group = group_boxes(boxes, scores, labels, 0.4)
+    gone = torch.nonzero(group < 0).flatten()
+    assert len(gone) == 0 and len(keep) < 3000  # every removed box was removed by a leader: each has a group
+    assert torch.equal(group[keep], torch.arange(len(keep)))
+    removed = torch.tensor(sorted(set(range(3000)) - set(keep.tolist())))
+    match = (box_iou(boxes[removed], boxes[keep]) > 0.4) & (labels[removed][:, None] == labels[keep][None, :])
+    match &= scores[keep][None, :] >= scores[removed][:, None]
+    assert torch.equal(group[removed], match.to(torch.uint8).argmax(dim=1))  # the first (best) leader

@@ -19,6 +19,7 @@ import csv
 import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -50,12 +51,13 @@ class ImageBoxes:
         """Indices (increasing) of the boxes that may meet the columns [col, col + width): every box that does,
         found by bisection over the boxes sorted by xmin, so that a window of an image with 100,000 boxes
         looks at the few hundred in its column range instead of all of them."""
-        boxes = self.boxes
-        key = (len(boxes), boxes.ctypes.data if len(boxes) else 0)
-        if getattr(self, "_index_key", None) != key:  # (re)built when the array of boxes is replaced
-            self._index, self._index_key = ColumnIndex(boxes), key
-        lo, hi = self._index.ranges(np.array([col], float), np.array([col + width], float))
-        return np.sort(self._index.order[lo[0]:hi[0]])
+        lo, hi = self.column_index.ranges(np.array([col], float), np.array([col + width], float))
+        return np.sort(self.column_index.order[lo[0]:hi[0]])
+
+    @cached_property
+    def column_index(self) -> ColumnIndex:
+        """The boxes sorted by xmin (built on first use; the boxes of an image are not changed after loading)."""
+        return ColumnIndex(self.boxes)
 
 
 class ColumnIndex:

@@ -137,6 +137,7 @@ class ArrayImage:
     def __init__(self, array: np.ndarray) -> None:
         self.array = array
         self.shape = array.shape
+        self.nbytes = array.nbytes
 
     def read(self, col: int, row: int, width: int, height: int) -> np.ndarray:
         c, h, w = self.shape

@@ -92,7 +92,7 @@ def scenes_line(sources: list, cache_mb: float) -> str:
     """The line a run prints about where its training tiles come from: memory or the files."""
     from geocamat.data.detection_images import NormalisedImage
 
-    mb = sum(4 * int(np.prod(s.shape)) for s in sources) / 2**20
+    mb = sum(s.nbytes for s in sources) / 2**20
     if any(isinstance(s, NormalisedImage) for s in sources):
         return (f"training images: {mb:,.0f} MB normalised, more than scene_cache_mb ({cache_mb:g}): tiles are read "
                 "from the files as they are drawn (memory does not grow with the images)")

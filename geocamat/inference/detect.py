@@ -84,51 +84,50 @@ def merge_tiles(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, trunc
     Returns:
         (kept boxes (K, 4), index of the detection whose score and class each kept box carries (K,)).
     """
-    from torchvision.ops import batched_nms
-
-    from geocamat.data.boxes import ColumnIndex
+    from geocamat.inference.overlaps import class_nms, overlapping_pairs
 
     n = len(boxes)
     if n == 0:
         return np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
     boxes = boxes.astype(np.float64)
     windows = windows.astype(np.float64)
-    # the boxes that may overlap box i horizontally start in (xmin_i - widest, xmax_i): a bisection over the boxes
-    # sorted by xmin finds them, so a scene's merge costs its boxes times their neighbours, not its boxes squared
-    index = ColumnIndex(boxes)
-    lows, highs = index.ranges(boxes[:, 0], boxes[:, 2])
-    same: list[tuple[int, int]] = []
-    for i in range(n):
-        near = index.order[lows[i]:highs[i]]
-        near = near[near > i]
-        other = (labels[near] == labels[i]) & np.any(windows[near] != windows[i], axis=1)
-        other &= (boxes[near, 0] < boxes[i, 2]) & (boxes[near, 2] > boxes[i, 0])
-        other &= (boxes[near, 1] < boxes[i, 3]) & (boxes[near, 3] > boxes[i, 1])
-        js = near[other]
-        if len(js) == 0:
-            continue
-        a = np.hstack([np.maximum(boxes[i, :2], windows[js, :2]), np.minimum(boxes[i, 2:], windows[js, 2:])])
-        b = np.hstack([np.maximum(boxes[js, :2], windows[i, :2]), np.minimum(boxes[js, 2:], windows[i, 2:])])
-        inter = np.hstack([np.maximum(a[:, :2], b[:, :2]), np.minimum(a[:, 2:], b[:, 2:])])
-        ia, ib, ii = _area(a), _area(b), _area(inter)
-        iou = ii / np.maximum(ia + ib - ii, 1e-9)
-        same += [(i, int(j)) for j in js[iou >= match_iou]]
+    # only overlapping detections can be one object: a grid search finds them, so a scene's merge costs its
+    # detections and their neighbours, not their square
+
+    bx, win = boxes.T.copy(), windows.T.copy()  # corners as rows: gathers of one corner are contiguous
+
+    def agree(i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        other = (labels[i] == labels[j]) & np.any(windows[i] != windows[j], axis=1)
+        i, j = i[other], j[other]
+        sides = []  # per axis: the extent of A in WB, of B in WA, and of their intersection
+        for lo, hi in ((0, 2), (1, 3)):
+            a_lo, a_hi = np.maximum(bx[lo, i], win[lo, j]), np.minimum(bx[hi, i], win[hi, j])
+            b_lo, b_hi = np.maximum(bx[lo, j], win[lo, i]), np.minimum(bx[hi, j], win[hi, i])
+            sides.append([np.clip(a_hi - a_lo, 0, None), np.clip(b_hi - b_lo, 0, None),
+                          np.clip(np.minimum(a_hi, b_hi) - np.maximum(a_lo, b_lo), 0, None)])
+        (wa, wb, wi), (ha, hb, hi_) = sides
+        ia, ib, ii = wa * ha, wb * hb, wi * hi_
+        out = other.copy()
+        out[other] = ii / np.maximum(ia + ib - ii, 1e-9) >= match_iou
+        return out
+
+    same = np.stack(overlapping_pairs(boxes, agree), axis=1)
     roots = connected_components(n, same)
-    by_root = np.argsort(roots, kind="stable")  # members of each group together, groups by their smallest index
-    starts = np.flatnonzero(np.r_[True, roots[by_root][1:] != roots[by_root][:-1]])
-    out_boxes, out_idx = [], []
-    for members in np.split(by_root, starts[1:]):
-        best = members[np.argmax(scores[members])]
-        whole = members[~truncated[members]]
-        if len(whole):
-            box = boxes[whole[np.argmax(scores[whole])]]
-        else:
-            box = np.concatenate([boxes[members, :2].min(axis=0), boxes[members, 2:].max(axis=0)])
-        out_boxes.append(box)
-        out_idx.append(best)
-    mb, idx = np.asarray(out_boxes), np.asarray(out_idx)
-    keep = batched_nms(torch.as_tensor(mb), torch.as_tensor(scores[idx], dtype=torch.float64),
-                       torch.as_tensor(labels[idx]), nms_iou).numpy()
+    # groups in the order of their smallest index; in each, the best detection (first of equal scores) gives the
+    # score and class, the best complete one the box, or the union of the pieces when every member is truncated
+    by_score = np.lexsort((-scores, roots))
+    starts = np.flatnonzero(np.r_[True, roots[by_score][1:] != roots[by_score][:-1]])
+    idx = by_score[starts]
+    by_whole = np.lexsort((-scores, truncated, roots))
+    lead = by_whole[starts]
+    mb = boxes[lead].copy()
+    pieces = truncated[lead]
+    if pieces.any():
+        sorted_boxes = boxes[by_whole]
+        union = np.hstack([np.minimum.reduceat(sorted_boxes[:, :2], starts),
+                           np.maximum.reduceat(sorted_boxes[:, 2:], starts)])
+        mb[pieces] = union[pieces]
+    keep = class_nms(mb, scores[idx], labels[idx], nms_iou)
     return mb[keep].astype(np.float32), idx[keep]
 
 

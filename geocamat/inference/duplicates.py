@@ -22,9 +22,10 @@ def group_boxes(boxes, scores, labels, iou: float):
     score), and for every box the leader it belongs to: itself for a leader, else the best leader of its class
     that overlaps it by more than ``iou`` (the one that removed it).
 
-    Each removed box is compared only with the leaders that start within the widest leader's width of it
-    (:class:`geocamat.data.boxes.ColumnIndex`), so memory and time grow with the boxes and their neighbours, not
-    with removed boxes x leaders (which passed 24 GB on a 64 Mpx scene).
+    Both come from the same-class pairs with IoU > ``iou`` (:func:`geocamat.inference.overlaps.duplicate_pairs`,
+    a grid search), so memory and time grow with the boxes and their neighbours: torchvision's NMS compares
+    every kept box with every later one (two minutes for 10^5 scattered boxes on a CPU), and comparing removed
+    boxes with every leader passed 24 GB on a 64 Mpx scene.
 
     Args:
         boxes, scores, labels: (N, 4) xyxy, (N,), (N,) tensors.
@@ -34,31 +35,22 @@ def group_boxes(boxes, scores, labels, iou: float):
         (indices of the leaders by descending score (K,), group of each box as an index into them (N,)).
     """
     import torch
-    from torchvision.ops import batched_nms
 
-    from geocamat.data.boxes import ColumnIndex
+    from geocamat.inference.overlaps import class_nms, duplicate_pairs
 
-    keep = batched_nms(boxes, scores, labels, float(iou))
-    group = torch.full((len(boxes),), -1, dtype=torch.int64)
-    group[keep.cpu()] = torch.arange(len(keep))
-    gone = torch.nonzero(group < 0).flatten().numpy()
-    if len(gone) and len(keep):
-        b = boxes.detach().cpu().double().numpy()
-        s, lab, k = scores.detach().cpu().double().numpy(), labels.detach().cpu().numpy(), keep.cpu().numpy()
-        leaders = ColumnIndex(b[k])  # positions into keep: the smallest qualifying one is the best leader
-        lows, highs = leaders.ranges(b[gone, 0], b[gone, 2])
-        area = (b[:, 2] - b[:, 0]).clip(0) * (b[:, 3] - b[:, 1]).clip(0)
-        for g, lo, hi in zip(gone, lows, highs, strict=True):
-            pos = leaders.order[lo:hi]
-            lead = k[pos]
-            w = (np.minimum(b[lead, 2], b[g, 2]) - np.maximum(b[lead, 0], b[g, 0])).clip(0)
-            h = (np.minimum(b[lead, 3], b[g, 3]) - np.maximum(b[lead, 1], b[g, 1])).clip(0)
-            inter = w * h
-            ok = inter / np.maximum(area[lead] + area[g] - inter, 1e-12) > iou
-            ok &= (lab[lead] == lab[g]) & (s[lead] >= s[g])
-            if ok.any():
-                group[g] = int(pos[ok].min())
-    return keep, group.to(boxes.device)
+    b = boxes.detach().cpu().double().numpy()
+    s, lab = scores.detach().cpu().double().numpy(), labels.detach().cpu().numpy()
+    pairs = duplicate_pairs(b, lab, float(iou))
+    keep = class_nms(b, s, lab, float(iou), pairs)
+    group = np.full(len(b), -1, np.int64)
+    group[keep] = np.arange(len(keep))
+    best = np.full(len(b), len(keep), np.int64)  # the smallest position of a qualifying leader is the best one
+    for lead, other in (pairs, pairs[::-1]):
+        ok = (group[lead] >= 0) & (group[other] < 0) & (s[lead] >= s[other])
+        np.minimum.at(best, other[ok], group[lead[ok]])
+    gone = group < 0
+    group[gone] = np.where(best[gone] < len(keep), best[gone], -1)
+    return torch.as_tensor(keep, device=boxes.device), torch.as_tensor(group, device=boxes.device)
 
 
 def fuse_groups(boxes, scores, group, n_groups: int):

@@ -110,7 +110,7 @@ def make_inputs(d: Path) -> dict[str, Path]:
     f["notes"].write_text("a user's file\n")
     f["boxes"] = d / "boxes.csv"
     f["boxes"].write_text("image_path,xmin,ymin,xmax,ymax,label\nscene.tif,5,5,20,20,tree\n"
-                          "truncated.tif,5,5,20,20,tree\n")
+                          "truncated.tif,5,5,20,20,tree\nall_nodata.tif,5,5,20,20,tree\n")
     f["dbf"] = d / "reference.dbf"
     f["dbf"].write_bytes(b"not a dataset")
     return f

@@ -186,13 +186,14 @@ def band_stats(paths: list[str], max_side: int = 1024) -> tuple[list[float], lis
     Each image is read decimated to at most ``max_side`` a side (memory does not grow with it) and weighs by
     its full pixel count, so a large image counts as much as its area, as when every pixel is read.
     """
-    sums = None
+    sums, empty = None, []
     for path in paths:
         with _open(path) as src:
             arr, valid = _decimated(src, max_side)
             full = src.width * src.height
         px = arr[:, valid]
         if px.shape[1] == 0:
+            empty.append(str(path))
             continue
         weight = full * (px.shape[1] / valid.size)  # the image's valid pixels, estimated from the read
         s = np.stack([px.mean(1) * weight, (px ** 2).mean(1) * weight, np.full(px.shape[0], weight)])
@@ -200,7 +201,8 @@ def band_stats(paths: list[str], max_side: int = 1024) -> tuple[list[float], lis
             raise InvalidRasterError(f"{path} has {arr.shape[0]} bands, unlike the other images")
         sums = s if sums is None else sums + s
     if sums is None or sums[2, 0] == 0:
-        raise InvalidRasterError("the images hold no valid pixel")
+        raise InvalidRasterError(f"no valid pixels in {', '.join(empty)}: every pixel is nodata; check the file's "
+                                 "nodata value (gdalinfo) or give other images")
     mean = sums[0] / sums[2]
     std = np.sqrt(np.maximum(sums[1] / sums[2] - mean ** 2, 1e-12))
     return mean.tolist(), np.maximum(std, 1e-6).tolist()

@@ -1,17 +1,19 @@
-"""Benchmark: the cross-window merge and near-duplicate merge of detection prediction at scene scale.
+"""Benchmark: the CPU steps over all of a scene's detections, at scene scale.
 
 ``geocamat predict`` on a detection model ends with two CPU steps over all of a scene's detections:
 ``merge_tiles`` (one object seen by several windows -> one box, then class-wise NMS) and ``merge_duplicates``
-(near-duplicates NMS at 0.5 let through). This bench makes the detections a detector would give on a scene of
+(near-duplicates NMS at 0.5 let through); ``geocamat evaluate`` then scores them against the reference boxes
+(``detection_metrics``: mAP at 10 IoU thresholds, precision/recall), timed here up to ``--score-up-to`` objects
+with the objects themselves as the reference. This bench makes the detections a detector would give on a scene of
 N objects (15-90 px, the NEON crowns' density of about 1,330 per Mpx, uniformly placed), seen through 400 px
 windows overlapping by 25% (the prediction default): each object cut by every window it meets, corners jittered
 by 2 px, and one in three also detected a second time, shifted by a quarter of its size with a lower score.
 Each case runs in a fresh process (its peak RSS is its own); ``--repo`` times another checkout on the same
 detections (side by side: ``--repo WORKTREE --label before``).
 
-    nice python bench/detection_merge.py --objects 20000 80000 --repo /tmp/before --label before \\
-        --out bench/results/detection_merge_cpu.json
-    nice python bench/detection_merge.py --objects 20000 80000 320000 1280000 --out ...
+    python bench/detection_merge.py --objects 2000 5000 --repo /tmp/before --label before --out R.json
+    python bench/detection_merge.py --objects 20000 80000 --repo /tmp/before --label before --score-up-to 0 --out R.json
+    python bench/detection_merge.py --objects 2000 5000 20000 80000 320000 1280000 --out R.json
 """
 
 from __future__ import annotations
@@ -63,13 +65,16 @@ def window_detections(n_objects: int, seed: int = 0) -> dict[str, np.ndarray]:
                  | ((windows[:, 2] < side) & (windows[:, 2] - boxes[:, 2] <= edge))
                  | ((windows[:, 3] < side) & (windows[:, 3] - boxes[:, 3] <= edge)))
     return {"boxes": boxes.astype(np.float32), "scores": scores.astype(np.float32), "truncated": truncated,
-            "windows": windows.astype(np.float32), "labels": np.zeros(len(boxes), np.int64), "side": side}
+            "windows": windows.astype(np.float32), "labels": np.zeros(len(boxes), np.int64), "side": side,
+            "objects": objects}
 
 
-def one_case(n_objects: int) -> dict:
-    """Times of the two merges on one synthetic scene, in this process (geocamat from sys.path)."""
+def one_case(n_objects: int, score: bool) -> dict:
+    """Times of the two merges (and of the scoring) on one synthetic scene, in this process (geocamat from
+    sys.path)."""
     from geocamat.inference.detect import merge_tiles
     from geocamat.inference.duplicates import merge_duplicates
+    from geocamat.metrics.detection import detection_metrics
 
     d = window_detections(n_objects)
     t = time.perf_counter()
@@ -78,10 +83,17 @@ def one_case(n_objects: int) -> dict:
     t = time.perf_counter()
     final, lead = merge_duplicates(merged, d["scores"][idx], d["labels"][idx], 0.4, "nms")
     t_dup = time.perf_counter() - t
+    scored = {}
+    if score:
+        t = time.perf_counter()
+        pred = {"boxes": final, "scores": d["scores"][idx][lead], "labels": d["labels"][idx][lead]}
+        m = detection_metrics([pred], [{"boxes": d["objects"], "labels": np.zeros(n_objects, np.int64)}], 1, 0.5)
+        scored = {"score_s": round(time.perf_counter() - t, 3), "map_50": round(m["map_50"], 4),
+                  "map": round(m["map"], 4), "f1": round(m["f1"], 4)}
     return {"objects": n_objects, "scene_px": d["side"], "detections": len(d["boxes"]), "after_merge": len(merged),
             "final": len(final), "merge_tiles_s": round(t_tiles, 3), "merge_duplicates_s": round(t_dup, 3),
             "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
-            "final_checksum": float(np.round(final.astype(np.float64).sum(), 1))}
+            "final_checksum": float(np.round(final.astype(np.float64).sum(), 1)), **scored}
 
 
 def main() -> None:
@@ -89,6 +101,7 @@ def main() -> None:
     parser.add_argument("--objects", type=int, nargs="+", default=[20000, 80000])
     parser.add_argument("--repo", default=str(ROOT), help="the checkout whose geocamat is timed")
     parser.add_argument("--label", default="now")
+    parser.add_argument("--score-up-to", type=int, default=10**9, help="time the scoring up to this many objects")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per case before it is given up")
     parser.add_argument("--out", default=None, help="JSON file the rows are appended to")
     parser.add_argument("--case", type=int, default=None, help=argparse.SUPPRESS)
@@ -96,11 +109,11 @@ def main() -> None:
     if args.case is not None:
         sys.path.insert(0, args.repo)
         sys.path.insert(1, str(ROOT / "bench"))
-        print(json.dumps(one_case(args.case)))
+        print(json.dumps(one_case(args.case, args.case <= args.score_up_to)))
         return
     rows = json.loads(Path(args.out).read_text()) if args.out and Path(args.out).is_file() else []
     for n in args.objects:
-        cmd = [sys.executable, __file__, "--case", str(n), "--repo", args.repo]
+        cmd = [sys.executable, __file__, "--case", str(n), "--repo", args.repo, "--score-up-to", str(args.score_up_to)]
         try:
             run = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, check=True)
             row = json.loads(run.stdout.strip().splitlines()[-1])

@@ -259,3 +259,56 @@ def test_merge_tiles_joins_exactly_the_pairs_a_scan_of_every_detection_joins():
     best = {int(m[np.argmax(scores[m])]) for m in groups.values()}
     assert set(idx.tolist()) == best
     np.testing.assert_allclose(kept, boxes[idx].astype(np.float32))
+
+
+def _match_by_scan(pb, ps, tb, thr):
+    """True-positive flags of predictions (by descending score) matched COCO's way on the full IoU matrix."""
+    from geocamat.metrics.detection import box_iou
+
+    order = np.argsort(-ps, kind="stable")
+    iou, used, tps = box_iou(pb[order], tb), np.zeros(len(tb), bool), []
+    for k in range(len(pb)):
+        best, j = min(thr, 1 - 1e-10), -1
+        for g in range(len(tb)):
+            if not used[g] and iou[k, g] >= best:
+                best, j = iou[k, g], g
+        if j >= 0:
+            used[j] = True
+        tps.append(j >= 0)
+    return np.asarray(tps, bool)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_matching_on_overlapping_pairs_equals_the_full_iou_matrix(seed):
+    """Evaluation matches predictions to ground truths on the pairs above the threshold only (a scene's
+    boxes, not their square): the same matches as the full matrix, equal IoUs and rounded corners included."""
+    from geocamat.metrics.detection import _match
+
+    g = np.random.default_rng(seed)
+    gt = g.uniform(0, 300, (60, 2))
+    gt = np.hstack([gt, gt + g.uniform(5, 40, (60, 2))])
+    stray = np.tile(g.uniform(0, 300, (40, 2)), 2) + [0, 0, 20, 20]
+    pb = np.vstack([gt + g.normal(0, 3, gt.shape), gt[:20] + 1, gt[:10], stray])  # jittered, shifted, exact
+    if seed % 2:
+        gt, pb = np.round(gt), np.round(pb)
+    ps = np.round(g.uniform(size=len(pb)), 1)  # many equal scores
+    for thr in (0.4, 0.5, 0.75, 0.95):
+        scores, tps, n_gt = _match([{"boxes": pb, "scores": ps, "labels": np.zeros(len(pb))}],
+                                   [{"boxes": gt, "labels": np.zeros(len(gt))}], 0, thr)
+        want = _match_by_scan(pb, ps, gt, thr)
+        assert n_gt == 60 and 0 < want.sum() < len(pb)
+        np.testing.assert_array_equal(tps, want)
+        np.testing.assert_array_equal(scores, np.sort(ps)[::-1])
+
+
+def test_matching_of_equal_ious_takes_the_last_ground_truth_as_coco():
+    """A prediction halfway between two ground truths (IoU 1/3 with each) takes the later one, as pycocotools'
+    loop does; a weaker prediction on that later one then finds it taken."""
+    from geocamat.metrics.detection import _match
+
+    gt = np.array([[5, 0, 15, 10], [15, 0, 25, 10]], float)
+    pb = np.array([[10, 0, 20, 10], [15, 0, 25, 10]], float)
+    for find in (_match_by_scan(pb, np.array([0.9, 0.5]), gt, 0.3),
+                 _match([{"boxes": pb, "scores": np.array([0.9, 0.5]), "labels": np.zeros(2)}],
+                        [{"boxes": gt, "labels": np.zeros(2)}], 0, 0.3)[1]):
+        np.testing.assert_array_equal(find, [True, False])

@@ -33,8 +33,35 @@ def _np(x) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x)
 
 
+def box_iou_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of the boxes a[k] and b[k], as :func:`box_iou` computes it."""
+    inter = np.clip(np.minimum(a[:, 2:], b[:, 2:]) - np.maximum(a[:, :2], b[:, :2]), 0, None).prod(-1)
+    union = (a[:, 2:] - a[:, :2]).prod(-1) + (b[:, 2:] - b[:, :2]).prod(-1) - inter
+    return inter / np.maximum(union, 1e-12)
+
+
+def matching_pairs(pb: np.ndarray, tb: np.ndarray, thr: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(prediction, ground truth, IoU) of every pair with IoU >= ``thr`` (> 0), found without the full IoU
+    matrix (:func:`geocamat.inference.overlaps.overlapping_pairs`): a scene's evaluation costs its boxes and
+    their neighbours, not predictions x ground truths."""
+    from geocamat.inference.overlaps import overlapping_pairs
+
+    n = len(pb)
+    both = np.vstack([pb, tb]).astype(np.float64)
+
+    def cross(i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        return (i < n) & (j >= n) & (box_iou_pairs(both[i], both[j]) >= thr)
+
+    i, j = overlapping_pairs(both, cross)
+    return i, j - n, box_iou_pairs(both[i], both[j])
+
+
 def _match(preds: list[dict], targets: list[dict], cls: int, thr: float):
-    """Scores, true-positive flags and the number of ground truths of one class at one IoU threshold."""
+    """Scores, true-positive flags and the number of ground truths of one class at one IoU threshold.
+
+    Greedy as COCO: by descending score, each prediction takes the unmatched ground truth of highest IoU
+    (>= ``thr``; of equal IoUs the last), looking only at the pairs above the threshold."""
+    thr = min(thr, 1 - 1e-10)
     scores, tps, n_gt = [], [], 0
     for p, t in zip(preds, targets, strict=True):
         pl, tl = _np(p["labels"]), _np(t["labels"])
@@ -43,18 +70,22 @@ def _match(preds: list[dict], targets: list[dict], cls: int, thr: float):
         n_gt += len(tb)
         order = np.argsort(-ps, kind="stable")
         pb, ps = pb[order], ps[order]
-        iou = box_iou(pb, tb)
-        used = np.zeros(len(tb), bool)
-        for k in range(len(pb)):
-            best, j = min(thr, 1 - 1e-10), -1
-            for g in range(len(tb)):
-                if not used[g] and iou[k, g] >= best:
-                    best, j = iou[k, g], g
-            if j >= 0:
-                used[j] = True
-            tps.append(j >= 0)
-            scores.append(ps[k])
-    return np.asarray(scores, float), np.asarray(tps, bool), n_gt
+        k, g, iou = matching_pairs(pb, tb, thr)
+        by_pred = np.lexsort((g, k))  # each prediction's candidates, by ground-truth index
+        k, g, iou = k[by_pred], g[by_pred], iou[by_pred]
+        bounds = np.flatnonzero(np.r_[True, k[1:] != k[:-1], True]) if len(k) else np.zeros(1, np.int64)
+        used, tp = np.zeros(len(tb), bool), np.zeros(len(pb), bool)
+        for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            free = ~used[g[lo:hi]]
+            if free.any():
+                cand, vals = g[lo:hi][free], iou[lo:hi][free]
+                j = cand[len(vals) - 1 - int(np.argmax(vals[::-1]))]  # the highest IoU, the last of equal ones
+                used[j] = tp[k[lo]] = True
+        tps.append(tp)
+        scores.append(ps)
+    if not scores:
+        return np.zeros(0), np.zeros(0, bool), n_gt
+    return np.concatenate(scores).astype(float), np.concatenate(tps), n_gt
 
 
 def _ap(scores: np.ndarray, tps: np.ndarray, n_gt: int) -> float:

@@ -9,8 +9,7 @@ All rows come from one detector pass, so they differ only by the merge.
     nice python bench/detection_duplicates.py --model runs/trees/model.geocamat \
         ../shared/data/deepforest_neon_trees/OSBS_029.tif:../shared/data/deepforest_neon_trees/OSBS_029.xml
 
-``--timing 2000 5000 10000`` instead times the merge on that many random boxes (one class, 10-30 px, spread
-so that a few overlap) side by side with the cross-window merge it follows (``merge_tiles``).
+The cost of the merges on scenes of up to a million objects: ``bench/detection_merge.py``.
 """
 
 from __future__ import annotations
@@ -42,45 +41,16 @@ def near_pairs(boxes: np.ndarray, labels: np.ndarray, lo: float = 0.3, hi: float
     return n
 
 
-def timing(sizes: list[int]) -> None:
-    """Seconds of merge_duplicates (nms, wbf) and of merge_tiles on the same random boxes."""
-    import torchvision.ops  # noqa: F401 - its import is not part of the timings
-
-    from geocamat.inference.detect import merge_tiles
-    from geocamat.inference.duplicates import merge_duplicates
-
-    rng = np.random.default_rng(0)
-    print("| boxes | merge_duplicates nms (s) | merge_duplicates wbf (s) | merge_tiles (s) |")
-    print("|---|---|---|---|")
-    for n in sizes:
-        xy = rng.uniform(0, 20000 * (n / 5000) ** 0.5, (n, 2))
-        boxes = np.hstack([xy, xy + rng.uniform(10, 30, (n, 2))])
-        scores, labels = rng.uniform(0, 1, n), np.zeros(n, np.int64)
-        row = []
-        for method in ("nms", "wbf"):
-            t = time.perf_counter()
-            merge_duplicates(boxes, scores, labels, 0.4, method)
-            row.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        merge_tiles(boxes, scores, labels, np.zeros(n, bool), np.tile([[0.0, 0.0, 1e9, 1e9]], (n, 1)), 0.5, 0.5)
-        row.append(time.perf_counter() - t)
-        print(f"| {n} | " + " | ".join(f"{v:.3f}" for v in row) + " |")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scenes", nargs="*", help="IMAGE:LABELS pairs")
     parser.add_argument("--model")
-    parser.add_argument("--timing", type=int, nargs="+", default=None, help="time the merge on N random boxes")
     parser.add_argument("--score-threshold", type=float, default=None, help="default: the model's")
     parser.add_argument("--class-agnostic", action="store_true")
     parser.add_argument("--out", default=None, help="JSON of the table")
     args = parser.parse_args()
-    if args.timing:
-        timing(args.timing)
-        return
     if not args.model or not args.scenes:
-        parser.error("give --model and IMAGE:LABELS pairs (or --timing N ...)")
+        parser.error("give --model and IMAGE:LABELS pairs")
 
     from geocamat.bundle import Bundle
     from geocamat.inference.duplicates import merge_duplicates

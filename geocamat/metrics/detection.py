@@ -56,25 +56,34 @@ def matching_pairs(pb: np.ndarray, tb: np.ndarray, thr: float) -> tuple[np.ndarr
     return i, j - n, box_iou_pairs(both[i], both[j])
 
 
-def _match(preds: list[dict], targets: list[dict], cls: int, thr: float):
-    """Scores, true-positive flags and the number of ground truths of one class at one IoU threshold.
-
-    Greedy as COCO: by descending score, each prediction takes the unmatched ground truth of highest IoU
-    (>= ``thr``; of equal IoUs the last), looking only at the pairs above the threshold."""
-    thr = min(thr, 1 - 1e-10)
-    scores, tps, n_gt = [], [], 0
+def _candidates(preds: list[dict], targets: list[dict], cls: int, thr: float) -> list[tuple]:
+    """Per image, for one class: (scores by descending score, ground truths, (prediction, ground truth, IoU) of
+    the pairs with IoU >= ``thr``, predictions numbered by descending score)."""
+    out = []
     for p, t in zip(preds, targets, strict=True):
         pl, tl = _np(p["labels"]), _np(t["labels"])
         pb, ps = _np(p["boxes"]).reshape(-1, 4)[pl == cls], _np(p["scores"])[pl == cls]
         tb = _np(t["boxes"]).reshape(-1, 4)[tl == cls]
-        n_gt += len(tb)
         order = np.argsort(-ps, kind="stable")
-        pb, ps = pb[order], ps[order]
-        k, g, iou = matching_pairs(pb, tb, thr)
+        out.append((ps[order], len(tb), matching_pairs(pb[order], tb, min(thr, 1 - 1e-10))))
+    return out
+
+
+def _greedy(candidates: list[tuple], thr: float):
+    """Scores, true-positive flags and the number of ground truths at one IoU threshold (>= the candidates').
+
+    Greedy as COCO: by descending score, each prediction takes the unmatched ground truth of highest IoU
+    (>= ``thr``; of equal IoUs the last)."""
+    thr = min(thr, 1 - 1e-10)
+    scores, tps, n_gt = [], [], 0
+    for ps, n_t, (k, g, iou) in candidates:
+        n_gt += n_t
+        over = iou >= thr
+        k, g, iou = k[over], g[over], iou[over]
         by_pred = np.lexsort((g, k))  # each prediction's candidates, by ground-truth index
         k, g, iou = k[by_pred], g[by_pred], iou[by_pred]
         bounds = np.flatnonzero(np.r_[True, k[1:] != k[:-1], True]) if len(k) else np.zeros(1, np.int64)
-        used, tp = np.zeros(len(tb), bool), np.zeros(len(pb), bool)
+        used, tp = np.zeros(n_t, bool), np.zeros(len(ps), bool)
         for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
             free = ~used[g[lo:hi]]
             if free.any():
@@ -86,6 +95,12 @@ def _match(preds: list[dict], targets: list[dict], cls: int, thr: float):
     if not scores:
         return np.zeros(0), np.zeros(0, bool), n_gt
     return np.concatenate(scores).astype(float), np.concatenate(tps), n_gt
+
+
+def _match(preds: list[dict], targets: list[dict], cls: int, thr: float):
+    """Scores, true-positive flags and the number of ground truths of one class at one IoU threshold, matched
+    on the pairs above the threshold only (:func:`_greedy`)."""
+    return _greedy(_candidates(preds, targets, cls, thr), thr)
 
 
 def _ap(scores: np.ndarray, tps: np.ndarray, n_gt: int) -> float:
@@ -118,8 +133,9 @@ def mean_average_precision(preds: list[dict], targets: list[dict], num_classes: 
     """
     table = np.full((num_classes, len(IOU_THRESHOLDS)), np.nan)
     for c in range(num_classes):
+        candidates = _candidates(preds, targets, c, min(IOU_THRESHOLDS))  # searched once for every threshold
         for j, thr in enumerate(IOU_THRESHOLDS):
-            table[c, j] = _ap(*_match(preds, targets, c, thr))
+            table[c, j] = _ap(*_greedy(candidates, thr))
     has = ~np.isnan(table[:, 0])
     if not has.any():
         return {"map_50": float("nan"), "map_75": float("nan"), "map": float("nan"), "ap_50_per_class": []}

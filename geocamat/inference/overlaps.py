@@ -18,31 +18,34 @@ PAIRS_PER_BATCH = 4_000_000
 
 class BoxGrid:
     """A grid of square cells over boxes; the side is the 90th percentile of the boxes' longer sides, so most
-    boxes touch at most four cells and a cell holds about as many boxes as overlap there."""
+    boxes touch at most four cells and a cell holds about as many boxes as overlap there (at most 10^7 cells a
+    side, so that cell numbers fit in 64 bits)."""
 
     def __init__(self, boxes: np.ndarray) -> None:
         w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-        self.side = max(float(np.percentile(np.maximum(w, h), 90)), 1e-6)
         self.x0, self.y0 = float(boxes[:, 0].min()), float(boxes[:, 1].min())
-        self.columns = int(np.floor((boxes[:, 2].max() - self.x0) / self.side)) + 1
+        span = max(float(boxes[:, 2].max()) - self.x0, float(boxes[:, 3].max()) - self.y0)
+        self.side = max(float(np.percentile(np.maximum(w, h), 90)), span / 1e7, 1e-12)
+        self.columns = int(self.col(boxes[:, 2].max())) + 1
+
+    def col(self, x: np.ndarray) -> np.ndarray:
+        return np.floor((x - self.x0) / self.side).astype(np.int64)
+
+    def row(self, y: np.ndarray) -> np.ndarray:
+        return np.floor((y - self.y0) / self.side).astype(np.int64)
 
     def key(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Cell of each point (x, y)."""
-        col = np.floor((x - self.x0) / self.side).astype(np.int64)
-        row = np.floor((y - self.y0) / self.side).astype(np.int64)
-        return row * self.columns + col
+        """Cell number of each point (x, y)."""
+        return self.row(y) * self.columns + self.col(x)
 
     def entries(self, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(box, cell) of every cell each box touches, sorted by cell."""
-        c0, r0 = self.key(boxes[:, 0], self.y0) % self.columns, self.key(self.x0, boxes[:, 1]) // self.columns
-        c1, r1 = self.key(boxes[:, 2], self.y0) % self.columns, self.key(self.x0, boxes[:, 3]) // self.columns
+        """(box, cell) of every cell each box touches."""
+        c0, c1, r0, r1 = self.col(boxes[:, 0]), self.col(boxes[:, 2]), self.row(boxes[:, 1]), self.row(boxes[:, 3])
         nx = c1 - c0 + 1
         counts = nx * (r1 - r0 + 1)
         box = np.repeat(np.arange(len(boxes)), counts)
         k = np.arange(len(box)) - np.repeat(np.cumsum(counts) - counts, counts)
-        cell = (r0[box] + k // nx[box]) * self.columns + c0[box] + k % nx[box]
-        order = np.argsort(cell, kind="stable")
-        return box[order], cell[order]
+        return box, (r0[box] + k // nx[box]) * self.columns + c0[box] + k % nx[box]
 
 
 def overlapping_pairs(boxes: np.ndarray, accept: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,

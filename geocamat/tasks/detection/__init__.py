@@ -65,7 +65,7 @@ def evaluate(bundle, images: list[str], options: EvaluateOptions, *, progress: b
 
     if not images or not options.reference:
         raise ConfigError("give IMAGES and --reference BOXES (Pascal VOC XML, CSV, GeoPackage/Shapefile, DOTA text)")
-    report = evaluate_detection(bundle, list(images), options)
+    report = evaluate_detection(bundle, list(images), options, progress)
     if options.out:
         from geocamat.outputs.jsonfile import write_json
 

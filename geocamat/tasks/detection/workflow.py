@@ -331,15 +331,30 @@ def _detect_fn(model, opts: dict, with_cam: bool = True):
     return fn
 
 
-def _scene(bundle, model, path, opts, device, score_threshold, progress=None):
+def _scene(bundle, model, path, opts, device, score_threshold, progress: bool = False, what: str = "detect"):
+    """Detections of one whole image (sliding windows, merged); ``progress`` shows a bar of its windows on a
+    terminal (none in logs and pipes)."""
+    import sys
+
     from geocamat.inference.detect import detect_image
+    from geocamat.inference.telemetry import progress_bar
 
     mean, std = _normalisation(bundle, path)
-    return detect_image(path, _detect_fn(model, opts), tile_size=bundle.tile_size, mean=mean, std=std,
-                        overlap=float(opts["overlap"]), batch_size=int(opts["batch_size"]),
-                        score_threshold=score_threshold, nms_iou=float(opts["nms_iou"]),
-                        match_iou=float(opts["match_iou"]), duplicate_iou=float(opts["duplicate_iou"]),
-                        duplicate_merge=str(opts["duplicate_merge"]), device=device, progress=progress)
+    bar = progress_bar(total=None, unit="window", desc=f"{what} {Path(path).name}", file=sys.stderr,
+                       disable=None if progress else True, smoothing=0.1, dynamic_ncols=True, leave=False)
+
+    def advance(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        return detect_image(path, _detect_fn(model, opts), tile_size=bundle.tile_size, mean=mean, std=std,
+                            overlap=float(opts["overlap"]), batch_size=int(opts["batch_size"]),
+                            score_threshold=score_threshold, nms_iou=float(opts["nms_iou"]),
+                            match_iou=float(opts["match_iou"]), duplicate_iou=float(opts["duplicate_iou"]),
+                            duplicate_merge=str(opts["duplicate_merge"]), device=device, progress=advance)
+    finally:
+        bar.close()
 
 
 def _resolve(bundle: Bundle, options: PredictOptions) -> dict:
@@ -369,7 +384,7 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
         images: image paths/globs (GeoTIFFs or PNG/JPG; all georeferenced or all plain).
         out_dir: output folder (created).
         options: score threshold, overlap, batch size, device, NMS IoU.
-        progress: print one line per image.
+        progress: a bar of each image's windows, then one line per image.
         final_dir: where ``out_dir`` will be renamed to when it is a temporary stage; the report records
             the outputs' final absolute paths.
 
@@ -403,7 +418,7 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
     frames, per_image = [], []
     with torch.inference_mode():
         for path, info in zip(paths, infos, strict=True):
-            det = _scene(bundle, model, path, opts, device, float(opts["score_threshold"]))
+            det = _scene(bundle, model, path, opts, device, float(opts["score_threshold"]), progress)
             polys = box_polygons(det.boxes, info.transform if info.crs is not None else None)
             import geopandas as gpd
 
@@ -480,7 +495,7 @@ def threshold_notes(bundle: Bundle, threshold: float, found: int, labelled: int 
     return ["note: " + "; ".join(parts)]
 
 
-def evaluate_detection(bundle: Bundle, images: list[str], options: EvaluateOptions) -> dict:
+def evaluate_detection(bundle: Bundle, images: list[str], options: EvaluateOptions, progress: bool = False) -> dict:
     """Score a detection model on labelled images, per tile and on the stitched scene output.
 
     Args:
@@ -488,16 +503,20 @@ def evaluate_detection(bundle: Bundle, images: list[str], options: EvaluateOptio
         images: image paths/globs.
         options: predict options plus the reference boxes (any supported format), their class field and
             ``class_agnostic`` (all classes count as one, e.g. to score a ``Tree`` model on ``Dead``/``Alive``).
+        progress: bars of the windows and tiles of each image (on a terminal's stderr).
 
     Returns:
         ``{"scene": metrics, "tiles": metrics, "backend": ..., ...}`` with ``map_50``, ``map`` (0.5:0.95),
         ``map_75``, ``precision``, ``recall``, ``f1`` at the score threshold.
     """
+    import sys
+
     import torch
 
     from geocamat.data.chunks import bound_gdal_cache
     from geocamat.data.detection_images import expand_paths, read_image
     from geocamat.data.detection_tiles import grid_offsets, window_boxes
+    from geocamat.inference.telemetry import progress_bar
     from geocamat.metrics.detection import best_f1_threshold, detection_metrics, precision_recall
 
     bound_gdal_cache()
@@ -533,20 +552,24 @@ def evaluate_detection(bundle: Bundle, images: list[str], options: EvaluateOptio
             mean, std = _normalisation(bundle, path)
             m, s = torch.tensor(mean).view(-1, 1, 1), torch.tensor(std).view(-1, 1, 1)
             gt_l = lab([index.get(n, 0) for n in ib.names])
-            det = _scene(bundle, model, path, opts, device, low)
+            det = _scene(bundle, model, path, opts, device, low, progress, "evaluate")
             scene_p.append({"boxes": det.boxes, "scores": det.scores, "labels": lab(det.labels)})
             scene_t.append({"boxes": ib.boxes, "labels": gt_l})
-            for col in grid_offsets(ib.width, ts, ts):
-                for row in grid_offsets(ib.height, ts, ts):
-                    data, valid = read_image(path, (col, row, ts, ts))
-                    x = (torch.from_numpy(data) - m) / s
-                    x[:, ~torch.from_numpy(valid)] = 0
-                    d = tile_fn(x[None].to(device))[0][0]
-                    keep = (d["scores"] >= low).cpu().numpy()
-                    tile_p.append({"boxes": d["boxes"].cpu().numpy()[keep], "scores": d["scores"].cpu().numpy()[keep],
-                                   "labels": lab(d["labels"].cpu().numpy()[keep])})
-                    tb, idx = window_boxes(ib, col, row, ts)
-                    tile_t.append({"boxes": tb, "labels": gt_l[idx]})
+            cols, rows = grid_offsets(ib.width, ts, ts), grid_offsets(ib.height, ts, ts)
+            bar = progress_bar(total=len(cols) * len(rows), unit="tile", desc=f"evaluate tiles {Path(path).name}",
+                               file=sys.stderr, disable=None if progress else True, dynamic_ncols=True, leave=False)
+            for col, row in ((c, r) for c in cols for r in rows):
+                data, valid = read_image(path, (col, row, ts, ts))
+                x = (torch.from_numpy(data) - m) / s
+                x[:, ~torch.from_numpy(valid)] = 0
+                d = tile_fn(x[None].to(device))[0][0]
+                keep = (d["scores"] >= low).cpu().numpy()
+                tile_p.append({"boxes": d["boxes"].cpu().numpy()[keep], "scores": d["scores"].cpu().numpy()[keep],
+                               "labels": lab(d["labels"].cpu().numpy()[keep])})
+                tb, idx = window_boxes(ib, col, row, ts)
+                tile_t.append({"boxes": tb, "labels": gt_l[idx]})
+                bar.update(1)
+            bar.close()
     scene = detection_metrics(scene_p, scene_t, k, thr)
     scene["iou_40"] = precision_recall(scene_p, scene_t, thr, iou=0.4)
     scene["found"] = int(sum((np.asarray(p["scores"]) >= thr).sum() for p in scene_p))

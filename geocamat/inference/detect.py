@@ -58,10 +58,6 @@ class SceneDetections:
     seconds: float = 0.0
 
 
-def _area(b: np.ndarray) -> np.ndarray:
-    return np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-
-
 def merge_tiles(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, truncated: np.ndarray,
                 windows: np.ndarray, nms_iou: float = 0.5, match_iou: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """Merge detections from overlapping windows (see the module docstring).
@@ -93,7 +89,6 @@ def merge_tiles(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, trunc
     windows = windows.astype(np.float64)
     # only overlapping detections can be one object: a grid search finds them, so a scene's merge costs its
     # detections and their neighbours, not their square
-
     bx, win = boxes.T.copy(), windows.T.copy()  # corners as rows: gathers of one corner are contiguous
 
     def agree(i: np.ndarray, j: np.ndarray) -> np.ndarray:

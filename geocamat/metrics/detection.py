@@ -33,27 +33,20 @@ def _np(x) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x)
 
 
-def box_iou_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of the boxes a[k] and b[k], as :func:`box_iou` computes it."""
-    inter = np.clip(np.minimum(a[:, 2:], b[:, 2:]) - np.maximum(a[:, :2], b[:, :2]), 0, None).prod(-1)
-    union = (a[:, 2:] - a[:, :2]).prod(-1) + (b[:, 2:] - b[:, :2]).prod(-1) - inter
-    return inter / np.maximum(union, 1e-12)
-
-
 def matching_pairs(pb: np.ndarray, tb: np.ndarray, thr: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(prediction, ground truth, IoU) of every pair with IoU >= ``thr`` (> 0), found without the full IoU
     matrix (:func:`geocamat.inference.overlaps.overlapping_pairs`): a scene's evaluation costs its boxes and
     their neighbours, not predictions x ground truths."""
-    from geocamat.inference.overlaps import overlapping_pairs
+    from geocamat.inference.overlaps import overlapping_pairs, pair_iou
 
     n = len(pb)
     both = np.vstack([pb, tb]).astype(np.float64)
 
     def cross(i: np.ndarray, j: np.ndarray) -> np.ndarray:
-        return (i < n) & (j >= n) & (box_iou_pairs(both[i], both[j]) >= thr)
+        return (i < n) & (j >= n) & (pair_iou(both, i, j) >= thr)
 
     i, j = overlapping_pairs(both, cross)
-    return i, j - n, box_iou_pairs(both[i], both[j])
+    return i, j - n, pair_iou(both, i, j)
 
 
 def _candidates(preds: list[dict], targets: list[dict], cls: int, thr: float) -> list[tuple]:

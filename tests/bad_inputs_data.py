@@ -111,6 +111,9 @@ def make_inputs(d: Path) -> dict[str, Path]:
     f["boxes"] = d / "boxes.csv"
     f["boxes"].write_text("image_path,xmin,ymin,xmax,ymax,label\nscene.tif,5,5,20,20,tree\n"
                           "truncated.tif,5,5,20,20,tree\nall_nodata.tif,5,5,20,20,tree\n")
+    for key, image in (("trunc_boxes", "truncated.tif"), ("two_band_boxes", "two_band.tif")):
+        f[key] = d / f"{key}.csv"
+        f[key].write_text(f"image_path,xmin,ymin,xmax,ymax,label\n{image},5,5,20,20,Tree\n")
     f["dbf"] = d / "reference.dbf"
     f["dbf"].write_bytes(b"not a dataset")
     return f

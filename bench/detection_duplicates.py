@@ -31,14 +31,12 @@ MERGES = (("none", None), ("nms", 0.4), ("wbf", 0.4), ("nms", 0.3), ("wbf", 0.3)
 
 def near_pairs(boxes: np.ndarray, labels: np.ndarray, lo: float = 0.3, hi: float = 0.5) -> int:
     """Same-class pairs with lo <= IoU < hi."""
-    from geocamat.metrics.detection import box_iou
+    from geocamat.inference.overlaps import overlapping_pairs, pair_iou
 
-    n = 0
-    for c in np.unique(labels):
-        b = boxes[labels == c]
-        iou = np.triu(box_iou(b, b), 1)
-        n += int(((iou >= lo) & (iou < hi)).sum())
-    return n
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    i, j = overlapping_pairs(b, lambda i, j: labels[i] == labels[j])
+    iou = pair_iou(b, i, j)
+    return int(((iou >= lo) & (iou < hi)).sum())
 
 
 def main() -> None:

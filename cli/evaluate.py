@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cli.options import given, quiet_opt, refuse_foreign, setting_option
+from geocamat.inference.tta import TTA_VIEWS
 
 E = "EvaluateOptions"
 
@@ -22,6 +23,7 @@ E = "EvaluateOptions"
 @setting_option(E, "out", "--out", type=click.Path(file_okay=False))
 @setting_option(E, "overlap", "--overlap", type=float)
 @setting_option(E, "tta", "--tta/--no-tta")
+@setting_option(E, "tta_views", "--tta-views", type=click.Choice(TTA_VIEWS))
 @setting_option(E, "window", "--window", type=int)
 @setting_option(E, "label_offset", "--label-offset", metavar="none|model|DY,DX")
 @setting_option(E, "score_threshold", "--score-threshold", type=float)

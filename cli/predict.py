@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from cli.options import given, overwrite_opt, quiet_opt, refuse_foreign, setting_option
+from geocamat.inference.tta import TTA_VIEWS
 
 P = "PredictOptions"
 
@@ -23,6 +24,7 @@ P = "PredictOptions"
 @setting_option(P, "res", "--res", type=float)
 @setting_option(P, "overlap", "--overlap", type=float)
 @setting_option(P, "tta", "--tta/--no-tta")
+@setting_option(P, "tta_views", "--tta-views", type=click.Choice(TTA_VIEWS))
 @setting_option(P, "window", "--window", type=int)
 @setting_option(P, "batch_size", "--batch-size", type=int)
 @setting_option(P, "workers", "--workers", type=int)

@@ -230,6 +230,7 @@ ROWS = [
         lambda e: _predict(e, "--region-field", "cls"), "--region"),
     Row("predict-overlap", "--overlap out of range", lambda e: _predict(e, "--overlap", "1.5"), "overlap"),
     Row("predict-batch", "--batch-size 0", lambda e: _predict(e, "--batch-size", "0"), "batch size"),
+    Row("predict-tta-views", "unknown --tta-views", lambda e: _predict(e, "--tta-views", "some"), "--tta-views"),
     Row("predict-window-small", "--window smaller than the model's tile", lambda e: _predict(e, "--window", "8"),
         "--window"),
     Row("predict-window-huge", "--window larger than the scene", lambda e: _predict(e, "--window", "100000"),

@@ -67,15 +67,15 @@ def test_a_head_with_the_wrong_number_of_classes_is_refused(tmp_path):
 def test_a_large_scene_is_cut_into_units_of_bounded_work():
     from geocamat.outputs.overviews import overview_factors
 
-    def bands(height, width, stride, tta):
+    def bands(height, width, stride, views):
         factor = overview_factors(width, height)[-1]
         cols = unit_size(UnitSizes().block_cols, 2 * stride, stride, factor)
-        rows = unit_size(band_rows_for_work(UnitSizes(), width, cols, stride, tta), 2 * stride, stride, factor)
+        rows = unit_size(band_rows_for_work(UnitSizes(), width, cols, stride, views), 2 * stride, stride, factor)
         return -(-height // rows) * -(-width // cols)
 
-    assert bands(4096, 4096, 128, False) >= 8  # 256 px tiles at overlap 0.5
-    assert bands(4096, 4096, 8, False) >= 8  # 16 px tiles: 262,144 tiles
-    assert bands(4096, 4096, 8, True) > bands(4096, 4096, 8, False)  # 8x the model work per tile: smaller units
+    assert bands(4096, 4096, 128, 1) >= 8  # 256 px tiles at overlap 0.5
+    assert bands(4096, 4096, 8, 1) >= 8  # 16 px tiles: 262,144 tiles
+    assert bands(4096, 4096, 8, 8) > bands(4096, 4096, 8, 1)  # 8x the model work per tile: smaller units
 
 
 

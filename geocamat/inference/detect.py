@@ -24,6 +24,7 @@ from torch import Tensor
 
 from geocamat.data.detection_images import image_info, read_image
 from geocamat.inference.duplicates import merge_duplicates
+from geocamat.inference.plan import tile_stride
 from geocamat.unionfind import connected_components
 
 DetectFn = Callable[[Tensor], tuple[list[dict], Tensor | None]]
@@ -33,7 +34,7 @@ def window_offsets(length: int, tile: int, overlap: float) -> list[int]:
     """Window offsets along one axis: stride ``tile * (1 - overlap)``, the last window flush with the end."""
     if length <= tile:
         return [0]
-    stride = max(1, int(round(tile * (1 - overlap))))
+    stride = tile_stride(tile, overlap)
     offs = list(range(0, length - tile + 1, stride))
     if offs[-1] + tile < length:
         offs.append(length - tile)

@@ -32,10 +32,11 @@ from geocamat.inference.blend import BLEND_MODES, SCATTER_MAX_TILE, accumulate, 
 from geocamat.inference.grid import OutputGrid
 from geocamat.inference.heads import PixelHead
 from geocamat.inference.manifest import PARTIAL, Manifest, done_units, manifest_name
-from geocamat.inference.plan import Plan, UnitSizes, band_rows_for_work, unit_name, unit_size
+from geocamat.inference.plan import Plan, UnitSizes, band_rows_for_work, tile_stride, unit_name, unit_size
 from geocamat.inference.ranks import Ranks, Segment, split_units, wait_for_ranks
 from geocamat.inference.report import run_report
 from geocamat.inference.telemetry import HostTimes, StageClock, peak_rss_mib, progress_bar
+from geocamat.inference.tta import tile_views
 from geocamat.inference.writer import UnitWriter
 from geocamat.outputs import partial_bands
 from geocamat.outputs.jsonfile import write_json
@@ -61,7 +62,9 @@ class Engine:
         out_dir: output folder.
         dev: torch device.
         overlap: fraction of a tile shared with its neighbours.
-        tta: whether the head averages test-time transforms (unit work and fingerprint).
+        tta: test-time augmentation (:func:`geocamat.inference.tta.resolve`): ``none``, ``all`` (the head averages
+            the 8 views of each tile: unit work and fingerprint) or ``spread`` (the engine sends each tile
+            through one view, :func:`geocamat.inference.tta.tile_views`, and turns its outputs back).
         tile: tile (or window) side in px.
         batch_size: tiles per forward pass.
         workers: reader threads.
@@ -81,7 +84,7 @@ class Engine:
     """
 
     def __init__(self, head: PixelHead, bundle, stack, index, grid: OutputGrid, aoi, out_dir: Path, *, dev,
-                 overlap: float, tta: bool, tile: int, batch_size: int, workers: int, write_probabilities: bool,
+                 overlap: float, tta: str, tile: int, batch_size: int, workers: int, write_probabilities: bool,
                  vectorise: bool, min_polygon_pixels: int, resume: bool, progress: bool, on_unit,
                  weights_hash: str, require_all_bands: bool = False, units: UnitSizes | None = None,
                  blend: str | None = None, ranks: Ranks | None = None) -> None:
@@ -106,14 +109,14 @@ class Engine:
                              f"model has {len(self.style.ids)} classes")
         self.extras = head.extras()
         self.dtype, self.nodata = class_dtype_nodata(self.style.ids)
-        stride = max(1, int(round(tile * (1 - overlap))))
+        stride = tile_stride(tile, overlap)
         self.blend = blend or blend_mode(dev.type, tile, stride)
         # units are multiples of the stride and, where that costs at most 2x their size, of the largest overview
         # factor, so that every unit computes its own part of each overview level
         needed = overview_factors(grid.width, grid.height)
         factor = needed[-1] if needed else 1
         block_cols = unit_size(self.sizes.block_cols, tile, stride, factor)
-        target_rows = band_rows_for_work(self.sizes, grid.width, block_cols, stride, tta)
+        target_rows = band_rows_for_work(self.sizes, grid.width, block_cols, stride, 8 if tta == "all" else 1)
         band_rows = unit_size(target_rows, tile, stride, factor)
         aligned = all(band_rows % f == 0 and block_cols % f == 0 for f in needed)
         #: overview levels computed per unit while streaming; [] when GDAL computes them at the end
@@ -447,13 +450,19 @@ class Engine:
         if cur_buf is not None:  # the halo chunk below the last band
             release(cur_buf)
 
-    def _forward(self, x, bi: np.ndarray, bj: np.ndarray, batch_buf):
-        """The head's outputs of tiles (bi, bj) of canvas ``x``, stacked as (N, channels, T, T) float32."""
+    def _forward(self, x, bi: np.ndarray, bj: np.ndarray, batch_buf, views=None):
+        """The head's outputs of tiles (bi, bj) of canvas ``x``, stacked as (N, channels, T, T) float32; with
+        ``views`` (one dihedral index per tile), each tile goes through its view and its outputs are turned back."""
         import torch
+
+        from geocamat.camat.geometry import dihedral, dihedral_inverse
 
         t, s, dev = self.plan.tile, self.plan.stride, self.dev
         if dev.type == "cuda":  # gather on the device (the caching allocator makes this cheap)
-            batch = gather_tiles(x, bi, bj, t, s).contiguous(memory_format=torch.channels_last)
+            batch = gather_tiles(x, bi, bj, t, s)
+            if views is not None:
+                batch = dihedral(batch, views)
+            batch = batch.contiguous(memory_format=torch.channels_last)
             with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
                 out = self.head(batch)
         else:
@@ -465,10 +474,15 @@ class Engine:
                 batch = batch_buf[: len(bi)]
                 for n, (r, q) in enumerate(zip(bi, bj, strict=True)):
                     batch[n].copy_(x[:, r * s:r * s + t, q * s:q * s + t])
+            if views is not None:
+                batch = dihedral(batch, views)
             torch.set_num_threads(threads)
             with torch.no_grad():
                 out = self.head(batch)
-        return [out["probabilities"], *(out[name] for name in self.extras)]
+        outputs = [out["probabilities"], *(out[name] for name in self.extras)]
+        if views is not None:
+            outputs = [dihedral_inverse(o, views) for o in outputs]
+        return outputs
 
     def _band(self, i: int, bufs: dict, carry, x0: int, x1: int, qs: np.ndarray, finish: bool = True):
         """Run the tiles owned by band i (input in ``bufs["x"]``) through the head and finish its rows (with
@@ -528,7 +542,10 @@ class Engine:
             for b in batches:
                 bi, bj = ti[b:b + self.batch_size], tj[b:b + self.batch_size]
                 t0 = clock.mark()
-                outputs = self._forward(x, bi, bj, bufs["batch"])
+                views = None
+                if self.tta == "spread":  # tile indices on the global grid: the same views in every unit and rank
+                    views = torch.from_numpy(tile_views(ps[bi] // s, qs[bj] // s)).to(self.dev)
+                outputs = self._forward(x, bi, bj, bufs["batch"], views)
                 t1 = clock.mark()
                 torch.set_num_threads(1)
                 values = torch.cat([o.float() for o in outputs], dim=1)

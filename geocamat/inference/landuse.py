@@ -27,8 +27,10 @@ from geocamat.inference.engine import RESULT_FILES, Engine
 from geocamat.inference.grid import bbox_geometry, crs_wkt, load_region, snap_grid
 from geocamat.inference.heads import PixelHead, head_for
 from geocamat.inference.manifest import PARTIAL, refuse_interrupted
-from geocamat.inference.plan import UnitSizes
+from geocamat.inference.plan import UnitSizes, tile_stride
 from geocamat.inference.ranks import Ranks
+from geocamat.inference.tta import TTA_VIEWS
+from geocamat.inference.tta import resolve as resolve_tta
 from geocamat.outputs.jsonfile import write_json
 
 __all__ = ["DENSE_OVERLAP", "PARTIAL", "RESULT_FILES", "WINDOW_OVERLAP", "default_overlap", "predict_landuse",
@@ -100,6 +102,7 @@ def predict_landuse(
     res: float | None = None,
     overlap: float | None = None,
     tta: bool = False,
+    tta_views: str = "spread",
     window: int | None = None,
     batch_size: int = 64,
     workers: int | None = None,
@@ -134,7 +137,10 @@ def predict_landuse(
         res: output pixel size in output CRS units (default: that of the images).
         overlap: fraction of a tile shared with its neighbours (0 <= overlap < 1); default:
             :func:`default_overlap`.
-        tta: average each tile over its eight flips/quarter turns (8x the model cost).
+        tta: average each pixel over the eight flips/quarter turns of the tiles.
+        tta_views: with ``tta``: ``spread`` (each tile through one view, spread over the overlapping tiles so
+            that every pixel gets all 8: the model cost of no TTA; needs overlap >= 0.75, else ``all``) or
+            ``all`` (every tile through all 8 views: 8x the model cost). See :mod:`geocamat.inference.tta`.
         window: dense-output models only: run the fully convolutional model on windows of this many pixels
             instead of tiles of the training size (each pixel then sees the context of the window, not only
             of its tile; much faster, maps differ slightly). ``batch_size`` counts training-size tiles, so
@@ -197,6 +203,8 @@ def predict_landuse(
         raise ConfigError(f"overlap must be in [0, 1), got {overlap}")
     if batch_size < 1:
         raise ConfigError(f"batch size must be >= 1, got {batch_size}")
+    if tta_views not in TTA_VIEWS:
+        raise ConfigError(f"unknown --tta-views {tta_views!r}: choose one of {', '.join(TTA_VIEWS)}")
     if window is not None:
         if bundle.model.get("output") != "dense":
             raise ConfigError("--window needs a model trained with output: dense (its map comes from per-pixel "
@@ -264,7 +272,10 @@ def predict_landuse(
                                         "--resume to continue an interrupted run")
             if not overwrite and not resume:
                 refuse_interrupted(target)
-        settings = dict(overlap=overlap, tta=tta, window=window, batch_size=batch_size, device=str(dev),
+        tile = int(window or bundle.tile_size)
+        tta_mode = resolve_tta(tta, tta_views, tile, tile_stride(tile, overlap))
+        settings = dict(overlap=overlap, tta=tta, tta_views=tta_mode if tta else None, window=window,
+                        batch_size=batch_size, device=str(dev),
                         write_probabilities=write_probabilities, vectorise=vectorise,
                         min_polygon_pixels=min_polygon_pixels, region=str(region) if region else None,
                         region_field=region_field, bbox=list(bbox) if bbox else None, bbox_crs=bbox_crs, crs=crs,
@@ -278,9 +289,9 @@ def predict_landuse(
         run_batch = max(1, batch_size * int(bundle.tile_size) ** 2 // window**2) if window else batch_size
         reports = []
         for name, geom, grid, target in jobs:
-            run_head = head or head_for(bundle, tta=tta, window=window)
-            engine = Engine(run_head, bundle, stack, index, grid, geom, target, dev=dev, overlap=overlap, tta=tta,
-                            tile=int(window or bundle.tile_size), batch_size=run_batch,
+            run_head = head or head_for(bundle, tta=tta_mode == "all", window=window)
+            engine = Engine(run_head, bundle, stack, index, grid, geom, target, dev=dev, overlap=overlap,
+                            tta=tta_mode, tile=tile, batch_size=run_batch,
                             workers=workers or max(1, min(8, (os.cpu_count() or 1) // ranks.local_world)),
                             write_probabilities=write_probabilities,
                             vectorise=vectorise, min_polygon_pixels=min_polygon_pixels, resume=resume,

@@ -60,7 +60,12 @@ def unit_size(target: int, tile: int, stride: int, factor: int) -> int:
     return step * max(1, math.ceil(max(target, tile) / step))
 
 
-def band_rows_for_work(sizes: UnitSizes, width: int, block_cols: int, stride: int, tta: bool) -> int:
+def tile_stride(tile: int, overlap: float) -> int:
+    """Pixels between the origins of neighbouring tiles of ``tile`` px at ``overlap``."""
+    return max(1, int(round(tile * (1 - overlap))))
+
+
+def band_rows_for_work(sizes: UnitSizes, width: int, block_cols: int, stride: int, views: int) -> int:
     """Target rows of a band: ``sizes.band_rows``, fewer when a band's tiles would exceed ``sizes.evaluations``.
 
     Args:
@@ -68,11 +73,11 @@ def band_rows_for_work(sizes: UnitSizes, width: int, block_cols: int, stride: in
         width: width of the output grid (px).
         block_cols: columns of a column block.
         stride: tile stride (px).
-        tta: whether each tile is evaluated 8 times.
+        views: model evaluations per tile (8 with TTA over all views, else 1).
     """
     if sizes.evaluations is None:
         return sizes.band_rows
-    tiles_per_row = math.ceil(min(width, block_cols) / stride) * (8 if tta else 1)
+    tiles_per_row = math.ceil(min(width, block_cols) / stride) * views
     rows_of_tiles = max(1, sizes.evaluations // max(1, tiles_per_row))
     return min(sizes.band_rows, rows_of_tiles * stride)
 

@@ -57,14 +57,16 @@ def rarely_mapped(scores: dict) -> list[tuple[str, float, int]]:
             if c.get("support", 0) > 0 and c.get("recall", 1.0) < RARELY_MAPPED_RECALL]
 
 
-def map_settings(bundle, overlap: float | None, tta: bool | None, window: int | None) -> dict:
+def map_settings(bundle, overlap: float | None, tta: bool | None, window: int | None,
+                 tta_views: str = "spread") -> dict:
     """Overlap and TTA of a map: the user's, else the library's default overlap (0.125 for --window maps, at
     least 0.75 for dense models, else the model's) and the model's TTA."""
     from geocamat.inference.landuse import default_overlap
 
     if overlap is None:
         overlap = default_overlap(bundle, window)
-    return {"overlap": overlap, "tta": bool(bundle.extra.get("tta", False)) if tta is None else tta, "window": window}
+    return {"overlap": overlap, "tta": bool(bundle.extra.get("tta", False)) if tta is None else tta,
+            "tta_views": tta_views, "window": window}
 
 
 def predict(bundle, images: list[str], out_dir: Path, options: PredictOptions, *, overwrite: bool = False,
@@ -77,7 +79,7 @@ def predict(bundle, images: list[str], out_dir: Path, options: PredictOptions, *
     before_predict(bundle, images, out_dir, res=o.res, force=o.force, probabilities=o.probabilities, window=o.window)
     return predict_landuse(bundle, list(images), Path(out_dir), region=o.region, region_field=o.region_field,
                            bbox=tuple(o.bbox) if o.bbox else None, bbox_crs=o.bbox_crs, crs=o.crs, res=o.res,
-                           **map_settings(bundle, o.overlap, o.tta, o.window), batch_size=o.batch_size,
+                           **map_settings(bundle, o.overlap, o.tta, o.window, o.tta_views), batch_size=o.batch_size,
                            workers=o.workers, device=o.device, resume=o.resume, write_probabilities=o.probabilities,
                            vectorise=o.vector, min_polygon_pixels=o.min_polygon_pixels,
                            require_all_bands=o.require_all_bands, overwrite=overwrite,

@@ -48,7 +48,8 @@ def evaluate_map(bundle, images: list[str], options: EvaluateOptions, *, progres
         if o.map:
             folder.mkdir(parents=True, exist_ok=True)
         else:
-            predict_landuse(bundle, list(images), folder, **map_settings(bundle, o.overlap, o.tta, o.window),
+            predict_landuse(bundle, list(images), folder,
+                            **map_settings(bundle, o.overlap, o.tta, o.window, o.tta_views),
                             device=o.device, vectorise=False, min_polygon_pixels=MIN_MAPPING_UNIT, overwrite=True,
                             progress=progress, ranks=Ranks())  # this process alone, even under a launcher
         metrics = score_map(Path(o.map) if o.map else folder / "landuse.tif", Path(o.reference), bundle.class_ids,

@@ -94,6 +94,15 @@ class Counting(PixelHead):
         return self.inner(batch)
 
 
+def run_map(bundle, images, out, **kw) -> dict:
+    """``predict_landuse`` of ``images`` into ``out``, quiet and without polygons unless asked."""
+    from geocamat.inference.landuse import predict_landuse
+
+    kw.setdefault("progress", False)
+    kw.setdefault("vectorise", False)
+    return predict_landuse(bundle, [str(i) for i in images], out, **kw)
+
+
 def read_bands(path: Path) -> np.ndarray:
     """Every band of a raster, (bands, rows, cols)."""
     import rasterio

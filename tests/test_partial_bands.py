@@ -13,19 +13,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from inference_helpers import frame_mask, make_bundle, make_raster  # noqa: E402
+from inference_helpers import run_map as run
 
 from geocamat.inference.heads import PixelHead  # noqa: E402
-from geocamat.inference.landuse import predict_landuse  # noqa: E402
 from geocamat.inference.plan import UnitSizes  # noqa: E402
 from geocamat.outputs import partial_bands  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: torch on one thread
-
-
-def run(bundle, images, out, **kw):
-    kw.setdefault("progress", False)
-    kw.setdefault("vectorise", False)
-    return predict_landuse(bundle, [str(i) for i in images], out, **kw)
 
 
 def read(path: Path) -> np.ndarray:

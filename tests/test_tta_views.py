@@ -13,19 +13,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from inference_helpers import Counting, make_bundle, make_raster  # noqa: E402
 from inference_helpers import read_bands as read
+from inference_helpers import run_map as run
 
 from geocamat.errors import ConfigError  # noqa: E402
 from geocamat.inference.heads import PixelHead, head_for  # noqa: E402
-from geocamat.inference.landuse import predict_landuse  # noqa: E402
 from geocamat.inference.tta import resolve, tile_views  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: torch on one thread
-
-
-def run(bundle, images, out, **kw):
-    kw.setdefault("progress", False)
-    kw.setdefault("vectorise", False)
-    return predict_landuse(bundle, [str(i) for i in images], out, **kw)
 
 
 def dense_bundle(seed: int = 0):

@@ -29,7 +29,7 @@ from geocamat.inference.heads import PixelHead, head_for
 from geocamat.inference.manifest import PARTIAL, refuse_interrupted
 from geocamat.inference.plan import UnitSizes, tile_stride
 from geocamat.inference.ranks import Ranks
-from geocamat.inference.tta import TTA_VIEWS
+from geocamat.inference.tta import DEFAULT_TTA_VIEWS, TTA_VIEWS
 from geocamat.inference.tta import resolve as resolve_tta
 from geocamat.outputs.jsonfile import write_json
 
@@ -102,7 +102,7 @@ def predict_landuse(
     res: float | None = None,
     overlap: float | None = None,
     tta: bool = False,
-    tta_views: str = "spread",
+    tta_views: str = DEFAULT_TTA_VIEWS,
     window: int | None = None,
     batch_size: int = 64,
     workers: int | None = None,

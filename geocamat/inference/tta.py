@@ -11,6 +11,8 @@ from __future__ import annotations
 
 #: How test-time augmentation meets the tiles (``PredictOptions.tta_views``).
 TTA_VIEWS = ("spread", "all")
+#: The default of ``tta_views`` everywhere a map is made (predict, evaluate, training's validation map).
+DEFAULT_TTA_VIEWS = "spread"
 #: Tiles per pixel and axis that ``spread`` needs: 4 rotations along the rows, flipped or not along the columns.
 SPREAD_TILES = 4
 

@@ -58,15 +58,16 @@ def rarely_mapped(scores: dict) -> list[tuple[str, float, int]]:
 
 
 def map_settings(bundle, overlap: float | None, tta: bool | None, window: int | None,
-                 tta_views: str = "spread") -> dict:
+                 tta_views: str | None = None) -> dict:
     """Overlap and TTA of a map: the user's, else the library's default overlap (0.125 for --window maps, at
     least 0.75 for dense models, else the model's) and the model's TTA."""
     from geocamat.inference.landuse import default_overlap
+    from geocamat.inference.tta import DEFAULT_TTA_VIEWS
 
     if overlap is None:
         overlap = default_overlap(bundle, window)
     return {"overlap": overlap, "tta": bool(bundle.extra.get("tta", False)) if tta is None else tta,
-            "tta_views": tta_views, "window": window}
+            "tta_views": tta_views or DEFAULT_TTA_VIEWS, "window": window}
 
 
 def predict(bundle, images: list[str], out_dir: Path, options: PredictOptions, *, overwrite: bool = False,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from geocamat.inference.tta import TTA_VIEWS
+from geocamat.inference.tta import DEFAULT_TTA_VIEWS, TTA_VIEWS
 from geocamat.settings import setting
 
 
@@ -25,7 +25,7 @@ class PredictOptions:
                                     "models; 0.125 with --window).")
     tta: bool | None = setting(None, "Average each pixel over the 8 flips/quarter turns of its tiles (default: the "
                                "model's).")
-    tta_views: str = setting("spread", "TTA: each tile through one of the 8 views, spread so every pixel gets "
+    tta_views: str = setting(DEFAULT_TTA_VIEWS, "TTA: each tile through one of the 8 views, spread so every pixel gets "
                              "all 8 (the cost of no TTA; needs overlap >= 0.75), or all 8 views per tile (8x).",
                              choices=TTA_VIEWS)
     window: int | None = setting(None, "Dense-output models: run the fully convolutional model on windows of this "
@@ -75,7 +75,7 @@ class EvaluateOptions:
     out: str | None = setting(None, "Keep the map and metrics.json here (default: a temporary folder).")
     overlap: float | None = setting(None, "Window overlap fraction (default: the model's).")
     tta: bool | None = setting(None, "Test-time augmentation (default: the model's).")
-    tta_views: str = setting("spread", "TTA views: spread over the overlapping tiles, or all 8 per tile (8x).",
+    tta_views: str = setting(DEFAULT_TTA_VIEWS, "TTA views: spread over the overlapping tiles, or all 8 per tile (8x).",
                              choices=TTA_VIEWS)
     window: int | None = setting(None, "Dense-output models: map with windows of this size (px).")
     label_offset: str = setting("none", "Score map[i+DY, j+DX] against reference[i, j]: none, model (the offset "

@@ -89,6 +89,13 @@ METHODS: dict[str, tuple[str, dict]] = {
     # session 10 (CPU): larger random squares, or more occluded samples, to reach Hide-and-Seek on random40
     "camat-randarea-wide": ("camat", {"source": "cached", "random_area": [0.2, 0.6]}),
     "camat-randarea-p50": ("camat", {"source": "cached", "random_area": [0.1, 0.5], "p": 0.5}),
+    # session 14 (CPU): the random occluders as Hide-and-Seek's grid cells instead of one square
+    "camat-grid": ("camat", {"source": "cached", "random_shape": "grid"}),
+    "camat-grid-randarea": ("camat", {"source": "cached", "random_shape": "grid", "random_area": [0.1, 0.5]}),
+    "camat-grid-p50": ("camat", {"source": "cached", "random_shape": "grid", "p": 0.5}),
+    "camat-grid-half": ("camat", {"source": "cached", "random_shape": "grid", "random_area": [0.5, 0.5]}),
+    # session 14: Random Erasing's rate of random occluders (~40% of the samples) beside the top-CAM ones (20%)
+    "camat-rate60": ("camat", {"source": "cached", "p": 0.6, "random_share": 0.67, "random_area": [0.1, 0.5]}),
 }
 DEFAULT_METHODS = "none,cutout,random-erasing,hide-and-seek,camat-fresh,camat-cached,camat-white"
 

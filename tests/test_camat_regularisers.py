@@ -295,6 +295,23 @@ def test_random_area_draws_the_random_squares_size_from_its_range():
         CamatConfig(random_area=[0.5, 0.1])
 
 
+def test_random_grid_hides_grid_cells_at_the_drawn_share():
+    torch.manual_seed(0)
+    x = torch.zeros(512, 2, 16, 16)
+    x[:, 0, :4, :4] = 5.0
+    y = torch.zeros(512, dtype=torch.long)
+    out = CAMAT(p=1.0, warmup=0.0, tau=0.5, random_share=1.0, random_area=[0.5, 0.5], random_shape="grid",
+                fill="noise")(x, y, model=Toy())
+    hidden = (out != x).any(dim=1).float()
+    cells = hidden.view(512, 4, 4, 4, 4)  # (n, cell row, row in cell, cell col, col in cell)
+    per_cell = cells.mean(dim=(2, 4))
+    assert ((per_cell == 0) | (per_cell == 1)).all()  # whole 4 x 4 px cells, never parts of one
+    assert abs(float(hidden.mean()) - 0.5) < 0.02  # each cell hidden with the drawn share
+    assert float(per_cell.flatten(1).sum(1).std()) > 1.0  # scattered at random, not one fixed pattern
+    with pytest.raises(ValueError, match="random_shape"):
+        CamatConfig(random_shape="circle")
+
+
 def test_consistency_pairs_train_clean_and_occluded_copies():
     from geocamat.camat.consistency import consistency_loss, paired_batch
 

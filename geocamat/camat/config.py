@@ -30,6 +30,8 @@ DEFAULT_MIX = ("mean", "mean", "mean", "white", "noise", "blur", "blur")
 DETECTION_MIXED_FILLS = ("mean", "white", "noise", "blur", "texture")
 #: Where CAMAT's maps come from: an extra forward, or the sample's previous training forward.
 SOURCES = ("fresh", "cached")
+#: Shapes of CAMAT's random occluders (``random_share``): one square, or Hide-and-Seek's grid cells.
+RANDOM_SHAPES = ("square", "grid")
 #: Which class's map is occluded: the ground truth or the prediction.
 TARGETS = ("gt", "pred")
 
@@ -74,6 +76,8 @@ class CamatConfig:
             top-CAM region (robustness to occluders that are not where the evidence is), the rest top-CAM.
         random_area: ``[lo, hi]``: the random squares' area is drawn uniformly from this range of the image's
             instead of matching the top-CAM region's (None).
+        random_shape: the random occluders of ``random_share``: one ``square``, or ``grid``: the cells of a
+            4 x 4 grid, each hidden with a probability equal to that area (Hide-and-Seek's occluder).
         consistency: > 0: each occluded sample is trained beside its clean copy in the same batch, and this
             weight multiplies a KL term between the two predictions (clean one detached); 0: the occluded
             sample replaces its clean copy. Detection: the clean tiles are all kept and the occluded copies
@@ -100,6 +104,8 @@ class CamatConfig:
     random_area: list[float] | None = field(default=None, metadata={"help": "[lo, hi]: the random squares' area, "
                                                                           "uniform in this share of the image "
                                                                           "(null: the CAM region's)."})
+    random_shape: str = field(default="square", metadata={"help": "The random occluders: one square, or the cells of "
+                                                                 "a 4 x 4 grid hidden at random (grid)."})
     consistency: float = field(default=0.0, metadata={"help": "> 0: train on clean + occluded pairs, this weight on "
                                                              "a KL term tying their predictions."})
     mix: list[str] | None = field(default_factory=lambda: list(DEFAULT_MIX),
@@ -112,7 +118,8 @@ class CamatConfig:
     def choices(name: str) -> tuple | None:
         """The allowed values of an option with a fixed set of them."""
         return {"saliency": tuple(SALIENCY), "target": TARGETS, "fill": FILLS, "source": SOURCES,
-                "cache_miss": ("skip", "fresh"), "cache_update": ("clean", "all")}.get(name)
+                "cache_miss": ("skip", "fresh"), "cache_update": ("clean", "all"),
+                "random_shape": RANDOM_SHAPES}.get(name)
 
     def __post_init__(self) -> None:
         def number(value) -> bool:
@@ -135,6 +142,7 @@ class CamatConfig:
                                                          and all(number(v) for v in self.random_area)
                                                          and 0.0 < self.random_area[0] <= self.random_area[1] <= 1.0),
                             "null or [lo, hi] with 0 < lo <= hi <= 1"),
+            "random_shape": (self.random_shape in RANDOM_SHAPES, ", ".join(RANDOM_SHAPES)),
             "consistency": (number(self.consistency) and self.consistency >= 0.0, "a weight >= 0"),
             "mix": (self.mix is None or (isinstance(self.mix, list | tuple) and len(self.mix) > 0
                                          and all(f in FILLS and f != "mixed" for f in self.mix)),

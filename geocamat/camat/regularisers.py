@@ -113,6 +113,12 @@ def _random_rect_mask(n: int, h: int, w: int, area: Tensor, aspect: Tensor, devi
     return (inside_y & inside_x).unsqueeze(1)
 
 
+def _random_grid_mask(n: int, h: int, w: int, area: Tensor, device, grid: int = 4) -> Tensor:
+    """The cells of a ``grid`` x ``grid`` partition, each hidden with probability ``area`` (per sample)."""
+    cells = torch.rand(n, 1, grid, grid, device=device) < area.view(-1, 1, 1, 1)
+    return nn.functional.interpolate(cells.float(), size=(h, w), mode="nearest").bool()
+
+
 class Cutout(Regulariser):
     """Cutout (DeVries & Taylor 2017): one square of ``area`` of the image, filled with the band mean."""
 
@@ -170,8 +176,7 @@ class HideAndSeek(Regulariser):
 
     def __call__(self, images, targets, *, model=None, epoch=0, max_epochs=1, sample_ids=None, transforms=None):
         n, _, h, w = images.shape
-        cells = torch.rand(n, 1, self.grid, self.grid, device=images.device) < self.p
-        mask = nn.functional.interpolate(cells.float(), size=(h, w), mode="nearest").bool()
+        mask = _random_grid_mask(n, h, w, torch.full((n,), self.p, device=images.device), images.device, self.grid)
         return apply_mask(images, mask, fill_values(images, self.fill, zero_value=self.zero_value))
 
     def settings(self):
@@ -308,8 +313,11 @@ class CAMAT(Regulariser):
                     area = lo + (hi - lo) * torch.rand(n, device=dev)
                 else:
                     area = mask.float().mean(dim=(1, 2, 3)).clamp(min=1.0 / (size[0] * size[1]))
-                square = _random_rect_mask(n, size[0], size[1], area, torch.ones(n, device=dev), dev)
-                mask = torch.where(swap.view(-1, 1, 1, 1), square, mask)
+                if cfg.random_shape == "grid":
+                    random_mask = _random_grid_mask(n, size[0], size[1], area, dev)
+                else:
+                    random_mask = _random_rect_mask(n, size[0], size[1], area, torch.ones(n, device=dev), dev)
+                mask = torch.where(swap.view(-1, 1, 1, 1), random_mask, mask)
         mask &= chosen.view(-1, 1, 1, 1)
         self._last_occluded = chosen
         return apply_mask(images, mask, fill_values(images, cfg.fill, zero_value=self.zero_value,

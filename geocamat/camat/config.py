@@ -125,24 +125,28 @@ class CamatConfig:
         def number(value) -> bool:
             return isinstance(value, int | float) and not isinstance(value, bool)
 
+        def one_of(name: str, optional: bool = False) -> tuple[bool, str]:
+            value, allowed = getattr(self, name), self.choices(name)
+            return (optional and value is None) or value in allowed, ", ".join(allowed)
+
         checks = {
-            "saliency": (self.saliency in SALIENCY, ", ".join(SALIENCY)),
-            "target": (self.target in TARGETS, ", ".join(TARGETS)),
+            "saliency": one_of("saliency"),
+            "target": one_of("target"),
             "tau": (number(self.tau) and 0.0 < self.tau <= 1.0, "a number in (0, 1]"),
             "area": (self.area is None or (number(self.area) and 0.0 <= self.area <= 1.0), "a number in [0, 1]"),
-            "fill": (self.fill in FILLS, ", ".join(FILLS)),
+            "fill": one_of("fill"),
             "p": (number(self.p) and 0.0 <= self.p <= 1.0, "a probability in [0, 1]"),
             "warmup": (number(self.warmup) and 0.0 <= self.warmup < 1.0, "a fraction in [0, 1)"),
-            "source": (self.source is None or self.source in SOURCES, ", ".join(SOURCES)),
-            "cache_miss": (self.cache_miss in ("skip", "fresh"), "skip, fresh"),
-            "cache_update": (self.cache_update in ("clean", "all"), "clean, all"),
+            "source": one_of("source", optional=True),
+            "cache_miss": one_of("cache_miss"),
+            "cache_update": one_of("cache_update"),
             "random_share": (number(self.random_share) and 0.0 <= self.random_share <= 1.0, "a share in [0, 1]"),
             "random_area": (self.random_area is None or (isinstance(self.random_area, list | tuple)
                                                          and len(self.random_area) == 2
                                                          and all(number(v) for v in self.random_area)
                                                          and 0.0 < self.random_area[0] <= self.random_area[1] <= 1.0),
                             "null or [lo, hi] with 0 < lo <= hi <= 1"),
-            "random_shape": (self.random_shape in RANDOM_SHAPES, ", ".join(RANDOM_SHAPES)),
+            "random_shape": one_of("random_shape"),
             "consistency": (number(self.consistency) and self.consistency >= 0.0, "a weight >= 0"),
             "mix": (self.mix is None or (isinstance(self.mix, list | tuple) and len(self.mix) > 0
                                          and all(f in FILLS and f != "mixed" for f in self.mix)),

@@ -96,6 +96,15 @@ METHODS: dict[str, tuple[str, dict]] = {
     "camat-grid-half": ("camat", {"source": "cached", "random_shape": "grid", "random_area": [0.5, 0.5]}),
     # session 14: Random Erasing's rate of random occluders (~40% of the samples) beside the top-CAM ones (20%)
     "camat-rate60": ("camat", {"source": "cached", "p": 0.6, "random_share": 0.67, "random_area": [0.1, 0.5]}),
+    # session 15: the default with its occlusion strength rising / falling over the epochs (mean unchanged)
+    "camat-rising": ("camat", {"source": "cached", "schedule": "rising"}),
+    "camat-falling": ("camat", {"source": "cached", "schedule": "falling"}),
+    "camat-rising-randarea": ("camat", {"source": "cached", "schedule": "rising", "random_area": [0.1, 0.5]}),
+    "camat-rising-randarea-wide": ("camat", {"source": "cached", "schedule": "rising", "random_area": [0.2, 0.6]}),
+    "camat-rising-randarea-p25": ("camat", {"source": "cached", "schedule": "rising", "random_area": [0.1, 0.5],
+                                            "p": 0.25}),
+    "camat-rising-randarea-p30": ("camat", {"source": "cached", "schedule": "rising", "random_area": [0.1, 0.5],
+                                            "p": 0.3}),
 }
 DEFAULT_METHODS = "none,cutout,random-erasing,hide-and-seek,camat-fresh,camat-cached,camat-white"
 

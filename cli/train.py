@@ -97,8 +97,10 @@ def train(config, out, task, images, resume, assignments, overwrite, quiet, cama
     if regulariser != "camat" and settings.get("camat"):
         flagged = sorted(k for k in raw.explicit if k.startswith("camat."))
         if flagged:
-            raise ConfigError(f"--{flagged[0].replace('.', '-').replace('_', '-')} applies only with --regulariser "
-                              f"camat, not {regulariser}: drop it or train with CAMAT")
+            key = flagged[0]
+            given_as = f"--set {key}" if key in raw.assigned else f"--{key.replace('.', '-').replace('_', '-')}"
+            raise ConfigError(f"{given_as} applies only with --regulariser camat, not {regulariser}: drop it or "
+                              "train with CAMAT")
         click.echo(f"note: the config file's camat options are not used with regulariser {regulariser}", err=True)
         settings.pop("camat")
     from dataclasses import fields

@@ -328,3 +328,32 @@ def test_consistency_pairs_train_clean_and_occluded_copies():
     assert logits.grad[1].abs().sum() == 0 and logits.grad[4].abs().sum() > 0  # the clean side is the target
     same = torch.tensor([[1.0, 0.0]] * 4 + [[1.0, 0.0]])
     assert consistency_loss(same, 4, torch.tensor([0])).item() < 1e-6
+
+
+def test_schedule_moves_occlusion_strength_linearly_around_the_set_one():
+    cfg = CamatConfig(schedule="rising", warmup=0.2, p=0.4, area=0.2, random_area=[0.1, 0.5], tau=0.7)
+    first, last = cfg.at_epoch(6, 30), cfg.at_epoch(29, 30)  # epochs 6..29 occlude (warm-up 0.2 of 30)
+    assert (first.p, first.area, first.tau) == pytest.approx((0.2, 0.1, 0.85))
+    assert first.random_area == pytest.approx([0.05, 0.25])
+    assert (last.p, last.area, last.tau) == pytest.approx((0.6, 0.3, 0.55))
+    assert last.random_area == pytest.approx([0.15, 0.75])
+    assert sum(cfg.strength(e, 30) for e in range(6, 30)) / 24 == pytest.approx(1.0)  # same occlusion on average
+    falling = CamatConfig(schedule="falling", warmup=0.2, p=0.4)
+    assert (falling.at_epoch(6, 30).p, falling.at_epoch(29, 30).p) == pytest.approx((0.6, 0.2))
+    assert CamatConfig(p=0.9, schedule="rising").at_epoch(29, 30).p == 1.0  # kept in range
+    constant = CamatConfig()
+    assert constant.at_epoch(3, 30) is constant
+    with pytest.raises(ValueError, match="schedule"):
+        CamatConfig(schedule="cosine")
+
+
+def test_rising_schedule_occludes_few_samples_early_and_many_late():
+    torch.manual_seed(0)
+    x = torch.zeros(2000, 2, 8, 8)
+    x[:, 0, :2, :2] = 5.0
+    y = torch.zeros(2000, dtype=torch.long)
+    camat = CAMAT(p=0.6, warmup=0.0, tau=0.5, schedule="rising")
+    early = camat(x, y, model=Toy(), epoch=0, max_epochs=10)
+    late = camat(x, y, model=Toy(), epoch=9, max_epochs=10)
+    share = [float((out != x).flatten(1).any(dim=1).float().mean()) for out in (early, late)]
+    assert share == pytest.approx([0.3, 0.9], abs=0.03)

@@ -128,6 +128,8 @@ def test_options_of_another_task_are_refused(landuse, scenes, detection, tmp_pat
     refused("train", "--images", landuse["image"], "--labels", landuse["labels"], "--regulariser", "cutout",
             "--camat-fill", "noise", "--out", tmp_path / "d",
             needle="--camat-fill applies only with --regulariser camat")
+    refused("train", "--images", landuse["image"], "--labels", landuse["labels"], "--no-camat", "--set",
+            "camat.schedule=rising", "--out", tmp_path / "f", needle="--set camat.schedule applies only with")
     refused("train", "--task", "detection", "--images", detection["image"], "--labels", detection["boxes"],
             "--regulariser", "hide-and-seek", "--out", tmp_path / "e", needle="regulariser must be one of")
-    assert not any((tmp_path / n).exists() for n in "abcde")
+    assert not any((tmp_path / n).exists() for n in "abcdef")

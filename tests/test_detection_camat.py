@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from geocamat.camat.detection import (
@@ -201,3 +202,16 @@ def test_detection_settings_keep_detection_camat_defaults_and_land_use_refuses_n
     assert cfg.camat.tau == 0.6 and cfg.camat.fill == "mixed" and cfg.camat.negatives == 1.0
     with pytest.raises(ConfigError, match="only for detection"):
         build(LandUseConfig, {"camat": {"negatives": 1.0}}, what="land-use training")
+
+
+def test_object_camat_follows_its_schedule():
+    torch.manual_seed(0)
+    images = torch.randn(400, 3, 32, 32)
+    boxes = [torch.tensor([[4.0, 4.0, 20.0, 20.0]])] * 400
+    labels = [torch.tensor([0])] * 400
+    camat = ObjectCAMAT(p=0.6, warmup=0.0, fill="mean", negatives=0.0, schedule="falling")
+    shares = []
+    for epoch in (0, 9):
+        _, mask = camat(images, boxes, labels, cam_fn=lambda x: x[:, :1].abs(), epoch=epoch, max_epochs=10)
+        shares.append(float(mask.flatten(1).any(dim=1).float().mean()))
+    assert shares == pytest.approx([0.9, 0.3], abs=0.07)  # p 0.6 x 1.5, then x 0.5

@@ -6,8 +6,9 @@ Torch-free, so that the command line can describe the options without importing 
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 #: Saliency methods by name: a ``(features, head, targets) -> (N, h, w)`` function, or "module:function" for a
 #: built-in one (imported on first use). :func:`register_saliency` adds one.
@@ -34,6 +35,11 @@ SOURCES = ("fresh", "cached")
 RANDOM_SHAPES = ("square", "grid")
 #: Which class's map is occluded: the ground truth or the prediction.
 TARGETS = ("gt", "pred")
+#: How the occlusion strength (``p`` and the occluders' areas) changes over the occluding epochs (``schedule``).
+SCHEDULES = ("constant", "rising", "falling")
+#: The factor on the occlusion strength at the start and at the end of a ``rising`` schedule (``falling``: the
+#: other way round): linear in between, so the mean over the occluding epochs is the set strength.
+SCHEDULE_RANGE = (0.5, 1.5)
 
 
 def register_saliency(name: str, method: Callable) -> None:
@@ -82,6 +88,9 @@ class CamatConfig:
             weight multiplies a KL term between the two predictions (clean one detached); 0: the occluded
             sample replaces its clean copy. Detection: the clean tiles are all kept and the occluded copies
             of the tiles that got an occluder are a second forward whose loss this weight multiplies.
+        schedule: ``constant``, or ``rising`` / ``falling``: ``p``, ``area``, ``random_area`` (and ``1 - tau``)
+            are multiplied by a factor going linearly from 0.5 to 1.5 (or 1.5 to 0.5) over the epochs after the
+            warm-up: the same occlusion on average, stronger at the end or at the start.
     """
 
     saliency: str = field(default="cam", metadata={"help": "Saliency method."})
@@ -113,13 +122,16 @@ class CamatConfig:
                                                     "twice is drawn twice as often)."})
     negatives: float = field(default=0.0, metadata={"help": "Detection: occluders also pasted outside the boxes, "
                                                             "this many per occluded object."})
+    schedule: str = field(default="constant", metadata={"help": "Occlusion strength over the epochs after the "
+                                                                "warm-up: constant, or p and the occluders' areas "
+                                                                "rising (falling) linearly from 0.5x to 1.5x."})
 
     @staticmethod
     def choices(name: str) -> tuple | None:
         """The allowed values of an option with a fixed set of them."""
         return {"saliency": tuple(SALIENCY), "target": TARGETS, "fill": FILLS, "source": SOURCES,
                 "cache_miss": ("skip", "fresh"), "cache_update": ("clean", "all"),
-                "random_shape": RANDOM_SHAPES}.get(name)
+                "random_shape": RANDOM_SHAPES, "schedule": SCHEDULES}.get(name)
 
     def __post_init__(self) -> None:
         def number(value) -> bool:
@@ -152,10 +164,32 @@ class CamatConfig:
                                          and all(f in FILLS and f != "mixed" for f in self.mix)),
                     "a list of fills from " + ", ".join(f for f in FILLS if f != "mixed")),
             "negatives": (number(self.negatives) and 0.0 <= self.negatives <= 10.0, "a number in [0, 10]"),
+            "schedule": one_of("schedule"),
         }
         for key, (ok, allowed) in checks.items():
             if not ok:
                 raise ValueError(f"invalid CAMAT setting {key}={getattr(self, key)!r}: use {allowed}")
+
+    def strength(self, epoch: int, max_epochs: int) -> float:
+        """The factor ``schedule`` puts on the occlusion strength at ``epoch`` (0-based) of ``max_epochs``."""
+        if self.schedule == "constant":
+            return 1.0
+        start = math.floor(self.warmup * max_epochs)
+        progress = min(max((epoch - start) / max(1, max_epochs - 1 - start), 0.0), 1.0)
+        low, high = SCHEDULE_RANGE
+        return low + (high - low) * (progress if self.schedule == "rising" else 1.0 - progress)
+
+    def at_epoch(self, epoch: int, max_epochs: int) -> CamatConfig:
+        """The settings in force at ``epoch``: ``p``, ``area``, ``random_area`` and ``1 - tau`` times
+        :meth:`strength` (each kept in its range); the settings themselves when the schedule is constant."""
+        factor = self.strength(epoch, max_epochs)
+        if factor == 1.0:
+            return self
+        return replace(
+            self, schedule="constant", p=min(1.0, self.p * factor),
+            tau=min(1.0, max(1e-3, 1.0 - (1.0 - self.tau) * factor)),
+            area=None if self.area is None else min(1.0, self.area * factor),
+            random_area=None if self.random_area is None else [min(1.0, v * factor) for v in self.random_area])
 
     def mixed_fills(self) -> tuple[str, ...]:
         """The fills ``mixed`` draws from."""
@@ -189,3 +223,12 @@ class DetectionCamatConfig(CamatConfig):
                                                              "copies beside them, their loss times this weight."})
     negatives: float = field(default=1.0, metadata={"help": "Occluders also pasted outside every box, this many "
                                                             "per occluded object."})
+
+
+def scheduled(regulariser: object, epoch: int, max_epochs: int) -> CamatConfig:
+    """``regulariser.config`` as in force at ``epoch`` (its ``schedule`` applied), computed once per epoch."""
+    key = (epoch, max_epochs)
+    memo = getattr(regulariser, "_scheduled", None)
+    if memo is None or memo[0] != key or memo[1] is not regulariser.config:
+        memo = regulariser._scheduled = (key, regulariser.config, regulariser.config.at_epoch(epoch, max_epochs))
+    return memo[2]

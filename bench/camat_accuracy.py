@@ -74,37 +74,41 @@ METHODS: dict[str, tuple[str, dict]] = {
     "camat-area25-half-random-meanmix-p35": ("camat", {"source": "cached", "area": 0.25, "random_share": 0.5,
                                                        "fill": "mixed", "p": 0.35,
                                                        "mix": ["mean", "mean", "mean", "white", "noise", "blur"]}),
+    # `camat-cached` is the library's default of the day; the methods below pin what they were measured with.
     # session 8: the default with twice the share of blurred occluders (blur was its one column under Cutout);
-    # the default since session 9 (the GPU run), so the same as camat-cached; the former default is
-    # camat-area25-half-random-meanmix-p35 above
+    # the default of sessions 9-14 (the GPU run); the default before it is camat-area25-half-random-meanmix-p35
     "camat-default-blur2": ("camat", {"source": "cached", "area": 0.25, "random_share": 0.5, "fill": "mixed",
-                                      "p": 0.35, "mix": ["mean", "mean", "mean", "white", "noise", "blur", "blur"]}),
+                                      "p": 0.35, "mix": ["mean", "mean", "mean", "white", "noise", "blur", "blur"],
+                                      "random_area": None}),
     # session 9 (first GPU run of the candidates): the default with more occlusion, more random squares, or
     # clean + occluded pairs (the consistency term is meant to keep clean accuracy while p rises)
-    "camat-p50": ("camat", {"source": "cached", "p": 0.5}),
-    "camat-random75": ("camat", {"source": "cached", "random_share": 0.75}),
-    "camat-pairs-p50": ("camat", {"source": "cached", "consistency": 1.0, "p": 0.5}),
-    # the one column the session-9 default missed on the GPU: random 40% squares (Hide-and-Seek hides ~50%)
+    "camat-p50": ("camat", {"source": "cached", "p": 0.5, "random_area": None}),
+    "camat-random75": ("camat", {"source": "cached", "random_share": 0.75, "random_area": None}),
+    "camat-pairs-p50": ("camat", {"source": "cached", "consistency": 1.0, "p": 0.5, "random_area": None}),
+    # the one column the session-9 default missed on the GPU: random 40% squares (Hide-and-Seek hides ~50%);
+    # the default since session 15 (random_area [0.1, 0.5]), so the same as camat-cached
     "camat-randarea": ("camat", {"source": "cached", "random_area": [0.1, 0.5]}),
     # session 10 (CPU): larger random squares, or more occluded samples, to reach Hide-and-Seek on random40
     "camat-randarea-wide": ("camat", {"source": "cached", "random_area": [0.2, 0.6]}),
     "camat-randarea-p50": ("camat", {"source": "cached", "random_area": [0.1, 0.5], "p": 0.5}),
     # session 14 (CPU): the random occluders as Hide-and-Seek's grid cells instead of one square
-    "camat-grid": ("camat", {"source": "cached", "random_shape": "grid"}),
+    "camat-grid": ("camat", {"source": "cached", "random_shape": "grid", "random_area": None}),
     "camat-grid-randarea": ("camat", {"source": "cached", "random_shape": "grid", "random_area": [0.1, 0.5]}),
-    "camat-grid-p50": ("camat", {"source": "cached", "random_shape": "grid", "p": 0.5}),
+    "camat-grid-p50": ("camat", {"source": "cached", "random_shape": "grid", "p": 0.5, "random_area": None}),
     "camat-grid-half": ("camat", {"source": "cached", "random_shape": "grid", "random_area": [0.5, 0.5]}),
     # session 14: Random Erasing's rate of random occluders (~40% of the samples) beside the top-CAM ones (20%)
     "camat-rate60": ("camat", {"source": "cached", "p": 0.6, "random_share": 0.67, "random_area": [0.1, 0.5]}),
-    # session 15: the default with its occlusion strength rising / falling over the epochs (mean unchanged)
-    "camat-rising": ("camat", {"source": "cached", "schedule": "rising"}),
-    "camat-falling": ("camat", {"source": "cached", "schedule": "falling"}),
+    # session 15: the session-9 default with its occlusion strength rising / falling over the epochs (same mean)
+    "camat-rising": ("camat", {"source": "cached", "schedule": "rising", "random_area": None}),
+    "camat-falling": ("camat", {"source": "cached", "schedule": "falling", "random_area": None}),
     "camat-rising-randarea": ("camat", {"source": "cached", "schedule": "rising", "random_area": [0.1, 0.5]}),
     "camat-rising-randarea-wide": ("camat", {"source": "cached", "schedule": "rising", "random_area": [0.2, 0.6]}),
     "camat-rising-randarea-p25": ("camat", {"source": "cached", "schedule": "rising", "random_area": [0.1, 0.5],
                                             "p": 0.25}),
     "camat-rising-randarea-p30": ("camat", {"source": "cached", "schedule": "rising", "random_area": [0.1, 0.5],
                                             "p": 0.3}),
+    "camat-rising-randarea-rs67": ("camat", {"source": "cached", "schedule": "rising", "random_area": [0.1, 0.5],
+                                             "random_share": 0.67}),
 }
 DEFAULT_METHODS = "none,cutout,random-erasing,hide-and-seek,camat-fresh,camat-cached,camat-white"
 

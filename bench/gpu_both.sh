@@ -16,7 +16,7 @@ DEVICE=${DEVICE:-cuda}
 SEEDS=${SEEDS:-0 1 2}
 DATA=${GEOCAMAT_DATA:-.gpu/data}
 CAMAT_ARGS=${CAMAT_ARGS:---size 144 --arch resnet18 --epochs 60 --seeds 3 --batch-size 64 --threads 6 --timing-rounds 10}
-CAMAT_METHODS=${CAMAT_METHODS:-none,cutout,random-erasing,hide-and-seek,camat-cached,camat-fresh,camat-randarea,camat-randarea-wide,camat-randarea-p50,camat-rising,camat-rising-randarea}
+CAMAT_METHODS=${CAMAT_METHODS:-none,cutout,random-erasing,hide-and-seek,camat-cached,camat-default-blur2,camat-fresh,camat-randarea-wide,camat-randarea-p50,camat-rising,camat-rising-randarea}
 DET_SET=${DET_SET:-epochs=30 batch_size=8 num_workers=3}
 # rows in order of what is least known (a deadline cuts the last ones): clean + occluded pairs (session 10, CPU:
 # +3.6 over plain CAMAT on other sites, still -7 under none), then the bench's rows

@@ -96,4 +96,5 @@ def scene_folder(root: Path, per_class: int = 8, size: int = 24) -> Path:
 
 #: CAMAT as it was before the session-7 default (the paper-like threshold setting: fresh maps, occlude where the
 #: map >= tau, mean fill, p 0.5): the unit tests of CAMAT's mechanics pin it so they keep testing those
-CLASSIC_CAMAT = {"source": "fresh", "area": None, "fill": "mean", "p": 0.5, "random_share": 0.0, "mix": None}
+CLASSIC_CAMAT = {"source": "fresh", "area": None, "fill": "mean", "p": 0.5, "random_share": 0.0, "random_area": None,
+                 "mix": None}

@@ -156,8 +156,8 @@ def test_cli_sets_the_detection_camat_options_and_land_use_refuses_negatives(tmp
     img, csv = scene(tmp_path)
     common = ("train", "--task", "detection", "--images", img, "--labels", csv, "--tile-size", 128, "--epochs", 1,
               "--batch-size", 2, "--set", "backbone=tiny", "--set", "max_tiles=2", "--set", "val_fraction=0")
-    refused(*common, "--set", "camat.negatives=0.5", "--out", tmp_path / "no", needle="--camat-negatives applies only "
-            "with --regulariser camat, not none")  # detection trains without CAMAT unless asked
+    refused(*common, "--set", "camat.negatives=0.5", "--out", tmp_path / "no",
+            needle="--set camat.negatives applies only with --regulariser camat, not none")  # no CAMAT unless asked
     refused(*common, "--camat", "--regulariser", "none", "--out", tmp_path / "no",
             needle="--camat and --regulariser none contradict each other")
     run(*common, "--camat", "--set", "camat.negatives=0.5", "--set", "camat.mix=[mean, texture]",

@@ -17,6 +17,10 @@ SALIENCY: dict[str, Callable | str] = {
     "gradcam": "geocamat.camat.saliency:grad_cam",
     "gradcampp": "geocamat.camat.saliency:grad_cam_pp",
 }
+#: The default ``random_area`` of land use and scenes: the random squares' area drawn from 10-50% of the image. On
+#: the CPU benchmark (RSSCN7, camnet-s, 8 seeds) it lifted random 40% squares by 4 points at 30 and at 60 epochs
+#: at no clean cost (docs/bench_camat.md, session 15); before, the squares took their CAM region's area (null).
+DEFAULT_RANDOM_AREA = (0.1, 0.5)
 #: Fills of occluded pixels (see :func:`geocamat.camat.fills.fill_values`).
 FILLS = ("mean", "zero", "white", "max", "noise", "blur", "texture", "mixed")
 #: The fills ``mixed`` draws from, one per sample (land use and scenes; ``camat.mix`` changes it).
@@ -78,10 +82,10 @@ class CamatConfig:
         cache_update: cached source, which training forwards refresh the cache: ``clean`` (only samples
             that were not occluded in that step, so the map is the model's view of the whole image) or
             ``all`` (also occluded ones: the next occlusion then hides the next most salient region).
-        random_share: share of the occluded samples whose mask is a random square of the same area as their
-            top-CAM region (robustness to occluders that are not where the evidence is), the rest top-CAM.
+        random_share: share of the occluded samples whose mask is a random square of ``random_area``'s size
+            (robustness to occluders that are not where the evidence is), the rest top-CAM.
         random_area: ``[lo, hi]``: the random squares' area is drawn uniformly from this range of the image's
-            instead of matching the top-CAM region's (None).
+            (:data:`DEFAULT_RANDOM_AREA`), or None: each matches its sample's top-CAM region.
         random_shape: the random occluders of ``random_share``: one ``square``, or ``grid``: the cells of a
             4 x 4 grid, each hidden with a probability equal to that area (Hide-and-Seek's occluder).
         consistency: > 0: each occluded sample is trained beside its clean copy in the same batch, and this
@@ -109,10 +113,10 @@ class CamatConfig:
     cache_update: str = field(default="clean", metadata={"help": "Cached maps: refreshed by clean forwards only, "
                                                                  "or by all."})
     random_share: float = field(default=0.5, metadata={"help": "Share of the occluded samples that get a random "
-                                                              "square of their CAM region's area instead."})
-    random_area: list[float] | None = field(default=None, metadata={"help": "[lo, hi]: the random squares' area, "
-                                                                          "uniform in this share of the image "
-                                                                          "(null: the CAM region's)."})
+                                                              "square (of random_area's size) instead."})
+    random_area: list[float] | None = field(default_factory=lambda: list(DEFAULT_RANDOM_AREA),
+                                            metadata={"help": "[lo, hi]: the random squares' area, uniform in this "
+                                                              "share of the image (null: the CAM region's)."})
     random_shape: str = field(default="square", metadata={"help": "The random occluders: one square, or the cells of "
                                                                  "a 4 x 4 grid hidden at random (grid)."})
     consistency: float = field(default=0.0, metadata={"help": "> 0: train on clean + occluded pairs, this weight on "

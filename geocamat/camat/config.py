@@ -227,12 +227,3 @@ class DetectionCamatConfig(CamatConfig):
                                                              "copies beside them, their loss times this weight."})
     negatives: float = field(default=1.0, metadata={"help": "Occluders also pasted outside every box, this many "
                                                             "per occluded object."})
-
-
-def scheduled(regulariser: object, epoch: int, max_epochs: int) -> CamatConfig:
-    """``regulariser.config`` as in force at ``epoch`` (its ``schedule`` applied), computed once per epoch."""
-    key = (epoch, max_epochs)
-    memo = getattr(regulariser, "_scheduled", None)
-    if memo is None or memo[0] != key or memo[1] is not regulariser.config:
-        memo = regulariser._scheduled = (key, regulariser.config, regulariser.config.at_epoch(epoch, max_epochs))
-    return memo[2]

@@ -14,7 +14,7 @@ from dataclasses import asdict, replace
 import torch
 from torch import Tensor, nn
 
-from geocamat.camat.config import CamatConfig, scheduled
+from geocamat.camat.config import CamatConfig
 from geocamat.camat.fills import apply_mask, fill_values
 from geocamat.camat.geometry import dihedral, dihedral_inverse
 from geocamat.camat.masks import normalise_maps, threshold_mask, top_area_mask
@@ -277,7 +277,7 @@ class CAMAT(Regulariser):
         return normalise_maps(upsample_maps(low, size)), seen
 
     def __call__(self, images, targets, *, model=None, epoch=0, max_epochs=1, sample_ids=None, transforms=None):
-        cfg = scheduled(self, epoch, max_epochs)
+        cfg = self.config.at_epoch(epoch, max_epochs)  # its schedule applied (~15 us)
         n = images.shape[0]
         dev = images.device
         if not self.active(epoch, max_epochs):

@@ -91,6 +91,7 @@ METHODS: dict[str, tuple[str, dict]] = {
     # session 10 (CPU): larger random squares, or more occluded samples, to reach Hide-and-Seek on random40
     "camat-randarea-wide": ("camat", {"source": "cached", "random_area": [0.2, 0.6]}),
     "camat-randarea-p50": ("camat", {"source": "cached", "random_area": [0.1, 0.5], "p": 0.5}),
+    "camat-randarea-rs67": ("camat", {"source": "cached", "random_area": [0.1, 0.5], "random_share": 0.67}),
     # session 14 (CPU): the random occluders as Hide-and-Seek's grid cells instead of one square
     "camat-grid": ("camat", {"source": "cached", "random_shape": "grid", "random_area": None}),
     "camat-grid-randarea": ("camat", {"source": "cached", "random_shape": "grid", "random_area": [0.1, 0.5]}),

@@ -182,7 +182,6 @@ def test_detection_camat_defaults_do_not_change_land_use():
     assert det.fill == "mixed" and det.negatives == 1.0 and det.mixed_fills() == DETECTION_MIXED_FILLS
     assert "texture" in DETECTION_MIXED_FILLS and "texture" not in MIXED_FILLS
     assert ObjectCAMAT().config.fill == "mixed"
-    import pytest
 
     with pytest.raises(ValueError):
         CamatConfig(mix=["mixed"])
@@ -191,7 +190,6 @@ def test_detection_camat_defaults_do_not_change_land_use():
 
 
 def test_detection_settings_keep_detection_camat_defaults_and_land_use_refuses_negatives():
-    import pytest
 
     from geocamat.errors import ConfigError
     from geocamat.settings import build

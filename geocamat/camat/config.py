@@ -174,11 +174,15 @@ class CamatConfig:
             if not ok:
                 raise ValueError(f"invalid CAMAT setting {key}={getattr(self, key)!r}: use {allowed}")
 
+    def first_occluding_epoch(self, max_epochs: int) -> int:
+        """The first (0-based) epoch after the warm-up, when occlusion starts."""
+        return math.floor(self.warmup * max_epochs)
+
     def strength(self, epoch: int, max_epochs: int) -> float:
         """The factor ``schedule`` puts on the occlusion strength at ``epoch`` (0-based) of ``max_epochs``."""
         if self.schedule == "constant":
             return 1.0
-        start = math.floor(self.warmup * max_epochs)
+        start = self.first_occluding_epoch(max_epochs)
         progress = min(max((epoch - start) / max(1, max_epochs - 1 - start), 0.0), 1.0)
         low, high = SCHEDULE_RANGE
         return low + (high - low) * (progress if self.schedule == "rising" else 1.0 - progress)

@@ -295,7 +295,7 @@ class ObjectCAMAT(ObjectRegulariser):
 
     def active(self, epoch: int, max_epochs: int) -> bool:
         """Whether occlusion is on at this epoch (off during the warm-up)."""
-        return epoch >= math.floor(self.config.warmup * max_epochs)
+        return epoch >= self.config.first_occluding_epoch(max_epochs)
 
     def __call__(self, images, boxes, labels, *, cam_fn=None, epoch=0, max_epochs=1):
         if cam_fn is None:

@@ -225,7 +225,7 @@ class CAMAT(Regulariser):
 
     def active(self, epoch: int, max_epochs: int) -> bool:
         """Whether occlusion is on at this epoch (off during the warm-up)."""
-        return epoch >= math.floor(self.config.warmup * max_epochs)
+        return epoch >= self.config.first_occluding_epoch(max_epochs)
 
     @property
     def occluded(self) -> Tensor | None:

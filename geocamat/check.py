@@ -88,7 +88,8 @@ def _images(bundle, images: list[str], out: list[Finding]) -> list[Path]:
                 out.append(Finding("problem", str(path), "no CRS (no georeference): assign one with gdal_edit.py "
                                    "-a_srs, or predict with --force for pixel coordinates"))
                 continue
-            out.append(Finding("ok", str(path), f"readable, {src.count} bands, {src.width} x {src.height} px, {crs}"))
+            out.append(Finding("ok", str(path), f"readable, {src.count} band{'s' if src.count != 1 else ''}, "
+                                                   f"{src.width} x {src.height} px, {crs}"))
         good.append(path)
     return good
 
@@ -110,7 +111,7 @@ def _bands(bundle, files: list[Path], out: list[Finding]) -> None:
         out.append(Finding("warning", "bands", f"names differ: images {', '.join(stack.band_names)}, model "
                            f"{', '.join(bundle.bands)}; they are used in this order"))
     else:
-        out.append(Finding("ok", "bands", ", ".join(stack.band_names)))
+        out.append(Finding("ok", "bands", "; ".join([", ".join(stack.band_names), *stack.notes])))
 
 
 def _resolution(bundle, path: Path, out: list[Finding]) -> None:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import html
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from geocamat.data.band_grids import BandGrid, finest, resampling_note, scenes_of_grids
 from geocamat.data.crs import crs_label
 from geocamat.data.paths import RASTER_SUFFIXES, expand_paths
 from geocamat.errors import InvalidRasterError
@@ -42,6 +43,7 @@ class ImageStack:
         crs: CRS (WKT) of the first raster; TorchGeo reprojects the others to it.
         res: pixel size (x, y) of the first raster.
         sources: the user's files.
+        notes: what the user should be told about how the stack was made (one line each).
     """
 
     paths: list[Path]
@@ -50,6 +52,7 @@ class ImageStack:
     crs: str
     res: tuple[float, float]
     sources: list[Path]
+    notes: list[str] = field(default_factory=list)
 
     @property
     def num_bands(self) -> int:
@@ -98,8 +101,9 @@ def mask_kind(src) -> tuple[bool, list[int]]:
     return masked, alpha
 
 
-def write_vrt(sources: Sequence[tuple[Path, int, str]], out_path: Path) -> Path:
-    """Write a VRT whose bands are (raster, 1-based band, description) of rasters on one grid.
+def write_vrt(sources: Sequence[tuple[Path, int, str]], out_path: Path, target: BandGrid | None = None) -> Path:
+    """Write a VRT whose bands are (raster, 1-based band, description), on ``target``'s grid (default: the first
+    raster's); a raster on another grid is resampled bilinearly onto it (see :mod:`geocamat.data.band_grids`).
 
     Every band is Float32 with NaN nodata; each source's own nodata value is honoured (becomes NaN), and so
     are its internal mask and alpha band (GDAL's per-dataset mask: masked pixels become NaN).
@@ -107,31 +111,39 @@ def write_vrt(sources: Sequence[tuple[Path, int, str]], out_path: Path) -> Path:
     import rasterio
     from rasterio.enums import MaskFlags
 
-    with rasterio.open(sources[0][0]) as first:
-        crs_wkt, transform, width, height = first.crs.to_wkt(), first.transform, first.width, first.height
-    gt = ", ".join(repr(v) for v in (transform.c, transform.a, transform.b, transform.f, transform.d, transform.e))
+    if target is None:
+        with rasterio.open(sources[0][0]) as first:
+            target = BandGrid.of(first)
+    a, b, c, d, e, f = target.transform
+    gt = ", ".join(repr(v) for v in (c, a, b, f, d, e))
     bands = []
     for i, (path, band, description) in enumerate(sources, start=1):
         with rasterio.open(path) as src:
             nodata = src.nodatavals[band - 1]
             masked = MaskFlags.per_dataset in src.mask_flag_enums[band - 1]
+            grid = BandGrid.of(src)
         nodata_xml = f"<NODATA>{nodata!r}</NODATA>" if nodata is not None else ""
         if masked:
             nodata_xml += "<UseMaskBand>true</UseMaskBand>"
+        if grid.transform == target.transform and (grid.width, grid.height) == (target.width, target.height):
+            resampling, dst = "", (0, 0, target.width, target.height)
+        else:
+            resampling, dst = ' resampling="bilinear"', tuple(f"{v:.12g}" for v in grid.dst_rect(target))
         bands.append(
             f'  <VRTRasterBand dataType="Float32" band="{i}">\n'
             f"    <NoDataValue>nan</NoDataValue>\n"
             f"    <Description>{html.escape(description)}</Description>\n"
-            f"    <ComplexSource>\n"
+            f"    <ComplexSource{resampling}>\n"
             f'      <SourceFilename relativeToVRT="0">{html.escape(str(path))}</SourceFilename>\n'
             f"      <SourceBand>{band}</SourceBand>\n"
-            f'      <SrcRect xOff="0" yOff="0" xSize="{width}" ySize="{height}"/>\n'
-            f'      <DstRect xOff="0" yOff="0" xSize="{width}" ySize="{height}"/>\n'
+            f'      <SrcRect xOff="0" yOff="0" xSize="{grid.width}" ySize="{grid.height}"/>\n'
+            f'      <DstRect xOff="{dst[0]}" yOff="{dst[1]}" xSize="{dst[2]}" ySize="{dst[3]}"/>\n'
             f"      {nodata_xml}\n"
             f"    </ComplexSource>\n"
             f"  </VRTRasterBand>\n"
         )
-    xml = (f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">\n  <SRS>{html.escape(crs_wkt)}</SRS>\n'
+    xml = (f'<VRTDataset rasterXSize="{target.width}" rasterYSize="{target.height}">\n'
+           f"  <SRS>{html.escape(target.crs)}</SRS>\n"
            f"  <GeoTransform>{gt}</GeoTransform>\n" + "".join(bands) + "</VRTDataset>\n")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(xml)
@@ -164,7 +176,31 @@ def select_bands(stack: ImageStack, selection: Sequence[str | int], workdir: Pat
     names = [stack.band_names[i] for i in idx]
     paths = [write_vrt([(p, i + 1, n) for i, n in zip(idx, names, strict=True)], workdir / f"bands_{k}.vrt")
              for k, p in enumerate(stack.paths)]
-    return ImageStack(paths, names, [float("nan")] * len(idx), stack.crs, stack.res, stack.sources)
+    return ImageStack(paths, names, [float("nan")] * len(idx), stack.crs, stack.res, stack.sources, stack.notes)
+
+
+def _scenes_of_band_files(groups: dict[tuple, list[Path]]) -> tuple[dict[tuple, list[Path]], dict[int, BandGrid],
+                                                                        list[str]]:
+    """Single-band files grouped by grid -> grouped by scene (:func:`band_grids.scenes_of_grids`): (the groups,
+    the target grid of each merged group by its position, a note per merged group)."""
+    import rasterio
+
+    keys = list(groups)
+    grids = []
+    for key in keys:
+        with rasterio.open(groups[key][0]) as src:
+            grids.append(BandGrid.of(src))
+    merged: dict[tuple, list[Path]] = {}
+    targets: dict[int, BandGrid] = {}
+    notes: list[str] = []
+    for scene in scenes_of_grids(grids):
+        members = sorted(p for k in scene for p in groups[keys[k]])
+        if len(scene) > 1:
+            target = grids[scene[finest([grids[k] for k in scene])]]
+            targets[len(merged)] = target
+            notes.append(resampling_note([(p, grids[k]) for k in scene for p in groups[keys[k]]], target))
+        merged[keys[scene[0]]] = members
+    return merged, targets, notes
 
 
 def open_stack(patterns: Sequence[str | os.PathLike], workdir: Path,
@@ -200,12 +236,16 @@ def open_stack(patterns: Sequence[str | os.PathLike], workdir: Path,
                 masks[path] = mask_kind(src)
         except rasterio.errors.RasterioIOError as exc:
             raise InvalidRasterError(f"cannot read {path} as a raster: {exc}") from exc
+    targets: dict[int, BandGrid] = {}
+    notes: list[str] = []
+    if len(groups) > 1 and all(counts[m] == 1 for m in files):
+        groups, targets, notes = _scenes_of_band_files(groups)
     stacks: list[Path] = []
     band_names: list[str] | None = None
     nodata: list[float | None] = []
     for i, members in enumerate(groups.values()):
         if len(members) > 1 and all(counts[m] == 1 for m in members):
-            vrt = write_vrt([(m, 1, m.stem) for m in members], workdir / f"stack_{i}.vrt")
+            vrt = write_vrt([(m, 1, m.stem) for m in members], workdir / f"stack_{i}.vrt", targets.get(i))
             names, nd = [m.stem for m in members], [float("nan")] * len(members)
             stacks.append(vrt)
         else:
@@ -236,5 +276,5 @@ def open_stack(patterns: Sequence[str | os.PathLike], workdir: Path,
                 "per scene, either multi-band files or one single-band file per band on the same grid")
     with rasterio.open(stacks[0]) as first:
         crs, res = first.crs.to_wkt(), first.res
-    stack = ImageStack(stacks, band_names or [], nodata, crs, res, files)
+    stack = ImageStack(stacks, band_names or [], nodata, crs, res, files, notes)
     return select_bands(stack, bands, workdir) if bands else stack

@@ -298,7 +298,7 @@ def predict_landuse(
                             progress=progress and ranks.main, on_unit=on_unit,
                             weights_hash=model_info["weights_sha256"], require_all_bands=require_all_bands,
                             units=units, blend=blend, ranks=ranks)
-            report = engine.run(dict(settings=settings, model=model_info, inputs=inputs,
+            report = engine.run(dict(settings=settings, model=model_info, inputs=inputs, notes=stack.notes,
                                      region={"name": name, "field": region_field,
                                              "bounds": list(geom.bounds) if geom is not None else None}))
             reports.append(report)

@@ -208,6 +208,8 @@ def train_landuse(config: LandUseConfig, out_dir: Path, *, overwrite: bool = Fal
         dump(absolute_paths(config), stage / "config.yaml")
         init = load_init(config.weights, config.init_from, progress)
         stack = open_stack(config.images, work, bands=config.bands)
+        for note in stack.notes:
+            log(note)
         check_inputs(stack.sources)  # a truncated file fails here, not after an epoch
         if Path(config.labels).suffix.lower() not in VECTOR_SUFFIXES and Path(config.labels).is_file():
             check_inputs([config.labels])

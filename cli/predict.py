@@ -34,6 +34,7 @@ P = "PredictOptions"
 @setting_option(P, "vector", "--no-vector", "no_vector", is_flag=True, help_prefix="Skip landuse.gpkg. ")
 @setting_option(P, "min_polygon_pixels", "--min-polygon-pixels", type=int)
 @setting_option(P, "require_all_bands", "--require-all-bands", is_flag=True)
+@setting_option(P, "nodata", "--nodata", type=float)
 @setting_option(P, "devices", "--devices", type=int)
 @setting_option(P, "num_nodes", "--num-nodes", type=int)
 @setting_option(P, "score_threshold", "--score-threshold", type=float)

@@ -23,6 +23,7 @@ def _camat_option(name: str, type_=None):
               help="What to train.  [default: landuse; scenes with --scenes]")
 @setting_option(C, "images", "--images", multiple=True)
 @setting_option(C, "bands", "--bands", help_prefix="Comma-separated. ")
+@setting_option(C, "nodata", "--nodata", type=float)
 @setting_option(C, "labels", "--labels")
 @setting_option(C, "scenes", "--scenes")
 @setting_option(C, "label_field", "--label-field")

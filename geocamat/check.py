@@ -99,7 +99,8 @@ def _bands(bundle, files: list[Path], out: list[Finding]) -> None:
 
     with tempfile.TemporaryDirectory(prefix="geocamat-check-") as tmp:
         try:
-            stack = open_stack([str(p) for p in files], Path(tmp), bands=bundle.extra.get("band_selection"))
+            stack = open_stack([str(p) for p in files], Path(tmp), bands=bundle.extra.get("band_selection"),
+                               nodata=bundle.extra.get("image_nodata"))
         except GeocamatError as exc:
             out.append(Finding("problem", "bands", str(exc)))
             return

@@ -19,6 +19,7 @@ import numpy as np
 
 from geocamat.data.band_grids import BandGrid, finest, resampling_note, scenes_of_grids
 from geocamat.data.crs import crs_label
+from geocamat.data.fill_check import undeclared_fill_notes
 from geocamat.data.paths import RASTER_SUFFIXES, expand_paths
 from geocamat.errors import InvalidRasterError
 
@@ -101,12 +102,14 @@ def mask_kind(src) -> tuple[bool, list[int]]:
     return masked, alpha
 
 
-def write_vrt(sources: Sequence[tuple[Path, int, str]], out_path: Path, target: BandGrid | None = None) -> Path:
+def write_vrt(sources: Sequence[tuple[Path, int, str]], out_path: Path, target: BandGrid | None = None,
+              nodata: float | None = None) -> Path:
     """Write a VRT whose bands are (raster, 1-based band, description), on ``target``'s grid (default: the first
     raster's); a raster on another grid is resampled bilinearly onto it (see :mod:`geocamat.data.band_grids`).
 
-    Every band is Float32 with NaN nodata; each source's own nodata value is honoured (becomes NaN), and so
-    are its internal mask and alpha band (GDAL's per-dataset mask: masked pixels become NaN).
+    Every band is Float32 with NaN nodata; each source's own nodata value (or ``nodata`` when given, the user's
+    override) is honoured (becomes NaN), and so are its internal mask and alpha band (GDAL's per-dataset mask:
+    masked pixels become NaN).
     """
     import rasterio
     from rasterio.enums import MaskFlags
@@ -119,10 +122,10 @@ def write_vrt(sources: Sequence[tuple[Path, int, str]], out_path: Path, target: 
     bands = []
     for i, (path, band, description) in enumerate(sources, start=1):
         with rasterio.open(path) as src:
-            nodata = src.nodatavals[band - 1]
+            declared = src.nodatavals[band - 1] if nodata is None else nodata
             masked = MaskFlags.per_dataset in src.mask_flag_enums[band - 1]
             grid = BandGrid.of(src)
-        nodata_xml = f"<NODATA>{nodata!r}</NODATA>" if nodata is not None else ""
+        nodata_xml = f"<NODATA>{declared!r}</NODATA>" if declared is not None else ""
         if masked:
             nodata_xml += "<UseMaskBand>true</UseMaskBand>"
         if grid.transform == target.transform and (grid.width, grid.height) == (target.width, target.height):
@@ -204,7 +207,7 @@ def _scenes_of_band_files(groups: dict[tuple, list[Path]]) -> tuple[dict[tuple, 
 
 
 def open_stack(patterns: Sequence[str | os.PathLike], workdir: Path,
-               bands: Sequence[str | int] | None = None) -> ImageStack:
+               bands: Sequence[str | int] | None = None, nodata: float | None = None) -> ImageStack:
     """Resolve the user's imagery into an :class:`ImageStack`.
 
     Args:
@@ -212,6 +215,8 @@ def open_stack(patterns: Sequence[str | os.PathLike], workdir: Path,
         workdir: where VRT stacks are written (e.g. the run or output folder's ``.geocamat`` subfolder).
         bands: optional selection of bands, by name (file stem for band files, band description otherwise)
             or 1-based number; the stack then holds those bands in that order.
+        nodata: the value of fill pixels in every file, replacing what the files declare (None: theirs; files
+            that declare none and look filled with 0 get a warning in ``notes``).
 
     Raises:
         InputNotFoundError: nothing matches.
@@ -242,10 +247,10 @@ def open_stack(patterns: Sequence[str | os.PathLike], workdir: Path,
         groups, targets, notes = _scenes_of_band_files(groups)
     stacks: list[Path] = []
     band_names: list[str] | None = None
-    nodata: list[float | None] = []
+    nodata_values: list[float | None] = []
     for i, members in enumerate(groups.values()):
         if len(members) > 1 and all(counts[m] == 1 for m in members):
-            vrt = write_vrt([(m, 1, m.stem) for m in members], workdir / f"stack_{i}.vrt", targets.get(i))
+            vrt = write_vrt([(m, 1, m.stem) for m in members], workdir / f"stack_{i}.vrt", targets.get(i), nodata)
             names, nd = [m.stem for m in members], [float("nan")] * len(members)
             stacks.append(vrt)
         else:
@@ -253,9 +258,9 @@ def open_stack(patterns: Sequence[str | os.PathLike], workdir: Path,
                 masked, alpha = masks[m]
                 keep = [b for b in range(counts[m]) if b not in alpha]
                 names = [descriptions[m][b] or f"band{b + 1}" for b in keep]
-                if masked or alpha:  # internal mask or alpha band: a VRT turns masked pixels into NaN
+                if masked or alpha or nodata is not None:  # a VRT turns masked pixels / the user's fill into NaN
                     stacks.append(write_vrt([(m, b + 1, n) for b, n in zip(keep, names, strict=True)],
-                                            workdir / f"masked_{len(stacks)}.vrt"))
+                                            workdir / f"masked_{len(stacks)}.vrt", nodata=nodata))
                     nd = [float("nan")] * len(keep)
                 else:
                     stacks.append(m)
@@ -263,7 +268,7 @@ def open_stack(patterns: Sequence[str | os.PathLike], workdir: Path,
                 if band_names is not None and len(names) != len(band_names):
                     break
         if band_names is None:
-            band_names, nodata = names, nd
+            band_names, nodata_values = names, nd
         elif len(names) != len(band_names) and all(counts[m] == 1 for m in files):
             first, other = next(iter(groups.values()))[0], members[0]
             raise InvalidRasterError(
@@ -276,5 +281,7 @@ def open_stack(patterns: Sequence[str | os.PathLike], workdir: Path,
                 "per scene, either multi-band files or one single-band file per band on the same grid")
     with rasterio.open(stacks[0]) as first:
         crs, res = first.crs.to_wkt(), first.res
-    stack = ImageStack(stacks, band_names or [], nodata, crs, res, files, notes)
+    if nodata is None:
+        notes += undeclared_fill_notes(files)
+    stack = ImageStack(stacks, band_names or [], nodata_values, crs, res, files, notes)
     return select_bands(stack, bands, workdir) if bands else stack

@@ -116,6 +116,7 @@ def predict_landuse(
     model_path: str | os.PathLike | None = None,
     on_unit: Callable[[dict], None] | None = None,
     require_all_bands: bool = False,
+    nodata: float | None = None,
     head: PixelHead | None = None,
     units: UnitSizes | None = None,
     blend: str | None = None,
@@ -160,6 +161,8 @@ def predict_landuse(
         require_all_bands: map pixels where some (not all) bands are nodata as nodata (default: classify
             them with the missing bands filled with their mean; either way they are counted in
             ``report["pixels"]["partial_bands"]``).
+        nodata: the images' fill value, replacing what the files declare (default: the model's
+            ``image_nodata``, else the files' own).
         head: what the model computes per tile (default: the bundle's CamNet head,
             :func:`geocamat.inference.heads.head_for`); it must give one probability per class of the bundle.
         units: unit sizes (default: :class:`geocamat.inference.plan.UnitSizes`, the module constants).
@@ -220,7 +223,9 @@ def predict_landuse(
 
     stack_dir = run_tempdir("geocamat-stack-")  # a killed run's one is removed by the next run
     try:
-        stack = open_stack(images, stack_dir, bands=bundle.extra.get("band_selection"))
+        if nodata is None:
+            nodata = bundle.extra.get("image_nodata")
+        stack = open_stack(images, stack_dir, bands=bundle.extra.get("band_selection"), nodata=nodata)
         if stack.num_bands != len(bundle.bands):
             raise BundleError(
                 f"the model expects {len(bundle.bands)} bands ({', '.join(bundle.bands)}) but the images have "
@@ -279,7 +284,7 @@ def predict_landuse(
                         write_probabilities=write_probabilities, vectorise=vectorise,
                         min_polygon_pixels=min_polygon_pixels, region=str(region) if region else None,
                         region_field=region_field, bbox=list(bbox) if bbox else None, bbox_crs=bbox_crs, crs=crs,
-                        res=res, require_all_bands=require_all_bands)
+                        res=res, require_all_bands=require_all_bands, nodata=nodata)
         model_info = {"spec": bundle.model, "weights_sha256": weights_sha256(bundle),
                       "sha256": _file_sha(model_path), "path": str(model_path) if model_path else None,
                       "bands": bundle.bands, "tile_size": bundle.tile_size}

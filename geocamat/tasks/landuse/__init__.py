@@ -83,7 +83,7 @@ def predict(bundle, images: list[str], out_dir: Path, options: PredictOptions, *
                            **map_settings(bundle, o.overlap, o.tta, o.window, o.tta_views), batch_size=o.batch_size,
                            workers=o.workers, device=o.device, resume=o.resume, write_probabilities=o.probabilities,
                            vectorise=o.vector, min_polygon_pixels=o.min_polygon_pixels,
-                           require_all_bands=o.require_all_bands, overwrite=overwrite,
+                           require_all_bands=o.require_all_bands, nodata=o.nodata, overwrite=overwrite,
                            progress=progress, model_path=model_path, devices=o.devices, num_nodes=o.num_nodes)
 
 

@@ -18,6 +18,8 @@ class LandUseConfig(ClassifierSettings):
     images: list[str] = setting(help="Image files, globs or folders (one multi-band file, or one file per band).",
                                 path=True, factory=list)
     bands: list | None = setting(None, "Band selection: names (file stems / descriptions) or 1-based numbers.")
+    nodata: float | None = setting(None, "Value of the images' fill pixels, replacing what the files declare "
+                                   "(e.g. 0 for a collar of zeros with no nodata tag); the model keeps it.")
     labels: str | None = setting(None, "Classified raster, or vector layer of polygons/points.", path=True)
     label_field: str | None = setting(None, "Class field of a vector label layer.")
     classes: dict = setting(help="{code: {name: ..., color: '#rrggbb'}} or {code: name}.", factory=dict)

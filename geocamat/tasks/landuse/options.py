@@ -38,6 +38,8 @@ class PredictOptions:
     vector: bool = setting(True, "Write landuse.gpkg (polygons of the classes).")
     force: bool = setting(False, "Map anyway an image without georeference or at a pixel size beyond 4x the "
                           "model's.")
+    nodata: float | None = setting(None, "Value of the images' fill pixels, replacing what the files declare "
+                                   "(default: the model's, if it was trained with one, else the files').")
     require_all_bands: bool = setting(False, "Map pixels where some bands are nodata as nodata (else they are "
                                       "classified from the other bands, counted in report.json and shown in "
                                       "partial_bands.tif).")

@@ -207,7 +207,7 @@ def train_landuse(config: LandUseConfig, out_dir: Path, *, overwrite: bool = Fal
         # early, with absolute paths: `train --resume` reads it from a killed run
         dump(absolute_paths(config), stage / "config.yaml")
         init = load_init(config.weights, config.init_from, progress)
-        stack = open_stack(config.images, work, bands=config.bands)
+        stack = open_stack(config.images, work, bands=config.bands, nodata=config.nodata)
         for note in stack.notes:
             log(note)
         check_inputs(stack.sources)  # a truncated file fails here, not after an epoch
@@ -283,7 +283,8 @@ def train_landuse(config: LandUseConfig, out_dir: Path, *, overwrite: bool = Fal
                         std=std, classes=classes, tile_size=opts.tile_size, resolution=(t.a, -t.e), crs=grid.crs,
                         regulariser=regulariser.settings(),
                         extra={"overlap": overlap, "tta": bool(config.predict_tta), "footprint": opts.footprint,
-                               "band_selection": config.bands, "training_tiles": data.n_train,
+                               "band_selection": config.bands, "image_nodata": config.nodata,
+                               "training_tiles": data.n_train,
                                "validation_tiles": data.n_val, "label_offset": registration["applied"],
                                "init": init_record, "calibration": calibration})
         bundle.save(stage / "model.geocamat")

@@ -1,0 +1,56 @@
+"""Fill pixels a file does not declare: a Landsat Level-1 scene's collar of zeros with no nodata tag.
+
+Such pixels are trained and mapped as imagery (a class painted over the collar, band statistics pulled
+towards 0). A file without nodata, mask or alpha band is sampled in a few small windows spread over it
+(edges included, so the cost does not grow with the scene) and the share of pixels at 0 in every band is
+reported; the user decides (``--nodata 0``) since a real 0 can be data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+#: a file whose sampled pixels are at 0 in every band at least this often gets a warning
+FILL_SHARE = 0.01
+#: windows per side of the sampling grid, their side in pixels, and the most files sampled in one stack
+GRID, SIDE, MAX_FILES = 6, 48, 16
+
+
+def zero_share(path: Path) -> float:
+    """Share of sampled pixels at 0 in every band of ``path``; 0.0 when the file declares nodata, a mask or alpha."""
+    import rasterio
+    from rasterio.windows import Window
+
+    from geocamat.data.stack import mask_kind
+
+    with rasterio.open(path) as src:
+        masked, alpha = mask_kind(src)
+        if masked or alpha or any(v is not None for v in src.nodatavals):
+            return 0.0
+        h, w = src.height, src.width
+        side_r, side_c = min(SIDE, h), min(SIDE, w)
+        zero = total = 0
+        for r in np.unique(np.linspace(0, h - side_r, GRID).round().astype(int)):
+            for c in np.unique(np.linspace(0, w - side_c, GRID).round().astype(int)):
+                block = src.read(window=Window(int(c), int(r), side_c, side_r))
+                zero += int((block == 0).all(axis=0).sum())
+                total += side_r * side_c
+    return zero / total if total else 0.0
+
+
+def undeclared_fill_notes(files: Sequence[Path]) -> list[str]:
+    """A warning line per file (at most :data:`MAX_FILES` sampled, spread over the list) that seems to hold
+    undeclared zero fill."""
+    if len(files) > MAX_FILES:
+        files = [files[i] for i in np.linspace(0, len(files) - 1, MAX_FILES).round().astype(int)]
+    notes = []
+    for path in files:
+        share = zero_share(path)
+        if share >= FILL_SHARE:
+            notes.append(f"warning: {path.name} declares no nodata but {share:.0%} of its sampled pixels are 0 in "
+                         "every band: they are trained and mapped as imagery; if they are fill (a collar), give "
+                         "--nodata 0")
+    return notes

@@ -1,0 +1,81 @@
+"""Fill pixels a file does not declare (a collar of zeros, no nodata tag): a warning, and `--nodata` to mask them."""
+
+import numpy as np
+import rasterio
+from click.testing import CliRunner
+
+from cli.main import cli
+from geocamat.bundle import Bundle
+from geocamat.data.fill_check import undeclared_fill_notes, zero_share
+from geocamat.data.stack import open_stack
+from tests.conftest import write_raster
+
+
+def _collared(synthetic_scene, path, nodata=None):
+    """The synthetic scene with its -9999 collar (rows 0-3) and a left strip (columns 0-7) set to 0, no nodata."""
+    image = synthetic_scene["array"].copy()
+    image[:, :4, :] = 0.0
+    image[:, :, :8] = 0.0
+    return write_raster(path, image, nodata=nodata)
+
+
+def test_zero_collar_without_nodata_is_reported_and_declared_nodata_is_not(tmp_path, synthetic_scene):
+    collared = _collared(synthetic_scene, tmp_path / "collar.tif")
+    declared = _collared(synthetic_scene, tmp_path / "declared.tif", nodata=0.0)
+    clean = write_raster(tmp_path / "clean.tif", synthetic_scene["array"][:, 4:, :] + 1000.0)
+    assert zero_share(collared) > 0.02  # 12% of the pixels; the sampled windows (edges included) see some
+    assert zero_share(declared) == 0.0 and zero_share(clean) == 0.0
+    notes = undeclared_fill_notes([collared, declared, clean])
+    assert len(notes) == 1 and "--nodata 0" in notes[0]
+    assert notes[0].startswith("warning: collar.tif declares no nodata")
+    # one image with 0 in a band but not in every band: not fill
+    partial = synthetic_scene["array"][:, 4:, :].copy() + 1000.0
+    partial[0, :, :20] = 0.0
+    assert zero_share(write_raster(tmp_path / "partial.tif", partial)) == 0.0
+
+
+def test_nodata_override_masks_the_fill_and_silences_the_warning(tmp_path, synthetic_scene):
+    collared = _collared(synthetic_scene, tmp_path / "collar.tif")
+    stack = open_stack([str(collared)], tmp_path / "w1")
+    assert any("declares no nodata" in n for n in stack.notes)
+    masked = open_stack([str(collared)], tmp_path / "w2", nodata=0.0)
+    assert masked.notes == []
+    with rasterio.open(masked.paths[0]) as src:
+        data = src.read()
+    assert np.isnan(data[:, :4]).all() and np.isnan(data[:, :, :8]).all()
+    assert not np.isnan(data[:, 4:, 8:]).any()
+
+
+def test_a_model_trained_with_nodata_keeps_it_and_predict_maps_the_fill_as_nodata(tmp_path, synthetic_scene):
+    collared = _collared(synthetic_scene, tmp_path / "collar.tif")
+    run, out = tmp_path / "run", tmp_path / "map"
+    runner = CliRunner()
+    result = runner.invoke(cli, ["train", "--images", str(collared), "--labels", str(synthetic_scene["labels"]),
+                                 "--tile-size", "16", "--blocks", "2", "--epochs", "1", "--arch", "camnet-xs",
+                                 "--nodata", "0", "--out", str(run), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "declares no nodata" not in result.output
+    assert Bundle.load(run / "model.geocamat").extra["image_nodata"] == 0.0
+    result = runner.invoke(cli, ["predict", "--model", str(run / "model.geocamat"), "--out", str(out), "--quiet",
+                                 "--no-vector", str(collared)])
+    assert result.exit_code == 0, result.output
+    with rasterio.open(out / "landuse.tif") as m:
+        data = m.read(1, masked=True)
+    assert data.mask[:4].all() and data.mask[:, :8].all() and not data.mask[4:, 8:].any()
+    # the same image mapped by a model without it: the collar gets classes, and the user is told
+    run2 = tmp_path / "run2"
+    result = runner.invoke(cli, ["train", "--images", str(collared), "--labels", str(synthetic_scene["labels"]),
+                                 "--tile-size", "16", "--blocks", "2", "--epochs", "1", "--arch", "camnet-xs",
+                                 "--out", str(run2), "--quiet"])
+    assert result.exit_code == 0 and "declares no nodata" in result.output, result.output
+    result = runner.invoke(cli, ["predict", "--model", str(run2 / "model.geocamat"), "--out", str(tmp_path / "m2"),
+                                 "--quiet", "--no-vector", str(collared)])
+    assert result.exit_code == 0 and "declares no nodata" in result.output, result.output
+    with rasterio.open(tmp_path / "m2" / "landuse.tif") as m:
+        assert not m.read(1, masked=True).mask.any()
+    # --nodata on predict overrides the model's (none here)
+    result = runner.invoke(cli, ["predict", "--model", str(run2 / "model.geocamat"), "--out", str(tmp_path / "m3"),
+                                 "--quiet", "--no-vector", "--nodata", "0", str(collared)])
+    assert result.exit_code == 0 and "declares no nodata" not in result.output, result.output
+    with rasterio.open(tmp_path / "m3" / "landuse.tif") as m:
+        assert m.read(1, masked=True).mask[:4].all()

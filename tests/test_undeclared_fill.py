@@ -56,6 +56,7 @@ def test_a_model_trained_with_nodata_keeps_it_and_predict_maps_the_fill_as_nodat
     assert result.exit_code == 0, result.output
     assert "declares no nodata" not in result.output
     assert Bundle.load(run / "model.geocamat").extra["image_nodata"] == 0.0
+    assert "'image_nodata': 0.0" in runner.invoke(cli, ["info", str(run / "model.geocamat")]).output
     result = runner.invoke(cli, ["predict", "--model", str(run / "model.geocamat"), "--out", str(out), "--quiet",
                                  "--no-vector", str(collared)])
     assert result.exit_code == 0, result.output

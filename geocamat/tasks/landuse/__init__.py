@@ -97,5 +97,5 @@ def evaluate(bundle, images: list[str], options: EvaluateOptions, *, progress: b
 
 def describe(bundle) -> dict:
     """The mapping settings a land-use bundle carries (for ``geocamat info``)."""
-    return {"mapping": {k: bundle.extra[k] for k in ("overlap", "tta", "footprint", "label_offset")
+    return {"mapping": {k: bundle.extra[k] for k in ("overlap", "tta", "footprint", "label_offset", "image_nodata")
                         if bundle.extra.get(k) is not None}}

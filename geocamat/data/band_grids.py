@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from geocamat.data.crs import same_crs
 from geocamat.unionfind import connected_components
 
 #: the share of the smaller footprint two band grids must have in common to be bands of one scene
@@ -64,19 +65,11 @@ class BandGrid:
         return (c - tc) / ta, (f - tf) / te, self.width * a / ta, self.height * e / te
 
 
-def _same_crs(a: str, b: str) -> bool:
-    if a == b:
-        return True
-    from rasterio.crs import CRS
-
-    return CRS.from_wkt(a) == CRS.from_wkt(b)
-
-
 def one_scene(a: BandGrid, b: BandGrid) -> bool:
     """Whether band files on these two grids are bands of one scene at different pixel sizes."""
     if not (a.north_up and b.north_up) or a.pixel_size == b.pixel_size:
         return False
-    return _same_crs(a.crs, b.crs) and a.shared(b) >= MIN_SHARED
+    return same_crs(a.crs, b.crs) and a.shared(b) >= MIN_SHARED
 
 
 def scenes_of_grids(grids: Sequence[BandGrid]) -> list[list[int]]:

@@ -25,3 +25,12 @@ def epsg_codes(crs) -> tuple[int | None, int | None]:
     crs = CRS.from_wkt(crs.to_wkt())
     exact = crs.to_epsg(confidence_threshold=100)
     return exact, None if exact else crs.to_epsg()
+
+
+def same_crs(a: str, b: str) -> bool:
+    """Whether two CRSs given as WKT are the same (GDAL's comparison, not the text's)."""
+    if a == b:
+        return True
+    from rasterio.crs import CRS
+
+    return CRS.from_wkt(a) == CRS.from_wkt(b)

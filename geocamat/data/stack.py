@@ -182,17 +182,12 @@ def select_bands(stack: ImageStack, selection: Sequence[str | int], workdir: Pat
     return ImageStack(paths, names, [float("nan")] * len(idx), stack.crs, stack.res, stack.sources, stack.notes)
 
 
-def _scenes_of_band_files(groups: dict[tuple, list[Path]]) -> tuple[dict[tuple, list[Path]], dict[int, BandGrid],
-                                                                        list[str]]:
+def _scenes_of_band_files(groups: dict[tuple, list[Path]], grid_of: dict[tuple, BandGrid]
+                          ) -> tuple[dict[tuple, list[Path]], dict[int, BandGrid], list[str]]:
     """Single-band files grouped by grid -> grouped by scene (:func:`band_grids.scenes_of_grids`): (the groups,
     the target grid of each merged group by its position, a note per merged group)."""
-    import rasterio
-
     keys = list(groups)
-    grids = []
-    for key in keys:
-        with rasterio.open(groups[key][0]) as src:
-            grids.append(BandGrid.of(src))
+    grids = [grid_of[key] for key in keys]
     merged: dict[tuple, list[Path]] = {}
     targets: dict[int, BandGrid] = {}
     notes: list[str] = []
@@ -230,13 +225,16 @@ def open_stack(patterns: Sequence[str | os.PathLike], workdir: Path,
     descriptions: dict[Path, tuple] = {}
     nodatas: dict[Path, tuple] = {}
     masks: dict[Path, tuple[bool, list[int]]] = {}
+    grids: dict[tuple, BandGrid] = {}
     for path in files:
         try:
             with rasterio.open(path) as src:
                 if src.crs is None:
                     raise InvalidRasterError(
                         f"{path} has no CRS: assign one (e.g. `gdal_edit.py -a_srs EPSG:32617 {path.name}`)")
-                groups.setdefault(_grid_key(src), []).append(path)
+                key = _grid_key(src)
+                groups.setdefault(key, []).append(path)
+                grids.setdefault(key, BandGrid.of(src))
                 counts[path], descriptions[path], nodatas[path] = src.count, src.descriptions, src.nodatavals
                 masks[path] = mask_kind(src)
         except rasterio.errors.RasterioIOError as exc:
@@ -244,7 +242,7 @@ def open_stack(patterns: Sequence[str | os.PathLike], workdir: Path,
     targets: dict[int, BandGrid] = {}
     notes: list[str] = []
     if len(groups) > 1 and all(counts[m] == 1 for m in files):
-        groups, targets, notes = _scenes_of_band_files(groups)
+        groups, targets, notes = _scenes_of_band_files(groups, grids)
     stacks: list[Path] = []
     band_names: list[str] | None = None
     nodata_values: list[float | None] = []

@@ -183,6 +183,7 @@ def predict_landuse(
         geocamat.errors.GeocamatError: bad inputs or settings, or existing results without overwrite/resume.
     """
     call = dict(locals())  # every argument, to run the same call on each rank
+    from geocamat.data.crs import same_crs as crs_equal
     from geocamat.data.stack import open_stack
     from geocamat.inference import launch as rank_tools
 
@@ -233,7 +234,7 @@ def predict_landuse(
         out_crs = crs_wkt(crs) if crs else stack.crs
         dataset = _dataset(stack, out_crs)
         index = dataset.index
-        same_crs = crs is None or _same_crs(out_crs, stack.crs)
+        same_crs = crs is None or crs_equal(out_crs, stack.crs)
         if res is not None:
             out_res = (float(res), float(res))
         elif same_crs:
@@ -323,12 +324,6 @@ def _file_sha(path) -> str | None:
     from geocamat.bundle import file_sha256
 
     return file_sha256(path)
-
-
-def _same_crs(a: str, b: str) -> bool:
-    from rasterio.crs import CRS
-
-    return CRS.from_wkt(a) == CRS.from_wkt(b)
 
 
 def _dataset(stack, out_crs: str):

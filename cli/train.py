@@ -27,6 +27,7 @@ def _camat_option(name: str, type_=None):
 @setting_option(C, "labels", "--labels")
 @setting_option(C, "scenes", "--scenes")
 @setting_option(C, "label_field", "--label-field")
+@setting_option(C, "label_nodata", "--label-nodata", type=int)
 @setting_option(C, "tile_size", "--tile-size", type=int)
 @setting_option(C, "purity", "--purity", type=float)
 @setting_option(C, "blocks", "--blocks", type=int)

@@ -6,6 +6,7 @@ label windows without warping per sample. Vector polygons are burnt by class; po
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,7 @@ class LabelRaster:
         names: name per code, where the source gave one.
         colours: colour per code, where the source gave one.
         sparse: True for point labels (a tile is labelled by the few pixels that carry a label).
+        notes: what the user should be told about the labels (one line each).
     """
 
     path: Path
@@ -45,6 +47,7 @@ class LabelRaster:
     names: dict[int, str]
     colours: dict[int, str]
     sparse: bool
+    notes: list[str] = dataclasses.field(default_factory=list)
 
 
 def grid_of_dataset(ds) -> Grid:
@@ -92,13 +95,18 @@ def _write(array: np.ndarray, grid: Grid, path: Path) -> None:
         dst.write(array.astype(np.int32), 1)
 
 
-def _raster_label_windows(path: Path, grid: Grid, dst) -> tuple[set[int], dict[int, str], dict[int, str]]:
-    """Reproject a classified raster onto ``grid`` (nearest) window by window into ``dst``: (codes, names, colours)."""
+def _raster_label_windows(path: Path, grid: Grid, dst, nodata: int | None = None
+                          ) -> tuple[set[int], dict[int, str], dict[int, str], list[str]]:
+    """Reproject a classified raster onto ``grid`` (nearest) window by window into ``dst``: (codes, names, colours,
+    notes). ``nodata``: the user's "not labelled" value, replacing the file's; without either, a 0 (or a uint8
+    255) that labels pixels is named in a note, since it is usually "not labelled" and is trained as a class."""
     import rasterio
     from rasterio.enums import Resampling
     from rasterio.vrt import WarpedVRT
 
     codes: set[int] = set()
+    suspects: dict[int, int] = {}
+    labelled = 0
     with rasterio.open(path) as src:
         if src.crs is None:
             raise InvalidLabelsError(f"label raster {path} has no CRS: assign one with gdal_edit.py -a_srs")
@@ -111,6 +119,12 @@ def _raster_label_windows(path: Path, grid: Grid, dst) -> tuple[set[int], dict[i
                 if finite.size and not np.allclose(finite, np.round(finite)):
                     raise InvalidLabelsError(f"label raster {path} holds non-integer values: give a classified raster")
                 out = np.where(np.isfinite(values), np.round(values), UNLABELLED).astype(np.int32)
+                if nodata is not None:
+                    out[out == nodata] = UNLABELLED
+                elif src.nodata is None:
+                    labelled += int((out != UNLABELLED).sum())
+                    for code in _usual_nodata(src.dtypes[0]):
+                        suspects[code] = suspects.get(code, 0) + int((out == code).sum())
                 codes.update(int(v) for v in np.unique(out[out != UNLABELLED]))
                 dst.write(out, 1, window=window)
         try:
@@ -122,7 +136,15 @@ def _raster_label_windows(path: Path, grid: Grid, dst) -> tuple[set[int], dict[i
         if code in cmap:
             r, g, b = cmap[code][:3]
             colours[code] = f"#{r:02x}{g:02x}{b:02x}"
-    return codes, {}, colours
+    notes = [f"warning: the label raster {path.name} declares no nodata and {code} labels {n / labelled:.0%} of its "
+             f"pixels on the imagery: {code} is trained as a class (class_{code}); if it means 'not labelled', give "
+             f"--label-nodata {code}" for code, n in suspects.items() if n]
+    return codes, {}, colours, notes
+
+
+def _usual_nodata(dtype: str) -> tuple[int, ...]:
+    """Label values that usually mean "not labelled" in a raster of this data type."""
+    return (0, 255) if dtype == "uint8" else (0,)
 
 
 def _vector_frame(path: Path, field: str | None, grid: Grid, name_codes: dict[str, int] | None,
@@ -244,8 +266,11 @@ def box_of(bounds: tuple[float, float, float, float]):
     return box(*bounds)
 
 
-def labels_on_grid(labels: str | Path, grid: Grid, workdir: Path, field: str | None = None) -> LabelRaster:
+def labels_on_grid(labels: str | Path, grid: Grid, workdir: Path, field: str | None = None,
+                   nodata: int | None = None) -> LabelRaster:
     """Bring a label raster or vector layer onto the image grid (reprojected once) and write it.
+
+    ``nodata``: a label raster's "not labelled" value, replacing the one the file declares.
 
     The labels are reprojected or rasterised window by window (:data:`LABEL_WINDOW`) straight into a tiled
     GeoTIFF, so memory does not grow with the scene.
@@ -257,15 +282,20 @@ def labels_on_grid(labels: str | Path, grid: Grid, workdir: Path, field: str | N
     path = Path(labels)
     if not path.exists():
         raise InputNotFoundError(f"labels not found: {path}")
+    vector = path.suffix.lower() in VECTOR_SUFFIXES
+    if vector and nodata is not None:
+        raise InvalidLabelsError(f"--label-nodata applies to a label raster; {path.name} is a vector layer (leave "
+                                 "the unlabelled ground without features)")
     out = workdir / "labels_on_grid.tif"
+    notes: list[str] = []
     with _open_output(grid, out) as dst:
-        if path.suffix.lower() in VECTOR_SUFFIXES:
+        if vector:
             codes, names, sparse = _vector_label_windows(path, field, grid, dst)
             colours: dict[int, str] = {}
         else:
-            codes, names, colours = _raster_label_windows(path, grid, dst)
+            codes, names, colours, notes = _raster_label_windows(path, grid, dst, nodata)
             sparse = False
     if not codes:
         out.unlink(missing_ok=True)
         raise InvalidLabelsError(f"labels in {path.name} do not overlap the imagery: check both files' extents and CRS")
-    return LabelRaster(out, grid, sorted(codes), names, colours, sparse)
+    return LabelRaster(out, grid, sorted(codes), names, colours, sparse, notes)

@@ -22,6 +22,8 @@ class LandUseConfig(ClassifierSettings):
                                    "(e.g. 0 for a collar of zeros with no nodata tag); the model keeps it.")
     labels: str | None = setting(None, "Classified raster, or vector layer of polygons/points.", path=True)
     label_field: str | None = setting(None, "Class field of a vector label layer.")
+    label_nodata: int | None = setting(None, "Value of a label raster meaning 'not labelled', replacing what the "
+                                       "file declares (e.g. 0).")
     classes: dict = setting(help="{code: {name: ..., color: '#rrggbb'}} or {code: name}.", factory=dict)
     tile_size: int = setting(16, "Tile side in pixels.")
     stride: int | None = setting(None, "Training tile stride in pixels (default: tile_size // 4).")

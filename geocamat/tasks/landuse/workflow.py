@@ -214,7 +214,9 @@ def train_landuse(config: LandUseConfig, out_dir: Path, *, overwrite: bool = Fal
         if Path(config.labels).suffix.lower() not in VECTOR_SUFFIXES and Path(config.labels).is_file():
             check_inputs([config.labels])
         grid = grid_of_dataset(stack.dataset())
-        labels = labels_on_grid(config.labels, grid, work, config.label_field)
+        labels = labels_on_grid(config.labels, grid, work, config.label_field, config.label_nodata)
+        for note in labels.notes:
+            log(note)
         if len(labels.class_ids) < 2:
             only = labels.names.get(labels.class_ids[0], labels.class_ids[0])  # labels_on_grid found at least one
             raise InvalidLabelsError(f"the labels hold a single class ({only}): a land-use model needs at least two; "

@@ -1,6 +1,8 @@
-"""Fill pixels a file does not declare (a collar of zeros, no nodata tag): a warning, and `--nodata` to mask them."""
+"""Fill and "not labelled" values the files do not declare (a collar of zeros, 0 in a label raster): a warning,
+and `--nodata` / `--label-nodata` to mask them."""
 
 import numpy as np
+import pytest
 import rasterio
 from click.testing import CliRunner
 
@@ -80,3 +82,31 @@ def test_a_model_trained_with_nodata_keeps_it_and_predict_maps_the_fill_as_nodat
     assert result.exit_code == 0 and "declares no nodata" not in result.output, result.output
     with rasterio.open(tmp_path / "m3" / "landuse.tif") as m:
         assert m.read(1, masked=True).mask[:4].all()
+
+
+def test_an_undeclared_zero_in_a_label_raster_is_named_and_label_nodata_makes_it_unlabelled(tmp_path,
+                                                                                             synthetic_scene):
+    from geocamat.data.labels import UNLABELLED, grid_of_dataset, labels_on_grid
+    from geocamat.errors import InvalidLabelsError
+
+    labels = synthetic_scene["label_array"].copy()
+    labels[:, :30] = 0  # "not labelled", as many classified rasters write it, without a nodata tag
+    undeclared = write_raster(tmp_path / "undeclared.tif", labels)
+    declared = write_raster(tmp_path / "declared.tif", labels, nodata=0)
+    grid = grid_of_dataset(open_stack([str(synthetic_scene["image"])], tmp_path / "w").dataset())
+    as_class = labels_on_grid(undeclared, grid, tmp_path / "a")
+    assert as_class.class_ids == [0, 1, 2] and len(as_class.notes) == 1
+    assert "declares no nodata and 0 labels 31%" in as_class.notes[0] and "--label-nodata 0" in as_class.notes[0]
+    masked = labels_on_grid(undeclared, grid, tmp_path / "b", nodata=0)
+    assert masked.class_ids == [1, 2] and masked.notes == []
+    with rasterio.open(masked.path) as src:
+        out = src.read(1)
+    assert (out[:, :30] == UNLABELLED).all() and (out[:, 30:] != UNLABELLED).all()
+    assert labels_on_grid(declared, grid, tmp_path / "c").notes == []
+    vector = tmp_path / "labels.gpkg"
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    gpd.GeoDataFrame({"class": [1]}, geometry=[box(500000, 3999500, 500400, 4000000)], crs="EPSG:32617").to_file(vector)
+    with pytest.raises(InvalidLabelsError, match="--label-nodata applies to a label raster"):
+        labels_on_grid(vector, grid, tmp_path / "d", "class", nodata=0)

@@ -65,6 +65,21 @@ def test_vector_labels_reprojected_to_pixels(tmp_path):
     np.testing.assert_allclose(ib.boxes[0], [10, 20, 30, 30], atol=0.3)
 
 
+def test_a_layer_of_one_kind_of_object_needs_no_class_field(tmp_path):
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    img = geotiff(tmp_path / "a.tif")
+    fields = {f"osm_field_{i}": ["x", "x"] for i in range(14)}  # like an OSM export: many fields, no class
+    g = gpd.GeoDataFrame(fields, geometry=[box(404001, 3284997, 404003, 3284998), box(404005, 3284995, 404006,
+                                                                                     3284996)], crs="EPSG:32617")
+    g.to_file(tmp_path / "buildings.gpkg")
+    (ib,), names = load_boxes([tmp_path / "buildings.gpkg"], [image_info(str(img))], label_field="none")
+    assert names == ["object"] and len(ib.boxes) == 2
+    msg = _one_line_error(lambda: load_boxes([tmp_path / "buildings.gpkg"], [image_info(str(img))]))
+    assert "has no field 'label'" in msg and "--label-field none for one class" in msg and "(and 8 more)" in msg
+
+
 def _one_line_error(fn) -> str:
     with pytest.raises(InvalidLabelsError) as err:
         fn()

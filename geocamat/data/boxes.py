@@ -232,13 +232,21 @@ def match_pixel_boxes(raw: list[RawBox], images: list[ImageInfo], source: Path) 
     return out
 
 
+#: ``label_field`` value for vector layers whose features are all one class of objects (buildings, tree crowns)
+ONE_CLASS = "none"
+ONE_CLASS_NAME = "object"
+#: fields named in the message when the class field is missing
+MAX_FIELDS_SHOWN = 6
+
+
 def vector_boxes(path: Path, images: list[ImageInfo], label_field: str) -> dict[str, list]:
     """Boxes from a vector file in map coordinates, in the pixel grid of each georeferenced image.
 
     Args:
         path: vector file (anything pyogrio reads).
         images: images with their CRS and transform.
-        label_field: attribute holding the class name.
+        label_field: attribute holding the class name; :data:`ONE_CLASS` (``none``): every feature is one
+            class of objects, named :data:`ONE_CLASS_NAME`.
 
     Returns:
         ``{image path: [(xmin, ymin, xmax, ymax, name), ...]}``.
@@ -253,10 +261,15 @@ def vector_boxes(path: Path, images: list[ImageInfo], label_field: str) -> dict[
         raise InvalidLabelsError(f"{path} has no features; draw boxes or polygons around the objects")
     if gdf.crs is None:
         raise InvalidLabelsError(f"{path} has no CRS; assign one (e.g. in QGIS: Layer > Assign Projection)")
+    if label_field == ONE_CLASS and ONE_CLASS not in gdf.columns:
+        gdf = gdf.assign(**{ONE_CLASS: ONE_CLASS_NAME})
     if label_field not in gdf.columns:
         cols = [c for c in gdf.columns if c != "geometry"]
+        shown = ", ".join(cols[:MAX_FIELDS_SHOWN]) + (f" (and {len(cols) - MAX_FIELDS_SHOWN} more)"
+                                                       if len(cols) > MAX_FIELDS_SHOWN else "")
         raise InvalidLabelsError(
-            f"{path} has no field {label_field!r}; set label_field to one of: {', '.join(cols) or '(none)'}")
+            f"{path.name} has no field {label_field!r}: give --label-field with each object's class (fields: "
+            f"{shown or 'none'}), or --label-field {ONE_CLASS} for one class of objects")
     gdf = gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty]
     geo = [im for im in images if im.crs is not None]
     if not geo:

@@ -26,7 +26,8 @@ class DetectionConfig(TrainSettings):
     images: list[str] = setting(help="Image files or globs (GeoTIFF, or PNG/JPG with pixel boxes).", path=True,
                                 factory=list)
     labels: list[str] = setting(help="Box files or globs.", path=True, factory=list)
-    label_field: str = setting("label", "Class field of vector box layers / CSV files.")
+    label_field: str = setting("label", "Class field of vector box layers / CSV files ('none': every feature of a "
+                                        "vector layer is one class, 'object').")
     classes: list[str] | None = setting(None, "Class names to train (default: every name in the labels).")
     tile_size: int = setting(400, "Tile side in pixels (whole objects in most tiles).")
     epochs: int = setting(10, "Training epochs.")

@@ -95,22 +95,19 @@ def _images(bundle, images: list[str], out: list[Finding]) -> list[Path]:
 
 
 def _bands(bundle, files: list[Path], out: list[Finding]) -> None:
-    from geocamat.data.stack import open_stack
+    from geocamat.data.stack import match_bands, open_stack
 
     with tempfile.TemporaryDirectory(prefix="geocamat-check-") as tmp:
         try:
             stack = open_stack([str(p) for p in files], Path(tmp), bands=bundle.extra.get("band_selection"),
                                nodata=bundle.extra.get("image_nodata"))
+            stack = match_bands(stack, bundle.bands, Path(tmp))
         except GeocamatError as exc:
             out.append(Finding("problem", "bands", str(exc)))
             return
-    if stack.num_bands != len(bundle.bands):
-        out.append(Finding("problem", "bands", f"the model expects {len(bundle.bands)} bands "
-                           f"({', '.join(bundle.bands)}) but the images give {stack.num_bands} "
-                           f"({', '.join(stack.band_names)})"))
-    elif list(stack.band_names) != list(bundle.bands):
-        out.append(Finding("warning", "bands", f"names differ: images {', '.join(stack.band_names)}, model "
-                           f"{', '.join(bundle.bands)}; they are used in this order"))
+    warned = [n for n in stack.notes if n.startswith("warning:")]
+    if warned:
+        out.append(Finding("warning", "bands", "; ".join(w.removeprefix("warning: ") for w in warned)))
     else:
         out.append(Finding("ok", "bands", "; ".join([", ".join(stack.band_names), *stack.notes])))
 

@@ -182,6 +182,34 @@ def select_bands(stack: ImageStack, selection: Sequence[str | int], workdir: Pat
     return ImageStack(paths, names, [float("nan")] * len(idx), stack.crs, stack.res, stack.sources, stack.notes)
 
 
+def match_bands(stack: ImageStack, wanted: Sequence[str], workdir: Path) -> ImageStack:
+    """The stack's bands as a model trained on bands ``wanted`` needs them.
+
+    When every wanted name is a band of the stack (once) and the order or the set differs, those bands are picked by
+    name, in the model's order, with a note; when the names differ but the counts agree, the bands are used in
+    their order, with a warning (file stems that name a date differ between scenes); otherwise the error.
+
+    Raises:
+        BundleError: the images have another number of bands and not every band the model wants by name.
+    """
+    from geocamat.errors import BundleError
+
+    names, wanted = list(stack.band_names), list(wanted)
+    if names == wanted:
+        return stack
+    if all(names.count(w) == 1 for w in wanted):
+        picked = select_bands(stack, wanted, workdir)
+        how = "reordered" if sorted(names) == sorted(wanted) else f"{len(wanted)} of the images' {len(names)} picked"
+        picked.notes = [*stack.notes, f"note: bands {how} by name to the model's order ({', '.join(wanted)})"]
+        return picked
+    if len(names) != len(wanted):
+        raise BundleError(f"the model expects {len(wanted)} bands ({', '.join(wanted)}) but the images have "
+                          f"{len(names)} ({', '.join(names)}): give the same bands as in training")
+    stack.notes = [*stack.notes, f"warning: band names differ (images {', '.join(names)}; model {', '.join(wanted)}): "
+                                 "they are used in this order; check that it is the training order"]
+    return stack
+
+
 def _scenes_of_band_files(groups: dict[tuple, list[Path]], grid_of: dict[tuple, BandGrid]
                           ) -> tuple[dict[tuple, list[Path]], dict[int, BandGrid], list[str]]:
     """Single-band files grouped by grid -> grouped by scene (:func:`band_grids.scenes_of_grids`): (the groups,

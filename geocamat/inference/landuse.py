@@ -184,7 +184,7 @@ def predict_landuse(
     """
     call = dict(locals())  # every argument, to run the same call on each rank
     from geocamat.data.crs import same_crs as crs_equal
-    from geocamat.data.stack import open_stack
+    from geocamat.data.stack import match_bands, open_stack
     from geocamat.inference import launch as rank_tools
 
     if ranks is None:
@@ -227,10 +227,7 @@ def predict_landuse(
         if nodata is None:
             nodata = bundle.extra.get("image_nodata")
         stack = open_stack(images, stack_dir, bands=bundle.extra.get("band_selection"), nodata=nodata)
-        if stack.num_bands != len(bundle.bands):
-            raise BundleError(
-                f"the model expects {len(bundle.bands)} bands ({', '.join(bundle.bands)}) but the images have "
-                f"{stack.num_bands} ({', '.join(stack.band_names)}): give the same bands as in training")
+        stack = match_bands(stack, bundle.bands, stack_dir)
         out_crs = crs_wkt(crs) if crs else stack.crs
         dataset = _dataset(stack, out_crs)
         index = dataset.index

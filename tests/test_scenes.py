@@ -67,3 +67,23 @@ def test_rsscn7_split():
     assert all(sum(1 for _, lab in s.train if lab == k) == 50 for k in range(7))
     ds = SceneDataset(s.train[:3], size=32)
     assert ds.images.shape == (3, 3, 32, 32)
+
+
+def test_a_grey_image_among_colour_ones_gets_three_bands_and_other_mixes_are_refused(tmp_path):
+    from geocamat.errors import InvalidRasterError
+    from tests.conftest import write_raster
+
+    _make(tmp_path)
+    grey = tmp_path / "a_grass" / "grey.jpg"
+    Image.fromarray(np.full((40, 40), 90, np.uint8)).save(grey)  # mode L: one band
+    items = [(p, 0) for p in sorted((tmp_path / "a_grass").iterdir()) if p.suffix != ".txt"]
+    ds = SceneDataset(items, 16)
+    assert ds.images.shape[1] == 3 and ds.greys == 1
+    g = ds.images[[p for p, _ in items].index(grey)]
+    assert torch.allclose(g[0], g[1]) and torch.allclose(g[0], g[2])
+    four = write_raster(tmp_path / "a_grass" / "four.tif", np.ones((4, 20, 20), np.uint16))  # RGB + NIR
+    assert load_image(four).shape[0] == 4
+    with pytest.raises(InvalidRasterError, match="four.tif has 4 bands but the others have 3"):
+        SceneDataset(items + [(four, 0)], 16)
+    with pytest.raises(InvalidRasterError, match="grey.jpg has 1 band but the model expects 4"):
+        SceneDataset(items, 16, bands=4)

@@ -91,23 +91,23 @@ def split_scenes(root: str | Path, train_fraction: float = 0.5, seed: int = 0) -
 def load_image(path: str | Path, size: int | tuple[int, int] | None = None) -> Tensor:
     """Decode an image to a float tensor (C, H, W) with values in [0, 1] (8-bit) or raw (other types).
 
-    JPEG/PNG go through Pillow; TIFFs that Pillow cannot read (multi-band, 16-bit) through rasterio.
-    With ``size``, the image is resized (antialiased bilinear).
+    TIFFs go through rasterio (every band, alpha bands dropped: a 4-band RGB + NIR TIFF keeps its NIR); other
+    formats through Pillow (palette, RGBA and CMYK as RGB; grey stays one band). With ``size``, the image is
+    resized (antialiased bilinear).
     """
     path = Path(path)
-    try:
-        from PIL import Image
-
-        with Image.open(path) as im:
-            arr = np.array(im.convert("RGB") if im.mode not in ("RGB", "L", "I;16", "F") else im)
-    except Exception as pil_error:  # noqa: BLE001 - fall back to rasterio for odd TIFFs
+    readers = (_read_raster, _read_pillow) if path.suffix.lower() in (".tif", ".tiff") else (_read_pillow,
+                                                                                            _read_raster)
+    errors = []
+    for read in readers:
         try:
-            import rasterio
-
-            with rasterio.open(path) as src:
-                arr = np.moveaxis(src.read(), 0, -1)
-        except Exception as exc:  # noqa: BLE001
-            raise InvalidRasterError(f"cannot read image {path}: {pil_error}; {exc}") from exc
+            arr = read(path)
+            break
+        except Exception as exc:  # noqa: BLE001 - the other reader may know the file
+            errors.append(str(exc))
+    else:
+        raise InvalidRasterError(f"cannot read image {path}: {'; '.join(errors)}; re-export it or remove it from "
+                                 "the folder")
     if arr.ndim == 2:
         arr = arr[:, :, None]
     scale = 255.0 if arr.dtype == np.uint8 else 1.0
@@ -119,6 +119,48 @@ def load_image(path: str | Path, size: int | tuple[int, int] | None = None) -> T
     return x
 
 
+def same_bands(images: list[Tensor], paths: list[Path], bands: int | None = None) -> tuple[list[Tensor], int]:
+    """Every image with ``bands`` bands (default: the most common count): (the images, how many grey ones were
+    repeated into 3 bands). A grey image among colour ones is repeated (as torchvision's ``ImageFolder`` does);
+    any other difference is the user's to fix.
+
+    Raises:
+        InvalidRasterError: an image with another band count that is not a grey image among RGB ones.
+    """
+    counts = [int(x.shape[0]) for x in images]
+    target = bands or max(set(counts), key=lambda c: (counts.count(c), c))
+    out, greys = [], 0
+    for x, path, c in zip(images, paths, counts, strict=True):
+        if c == target:
+            out.append(x)
+        elif c == 1 and target == 3:
+            out.append(x.expand(3, -1, -1).clone())
+            greys += 1
+        else:
+            raise InvalidRasterError(
+                f"scene image {path} has {c} band{'s' if c != 1 else ''} but the {'model' if bands else 'others'} "
+                f"{'expects' if bands else 'have'} {target}: give every image the same bands (convert or remove it)")
+    return out, greys
+
+
+def _read_pillow(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.array(im.convert("RGB") if im.mode not in ("RGB", "L", "I;16", "F") else im)
+
+
+def _read_raster(path: Path) -> np.ndarray:
+    import rasterio
+
+    from geocamat.data.stack import mask_kind
+
+    with rasterio.open(path) as src:
+        _, alpha = mask_kind(src)
+        keep = [b + 1 for b in range(src.count) if b not in alpha]
+        return np.moveaxis(src.read(keep), 0, -1)
+
+
 class SceneDataset(Dataset):
     """Images of a scene folder, decoded and resized once into memory.
 
@@ -126,18 +168,20 @@ class SceneDataset(Dataset):
         items: (path, label) pairs (e.g. ``split.train``).
         size: side in pixels of the (square) images served.
         transform: optional function applied to each image tensor (C, H, W), e.g. normalisation.
+        bands: the band count every image must have (default: the most common one); see :func:`same_bands`.
 
     Each sample is ``{"image": float (C, H, W), "label": int64 scalar, "index": int64 scalar}``, where
     ``index`` is the sample's position in ``items`` (a stable id for cached CAMAT maps).
     """
 
-    def __init__(self, items: list[tuple[Path, int]], size: int, transform=None) -> None:
+    def __init__(self, items: list[tuple[Path, int]], size: int, transform=None, bands: int | None = None) -> None:
         if not items:
             raise InvalidLabelsError("empty scene list: nothing to load")
         self.items = list(items)
         self.size = size
         self.transform = transform
-        self.images = torch.stack([load_image(p, size) for p, _ in self.items])
+        images, self.greys = same_bands([load_image(p, size) for p, _ in self.items], [p for p, _ in self.items], bands)
+        self.images = torch.stack(images)
         self.labels = torch.tensor([lab for _, lab in self.items], dtype=torch.long)
 
     def __len__(self) -> int:

@@ -67,6 +67,18 @@ def _polygons(path: Path, crs: str | None = "EPSG:32617", where=(500000.0, 40000
     return path
 
 
+def _scene_folder(root: Path) -> Path:
+    """A scene-classification folder: two classes of four small RGB JPEGs."""
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(root / name / f"{i}.jpg")
+    return root
+
+
 def make_inputs(d: Path) -> dict[str, Path]:
     """Write every input file of the table into ``d``; return them by name."""
     rng = np.random.default_rng(0)
@@ -94,6 +106,9 @@ def make_inputs(d: Path) -> dict[str, Path]:
         write_raster(bands / f"b{b + 1}.tif", image[b], nodata=-9999.0)
     write_raster(bands / "b3.tif", image[2], origin=(500005.0, 4000000.0), nodata=-9999.0)  # half a pixel off
     f["bands"] = bands
+    f["scenes_mixed"], f["scenes_broken"] = _scene_folder(d / "scenes_mixed"), _scene_folder(d / "scenes_broken")
+    write_raster(d / "scenes_mixed" / "a" / "rgbn.tif", np.ones((4, 20, 20), "uint16"))  # 4 bands among RGB
+    (d / "scenes_broken" / "b" / "cut.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a whole jpeg")
     f["polygons"] = _polygons(d / "polygons.gpkg")
     f["bowtie"] = _polygons(d / "bowtie.gpkg", bowtie=True)
     f["far_polygons"] = _polygons(d / "far_polygons.gpkg", where=(900000.0, 100000.0))

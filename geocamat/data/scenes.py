@@ -119,10 +119,12 @@ def load_image(path: str | Path, size: int | tuple[int, int] | None = None) -> T
     return x
 
 
-def same_bands(images: list[Tensor], paths: list[Path], bands: int | None = None) -> tuple[list[Tensor], int]:
-    """Every image with ``bands`` bands (default: the most common count): (the images, how many grey ones were
-    repeated into 3 bands). A grey image among colour ones is repeated (as torchvision's ``ImageFolder`` does);
-    any other difference is the user's to fix.
+def same_bands(images: list[Tensor], paths: list[Path], bands: int | None = None,
+               source: str = "the model expects") -> tuple[list[Tensor], int]:
+    """Every image with ``bands`` bands (default: the most common count; ``source``, e.g. "the model expects",
+    says where ``bands`` came from in the message): (the images, how many grey ones were repeated into 3 bands).
+    A grey image among colour ones is repeated (as torchvision's ``ImageFolder`` does); any other difference is
+    the user's to fix.
 
     Raises:
         InvalidRasterError: an image with another band count that is not a grey image among RGB ones.
@@ -138,8 +140,8 @@ def same_bands(images: list[Tensor], paths: list[Path], bands: int | None = None
             greys += 1
         else:
             raise InvalidRasterError(
-                f"scene image {path} has {c} band{'s' if c != 1 else ''} but the {'model' if bands else 'others'} "
-                f"{'expects' if bands else 'have'} {target}: give every image the same bands (convert or remove it)")
+                f"scene image {path} has {c} band{'s' if c != 1 else ''} but {source if bands else 'the others have'} "
+                f"{target}: give every image the same bands (convert or remove it)")
     return out, greys
 
 
@@ -169,18 +171,21 @@ class SceneDataset(Dataset):
         size: side in pixels of the (square) images served.
         transform: optional function applied to each image tensor (C, H, W), e.g. normalisation.
         bands: the band count every image must have (default: the most common one); see :func:`same_bands`.
+        source: what gave ``bands``, for the message (e.g. "the training images have").
 
     Each sample is ``{"image": float (C, H, W), "label": int64 scalar, "index": int64 scalar}``, where
     ``index`` is the sample's position in ``items`` (a stable id for cached CAMAT maps).
     """
 
-    def __init__(self, items: list[tuple[Path, int]], size: int, transform=None, bands: int | None = None) -> None:
+    def __init__(self, items: list[tuple[Path, int]], size: int, transform=None, bands: int | None = None,
+                 source: str = "the model expects") -> None:
         if not items:
             raise InvalidLabelsError("empty scene list: nothing to load")
         self.items = list(items)
         self.size = size
         self.transform = transform
-        images, self.greys = same_bands([load_image(p, size) for p, _ in self.items], [p for p, _ in self.items], bands)
+        images, self.greys = same_bands([load_image(p, size) for p, _ in self.items], [p for p, _ in self.items], bands,
+                                        source)
         self.images = torch.stack(images)
         self.labels = torch.tensor([lab for _, lab in self.items], dtype=torch.long)
 

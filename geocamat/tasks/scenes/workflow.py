@@ -23,10 +23,11 @@ from geocamat.tasks.training import (
 )
 
 
-def _load(items, size: int, mean=None, std=None, log: Callable[[str], None] | None = None):
+def _load(items, size: int, mean=None, std=None, log: Callable[[str], None] | None = None,
+          source: str = "the model expects"):
     from geocamat.data.scenes import SceneDataset
 
-    ds = SceneDataset(items, size, bands=None if mean is None else len(mean))
+    ds = SceneDataset(items, size, bands=None if mean is None else len(mean), source=source)
     if ds.greys and log is not None:
         log(f"note: {ds.greys} grey scene image{'s' if ds.greys != 1 else ''} repeated into the 3 bands of the others")
     if mean is None:
@@ -62,7 +63,7 @@ def train_scenes(config: SceneConfig, out_dir: Path, *, overwrite: bool = False,
     size = int(config.image_size)
     with staged_output(Path(out_dir), overwrite, TRAIN_RESULTS) as stage:
         x_train, y_train, mean, std = _load(split.train, size, log=log)
-        x_test, y_test, _, _ = _load(split.test, size, mean, std, log=log)
+        x_test, y_test, _, _ = _load(split.test, size, mean, std, log=log, source="the training images have")
         log(f"{len(y_train)} training and {len(y_test)} held-out scenes of {size} px, {len(split.classes)} classes")
         classes = build_classes(list(range(len(split.classes))), dict(enumerate(split.classes)))
         spec = {"name": "camnet", "in_channels": x_train.shape[1], "num_classes": len(classes), "tile_size": size,

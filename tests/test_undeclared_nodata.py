@@ -110,3 +110,22 @@ def test_an_undeclared_zero_in_a_label_raster_is_named_and_label_nodata_makes_it
     gpd.GeoDataFrame({"class": [1]}, geometry=[box(500000, 3999500, 500400, 4000000)], crs="EPSG:32617").to_file(vector)
     with pytest.raises(InvalidLabelsError, match="--label-nodata applies to a label raster"):
         labels_on_grid(vector, grid, tmp_path / "d", "class", nodata=0)
+
+
+def test_labels_finer_than_the_imagery_are_resampled_by_majority(tmp_path, synthetic_scene):
+    from geocamat.data.labels import grid_of_dataset, labels_on_grid
+
+    # 2.5 m labels under the 10 m imagery: in each 4 x 4 block, 12 pixels of class 1 and a 2 x 2 of class 2 at
+    # the block's centre, where a nearest-neighbour pick would sample
+    block = np.ones((4, 4), np.uint8)
+    block[1:3, 1:3] = 2
+    fine = np.tile(block, (96, 96))
+    path = write_raster(tmp_path / "fine.tif", fine, res=2.5, nodata=0)
+    grid = grid_of_dataset(open_stack([str(synthetic_scene["image"])], tmp_path / "w").dataset())
+    labels = labels_on_grid(path, grid, tmp_path / "l")
+    with rasterio.open(labels.path) as src:
+        out = src.read(1)
+    assert (out == 1).all()  # the class covering 75% of each image pixel, not the one under its centre
+    assert labels.notes and "4x finer" in labels.notes[0] and "majority" in labels.notes[0]
+    same = labels_on_grid(synthetic_scene["labels"], grid, tmp_path / "s")
+    assert same.notes == []  # labels on the imagery's own grid: nearest, nothing to say

@@ -15,6 +15,8 @@ import numpy as np
 from geocamat.errors import InputNotFoundError, InvalidLabelsError
 
 UNLABELLED = -1
+#: label pixels this share of an image pixel or smaller (about 1.4x finer per side) are resampled by majority
+FINER_LABELS = 0.5
 VECTOR_SUFFIXES = (".shp", ".gpkg", ".geojson", ".json", ".fgb", ".kml", ".parquet", ".gml")
 
 
@@ -97,9 +99,13 @@ def _write(array: np.ndarray, grid: Grid, path: Path) -> None:
 
 def _raster_label_windows(path: Path, grid: Grid, dst, nodata: int | None = None
                           ) -> tuple[set[int], dict[int, str], dict[int, str], list[str]]:
-    """Reproject a classified raster onto ``grid`` (nearest) window by window into ``dst``: (codes, names, colours,
-    notes). ``nodata``: the user's "not labelled" value, replacing the file's; without either, a 0 (or a uint8
-    255) that labels pixels is named in a note, since it is usually "not labelled" and is trained as a class."""
+    """Reproject a classified raster onto ``grid`` window by window into ``dst``: (codes, names, colours, notes).
+
+    Nearest neighbour, or the majority (GDAL's ``mode``) when the labels' pixels are finer than the grid's
+    (:data:`FINER_LABELS` of a grid pixel or less), so that a grid pixel takes the class covering most of it, not
+    the one under its centre (a note says so). ``nodata``: the user's "not labelled" value, replacing the file's;
+    without either, a 0 (or a uint8 255) that labels pixels is named in a note, since it is usually "not labelled"
+    and is trained as a class."""
     import rasterio
     from rasterio.enums import Resampling
     from rasterio.vrt import WarpedVRT
@@ -110,9 +116,12 @@ def _raster_label_windows(path: Path, grid: Grid, dst, nodata: int | None = None
     with rasterio.open(path) as src:
         if src.crs is None:
             raise InvalidLabelsError(f"label raster {path} has no CRS: assign one with gdal_edit.py -a_srs")
+        share = _pixel_share(src, grid)
+        finer = share <= FINER_LABELS
         # without a nodata value, an alpha band marks what lies outside the source (masked on read)
         with WarpedVRT(src, crs=grid.crs, transform=grid.transform, width=grid.shape[1], height=grid.shape[0],
-                       resampling=Resampling.nearest, add_alpha=src.nodata is None) as vrt:
+                       resampling=Resampling.mode if finer else Resampling.nearest,
+                       add_alpha=src.nodata is None) as vrt:
             for window in label_windows(grid.shape):
                 values = vrt.read(1, window=window, masked=True).astype("float64").filled(np.nan)
                 finite = values[np.isfinite(values)]
@@ -136,10 +145,22 @@ def _raster_label_windows(path: Path, grid: Grid, dst, nodata: int | None = None
         if code in cmap:
             r, g, b = cmap[code][:3]
             colours[code] = f"#{r:02x}{g:02x}{b:02x}"
-    notes = [f"warning: the label raster {path.name} declares no nodata and {code} labels {n / labelled:.0%} of its "
+    notes = [f"note: the label raster's pixels are {share ** -0.5:.3g}x finer than the imagery's: each image pixel "
+             "takes the class covering most of it (majority)"] if finer else []
+    notes += [f"warning: the label raster {path.name} declares no nodata and {code} labels {n / labelled:.0%} of its "
              f"pixels on the imagery: {code} is trained as a class (class_{code}); if it means 'not labelled', give "
              f"--label-nodata {code}" for code, n in suspects.items() if n]
     return codes, {}, colours, notes
+
+
+def _pixel_share(src, grid: Grid) -> float:
+    """The area of one of ``src``'s pixels as a share of one of ``grid``'s, measured in the grid's CRS."""
+    from rasterio.warp import transform_bounds
+
+    left, bottom, right, top = transform_bounds(src.crs, grid.crs, *src.bounds)
+    label_pixel = (right - left) * (top - bottom) / (src.width * src.height)
+    grid_pixel = abs(grid.transform.a * grid.transform.e)
+    return label_pixel / grid_pixel if grid_pixel > 0 else 1.0
 
 
 def _usual_nodata(dtype: str) -> tuple[int, ...]:

@@ -218,3 +218,14 @@ def test_scored_bounds_by_small_windows_are_the_same(tmp_path, monkeypatch):
     monkeypatch.setattr(scoring, "SCORE_WINDOW", 7)
     assert [scoring.scored_bounds(path, b, p, margin=m) for b, p, m in cases] == expected
     assert expected[0] is not None
+
+
+def test_a_finer_reference_is_scored_by_its_majority_class_in_each_map_pixel(tmp_path):
+    # 2.5 m reference under a 10 m map: in each 4 x 4 block 12 pixels of class 1 and a centre 2 x 2 of class 2
+    block = np.ones((4, 4), np.uint8)
+    block[1:3, 1:3] = 2
+    ref = write_raster(tmp_path / "ref.tif", np.tile(block, (16, 16)), res=2.5, nodata=0)
+    ones = write_raster(tmp_path / "ones.tif", np.ones((16, 16), np.uint8), nodata=0)
+    twos = write_raster(tmp_path / "twos.tif", np.full((16, 16), 2, np.uint8), nodata=0)
+    assert score_map(ones, ref, [1, 2], ["a", "b"])["overall_accuracy"] == 1.0
+    assert score_map(twos, ref, [1, 2], ["a", "b"])["overall_accuracy"] == 0.0

@@ -116,7 +116,7 @@ def _raster_label_windows(path: Path, grid: Grid, dst, nodata: int | None = None
     with rasterio.open(path) as src:
         if src.crs is None:
             raise InvalidLabelsError(f"label raster {path} has no CRS: assign one with gdal_edit.py -a_srs")
-        share = _pixel_share(src, grid)
+        share = pixel_share(src, grid.crs, grid.transform)
         finer = share <= FINER_LABELS
         # without a nodata value, an alpha band marks what lies outside the source (masked on read)
         with WarpedVRT(src, crs=grid.crs, transform=grid.transform, width=grid.shape[1], height=grid.shape[0],
@@ -153,13 +153,14 @@ def _raster_label_windows(path: Path, grid: Grid, dst, nodata: int | None = None
     return codes, {}, colours, notes
 
 
-def _pixel_share(src, grid: Grid) -> float:
-    """The area of one of ``src``'s pixels as a share of one of ``grid``'s, measured in the grid's CRS."""
+def pixel_share(src, crs, transform) -> float:
+    """The area of one of ``src``'s pixels (an open raster) as a share of one pixel of the grid (``crs``,
+    ``transform``), measured in the grid's CRS."""
     from rasterio.warp import transform_bounds
 
-    left, bottom, right, top = transform_bounds(src.crs, grid.crs, *src.bounds)
+    left, bottom, right, top = transform_bounds(src.crs, crs, *src.bounds)
     label_pixel = (right - left) * (top - bottom) / (src.width * src.height)
-    grid_pixel = abs(grid.transform.a * grid.transform.e)
+    grid_pixel = abs(transform.a * transform.e)
     return label_pixel / grid_pixel if grid_pixel > 0 else 1.0
 
 

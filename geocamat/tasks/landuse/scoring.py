@@ -52,7 +52,8 @@ class RasterOnGrid:
     """A single-band raster brought onto the grid of the open dataset ``like``, one window at a time.
 
     Each window reads only the source pixels under it (its footprint in the source grid, grown by
-    :data:`PAD`) and reprojects them by nearest neighbour with exact coordinate transforms (``tolerance=0``),
+    :data:`PAD`) and reprojects them by nearest neighbour (by majority for a raster of finer pixels, as training
+    labels are taken) with exact coordinate transforms (``tolerance=0``),
     so a window's values are those a whole-grid reprojection gives there.
     """
 
@@ -68,6 +69,12 @@ class RasterOnGrid:
             self.src.close()
             raise InvalidRasterError(f"{path} has no CRS: assign one with gdal_edit.py -a_srs")
         self.like = like
+        from rasterio.warp import Resampling
+
+        from geocamat.data.labels import FINER_LABELS, pixel_share
+
+        finer = pixel_share(self.src, like.crs, like.transform) <= FINER_LABELS  # as training labels are taken
+        self.resampling = Resampling.mode if finer else Resampling.nearest
 
     def close(self) -> None:
         self.src.close()
@@ -94,14 +101,14 @@ class RasterOnGrid:
         c1 = min(src.width, math.ceil(w.col_off + w.width) + PAD)
         return Window(c0, r0, c1 - c0, r1 - r0) if r1 > r0 and c1 > c0 else None
 
-    def _onto(self, data: np.ndarray, source_window, window) -> np.ndarray:
+    def _onto(self, data: np.ndarray, source_window, window, resampling=None) -> np.ndarray:
         from rasterio.warp import Resampling, reproject
         from rasterio.windows import transform as window_transform
 
         out = np.full((int(window.height), int(window.width)), np.nan)
         reproject(data, out, src_transform=window_transform(source_window, self.src.transform),
                   src_crs=self.src.crs, src_nodata=np.nan, dst_transform=window_transform(window, self.like.transform),
-                  dst_crs=self.like.crs, dst_nodata=np.nan, resampling=Resampling.nearest, tolerance=0)
+                  dst_crs=self.like.crs, dst_nodata=np.nan, resampling=resampling or Resampling.nearest, tolerance=0)
         return out
 
     def read(self, window) -> np.ndarray:
@@ -110,7 +117,7 @@ class RasterOnGrid:
         if source is None:
             return np.full((int(window.height), int(window.width)), np.nan)
         data = self.src.read(1, window=source, masked=True).astype("float64").filled(np.nan)
-        return self._onto(data, source, window)
+        return self._onto(data, source, window, self.resampling)
 
     def blocks(self, window, blocks: int, parity: str) -> np.ndarray:
         """The checkerboard laid over this raster's extent, on ``window`` of the target grid (1 = scored block,

@@ -22,7 +22,6 @@ GRID, SIDE, MAX_FILES = 6, 48, 16
 def zero_share(path: Path) -> float:
     """Share of sampled pixels at 0 in every band of ``path``; 0.0 when the file declares nodata, a mask or alpha."""
     import rasterio
-    from rasterio.windows import Window
 
     from geocamat.data.stack import mask_kind
 
@@ -30,15 +29,22 @@ def zero_share(path: Path) -> float:
         masked, alpha = mask_kind(src)
         if masked or alpha or any(v is not None for v in src.nodatavals):
             return 0.0
-        h, w = src.height, src.width
-        side_r, side_c = min(SIDE, h), min(SIDE, w)
         zero = total = 0
-        for r in np.unique(np.linspace(0, h - side_r, GRID).round().astype(int)):
-            for c in np.unique(np.linspace(0, w - side_c, GRID).round().astype(int)):
-                block = src.read(window=Window(int(c), int(r), side_c, side_r))
-                zero += int((block == 0).all(axis=0).sum())
-                total += side_r * side_c
+        for window in sample_windows(src.height, src.width):
+            block = src.read(window=window)
+            zero += int((block == 0).all(axis=0).sum())
+            total += int(window.width * window.height)
     return zero / total if total else 0.0
+
+
+def sample_windows(height: int, width: int) -> list:
+    """A :data:`GRID` x :data:`GRID` grid of windows of :data:`SIDE` px spread over a raster, edges included."""
+    from rasterio.windows import Window
+
+    side_r, side_c = min(SIDE, height), min(SIDE, width)
+    rows = np.unique(np.linspace(0, height - side_r, GRID).round().astype(int))
+    cols = np.unique(np.linspace(0, width - side_c, GRID).round().astype(int))
+    return [Window(int(c), int(r), side_c, side_r) for r in rows for c in cols]
 
 
 def undeclared_fill_notes(files: Sequence[Path]) -> list[str]:

@@ -185,6 +185,7 @@ def predict_landuse(
     call = dict(locals())  # every argument, to run the same call on each rank
     from geocamat.data.crs import same_crs as crs_equal
     from geocamat.data.stack import match_bands, open_stack
+    from geocamat.data.value_check import scaling_notes
     from geocamat.inference import launch as rank_tools
 
     if ranks is None:
@@ -228,6 +229,7 @@ def predict_landuse(
             nodata = bundle.extra.get("image_nodata")
         stack = open_stack(images, stack_dir, bands=bundle.extra.get("band_selection"), nodata=nodata)
         stack = match_bands(stack, bundle.bands, stack_dir)
+        stack.notes += scaling_notes(stack.paths, stack.band_names, bundle.mean, bundle.std)
         out_crs = crs_wkt(crs) if crs else stack.crs
         dataset = _dataset(stack, out_crs)
         index = dataset.index

@@ -1,0 +1,61 @@
+"""Images whose values are unlike the training imagery's: another product or scaling (reflectance 0-1 given to a
+model trained on digital numbers 0-10,000, 8-bit given to a 16-bit model) gives a confident, wrong map.
+
+The stack is sampled in the windows of :func:`geocamat.data.fill_check.sample_windows` (the cost does not grow
+with the scene) and each band's mean is compared with the training mean: the median band more than
+:data:`MAX_SHIFT` training standard deviations off, or off by a factor of :data:`MAX_RATIO`, is reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from geocamat.data.fill_check import MAX_FILES, sample_windows
+
+#: the median band's |mean - training mean| / training std beyond which the images are reported
+MAX_SHIFT = 3.0
+#: ... or the median band's ratio of means (both positive) beyond this factor either way: a scaling
+MAX_RATIO = 4.0
+
+
+def sampled_means(paths: Sequence) -> np.ndarray | None:
+    """Per-band mean of the valid pixels sampled from the rasters (each holding every band); None if none valid."""
+    import rasterio
+
+    if len(paths) > MAX_FILES:
+        paths = [paths[i] for i in np.linspace(0, len(paths) - 1, MAX_FILES).round().astype(int)]
+    sums, counts = None, None
+    for path in paths:
+        with rasterio.open(path) as src:
+            for window in sample_windows(src.height, src.width):
+                block = src.read(window=window, masked=True).astype("float64").filled(np.nan)
+                block = block.reshape(block.shape[0], -1)
+                valid = np.isfinite(block)
+                s, n = np.where(valid, block, 0.0).sum(axis=1), valid.sum(axis=1)
+                sums, counts = (s, n) if sums is None else (sums + s, counts + n)
+    if sums is None or not (counts > 0).any():
+        return None
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def scaling_notes(paths: Sequence, names: Sequence[str], mean: Sequence[float], std: Sequence[float]) -> list[str]:
+    """A warning line when the sampled images sit far from the training statistics, else nothing."""
+    means = sampled_means(paths)
+    if means is None or len(means) != len(mean):
+        return []
+    train_mean, train_std = np.asarray(mean, float), np.maximum(np.asarray(std, float), 1e-12)
+    shift = np.abs(means - train_mean) / train_std
+    if not np.isfinite(shift).any():
+        return []
+    positive = (means > 0) & (train_mean > 0)
+    factor = np.where(positive, np.abs(np.log(np.where(positive, means, 1.0) / np.where(positive, train_mean, 1.0))),
+                      np.nan)
+    scaled = positive.any() and float(np.nanmedian(factor)) > np.log(MAX_RATIO)
+    if float(np.nanmedian(shift)) <= MAX_SHIFT and not scaled:
+        return []
+    b = int(np.nanargmax(shift))
+    return [f"warning: the images' values are unlike the training imagery's (band {names[b]}: mean {means[b]:.4g} vs "
+            f"{train_mean[b]:.4g} +- {train_std[b]:.3g} in training): another product or scaling? the map may be "
+            "wrong"]

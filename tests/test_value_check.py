@@ -1,0 +1,26 @@
+"""Images whose values are unlike the training imagery's (another scaling or product) get a warning."""
+
+import numpy as np
+
+from geocamat.data.value_check import sampled_means, scaling_notes
+from tests.conftest import write_raster
+
+
+def test_a_rescaled_image_is_reported_and_the_training_imagery_is_not(tmp_path, synthetic_scene):
+    image = synthetic_scene["array"]  # bands ~50 and ~150 on two halves, -9999 nodata collar
+    valid = image[:, 4:, :]
+    mean, std = valid.mean(axis=(1, 2)).tolist(), valid.std(axis=(1, 2)).tolist()
+    same = synthetic_scene["image"]
+    shifted = write_raster(tmp_path / "later_date.tif", np.where(image > -9999, image * 1.1 + 5, image),
+                           nodata=-9999.0)  # another date: a little brighter
+    rescaled = write_raster(tmp_path / "reflectance.tif", np.where(image > -9999, image / 10000, image),
+                            nodata=-9999.0)
+    names = ["b1", "b2", "b3"]
+    np.testing.assert_allclose(sampled_means([same]), mean, rtol=0.1)  # nodata left out of the sample
+    assert scaling_notes([same], names, mean, std) == []
+    assert scaling_notes([shifted], names, mean, std) == []
+    notes = scaling_notes([rescaled], names, mean, std)
+    assert len(notes) == 1 and notes[0].startswith("warning: the images' values are unlike the training imagery's")
+    assert "another product or scaling" in notes[0]
+    empty = write_raster(tmp_path / "empty.tif", np.full((3, 32, 32), -9999.0, "float32"), nodata=-9999.0)
+    assert scaling_notes([empty], names, mean, std) == []  # nothing valid to compare: other checks speak

@@ -2,8 +2,8 @@
 model trained on digital numbers 0-10,000, 8-bit given to a 16-bit model) gives a confident, wrong map.
 
 The stack is sampled in the windows of :func:`geocamat.data.fill_check.sample_windows` (the cost does not grow
-with the scene) and each band's mean is compared with the training mean: the median band more than
-:data:`MAX_SHIFT` training standard deviations off, or off by a factor of :data:`MAX_RATIO`, is reported.
+with the scene) and each band's mean is compared with the training mean: images whose median band is off by a
+factor of :data:`MAX_RATIO` or more are reported.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import numpy as np
 
 from geocamat.data.fill_check import MAX_FILES, sample_windows
 
-#: the median band's |mean - training mean| / training std beyond which the images are reported
-MAX_SHIFT = 3.0
-#: ... or the median band's ratio of means (both positive) beyond this factor either way: a scaling
+#: the median band's ratio of means (images / training, both positive) beyond this factor either way is reported:
+#: a scaling. (Not a shift in training standard deviations: a model trained on a few small polygons has tiny
+#: standard deviations, and a whole scene would always look far off.)
 MAX_RATIO = 4.0
 
 
@@ -46,16 +46,14 @@ def scaling_notes(paths: Sequence, names: Sequence[str], mean: Sequence[float], 
     if means is None or len(means) != len(mean):
         return []
     train_mean, train_std = np.asarray(mean, float), np.maximum(np.asarray(std, float), 1e-12)
-    shift = np.abs(means - train_mean) / train_std
-    if not np.isfinite(shift).any():
-        return []
     positive = (means > 0) & (train_mean > 0)
+    if not positive.any():
+        return []
     factor = np.where(positive, np.abs(np.log(np.where(positive, means, 1.0) / np.where(positive, train_mean, 1.0))),
                       np.nan)
-    scaled = positive.any() and float(np.nanmedian(factor)) > np.log(MAX_RATIO)
-    if float(np.nanmedian(shift)) <= MAX_SHIFT and not scaled:
+    if float(np.nanmedian(factor)) <= np.log(MAX_RATIO):
         return []
-    b = int(np.nanargmax(shift))
+    b = int(np.nanargmax(factor))
     return [f"warning: the images' values are unlike the training imagery's (band {names[b]}: mean {means[b]:.4g} vs "
             f"{train_mean[b]:.4g} +- {train_std[b]:.3g} in training): another product or scaling? the map may be "
             "wrong"]

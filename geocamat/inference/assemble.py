@@ -27,12 +27,14 @@ class FloatOutput:
 
 @dataclass
 class Assembly:
-    """What the assembly wrote: output file names, polygons, summed class counts and seconds per output."""
+    """What the assembly wrote: output file names, polygons, summed class counts and seconds per output, and for a
+    geographic grid the classes' areas on the ellipsoid (m^2; None otherwise)."""
 
     outputs: list[str]
     counts: np.ndarray
     polygons: int | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    areas: np.ndarray | None = None
 
 
 def unit_pieces(plan: Plan) -> list:
@@ -123,12 +125,15 @@ def assemble(work: Path, plan: Plan, *, style, dtype: str, nodata, floats: list[
         if vectorise:
             from rasterio.crs import CRS
 
+            from geocamat.outputs.geodesic import geodesic_rows
+
             crs = CRS.from_wkt(g.crs)
             hectares = bool(crs.is_projected and crs.linear_units_factor[1] == 1.0)
             start = time.perf_counter()
             polygons = write_polygons_gpkg(
                 work / "landuse.gpkg", [units / f"{n}_poly.npz" for n, _ in pieces], transform=g.transform,
-                crs_wkt=g.crs, style=style, min_pixels=min_polygon_pixels, hectares=hectares)
+                crs_wkt=g.crs, style=style, min_pixels=min_polygon_pixels, hectares=hectares,
+                row_areas=geodesic_rows(g))
             outputs.append("landuse.gpkg")
             seconds["landuse.gpkg_s"] = time.perf_counter() - start
         for cog in cogs:
@@ -136,4 +141,6 @@ def assemble(work: Path, plan: Plan, *, style, dtype: str, nodata, floats: list[
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     counts = sum(np.load(units / f"{n}_counts.npy") for n, _ in pieces)
-    return Assembly(outputs, counts, polygons, seconds)
+    area_files = [units / f"{n}_area.npy" for n, _ in pieces]
+    areas = sum(np.load(f) for f in area_files) if all(f.exists() for f in area_files) else None
+    return Assembly(outputs, counts, polygons, seconds, areas)

@@ -39,6 +39,7 @@ from geocamat.inference.telemetry import HostTimes, StageClock, peak_rss_mib, pr
 from geocamat.inference.tta import tile_views
 from geocamat.inference.writer import UnitWriter
 from geocamat.outputs import partial_bands
+from geocamat.outputs.geodesic import geodesic_rows
 from geocamat.outputs.jsonfile import write_json
 
 #: GDAL block cache (MiB) during a run, unless GDAL_CACHEMAX is set: GDAL's default (5% of RAM) would let
@@ -221,7 +222,7 @@ class Engine:
                                  overview_factors=self.overview_factors, vectorise=self.vectorise,
                                  max_class=max(self.style.ids), polygoniser=polygoniser,
                                  full_shape=(self.grid.height, self.grid.width),
-                                 min_region_pixels=self.min_polygon_pixels)
+                                 min_region_pixels=self.min_polygon_pixels, row_areas=geodesic_rows(self.grid))
         todo = self._todo(done_before)
         pending: deque[tuple[str, Future]] = deque()
         stream_start = time.perf_counter()

@@ -54,18 +54,23 @@ def run_report(meta: dict, plan: Plan, done: dict, assembly: Assembly, *, style,
     tiles = {key: sum(u[key] for u in done.values()) for key in TILE_KEYS}
     counts = assembly.counts
     classes = []
+    geodesic = assembly.areas
     for cid, name, color in zip(style.ids, style.names, style.colors, strict=True):
         pixels = int(counts[cid]) if cid < len(counts) else 0
         entry = {"id": cid, "name": name, "color": color, "pixels": pixels, "area": pixels * pixel_area}
         if metres:
             entry["area_ha"] = pixels * pixel_area / 1e4
+        elif geodesic is not None:
+            entry["area"] = float(geodesic[cid]) if cid < len(geodesic) else 0.0
+            entry["area_ha"] = entry["area"] / 1e4
         classes.append(entry)
     stream = max(timings["stream_s"], 1e-9)
     return {
         "tool": "geocamat predict", "task": "landuse", **meta,
         "grid": {**crs_record(g.crs), "transform": list(g.transform)[:6], "width": g.width,
                  "height": g.height, "res": list(g.res), "nodata": nodata, "dtype": dtype,
-                 "area_units": "m2" if metres else "crs units squared"},
+                 "area_units": "m2" if metres else ("m2 on the ellipsoid" if geodesic is not None
+                                                     else "crs units squared")},
         "plan": {"tile": plan.tile, "stride": plan.stride, "band_rows": plan.band_rows,
                  "block_cols": plan.block_cols, "units": plan.n_units},
         "tiles": tiles,

@@ -31,17 +31,21 @@ class UnitWriter:
         min_region_pixels: minimum mapping unit: smaller regions of the class map are merged into their largest
             neighbour before anything is written (:func:`geocamat.outputs.sieve.sieve_classes`; regions that
             touch another unit are kept, their polygons are checked after the seams are merged).
+        row_areas: for a geographic grid, ``(row0, rows) -> m^2 of a pixel of each row``
+            (:func:`geocamat.outputs.geodesic.row_areas_m2`): each unit also saves its classes' areas on the
+            ellipsoid; None for projected grids.
     """
 
     def __init__(self, units_dir: Path, manifest: Manifest, times: HostTimes, *, writers: int, nodata,
                  overview_factors: list[int], vectorise: bool, max_class: int, polygoniser,
-                 full_shape: tuple[int, int], min_region_pixels: int = 0) -> None:
+                 full_shape: tuple[int, int], min_region_pixels: int = 0, row_areas=None) -> None:
         self.units = Path(units_dir)
         self.manifest, self.times = manifest, times
         self.nodata, self.overview_factors = nodata, overview_factors
         self.vectorise, self.max_class, self.polygoniser = vectorise, max_class, polygoniser
         self.full_shape = list(full_shape)
         self.min_region_pixels = int(min_region_pixels)
+        self.row_areas = row_areas
         self.pool = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="geocamat-write")
 
     def submit(self, name: str, result: dict, carry, stats: dict, prev: str | None) -> Future:
@@ -71,8 +75,14 @@ class UnitWriter:
             from geocamat.outputs.vector import polygonise_piece
 
             self.times.timed("polygonise_s_all_threads", polygonise_piece, **job)
-        counts = np.bincount(result["class"][0].ravel().astype(np.int64), minlength=self.max_class + 1)
+        classes = result["class"][0].astype(np.int64)
+        counts = np.bincount(classes.ravel(), minlength=self.max_class + 1)
         np.save(self.units / f"{name}_counts.npy", counts)
+        if self.row_areas is not None:
+            rows = self.row_areas(int(result["row_off"]), classes.shape[0])
+            per_pixel = np.broadcast_to(rows[:, None], classes.shape)
+            areas = np.bincount(classes.ravel(), weights=per_pixel.ravel(), minlength=self.max_class + 1)
+            np.save(self.units / f"{name}_area.npy", areas)
         if carry is not None:
             tmp = self.units / f"{name}_carry.part.npy"
             np.save(tmp, carry)

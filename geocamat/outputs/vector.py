@@ -144,6 +144,7 @@ def write_polygons_gpkg(
     style: ClassStyle,
     min_pixels: int = 0,
     hectares: bool = False,
+    row_areas=None,
 ) -> int:
     """Write the land-use polygons of all units into one GeoPackage layer (``landuse``) with a QGIS style.
 
@@ -155,6 +156,8 @@ def write_polygons_gpkg(
         style: classes (names for ``class_name``, colours for the stored style).
         min_pixels: drop polygons smaller than this many pixels.
         hectares: add ``area_ha`` (map units are metres).
+        row_areas: for a geographic grid (:func:`geocamat.outputs.geodesic.geodesic_rows`): ``area_ha`` on the
+            ellipsoid, each polygon's pixels at the pixel area of its centroid's row.
 
     Returns:
         the number of polygons written.
@@ -183,6 +186,12 @@ def write_polygons_gpkg(
                 "pixels": np.rint(pixels).astype(np.int64), "area": pixels * pixel_area}
         if hectares:
             data["area_ha"] = pixels * pixel_area / 1e4
+        elif row_areas is not None and len(geoms):
+            rows = np.clip(shapely.get_y(shapely.centroid(geoms)).astype(np.int64), 0, None)
+            lo = int(rows.min())
+            data["area_ha"] = pixels * row_areas(lo, int(rows.max()) - lo + 1)[rows - lo] / 1e4
+        elif row_areas is not None:
+            data["area_ha"] = np.zeros(0)
         frame = gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(_to_map(geoms, transform) if len(geoms) else [],
                                                               crs=crs_wkt), crs=crs_wkt)
         options = {} if created else {"dataset_options": {"VERSION": "1.2"}}  # readable by QGIS 3.22's GDAL

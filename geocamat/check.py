@@ -95,15 +95,11 @@ def _images(bundle, images: list[str], out: list[Finding]) -> list[Path]:
 
 
 def _bands(bundle, files: list[Path], out: list[Finding]) -> None:
-    from geocamat.data.stack import match_bands, open_stack
-    from geocamat.data.value_check import scaling_notes
+    from geocamat.inference.landuse import model_stack
 
     with tempfile.TemporaryDirectory(prefix="geocamat-check-") as tmp:
         try:
-            stack = open_stack([str(p) for p in files], Path(tmp), bands=bundle.extra.get("band_selection"),
-                               nodata=bundle.extra.get("image_nodata"))
-            stack = match_bands(stack, bundle.bands, Path(tmp))
-            stack.notes += scaling_notes(stack.paths, stack.band_names, bundle.mean, bundle.std)
+            stack = model_stack(bundle, [str(p) for p in files], Path(tmp))
         except GeocamatError as exc:
             out.append(Finding("problem", "bands", str(exc)))
             return

@@ -47,13 +47,17 @@ def sample_windows(height: int, width: int) -> list:
     return [Window(int(c), int(r), side_c, side_r) for r in rows for c in cols]
 
 
+def sample_files(files: Sequence) -> list:
+    """At most :data:`MAX_FILES` of ``files``, spread over the list (a mosaic of thousands is not read in full)."""
+    if len(files) <= MAX_FILES:
+        return list(files)
+    return [files[i] for i in np.linspace(0, len(files) - 1, MAX_FILES).round().astype(int)]
+
+
 def undeclared_fill_notes(files: Sequence[Path]) -> list[str]:
-    """A warning line per file (at most :data:`MAX_FILES` sampled, spread over the list) that seems to hold
-    undeclared zero fill."""
-    if len(files) > MAX_FILES:
-        files = [files[i] for i in np.linspace(0, len(files) - 1, MAX_FILES).round().astype(int)]
+    """A warning line per file (of :func:`sample_files`) that seems to hold undeclared zero fill."""
     notes = []
-    for path in files:
+    for path in sample_files(files):
         share = zero_share(path)
         if share >= FILL_SHARE:
             notes.append(f"warning: {path.name} declares no nodata but {share:.0%} of its sampled pixels are 0 in "

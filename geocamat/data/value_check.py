@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from geocamat.data.fill_check import MAX_FILES, sample_windows
+from geocamat.data.fill_check import sample_files, sample_windows
 
 #: the median band's ratio of means (images / training, both positive) beyond this factor either way is reported:
 #: a scaling. (Not a shift in training standard deviations: a model trained on a few small polygons has tiny
@@ -24,10 +24,8 @@ def sampled_means(paths: Sequence) -> np.ndarray | None:
     """Per-band mean of the valid pixels sampled from the rasters (each holding every band); None if none valid."""
     import rasterio
 
-    if len(paths) > MAX_FILES:
-        paths = [paths[i] for i in np.linspace(0, len(paths) - 1, MAX_FILES).round().astype(int)]
     sums, counts = None, None
-    for path in paths:
+    for path in sample_files(paths):
         with rasterio.open(path) as src:
             for window in sample_windows(src.height, src.width):
                 block = src.read(window=window, masked=True).astype("float64").filled(np.nan)
@@ -49,8 +47,8 @@ def scaling_notes(paths: Sequence, names: Sequence[str], mean: Sequence[float], 
     positive = (means > 0) & (train_mean > 0)
     if not positive.any():
         return []
-    factor = np.where(positive, np.abs(np.log(np.where(positive, means, 1.0) / np.where(positive, train_mean, 1.0))),
-                      np.nan)
+    factor = np.full(len(means), np.nan)
+    factor[positive] = np.abs(np.log(means[positive] / train_mean[positive]))
     if float(np.nanmedian(factor)) <= np.log(MAX_RATIO):
         return []
     b = int(np.nanargmax(factor))

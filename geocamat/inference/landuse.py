@@ -184,8 +184,6 @@ def predict_landuse(
     """
     call = dict(locals())  # every argument, to run the same call on each rank
     from geocamat.data.crs import same_crs as crs_equal
-    from geocamat.data.stack import match_bands, open_stack
-    from geocamat.data.value_check import scaling_notes
     from geocamat.inference import launch as rank_tools
 
     if ranks is None:
@@ -227,9 +225,7 @@ def predict_landuse(
     try:
         if nodata is None:
             nodata = bundle.extra.get("image_nodata")
-        stack = open_stack(images, stack_dir, bands=bundle.extra.get("band_selection"), nodata=nodata)
-        stack = match_bands(stack, bundle.bands, stack_dir)
-        stack.notes += scaling_notes(stack.paths, stack.band_names, bundle.mean, bundle.std)
+        stack = model_stack(bundle, images, stack_dir, nodata)
         out_crs = crs_wkt(crs) if crs else stack.crs
         dataset = _dataset(stack, out_crs)
         index = dataset.index
@@ -315,6 +311,21 @@ def predict_landuse(
         return summary
     finally:
         shutil.rmtree(stack_dir, ignore_errors=True)
+
+
+def model_stack(bundle, images, workdir: Path, nodata: float | None = None):
+    """The images as a land-use model needs them: its band selection and fill value (``nodata`` overrides the
+    model's), its bands found by name (:func:`geocamat.data.stack.match_bands`), and a warning in ``notes`` when
+    their values look scaled unlike the training imagery's (:mod:`geocamat.data.value_check`)."""
+    from geocamat.data.stack import match_bands, open_stack
+    from geocamat.data.value_check import scaling_notes
+
+    if nodata is None:
+        nodata = bundle.extra.get("image_nodata")
+    stack = open_stack(images, workdir, bands=bundle.extra.get("band_selection"), nodata=nodata)
+    stack = match_bands(stack, bundle.bands, workdir)
+    stack.notes += scaling_notes(stack.paths, stack.band_names, bundle.mean, bundle.std)
+    return stack
 
 
 def _file_sha(path) -> str | None:

@@ -171,6 +171,16 @@ ROWS = [
     Row("train-detection-missing-labels", "detection label file does not exist",
         lambda e: ["train", "--task", "detection", "--out", str(e.out), "--quiet", "--images", e.scene,
                    "--labels", str(e.tmp / "boxes.csv")], "boxes.csv", lambda e: "boxes.csv"),
+    Row("train-detection-yolo-pixels", "YOLO label file with pixel coordinates",
+        lambda e: ["train", "--task", "detection", "--out", str(e.out), "--quiet", "--images", e.scene,
+                   "--labels", str(e.tmp / "scene.txt")], "fractions", lambda e: "scene.txt",
+        setup=lambda e: (e.tmp / "scene.txt").write_text("0 50 40 10 10\n")),
+    Row("train-detection-coco-image", "COCO annotation of an image the file does not list",
+        lambda e: ["train", "--task", "detection", "--out", str(e.out), "--quiet", "--images", e.scene,
+                   "--labels", str(e.tmp / "coco.json")], "image_id 2", lambda e: "coco.json",
+        setup=lambda e: (e.tmp / "coco.json").write_text(
+            '{"images": [{"id": 1, "file_name": "scene.tif"}], "categories": [{"id": 1, "name": "car"}], '
+            '"annotations": [{"image_id": 2, "bbox": [1, 1, 5, 5], "category_id": 1}]}')),
     Row("train-detection-typo", "a typo'd detection setting",
         lambda e: ["train", "--task", "detection", "--out", str(e.out), "--quiet", "--images", e.scene,
                    "--labels", e.boxes, "--set", "tile_sise=64"], "tile_sise"),

@@ -73,6 +73,37 @@ def test_evaluate_prints_map_pr_at_two_ious_and_counts(trained):
     assert again.exit_code == 0 and again.output.splitlines()[1] == lines[1], again.output
 
 
+def test_evaluate_reads_coco_and_yolo_references_like_the_csv(trained):
+    """The CSV's boxes written as COCO .json and as YOLO .txt (+ classes.txt) score exactly as the CSV."""
+    import csv as csvlib
+
+    import rasterio
+
+    rows = list(csvlib.DictReader(trained["csv"].open()))
+    img = trained["img"]
+    with rasterio.open(img) as src:
+        w, h = src.width, src.height
+    boxes = [[float(r[k]) for k in ("xmin", "ymin", "xmax", "ymax")] for r in rows]
+    coco = {"images": [{"id": 1, "file_name": img.name}], "categories": [{"id": 3, "name": "box"}],
+            "annotations": [{"id": i, "image_id": 1, "category_id": 3, "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]]}
+                            for i, b in enumerate(boxes)]}
+    root = trained["root"] / "formats"
+    root.mkdir()
+    (root / "boxes.json").write_text(json.dumps(coco))
+    (root / "classes.txt").write_text("box\n")
+    (root / f"{img.stem}.txt").write_text("".join(
+        f"0 {(b[0] + b[2]) / 2 / w:.7f} {(b[1] + b[3]) / 2 / h:.7f} {(b[2] - b[0]) / w:.7f} {(b[3] - b[1]) / h:.7f}\n"
+        for b in boxes))
+    outputs = []
+    for ref in (trained["csv"], root / "boxes.json", root / f"{img.stem}.txt"):
+        result = CliRunner().invoke(cli, ["evaluate", "--model", str(trained["run"] / "model.geocamat"),
+                                          "--reference", str(ref), "--score-threshold", "0.05", str(img)])
+        assert result.exit_code == 0, result.output
+        outputs.append(result.output.splitlines()[:4])
+    assert outputs[0][0].startswith("1 image: 10 labelled objects")
+    assert outputs[1] == outputs[0] and outputs[2] == outputs[0]
+
+
 @pytest.mark.parametrize("args, needle", [
     ([], "--reference BOXES"),
     (["--reference", "{root}/crates.csv"], "--class-agnostic"),

@@ -126,3 +126,92 @@ def test_bad_labels_raise_one_line_errors(tmp_path):
     # malformed VOC
     (tmp_path / "a.xml").write_text("<annotation><object><name>x</name></annotation")
     _one_line_error(lambda: load_boxes([tmp_path / "a.xml"], info))
+
+
+def _as_coco(ib, names: list[str], file_name: str) -> dict:
+    """A COCO document of one image's boxes (categories numbered from 1, as COCO does)."""
+    cats = {n: i + 1 for i, n in enumerate(names)}
+    anns = [{"id": k, "image_id": 7, "category_id": cats[n], "bbox": [float(b[0]), float(b[1]),
+             float(b[2] - b[0]), float(b[3] - b[1])], "iscrowd": 0, "area": 1.0}
+            for k, (b, n) in enumerate(zip(ib.boxes, ib.names, strict=True))]
+    return {"info": {}, "images": [{"id": 7, "file_name": file_name, "width": ib.width, "height": ib.height}],
+            "annotations": anns, "categories": [{"id": i, "name": n} for n, i in cats.items()]}
+
+
+def _as_yolo(ib, names: list[str]) -> str:
+    """YOLO lines of one image's boxes (fractions of the image size)."""
+    rows = []
+    for b, n in zip(ib.boxes, ib.names, strict=True):
+        cx, cy = (b[0] + b[2]) / 2 / ib.width, (b[1] + b[3]) / 2 / ib.height
+        w, h = (b[2] - b[0]) / ib.width, (b[3] - b[1]) / ib.height
+        rows.append(f"{names.index(n)} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}")
+    return "\n".join(rows) + "\n"
+
+
+@needs_data
+def test_coco_and_yolo_files_give_the_voc_boxes(tmp_path):
+    """DOTA's two-class sample written as COCO and as YOLO (with the dataset's data.yaml two folders up) gives
+    the same boxes and class names as the DOTA file it came from."""
+    import json
+
+    info = [image_info(str(DOTA / "images" / "P1888.png"))]
+    (ref,), names = load_boxes([DOTA / "labelTxt" / "P1888.txt"], info)
+    (tmp_path / "instances.json").write_text(json.dumps(_as_coco(ref, names, "images/P1888.png")))
+    (coco,), coco_names = load_boxes([tmp_path / "instances.json"], info)
+    assert coco_names == names and coco.names == ref.names
+    np.testing.assert_allclose(coco.boxes, ref.boxes, atol=1e-3)
+
+    labels = tmp_path / "yolo" / "labels" / "train"
+    labels.mkdir(parents=True)
+    (labels / "P1888.txt").write_text(_as_yolo(ref, names))
+    (labels / "P0000.txt").write_text("")  # an image without objects: no boxes, no error
+    (tmp_path / "yolo" / "data.yaml").write_text("path: .\ntrain: images/train\nnames:\n  0: " + names[0]
+                                                 + "\n  1: " + names[1] + "\n")
+    (yolo,), yolo_names = load_boxes([labels / "P1888.txt", labels / "P0000.txt"], info)
+    assert yolo_names == names and yolo.names == ref.names
+    np.testing.assert_allclose(yolo.boxes, ref.boxes, atol=0.02)
+    # without a names file, the class ids are the names
+    (tmp_path / "bare").mkdir()
+    (tmp_path / "bare" / "P1888.txt").write_text(_as_yolo(ref, names))
+    (bare,), bare_names = load_boxes([tmp_path / "bare" / "P1888.txt"], info)
+    assert bare_names == ["0", "1"] and len(bare.boxes) == len(ref.boxes)
+
+
+def test_a_geojson_with_an_images_field_stays_a_vector_file(tmp_path):
+    """COCO is told from GeoJSON by content: a FeatureCollection is read as a vector layer."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    img = geotiff(tmp_path / "a.tif")
+    gpd.GeoDataFrame({"label": ["car"], "images": ["x"]}, geometry=[box(404001, 3284997, 404003, 3284998)],
+                     crs="EPSG:32617").to_file(tmp_path / "cars.json", driver="GeoJSON")
+    (ib,), names = load_boxes([tmp_path / "cars.json"], [image_info(str(img))])
+    assert names == ["car"] and len(ib.boxes) == 1
+
+
+def test_bad_coco_and_yolo_files_raise_one_line_errors(tmp_path):
+    img = geotiff(tmp_path / "a.tif")
+    info = [image_info(str(img))]
+    coco = {"images": [{"id": 1, "file_name": "a.tif"}], "categories": [{"id": 1, "name": "car"}],
+            "annotations": [{"image_id": 2, "bbox": [1, 1, 5, 5], "category_id": 1}]}
+    import json
+
+    (tmp_path / "c.json").write_text(json.dumps(coco))
+    assert "image_id 2" in _one_line_error(lambda: load_boxes([tmp_path / "c.json"], info))
+    coco["annotations"] = [{"image_id": 1, "segmentation": [[1, 1, 5, 1, 5, 5]], "category_id": 1}]
+    (tmp_path / "c.json").write_text(json.dumps(coco))
+    assert "bbox" in _one_line_error(lambda: load_boxes([tmp_path / "c.json"], info))
+    coco["annotations"] = [{"image_id": 1, "bbox": [1, 1, 5, 5], "category_id": 9}]
+    (tmp_path / "c.json").write_text(json.dumps(coco))
+    assert "category_id 9" in _one_line_error(lambda: load_boxes([tmp_path / "c.json"], info))
+    (tmp_path / "c.json").write_text('{"images": [1, 2')
+    assert "JSON" in _one_line_error(lambda: load_boxes([tmp_path / "c.json"], info))
+    # YOLO: pixel numbers where fractions belong; a class the names file does not name
+    (tmp_path / "a.txt").write_text("0 50 40 10 10\n")
+    assert "fractions" in _one_line_error(lambda: load_boxes([tmp_path / "a.txt"], info))
+    (tmp_path / "classes.txt").write_text("car\n")
+    (tmp_path / "a.txt").write_text("3 0.5 0.5 0.1 0.1\n")
+    assert "class 3" in _one_line_error(lambda: load_boxes([tmp_path / "a.txt"], info))
+    # only empty label files: no boxes at all
+    (tmp_path / "a.txt").write_text("")
+    assert "no boxes" in _one_line_error(lambda: load_boxes([tmp_path / "a.txt"], info))

@@ -8,7 +8,10 @@ Supported label files:
 - DeepForest-style CSV ``image_path,xmin,ymin,xmax,ymax,label`` (pixel coordinates);
 - Pascal VOC ``.xml`` (pixel coordinates; ``<filename>`` names the image);
 - DOTA ``.txt`` (``x1 y1 ... x4 y4 class difficult`` quadrilaterals, pixel coordinates; the file stem
-  names the image).
+  names the image);
+- COCO ``.json`` and YOLO ``.txt`` (:mod:`geocamat.data.box_formats`).
+
+A ``.txt`` file without boxes (YOLO's and DOTA's way of saying "no object in this image") adds none.
 
 Every problem a user can cause raises :class:`geocamat.errors.InvalidLabelsError` with a one-line message.
 """
@@ -24,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from geocamat.data.box_formats import is_coco, is_yolo, read_coco, read_yolo
 from geocamat.errors import InvalidLabelsError
 
 PIXEL_SUFFIXES = {".csv", ".xml", ".txt"}
@@ -90,6 +94,7 @@ class RawBox:
     ymax: float
     name: str
     source: str
+    relative: bool = False  # coordinates are fractions of the image's width and height (YOLO)
 
 
 def _one_line(text: str) -> str:
@@ -144,10 +149,10 @@ def read_csv_boxes(path: Path) -> list[RawBox]:
     return out
 
 
-def read_dota(path: Path) -> list[RawBox]:
+def read_dota(path: Path, lines: list[str] | None = None) -> list[RawBox]:
     """Axis-aligned boxes (min/max of the 4 corners) of a DOTA ``labelTxt`` file."""
     out = []
-    for i, line in enumerate(path.read_text().splitlines()):
+    for i, line in enumerate(path.read_text().splitlines() if lines is None else lines):
         parts = line.split()
         if not parts or line.startswith(("imagesource:", "gsd:")):
             continue
@@ -163,15 +168,22 @@ def read_dota(path: Path) -> list[RawBox]:
 
 
 def read_pixel_boxes(path: Path) -> list[RawBox]:
-    """Read a pixel-coordinate label file by its suffix (.csv, .xml, .txt)."""
+    """Read a pixel-coordinate label file by its suffix (.csv, .xml, .txt: YOLO or DOTA by its lines, COCO .json)."""
     suffix = path.suffix.lower()
     if suffix == ".xml":
         return read_voc(path)
     if suffix == ".csv":
         return read_csv_boxes(path)
     if suffix == ".txt":
-        return read_dota(path)
-    raise InvalidLabelsError(f"{path}: unknown pixel label format {suffix!r}; use .csv, .xml (VOC) or .txt (DOTA)")
+        try:
+            lines = path.read_text().splitlines()
+        except UnicodeDecodeError as exc:
+            raise InvalidLabelsError(f"{path} is not a text file; a .txt label file is YOLO or DOTA text") from exc
+        return read_yolo(path, lines) if is_yolo(lines) else read_dota(path, lines)
+    if is_coco(path):
+        return read_coco(path)
+    raise InvalidLabelsError(
+        f"{path}: unknown pixel label format {suffix!r}; use .csv, .xml (VOC), .json (COCO) or .txt (YOLO, DOTA)")
 
 
 def _check_box(b: RawBox, width: int, height: int, image: str) -> tuple[float, float, float, float] | None:
@@ -222,6 +234,9 @@ def match_pixel_boxes(raw: list[RawBox], images: list[ImageInfo], source: Path) 
         if im is None:
             unmatched.add(b.image_key)
             continue
+        if b.relative:
+            b = RawBox(b.image_key, b.xmin * im.width, b.ymin * im.height, b.xmax * im.width, b.ymax * im.height,
+                       b.name, b.source)
         box = _check_box(b, im.width, im.height, im.path)
         if box is not None:
             out.setdefault(im.path, []).append((*box, b.name))
@@ -330,10 +345,13 @@ def load_boxes(
         path = Path(path)
         if not path.is_file():
             raise InvalidLabelsError(f"label file not found: {path}")
-        if path.stat().st_size == 0:
+        txt = path.suffix.lower() == ".txt"
+        if path.stat().st_size == 0 and not txt:
             raise InvalidLabelsError(f"{path} is empty; it must hold at least one box")
-        if path.suffix.lower() in PIXEL_SUFFIXES:
+        if path.suffix.lower() in PIXEL_SUFFIXES or is_coco(path):
             raw = read_pixel_boxes(path)
+            if not raw and txt:  # an image without objects
+                continue
             if not raw:
                 raise InvalidLabelsError(f"{path} holds no boxes; it must hold at least one box")
             found = match_pixel_boxes(raw, images, path)

@@ -64,7 +64,8 @@ def evaluate(bundle, images: list[str], options: EvaluateOptions, *, progress: b
     from geocamat.tasks.detection.workflow import evaluate_detection
 
     if not images or not options.reference:
-        raise ConfigError("give IMAGES and --reference BOXES (Pascal VOC XML, CSV, GeoPackage/Shapefile, DOTA text)")
+        raise ConfigError("give IMAGES and --reference BOXES (Pascal VOC XML, CSV, GeoPackage/Shapefile, COCO JSON, "
+                          "YOLO or DOTA text)")
     report = evaluate_detection(bundle, list(images), options, progress)
     if options.out:
         from geocamat.outputs.jsonfile import write_json

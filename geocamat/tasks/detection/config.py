@@ -25,7 +25,8 @@ class DetectionConfig(TrainSettings):
                                           "docs/detection.md.", factory=DetectionCamatConfig)
     images: list[str] = setting(help="Image files or globs (GeoTIFF, or PNG/JPG with pixel boxes).", path=True,
                                 factory=list)
-    labels: list[str] = setting(help="Box files or globs.", path=True, factory=list)
+    labels: list[str] = setting(help="Box files or globs: vector layers, CSV, Pascal VOC .xml, COCO .json, YOLO or "
+                                 "DOTA .txt.", path=True, factory=list)
     label_field: str = setting("label", "Class field of vector box layers / CSV files ('none': every feature of a "
                                         "vector layer is one class, 'object').")
     classes: list[str] | None = setting(None, "Class names to train (default: every name in the labels).")
@@ -141,8 +142,8 @@ class PredictOptions:
 class EvaluateOptions(PredictOptions):
     """How a detector is scored against reference boxes (``geocamat evaluate``)."""
 
-    reference: list[str] = setting(help="Reference boxes (Pascal VOC XML, CSV, GeoPackage/Shapefile, DOTA text).",
-                                   factory=list)
+    reference: list[str] = setting(help="Reference boxes (Pascal VOC XML, CSV, GeoPackage/Shapefile, COCO JSON, "
+                                        "YOLO or DOTA text).", factory=list)
     reference_field: str = setting("label", "Class field of vector/CSV reference boxes.")
     class_agnostic: bool = setting(False, "Every class counts as one (e.g. a Tree model on Dead/Alive labels).")
     out: str | None = setting(None, "Keep metrics.json here.")

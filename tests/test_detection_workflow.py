@@ -192,3 +192,39 @@ def test_image_band_stats_reads_large_images_decimated(tmp_path):
     mean, std = image_band_stats(str(tmp_path / "big.tif"), max_side=512)
     np.testing.assert_allclose(mean, [100, 5], atol=0.3)
     np.testing.assert_allclose(std, [10, 2], rtol=0.03)
+
+
+def test_grey_images_among_colour_ones_are_read_as_three_equal_bands(tmp_path):
+    """DOTA-like data: a grey PNG among colour ones trains and predicts (its band repeated, said in a note);
+    a 2-band image is still refused in one line."""
+    from geocamat.data.detection_images import read_image
+
+    img, csv = scene(tmp_path)
+    grey = tmp_path / "grey.png"
+    Image.open(img).convert("L").save(grey)
+    (tmp_path / "grey.csv").write_text(csv.read_text().replace("scene.png", "grey.png"))
+    data, _ = read_image(str(grey), (0, 0, 32, 32), bands=3)
+    assert data.shape == (3, 32, 32) and (data[0] == data[1]).all() and (data[1] == data[2]).all()
+    lines = []
+    cfg = {"images": [str(img), str(grey)], "labels": [str(csv), str(tmp_path / "grey.csv")], "tile_size": 128,
+           "epochs": 1, "batch_size": 2, "max_tiles": 4, "backbone": "tiny", "val_fraction": 0.0}
+    DET.train(build(DET.Config, cfg, what="detection training"), tmp_path / "run", progress=False, log=lines.append)
+    assert "note: 1 grey image among colour ones, read as 3 equal bands" in lines
+    bundle = Bundle.load(tmp_path / "run" / "model.geocamat")
+    assert len(bundle.bands) == 3
+    report = predict_detection(bundle, [str(grey), str(img)], tmp_path / "pred", {"score_threshold": 0.0})
+    assert any("grey.png: grey, read as 3 equal bands" in n for n in report["notes"])
+    ev = evaluate_detection(bundle, [str(grey)], [str(tmp_path / "grey.csv")], {"score_threshold": 0.0})
+    assert ev["scene"]["labelled"] == 8
+    import rasterio
+
+    two = tmp_path / "two.png"
+    with rasterio.open(two, "w", driver="PNG", width=64, height=64, count=2, dtype="uint8") as dst:
+        dst.write(np.zeros((2, 64, 64), np.uint8))
+    from geocamat.errors import InvalidRasterError
+
+    with pytest.raises(InvalidRasterError, match="2 bands but the model expects 3"):
+        predict_detection(bundle, [str(two)], tmp_path / "pred2", {})
+    cfg["images"], cfg["labels"] = [str(img), str(two)], [str(csv)]
+    with pytest.raises(InvalidRasterError, match="different band counts"):
+        DET.train(build(DET.Config, cfg, what="detection training"), tmp_path / "run2", progress=False)

@@ -44,33 +44,52 @@ def band_names(path: str) -> list[str]:
         return [d or f"band{i + 1}" for i, d in enumerate(src.descriptions)]
 
 
-def read_image(path: str, window: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def band_indexes(src, bands: int | None) -> list[int]:
+    """The 1-based bands of an open image to read as ``bands`` bands: all of them, or a grey image's one band
+    repeated (a grey image among colour ones, as torchvision's ``ImageFolder`` does).
+
+    Raises:
+        InvalidRasterError: another band count, which only the user can fix.
+    """
+    if bands is None or src.count == bands:
+        return list(range(1, src.count + 1))
+    if src.count == 1 and bands == 3:
+        return [1, 1, 1]
+    raise InvalidRasterError(f"{src.name} has {src.count} bands where {bands} are needed; give images with the "
+                             f"same bands")
+
+
+def read_image(path: str, window: tuple[int, int, int, int] | None = None,
+               bands: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Read an image (or a window of it, padded where it leaves the image).
 
     Args:
         path: image file.
         window: (col_off, row_off, width, height); None reads the whole image.
+        bands: read as this many bands (see :func:`band_indexes`); None: the file's own.
 
     Returns:
         (float32 (C, H, W) pixels, bool (H, W) validity: false on nodata and outside the image).
     """
     with _open(path) as src:
-        return _read_window(src, window)
+        return _read_window(src, window, bands)
 
 
-def _read_window(src, window: tuple[int, int, int, int] | None) -> tuple[np.ndarray, np.ndarray]:
+def _read_window(src, window: tuple[int, int, int, int] | None,
+                 bands: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`read_image` from an open rasterio dataset."""
     from rasterio.windows import Window
 
     if window is None:
         window = (0, 0, src.width, src.height)
     col, row, w, h = window
-    data = np.zeros((src.count, h, w), np.float32)
+    indexes = band_indexes(src, bands)
+    data = np.zeros((len(indexes), h, w), np.float32)
     valid = np.zeros((h, w), bool)
     c0, r0 = max(col, 0), max(row, 0)
     c1, r1 = min(col + w, src.width), min(row + h, src.height)
     if c1 > c0 and r1 > r0:
-        arr = src.read(window=Window(c0, r0, c1 - c0, r1 - r0)).astype(np.float32)
+        arr = src.read(indexes, window=Window(c0, r0, c1 - c0, r1 - r0)).astype(np.float32)
         data[:, r0 - row:r1 - row, c0 - col:c1 - col] = arr
         ok = np.ones(arr.shape[1:], bool)
         if src.nodata is not None:
@@ -88,14 +107,15 @@ class NormalisedImage:
     Args:
         path: image file.
         mean, std: per-band normalisation.
+        bands: read as this many bands (a grey image among colour ones); None: the file's own.
     """
 
-    def __init__(self, path: str, mean: list[float], std: list[float]) -> None:
-        self.path = str(path)
+    def __init__(self, path: str, mean: list[float], std: list[float], bands: int | None = None) -> None:
+        self.path, self.bands = str(path), bands
         self.mean = np.asarray(mean, np.float32).reshape(-1, 1, 1)
         self.std = np.asarray(std, np.float32).reshape(-1, 1, 1)
         with _open(self.path) as src:
-            self.shape = (src.count, src.height, src.width)
+            self.shape = (len(band_indexes(src, bands)), src.height, src.width)
         self._src, self._pid = None, None
 
     def read(self, col: int, row: int, width: int, height: int) -> np.ndarray:
@@ -107,7 +127,7 @@ class NormalisedImage:
 
             bound_gdal_cache()  # GDAL's block cache would otherwise grow with the scene (in each worker too)
             self._src, self._pid = _open(self.path), os.getpid()
-        data, valid = _read_window(self._src, (col, row, width, height))
+        data, valid = _read_window(self._src, (col, row, width, height), self.bands)
         x = (data - self.mean) / self.std
         x[:, ~valid] = 0
         return x
@@ -148,39 +168,42 @@ class ArrayImage:
         return x
 
 
-def _decimated(src, max_side: int) -> tuple[np.ndarray, np.ndarray]:
+def _decimated(src, max_side: int, bands: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(float64 (C, h, w) pixels, bool (h, w) validity) of an open image read at most ``max_side`` a side."""
     scale = max(1.0, max(src.width, src.height) / max_side)
-    shape = (src.count, max(1, round(src.height / scale)), max(1, round(src.width / scale)))
-    arr = src.read(out_shape=shape).astype(np.float64)
+    indexes = band_indexes(src, bands)
+    shape = (len(indexes), max(1, round(src.height / scale)), max(1, round(src.width / scale)))
+    arr = src.read(indexes, out_shape=shape).astype(np.float64)
     valid = ~(arr == src.nodata).all(axis=0) if src.nodata is not None else np.ones(shape[1:], bool)
     return arr, valid
 
 
-def image_band_stats(path: str, max_side: int = 1024) -> tuple[list[float], list[float]]:
+def image_band_stats(path: str, max_side: int = 1024, bands: int | None = None) -> tuple[list[float], list[float]]:
     """Per-band mean and standard deviation of one image's valid pixels, from a read of at most ``max_side``.
 
     The read is decimated (nearest) so that any image, however large, costs at most ``max_side``^2 pixels a
     band; training and prediction call this same function, so an image gets the same statistics in both.
     """
     with _open(path) as src:
-        arr, valid = _decimated(src, max_side)
+        arr, valid = _decimated(src, max_side, bands)
     px = arr[:, valid]
     if px.shape[1] == 0:
         raise InvalidRasterError(f"{path} holds no valid pixel")
     return px.mean(1).tolist(), np.maximum(px.std(1), 1e-6).tolist()
 
 
-def normalisation(path: str, mode: str, mean: list[float], std: list[float]) -> tuple[list[float], list[float]]:
-    """The (mean, std) that normalise ``path``: the model's own (``dataset``) or the image's (``image``)."""
+def normalisation(path: str, mode: str, mean: list[float], std: list[float],
+                  bands: int | None = None) -> tuple[list[float], list[float]]:
+    """The (mean, std) that normalise ``path`` (read as ``bands`` bands): the model's own (``dataset``) or the
+    image's (``image``)."""
     if mode == "image":
-        return image_band_stats(path)
+        return image_band_stats(path, bands=bands)
     if mode != "dataset":
         raise ValueError(f"unknown normalisation {mode!r}: use dataset or image")
     return mean, std
 
 
-def band_stats(paths: list[str], max_side: int = 1024) -> tuple[list[float], list[float]]:
+def band_stats(paths: list[str], max_side: int = 1024, bands: int | None = None) -> tuple[list[float], list[float]]:
     """Per-band mean and standard deviation over the valid pixels of the images.
 
     Each image is read decimated to at most ``max_side`` a side (memory does not grow with it) and weighs by
@@ -189,7 +212,7 @@ def band_stats(paths: list[str], max_side: int = 1024) -> tuple[list[float], lis
     sums, empty = None, []
     for path in paths:
         with _open(path) as src:
-            arr, valid = _decimated(src, max_side)
+            arr, valid = _decimated(src, max_side, bands)
             full = src.width * src.height
         px = arr[:, valid]
         if px.shape[1] == 0:

@@ -241,14 +241,15 @@ def anchor_sizes_from_boxes(boxes: list[ImageBoxes], levels: int = 4,
 
 
 def open_normalised(paths: list[str], mean: list[float], std: list[float], normalise: str = "dataset",
-                    cache_mb: float = 0) -> list[NormalisedImage | ArrayImage]:
+                    cache_mb: float = 0, bands: int | None = None) -> list[NormalisedImage | ArrayImage]:
     """The images, normalised per band (with ``mean``/``std``, or each image's own statistics when ``normalise``
     is ``image``; invalid pixels become the band mean, 0).
 
+    ``bands``: read every image as this many bands (a grey image among colour ones repeated); None: their own.
     When all of them, normalised, fit in ``cache_mb`` they are read once into memory (tiles then cost no file
     read); otherwise each is read by window whenever a tile is drawn, so memory does not grow with the scenes.
     """
-    images = [NormalisedImage(p, *normalisation(p, normalise, mean, std)) for p in paths]
+    images = [NormalisedImage(p, *normalisation(p, normalise, mean, std, bands), bands) for p in paths]
     if sum(im.nbytes for im in images) <= cache_mb * 2**20:
         return [im.load() for im in images]
     return images

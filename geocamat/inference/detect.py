@@ -168,6 +168,7 @@ def detect_image(
     edge_margin: float = 2.0,
     device: str | torch.device = "cpu",
     progress: Callable[[int, int], None] | None = None,
+    bands: int | None = None,
 ) -> SceneDetections:
     """Detect objects over a whole image with overlapping windows and cross-window merging.
 
@@ -189,6 +190,7 @@ def detect_image(
         edge_margin: a box within this many pixels of an inner window edge counts as truncated.
         device: where the tiles go.
         progress: called with (windows done, windows total).
+        bands: read the image as this many bands (a grey image for a colour model); None: its own.
 
     Returns:
         The merged detections, in the image's pixel grid.
@@ -203,7 +205,7 @@ def detect_image(
         chunk = windows[b0:b0 + batch_size]
         tiles = []
         for col, row in chunk:
-            data, valid = read_image(path, (col, row, tile_size, tile_size))
+            data, valid = read_image(path, (col, row, tile_size, tile_size), bands)
             x = (torch.from_numpy(data) - m) / s
             x[:, ~torch.from_numpy(valid)] = 0
             tiles.append(x)

@@ -121,7 +121,7 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
     from torch.utils.data import DataLoader
 
     from geocamat.data.chunks import bound_gdal_cache
-    from geocamat.data.detection_images import band_names, band_stats, expand_paths
+    from geocamat.data.detection_images import band_stats, expand_paths
     from geocamat.data.detection_tiles import (
         DetectionTiles,
         Tile,
@@ -158,11 +158,8 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
     counts = [len(b.boxes) for b in boxes]
     if sum(counts) == 0:
         raise InvalidLabelsError("no box falls on the training images; check the label files and image names")
-    n_bands = {len(band_names(p)) for p in images}
-    if len(n_bands) > 1:
-        raise InvalidRasterError(f"the training images have different band counts ({sorted(n_bands)}); use one stack")
-    bands = band_names(images[0])
-    mean, std = band_stats(images)
+    bands = _training_bands(images, log)
+    mean, std = band_stats(images, bands=len(bands))
     seed = int(cfg.seed)
     L.seed_everything(seed, workers=True, verbose=False)
     random.seed(seed)
@@ -178,7 +175,7 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
     elif init is not None and (init.source_spec or {}).get("name") == "detector" and \
             cfg.anchor_sizes == (init.source_spec or {}).get("anchor_sizes"):
         anchors_from = "starting detector"
-    sources = open_normalised(images, mean, std, cfg.normalise, cfg.scene_cache_mb)
+    sources = open_normalised(images, mean, std, cfg.normalise, cfg.scene_cache_mb, len(bands))
     col_limits = None
     val_ds = None
     if cfg.val_images:
@@ -187,7 +184,8 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
         _, v_boxes, _ = _load_labelled(v_images, v_labels, cfg.label_field, classes)
         v_tiles = [Tile(i, c, r) for i, b in enumerate(v_boxes) for c in grid_offsets(b.width, ts, ts)
                    for r in grid_offsets(b.height, ts, ts)]
-        val_ds = DetectionTiles(open_normalised(v_images, mean, std, cfg.normalise, cfg.scene_cache_mb), v_boxes,
+        val_ds = DetectionTiles(open_normalised(v_images, mean, std, cfg.normalise, cfg.scene_cache_mb, len(bands)),
+                                v_boxes,
                                 class_index, v_tiles, ts)
         train_tiles, _ = plan_tiles(boxes, ts, val_fraction=0.0, empty_ratio=float(cfg.empty_ratio),
                                     max_tiles=cfg.max_tiles, seed=seed)
@@ -303,20 +301,40 @@ def _check_bundle(bundle: Bundle) -> None:
         raise BundleError(f"this model was trained for {bundle.task!r}, not detection; use a detection model")
 
 
-def _check_bands(bundle: Bundle, path: str) -> None:
+def _training_bands(images: list[str], log) -> list[str]:
+    """The band names of the training images: one count for all, or grey images among colour ones (read as 3
+    equal bands, said in one line); any other mix is refused."""
     from geocamat.data.detection_images import band_names
 
-    n = len(band_names(path))
-    if n != len(bundle.bands):
-        raise InvalidRasterError(f"{path} has {n} bands but the model expects {len(bundle.bands)} "
+    names = [band_names(p) for p in images]
+    counts = sorted({len(n) for n in names})
+    if counts == [1, 3]:
+        grey = sum(len(n) == 1 for n in names)
+        log(f"note: {grey} grey image{'s' if grey > 1 else ''} among colour ones, read as 3 equal bands")
+    elif len(counts) > 1:
+        raise InvalidRasterError(f"the training images have different band counts ({counts}); use one stack")
+    return max(names, key=len)
+
+
+def _check_bands(bundle: Bundle, path: str) -> bool:
+    """Refuse an image without the model's band count; True when it is a grey image a colour model reads as 3
+    equal bands."""
+    from geocamat.data.detection_images import band_names
+
+    n, want = len(band_names(path)), len(bundle.bands)
+    if n == 1 and want == 3:
+        return True
+    if n != want:
+        raise InvalidRasterError(f"{path} has {n} bands but the model expects {want} "
                                  f"({', '.join(bundle.bands)}); give imagery with the training bands")
+    return False
 
 
 def _normalisation(bundle: Bundle, path: str) -> tuple[list[float], list[float]]:
     """The band mean/std that normalise ``path`` for this model (its own, or the image's)."""
     from geocamat.data.detection_images import normalisation
 
-    return normalisation(path, bundle.extra.get("normalise", "dataset"), bundle.mean, bundle.std)
+    return normalisation(path, bundle.extra.get("normalise", "dataset"), bundle.mean, bundle.std, len(bundle.bands))
 
 
 def _detect_fn(model, opts: dict, with_cam: bool = True):
@@ -352,7 +370,8 @@ def _scene(bundle, model, path, opts, device, score_threshold, progress: bool = 
                             overlap=float(opts["overlap"]), batch_size=int(opts["batch_size"]),
                             score_threshold=score_threshold, nms_iou=float(opts["nms_iou"]),
                             match_iou=float(opts["match_iou"]), duplicate_iou=float(opts["duplicate_iou"]),
-                            duplicate_merge=str(opts["duplicate_merge"]), device=device, progress=advance)
+                            duplicate_merge=str(opts["duplicate_merge"]), device=device, progress=advance,
+                            bands=len(bundle.bands))
     finally:
         bar.close()
 
@@ -408,8 +427,7 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
     georef = [i.crs is not None for i in infos]
     if any(georef) and not all(georef):
         raise InvalidRasterError("some images are georeferenced and some are not; predict them in separate runs")
-    for p in paths:
-        _check_bands(bundle, p)
+    grey = [Path(p).name for p in paths if _check_bands(bundle, p)]
     device = _device(opts)
     model = bundle.build_model().to(device)
     out_dir = Path(out_dir)
@@ -456,12 +474,20 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
         "crs": CRS.from_user_input(out_crs).to_string() if out_crs is not None else None,
         "coordinates": "image CRS" if out_crs is not None else "pixels (x = column, y = -row)",
         "counts": counts, "total": int(len(frame)), "outputs": files,
-        "notes": threshold_notes(bundle, float(opts["score_threshold"]), int(len(frame))),
+        "notes": threshold_notes(bundle, float(opts["score_threshold"]), int(len(frame))) + grey_notes(grey),
         "timings": {"seconds": round(time.perf_counter() - t0, 3)},
         "machine": platform.node(),
     }
     write_json(out_dir / "report.json", report)
     return report
+
+
+def grey_notes(names: list[str]) -> list[str]:
+    """The note that grey images were read as 3 equal bands for a colour model (none when there are none)."""
+    if not names:
+        return []
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return [f"note: {shown}: grey, read as 3 equal bands for the model's colour bands"]
 
 
 def threshold_notes(bundle: Bundle, threshold: float, found: int, labelled: int | None = None,
@@ -559,7 +585,7 @@ def evaluate_detection(bundle: Bundle, images: list[str], options: EvaluateOptio
             bar = progress_bar(total=len(cols) * len(rows), unit="tile", desc=f"evaluate tiles {Path(path).name}",
                                file=sys.stderr, disable=None if progress else True, dynamic_ncols=True, leave=False)
             for col, row in ((c, r) for c in cols for r in rows):
-                data, valid = read_image(path, (col, row, ts, ts))
+                data, valid = read_image(path, (col, row, ts, ts), len(bundle.bands))
                 x = (torch.from_numpy(data) - m) / s
                 x[:, ~torch.from_numpy(valid)] = 0
                 d = tile_fn(x[None].to(device))[0][0]
@@ -608,7 +634,7 @@ def render_overlay(bundle: Bundle, image: str, out_png: Path, options: PredictOp
     _check_bands(bundle, image)
     model = bundle.build_model().to(_device(opts))
     det = _scene(bundle, model, image, opts, _device(opts), float(opts["score_threshold"]))
-    data, _ = read_image(image)
+    data, _ = read_image(image, bands=len(bundle.bands))
     rgb = data[:3].transpose(1, 2, 0) if data.shape[0] >= 3 else np.repeat(data[:1].transpose(1, 2, 0), 3, axis=2)
     lo, hi = np.percentile(rgb, 2), np.percentile(rgb, 98)
     rgb = np.clip((rgb - lo) / max(hi - lo, 1e-6), 0, 1)

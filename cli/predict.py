@@ -46,7 +46,8 @@ def predict(images, model_path, out, no_vector, overwrite, quiet, **flags):
     """Map IMAGES (files, globs or folders, mosaicked) with a trained model.
 
     Land use writes landuse.tif (COG, palette, class names) + landuse.qml, confidence.tif, cam.tif,
-    landuse.gpkg and report.json; detection writes detections.gpkg and report.json.
+    landuse.gpkg and report.json; detection writes detections.gpkg and report.json; a scene model classifies
+    each image: scenes.csv, report.json (and scenes.gpkg of georeferenced images' footprints).
     """
     from geocamat.bundle import Bundle
     from geocamat.settings import build
@@ -78,6 +79,10 @@ def summary_line(out: Path, report: dict) -> str:
         return f"rank {report['rank']} of {report['world']} mapped {report['tiles_processed']} tiles; rank 0 assembles"
     if "regions" in report:
         return f"wrote {out}: {len(report['regions'])} regions (report.json)"
+    if report.get("task") == "scenes":
+        agree = report.get("folder_agreement")
+        return (f"wrote {out}: {report['images']} images (" + ", ".join(f"{k} {v}" for k, v in report["counts"].items())
+                + ")" + (f"; the class is the folder's name for {agree['share']:.1%} of them" if agree else ""))
     if report.get("task") == "detection":
         return (f"wrote {out}: {report.get('total', 0)} objects in {len(report.get('inputs', []))} images ("
                 + ", ".join(f"{k} {v}" for k, v in report.get("counts", {}).items()) + ")")

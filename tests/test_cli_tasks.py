@@ -89,8 +89,9 @@ def test_landuse_train_predict_evaluate_info(landuse):
 def test_scenes_train_predict_evaluate_info(scenes):
     assert "held-out scenes: OA" in scenes["train_output"]
     out = scenes["dir"] / "map"
-    refused("predict", "--model", scenes["model"], "--out", out, scenes["image"], needle="evaluate --scenes")
-    assert not out.exists()
+    line = run("predict", "--model", scenes["model"], "--out", out, scenes["data"])
+    assert f"wrote {out}: 12 images (" in line and "the class is the folder's name for" in line
+    assert (out / "scenes.csv").is_file() and (out / "report.json").is_file()
     text = run("evaluate", "--model", scenes["model"], "--scenes", scenes["data"])
     assert "6 held-out scenes" in text and "clean" in text
     info = run("info", scenes["model"])

@@ -7,11 +7,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from geocamat.settings import setting
-from geocamat.tasks.landuse import PredictOptions
 from geocamat.tasks.scenes.config import SceneConfig as Config
 
 __all__ = ["Config", "EvaluateOptions", "PredictOptions", "describe", "evaluate", "predict", "summary", "train"]
 NAME = "scene-classification"
+
+
+@dataclass
+class PredictOptions:
+    """How a scene model classifies images (``geocamat predict``): one class per image."""
+
+    batch_size: int = setting(64, "Images per batch.")
+    device: str = setting("auto", "auto | cpu | cuda")
+
+    def check(self) -> None:
+        from geocamat.settings import positive_int
+
+        positive_int(self, "batch_size")
 
 
 @dataclass
@@ -66,11 +78,16 @@ def evaluate(bundle, images: list[str], options: EvaluateOptions, *, progress: b
 
 def predict(bundle, images: list[str], out_dir: Path, options: PredictOptions, *, overwrite: bool = False,
             progress: bool = True, model_path: str | None = None) -> dict:
-    """Scene models are not mapped over regions (they were trained on whole, resized images)."""
-    from geocamat.errors import BundleError
+    """Classify each image (files, globs, folders searched recursively): ``scenes.csv``, ``report.json`` and,
+    for georeferenced images, ``scenes.gpkg`` of their footprints styled by class (see
+    :mod:`geocamat.tasks.scenes.classify`)."""
+    from geocamat.outputs.staging import staged_output
+    from geocamat.tasks.scenes.classify import SCENE_RESULTS, predict_scenes
 
-    raise BundleError("a scene-classification model classifies whole images, it does not map regions: score it "
-                      "with `geocamat evaluate --scenes DIR`, or train a land-use model (--images/--labels) to map")
+    with staged_output(Path(out_dir), overwrite, SCENE_RESULTS) as stage:
+        report = predict_scenes(bundle, images, stage, batch_size=int(options.batch_size), device=options.device,
+                                progress=progress, model_path=model_path)
+    return report
 
 
 def describe(bundle) -> dict:

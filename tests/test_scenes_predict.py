@@ -1,0 +1,101 @@
+"""``geocamat predict`` with a scene model: one class per image, streamed, georeferenced footprints styled."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+import rasterio
+from click.testing import CliRunner
+from PIL import Image
+from rasterio.transform import from_origin
+
+from cli.main import cli
+from tests.conftest import scene_folder
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    d = tmp_path_factory.mktemp("scenes_predict")
+    scene_folder(d / "data", per_class=6, size=16)
+    result = CliRunner().invoke(cli, ["train", "--scenes", str(d / "data"), "--set", "image_size=16", "--epochs", "4",
+                                      "--arch", "camnet-xs", "--batch-size", "4", "--out", str(d / "run"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    return d
+
+
+def _chip(path, level: int, x0: float, crs: str = "EPSG:32617") -> None:
+    """A 3-band uint8 GeoTIFF chip of 16 px at 10 m, filled around ``level``."""
+    rng = np.random.default_rng(level)
+    pixels = np.clip(rng.normal(level, 20, (3, 16, 16)), 0, 255).astype("uint8")
+    with rasterio.open(path, "w", driver="GTiff", width=16, height=16, count=3, dtype="uint8", crs=crs,
+                       transform=from_origin(x0, 3_285_000, 10, 10)) as dst:
+        dst.write(pixels)
+
+
+def test_predict_classifies_every_image_and_scores_class_folders(model, tmp_path):
+    """A folder per class: every image gets a row; the classes follow brightness (the model learned that);
+    the report says how often the class is the folder's name."""
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["predict", "--model", str(model / "run" / "model.geocamat"), "--out", str(out),
+                                      "--batch-size", "5", str(model / "data")])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((out / "scenes.csv").open()))
+    assert len(rows) == 12 and {r["folder"] for r in rows} == {"dark", "bright"}
+    assert all(abs(sum(float(r[k]) for k in ("p_bright", "p_dark")) - 1) < 1e-3 for r in rows)
+    assert all(float(r["confidence"]) == max(float(r["p_bright"]), float(r["p_dark"])) for r in rows)
+    report = json.loads((out / "report.json").read_text())
+    agree = report["folder_agreement"]
+    assert agree["images"] == 12 and agree["agree"] == sum(r["class_name"] == r["folder"] for r in rows)
+    assert agree["share"] >= 0.9  # dark and bright noise are trivially separable
+    assert sum(report["counts"].values()) == 12 and report["georeferenced"] == 0
+    assert not (out / "scenes.gpkg").exists()
+
+
+def test_georeferenced_chips_become_a_styled_footprint_layer(model, tmp_path):
+    """GeoTIFF chips (EuroSAT-style) give scenes.gpkg: one footprint per chip in the first chip's CRS (a chip in
+    another CRS reprojected), with the class and a stored QGIS style; a grey PNG is repeated into 3 bands and a
+    plain PNG stays out of the layer, each said in a note."""
+    import geopandas as gpd
+
+    chips = tmp_path / "chips"
+    chips.mkdir()
+    _chip(chips / "a.tif", 40, 400_000)
+    _chip(chips / "b.tif", 200, 400_160)
+    _chip(chips / "c.tif", 200, 400_320, crs="EPSG:32618")
+    Image.fromarray(np.full((16, 16), 210, np.uint8)).save(chips / "grey.png")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["predict", "--model", str(model / "run" / "model.geocamat"), "--out", str(out),
+                                      str(chips)])
+    assert result.exit_code == 0, result.output
+    assert "1 grey image repeated" in result.output and "1 of 4 images are not georeferenced" in result.output
+    layer = gpd.read_file(out / "scenes.gpkg")
+    assert len(layer) == 3 and layer.crs.to_epsg() == 32617
+    a = layer[layer["image"].str.endswith("a.tif")].iloc[0]
+    assert a.geometry.bounds == pytest.approx((400_000, 3_284_840, 400_160, 3_285_000))
+    assert a["class_name"] == "dark" and set(layer["class_name"]) == {"dark", "bright"}
+    with sqlite3.connect(out / "scenes.gpkg") as db:
+        (qml,) = db.execute("SELECT styleQML FROM layer_styles WHERE f_table_name = 'scenes'").fetchone()
+    assert 'attr="class_id"' in qml and "bright" in qml
+    assert (out / "scenes.qml").read_text() == qml
+
+
+def test_bad_scene_inputs_are_one_line_errors_with_no_output(model, tmp_path):
+    two = tmp_path / "two.tif"
+    with rasterio.open(two, "w", driver="GTiff", width=16, height=16, count=2, dtype="uint8") as dst:
+        dst.write(np.zeros((2, 16, 16), np.uint8))
+    (tmp_path / "empty").mkdir()
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    for images, needle in (([str(two)], "2 bands"), ([str(tmp_path / "empty")], "no image"),
+                           ([str(broken)], "broken.png"), ([str(tmp_path / "none*.png")], "no image found")):
+        out = tmp_path / "out"
+        result = CliRunner().invoke(cli, ["predict", "--model", str(model / "run" / "model.geocamat"), "--out",
+                                          str(out), *images])
+        assert result.exit_code == 2, result.output
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error:") and needle in lines[0], result.output
+        assert not out.exists() or not any(out.iterdir())

@@ -16,6 +16,7 @@ E = "EvaluateOptions"
 @setting_option(E, "reference", "--reference", multiple=False)
 @setting_option(E, "reference_field", "--reference-field")
 @setting_option(E, "scenes", "--scenes", type=click.Path(file_okay=False))
+@setting_option(E, "all_images", "--all-images", is_flag=True)
 @setting_option(E, "blocks", "--blocks", type=int)
 @setting_option(E, "parity", "--parity", type=click.Choice(["odd", "even"]))
 @setting_option(E, "map", "--map", "map_path", type=click.Path(dir_okay=False))
@@ -36,9 +37,9 @@ def evaluate(images, model_path, map_path, quiet, **flags):
     """Score a model against a reference, by the model's task.
 
     Land use: map IMAGES (or read --map) and report OA, kappa and per-class metrics against --reference.
-    Scene classification: --scenes DIR reports accuracy on the held-out scenes, clean and under test-time
-    occlusion, and CAM deletion/insertion AUC. Detection: detect in IMAGES and report mAP@0.5, mAP@[.5:.95],
-    precision and recall against --reference boxes.
+    Scene classification: --scenes DIR reports accuracy on the held-out scenes (--all-images: every image of a
+    test folder), clean and under test-time occlusion, and CAM deletion/insertion AUC. Detection: detect in
+    IMAGES and report mAP@0.5, mAP@[.5:.95], precision and recall against --reference boxes.
     """
     from geocamat.bundle import Bundle
     from geocamat.settings import build

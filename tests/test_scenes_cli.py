@@ -19,4 +19,4 @@ def test_train_and_evaluate_scene_folder(tmp_path):
     assert {"clean", "cloud30"} <= set(metrics["robustness"]["accuracy"])
     result = CliRunner().invoke(cli, ["evaluate", "--model", str(run / "model.geocamat"), "--scenes", str(scenes)])
     assert result.exit_code == 0, result.output
-    assert "clean" in result.output and "8 held-out scenes" in result.output
+    assert "clean" in result.output and "8 scenes: the held-out part" in result.output

@@ -99,3 +99,21 @@ def test_bad_scene_inputs_are_one_line_errors_with_no_output(model, tmp_path):
         lines = result.output.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("Error:") and needle in lines[0], result.output
         assert not out.exists() or not any(out.iterdir())
+
+
+def test_evaluate_a_test_folder_with_fewer_classes_by_the_model_class_names(model, tmp_path):
+    """A test folder holding only `dark` is scored against the model's `dark` (index 1 of bright, dark), not as
+    the folder's first class; --all-images scores all of it; an unknown class folder is one line."""
+    import shutil
+
+    test = tmp_path / "test"
+    shutil.copytree(model / "data" / "dark", test / "dark")
+    args = ["evaluate", "--model", str(model / "run" / "model.geocamat"), "--scenes", str(test)]
+    half = CliRunner().invoke(cli, args)
+    whole = CliRunner().invoke(cli, [*args, "--all-images"])
+    assert half.exit_code == 0 and whole.exit_code == 0, half.output + whole.output
+    assert "3 scenes: the held-out part" in half.output and "6 scenes: every image of the folder" in whole.output
+    assert float(whole.output.split("clean")[1].split("OA")[1].split()[0]) >= 0.8  # dark is recognised as dark
+    shutil.copytree(model / "data" / "dark", test / "lake")
+    bad = CliRunner().invoke(cli, args)
+    assert bad.exit_code == 2 and "lake" in bad.output and bad.output.count("\n") == 1, bad.output

@@ -31,6 +31,8 @@ class EvaluateOptions:
     """How a scene model is scored: on the held-out part of its scene folder, clean and under occlusion."""
 
     scenes: str | None = setting(None, "The class-folder dataset; its held-out part (the model's split) is scored.")
+    all_images: bool = setting(False, "Score every image of --scenes (a test folder of its own), not the held-out "
+                               "part of the model's split.")
     out: str | None = setting(None, "Write robustness.json here.")
     device: str = setting("auto", "auto | cpu | cuda")
 
@@ -63,11 +65,12 @@ def evaluate(bundle, images: list[str], options: EvaluateOptions, *, progress: b
         raise ConfigError("a scene model is scored on its scene folder: give --scenes DIR")
     if images:
         raise ConfigError("a scene model is scored on --scenes DIR, not on IMAGES; drop the image arguments")
-    report = evaluate_scenes(bundle, options.scenes, device=None if options.device == "auto" else options.device)
+    report = evaluate_scenes(bundle, options.scenes, whole=bool(options.all_images),
+                             device=None if options.device == "auto" else options.device)
     if options.out:
         Path(options.out).mkdir(parents=True, exist_ok=True)
         (Path(options.out) / "robustness.json").write_text(json.dumps(report, indent=2))
-    log(f"{report['n']} held-out scenes")
+    log(f"{report['n']} scenes: {report['scored']}")
     for condition, acc in report["accuracy"].items():
         log(f"  {condition:<16} OA {acc:.3f}")
     for key in ("deletion_auc", "insertion_auc"):

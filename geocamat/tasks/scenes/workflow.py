@@ -109,15 +109,41 @@ def train_scenes(config: SceneConfig, out_dir: Path, *, overwrite: bool = False,
     return metrics
 
 
-def evaluate_scenes(bundle: Bundle, scenes: str | Path, *, device: str | None = None, auc_samples: int = 64) -> dict:
-    """Accuracy of a scene bundle on the held-out part of a scene folder, clean and under occlusions.
+def scored_scenes(bundle: Bundle, scenes: str | Path, whole: bool = False) -> tuple[list[tuple[Path, int]], str]:
+    """The (image, model class index) pairs to score in ``scenes`` and what they are.
 
-    The split is the bundle's (same fraction and seed), so no training scene is scored.
+    By default the held-out part of the model's split of the folder (same fraction and seed: on the training
+    folder, or a copy of it, no training image is scored); ``whole``: every image (a test set of its own).
+    Labels are the model's class indices by folder name, so a folder with fewer classes is scored right.
+
+    Raises:
+        InvalidLabelsError: a class folder the model does not know.
     """
-    from geocamat.camat.robustness import robustness_report
-    from geocamat.data.scenes import split_scenes
+    from geocamat.data.scenes import list_scenes, split_scenes
+    from geocamat.errors import InvalidLabelsError
 
-    split = split_scenes(scenes, bundle.extra.get("train_fraction", 0.5), bundle.extra.get("seed", 0))
-    x, y, _, _ = _load(split.test, bundle.tile_size, bundle.mean, bundle.std)
+    names = [c.name for c in bundle.classes]
+    classes, items = list_scenes(scenes)
+    unknown = [c for c in classes if c not in names]
+    if unknown:
+        raise InvalidLabelsError(f"class folder(s) {', '.join(unknown[:5])} in {scenes} are not classes of the "
+                                 f"model ({', '.join(names)}); remove them or rename them to the model's classes")
+    if whole:
+        what = "every image of the folder"
+    else:
+        fraction = bundle.extra.get("train_fraction", 0.5)
+        items = split_scenes(scenes, fraction, bundle.extra.get("seed", 0)).test
+        what = (f"the held-out part ({1 - fraction:.0%} of each class, the model's split; --all-images scores every "
+                "image of a test folder)")
+    return [(p, names.index(classes[k])) for p, k in items], what
+
+
+def evaluate_scenes(bundle: Bundle, scenes: str | Path, *, whole: bool = False, device: str | None = None,
+                    auc_samples: int = 64) -> dict:
+    """Accuracy of a scene bundle on a scene folder (see :func:`scored_scenes`), clean and under occlusions."""
+    from geocamat.camat.robustness import robustness_report
+
+    items, what = scored_scenes(bundle, scenes, whole)
+    x, y, _, _ = _load(items, bundle.tile_size, bundle.mean, bundle.std)
     model = bundle.build_model()
-    return robustness_report(model, (x, y), device=device, auc_samples=auc_samples)
+    return robustness_report(model, (x, y), device=device, auc_samples=auc_samples) | {"scored": what}

@@ -79,7 +79,7 @@ def test_georeferenced_chips_become_a_styled_footprint_layer(model, tmp_path):
     assert a["class_name"] == "dark" and set(layer["class_name"]) == {"dark", "bright"}
     with sqlite3.connect(out / "scenes.gpkg") as db:
         (qml,) = db.execute("SELECT styleQML FROM layer_styles WHERE f_table_name = 'scenes'").fetchone()
-    assert 'attr="class_id"' in qml and "bright" in qml
+    assert 'attr="class_id"' in qml and "bright" in qml and 'alpha="0.55"' in qml
     assert (out / "scenes.qml").read_text() == qml
 
 

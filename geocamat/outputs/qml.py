@@ -39,15 +39,16 @@ def paletted_qml(style: ClassStyle, band: int = 1, opacity: float = 1.0) -> str:
     )
 
 
-def categorized_polygon_qml(style: ClassStyle, field: str = "class_id") -> str:
-    """The QML text of a categorised fill renderer on ``field`` (one category per class)."""
+def categorized_polygon_qml(style: ClassStyle, field: str = "class_id", opacity: float = 1.0) -> str:
+    """The QML text of a categorised fill renderer on ``field`` (one category per class); ``opacity`` < 1 lets
+    the imagery under the polygons show through."""
     categories, symbols = [], []
     for i, (cid, name) in enumerate(zip(style.ids, style.names, strict=True)):
         r, g, b = style.rgb(i)
         categories.append(f'      <category value={quoteattr(str(cid))} label={quoteattr(name)} symbol="{i}"'
                           ' render="true"/>\n')
         symbols.append(
-            f'      <symbol type="fill" name="{i}" alpha="1" clip_to_extent="1" force_rhr="0">\n'
+            f'      <symbol type="fill" name="{i}" alpha="{opacity:g}" clip_to_extent="1" force_rhr="0">\n'
             '        <layer class="SimpleFill" enabled="1" locked="0" pass="0">\n'
             f'          <prop k="color" v="{r},{g},{b},255"/>\n'
             '          <prop k="outline_color" v="35,35,35,255"/>\n'

@@ -216,12 +216,13 @@ def write_polygons_gpkg(
     return written
 
 
-def store_layer_style(path: Path, layer: str, style: ClassStyle) -> None:
-    """Store a categorised QGIS style of the classes as the layer's default style in the GeoPackage."""
+def store_layer_style(path: Path, layer: str, style: ClassStyle, opacity: float = 1.0) -> None:
+    """Store a categorised QGIS style of the classes (fill ``opacity``) as the layer's default style in the
+    GeoPackage."""
     from geocamat.outputs.geopackage import store_style
     from geocamat.outputs.qml import categorized_polygon_qml
 
-    store_style(path, categorized_polygon_qml(style), layer)
+    store_style(path, categorized_polygon_qml(style, opacity=opacity), layer)
 
 
 # -- polygonising in worker processes ----------------------------------------------------------------------

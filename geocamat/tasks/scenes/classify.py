@@ -23,6 +23,8 @@ from geocamat.errors import InputNotFoundError
 #: the results ``geocamat predict`` writes for a scene model
 SCENE_RESULTS = ("scenes.csv", "scenes.gpkg", "scenes.qml", "report.json")
 LAYER = "scenes"
+#: the footprints' fill opacity in the stored style: the imagery under each chip shows through
+FILL_OPACITY = 0.55
 
 
 def scene_files(items: list[str]) -> list[Path]:
@@ -100,10 +102,10 @@ class Footprints:
         pyogrio.write_dataframe(layer, gpkg, layer=LAYER, driver="GPKG", geometry_type="Polygon",
                                 promote_to_multi=False, dataset_options={"VERSION": "1.2"})
         style = ClassStyle.from_classes(classes)
-        store_layer_style(gpkg, LAYER, style)
+        store_layer_style(gpkg, LAYER, style, FILL_OPACITY)
         from geocamat.outputs.qml import categorized_polygon_qml
 
-        gpkg.with_suffix(".qml").write_text(categorized_polygon_qml(style), encoding="utf-8")
+        gpkg.with_suffix(".qml").write_text(categorized_polygon_qml(style, opacity=FILL_OPACITY), encoding="utf-8")
 
 
 def folder_agreement(paths: list[Path], predicted: list[str], names: list[str]) -> dict | None:

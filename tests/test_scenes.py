@@ -87,3 +87,48 @@ def test_a_grey_image_among_colour_ones_gets_three_bands_and_other_mixes_are_ref
         SceneDataset(items + [(four, 0)], 16)
     with pytest.raises(InvalidRasterError, match="grey.jpg has 1 band but the model expects 4"):
         SceneDataset(items, 16, bands=4)
+
+
+def test_scenes_decoded_when_drawn_serve_what_the_in_memory_ones_serve(tmp_path):
+    """Above cache_mb the scenes are decoded as they are drawn: the same normalised samples as decoded once into
+    memory (given the normalisation), a grey image repeated into 3 bands in both, counted from the headers."""
+    from geocamat.data.scenes import SceneFiles, sampled_band_stats, scene_bands
+    from geocamat.tasks.scenes.workflow import _data
+
+    _make(tmp_path)
+    grey = tmp_path.parent / f"{tmp_path.name}_grey.png"
+    Image.fromarray(np.full((22, 24), 90, np.uint8)).save(grey)
+    s = split_scenes(tmp_path, train_fraction=0.5, seed=0)
+    items = s.train + [(grey, 0)]
+    assert scene_bands(grey) == 1 and scene_bands(s.train[0][0]) == 3
+    notes = []
+    memory, mean, std, streamed = _data(items, 16, cache_mb=1e6, log=notes.append)
+    assert not streamed and notes == ["note: 1 grey scene image repeated into the 3 bands of the others"]
+    drawn, _, _, streamed = _data(items, 16, cache_mb=0, mean=mean, std=std)
+    assert streamed and isinstance(drawn, SceneFiles) and len(drawn) == len(memory)
+    for i in (0, 4, len(items) - 1):
+        a, b = memory[i], drawn[i]
+        torch.testing.assert_close(a["image"], b["image"], atol=1e-5, rtol=0)
+        assert int(a["label"]) == int(b["label"]) and int(b["index"]) == i
+    m2, s2 = sampled_band_stats(items, 16, 3, limit=4)  # statistics from 4 images spread over the list
+    assert len(m2) == 3 and all(v > 0 for v in s2)
+    np.testing.assert_allclose(sampled_band_stats(items, 16, 3)[0], mean, rtol=1e-4)
+
+
+def test_scene_training_decodes_as_drawn_above_cache_mb(tmp_path):
+    """cache_mb 0: training and scoring stream the images (said in one line) and still learn dark vs bright."""
+    import json
+
+    from click.testing import CliRunner
+
+    from cli.main import cli
+    from tests.conftest import scene_folder
+
+    scene_folder(tmp_path / "data", per_class=6, size=16)
+    result = CliRunner().invoke(cli, ["train", "--scenes", str(tmp_path / "data"), "--set", "image_size=16",
+                                      "--set", "cache_mb=0", "--epochs", "4", "--arch", "camnet-xs", "--batch-size",
+                                      "4", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert "decoded as they are drawn (more than cache_mb 0 MB decoded)" in result.output
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["held_out"]["overall_accuracy"] >= 0.8 and metrics["robustness"]["n"] == 6

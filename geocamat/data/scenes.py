@@ -2,7 +2,8 @@
 
 The class of an image is the name of its folder; classes are sorted by name. :func:`split_scenes` makes a
 fixed stratified split from a seed; :class:`SceneDataset` decodes and resizes every image once into memory
-(700 RSSCN7 images at 64-144 px take a few MB) and serves tensors.
+(700 RSSCN7 images at 64-144 px take a few MB) and serves tensors; :class:`SceneFiles` decodes each image when
+it is drawn, for datasets whose decoded images do not fit in memory (memory then does not grow with them).
 """
 
 from __future__ import annotations
@@ -145,6 +146,41 @@ def same_bands(images: list[Tensor], paths: list[Path], bands: int | None = None
     return out, greys
 
 
+def scene_bands(path: str | Path) -> int:
+    """The band count :func:`load_image` gives an image, from its header (no pixels decoded).
+
+    Raises:
+        InvalidRasterError: neither reader can open it.
+    """
+    path = Path(path)
+    readers = (_raster_bands, _pillow_bands) if path.suffix.lower() in (".tif", ".tiff") else (_pillow_bands,
+                                                                                              _raster_bands)
+    errors = []
+    for read in readers:
+        try:
+            return read(path)
+        except Exception as exc:  # noqa: BLE001 - the other reader may know the file
+            errors.append(str(exc))
+    raise InvalidRasterError(f"cannot read image {path}: {'; '.join(errors)}; re-export it or remove it from the "
+                             "folder")
+
+
+def _pillow_bands(path: Path) -> int:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return 1 if im.mode in ("L", "I;16", "F") else 3
+
+
+def _raster_bands(path: Path) -> int:
+    import rasterio
+
+    from geocamat.data.stack import mask_kind
+
+    with rasterio.open(path) as src:
+        return src.count - len(mask_kind(src)[1])
+
+
 def _read_pillow(path: Path) -> np.ndarray:
     from PIL import Image
 
@@ -201,3 +237,53 @@ class SceneDataset(Dataset):
     def band_stats(self) -> tuple[Tensor, Tensor]:
         """Per-band mean and standard deviation over all images, (C,) each."""
         return self.images.mean(dim=(0, 2, 3)), self.images.std(dim=(0, 2, 3)).clamp_min(1e-6)
+
+
+class SceneFiles(Dataset):
+    """Images of a scene folder decoded, resized and normalised when drawn: memory holds a batch, not the dataset.
+
+    Args:
+        items: (path, label) pairs.
+        size: side in pixels of the (square) images served.
+        mean, std: per-band normalisation.
+        bands: the band count served (a grey image is repeated into 3 bands; any other count is refused when
+            drawn, so check the headers first with :func:`scene_bands`).
+
+    Samples are :class:`SceneDataset`'s, normalised: ``{"image", "label", "index"}``.
+    """
+
+    def __init__(self, items: list[tuple[Path, int]], size: int, mean, std, bands: int) -> None:
+        if not items:
+            raise InvalidLabelsError("empty scene list: nothing to load")
+        self.items, self.size, self.bands = list(items), size, bands
+        self.mean = torch.as_tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+        self.std = torch.as_tensor(std, dtype=torch.float32).view(-1, 1, 1)
+        self.labels = torch.tensor([lab for _, lab in self.items], dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        path = self.items[i][0]
+        (x,), _ = same_bands([load_image(path, self.size)], [path], self.bands)
+        return {"image": (x - self.mean) / self.std, "label": self.labels[i], "index": torch.tensor(i)}
+
+
+def sampled_band_stats(items: list[tuple[Path, int]], size: int, bands: int, limit: int = 2000,
+                       ) -> tuple[list[float], list[float]]:
+    """Per-band mean and standard deviation over at most ``limit`` images spread evenly over ``items`` (each
+    decoded at ``size``), so that the statistics of a dataset of any size cost ``limit`` decodes."""
+    step = max(1, len(items) / limit)
+    picked = [items[int(k * step)] for k in range(min(limit, len(items)))]
+    total = torch.zeros(bands, dtype=torch.float64)
+    squares = torch.zeros(bands, dtype=torch.float64)
+    count = 0
+    for path, _ in picked:
+        (x,), _ = same_bands([load_image(path, size)], [path], bands)
+        x = x.double().flatten(1)
+        total += x.sum(1)
+        squares += (x ** 2).sum(1)
+        count += x.shape[1]
+    mean = total / count
+    std = (squares / count - mean ** 2).clamp_min(0).sqrt().clamp_min(1e-6)
+    return mean.tolist(), std.tolist()

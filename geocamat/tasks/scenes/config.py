@@ -17,6 +17,9 @@ class SceneConfig(ClassifierSettings):
     scenes: str | None = setting(None, "A folder with one sub-folder of images per class.", path=True)
     image_size: int = setting(64, "Images are resized to this side (pixels).")
     train_fraction: float = setting(0.5, "Stratified share of each class used for training.")
+    cache_mb: float = setting(2048, "Scenes whose decoded images (4 bytes a band and pixel at image_size) fit in "
+                              "this many MB are decoded once into memory; more are decoded as they are drawn "
+                              "(with num_workers processes), so memory does not grow with the dataset.")
     arch: str | None = setting(None, "Backbone; default resnet18, or the weights' own with --weights/--init-from.",
                                choices=ARCH_NAMES)
 
@@ -28,6 +31,7 @@ class SceneConfig(ClassifierSettings):
         if not self.scenes:
             raise ConfigError("no scene folder given: pass --scenes DIR (one sub-folder of images per class)")
         positive_int(self, "image_size", "epochs", "batch_size")
+        in_range(self, "cache_mb", 0, float("inf"))
         if self.arch is None and not (self.weights or self.init_from):
             self.arch = self.ARCH_FALLBACK
         in_range(self, "train_fraction", 0, 1, low_open=True, high_open=True)

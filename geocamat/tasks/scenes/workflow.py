@@ -23,17 +23,46 @@ from geocamat.tasks.training import (
 )
 
 
-def _load(items, size: int, mean=None, std=None, log: Callable[[str], None] | None = None,
-          source: str = "the model expects"):
-    from geocamat.data.scenes import SceneDataset
+def _bands_of(items, bands: int | None, source: str) -> tuple[int, int]:
+    """(the band count to serve, how many grey images are repeated into it), from the images' headers: ``bands``
+    or the most common count; a grey image among colour ones is repeated, any other count refused in one line."""
+    from geocamat.data.scenes import scene_bands
+    from geocamat.errors import InvalidRasterError
 
-    ds = SceneDataset(items, size, bands=None if mean is None else len(mean), source=source)
-    if ds.greys and log is not None:
-        log(f"note: {ds.greys} grey scene image{'s' if ds.greys != 1 else ''} repeated into the 3 bands of the others")
+    counts = [scene_bands(p) for p, _ in items]
+    target = bands or max(set(counts), key=lambda c: (counts.count(c), c))
+    for (path, _), c in zip(items, counts, strict=True):
+        if c != target and not (c == 1 and target == 3):
+            raise InvalidRasterError(
+                f"scene image {path} has {c} band{'s' if c != 1 else ''} but {source if bands else 'the others have'} "
+                f"{target}: give every image the same bands (convert or remove it)")
+    return target, sum(c == 1 and target == 3 for c in counts)
+
+
+def _data(items, size: int, cache_mb: float, mean=None, std=None, log: Callable[[str], None] | None = None,
+          source: str = "the model expects"):
+    """The scenes as a dataset of normalised samples, with the normalisation (computed when not given).
+
+    Decoded images that fit in ``cache_mb`` (4 bytes a band and pixel) are decoded once into memory; more are
+    decoded when drawn (:class:`geocamat.data.scenes.SceneFiles`), statistics from 2,000 of them, so memory does
+    not grow with the dataset. Returns (dataset, mean, std, streamed).
+    """
+    from geocamat.data.scenes import SceneDataset, SceneFiles, sampled_band_stats
+    from geocamat.tasks.landuse.module import TileDataset
+
+    bands, greys = _bands_of(items, None if mean is None else len(mean), source)
+    if greys and log is not None:
+        log(f"note: {greys} grey scene image{'s' if greys != 1 else ''} repeated into the 3 bands of the others")
+    if len(items) * bands * size * size * 4 > cache_mb * 2**20:
+        if mean is None:
+            mean, std = sampled_band_stats(items, size, bands)
+        return SceneFiles(items, size, mean, std, bands), [float(v) for v in mean], [float(v) for v in std], True
+    ds = SceneDataset(items, size, bands=bands, source=source)
     if mean is None:
         mean, std = ds.band_stats()
     mean_t, std_t = torch.as_tensor(mean).view(1, -1, 1, 1), torch.as_tensor(std).view(1, -1, 1, 1)
-    return (ds.images - mean_t) / std_t, ds.labels, [float(v) for v in mean], [float(v) for v in std]
+    images = (ds.images - mean_t) / std_t
+    return TileDataset(images, ds.labels), [float(v) for v in mean], [float(v) for v in std], False
 
 
 def train_scenes(config: SceneConfig, out_dir: Path, *, overwrite: bool = False, progress: bool = True,
@@ -51,7 +80,7 @@ def train_scenes(config: SceneConfig, out_dir: Path, *, overwrite: bool = False,
     from geocamat.data.scenes import split_scenes
     from geocamat.metrics import confusion_matrix, summarise
     from geocamat.outputs.plots import plot_confusion, plot_history
-    from geocamat.tasks.landuse.module import EpochHistory, LandUseTask, TileDataset
+    from geocamat.tasks.landuse.module import EpochHistory, LandUseTask
 
     started = time.perf_counter()
     quiet_lightning(progress)
@@ -62,11 +91,13 @@ def train_scenes(config: SceneConfig, out_dir: Path, *, overwrite: bool = False,
     split = split_scenes(config.scenes, config.train_fraction, config.seed)
     size = int(config.image_size)
     with staged_output(Path(out_dir), overwrite, TRAIN_RESULTS) as stage:
-        x_train, y_train, mean, std = _load(split.train, size, log=log)
-        x_test, y_test, _, _ = _load(split.test, size, mean, std, log=log, source="the training images have")
-        log(f"{len(y_train)} training and {len(y_test)} held-out scenes of {size} px, {len(split.classes)} classes")
+        train_ds, mean, std, streamed = _data(split.train, size, config.cache_mb, log=log)
+        test_ds, _, _, _ = _data(split.test, size, config.cache_mb, mean, std, log=log,
+                                 source="the training images have")
+        log(f"{len(train_ds)} training and {len(test_ds)} held-out scenes of {size} px, {len(split.classes)} classes"
+            + (f"; decoded as they are drawn (more than cache_mb {config.cache_mb:g} MB decoded)" if streamed else ""))
         classes = build_classes(list(range(len(split.classes))), dict(enumerate(split.classes)))
-        spec = {"name": "camnet", "in_channels": x_train.shape[1], "num_classes": len(classes), "tile_size": size,
+        spec = {"name": "camnet", "in_channels": len(mean), "num_classes": len(classes), "tile_size": size,
                 "arch": config.arch, "output": "window"}
         config.arch = camnet_spec(spec, init)
         regulariser = build_regulariser_from(config)
@@ -75,9 +106,11 @@ def train_scenes(config: SceneConfig, out_dir: Path, *, overwrite: bool = False,
                            label_smoothing=config.label_smoothing)
         init_record = start_task(task, init, classes, log)
         generator = torch.Generator().manual_seed(config.seed)
-        train_loader = DataLoader(TileDataset(x_train, y_train), batch_size=config.batch_size, shuffle=True,
-                                  drop_last=len(y_train) > config.batch_size, generator=generator)
-        val_loader = DataLoader(TileDataset(x_test, y_test), batch_size=256)
+        workers = int(config.num_workers)
+        train_loader = DataLoader(train_ds, batch_size=config.batch_size, shuffle=True,
+                                  drop_last=len(train_ds) > config.batch_size, generator=generator,
+                                  num_workers=workers, persistent_workers=workers > 0)
+        val_loader = DataLoader(test_ds, batch_size=256, num_workers=workers)
         history = EpochHistory()
         trainer = build_trainer(config, stage, [history], progress, logger=False, enable_checkpointing=False)
         from geocamat.preflight import check_checkpoint
@@ -87,16 +120,19 @@ def train_scenes(config: SceneConfig, out_dir: Path, *, overwrite: bool = False,
         if not trainer.is_global_zero:
             raise SystemExit(0)
         model = task.model.cpu().eval()
-        bundle = Bundle(task="scenes", model=spec, state_dict=model.state_dict(), bands=["band1", "band2", "band3"]
-                        [: x_train.shape[1]], mean=mean, std=std, classes=classes, tile_size=size,
+        bundle = Bundle(task="scenes", model=spec, state_dict=model.state_dict(),
+                        bands=[f"band{i + 1}" for i in range(len(mean))], mean=mean, std=std, classes=classes,
+                        tile_size=size,
                         regulariser=regulariser.settings(),
                         extra={"train_fraction": config.train_fraction, "seed": config.seed,
                                "scenes": str(config.scenes), "init": init_record})
         with torch.no_grad():
-            pred = torch.cat([model(x_test[i:i + 256]).argmax(1) for i in range(0, len(x_test), 256)])
+            pairs = [(model(b["image"]).argmax(1), b["label"]) for b in val_loader]
+        pred, truth = torch.cat([p for p, _ in pairs]), torch.cat([t for _, t in pairs])
         ids = list(range(len(classes)))
-        held_out = summarise(confusion_matrix(y_test.numpy(), pred.numpy(), ids), ids, split.classes)
-        robust = robustness_report(model, (x_test, y_test), seed=config.seed, auc_samples=64)
+        held_out = summarise(confusion_matrix(truth.numpy(), pred.numpy(), ids), ids, split.classes)
+        robust = robustness_report(model, DataLoader(test_ds, batch_size=64, num_workers=workers), seed=config.seed,
+                                   auc_samples=64)
         metrics = {"held_out": held_out, "robustness": robust, "best_epoch": history.best_epoch(),
                    "train_seconds": round(time.perf_counter() - started, 1), "regulariser": regulariser.settings()}
         bundle.metrics = metrics
@@ -139,11 +175,14 @@ def scored_scenes(bundle: Bundle, scenes: str | Path, whole: bool = False) -> tu
 
 
 def evaluate_scenes(bundle: Bundle, scenes: str | Path, *, whole: bool = False, device: str | None = None,
-                    auc_samples: int = 64) -> dict:
+                    auc_samples: int = 64, cache_mb: float = 2048) -> dict:
     """Accuracy of a scene bundle on a scene folder (see :func:`scored_scenes`), clean and under occlusions."""
+    from torch.utils.data import DataLoader
+
     from geocamat.camat.robustness import robustness_report
 
     items, what = scored_scenes(bundle, scenes, whole)
-    x, y, _, _ = _load(items, bundle.tile_size, bundle.mean, bundle.std)
+    data, _, _, _ = _data(items, bundle.tile_size, cache_mb, bundle.mean, bundle.std)
     model = bundle.build_model()
-    return robustness_report(model, (x, y), device=device, auc_samples=auc_samples) | {"scored": what}
+    return robustness_report(model, DataLoader(data, batch_size=64), device=device,
+                             auc_samples=auc_samples) | {"scored": what}

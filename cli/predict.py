@@ -38,6 +38,7 @@ P = "PredictOptions"
 @setting_option(P, "devices", "--devices", type=int)
 @setting_option(P, "num_nodes", "--num-nodes", type=int)
 @setting_option(P, "score_threshold", "--score-threshold", type=float)
+@setting_option(P, "chip_size", "--chip-size", type=int)
 @setting_option(P, "nms_iou", "--nms-iou", type=float)
 @setting_option(P, "force", "--force", is_flag=True)
 @overwrite_opt
@@ -81,7 +82,8 @@ def summary_line(out: Path, report: dict) -> str:
         return f"wrote {out}: {len(report['regions'])} regions (report.json)"
     if report.get("task") == "scenes":
         agree = report.get("folder_agreement")
-        return (f"wrote {out}: {report['images']} images (" + ", ".join(f"{k} {v}" for k, v in report["counts"].items())
+        what = f"{report['images']} images" + (f", {report['chips']} chips" if report.get("chips") else "")
+        return (f"wrote {out}: {what} (" + ", ".join(f"{k} {v}" for k, v in report["counts"].items())
                 + ")" + (f"; the class is the folder's name for {agree['share']:.1%} of them" if agree else ""))
     if report.get("task") == "detection":
         return (f"wrote {out}: {report.get('total', 0)} objects in {len(report.get('inputs', []))} images ("

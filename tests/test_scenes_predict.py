@@ -117,3 +117,40 @@ def test_evaluate_a_test_folder_with_fewer_classes_by_the_model_class_names(mode
     shutil.copytree(model / "data" / "dark", test / "lake")
     bad = CliRunner().invoke(cli, args)
     assert bad.exit_code == 2 and "lake" in bad.output and bad.output.count("\n") == 1, bad.output
+
+
+def test_a_scene_larger_than_the_training_images_is_classified_in_chips(model, tmp_path):
+    """A 70 x 50 px GeoTIFF (dark left, bright right; the model saw 16 px images) is cut into 16-px cells that
+    tile it (edge cells cut), each classified from a full 16-px window: dark cells on the left, bright on the
+    right; cells whose window holds nodata only are skipped; --chip-size 0 classifies the scene whole."""
+    import geopandas as gpd
+    import shapely
+
+    rng = np.random.default_rng(1)
+    pixels = np.where(np.arange(70) < 32, 40, 200)[None, None, :] + rng.normal(0, 20, (3, 50, 70))
+    pixels = np.clip(pixels, 1, 255).astype("uint8")
+    pixels[:, 32:, :16] = 0  # nodata: the cell at rows 32-47, cols 0-15, and the edge cell below it (rows 48-49)
+    scene = tmp_path / "scene.tif"
+    with rasterio.open(scene, "w", driver="GTiff", width=70, height=50, count=3, dtype="uint8", crs="EPSG:32617",
+                       nodata=0, transform=from_origin(400_000, 3_285_000, 10, 10)) as dst:
+        dst.write(pixels)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["predict", "--model", str(model / "run" / "model.geocamat"), "--out", str(out),
+                                      str(scene)])
+    assert result.exit_code == 0, result.output
+    assert "scene.tif is 70x50 px, 4x the training images (16 px): classified in 16-px chips" in result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["chips"] == 5 * 4 and report["empty_chips"] == 2 and report["classified"] == 18
+    layer = gpd.read_file(out / "scenes.gpkg")
+    assert len(layer) == 18
+    union = shapely.union_all(layer.geometry.values)
+    nodata_cell = shapely.box(400_000, 3_285_000 - 500, 400_160, 3_285_000 - 320)
+    assert shapely.equals(union.union(nodata_cell), shapely.box(400_000, 3_284_500, 400_700, 3_285_000))
+    assert abs(layer.geometry.area.sum() - (700 * 500 - 160 * 180)) < 1e-6  # cells do not overlap
+    rows = list(csv.DictReader((out / "scenes.csv").open()))
+    left = [r["class_name"] for r in rows if int(r["col"]) + int(r["width"]) <= 32]
+    right = [r["class_name"] for r in rows if int(r["col"]) >= 32]
+    assert left.count("dark") >= len(left) - 1 and right.count("bright") >= len(right) - 1
+    whole = CliRunner().invoke(cli, ["predict", "--model", str(model / "run" / "model.geocamat"), "--out",
+                                     str(tmp_path / "whole"), "--chip-size", "0", str(scene)])
+    assert whole.exit_code == 0 and "1 images (" in whole.output, whole.output

@@ -109,6 +109,11 @@ def load_image(path: str | Path, size: int | tuple[int, int] | None = None) -> T
     else:
         raise InvalidRasterError(f"cannot read image {path}: {'; '.join(errors)}; re-export it or remove it from "
                                  "the folder")
+    return _as_tensor(arr, size)
+
+
+def _as_tensor(arr: np.ndarray, size: int | tuple[int, int] | None) -> Tensor:
+    """(H, W[, C]) pixels as float (C, H, W): 8-bit divided by 255, other types raw; resized with ``size``."""
     if arr.ndim == 2:
         arr = arr[:, :, None]
     scale = 255.0 if arr.dtype == np.uint8 else 1.0
@@ -118,6 +123,21 @@ def load_image(path: str | Path, size: int | tuple[int, int] | None = None) -> T
         if tuple(x.shape[-2:]) != hw:
             x = F.interpolate(x[None], size=hw, mode="bilinear", antialias=True, align_corners=False)[0]
     return x
+
+
+def load_window(src, window: tuple[int, int, int, int], size: int) -> tuple[Tensor, float]:
+    """A window (col, row, width, height) of an open rasterio image as :func:`load_image` gives whole images
+    (alpha bands dropped, 8-bit divided by 255, resized to ``size``), and the share of its pixels with data."""
+    from rasterio.windows import Window
+
+    from geocamat.data.stack import mask_kind
+
+    _, alpha = mask_kind(src)
+    keep = [b + 1 for b in range(src.count) if b not in alpha]
+    win = Window(*window)
+    arr = src.read(keep, window=win)
+    valid = float((src.dataset_mask(window=win) > 0).mean())
+    return _as_tensor(np.moveaxis(arr, 0, -1), size), valid
 
 
 def same_bands(images: list[Tensor], paths: list[Path], bands: int | None = None,
@@ -146,15 +166,15 @@ def same_bands(images: list[Tensor], paths: list[Path], bands: int | None = None
     return out, greys
 
 
-def scene_bands(path: str | Path) -> int:
-    """The band count :func:`load_image` gives an image, from its header (no pixels decoded).
+def scene_header(path: str | Path) -> tuple[int, int, int]:
+    """(bands, width, height) of an image as :func:`load_image` gives it, from its header (no pixels decoded).
 
     Raises:
         InvalidRasterError: neither reader can open it.
     """
     path = Path(path)
-    readers = (_raster_bands, _pillow_bands) if path.suffix.lower() in (".tif", ".tiff") else (_pillow_bands,
-                                                                                              _raster_bands)
+    readers = (_raster_header, _pillow_header) if path.suffix.lower() in (".tif", ".tiff") else (_pillow_header,
+                                                                                                _raster_header)
     errors = []
     for read in readers:
         try:
@@ -165,20 +185,25 @@ def scene_bands(path: str | Path) -> int:
                              "folder")
 
 
-def _pillow_bands(path: Path) -> int:
+def scene_bands(path: str | Path) -> int:
+    """The band count :func:`load_image` gives an image, from its header."""
+    return scene_header(path)[0]
+
+
+def _pillow_header(path: Path) -> tuple[int, int, int]:
     from PIL import Image
 
     with Image.open(path) as im:
-        return 1 if im.mode in ("L", "I;16", "F") else 3
+        return (1 if im.mode in ("L", "I;16", "F") else 3), im.width, im.height
 
 
-def _raster_bands(path: Path) -> int:
+def _raster_header(path: Path) -> tuple[int, int, int]:
     import rasterio
 
     from geocamat.data.stack import mask_kind
 
     with rasterio.open(path) as src:
-        return src.count - len(mask_kind(src)[1])
+        return src.count - len(mask_kind(src)[1]), src.width, src.height
 
 
 def _read_pillow(path: Path) -> np.ndarray:

@@ -19,11 +19,17 @@ class PredictOptions:
 
     batch_size: int = setting(64, "Images per batch.")
     device: str = setting("auto", "auto | cpu | cuda")
+    chip_size: int | None = setting(None, "Classify images larger than this in chips of this many pixels (a "
+                                    "land-use map in cells); 0: every image whole; default: images over twice "
+                                    "the training images' side, in chips of that side.")
 
     def check(self) -> None:
+        from geocamat.errors import ConfigError
         from geocamat.settings import positive_int
 
         positive_int(self, "batch_size")
+        if self.chip_size is not None and (not isinstance(self.chip_size, int) or self.chip_size < 0):
+            raise ConfigError(f"chip_size must be an integer >= 0 (0: whole images), not {self.chip_size!r}")
 
 
 @dataclass
@@ -89,7 +95,7 @@ def predict(bundle, images: list[str], out_dir: Path, options: PredictOptions, *
 
     with staged_output(Path(out_dir), overwrite, SCENE_RESULTS) as stage:
         report = predict_scenes(bundle, images, stage, batch_size=int(options.batch_size), device=options.device,
-                                progress=progress, model_path=model_path)
+                                chip_size=options.chip_size, progress=progress, model_path=model_path)
     return report
 
 

@@ -23,20 +23,25 @@ from geocamat.tasks.training import (
 )
 
 
-def _bands_of(items, bands: int | None, source: str) -> tuple[int, int]:
-    """(the band count to serve, how many grey images are repeated into it), from the images' headers: ``bands``
-    or the most common count; a grey image among colour ones is repeated, any other count refused in one line."""
-    from geocamat.data.scenes import scene_bands
+def _bands_of(items, bands: int | None, source: str) -> tuple[int, int, int]:
+    """(the band count to serve, how many grey images are repeated into it, the images' median side in pixels),
+    from the images' headers: ``bands`` or the most common count; a grey image among colour ones is repeated, any
+    other count refused in one line."""
+    import statistics
+
+    from geocamat.data.scenes import scene_header
     from geocamat.errors import InvalidRasterError
 
-    counts = [scene_bands(p) for p, _ in items]
+    headers = [scene_header(p) for p, _ in items]
+    counts = [h[0] for h in headers]
     target = bands or max(set(counts), key=lambda c: (counts.count(c), c))
     for (path, _), c in zip(items, counts, strict=True):
         if c != target and not (c == 1 and target == 3):
             raise InvalidRasterError(
                 f"scene image {path} has {c} band{'s' if c != 1 else ''} but {source if bands else 'the others have'} "
                 f"{target}: give every image the same bands (convert or remove it)")
-    return target, sum(c == 1 and target == 3 for c in counts)
+    side = round(statistics.median((w * h) ** 0.5 for _, w, h in headers))
+    return target, sum(c == 1 and target == 3 for c in counts), side
 
 
 def _data(items, size: int, cache_mb: float, mean=None, std=None, log: Callable[[str], None] | None = None,
@@ -45,24 +50,24 @@ def _data(items, size: int, cache_mb: float, mean=None, std=None, log: Callable[
 
     Decoded images that fit in ``cache_mb`` (4 bytes a band and pixel) are decoded once into memory; more are
     decoded when drawn (:class:`geocamat.data.scenes.SceneFiles`), statistics from 2,000 of them, so memory does
-    not grow with the dataset. Returns (dataset, mean, std, streamed).
+    not grow with the dataset. Returns (dataset, mean, std, streamed, the images' median side in pixels).
     """
     from geocamat.data.scenes import SceneDataset, SceneFiles, sampled_band_stats
     from geocamat.tasks.landuse.module import TileDataset
 
-    bands, greys = _bands_of(items, None if mean is None else len(mean), source)
+    bands, greys, side = _bands_of(items, None if mean is None else len(mean), source)
     if greys and log is not None:
         log(f"note: {greys} grey scene image{'s' if greys != 1 else ''} repeated into the 3 bands of the others")
     if len(items) * bands * size * size * 4 > cache_mb * 2**20:
         if mean is None:
             mean, std = sampled_band_stats(items, size, bands)
-        return SceneFiles(items, size, mean, std, bands), [float(v) for v in mean], [float(v) for v in std], True
+        return SceneFiles(items, size, mean, std, bands), [float(v) for v in mean], [float(v) for v in std], True, side
     ds = SceneDataset(items, size, bands=bands, source=source)
     if mean is None:
         mean, std = ds.band_stats()
     mean_t, std_t = torch.as_tensor(mean).view(1, -1, 1, 1), torch.as_tensor(std).view(1, -1, 1, 1)
     images = (ds.images - mean_t) / std_t
-    return TileDataset(images, ds.labels), [float(v) for v in mean], [float(v) for v in std], False
+    return TileDataset(images, ds.labels), [float(v) for v in mean], [float(v) for v in std], False, side
 
 
 def train_scenes(config: SceneConfig, out_dir: Path, *, overwrite: bool = False, progress: bool = True,
@@ -91,8 +96,8 @@ def train_scenes(config: SceneConfig, out_dir: Path, *, overwrite: bool = False,
     split = split_scenes(config.scenes, config.train_fraction, config.seed)
     size = int(config.image_size)
     with staged_output(Path(out_dir), overwrite, TRAIN_RESULTS) as stage:
-        train_ds, mean, std, streamed = _data(split.train, size, config.cache_mb, log=log)
-        test_ds, _, _, _ = _data(split.test, size, config.cache_mb, mean, std, log=log,
+        train_ds, mean, std, streamed, side = _data(split.train, size, config.cache_mb, log=log)
+        test_ds, _, _, _, _ = _data(split.test, size, config.cache_mb, mean, std, log=log,
                                  source="the training images have")
         log(f"{len(train_ds)} training and {len(test_ds)} held-out scenes of {size} px, {len(split.classes)} classes"
             + (f"; decoded as they are drawn (more than cache_mb {config.cache_mb:g} MB decoded)" if streamed else ""))
@@ -125,7 +130,7 @@ def train_scenes(config: SceneConfig, out_dir: Path, *, overwrite: bool = False,
                         tile_size=size,
                         regulariser=regulariser.settings(),
                         extra={"train_fraction": config.train_fraction, "seed": config.seed,
-                               "scenes": str(config.scenes), "init": init_record})
+                               "scenes": str(config.scenes), "init": init_record, "source_side": side})
         with torch.no_grad():
             pairs = [(model(b["image"]).argmax(1), b["label"]) for b in val_loader]
         pred, truth = torch.cat([p for p, _ in pairs]), torch.cat([t for _, t in pairs])
@@ -182,7 +187,7 @@ def evaluate_scenes(bundle: Bundle, scenes: str | Path, *, whole: bool = False, 
     from geocamat.camat.robustness import robustness_report
 
     items, what = scored_scenes(bundle, scenes, whole)
-    data, _, _, _ = _data(items, bundle.tile_size, cache_mb, bundle.mean, bundle.std)
+    data, _, _, _, _ = _data(items, bundle.tile_size, cache_mb, bundle.mean, bundle.std)
     model = bundle.build_model()
     return robustness_report(model, DataLoader(data, batch_size=64), device=device,
                              auc_samples=auc_samples) | {"scored": what}

@@ -47,6 +47,9 @@ def check_against_bundle(bundle_path: str | Path, images: list[str], labels: str
         return [Finding("problem", str(bundle_path), str(exc))]
     out.append(Finding("ok", str(bundle_path), f"{bundle.task} model, {len(bundle.bands)} bands "
                        f"({', '.join(bundle.bands)}), {len(bundle.classes)} classes"))
+    if bundle.task == "scenes":
+        _scene_images(bundle, images, out)
+        return out
     files = _images(bundle, images, out)
     if not files:
         return out
@@ -92,6 +95,60 @@ def _images(bundle, images: list[str], out: list[Finding]) -> list[Path]:
                                                    f"{src.width} x {src.height} px, {crs}"))
         good.append(path)
     return good
+
+
+#: scene images whose problems are listed one by one (the rest are counted)
+MAX_LISTED = 10
+#: scene images decoded to compare their values with the training images'
+VALUE_SAMPLE = 64
+
+
+def _scene_images(bundle, images: list[str], out: list[Finding]) -> None:
+    """A scene model's inputs: every header readable with the model's bands (grey repeated for colour), whether
+    images will be classified in cells, and the values of the first images against the training images'."""
+    import torch
+
+    from geocamat.data.scenes import load_image, same_bands, scene_header
+    from geocamat.data.value_check import scaling_warning
+    from geocamat.tasks.scenes.classify import CHIP_FACTOR, scene_files
+
+    try:
+        files = scene_files(list(images))
+    except GeocamatError as exc:
+        out.append(Finding("problem", "images", str(exc)))
+        return
+    want, side = len(bundle.bands), bundle.extra.get("source_side")
+    good, greys, big, problems = [], 0, 0, []
+    sizes = []
+    for path in files:
+        try:
+            bands, w, h = scene_header(path)
+        except GeocamatError as exc:
+            problems.append(Finding("problem", "image", str(exc)))
+            continue
+        if bands != want and not (bands == 1 and want == 3):
+            problems.append(Finding("problem", str(path), f"{bands} bands but the model expects {want}"))
+            continue
+        greys += bands != want
+        big += bool(side) and max(w, h) > CHIP_FACTOR * side
+        sizes.append(max(w, h))
+        good.append(path)
+    out.extend(problems[:MAX_LISTED])
+    if len(problems) > MAX_LISTED:
+        out.append(Finding("problem", "images", f"{len(problems) - MAX_LISTED} more images with problems"))
+    if not good:
+        return
+    said = f"{len(good)} images readable with the model's bands, {min(sizes)}-{max(sizes)} px a side"
+    if greys:
+        said += f"; {greys} grey, repeated into 3 bands"
+    if big:
+        said += f"; {big} over {CHIP_FACTOR:g}x the training images' {side} px, classified in cells of that size"
+    out.append(Finding("ok", "images", said))
+    x, _ = same_bands([load_image(p, int(bundle.tile_size)) for p in good[:VALUE_SAMPLE]], good[:VALUE_SAMPLE], want)
+    warned = scaling_warning(torch.stack(x).double().mean(dim=(0, 2, 3)).numpy(), bundle.bands, bundle.mean,
+                             bundle.std)
+    out.append(Finding("warning", "values", warned[0].removeprefix("warning: ")) if warned else
+               Finding("ok", "values", f"the first {len(x)} images' values are like the training images'"))
 
 
 def _bands(bundle, files: list[Path], out: list[Finding]) -> None:

@@ -154,3 +154,25 @@ def test_a_scene_larger_than_the_training_images_is_classified_in_chips(model, t
     whole = CliRunner().invoke(cli, ["predict", "--model", str(model / "run" / "model.geocamat"), "--out",
                                      str(tmp_path / "whole"), "--chip-size", "0", str(scene)])
     assert whole.exit_code == 0 and "1 images (" in whole.output, whole.output
+
+
+def test_values_unlike_the_training_images_are_said_and_info_check_knows_scene_models(model, tmp_path):
+    """16-bit chips (raw values ~3000) given to a model of 8-bit images: predict warns of a scaling; info --check
+    reads plain PNGs (no CRS needed for scene models), names a chip with other bands, and warns of the values."""
+    chips = tmp_path / "u16"
+    chips.mkdir()
+    for i in range(3):
+        with rasterio.open(chips / f"c{i}.tif", "w", driver="GTiff", width=16, height=16, count=3, dtype="uint16",
+                           crs="EPSG:32617", transform=from_origin(400_000 + 160 * i, 3_285_000, 10, 10)) as dst:
+            dst.write(np.full((3, 16, 16), 3000, np.uint16))
+    bundle = str(model / "run" / "model.geocamat")
+    result = CliRunner().invoke(cli, ["predict", "--model", bundle, "--out", str(tmp_path / "out"), str(chips)])
+    assert result.exit_code == 0 and "warning: the images' values are unlike the training imagery's" in result.output
+    check = CliRunner().invoke(cli, ["info", "--check", bundle, str(model / "data")])
+    assert check.exit_code == 0, check.output
+    assert "ok: images: 12 images readable with the model's bands, 16-16 px a side" in check.output
+    assert "ok: values: the first 12 images' values are like the training images'" in check.output
+    with rasterio.open(chips / "two.tif", "w", driver="GTiff", width=16, height=16, count=2, dtype="uint16") as dst:
+        dst.write(np.zeros((2, 16, 16), np.uint16))
+    check = CliRunner().invoke(cli, ["info", "--check", bundle, str(chips)])
+    assert "two.tif: 2 bands but the model expects 3" in check.output and "warning: values:" in check.output

@@ -40,7 +40,12 @@ def sampled_means(paths: Sequence) -> np.ndarray | None:
 
 def scaling_notes(paths: Sequence, names: Sequence[str], mean: Sequence[float], std: Sequence[float]) -> list[str]:
     """A warning line when the sampled images sit far from the training statistics, else nothing."""
-    means = sampled_means(paths)
+    return scaling_warning(sampled_means(paths), names, mean, std)
+
+
+def scaling_warning(means: np.ndarray | None, names: Sequence[str], mean: Sequence[float],
+                    std: Sequence[float]) -> list[str]:
+    """A warning line when the images' per-band ``means`` sit a scaling away from the training ``mean``."""
     if means is None or len(means) != len(mean):
         return []
     train_mean, train_std = np.asarray(mean, float), np.maximum(np.asarray(std, float), 1e-12)

@@ -217,6 +217,7 @@ def predict_scenes(bundle, images: list[str], stage: Path, *, batch_size: int = 
     import torch
 
     from geocamat.data.scenes import same_bands
+    from geocamat.data.value_check import scaling_warning
     from geocamat.devices import resolve_device
     from geocamat.inference.telemetry import progress_bar
     from geocamat.outputs.jsonfile import write_json
@@ -252,6 +253,9 @@ def predict_scenes(bundle, images: list[str], stage: Path, *, batch_size: int = 
                         continue
                     x, grey = same_bands([x for _, x in chunk], [u.path for u, _ in chunk], bands)
                     greys += grey
+                    if b0 == 0:  # the first batch's values against the training images' (a scaling: wrong classes)
+                        notes += scaling_warning(torch.stack(x).double().mean(dim=(0, 2, 3)).numpy(),
+                                                 bundle.bands, bundle.mean, bundle.std)
                     prob = torch.softmax(model(((torch.stack(x) - mean) / std).to(dev)).float(), 1).cpu().numpy()
                     for (u, _), row in zip(chunk, prob, strict=True):
                         k = int(row.argmax())

@@ -98,9 +98,14 @@ class UnitReader:
             return load_image(unit.path, self.size), 1.0
         if unit.path != self.path:
             self.close()
-            import rasterio
+            import warnings
 
-            self.src, self.path = rasterio.open(unit.path), unit.path
+            import rasterio
+            from rasterio.errors import NotGeoreferencedWarning
+
+            with warnings.catch_warnings():  # a plain PNG/JPG scene is chipped as well
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                self.src, self.path = rasterio.open(unit.path), unit.path
         return load_window(self.src, unit.window, self.size)
 
     def close(self) -> None:

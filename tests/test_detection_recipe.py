@@ -77,6 +77,27 @@ def test_scale_and_colour_jitter_keep_boxes_on_the_objects():
         assert not torch.allclose(x[:, y0 + 2, x0 + 2], torch.full((3,), 5.0))
 
 
+def test_grey_tiles_have_equal_bands_and_the_same_boxes():
+    """grey 1.0: every training tile's bands become their mean (the same for each band), boxes untouched;
+    grey 0: colour stays."""
+    rng = np.random.default_rng(0)
+    img = rng.normal(0, 1, (3, 256, 256)).astype(np.float32)
+    img[0] += 2.0  # band means differ
+    ib = ImageBoxes("x.png", 256, 256, np.array([[40, 50, 90, 100]], np.float32), ["tree"])
+    train, _ = plan_tiles([ib], 128, val_fraction=0.0, empty_ratio=1.0)
+    grey = DetectionTiles([img], [ib], {"tree": 0}, train, 128, augment=True, grey=1.0)
+    colour = DetectionTiles([img], [ib], {"tree": 0}, train, 128, augment=True, grey=0.0)
+    for i in range(len(train)):
+        torch.manual_seed(i)
+        x, target = grey[i]
+        torch.manual_seed(i)
+        y, same = colour[i]
+        assert torch.equal(x[0], x[1]) and torch.equal(x[1], x[2])
+        torch.testing.assert_close(x[0], y.mean(0))
+        assert torch.equal(target["boxes"], same["boxes"])
+        assert not torch.equal(y[0], y[1])
+
+
 def test_anchor_sizes_follow_the_boxes():
     small = ImageBoxes("a", 500, 500, np.array([[0, 0, s, s] for s in range(10, 30)], np.float32), ["t"] * 20)
     sizes = anchor_sizes_from_boxes([small])

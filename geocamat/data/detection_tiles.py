@@ -93,17 +93,19 @@ class DetectionTiles(Dataset):
         min_visible: fraction of a box that must be inside a window for it to be kept.
         scale_jitter: ``s``: zoom factor log-uniform in [1/(1+s), 1+s] (0: none; with ``augment`` only).
         colour_jitter: ``c``: per band contrast x U(1-c, 1+c), brightness + U(-c, c) (0: none; ``augment`` only).
+        grey: probability that a tile's bands are all replaced by their mean (colour-blind tiles; ``augment`` only).
         col_limits: per image, the first column a window may not reach (the validation strip's start);
             None: the image width.
     """
 
     def __init__(self, images: list[NormalisedImage | np.ndarray], boxes: list[ImageBoxes], class_index: dict[str, int],
                  tiles: list[Tile], tile_size: int, augment: bool = False, min_visible: float = 0.5,
-                 scale_jitter: float = 0.0, colour_jitter: float = 0.0, col_limits: list[int] | None = None) -> None:
+                 scale_jitter: float = 0.0, colour_jitter: float = 0.0, col_limits: list[int] | None = None,
+                 grey: float = 0.0) -> None:
         self.images = [ArrayImage(im) if isinstance(im, np.ndarray) else im for im in images]
         self.boxes, self.class_index = boxes, class_index
         self.tiles, self.tile_size, self.augment, self.min_visible = tiles, tile_size, augment, min_visible
-        self.scale_jitter, self.colour_jitter = float(scale_jitter), float(colour_jitter)
+        self.scale_jitter, self.colour_jitter, self.grey = float(scale_jitter), float(colour_jitter), float(grey)
         self.col_limits = col_limits
 
     def __len__(self) -> int:
@@ -155,6 +157,8 @@ class DetectionTiles(Dataset):
                 contrast = 1 + (2 * torch.rand(c, 1, 1) - 1) * cj
                 brightness = (2 * torch.rand(c, 1, 1) - 1) * cj
                 image = image * contrast + brightness
+            if self.grey > 0 and float(torch.rand(1)) < self.grey:
+                image = image.mean(0, keepdim=True).expand_as(image).contiguous()
         return image, {"boxes": boxes, "labels": torch.from_numpy(labels)}
 
 

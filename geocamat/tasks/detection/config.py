@@ -44,6 +44,9 @@ class DetectionConfig(TrainSettings):
                                   "(object sizes vary between sites); 0: off.")
     colour_jitter: float = setting(0.1, "Training per-band contrast x U(1-c, 1+c) and brightness + U(-c, c) "
                                    "band std (illumination varies between flights); 0: off.")
+    grey: float = setting(0.0, "Training probability that a tile's bands are all replaced by their mean, so that "
+                          "objects are also learned from shape and texture, not colour alone (colours differ "
+                          "between sites and seasons); 0: off.")
     normalise: str = setting("image", "Band normalisation: image (each image by its own band mean/std, at "
                              "training and at prediction: brightness and contrast differ between sites and "
                              "flights; measured +9 mAP@0.5 on other sites) or dataset (the training images' "
@@ -111,6 +114,7 @@ class DetectionConfig(TrainSettings):
         in_range(self, "ema_decay", 0, 1, high_open=True, optional=True)
         in_range(self, "scale_jitter", 0, 1)
         in_range(self, "colour_jitter", 0, 1)
+        in_range(self, "grey", 0, 1)
         for key in ("random_share", "random_area"):
             if getattr(self.camat, key):
                 raise ConfigError(f"camat.{key} is not available for detection (object-aware CAMAT); leave it at 0")

@@ -200,7 +200,7 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
         raise InvalidLabelsError("no training tile holds a box; use a smaller tile_size or check the labels")
     train_ds = DetectionTiles(sources, boxes, class_index, train_tiles, ts, augment=True,
                               scale_jitter=float(cfg.scale_jitter), colour_jitter=float(cfg.colour_jitter),
-                              col_limits=col_limits)
+                              col_limits=col_limits, grey=float(cfg.grey))
     # a new order every epoch from (seed, epoch): a resumed run draws the epochs the killed one would have; under
     # DDP each rank takes its own shard of it (and validates every tile, so that rank 0 scores them all)
     order = WindowSampler(np.arange(len(train_ds)), np.zeros(len(train_ds), int), group=len(train_ds), seed=seed)

@@ -131,38 +131,53 @@ def scene_files(items: list[str]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
-def place(unit: Unit) -> tuple[object, tuple[float, float, float, float]] | None:
-    """(CRS, bounds) of a unit of a georeferenced image (the image, or its chip's cell); None for a plain one (or
-    one rasterio cannot place)."""
-    import warnings
+class Places:
+    """Where units lie: each image's CRS and transform, read once per image (a scene has thousands of cells)."""
 
-    import rasterio
-    from rasterio.errors import NotGeoreferencedWarning
-    from rasterio.windows import Window, bounds
+    def __init__(self) -> None:
+        self._images: dict[Path, tuple[str, object, object] | None] = {}
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(unit.path) as src:
-                if not src.crs:
-                    return None
-                return src.crs, (tuple(src.bounds) if unit.cell is None else bounds(Window(*unit.cell), src.transform))
-    except Exception:  # noqa: BLE001 - a plain image Pillow reads but GDAL does not: no footprint
-        return None
+    def _image(self, path: Path):
+        if path not in self._images:
+            import warnings
+
+            import rasterio
+            from rasterio.errors import NotGeoreferencedWarning
+
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                    with rasterio.open(path) as src:
+                        self._images[path] = (src.crs.to_wkt(), src.transform, src.bounds) if src.crs else None
+            except Exception:  # noqa: BLE001 - a plain image Pillow reads but GDAL does not: no footprint
+                self._images[path] = None
+        return self._images[path]
+
+    def bounds(self, unit: Unit) -> tuple[str, tuple[float, float, float, float]] | None:
+        """(CRS as WKT, bounds) of a unit of a georeferenced image (the image, or its chip's cell); None for a
+        plain image."""
+        from rasterio.windows import Window, bounds
+
+        image = self._image(unit.path)
+        if image is None:
+            return None
+        wkt, transform, whole = image
+        return wkt, (tuple(whole) if unit.cell is None else bounds(Window(*unit.cell), transform))
 
 
 @dataclass
 class Footprints:
-    """Footprints of the georeferenced images with their predicted class, kept until the GeoPackage is written."""
+    """Footprints of the georeferenced units with their predicted class, kept until the GeoPackage is written."""
 
     rows: list[tuple[str, int, str, float]] = field(default_factory=list)
     geoms: list[object] = field(default_factory=list)
-    crs: list[object] = field(default_factory=list)
+    crs: list[str] = field(default_factory=list)
+    places: Places = field(default_factory=Places)
 
     def add(self, unit: Unit, class_id: int, name: str, confidence: float) -> None:
         from shapely.geometry import box
 
-        where = place(unit)
+        where = self.places.bounds(unit)
         if where is not None:
             self.rows.append((str(unit.path), class_id, name, confidence))
             self.geoms.append(box(*where[1]))
@@ -171,31 +186,29 @@ class Footprints:
     def write(self, gpkg: Path, classes) -> None:
         """Write the layer (in the first image's CRS, the others reprojected) with a stored class style."""
         import geopandas as gpd
+        import pandas as pd
         import pyogrio
 
+        from geocamat.outputs.qml import categorized_polygon_qml
         from geocamat.outputs.style import ClassStyle
         from geocamat.outputs.vector import store_layer_style
 
+        crs = np.array(self.crs, dtype=object)
+        rows = list(zip(*self.rows, strict=True))
+        columns = {"image": np.array(rows[0], dtype=object), "class_id": np.array(rows[1], np.int32),
+                   "class_name": np.array(rows[2], dtype=object), "confidence": np.array(rows[3], float)}
+        geoms = np.array(self.geoms, dtype=object)
         target = self.crs[0]
         parts = []
-        for crs in dict.fromkeys(c.to_string() for c in self.crs):
-            idx = [i for i, c in enumerate(self.crs) if c.to_string() == crs]
-            frame = gpd.GeoDataFrame(
-                {"image": [self.rows[i][0] for i in idx],
-                 "class_id": np.array([self.rows[i][1] for i in idx], np.int32),
-                 "class_name": [self.rows[i][2] for i in idx],
-                 "confidence": np.array([self.rows[i][3] for i in idx], float)},
-                geometry=[self.geoms[i] for i in idx], crs=self.crs[idx[0]])
-            parts.append(frame.to_crs(target) if frame.crs != target else frame)
-        import pandas as pd
-
+        for wkt in dict.fromkeys(self.crs):
+            idx = np.flatnonzero(crs == wkt)
+            frame = gpd.GeoDataFrame({k: v[idx] for k, v in columns.items()}, geometry=list(geoms[idx]), crs=wkt)
+            parts.append(frame.to_crs(target) if wkt != target else frame)
         layer = gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=target)
         pyogrio.write_dataframe(layer, gpkg, layer=LAYER, driver="GPKG", geometry_type="Polygon",
                                 promote_to_multi=False, dataset_options={"VERSION": "1.2"})
         style = ClassStyle.from_classes(classes)
         store_layer_style(gpkg, LAYER, style, FILL_OPACITY)
-        from geocamat.outputs.qml import categorized_polygon_qml
-
         gpkg.with_suffix(".qml").write_text(categorized_polygon_qml(style, opacity=FILL_OPACITY), encoding="utf-8")
 
 

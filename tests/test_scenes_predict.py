@@ -119,12 +119,17 @@ def test_evaluate_a_test_folder_with_fewer_classes_by_the_model_class_names(mode
     assert bad.exit_code == 2 and "lake" in bad.output and bad.output.count("\n") == 1, bad.output
 
 
-def test_a_scene_larger_than_the_training_images_is_classified_in_chips(model, tmp_path):
+def test_a_scene_larger_than_the_training_images_is_classified_in_chips(model, tmp_path, monkeypatch):
     """A 70 x 50 px GeoTIFF (dark left, bright right; the model saw 16 px images) is cut into 16-px cells that
     tile it (edge cells cut), each classified from a full 16-px window: dark cells on the left, bright on the
-    right; cells whose window holds nodata only are skipped; --chip-size 0 classifies the scene whole."""
+    right; cells whose window holds nodata only are skipped; --chip-size 0 classifies the scene whole. The
+    footprints are appended 7 at a time (as 20,000 are for a large scene)."""
     import geopandas as gpd
     import shapely
+
+    from geocamat.tasks.scenes import classify
+
+    monkeypatch.setattr(classify, "FLUSH_ROWS", 7)
 
     rng = np.random.default_rng(1)
     pixels = np.where(np.arange(70) < 32, 40, 200)[None, None, :] + rng.normal(0, 20, (3, 50, 70))

@@ -13,7 +13,9 @@ from __future__ import annotations
 import csv
 import platform
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import batched, chain
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,8 @@ LAYER = "scenes"
 FILL_OPACITY = 0.55
 #: an image whose side exceeds this many times the training images' median side is classified in chips
 CHIP_FACTOR = 2.0
+#: footprints buffered before they are appended to the GeoPackage
+FLUSH_ROWS = 20_000
 
 
 @dataclass
@@ -43,20 +47,36 @@ class Unit:
     cell: tuple[int, int, int, int] | None = None
 
 
-def chip_units(path: Path, width: int, height: int, chip: int) -> list[Unit]:
+def chip_units(path: Path, width: int, height: int, chip: int) -> Iterator[Unit]:
     """The chips of an image: cells of ``chip`` px tiling it (the last ones cut by the edges), each classified
     from a full ``chip`` window containing it (flush with the edge where the cell is cut)."""
-    units = []
     for row in range(0, height, chip):
         for col in range(0, width, chip):
             cell = (col, row, min(chip, width - col), min(chip, height - row))
             c0, r0 = max(0, min(col, width - chip)), max(0, min(row, height - chip))
-            units.append(Unit(path, (c0, r0, min(chip, width), min(chip, height)), cell))
-    return units
+            yield Unit(path, (c0, r0, min(chip, width), min(chip, height)), cell)
 
 
-def plan_units(paths: list[Path], chip_size: int | None, source_side: int | None) -> tuple[list[Unit], list[str]]:
-    """Whole images, or chips of the images much larger than the training ones (see :data:`CHIP_FACTOR`).
+@dataclass
+class Plan:
+    """How one image is classified: whole (``chip`` 0) or in cells of ``chip`` px."""
+
+    path: Path
+    width: int
+    height: int
+    chip: int = 0
+
+    @property
+    def count(self) -> int:
+        """Rows this image gives."""
+        return -(-self.width // self.chip) * -(-self.height // self.chip) if self.chip else 1
+
+    def units(self) -> Iterator[Unit]:
+        return chip_units(self.path, self.width, self.height, self.chip) if self.chip else iter([Unit(self.path)])
+
+
+def plan_units(paths: list[Path], chip_size: int | None, source_side: int | None) -> tuple[list[Plan], list[str]]:
+    """Each image whole, or in chips when much larger than the training ones (see :data:`CHIP_FACTOR`).
 
     Args:
         chip_size: chip side in pixels for every image larger than it; 0: never chip; None: chip images whose
@@ -64,11 +84,11 @@ def plan_units(paths: list[Path], chip_size: int | None, source_side: int | None
         source_side: the training images' median side (None for models trained before it was recorded).
 
     Returns:
-        (units, notes on the images chipped automatically).
+        (one plan per image, notes on the images chipped automatically).
     """
     from geocamat.data.scenes import scene_header
 
-    units, notes = [], []
+    plans, notes = [], []
     for path in paths:
         _, w, h = scene_header(path)
         chip = chip_size
@@ -77,11 +97,8 @@ def plan_units(paths: list[Path], chip_size: int | None, source_side: int | None
             notes.append(f"note: {path.name} is {w}x{h} px, {max(w, h) / source_side:.0f}x the training images "
                          f"({source_side} px): classified in {chip}-px chips; --chip-size sets another size, "
                          "--chip-size 0 classifies it whole")
-        if chip and max(w, h) > chip:
-            units.extend(chip_units(path, w, h, int(chip)))
-        else:
-            units.append(Unit(path))
-    return units, notes
+        plans.append(Plan(path, w, h, int(chip) if chip and max(w, h) > chip else 0))
+    return plans, notes
 
 
 class UnitReader:
@@ -165,61 +182,84 @@ class Places:
         return wkt, (tuple(whole) if unit.cell is None else bounds(Window(*unit.cell), transform))
 
 
-@dataclass
 class Footprints:
-    """Footprints of the georeferenced units with their predicted class, kept until the GeoPackage is written."""
+    """The georeferenced units' footprints with their predicted class, appended to the GeoPackage layer every
+    :data:`FLUSH_ROWS` rows (in the first image's CRS, others reprojected), so memory does not grow with them.
 
-    rows: list[tuple[str, int, str, float]] = field(default_factory=list)
-    geoms: list[object] = field(default_factory=list)
-    crs: list[str] = field(default_factory=list)
-    places: Places = field(default_factory=Places)
+    Args:
+        gpkg: the layer's file (created on the first flush).
+        classes: the model's classes (the stored style).
+    """
+
+    def __init__(self, gpkg: Path, classes) -> None:
+        self.gpkg, self.classes, self.places = gpkg, classes, Places()
+        self.rows: list[tuple[str, int, str, float, str, tuple]] = []
+        self.target: str | None = None
+        self.written = 0
 
     def add(self, unit: Unit, class_id: int, name: str, confidence: float) -> None:
-        from shapely.geometry import box
-
         where = self.places.bounds(unit)
         if where is not None:
-            self.rows.append((str(unit.path), class_id, name, confidence))
-            self.geoms.append(box(*where[1]))
-            self.crs.append(where[0])
+            self.rows.append((str(unit.path), class_id, name, confidence, *where))
+            if len(self.rows) >= FLUSH_ROWS:
+                self.flush()
 
-    def write(self, gpkg: Path, classes) -> None:
-        """Write the layer (in the first image's CRS, the others reprojected) with a stored class style."""
+    def flush(self) -> None:
+        """Append the buffered rows to the layer."""
         import geopandas as gpd
         import pandas as pd
         import pyogrio
+        import shapely
 
+        if not self.rows:
+            return
+        image, class_id, name, confidence, wkt, bounds = (list(c) for c in zip(*self.rows, strict=True))
+        self.target = self.target or wkt[0]
+        parts = []
+        for crs in dict.fromkeys(wkt):
+            idx = [i for i, c in enumerate(wkt) if c == crs]
+            frame = gpd.GeoDataFrame(
+                {"image": [image[i] for i in idx], "class_id": np.array([class_id[i] for i in idx], np.int32),
+                 "class_name": [name[i] for i in idx], "confidence": np.array([confidence[i] for i in idx], float)},
+                geometry=shapely.box(*np.array([bounds[i] for i in idx], float).T), crs=crs)
+            parts.append(frame.to_crs(self.target) if crs != self.target else frame)
+        layer = gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=self.target)
+        options = {"append": True} if self.written else {"dataset_options": {"VERSION": "1.2"}}  # QGIS 3.22's GDAL
+        pyogrio.write_dataframe(layer, self.gpkg, layer=LAYER, driver="GPKG", geometry_type="Polygon",
+                                promote_to_multi=False, **options)
+        self.written += len(layer)
+        self.rows = []
+
+    def close(self) -> None:
+        """Write what is left and the class style (stored in the GeoPackage, and beside it as .qml)."""
         from geocamat.outputs.qml import categorized_polygon_qml
         from geocamat.outputs.style import ClassStyle
         from geocamat.outputs.vector import store_layer_style
 
-        crs = np.array(self.crs, dtype=object)
-        rows = list(zip(*self.rows, strict=True))
-        columns = {"image": np.array(rows[0], dtype=object), "class_id": np.array(rows[1], np.int32),
-                   "class_name": np.array(rows[2], dtype=object), "confidence": np.array(rows[3], float)}
-        geoms = np.array(self.geoms, dtype=object)
-        target = self.crs[0]
-        parts = []
-        for wkt in dict.fromkeys(self.crs):
-            idx = np.flatnonzero(crs == wkt)
-            frame = gpd.GeoDataFrame({k: v[idx] for k, v in columns.items()}, geometry=list(geoms[idx]), crs=wkt)
-            parts.append(frame.to_crs(target) if wkt != target else frame)
-        layer = gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=target)
-        pyogrio.write_dataframe(layer, gpkg, layer=LAYER, driver="GPKG", geometry_type="Polygon",
-                                promote_to_multi=False, dataset_options={"VERSION": "1.2"})
-        style = ClassStyle.from_classes(classes)
-        store_layer_style(gpkg, LAYER, style, FILL_OPACITY)
-        gpkg.with_suffix(".qml").write_text(categorized_polygon_qml(style, opacity=FILL_OPACITY), encoding="utf-8")
+        self.flush()
+        if self.written:
+            style = ClassStyle.from_classes(self.classes)
+            store_layer_style(self.gpkg, LAYER, style, FILL_OPACITY)
+            self.gpkg.with_suffix(".qml").write_text(categorized_polygon_qml(style, opacity=FILL_OPACITY),
+                                                     encoding="utf-8")
 
 
-def folder_agreement(paths: list[Path], predicted: list[str], names: list[str]) -> dict | None:
-    """Share of images whose predicted class is the name of their folder, when every image sits in a folder
-    named after a class (a labelled folder per class); None otherwise."""
-    folders = [p.parent.name for p in paths]
-    if not paths or any(f not in names for f in folders):
-        return None
-    right = sum(f == c for f, c in zip(folders, predicted, strict=True))
-    return {"images": len(paths), "agree": right, "share": round(right / len(paths), 4)}
+class FolderAgreement:
+    """How often a whole image's predicted class is the name of its folder, when every whole image sits in a
+    folder named after a class (a labelled folder per class); counted as rows come."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names, self.images, self.agree, self.all_in_class_folders = set(names), 0, 0, True
+
+    def add(self, path: Path, predicted: str) -> None:
+        self.images += 1
+        self.agree += path.parent.name == predicted
+        self.all_in_class_folders &= path.parent.name in self.names
+
+    def report(self) -> dict | None:
+        if not self.images or not self.all_in_class_folders:
+            return None
+        return {"images": self.images, "agree": self.agree, "share": round(self.agree / self.images, 4)}
 
 
 def predict_scenes(bundle, images: list[str], stage: Path, *, batch_size: int = 64, device: str = "auto",
@@ -242,7 +282,8 @@ def predict_scenes(bundle, images: list[str], stage: Path, *, batch_size: int = 
 
     t0 = time.perf_counter()
     paths = scene_files(images)
-    units, notes = plan_units(paths, chip_size, bundle.extra.get("source_side"))
+    plans, notes = plan_units(paths, chip_size, bundle.extra.get("source_side"))
+    total = sum(p.count for p in plans)
     dev = resolve_device(device)
     model = bundle.build_model().to(dev).eval()
     names = [c.name for c in bundle.classes]
@@ -250,11 +291,11 @@ def predict_scenes(bundle, images: list[str], stage: Path, *, batch_size: int = 
     mean = torch.tensor(bundle.mean, dtype=torch.float32).view(1, -1, 1, 1)
     std = torch.tensor(bundle.std, dtype=torch.float32).view(1, -1, 1, 1)
     counts = dict.fromkeys(names, 0)
-    whole: list[tuple[Path, str]] = []
+    agreement = FolderAgreement(names)
     greys = empty = 0
-    places = Footprints()
+    places = Footprints(stage / "scenes.gpkg", bundle.classes)
     reader = UnitReader(size)
-    bar = progress_bar(total=len(units), unit="image" if len(units) == len(paths) else "chip", desc="classify",
+    bar = progress_bar(total=total, unit="image" if total == len(paths) else "chip", desc="classify",
                        file=sys.stderr, disable=None if progress else True, dynamic_ncols=True, leave=False)
     try:
         with open(stage / "scenes.csv", "w", newline="", encoding="utf-8") as fh:
@@ -262,8 +303,8 @@ def predict_scenes(bundle, images: list[str], stage: Path, *, batch_size: int = 
             out.writerow(["image", "folder", "col", "row", "width", "height", "class_id", "class_name", "confidence",
                           *[f"p_{n}" for n in names]])
             with torch.inference_mode():
-                for b0 in range(0, len(units), batch_size):
-                    read = [(u, *reader.read(u)) for u in units[b0:b0 + batch_size]]
+                for first, batch in enumerate(batched(chain.from_iterable(p.units() for p in plans), batch_size)):
+                    read = [(u, *reader.read(u)) for u in batch]
                     empty += sum(v == 0 for _, _, v in read)
                     chunk = [(u, x) for u, x, v in read if v > 0]  # a chip of nodata only is not classified
                     bar.update(len(read))
@@ -271,7 +312,7 @@ def predict_scenes(bundle, images: list[str], stage: Path, *, batch_size: int = 
                         continue
                     x, grey = same_bands([x for _, x in chunk], [u.path for u, _ in chunk], bands)
                     greys += grey
-                    if b0 == 0:  # the first batch's values against the training images' (a scaling: wrong classes)
+                    if first == 0:  # the first batch's values against the training images' (a scaling: wrong classes)
                         notes += scaling_warning(torch.stack(x).double().mean(dim=(0, 2, 3)).numpy(),
                                                  bundle.bands, bundle.mean, bundle.std)
                     prob = torch.softmax(model(((torch.stack(x) - mean) / std).to(dev)).float(), 1).cpu().numpy()
@@ -280,30 +321,30 @@ def predict_scenes(bundle, images: list[str], stage: Path, *, batch_size: int = 
                         cls = bundle.classes[k]
                         counts[cls.name] += 1
                         if u.cell is None:
-                            whole.append((u.path, cls.name))
+                            agreement.add(u.path, cls.name)
                         out.writerow([str(u.path), u.path.parent.name, *(u.cell or ("", "", "", "")), cls.id,
                                       cls.name, f"{row[k]:.4f}", *[f"{v:.4f}" for v in row]])
                         places.add(u, cls.id, cls.name, float(row[k]))
+        places.close()
     finally:
         reader.close()
         bar.close()
     outputs = {"csv": "scenes.csv"}
-    if places.rows:
-        places.write(stage / "scenes.gpkg", bundle.classes)
+    if places.written:
         outputs |= {"gpkg": "scenes.gpkg", "qml": "scenes.qml"}
     if greys:
         notes.append(f"note: {greys} grey image{'s' if greys != 1 else ''} repeated into the model's 3 bands")
     classified = sum(counts.values())
-    if places.rows and len(places.rows) < classified:
-        notes.append(f"note: {classified - len(places.rows)} of {classified} images are not georeferenced: they are "
+    if places.written and places.written < classified:
+        notes.append(f"note: {classified - places.written} of {classified} images are not georeferenced: they are "
                      "in scenes.csv only, not in scenes.gpkg")
     if empty:
         notes.append(f"note: {empty} chip{'s' if empty != 1 else ''} without data (nodata only) not classified")
-    chips = sum(u.cell is not None for u in units)
+    chips = sum(p.count for p in plans if p.chip)
     report = {
         "task": "scenes", "images": len(paths), "chips": chips, "classified": classified, "counts": counts,
-        "outputs": outputs, "georeferenced": len(places.rows), "grey_images": greys, "empty_chips": empty,
-        "folder_agreement": folder_agreement([p for p, _ in whole], [c for _, c in whole], names),
+        "outputs": outputs, "georeferenced": places.written, "grey_images": greys, "empty_chips": empty,
+        "folder_agreement": agreement.report(),
         "model": {"path": str(Path(model_path).resolve()) if model_path else None, "classes": names,
                   "image_size": size, "source_side": bundle.extra.get("source_side")},
         "settings": {"batch_size": batch_size, "device": str(dev), "chip_size": chip_size},

@@ -280,6 +280,11 @@ def predict_scenes(bundle, images: list[str], stage: Path, *, batch_size: int = 
     from geocamat.inference.telemetry import progress_bar
     from geocamat.outputs.jsonfile import write_json
 
+    from geocamat.allocator import fix_mmap_threshold
+    from geocamat.data.chunks import bound_gdal_cache
+
+    bound_gdal_cache()  # GDAL's block cache (5% of the machine's memory by default) would grow with the scene
+    fix_mmap_threshold()  # thousands of windows read and freed would otherwise fragment the heap
     t0 = time.perf_counter()
     paths = scene_files(images)
     plans, notes = plan_units(paths, chip_size, bundle.extra.get("source_side"))

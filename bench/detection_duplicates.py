@@ -53,10 +53,11 @@ def main() -> None:
     from geocamat.bundle import Bundle
     from geocamat.inference.duplicates import merge_duplicates
     from geocamat.metrics.detection import mean_average_precision, precision_recall
+    from geocamat.tasks.detection.config import PredictOptions
     from geocamat.tasks.detection.workflow import _load_labelled, _resolve, _scene
 
     bundle = Bundle.load(args.model)
-    opts = _resolve(bundle, {"score_threshold": args.score_threshold, "duplicate_merge": "none"})
+    opts = _resolve(bundle, PredictOptions(score_threshold=args.score_threshold, duplicate_merge="none"))
     thr = float(opts["score_threshold"])
     model = bundle.build_model()
     names = [c.name for c in bundle.classes]
@@ -80,9 +81,11 @@ def main() -> None:
             boxes, idx = merge_duplicates(det.boxes, det.scores, labels, iou or 1.0, method)
             preds.append({"boxes": boxes, "scores": det.scores[idx], "labels": labels[idx]})
         ap = mean_average_precision(preds, truth, k)
+        per_scene = [mean_average_precision([p], [t], k)["map_50"] for p, t in zip(preds, truth, strict=True)]
         pr5, pr4 = precision_recall(preds, truth, thr, 0.5), precision_recall(preds, truth, thr, 0.4)
         kept = [{key: v[p["scores"] >= thr] for key, v in p.items()} for p in preds]
         rows.append({"merge": method if iou is None else f"{method} @ {iou}", "map_50": ap["map_50"],
+                     "map_50_per_scene": per_scene, "map_50_scene_mean": float(np.mean(per_scene)),
                      "map": ap["map"], "p50": pr5["precision"], "r50": pr5["recall"], "f1_50": pr5["f1"],
                      "p40": pr4["precision"], "r40": pr4["recall"], "f1_40": pr4["f1"],
                      "kept": int(sum(len(p["boxes"]) for p in kept)),
@@ -90,11 +93,12 @@ def main() -> None:
     labelled = int(sum(len(t["boxes"]) for t in truth))
     print(f"{len(args.scenes)} scene(s), {labelled} labelled, score >= {thr:g}, NMS {opts['nms_iou']}, "
           f"detector pass {detect_s:.1f} s ({platform.node()})")
-    print("| merge | mAP@0.5 | mAP@[.5:.95] | P@0.5 | R@0.5 | F1@0.5 | P@0.4 | R@0.4 | F1@0.4 | kept "
-          "| pairs IoU 0.3-0.5 |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| merge | mAP@0.5 | mean of the scenes' mAP@0.5 | mAP@[.5:.95] | P@0.5 | R@0.5 | F1@0.5 | P@0.4 | R@0.4 "
+          "| F1@0.4 | kept | pairs IoU 0.3-0.5 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['merge']} | {r['map_50']:.3f} | {r['map']:.3f} | {r['p50']:.3f} | {r['r50']:.3f} | "
+        print(f"| {r['merge']} | {r['map_50']:.3f} | {r['map_50_scene_mean']:.3f} | {r['map']:.3f} | {r['p50']:.3f} | "
+              f"{r['r50']:.3f} | "
               f"{r['f1_50']:.3f} | {r['p40']:.3f} | {r['r40']:.3f} | {r['f1_40']:.3f} | {r['kept']} | "
               f"{r['pairs_iou_30_50']} |")
     if args.out:

@@ -274,14 +274,13 @@ def predict_scenes(bundle, images: list[str], stage: Path, *, batch_size: int = 
 
     import torch
 
+    from geocamat.allocator import fix_mmap_threshold
+    from geocamat.data.chunks import bound_gdal_cache
     from geocamat.data.scenes import same_bands
     from geocamat.data.value_check import scaling_warning
     from geocamat.devices import resolve_device
     from geocamat.inference.telemetry import progress_bar
     from geocamat.outputs.jsonfile import write_json
-
-    from geocamat.allocator import fix_mmap_threshold
-    from geocamat.data.chunks import bound_gdal_cache
 
     bound_gdal_cache()  # GDAL's block cache (5% of the machine's memory by default) would grow with the scene
     fix_mmap_threshold()  # thousands of windows read and freed would otherwise fragment the heap

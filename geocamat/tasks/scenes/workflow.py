@@ -45,12 +45,14 @@ def _bands_of(items, bands: int | None, source: str) -> tuple[int, int, int]:
 
 
 def _data(items, size: int, cache_mb: float, mean=None, std=None, log: Callable[[str], None] | None = None,
-          source: str = "the model expects"):
+          source: str = "the model expects", together: int | None = None):
     """The scenes as a dataset of normalised samples, with the normalisation (computed when not given).
 
-    Decoded images that fit in ``cache_mb`` (4 bytes a band and pixel) are decoded once into memory; more are
-    decoded when drawn (:class:`geocamat.data.scenes.SceneFiles`), statistics from 2,000 of them, so memory does
-    not grow with the dataset. Returns (dataset, mean, std, streamed, the images' median side in pixels).
+    When ``together`` images (default: these; e.g. the training and held-out ones, which are in memory at the
+    same time) decoded fit in ``cache_mb`` (4 bytes a band and pixel), these are decoded once into memory;
+    otherwise they are decoded when drawn (:class:`geocamat.data.scenes.SceneFiles`), statistics from 2,000 of
+    them, so memory does not grow with the dataset. Returns (dataset, mean, std, streamed, the images' median
+    side in pixels).
     """
     from geocamat.data.scenes import SceneDataset, SceneFiles, sampled_band_stats
     from geocamat.tasks.landuse.module import TileDataset
@@ -58,7 +60,7 @@ def _data(items, size: int, cache_mb: float, mean=None, std=None, log: Callable[
     bands, greys, side = _bands_of(items, None if mean is None else len(mean), source)
     if greys and log is not None:
         log(f"note: {greys} grey scene image{'s' if greys != 1 else ''} repeated into the 3 bands of the others")
-    if len(items) * bands * size * size * 4 > cache_mb * 2**20:
+    if (together or len(items)) * bands * size * size * 4 > cache_mb * 2**20:
         if mean is None:
             mean, std = sampled_band_stats(items, size, bands)
         return SceneFiles(items, size, mean, std, bands), [float(v) for v in mean], [float(v) for v in std], True, side
@@ -66,7 +68,7 @@ def _data(items, size: int, cache_mb: float, mean=None, std=None, log: Callable[
     if mean is None:
         mean, std = ds.band_stats()
     mean_t, std_t = torch.as_tensor(mean).view(1, -1, 1, 1), torch.as_tensor(std).view(1, -1, 1, 1)
-    images = (ds.images - mean_t) / std_t
+    images = ds.images.sub_(mean_t).div_(std_t)  # in place: no second copy of the dataset
     return TileDataset(images, ds.labels), [float(v) for v in mean], [float(v) for v in std], False, side
 
 
@@ -96,9 +98,10 @@ def train_scenes(config: SceneConfig, out_dir: Path, *, overwrite: bool = False,
     split = split_scenes(config.scenes, config.train_fraction, config.seed)
     size = int(config.image_size)
     with staged_output(Path(out_dir), overwrite, TRAIN_RESULTS) as stage:
-        train_ds, mean, std, streamed, side = _data(split.train, size, config.cache_mb, log=log)
+        both = len(split.train) + len(split.test)
+        train_ds, mean, std, streamed, side = _data(split.train, size, config.cache_mb, log=log, together=both)
         test_ds, _, _, _, _ = _data(split.test, size, config.cache_mb, mean, std, log=log,
-                                 source="the training images have")
+                                    source="the training images have", together=both)
         log(f"{len(train_ds)} training and {len(test_ds)} held-out scenes of {size} px, {len(split.classes)} classes"
             + (f"; decoded as they are drawn (more than cache_mb {config.cache_mb:g} MB decoded)" if streamed else ""))
         classes = build_classes(list(range(len(split.classes))), dict(enumerate(split.classes)))

@@ -82,6 +82,7 @@ def train_scenes(config: SceneConfig, out_dir: Path, *, overwrite: bool = False,
     import lightning as L
     from torch.utils.data import DataLoader
 
+    from geocamat.allocator import fix_mmap_threshold
     from geocamat.camat.robustness import robustness_report
     from geocamat.data.classes import build_classes
     from geocamat.data.scenes import split_scenes
@@ -89,6 +90,7 @@ def train_scenes(config: SceneConfig, out_dir: Path, *, overwrite: bool = False,
     from geocamat.outputs.plots import plot_confusion, plot_history
     from geocamat.tasks.landuse.module import EpochHistory, LandUseTask
 
+    fix_mmap_threshold()  # decoded full-size images freed by the thousand would otherwise fragment the heap and grow
     started = time.perf_counter()
     quiet_lightning(progress)
     L.seed_everything(config.seed, verbose=False)
@@ -187,8 +189,10 @@ def evaluate_scenes(bundle: Bundle, scenes: str | Path, *, whole: bool = False, 
     """Accuracy of a scene bundle on a scene folder (see :func:`scored_scenes`), clean and under occlusions."""
     from torch.utils.data import DataLoader
 
+    from geocamat.allocator import fix_mmap_threshold
     from geocamat.camat.robustness import robustness_report
 
+    fix_mmap_threshold()  # as in training
     items, what = scored_scenes(bundle, scenes, whole)
     data, _, _, _, _ = _data(items, bundle.tile_size, cache_mb, bundle.mean, bundle.std)
     model = bundle.build_model()

@@ -159,6 +159,12 @@ def test_a_scene_larger_than_the_training_images_is_classified_in_chips(model, t
     whole = CliRunner().invoke(cli, ["predict", "--model", str(model / "run" / "model.geocamat"), "--out",
                                      str(tmp_path / "whole"), "--chip-size", "0", str(scene)])
     assert whole.exit_code == 0 and "1 images (" in whole.output, whole.output
+    with rasterio.open(scene, "r+") as dst:  # every pixel nodata: refused in one line, nothing written
+        dst.write(np.zeros((3, 50, 70), np.uint8))
+    empty = CliRunner().invoke(cli, ["predict", "--model", str(model / "run" / "model.geocamat"), "--out",
+                                     str(tmp_path / "empty"), str(scene)])
+    assert empty.exit_code == 2 and "every cell of scene.tif is nodata" in empty.output, empty.output
+    assert empty.output.count("\n") == 1 and not (tmp_path / "empty" / "scenes.csv").exists()
 
 
 def test_values_unlike_the_training_images_are_said_and_info_check_knows_scene_models(model, tmp_path):

@@ -96,20 +96,25 @@ def load_image(path: str | Path, size: int | tuple[int, int] | None = None) -> T
     formats through Pillow (palette, RGBA and CMYK as RGB; grey stays one band). With ``size``, the image is
     resized (antialiased bilinear).
     """
-    path = Path(path)
-    readers = (_read_raster, _read_pillow) if path.suffix.lower() in (".tif", ".tiff") else (_read_pillow,
-                                                                                            _read_raster)
+    return _as_tensor(_read_with(Path(path), _read_raster, _read_pillow), size)
+
+
+def _read_with(path: Path, raster, pillow):
+    """``raster(path)`` or ``pillow(path)``, whichever reads it, rasterio first for TIFFs and Pillow first for
+    the rest (what :func:`load_image` and :func:`scene_header` both need).
+
+    Raises:
+        InvalidRasterError: neither can read it.
+    """
+    readers = (raster, pillow) if path.suffix.lower() in (".tif", ".tiff") else (pillow, raster)
     errors = []
     for read in readers:
         try:
-            arr = read(path)
-            break
+            return read(path)
         except Exception as exc:  # noqa: BLE001 - the other reader may know the file
             errors.append(str(exc))
-    else:
-        raise InvalidRasterError(f"cannot read image {path}: {'; '.join(errors)}; re-export it or remove it from "
-                                 "the folder")
-    return _as_tensor(arr, size)
+    raise InvalidRasterError(f"cannot read image {path}: {'; '.join(errors)}; re-export it or remove it from the "
+                             "folder")
 
 
 def _as_tensor(arr: np.ndarray, size: int | tuple[int, int] | None) -> Tensor:
@@ -172,17 +177,7 @@ def scene_header(path: str | Path) -> tuple[int, int, int]:
     Raises:
         InvalidRasterError: neither reader can open it.
     """
-    path = Path(path)
-    readers = (_raster_header, _pillow_header) if path.suffix.lower() in (".tif", ".tiff") else (_pillow_header,
-                                                                                                _raster_header)
-    errors = []
-    for read in readers:
-        try:
-            return read(path)
-        except Exception as exc:  # noqa: BLE001 - the other reader may know the file
-            errors.append(str(exc))
-    raise InvalidRasterError(f"cannot read image {path}: {'; '.join(errors)}; re-export it or remove it from the "
-                             "folder")
+    return _read_with(Path(path), _raster_header, _pillow_header)
 
 
 def scene_bands(path: str | Path) -> int:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from geocamat.data.scenes import IMAGE_SUFFIXES
-from geocamat.errors import InputNotFoundError
+from geocamat.errors import InputNotFoundError, InvalidRasterError
 
 #: the results ``geocamat predict`` writes for a scene model
 SCENE_RESULTS = ("scenes.csv", "scenes.gpkg", "scenes.qml", "report.json")
@@ -339,6 +339,9 @@ def predict_scenes(bundle, images: list[str], stage: Path, *, batch_size: int = 
     if greys:
         notes.append(f"note: {greys} grey image{'s' if greys != 1 else ''} repeated into the model's 3 bands")
     classified = sum(counts.values())
+    if not classified:  # every unit was a cell of nodata only: an empty result would read as "nothing there"
+        raise InvalidRasterError(f"every cell of {', '.join(p.name for p in paths[:3])} is nodata: check the "
+                                 "images' nodata value (gdalinfo) or give other images")
     if places.written and places.written < classified:
         notes.append(f"note: {classified - places.written} of {classified} images are not georeferenced: they are "
                      "in scenes.csv only, not in scenes.gpkg")

@@ -184,9 +184,8 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
         _, v_boxes, _ = _load_labelled(v_images, v_labels, cfg.label_field, classes)
         v_tiles = [Tile(i, c, r) for i, b in enumerate(v_boxes) for c in grid_offsets(b.width, ts, ts)
                    for r in grid_offsets(b.height, ts, ts)]
-        val_ds = DetectionTiles(open_normalised(v_images, mean, std, cfg.normalise, cfg.scene_cache_mb, len(bands)),
-                                v_boxes,
-                                class_index, v_tiles, ts)
+        v_sources = open_normalised(v_images, mean, std, cfg.normalise, cfg.scene_cache_mb, len(bands))
+        val_ds = DetectionTiles(v_sources, v_boxes, class_index, v_tiles, ts)
         train_tiles, _ = plan_tiles(boxes, ts, val_fraction=0.0, empty_ratio=float(cfg.empty_ratio),
                                     max_tiles=cfg.max_tiles, seed=seed)
     else:

@@ -82,8 +82,9 @@ def scene(folder: Path, scale: int, two_grids: bool) -> str:
     return str(folder / "lsat7_2000_*.tif")
 
 
-def timed(cmd: list[str]) -> dict:
-    """Run ``cmd`` under /usr/bin/time -v: wall seconds, peak RSS (MiB), its last lines."""
+def timed(cmd: list[str], also: tuple[str, ...] = ()) -> dict:
+    """Run ``cmd`` under /usr/bin/time -v: wall seconds, peak RSS (MiB), its note/wrote lines (and those holding
+    any of ``also``)."""
     start = time.perf_counter()
     proc = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -91,7 +92,8 @@ def timed(cmd: list[str]) -> dict:
         sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1)) / 1024
     return {"wall_s": round(wall, 1), "peak_rss_mib": round(rss, 1),
-            "said": [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith(("note", "wrote"))]}
+            "said": [line for line in (proc.stdout + proc.stderr).splitlines()
+                     if line.startswith(("note", "wrote")) or any(a in line for a in also)]}
 
 
 def main() -> None:

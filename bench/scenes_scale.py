@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import sys
 import time
@@ -46,16 +45,10 @@ def copies(folder: Path, times: int) -> Path:
 
 
 def timed(cmd: list[str]) -> dict:
-    """Run ``cmd`` under /usr/bin/time -v: wall seconds, peak RSS (MiB), its summary line."""
-    start = time.perf_counter()
-    proc = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
-    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1)) / 1024
-    return {"wall_s": round(wall, 1), "peak_rss_mib": round(rss, 1),
-            "said": [line for line in (proc.stdout + proc.stderr).splitlines()
-                     if line.startswith(("note", "wrote")) or "scenes of" in line]}
+    """:func:`band_grids_scale.timed`, keeping the line that says how the scenes were decoded."""
+    from band_grids_scale import timed as run_timed
+
+    return run_timed(cmd, also=("scenes of",))
 
 
 def main() -> None:

@@ -108,6 +108,7 @@ def _scene_images(bundle, images: list[str], out: list[Finding]) -> None:
     images will be classified in cells, and the values of the first images against the training images'."""
     import torch
 
+    from geocamat.data.grey import fits, grey_for_colour
     from geocamat.data.scenes import load_image, same_bands, scene_header
     from geocamat.data.value_check import scaling_warning
     from geocamat.tasks.scenes.classify import CHIP_FACTOR, scene_files
@@ -126,10 +127,10 @@ def _scene_images(bundle, images: list[str], out: list[Finding]) -> None:
         except GeocamatError as exc:
             problems.append(Finding("problem", "image", str(exc)))
             continue
-        if bands != want and not (bands == 1 and want == 3):
+        if not fits(bands, want):
             problems.append(Finding("problem", str(path), f"{bands} bands but the model expects {want}"))
             continue
-        greys += bands != want
+        greys += grey_for_colour(bands, want)
         big += bool(side) and max(w, h) > CHIP_FACTOR * side
         sizes.append(max(w, h))
         good.append(path)

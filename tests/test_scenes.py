@@ -92,7 +92,7 @@ def test_a_grey_image_among_colour_ones_gets_three_bands_and_other_mixes_are_ref
 def test_scenes_decoded_when_drawn_serve_what_the_in_memory_ones_serve(tmp_path):
     """Above cache_mb the scenes are decoded as they are drawn: the same normalised samples as decoded once into
     memory (given the normalisation), a grey image repeated into 3 bands in both, counted from the headers."""
-    from geocamat.data.scenes import SceneFiles, sampled_band_stats, scene_bands
+    from geocamat.data.scenes import SceneFiles, sampled_band_stats, scene_header
     from geocamat.tasks.scenes.workflow import _data
 
     _make(tmp_path)
@@ -100,7 +100,7 @@ def test_scenes_decoded_when_drawn_serve_what_the_in_memory_ones_serve(tmp_path)
     Image.fromarray(np.full((22, 24), 90, np.uint8)).save(grey)
     s = split_scenes(tmp_path, train_fraction=0.5, seed=0)
     items = s.train + [(grey, 0)]
-    assert scene_bands(grey) == 1 and scene_bands(s.train[0][0]) == 3
+    assert scene_header(grey)[0] == 1 and scene_header(s.train[0][0])[0] == 3
     notes = []
     memory, mean, std, streamed, side = _data(items, 16, cache_mb=1e6, log=notes.append)
     assert not streamed and notes == ["note: 1 grey scene image repeated into the 3 bands of the others"]

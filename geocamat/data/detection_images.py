@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 
 from geocamat.data.boxes import ImageInfo
+from geocamat.data.grey import grey_for_colour
 from geocamat.data.paths import expand_paths as _expand
 from geocamat.errors import InvalidRasterError
 
@@ -53,7 +54,7 @@ def band_indexes(src, bands: int | None) -> list[int]:
     """
     if bands is None or src.count == bands:
         return list(range(1, src.count + 1))
-    if src.count == 1 and bands == 3:
+    if grey_for_colour(src.count, bands):
         return [1, 1, 1]
     raise InvalidRasterError(f"{src.name} has {src.count} bands where {bands} are needed; give images with the "
                              f"same bands")

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from geocamat.data.grey import grey_for_colour
 from geocamat.errors import InputNotFoundError, InvalidLabelsError, InvalidRasterError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
@@ -161,14 +162,19 @@ def same_bands(images: list[Tensor], paths: list[Path], bands: int | None = None
     for x, path, c in zip(images, paths, counts, strict=True):
         if c == target:
             out.append(x)
-        elif c == 1 and target == 3:
+        elif grey_for_colour(c, target):
             out.append(x.expand(3, -1, -1).clone())
             greys += 1
         else:
-            raise InvalidRasterError(
-                f"scene image {path} has {c} band{'s' if c != 1 else ''} but {source if bands else 'the others have'} "
-                f"{target}: give every image the same bands (convert or remove it)")
+            raise band_count_error(path, c, target, source if bands else "the others have")
     return out, greys
+
+
+def band_count_error(path, count: int, target: int, source: str) -> InvalidRasterError:
+    """The one-line error for a scene image with ``count`` bands where ``source`` (e.g. "the model expects")
+    ``target``."""
+    return InvalidRasterError(f"scene image {path} has {count} band{'s' if count != 1 else ''} but {source} "
+                              f"{target}: give every image the same bands (convert or remove it)")
 
 
 def scene_header(path: str | Path) -> tuple[int, int, int]:
@@ -178,11 +184,6 @@ def scene_header(path: str | Path) -> tuple[int, int, int]:
         InvalidRasterError: neither reader can open it.
     """
     return _read_with(Path(path), _raster_header, _pillow_header)
-
-
-def scene_bands(path: str | Path) -> int:
-    """The band count :func:`load_image` gives an image, from its header."""
-    return scene_header(path)[0]
 
 
 def _pillow_header(path: Path) -> tuple[int, int, int]:
@@ -274,7 +275,7 @@ class SceneFiles(Dataset):
         size: side in pixels of the (square) images served.
         mean, std: per-band normalisation.
         bands: the band count served (a grey image is repeated into 3 bands; any other count is refused when
-            drawn, so check the headers first with :func:`scene_bands`).
+            drawn, so check the headers first with :func:`scene_header`).
 
     Samples are :class:`SceneDataset`'s, normalised: ``{"image", "label", "index"}``.
     """

@@ -304,14 +304,16 @@ def _training_bands(images: list[str], log) -> list[str]:
     """The band names of the training images: one count for all, or grey images among colour ones (read as 3
     equal bands, said in one line); any other mix is refused."""
     from geocamat.data.detection_images import band_names
+    from geocamat.data.grey import fits, grey_for_colour
 
     names = [band_names(p) for p in images]
-    counts = sorted({len(n) for n in names})
-    if counts == [1, 3]:
-        grey = sum(len(n) == 1 for n in names)
+    counts = [len(n) for n in names]
+    if not all(fits(c, max(counts)) for c in counts):
+        raise InvalidRasterError(f"the training images have different band counts ({sorted(set(counts))}); use one "
+                                 "stack")
+    grey = sum(grey_for_colour(c, max(counts)) for c in counts)
+    if grey:
         log(f"note: {grey} grey image{'s' if grey > 1 else ''} among colour ones, read as 3 equal bands")
-    elif len(counts) > 1:
-        raise InvalidRasterError(f"the training images have different band counts ({counts}); use one stack")
     return max(names, key=len)
 
 
@@ -319,14 +321,13 @@ def _check_bands(bundle: Bundle, path: str) -> bool:
     """Refuse an image without the model's band count; True when it is a grey image a colour model reads as 3
     equal bands."""
     from geocamat.data.detection_images import band_names
+    from geocamat.data.grey import fits, grey_for_colour
 
     n, want = len(band_names(path)), len(bundle.bands)
-    if n == 1 and want == 3:
-        return True
-    if n != want:
+    if not fits(n, want):
         raise InvalidRasterError(f"{path} has {n} bands but the model expects {want} "
                                  f"({', '.join(bundle.bands)}); give imagery with the training bands")
-    return False
+    return grey_for_colour(n, want)
 
 
 def _normalisation(bundle: Bundle, path: str) -> tuple[list[float], list[float]]:

@@ -29,19 +29,17 @@ def _bands_of(items, bands: int | None, source: str) -> tuple[int, int, int]:
     other count refused in one line."""
     import statistics
 
-    from geocamat.data.scenes import scene_header
-    from geocamat.errors import InvalidRasterError
+    from geocamat.data.grey import fits, grey_for_colour
+    from geocamat.data.scenes import band_count_error, scene_header
 
     headers = [scene_header(p) for p, _ in items]
     counts = [h[0] for h in headers]
     target = bands or max(set(counts), key=lambda c: (counts.count(c), c))
     for (path, _), c in zip(items, counts, strict=True):
-        if c != target and not (c == 1 and target == 3):
-            raise InvalidRasterError(
-                f"scene image {path} has {c} band{'s' if c != 1 else ''} but {source if bands else 'the others have'} "
-                f"{target}: give every image the same bands (convert or remove it)")
+        if not fits(c, target):
+            raise band_count_error(path, c, target, source if bands else "the others have")
     side = round(statistics.median((w * h) ** 0.5 for _, w, h in headers))
-    return target, sum(c == 1 and target == 3 for c in counts), side
+    return target, sum(grey_for_colour(c, target) for c in counts), side
 
 
 def _data(items, size: int, cache_mb: float, mean=None, std=None, log: Callable[[str], None] | None = None,
@@ -132,8 +130,7 @@ def train_scenes(config: SceneConfig, out_dir: Path, *, overwrite: bool = False,
         model = task.model.cpu().eval()
         bundle = Bundle(task="scenes", model=spec, state_dict=model.state_dict(),
                         bands=[f"band{i + 1}" for i in range(len(mean))], mean=mean, std=std, classes=classes,
-                        tile_size=size,
-                        regulariser=regulariser.settings(),
+                        tile_size=size, regulariser=regulariser.settings(),
                         extra={"train_fraction": config.train_fraction, "seed": config.seed,
                                "scenes": str(config.scenes), "init": init_record, "source_side": side})
         with torch.no_grad():

@@ -20,7 +20,8 @@ def expand_paths(items: str | list[str], what: str = "image") -> list[str]:
     return [str(p) for p in _expand(items, IMAGE_SUFFIXES, what)]
 
 
-def _open(path: str):
+def open_image(path: str):
+    """The image opened by rasterio (a plain PNG/JPG without a georeference warning); one line if it cannot be."""
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
 
@@ -34,14 +35,14 @@ def _open(path: str):
 
 def image_info(path: str) -> ImageInfo:
     """Size, CRS and transform of an image (CRS None for plain PNG/JPG)."""
-    with _open(path) as src:
+    with open_image(path) as src:
         crs = src.crs if src.crs else None
         return ImageInfo(str(path), src.width, src.height, crs, src.transform if crs else None)
 
 
 def band_names(path: str) -> list[str]:
     """Band names from the file's descriptions, else ``band1``...``bandN``."""
-    with _open(path) as src:
+    with open_image(path) as src:
         return [d or f"band{i + 1}" for i, d in enumerate(src.descriptions)]
 
 
@@ -72,7 +73,7 @@ def read_image(path: str, window: tuple[int, int, int, int] | None = None,
     Returns:
         (float32 (C, H, W) pixels, bool (H, W) validity: false on nodata and outside the image).
     """
-    with _open(path) as src:
+    with open_image(path) as src:
         return _read_window(src, window, bands)
 
 
@@ -115,7 +116,7 @@ class NormalisedImage:
         self.path, self.bands = str(path), bands
         self.mean = np.asarray(mean, np.float32).reshape(-1, 1, 1)
         self.std = np.asarray(std, np.float32).reshape(-1, 1, 1)
-        with _open(self.path) as src:
+        with open_image(self.path) as src:
             self.shape = (len(band_indexes(src, bands)), src.height, src.width)
         self._src, self._pid = None, None
 
@@ -127,7 +128,7 @@ class NormalisedImage:
             from geocamat.data.chunks import bound_gdal_cache
 
             bound_gdal_cache()  # GDAL's block cache would otherwise grow with the scene (in each worker too)
-            self._src, self._pid = _open(self.path), os.getpid()
+            self._src, self._pid = open_image(self.path), os.getpid()
         data, valid = _read_window(self._src, (col, row, width, height), self.bands)
         x = (data - self.mean) / self.std
         x[:, ~valid] = 0
@@ -185,7 +186,7 @@ def image_band_stats(path: str, max_side: int = 1024, bands: int | None = None) 
     The read is decimated (nearest) so that any image, however large, costs at most ``max_side``^2 pixels a
     band; training and prediction call this same function, so an image gets the same statistics in both.
     """
-    with _open(path) as src:
+    with open_image(path) as src:
         arr, valid = _decimated(src, max_side, bands)
     px = arr[:, valid]
     if px.shape[1] == 0:
@@ -212,7 +213,7 @@ def band_stats(paths: list[str], max_side: int = 1024, bands: int | None = None)
     """
     sums, empty = None, []
     for path in paths:
-        with _open(path) as src:
+        with open_image(path) as src:
             arr, valid = _decimated(src, max_side, bands)
             full = src.width * src.height
         px = arr[:, valid]

@@ -136,12 +136,8 @@ def load_window(src, window: tuple[int, int, int, int], size: int) -> tuple[Tens
     (alpha bands dropped, 8-bit divided by 255, resized to ``size``), and the share of its pixels with data."""
     from rasterio.windows import Window
 
-    from geocamat.data.stack import mask_kind
-
-    _, alpha = mask_kind(src)
-    keep = [b + 1 for b in range(src.count) if b not in alpha]
     win = Window(*window)
-    arr = src.read(keep, window=win)
+    arr = src.read(_image_bands(src), window=win)
     valid = float((src.dataset_mask(window=win) > 0).mean())
     return _as_tensor(np.moveaxis(arr, 0, -1), size), valid
 
@@ -196,10 +192,8 @@ def _pillow_header(path: Path) -> tuple[int, int, int]:
 def _raster_header(path: Path) -> tuple[int, int, int]:
     import rasterio
 
-    from geocamat.data.stack import mask_kind
-
     with rasterio.open(path) as src:
-        return src.count - len(mask_kind(src)[1]), src.width, src.height
+        return len(_image_bands(src)), src.width, src.height
 
 
 def _read_pillow(path: Path) -> np.ndarray:
@@ -212,12 +206,16 @@ def _read_pillow(path: Path) -> np.ndarray:
 def _read_raster(path: Path) -> np.ndarray:
     import rasterio
 
+    with rasterio.open(path) as src:
+        return np.moveaxis(src.read(_image_bands(src)), 0, -1)
+
+
+def _image_bands(src) -> list[int]:
+    """The 1-based bands of an open rasterio image that hold pixels (alpha bands dropped)."""
     from geocamat.data.stack import mask_kind
 
-    with rasterio.open(path) as src:
-        _, alpha = mask_kind(src)
-        keep = [b + 1 for b in range(src.count) if b not in alpha]
-        return np.moveaxis(src.read(keep), 0, -1)
+    _, alpha = mask_kind(src)
+    return [b + 1 for b in range(src.count) if b not in alpha]
 
 
 class SceneDataset(Dataset):

@@ -114,15 +114,10 @@ class UnitReader:
         if unit.window is None:
             return load_image(unit.path, self.size), 1.0
         if unit.path != self.path:
+            from geocamat.data.detection_images import open_image
+
             self.close()
-            import warnings
-
-            import rasterio
-            from rasterio.errors import NotGeoreferencedWarning
-
-            with warnings.catch_warnings():  # a plain PNG/JPG scene is chipped as well
-                warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                self.src, self.path = rasterio.open(unit.path), unit.path
+            self.src, self.path = open_image(str(unit.path)), unit.path  # a plain PNG/JPG scene is chipped as well
         return load_window(self.src, unit.window, self.size)
 
     def close(self) -> None:
@@ -156,17 +151,13 @@ class Places:
 
     def _image(self, path: Path):
         if path not in self._images:
-            import warnings
-
-            import rasterio
-            from rasterio.errors import NotGeoreferencedWarning
+            from geocamat.data.detection_images import open_image
+            from geocamat.errors import GeocamatError
 
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                    with rasterio.open(path) as src:
-                        self._images[path] = (src.crs.to_wkt(), src.transform, src.bounds) if src.crs else None
-            except Exception:  # noqa: BLE001 - a plain image Pillow reads but GDAL does not: no footprint
+                with open_image(str(path)) as src:
+                    self._images[path] = (src.crs.to_wkt(), src.transform, src.bounds) if src.crs else None
+            except GeocamatError:  # a plain image Pillow reads but GDAL does not: no footprint
                 self._images[path] = None
         return self._images[path]
 

@@ -14,7 +14,11 @@ drawn. Each run under /usr/bin/time.
 
 ``--cells``: a whole scene classified in cells. A scene model is trained on 16-px chips of the NC sample's six
 bands (each chip's class: the majority of strata.tif under it; camnet-xs, 5 epochs), then classifies the NC
-scene (1x) and the NC scene upsampled 10x a side (100x the pixels, 4890 x 4430) in 16-px cells.
+scene (1x) and the NC scene upsampled 10x a side (100x the pixels, 4890 x 4430) in 16-px cells (``--chip-size
+16``: the cost at 100x the cells), and the upsampled scene by default: cells of the training chips' ground (160 px
+at its 2.85 m pixels). Each run's cells are scored against strata.tif (the majority class under each cell,
+weighted by the cell's area): the same ground should give the 1x scene's agreement, 16-px cells of the upsampled
+scene show the model patches at 10x the scale it learnt.
 """
 
 from __future__ import annotations
@@ -180,6 +184,28 @@ def nc_chips(folder: Path, stack: Path, chip: int = 16) -> Path:
     return folder
 
 
+def strata_agreement(scene: Path, table: Path) -> float:
+    """Share of the classified cells' area whose class is the majority of strata.tif under the cell."""
+    import csv
+
+    import numpy as np
+    import rasterio
+    from rasterio.enums import Resampling
+
+    with rasterio.open(scene) as src, rasterio.open(STRATA) as lab:
+        labels = lab.read(1, out_shape=(src.height, src.width), resampling=Resampling.nearest)
+    agree = total = 0
+    with table.open() as fh:
+        for row in csv.DictReader(fh):
+            c, r, w, h = (int(row[k]) for k in ("col", "row", "width", "height"))
+            cell = labels[r:r + h, c:c + w]
+            values, counts = np.unique(cell[cell > 0], return_counts=True)
+            if len(values):
+                agree += w * h * (f"class_{int(values[counts.argmax()])}" == row["class_name"])
+                total += w * h
+    return round(agree / total, 4)
+
+
 def cell_cases(args, geocamat: str) -> None:
     """A scene model on NC chips classifies the NC scene at 1x and 100x in 16-px cells."""
     results = {"command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -192,15 +218,16 @@ def cell_cases(args, geocamat: str) -> None:
                         str(model.parent), "--epochs", "5", "--arch", "camnet-xs", "--set", "image_size=16",
                         "--quiet", "--overwrite"], check=True)
     results["model"] = json.loads((model.parent / "metrics.json").read_text())["held_out"]["overall_accuracy"]
-    for name, scale in (("x1", 1), ("x100", 10)):
+    for name, scale, extra in (("x1", 1, []), ("x100", 10, ["--chip-size", "16"]), ("x100_ground", 10, [])):
         scene = nc_stack(args.work / f"nc_x{scale * scale}.tif", scale)
         out = args.work / f"cells_{name}"
         run = timed(["env", f"OMP_NUM_THREADS={args.threads}", geocamat, "predict", "--model", str(model), "--out",
-                     str(out), "--overwrite", str(scene)])
+                     str(out), "--overwrite", *extra, str(scene)])
         report = json.loads((out / "report.json").read_text())
         run.update(cells=report["chips"], classified=report["classified"], empty=report["empty_chips"],
                    cells_per_s=round(report["chips"] / report["timings"]["seconds"], 1),
-                   gpkg_mib=round((out / "scenes.gpkg").stat().st_size / 2**20, 1), counts=report["counts"])
+                   gpkg_mib=round((out / "scenes.gpkg").stat().st_size / 2**20, 1), counts=report["counts"],
+                   strata_agreement=strata_agreement(scene, out / "scenes.csv"))
         results["cases"][name] = run
         print(name, json.dumps(run), flush=True)
     c = results["cases"]

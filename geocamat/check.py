@@ -111,14 +111,15 @@ def _scene_images(bundle, images: list[str], out: list[Finding]) -> None:
     from geocamat.data.grey import fits, grey_for_colour
     from geocamat.data.scenes import load_image, same_bands, scene_header
     from geocamat.data.value_check import scaling_warning
-    from geocamat.tasks.scenes.classify import CHIP_FACTOR, scene_files
+    from geocamat.tasks.scenes.classify import scene_files
+    from geocamat.tasks.scenes.ground import CHIP_FACTOR, auto_chip, image_metres, training_side
 
     try:
         files = scene_files(list(images))
     except GeocamatError as exc:
         out.append(Finding("problem", "images", str(exc)))
         return
-    want, side = len(bundle.bands), bundle.extra.get("source_side")
+    want, side, metres = len(bundle.bands), bundle.extra.get("source_side"), bundle.extra.get("source_metres")
     good, greys, big, problems = [], 0, 0, []
     sizes = []
     for path in files:
@@ -131,7 +132,7 @@ def _scene_images(bundle, images: list[str], out: list[Finding]) -> None:
             problems.append(Finding("problem", str(path), f"{bands} bands but the model expects {want}"))
             continue
         greys += grey_for_colour(bands, want)
-        big += bool(side) and max(w, h) > CHIP_FACTOR * side
+        big += bool(auto_chip(w, h, training_side(side, metres, image_metres(path) if metres else None)))
         sizes.append(max(w, h))
         good.append(path)
     out.extend(problems[:MAX_LISTED])
@@ -143,7 +144,9 @@ def _scene_images(bundle, images: list[str], out: list[Finding]) -> None:
     if greys:
         said += f"; {greys} grey, repeated into 3 bands"
     if big:
-        said += f"; {big} over {CHIP_FACTOR:g}x the training images' {side} px, classified in cells of that size"
+        ground = f" ({side * metres:.4g} m)" if metres else ""
+        said += (f"; {big} over {CHIP_FACTOR:g}x the training images' {side} px{ground}, classified in cells of "
+                 f"that {'ground' if metres else 'size'}")
     out.append(Finding("ok", "images", said))
     x, _ = same_bands([load_image(p, int(bundle.tile_size)) for p in good[:VALUE_SAMPLE]], good[:VALUE_SAMPLE], want)
     warned = scaling_warning(torch.stack(x).double().mean(dim=(0, 2, 3)).numpy(), bundle.bands, bundle.mean,

@@ -36,7 +36,8 @@ def test_yaml_paths_resolve_against_the_file_and_flags_override(tmp_path: Path):
     ("label_offset=sideways", "label_offset"), ("label_offset=[1]", "label_offset"), ("ema_decay=1", "ema_decay"),
     ("ema_decay=-0.5", "ema_decay"), ("cutmix=1.5", "cutmix"), ("cutmix=often", "cutmix"),
     ("camat.fill=glitter", "fill"), ("camat.tau=0", "tau"), ("camat.colour=1", "colour"), ("arch=vgg", "arch"),
-    ("tile_size=4", "tile_size"), ("num_workers=-1", "num_workers"),
+    ("tile_size=4", "tile_size"), ("num_workers=-1", "num_workers"), ("num_threads=0", "num_threads"),
+    ("num_threads=two", "num_threads"),
 ])
 def test_invalid_settings_are_reported(assignment, message):
     with pytest.raises(ConfigError, match=message):
@@ -132,3 +133,21 @@ def test_help_shows_each_tasks_default():
     assert "landuse 16; detection 400" in out
     for fill in ("mean", "zero", "white", "max", "noise", "blur", "mixed"):
         assert fill in out
+
+
+@pytest.mark.parametrize("config", [SceneConfig, LandUseConfig, "detection"])
+def test_every_task_sets_torch_threads_from_num_threads(config):
+    """num_threads is a setting of every training task (one run per core when several share a machine)."""
+    import torch
+
+    from geocamat.tasks.training import use_threads
+
+    cls = get_task(config).Config if isinstance(config, str) else config
+    before = torch.get_num_threads()
+    try:
+        use_threads(cls(num_threads=1))
+        assert torch.get_num_threads() == 1
+        use_threads(cls())  # unset: torch's default is left alone
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

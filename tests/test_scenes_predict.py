@@ -143,7 +143,7 @@ def test_a_scene_larger_than_the_training_images_is_classified_in_chips(model, t
     result = CliRunner().invoke(cli, ["predict", "--model", str(model / "run" / "model.geocamat"), "--out", str(out),
                                       str(scene)])
     assert result.exit_code == 0, result.output
-    assert "scene.tif is 70x50 px, 4x the training images (16 px): classified in 16-px chips" in result.output
+    assert "scene.tif is 70x50 px, 4x the training images (16 px): classified in cells of 16 px" in result.output
     report = json.loads((out / "report.json").read_text())
     assert report["chips"] == 5 * 4 and report["empty_chips"] == 2 and report["classified"] == 18
     layer = gpd.read_file(out / "scenes.gpkg")
@@ -187,3 +187,48 @@ def test_values_unlike_the_training_images_are_said_and_info_check_knows_scene_m
         dst.write(np.zeros((2, 16, 16), np.uint16))
     check = CliRunner().invoke(cli, ["info", "--check", bundle, str(chips)])
     assert "two.tif: 2 bands but the model expects 3" in check.output and "warning: values:" in check.output
+
+
+def test_a_model_of_georeferenced_chips_cuts_other_resolutions_by_ground(tmp_path):
+    """Trained on 16-px GeoTIFF chips at 10 m, the bundle records 10 m pixels; a 5 m scene is cut into 32-px cells
+    (the 160 m of a training chip), not 16-px ones; a 16-px chip at 1 m (16 m a side, 10x less ground) is warned
+    about; info --check says the cells follow the ground."""
+    import geopandas as gpd
+
+    from geocamat.bundle import Bundle
+
+    data = tmp_path / "data"
+    for name, level in (("dark", 40), ("bright", 200)):
+        (data / name).mkdir(parents=True)
+        for i in range(6):
+            _chip(data / name / f"{i}.tif", level + i, 400_000 + 160 * i)
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", "--scenes", str(data), "--set", "image_size=16", "--epochs", "2",
+                                      "--arch", "camnet-xs", "--batch-size", "4", "--out", str(run), "--quiet"])
+    assert result.exit_code == 0, result.output
+    bundle = Bundle.load(run / "model.geocamat")
+    assert bundle.extra["source_side"] == 16 and bundle.extra["source_metres"] == pytest.approx(10)
+
+    scene = tmp_path / "scene.tif"
+    with rasterio.open(scene, "w", driver="GTiff", width=96, height=64, count=3, dtype="uint8", crs="EPSG:32617",
+                       transform=from_origin(400_000, 3_285_000, 5, 5)) as dst:
+        dst.write(np.full((3, 64, 96), 120, np.uint8))
+    small = tmp_path / "small.tif"
+    with rasterio.open(small, "w", driver="GTiff", width=16, height=16, count=3, dtype="uint8", crs="EPSG:32617",
+                       transform=from_origin(400_000, 3_285_000, 1, 1)) as dst:
+        dst.write(np.full((3, 16, 16), 120, np.uint8))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["predict", "--model", str(run / "model.geocamat"), "--out", str(out),
+                                      str(scene), str(small)])
+    assert result.exit_code == 0, result.output
+    assert ("scene.tif is 96x64 px at 5 m, 3x the training images (16 px (160 m)): classified in cells of "
+            "32 px (160 m)") in result.output
+    assert "warning: 1 image covers under 1/4 or over 4x the ground of a training image (e.g. small.tif: 16 m" \
+        in result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["chips"] == 3 * 2 and report["classified"] == 7 and report["model"]["source_metres"] == 10
+    cells = gpd.read_file(out / "scenes.gpkg")
+    assert sorted(round(g.area) for g in cells.geometry)[-6:] == [160 * 160] * 6
+    check = CliRunner().invoke(cli, ["info", "--check", str(run / "model.geocamat"), str(scene)])
+    assert "1 over 2x the training images' 16 px (160 m), classified in cells of that ground" in check.output, \
+        check.output

@@ -40,6 +40,8 @@ class TrainSettings:
     num_nodes: int = setting(1, "Machines for distributed training.")
     precision: str | None = setting(None, "Lightning precision; default bf16-mixed on a GPU, 32-true on the CPU.")
     num_workers: int = setting(0, "DataLoader worker processes.")
+    num_threads: int | None = setting(None, "CPU threads for torch in this process (default: torch's, one per "
+                                      "core); e.g. 1 per run when several runs share a machine.")
 
     #: regularisers this task supports (a subclass may narrow it)
     regularisers = REGULARISER_NAMES
@@ -52,6 +54,8 @@ class TrainSettings:
                               f"not {self.regulariser!r}")
         if not isinstance(self.num_workers, int) or self.num_workers < 0:
             raise ConfigError(f"num_workers must be an integer >= 0, not {self.num_workers!r}")
+        if self.num_threads is not None:
+            positive_int(self, "num_threads")
 
 
 @dataclass

@@ -58,6 +58,14 @@ def quiet_lightning(progress: bool) -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def use_threads(config) -> None:
+    """Set torch's CPU threads to the run's ``num_threads`` (unset: torch's default)."""
+    import torch
+
+    if config.num_threads:
+        torch.set_num_threads(int(config.num_threads))
+
+
 def build_trainer(config, stage: Path | None, callbacks: list, progress: bool, **kwargs):
     """A Lightning Trainer from the run's settings (devices, strategy, nodes, precision: bf16 on GPU); without
     ``progress``, Lightning's INFO lines are silenced too (:func:`quiet_lightning`), for every task."""

@@ -72,7 +72,6 @@ class DetectionConfig(TrainSettings):
     nms_iou: float = setting(0.5, "IoU of cross-tile non-maximum suppression stored in the model.")
     overlap: float = setting(0.25, "Tile overlap of predict stored in the model.")
     cam_weight: float = setting(1.0, "Weight of the auxiliary multi-label (CAM head) loss.")
-    num_threads: int | None = setting(None, "CPU threads for torch (default: torch's).")
 
     regularisers = DETECTION_REGULARISERS
     #: what the model settings left unset (None) become when no starting weights say otherwise

@@ -18,7 +18,7 @@ from geocamat.data.classes import build_classes
 from geocamat.errors import BundleError, ConfigError, InvalidLabelsError, InvalidRasterError
 from geocamat.outputs.jsonfile import write_json
 from geocamat.tasks.detection.config import DetectionConfig, EvaluateOptions, PredictOptions
-from geocamat.tasks.training import build_regulariser_from, build_trainer, set_zero_fill
+from geocamat.tasks.training import build_regulariser_from, build_trainer, set_zero_fill, use_threads
 
 
 def _load_labelled(images: list[str], labels: list[str], label_field: str, classes: list[str] | None):
@@ -145,8 +145,7 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
 
     init = load_init(cfg.weights, cfg.init_from, progress)
     stem = _start_spec(cfg, init)
-    if cfg.num_threads:
-        torch.set_num_threads(int(cfg.num_threads))
+    use_threads(cfg)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     images = expand_paths(cfg.images, "image")

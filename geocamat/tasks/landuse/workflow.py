@@ -29,6 +29,7 @@ from geocamat.tasks.training import (
     run_folder,
     set_zero_fill,
     start_task,
+    use_threads,
 )
 
 
@@ -197,6 +198,7 @@ def train_landuse(config: LandUseConfig, out_dir: Path, *, overwrite: bool = Fal
 
     started = time.perf_counter()
     quiet_lightning(progress)
+    use_threads(config)
     L.seed_everything(config.seed, verbose=False)
     if config.data_pipeline == "stream":
         from geocamat.data.chunks import bound_gdal_cache

@@ -22,14 +22,13 @@ import numpy as np
 
 from geocamat.data.scenes import IMAGE_SUFFIXES
 from geocamat.errors import InputNotFoundError, InvalidRasterError
+from geocamat.tasks.scenes.ground import SCALE_WARNING, auto_chip, describe, image_metres, training_side
 
 #: the results ``geocamat predict`` writes for a scene model
 SCENE_RESULTS = ("scenes.csv", "scenes.gpkg", "scenes.qml", "report.json")
 LAYER = "scenes"
 #: the footprints' fill opacity in the stored style: the imagery under each chip shows through
 FILL_OPACITY = 0.55
-#: an image whose side exceeds this many times the training images' median side is classified in chips
-CHIP_FACTOR = 2.0
 #: footprints buffered before they are appended to the GeoPackage
 FLUSH_ROWS = 20_000
 
@@ -75,29 +74,46 @@ class Plan:
         return chip_units(self.path, self.width, self.height, self.chip) if self.chip else iter([Unit(self.path)])
 
 
-def plan_units(paths: list[Path], chip_size: int | None, source_side: int | None) -> tuple[list[Plan], list[str]]:
-    """Each image whole, or in chips when much larger than the training ones (see :data:`CHIP_FACTOR`).
+def plan_units(paths: list[Path], chip_size: int | None, source_side: int | None,
+               source_metres: float | None = None) -> tuple[list[Plan], list[str]]:
+    """Each image whole, or in chips when much larger than the training ones (:func:`.ground.auto_chip`).
 
     Args:
         chip_size: chip side in pixels for every image larger than it; 0: never chip; None: chip images whose
-            side exceeds :data:`CHIP_FACTOR` x ``source_side``, at ``source_side``.
+            side exceeds ``CHIP_FACTOR`` x the training images' side, in cells of that side: the same ground
+            when both the image and the model have a ground size (``source_metres``), else the same pixels.
         source_side: the training images' median side (None for models trained before it was recorded).
+        source_metres: the training images' median pixel side in metres (None: not georeferenced, or a model
+            trained before it was recorded).
 
     Returns:
-        (one plan per image, notes on the images chipped automatically).
+        (one plan per image, notes on the images chipped automatically and on images at another scale).
     """
     from geocamat.data.scenes import scene_header
 
-    plans, notes = [], []
+    plans, notes, off_scale = [], [], []
     for path in paths:
         _, w, h = scene_header(path)
+        metres = image_metres(path) if source_metres else None
+        side = training_side(source_side, source_metres, metres)
         chip = chip_size
-        if chip is None and source_side and max(w, h) > CHIP_FACTOR * source_side:
-            chip = int(source_side)
-            notes.append(f"note: {path.name} is {w}x{h} px, {max(w, h) / source_side:.0f}x the training images "
-                         f"({source_side} px): classified in {chip}-px chips; --chip-size sets another size, "
-                         "--chip-size 0 classifies it whole")
-        plans.append(Plan(path, w, h, int(chip) if chip and max(w, h) > chip else 0))
+        if chip is None and (chip := auto_chip(w, h, side)):
+            trained = describe(int(source_side), source_metres if metres else None)
+            notes.append(f"note: {path.name} is {w}x{h} px{f' at {metres:.3g} m' if metres else ''}, "
+                         f"{max(w, h) / side:.0f}x the training images ({trained}): classified in cells of "
+                         f"{describe(chip, metres)}; --chip-size sets another size, --chip-size 0 "
+                         "classifies it whole")
+        chip = int(chip) if chip and max(w, h) > chip else 0
+        if not chip and side and metres and not SCALE_WARNING ** -1 <= max(w, h) / side <= SCALE_WARNING:
+            off_scale.append((path, max(w, h) * metres))
+        plans.append(Plan(path, w, h, chip))
+    if off_scale:
+        (path, ground), many = off_scale[0], len(off_scale) != 1
+        trained = source_side * source_metres
+        notes.append(f"warning: {len(off_scale)} image{'s' if many else ''} cover{'' if many else 's'} "
+                     f"under 1/{SCALE_WARNING:g} or over {SCALE_WARNING:g}x the ground of a training image (e.g. "
+                     f"{path.name}: {ground:.4g} m a side, training images {trained:.4g} m): the model sees "
+                     "them at a scale it never learnt")
     return plans, notes
 
 
@@ -277,7 +293,7 @@ def predict_scenes(bundle, images: list[str], stage: Path, *, batch_size: int = 
     fix_mmap_threshold()  # thousands of windows read and freed would otherwise fragment the heap
     t0 = time.perf_counter()
     paths = scene_files(images)
-    plans, notes = plan_units(paths, chip_size, bundle.extra.get("source_side"))
+    plans, notes = plan_units(paths, chip_size, bundle.extra.get("source_side"), bundle.extra.get("source_metres"))
     total = sum(p.count for p in plans)
     dev = resolve_device(device)
     model = bundle.build_model().to(dev).eval()
@@ -344,7 +360,8 @@ def predict_scenes(bundle, images: list[str], stage: Path, *, batch_size: int = 
         "outputs": outputs, "georeferenced": places.written, "grey_images": greys, "empty_chips": empty,
         "folder_agreement": agreement.report(),
         "model": {"path": str(Path(model_path).resolve()) if model_path else None, "classes": names,
-                  "image_size": size, "source_side": bundle.extra.get("source_side")},
+                  "image_size": size, "source_side": bundle.extra.get("source_side"),
+                  "source_metres": bundle.extra.get("source_metres")},
         "settings": {"batch_size": batch_size, "device": str(dev), "chip_size": chip_size},
         "notes": notes, "timings": {"seconds": round(time.perf_counter() - t0, 3)}, "machine": platform.node(),
     }

@@ -20,6 +20,7 @@ from geocamat.tasks.training import (
     quiet_lightning,
     set_zero_fill,
     start_task,
+    use_threads,
 )
 
 
@@ -87,10 +88,12 @@ def train_scenes(config: SceneConfig, out_dir: Path, *, overwrite: bool = False,
     from geocamat.metrics import confusion_matrix, summarise
     from geocamat.outputs.plots import plot_confusion, plot_history
     from geocamat.tasks.landuse.module import EpochHistory, LandUseTask
+    from geocamat.tasks.scenes.ground import median_metres
 
     fix_mmap_threshold()  # decoded full-size images freed by the thousand would otherwise fragment the heap and grow
     started = time.perf_counter()
     quiet_lightning(progress)
+    use_threads(config)
     L.seed_everything(config.seed, verbose=False)
     from geocamat.models.weights import load_init
 
@@ -104,6 +107,7 @@ def train_scenes(config: SceneConfig, out_dir: Path, *, overwrite: bool = False,
                                     source="the training images have", together=both)
         log(f"{len(train_ds)} training and {len(test_ds)} held-out scenes of {size} px, {len(split.classes)} classes"
             + (f"; decoded as they are drawn (more than cache_mb {config.cache_mb:g} MB decoded)" if streamed else ""))
+        metres = median_metres([p for p, _ in split.train])  # lets predict cut other resolutions by ground
         classes = build_classes(list(range(len(split.classes))), dict(enumerate(split.classes)))
         spec = {"name": "camnet", "in_channels": len(mean), "num_classes": len(classes), "tile_size": size,
                 "arch": config.arch, "output": "window"}
@@ -132,7 +136,8 @@ def train_scenes(config: SceneConfig, out_dir: Path, *, overwrite: bool = False,
                         bands=[f"band{i + 1}" for i in range(len(mean))], mean=mean, std=std, classes=classes,
                         tile_size=size, regulariser=regulariser.settings(),
                         extra={"train_fraction": config.train_fraction, "seed": config.seed,
-                               "scenes": str(config.scenes), "init": init_record, "source_side": side})
+                               "scenes": str(config.scenes), "init": init_record, "source_side": side,
+                               "source_metres": metres})
         with torch.no_grad():
             pairs = [(model(b["image"]).argmax(1), b["label"]) for b in val_loader]
         pred, truth = torch.cat([p for p, _ in pairs]), torch.cat([t for _, t in pairs])

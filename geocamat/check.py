@@ -112,7 +112,7 @@ def _scene_images(bundle, images: list[str], out: list[Finding]) -> None:
     from geocamat.data.scenes import load_image, same_bands, scene_header
     from geocamat.data.value_check import scaling_warning
     from geocamat.tasks.scenes.classify import scene_files
-    from geocamat.tasks.scenes.ground import CHIP_FACTOR, auto_chip, image_metres, training_side
+    from geocamat.tasks.scenes.ground import CHIP_FACTOR, auto_chip, training_side
 
     try:
         files = scene_files(list(images))
@@ -124,7 +124,7 @@ def _scene_images(bundle, images: list[str], out: list[Finding]) -> None:
     sizes = []
     for path in files:
         try:
-            bands, w, h = scene_header(path)
+            bands, w, h, pixel = scene_header(path)
         except GeocamatError as exc:
             problems.append(Finding("problem", "image", str(exc)))
             continue
@@ -132,7 +132,7 @@ def _scene_images(bundle, images: list[str], out: list[Finding]) -> None:
             problems.append(Finding("problem", str(path), f"{bands} bands but the model expects {want}"))
             continue
         greys += grey_for_colour(bands, want)
-        big += bool(auto_chip(w, h, training_side(side, metres, image_metres(path) if metres else None)))
+        big += bool(auto_chip(w, h, training_side(side, metres, pixel)))
         sizes.append(max(w, h))
         good.append(path)
     out.extend(problems[:MAX_LISTED])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -173,8 +174,18 @@ def band_count_error(path, count: int, target: int, source: str) -> InvalidRaste
                               f"{target}: give every image the same bands (convert or remove it)")
 
 
-def scene_header(path: str | Path) -> tuple[int, int, int]:
-    """(bands, width, height) of an image as :func:`load_image` gives it, from its header (no pixels decoded).
+class SceneHeader(NamedTuple):
+    """An image's bands and size as :func:`load_image` gives it, and its pixel side in metres (None when it is
+    not georeferenced)."""
+
+    bands: int
+    width: int
+    height: int
+    metres: float | None = None
+
+
+def scene_header(path: str | Path) -> SceneHeader:
+    """The :class:`SceneHeader` of an image, from its header (no pixels decoded).
 
     Raises:
         InvalidRasterError: neither reader can open it.
@@ -182,18 +193,22 @@ def scene_header(path: str | Path) -> tuple[int, int, int]:
     return _read_with(Path(path), _raster_header, _pillow_header)
 
 
-def _pillow_header(path: Path) -> tuple[int, int, int]:
+def _pillow_header(path: Path) -> SceneHeader:
     from PIL import Image
 
     with Image.open(path) as im:
-        return (1 if im.mode in ("L", "I;16", "F") else 3), im.width, im.height
+        return SceneHeader(1 if im.mode in ("L", "I;16", "F") else 3, im.width, im.height)
 
 
-def _raster_header(path: Path) -> tuple[int, int, int]:
+def _raster_header(path: Path) -> SceneHeader:
     import rasterio
 
+    from geocamat.preflight import pixel_metres
+
     with rasterio.open(path) as src:
-        return len(_image_bands(src)), src.width, src.height
+        georeferenced = src.crs is not None and not src.transform.is_identity
+        return SceneHeader(len(_image_bands(src)), src.width, src.height,
+                           pixel_metres(src.crs, src.res, src.bounds) if georeferenced else None)
 
 
 def _read_pillow(path: Path) -> np.ndarray:

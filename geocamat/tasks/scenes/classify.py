@@ -22,7 +22,7 @@ import numpy as np
 
 from geocamat.data.scenes import IMAGE_SUFFIXES
 from geocamat.errors import InputNotFoundError, InvalidRasterError
-from geocamat.tasks.scenes.ground import SCALE_WARNING, auto_chip, describe, image_metres, training_side
+from geocamat.tasks.scenes.ground import SCALE_WARNING, auto_chip, describe, training_side
 
 #: the results ``geocamat predict`` writes for a scene model
 SCENE_RESULTS = ("scenes.csv", "scenes.gpkg", "scenes.qml", "report.json")
@@ -93,8 +93,8 @@ def plan_units(paths: list[Path], chip_size: int | None, source_side: int | None
 
     plans, notes, off_scale = [], [], []
     for path in paths:
-        _, w, h = scene_header(path)
-        metres = image_metres(path) if source_metres else None
+        _, w, h, metres = scene_header(path)
+        metres = metres if source_metres else None
         side = training_side(source_side, source_metres, metres)
         chip = chip_size
         if chip is None and (chip := auto_chip(w, h, side)):

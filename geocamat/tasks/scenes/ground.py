@@ -4,38 +4,18 @@ model cut a whole scene at another resolution into cells that cover the ground i
 from __future__ import annotations
 
 import statistics
-from pathlib import Path
 
 #: an image whose side exceeds this many times the training images' side is classified in cells of that side
 CHIP_FACTOR = 2.0
-#: training images whose pixel size is read (evenly spread over the dataset) for the recorded median
-SAMPLE = 256
 #: a whole image covering this many times less (or more) ground a side than the training images is warned about
 SCALE_WARNING = 4.0
 
 
-def image_metres(path: str | Path) -> float | None:
-    """The pixel side of a georeferenced image in metres (None: not georeferenced, or not a raster GDAL opens)."""
-    import rasterio
-
-    from geocamat.preflight import pixel_metres
-
-    try:
-        with rasterio.open(path) as src:
-            if src.crs is None or src.transform.is_identity:
-                return None
-            return pixel_metres(src.crs, src.res, src.bounds)
-    except Exception:  # noqa: BLE001 - plain PNG/JPG images and unreadable files have no ground size here
-        return None
-
-
-def median_metres(paths: list[Path]) -> float | None:
-    """The median pixel side in metres of up to :data:`SAMPLE` of ``paths`` (spread evenly), or None when fewer
+def median_metres(headers) -> float | None:
+    """The median pixel side in metres of images (:class:`geocamat.data.scenes.SceneHeader`), or None when fewer
     than half of them are georeferenced (a folder of PNGs or JPGs: the model knows pixels only)."""
-    step = max(1, len(paths) // SAMPLE)
-    sample = paths[::step][:SAMPLE]
-    found = [m for m in map(image_metres, sample) if m]
-    if not sample or len(found) * 2 < len(sample):
+    found = [h.metres for h in headers if h.metres]
+    if not found or len(found) * 2 < len(headers):
         return None
     return float(statistics.median(found))
 

@@ -24,14 +24,16 @@ from geocamat.tasks.training import (
 )
 
 
-def _bands_of(items, bands: int | None, source: str) -> tuple[int, int, int]:
-    """(the band count to serve, how many grey images are repeated into it, the images' median side in pixels),
-    from the images' headers: ``bands`` or the most common count; a grey image among colour ones is repeated, any
-    other count refused in one line."""
+def _bands_of(items, bands: int | None, source: str) -> tuple[int, int, dict]:
+    """(the band count to serve, how many grey images are repeated into it, the images' size: ``source_side``
+    their median side in pixels and ``source_metres`` their median pixel side in metres), from their headers.
+    The band count is ``bands`` or the most common count; a grey image among colour ones is repeated, any other
+    count refused in one line."""
     import statistics
 
     from geocamat.data.grey import fits, grey_for_colour
     from geocamat.data.scenes import band_count_error, scene_header
+    from geocamat.tasks.scenes.ground import median_metres
 
     headers = [scene_header(p) for p, _ in items]
     counts = [h[0] for h in headers]
@@ -39,8 +41,9 @@ def _bands_of(items, bands: int | None, source: str) -> tuple[int, int, int]:
     for (path, _), c in zip(items, counts, strict=True):
         if not fits(c, target):
             raise band_count_error(path, c, target, source if bands else "the others have")
-    side = round(statistics.median((w * h) ** 0.5 for _, w, h in headers))
-    return target, sum(grey_for_colour(c, target) for c in counts), side
+    size = {"source_side": round(statistics.median((h.width * h.height) ** 0.5 for h in headers)),
+            "source_metres": median_metres(headers)}
+    return target, sum(grey_for_colour(c, target) for c in counts), size
 
 
 def _data(items, size: int, cache_mb: float, mean=None, std=None, log: Callable[[str], None] | None = None,
@@ -50,25 +53,25 @@ def _data(items, size: int, cache_mb: float, mean=None, std=None, log: Callable[
     When ``together`` images (default: these; e.g. the training and held-out ones, which are in memory at the
     same time) decoded fit in ``cache_mb`` (4 bytes a band and pixel), these are decoded once into memory;
     otherwise they are decoded when drawn (:class:`geocamat.data.scenes.SceneFiles`), statistics from 2,000 of
-    them, so memory does not grow with the dataset. Returns (dataset, mean, std, streamed, the images' median
-    side in pixels).
+    them, so memory does not grow with the dataset. Returns (dataset, mean, std, streamed, the images' size as
+    :func:`_bands_of` gives it).
     """
     from geocamat.data.scenes import SceneDataset, SceneFiles, sampled_band_stats
     from geocamat.tasks.landuse.module import TileDataset
 
-    bands, greys, side = _bands_of(items, None if mean is None else len(mean), source)
+    bands, greys, sizes = _bands_of(items, None if mean is None else len(mean), source)
     if greys and log is not None:
         log(f"note: {greys} grey scene image{'s' if greys != 1 else ''} repeated into the 3 bands of the others")
     if (together or len(items)) * bands * size * size * 4 > cache_mb * 2**20:
         if mean is None:
             mean, std = sampled_band_stats(items, size, bands)
-        return SceneFiles(items, size, mean, std, bands), [float(v) for v in mean], [float(v) for v in std], True, side
+        return SceneFiles(items, size, mean, std, bands), [float(v) for v in mean], [float(v) for v in std], True, sizes
     ds = SceneDataset(items, size, bands=bands, source=source)
     if mean is None:
         mean, std = ds.band_stats()
     mean_t, std_t = torch.as_tensor(mean).view(1, -1, 1, 1), torch.as_tensor(std).view(1, -1, 1, 1)
     images = ds.images.sub_(mean_t).div_(std_t)  # in place: no second copy of the dataset
-    return TileDataset(images, ds.labels), [float(v) for v in mean], [float(v) for v in std], False, side
+    return TileDataset(images, ds.labels), [float(v) for v in mean], [float(v) for v in std], False, sizes
 
 
 def train_scenes(config: SceneConfig, out_dir: Path, *, overwrite: bool = False, progress: bool = True,
@@ -88,7 +91,6 @@ def train_scenes(config: SceneConfig, out_dir: Path, *, overwrite: bool = False,
     from geocamat.metrics import confusion_matrix, summarise
     from geocamat.outputs.plots import plot_confusion, plot_history
     from geocamat.tasks.landuse.module import EpochHistory, LandUseTask
-    from geocamat.tasks.scenes.ground import median_metres
 
     fix_mmap_threshold()  # decoded full-size images freed by the thousand would otherwise fragment the heap and grow
     started = time.perf_counter()
@@ -102,12 +104,11 @@ def train_scenes(config: SceneConfig, out_dir: Path, *, overwrite: bool = False,
     size = int(config.image_size)
     with staged_output(Path(out_dir), overwrite, TRAIN_RESULTS) as stage:
         both = len(split.train) + len(split.test)
-        train_ds, mean, std, streamed, side = _data(split.train, size, config.cache_mb, log=log, together=both)
+        train_ds, mean, std, streamed, sizes = _data(split.train, size, config.cache_mb, log=log, together=both)
         test_ds, _, _, _, _ = _data(split.test, size, config.cache_mb, mean, std, log=log,
                                     source="the training images have", together=both)
         log(f"{len(train_ds)} training and {len(test_ds)} held-out scenes of {size} px, {len(split.classes)} classes"
             + (f"; decoded as they are drawn (more than cache_mb {config.cache_mb:g} MB decoded)" if streamed else ""))
-        metres = median_metres([p for p, _ in split.train])  # lets predict cut other resolutions by ground
         classes = build_classes(list(range(len(split.classes))), dict(enumerate(split.classes)))
         spec = {"name": "camnet", "in_channels": len(mean), "num_classes": len(classes), "tile_size": size,
                 "arch": config.arch, "output": "window"}
@@ -136,8 +137,7 @@ def train_scenes(config: SceneConfig, out_dir: Path, *, overwrite: bool = False,
                         bands=[f"band{i + 1}" for i in range(len(mean))], mean=mean, std=std, classes=classes,
                         tile_size=size, regulariser=regulariser.settings(),
                         extra={"train_fraction": config.train_fraction, "seed": config.seed,
-                               "scenes": str(config.scenes), "init": init_record, "source_side": side,
-                               "source_metres": metres})
+                               "scenes": str(config.scenes), "init": init_record, **sizes})
         with torch.no_grad():
             pairs = [(model(b["image"]).argmax(1), b["label"]) for b in val_loader]
         pred, truth = torch.cat([p for p, _ in pairs]), torch.cat([t for _, t in pairs])

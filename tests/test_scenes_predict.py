@@ -189,22 +189,27 @@ def test_values_unlike_the_training_images_are_said_and_info_check_knows_scene_m
     assert "two.tif: 2 bands but the model expects 3" in check.output and "warning: values:" in check.output
 
 
-def test_a_model_of_georeferenced_chips_cuts_other_resolutions_by_ground(tmp_path):
-    """Trained on 16-px GeoTIFF chips at 10 m, the bundle records 10 m pixels; a 5 m scene is cut into 32-px cells
-    (the 160 m of a training chip), not 16-px ones; a 16-px chip at 1 m (16 m a side, 10x less ground) is warned
-    about; info --check says the cells follow the ground."""
+@pytest.mark.parametrize("chips", ["geotiff", "png"])
+def test_a_model_of_georeferenced_chips_cuts_other_resolutions_by_ground(chips, tmp_path):
+    """Trained on 16-px GeoTIFF chips at 10 m (or PNG chips with pixel_metres 10), the bundle records 10 m pixels;
+    a 5 m scene is cut into 32-px cells (the 160 m of a training chip), not 16-px ones; a 16-px chip at 1 m (16 m a
+    side, 10x less ground) is warned about; info --check says the cells follow the ground."""
     import geopandas as gpd
 
     from geocamat.bundle import Bundle
 
-    data = tmp_path / "data"
-    for name, level in (("dark", 40), ("bright", 200)):
+    data, told = tmp_path / "data", []
+    if chips == "png":
+        scene_folder(data, per_class=6, size=16)
+        told = ["--set", "pixel_metres=10"]
+    for name, level in (("dark", 40), ("bright", 200)) if chips == "geotiff" else ():
         (data / name).mkdir(parents=True)
         for i in range(6):
             _chip(data / name / f"{i}.tif", level + i, 400_000 + 160 * i)
     run = tmp_path / "run"
     result = CliRunner().invoke(cli, ["train", "--scenes", str(data), "--set", "image_size=16", "--epochs", "2",
-                                      "--arch", "camnet-xs", "--batch-size", "4", "--out", str(run), "--quiet"])
+                                      "--arch", "camnet-xs", "--batch-size", "4", "--out", str(run), "--quiet",
+                                      *told])
     assert result.exit_code == 0, result.output
     bundle = Bundle.load(run / "model.geocamat")
     assert bundle.extra["source_side"] == 16 and bundle.extra["source_metres"] == pytest.approx(10)

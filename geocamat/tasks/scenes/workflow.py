@@ -46,6 +46,17 @@ def _bands_of(items, bands: int | None, source: str) -> tuple[int, int, dict]:
     return target, sum(grey_for_colour(c, target) for c in counts), size
 
 
+def _ground(sizes: dict, pixel_metres: float | None, log: Callable[[str], None]) -> dict:
+    """The training images' size with the user's ``pixel_metres`` as their ground size when given (said in one
+    line when the images' own georeference disagrees by more than 10%)."""
+    found = sizes["source_metres"]
+    if pixel_metres is None:
+        return sizes
+    if found and abs(found / pixel_metres - 1) > 0.1:
+        log(f"note: pixel_metres {pixel_metres:g} recorded; the images' georeference says {found:.3g} m")
+    return sizes | {"source_metres": float(pixel_metres)}
+
+
 def _data(items, size: int, cache_mb: float, mean=None, std=None, log: Callable[[str], None] | None = None,
           source: str = "the model expects", together: int | None = None):
     """The scenes as a dataset of normalised samples, with the normalisation (computed when not given).
@@ -107,6 +118,7 @@ def train_scenes(config: SceneConfig, out_dir: Path, *, overwrite: bool = False,
         train_ds, mean, std, streamed, sizes = _data(split.train, size, config.cache_mb, log=log, together=both)
         test_ds, _, _, _, _ = _data(split.test, size, config.cache_mb, mean, std, log=log,
                                     source="the training images have", together=both)
+        sizes = _ground(sizes, config.pixel_metres, log)
         log(f"{len(train_ds)} training and {len(test_ds)} held-out scenes of {size} px, {len(split.classes)} classes"
             + (f"; decoded as they are drawn (more than cache_mb {config.cache_mb:g} MB decoded)" if streamed else ""))
         classes = build_classes(list(range(len(split.classes))), dict(enumerate(split.classes)))

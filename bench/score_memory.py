@@ -1,11 +1,13 @@
 """Scoring a land-use map against a reference by windows vs whole arrays: peak memory and seconds.
 
-    python bench/score_memory.py [--size 4000] [--dir /tmp] [--old PATH_TO_OLD_SCORING_PY]
+    python bench/score_memory.py [--size 4000] [--dir /tmp] [--old PATH_TO_OLD_SCORING_PY] [--points N]
 
 Writes a SIZE x SIZE class map and a reference raster on the same grid (tiled, DEFLATE), then scores the map on
 the odd blocks of a 4 x 4 checkerboard (as training's validation score does) in separate processes (peak RSS
 is per process), alternating: ``score_map`` by windows (:data:`SCORE_WINDOW`), and, with ``--old``, the
 whole-array implementation of an earlier scoring.py (e.g. ``git show 6abbc8a:geocamat/tasks/landuse/scoring.py``).
+``--points N``: the reference is N random points (a GeoPackage; classes from the reference raster under them)
+scored over the whole map, which adds the area estimates of a point sample (every mapped pixel counted by class).
 """
 
 from __future__ import annotations
@@ -49,6 +51,23 @@ def _scene(size: int, folder: Path) -> tuple[Path, Path]:
     return folder / "map.tif", folder / "ref.tif"
 
 
+def _points(folder: Path, n: int) -> Path:
+    """``n`` random points on the reference raster's labelled pixels, their class a name (c1..c7)."""
+    import geopandas as gpd
+    import rasterio
+    import shapely
+
+    with rasterio.open(folder / "ref.tif") as src:
+        ref, t = src.read(1), src.transform
+    rng = np.random.default_rng(1)
+    rows, cols = np.nonzero(ref)
+    pick = rng.choice(len(rows), size=n, replace=False)
+    geoms = [shapely.Point(*(t @ (c + 0.5, r + 0.5))) for r, c in zip(rows[pick], cols[pick], strict=True)]
+    names = [f"c{ref[r, c]}" for r, c in zip(rows[pick], cols[pick], strict=True)]
+    gpd.GeoDataFrame({"cls": names}, geometry=geoms, crs="EPSG:32617").to_file(folder / "points.gpkg")
+    return folder / "points.gpkg"
+
+
 def one(which: str, folder: Path, old: str | None) -> dict:
     from geocamat.tasks.landuse.scoring import score_map  # both: the same imports before the baseline
 
@@ -59,14 +78,17 @@ def one(which: str, folder: Path, old: str | None) -> dict:
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         score_map = module.score_map
+    points = folder / "points.gpkg"
+    kwargs = {"reference_field": "cls"} if points.exists() else {"blocks": 4}
     base = _peak_mib()
     start = time.perf_counter()
-    out = score_map(folder / "map.tif", folder / "ref.tif", list(range(1, 8)), [f"c{i}" for i in range(1, 8)],
-                    blocks=4)
+    out = score_map(folder / "map.tif", points if points.exists() else folder / "ref.tif", list(range(1, 8)),
+                    [f"c{i}" for i in range(1, 8)], **kwargs)
     seconds = time.perf_counter() - start
     peak = _peak_mib()
     return {"which": which, "seconds": seconds, "peak_rss_mib": peak, "extra_rss_mib": peak - base,
-            "n": out["n"], "oa": out["overall_accuracy"], "cm": out["confusion_matrix"]}
+            "n": out["n"], "oa": out["overall_accuracy"], "cm": out["confusion_matrix"],
+            "area_estimates": "area_estimates" in out}
 
 
 def main() -> None:
@@ -75,6 +97,7 @@ def main() -> None:
     ap.add_argument("--dir", default="/tmp")
     ap.add_argument("--old", default=None)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--points", type=int, default=0, help="score against this many random points")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     folder = Path(args.dir)
@@ -83,13 +106,17 @@ def main() -> None:
         return
     folder.mkdir(parents=True, exist_ok=True)
     _scene(args.size, folder)
+    (folder / "points.gpkg").unlink(missing_ok=True)
+    if args.points:
+        _points(folder, args.points)
     rows = []
     kinds = ["windows"] + (["old"] if args.old else [])
     for _ in range(args.rounds):
         for which in kinds:
             old = ["--old", args.old] if args.old else []
             rows.append(run_isolated(__file__, "--one", which, "--dir", str(folder), *old))
-    print(f"{args.size} x {args.size} map, odd blocks of a 4 x 4 checkerboard")
+    print(f"{args.size} x {args.size} map, " + (f"{args.points} points, area estimates: {rows[0]['area_estimates']}"
+                                                 if args.points else "odd blocks of a 4 x 4 checkerboard"))
     print("| scoring | seconds | peak RSS MiB | peak RSS above start MiB | n | OA |")
     print("|---|---|---|---|---|---|")
     for r in rows:

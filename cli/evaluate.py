@@ -36,8 +36,9 @@ E = "EvaluateOptions"
 def evaluate(images, model_path, map_path, quiet, **flags):
     """Score a model against a reference, by the model's task.
 
-    Land use: map IMAGES (or read --map) and report OA, kappa and per-class metrics against --reference.
-    Scene classification: --scenes DIR reports accuracy on the held-out scenes (--all-images: every image of a
+    Land use: map IMAGES (or read --map) and report OA, kappa and per-class metrics against --reference; a
+    point reference also gives each class's area estimated from the sample with 95% intervals (Olofsson et al.
+    2014). Scene classification: --scenes DIR reports accuracy on the held-out scenes (--all-images: every image of a
     test folder), clean and under test-time occlusion, and CAM deletion/insertion AUC. Detection: detect in
     IMAGES and report mAP@0.5, mAP@[.5:.95], precision and recall against --reference boxes.
     """

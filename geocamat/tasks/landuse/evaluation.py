@@ -68,4 +68,24 @@ def evaluate_map(bundle, images: list[str], options: EvaluateOptions, *, progres
     for name, m in metrics["per_class"].items():
         log(f"  {name:<16} precision {m['precision']:.3f}  recall {m['recall']:.3f}  f1 {m['f1']:.3f}  "
             f"support {m['support']}")
+    if "area_estimates" in metrics:
+        for line in area_lines(metrics["area_estimates"]):
+            log(line)
     return metrics
+
+
+def area_lines(est: dict) -> list[str]:
+    """The area estimates of a point sample as printed lines (95% half-widths after +-)."""
+    def pm(value, half, digits: int = 3, unit: str = "") -> str:
+        if value is None:
+            return "-"
+        return f"{value:.{digits}f}" + (f" +- {half:.{digits}f}" if half is not None else "") + unit
+
+    unit, overall = est["unit"], pm(est["overall_accuracy"], est["overall_accuracy_ci"])
+    lines = [f"area estimates from {est['points']} reference points (Olofsson et al. 2014; a random or stratified "
+             f"random sample assumed; +- 95%): overall accuracy {overall}"]
+    for name, c in est["per_class"].items():
+        lines.append(f"  {name:<16} mapped {c['mapped_area']:.1f} {unit}  estimated "
+                     f"{pm(c['area'], c['area_ci'], 1, ' ' + unit)}  user's {pm(c['users'], c['users_ci'])}  "
+                     f"producer's {pm(c['producers'], c['producers_ci'])}")
+    return lines + [f"note: {n}" for n in est["notes"]]

@@ -164,6 +164,37 @@ class VectorOnGrid:
         return np.where(codes == UNLABELLED, np.nan, codes.astype("float64"))
 
 
+class MappedAreas:
+    """The area a map gives each class, summed window by window: hectares in a projected CRS in metres or feet,
+    on the ellipsoid in a geographic one, else pixels."""
+
+    def __init__(self, m, class_ids: list[int]) -> None:
+        from geocamat.outputs.geodesic import row_areas_m2
+
+        self.lookup = np.full(max(int(c) for c in class_ids) + 1, -1, np.int64)  # class id -> its index
+        self.lookup[[int(c) for c in class_ids]] = np.arange(len(class_ids))
+        self.total = np.zeros(len(class_ids), np.float64)
+        crs, t = m.crs, m.transform
+        self.unit, self._rows, self._pixel = "pixels", None, 1.0
+        if crs is not None and crs.is_geographic and t.b == 0 and t.d == 0:
+            self.unit, wkt = "ha", crs.to_wkt()
+            self._rows = lambda row0, rows: row_areas_m2(wkt, t, row0, rows) / 1e4
+        elif crs is not None and crs.is_projected and crs.linear_units_factor:
+            self.unit, self._pixel = "ha", abs(t.a * t.e - t.b * t.d) * crs.linear_units_factor[1] ** 2 / 1e4
+
+    def add(self, pred: np.ndarray, region: np.ndarray, row0: int) -> None:
+        """Add the classes of ``pred`` where ``region`` (a window whose first row is ``row0``)."""
+        values = pred.astype(np.int64)
+        idx = np.where((values >= 0) & (values < len(self.lookup)) & region,
+                       self.lookup[np.clip(values, 0, len(self.lookup) - 1)], -1)  # -1: not counted
+        keep = idx >= 0
+        if self._rows is None:
+            self.total += np.bincount(idx[keep], minlength=len(self.total)) * self._pixel
+        else:
+            weight = np.broadcast_to(self._rows(row0, idx.shape[0])[:, None], idx.shape)
+            self.total += np.bincount(idx[keep], weights=weight[keep], minlength=len(self.total))
+
+
 def _map_window(m, window, offset: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
     """(class ids, nodata mask) of the map on ``window``, read in the reference's frame: ``map[i + dy, j + dx]``
     for ``offset`` (dy, dx); masked where that falls outside the map."""
@@ -273,17 +304,22 @@ def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names
             if mask is not None:
                 mk = RasterOnGrid(Path(mask), m)
                 sources.append(mk)
+            areas = MappedAreas(m, class_ids) if vector and ref.sparse else None  # a point sample
             for window in label_windows((m.height, m.width), window_size):  # bounded memory
                 values = ref.read(window)
-                keep = np.isfinite(values)
+                scope = None  # the part of the window that is scored, None: all of it
                 if blocks and vector:  # a checkerboard over the map's extent
-                    keep &= checkerboard_part((m.height, m.width), blocks, parity, window) == 1
+                    scope = checkerboard_part((m.height, m.width), blocks, parity, window) == 1
                 elif blocks:  # a checkerboard over the reference's extent
-                    keep &= ref.blocks(window, blocks, parity) == 1
+                    scope = ref.blocks(window, blocks, parity) == 1
                 if mk is not None:
                     mv = mk.read(window)
-                    keep &= np.isfinite(mv) & (mv != 0)
+                    scope = (np.isfinite(mv) & (mv != 0)) & (scope if scope is not None else True)
+                keep = np.isfinite(values) & (scope if scope is not None else True)
                 pred, nodata = _map_window(m, window, offset)
+                if areas is not None:  # every mapped pixel of the scored scope, points or not
+                    region = ~nodata & (scope if scope is not None else True)
+                    areas.add(pred, region, int(window.row_off))
                 mapped = keep & ~nodata
                 reference_pixels += int(keep.sum())
                 mapped_pixels += int(mapped.sum())
@@ -299,6 +335,12 @@ def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names
         raise InvalidLabelsError(f"reference {reference} {why} ({map_path}): nothing to score; give a reference "
                                  "that overlaps the mapped area (check both extents and CRS with geocamat info)")
     out = summarise(cm, class_ids, class_names)
+    if areas is not None and mapped_pixels:
+        from geocamat.metrics.area import stratified_estimates
+
+        out["area_estimates"] = stratified_estimates(cm.T, areas.total, list(class_names)) | {
+            "unit": areas.unit, "method": "Olofsson et al. (2014): the reference points as a simple or stratified "
+                                          "random sample of the scored map"}
     out["reference_pixels"] = reference_pixels
     out["coverage"] = round(mapped_pixels / reference_pixels, 4) if reference_pixels else 0.0
     out["scope"] = f"{parity} blocks of a {blocks}x{blocks} checkerboard" if blocks else "all reference pixels"

@@ -12,6 +12,7 @@ COMMANDS = {
     "predict": ("cli.predict", "predict", "Map a region with a trained model: GeoTIFFs and vector layers."),
     "evaluate": ("cli.evaluate", "evaluate", "Score a model against a reference: land cover, or boxes for detection."),
     "info": ("cli.info", "info", "Describe a GeoTIFF, vector file or model bundle."),
+    "sample": ("cli.sample", "sample", "Draw reference points from a class map (stratified random) to label."),
 }
 
 

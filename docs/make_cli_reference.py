@@ -6,7 +6,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from cli.main import cli
+from cli.main import COMMANDS, cli
 
 HEADER = ("# Command-line reference\n\nGenerated from `geocamat COMMAND --help` by "
           "`python docs/make_cli_reference.py`. Every command exits with code 2 and a one-line message on "
@@ -19,7 +19,7 @@ HEADER = ("# Command-line reference\n\nGenerated from `geocamat COMMAND --help` 
 def main() -> None:
     runner = CliRunner()
     parts = [HEADER]
-    for command in ("", "train", "predict", "evaluate", "info"):
+    for command in ("", *COMMANDS):  # every command, in the order of the help
         args = [command, "--help"] if command else ["--help"]
         text = runner.invoke(cli, args, prog_name="geocamat", terminal_width=100).output
         parts.append(f"## geocamat {command}\n\n```\n{text.rstrip()}\n```\n")

@@ -40,12 +40,13 @@ def collect() -> list[dict]:
 
 
 def render(rows: list[dict]) -> str:
+    from cli.main import COMMANDS
     from tests.test_bad_inputs import ROWS
 
     order = {r.id: i for i, r in enumerate(ROWS)}
     resume = {r.id for r in ROWS if r.leaves}
     parts = [HEADER]
-    for command in ("train", "predict", "evaluate", "info"):
+    for command in COMMANDS:
         mine = sorted((r for r in rows if r["command"] == command), key=lambda r: order[r["id"]])
         if not mine:
             continue

@@ -68,6 +68,10 @@ def _evaluate(e: Env, *args: str) -> list[str]:
     return ["evaluate", "--model", str(e.model), "--quiet", *args]
 
 
+def _sample(e: Env, map_path: str, *args: str) -> list[str]:
+    return ["sample", "--map", map_path, "--out", str(e.tmp / "points.gpkg"), *args]
+
+
 def _results(e: Env) -> None:
     e.out.mkdir()
     for name in ("landuse.tif", "report.json", "model.geocamat"):
@@ -329,6 +333,20 @@ ROWS = [
     Row("evaluate-missing-mask", "--mask does not exist",
         lambda e: _evaluate(e, "--reference", e.labels, "--map", e.labels, "--mask", str(e.tmp / "mask.tif")),
         "mask.tif", lambda e: "mask.tif"),
+    # -- sample ------------------------------------------------------------------------------------------------
+    Row("sample-float-map", "a map of floats (not class codes)", lambda e: _sample(e, e.scene), "not class codes",
+        lambda e: e.scene),
+    Row("sample-missing-map", "--map does not exist", lambda e: _sample(e, str(e.tmp / "landuse.tif")),
+        "file not found", lambda e: "landuse.tif"),
+    Row("sample-truncated-map", "truncated --map", lambda e: _sample(e, e.trunc_labels), "is broken",
+        lambda e: e.trunc_labels),
+    Row("sample-map-no-crs", "a map without CRS", lambda e: _sample(e, e.nocrs_labels), "no CRS",
+        lambda e: e.nocrs_labels),
+    Row("sample-total-too-small", "--total below --per-class x classes",
+        lambda e: _sample(e, e.labels, "--total", "3"), "below --per-class", lambda e: "--total"),
+    Row("sample-out-not-gpkg", "--out not a GeoPackage",
+        lambda e: ["sample", "--map", e.labels, "--out", str(e.tmp / "points.shp")], "GeoPackage",
+        lambda e: "points.shp"),
     # -- info --------------------------------------------------------------------------------------------------
     Row("info-missing", "file does not exist", lambda e: ["info", str(e.tmp / "nothing.tif")], "no such file",
         lambda e: "nothing.tif"),

@@ -185,7 +185,8 @@ def _vector_frame(path: Path, field: str | None, grid: Grid, name_codes: dict[st
         raise InvalidLabelsError(f"vector labels need {field_flag}: one of {', '.join(columns)}")
     if field not in frame.columns:
         raise InvalidLabelsError(f"{field_flag} {field!r} not in {path.name}: choose one of {', '.join(columns)}")
-    frame = frame[frame[field].notna() & frame.geometry.notna() & ~frame.geometry.is_empty]
+    blank = frame[field].astype(str).str.strip() == ""  # a reference point not labelled yet, as a null one
+    frame = frame[frame[field].notna() & ~blank & frame.geometry.notna() & ~frame.geometry.is_empty]
     frame = repair_geometries(frame, path)
     frame = frame.to_crs(grid.crs)
     values = frame[field]

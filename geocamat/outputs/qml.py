@@ -39,23 +39,33 @@ def paletted_qml(style: ClassStyle, band: int = 1, opacity: float = 1.0) -> str:
     )
 
 
-def categorized_polygon_qml(style: ClassStyle, field: str = "class_id", opacity: float = 1.0) -> str:
+def categorized_polygon_qml(style: ClassStyle, field: str = "class_id", opacity: float = 1.0,
+                            marker: bool = False) -> str:
     """The QML text of a categorised fill renderer on ``field`` (one category per class); ``opacity`` < 1 lets
-    the imagery under the polygons show through."""
+    the imagery under the polygons show through. ``marker``: circles for a point layer instead (white outline,
+    so that they read on the map of the same colours)."""
     categories, symbols = [], []
     for i, (cid, name) in enumerate(zip(style.ids, style.names, strict=True)):
         r, g, b = style.rgb(i)
         categories.append(f'      <category value={quoteattr(str(cid))} label={quoteattr(name)} symbol="{i}"'
                           ' render="true"/>\n')
-        symbols.append(
-            f'      <symbol type="fill" name="{i}" alpha="{opacity:g}" clip_to_extent="1" force_rhr="0">\n'
-            '        <layer class="SimpleFill" enabled="1" locked="0" pass="0">\n'
-            f'          <prop k="color" v="{r},{g},{b},255"/>\n'
-            '          <prop k="outline_color" v="35,35,35,255"/>\n'
-            '          <prop k="outline_width" v="0.1"/>\n'
-            '          <prop k="style" v="solid"/>\n'
-            "        </layer>\n"
-            "      </symbol>\n")
+        if marker:
+            layer = ('        <layer class="SimpleMarker" enabled="1" locked="0" pass="0">\n'
+                     f'          <prop k="color" v="{r},{g},{b},255"/>\n'
+                     '          <prop k="name" v="circle"/>\n'
+                     '          <prop k="outline_color" v="255,255,255,255"/>\n'
+                     '          <prop k="outline_width" v="0.4"/>\n'
+                     '          <prop k="size" v="3"/>\n'
+                     "        </layer>\n")
+        else:
+            layer = ('        <layer class="SimpleFill" enabled="1" locked="0" pass="0">\n'
+                     f'          <prop k="color" v="{r},{g},{b},255"/>\n'
+                     '          <prop k="outline_color" v="35,35,35,255"/>\n'
+                     '          <prop k="outline_width" v="0.1"/>\n'
+                     '          <prop k="style" v="solid"/>\n'
+                     "        </layer>\n")
+        symbols.append(f'      <symbol type="{"marker" if marker else "fill"}" name="{i}" alpha="{opacity:g}" '
+                       'clip_to_extent="1" force_rhr="0">\n' + layer + "      </symbol>\n")
     return (
         "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
         f'<qgis version="{QGIS_VERSION}" styleCategories="AllStyleCategories">\n'

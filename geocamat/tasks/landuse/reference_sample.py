@@ -1,0 +1,197 @@
+"""A stratified random sample of a class map, for labelling reference points: ``geocamat sample``.
+
+The design Olofsson et al. (2014) recommend for accuracy and area estimates: the map's classes are the strata,
+each gets a number of random pixels (``per_class``; or a ``total`` spread in proportion to the classes' areas
+with ``per_class`` as each class's minimum, so that rare classes are sampled enough), and the analyst labels each
+point from better data (field visits, very high resolution imagery). ``geocamat evaluate --map MAP --reference
+SAMPLE --reference-field reference`` then estimates every class's area with its 95% interval
+(:mod:`geocamat.metrics.area`).
+
+The map is read twice by windows (counts, then the draw), so memory holds one window and the sample, whatever the
+map's size. Each pixel draws a random key from (seed, window); each class keeps the pixels of its smallest keys: a
+uniform sample without replacement, the same for a seed on every run.
+"""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+
+from geocamat.errors import ConfigError, InputNotFoundError, InvalidRasterError, OutputExistsError
+from geocamat.outputs.style import ClassStyle
+
+LAYER = "sample"
+#: side of the windows the map is read by
+WINDOW = 1024
+#: what an analyst fills in: the class seen on better data (names or codes of the map's classes)
+REFERENCE_FIELD = "reference"
+
+
+def allocate(areas: dict[int, int], per_class: int, total: int | None) -> dict[int, int]:
+    """Points per map class: ``per_class`` each, or ``total`` spread in proportion to ``areas`` (pixels) with
+    ``per_class`` as each class's minimum; never more than a class has pixels.
+
+    Raises:
+        ConfigError: ``total`` is below ``per_class`` times the classes.
+    """
+    classes = [c for c, n in areas.items() if n > 0]
+    if total is None:
+        return {c: min(per_class, areas[c]) for c in classes}
+    if total < per_class * len(classes):
+        raise ConfigError(f"--total {total} is below --per-class {per_class} x {len(classes)} classes: give a larger "
+                          "--total or a smaller --per-class")
+    pixels = sum(areas[c] for c in classes)
+    wanted = {c: max(per_class, round(total * areas[c] / pixels)) for c in classes}
+    over = sum(wanted.values()) - total  # the minimums pushed the sum over the total: take it from the largest
+    for c in sorted(classes, key=lambda c: -wanted[c]):
+        if over <= 0:
+            break
+        cut = min(over, wanted[c] - per_class)
+        wanted[c] -= cut
+        over -= cut
+    return {c: min(n, areas[c]) for c, n in wanted.items()}
+
+
+def map_style(map_path: Path, codes: list[int]) -> ClassStyle:
+    """The classes' names and colours from the QGIS style ``predict`` writes beside the map (``landuse.qml``), or
+    the codes and a grey when there is none."""
+    qml = map_path.with_suffix(".qml")
+    found: dict[int, tuple[str, str]] = {}
+    if qml.exists():
+        try:
+            for entry in ET.parse(qml).iter("paletteEntry"):
+                found[int(entry.get("value"))] = (entry.get("label") or entry.get("value"), entry.get("color", ""))
+        except (ET.ParseError, TypeError, ValueError):
+            found = {}
+    names = [found.get(c, (str(c), ""))[0] for c in codes]
+    colours = [found.get(c, ("", ""))[1] or "#808080" for c in codes]
+    return ClassStyle(list(codes), names, colours)
+
+
+def _windows(height: int, width: int):
+    from rasterio.windows import Window
+
+    for row in range(0, height, WINDOW):
+        for col in range(0, width, WINDOW):
+            yield Window(col, row, min(WINDOW, width - col), min(WINDOW, height - row))
+
+
+def _classes(src, window) -> tuple[np.ndarray, np.ndarray]:
+    """(class codes, mask of mapped pixels) of a window of the map."""
+    part = src.read(1, window=window, masked=True)
+    return np.asarray(part), ~np.ma.getmaskarray(part)
+
+
+def _keys(seed: int, window) -> np.ndarray:
+    """Every pixel's random key, from (seed, the window's place): the windows are a fixed grid, so a seed gives
+    the same sample on every run."""
+    rng = np.random.default_rng([seed, int(window.row_off), int(window.col_off)])
+    return rng.random((int(window.height), int(window.width)))
+
+
+def draw(map_path: Path, per_class: int = 50, total: int | None = None, seed: int = 0) -> dict:
+    """Draw the sample: ``{"points": [(code, row, col), ...], "areas": {code: pixels}, "allocation": {...},
+    "transform", "crs"}``.
+
+    Raises:
+        InputNotFoundError, InvalidRasterError: no map, a map that is not a class raster, or one without classes.
+    """
+    import rasterio
+
+    from geocamat.preflight import check_blocks
+
+    if not map_path.exists():
+        raise InputNotFoundError(f"file not found: {map_path}")
+    check_blocks(map_path)  # a truncated map fails in one line, before its CRS or values are read
+    with rasterio.open(map_path) as src:
+        if not np.issubdtype(np.dtype(src.dtypes[0]), np.integer):
+            raise InvalidRasterError(f"{map_path} holds {src.dtypes[0]} values, not class codes: give a class map "
+                                     "(landuse.tif from geocamat predict)")
+        if src.crs is None:
+            raise InvalidRasterError(f"{map_path} has no CRS: the sample's points would have no place on the ground; "
+                                     "set one (gdal_edit.py -a_srs)")
+        areas: dict[int, int] = {}
+        for window in _windows(src.height, src.width):
+            codes, mapped = _classes(src, window)
+            values, counts = np.unique(codes[mapped], return_counts=True)
+            for v, n in zip(values.tolist(), counts.tolist(), strict=True):
+                areas[int(v)] = areas.get(int(v), 0) + int(n)
+        if not areas:
+            raise InvalidRasterError(f"{map_path} has no mapped pixel (all nodata): nothing to sample")
+        allocation = allocate(areas, per_class, total)
+        best: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # class -> (keys, rows, cols), smallest
+        for window in _windows(src.height, src.width):
+            codes, mapped = _classes(src, window)
+            keys = _keys(seed, window)
+            for c, k in allocation.items():
+                rows, cols = np.nonzero(mapped & (codes == c))
+                if not len(rows):
+                    continue
+                kk = keys[rows, cols]
+                old = best.get(c)
+                if old is not None:
+                    kk = np.concatenate([old[0], kk])
+                    rows = np.concatenate([old[1], rows + int(window.row_off)])
+                    cols = np.concatenate([old[2], cols + int(window.col_off)])
+                else:
+                    rows, cols = rows + int(window.row_off), cols + int(window.col_off)
+                if len(kk) > k:
+                    keep = np.argpartition(kk, k - 1)[:k]
+                    kk, rows, cols = kk[keep], rows[keep], cols[keep]
+                best[c] = (kk, rows, cols)
+        points = []
+        for c in sorted(best):
+            kk, rows, cols = best[c]
+            order = np.argsort(kk)
+            points += [(c, int(r), int(col)) for r, col in zip(rows[order], cols[order], strict=True)]
+        return {"points": points, "areas": areas, "allocation": allocation, "transform": src.transform,
+                "crs": src.crs}
+
+
+def write_sample(map_path: str | os.PathLike, out: str | os.PathLike, *, per_class: int = 50,
+                 total: int | None = None, seed: int = 0, overwrite: bool = False) -> dict:
+    """Draw a stratified random sample of ``map_path`` and write it as a GeoPackage of points at pixel centres:
+    ``map_code``, ``map_class`` and an empty ``reference`` field to fill in, styled by map class in QGIS.
+
+    Returns:
+        A summary: points per class, pixels per class, the output path.
+    """
+    import geopandas as gpd
+    import pandas as pd
+    import shapely
+
+    from geocamat.outputs.geopackage import store_style
+    from geocamat.outputs.qml import categorized_polygon_qml
+
+    if per_class < 1 or (total is not None and total < 1):
+        raise ConfigError("--per-class and --total must be positive integers")
+    map_path, out = Path(map_path), Path(out)
+    if out.suffix.lower() != ".gpkg":
+        raise ConfigError(f"--out must be a GeoPackage (.gpkg), not {out.name}")
+    if out.exists() and not overwrite:
+        raise OutputExistsError(f"{out} exists: pass --overwrite to replace it")
+    sample = draw(map_path, per_class, total, seed)
+    codes = sorted(sample["areas"])
+    style = map_style(map_path, codes)
+    name = dict(zip(style.ids, style.names, strict=True))
+    t = sample["transform"]
+    frame = gpd.GeoDataFrame(
+        {"id": np.arange(1, len(sample["points"]) + 1), "map_code": [c for c, _, _ in sample["points"]],
+         "map_class": [name[c] for c, _, _ in sample["points"]],
+         REFERENCE_FIELD: pd.Series([None] * len(sample["points"]), dtype="string")},
+        geometry=[shapely.Point(*(t @ (col + 0.5, row + 0.5))) for _, row, col in sample["points"]],
+        crs=sample["crs"])
+    tmp = out.with_name(f".{out.stem}.partial-{os.getpid()}.gpkg")
+    tmp.unlink(missing_ok=True)
+    try:
+        frame.to_file(tmp, layer=LAYER, driver="GPKG")
+        store_style(tmp, categorized_polygon_qml(style, field="map_code", marker=True), LAYER)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    counts = {name[c]: int(sum(1 for p in sample["points"] if p[0] == c)) for c in codes}
+    return {"out": str(out), "points": len(sample["points"]), "per_class": counts,
+            "pixels": {name[c]: sample["areas"][c] for c in codes}, "seed": seed}

@@ -1,0 +1,105 @@
+"""``geocamat sample``: stratified random reference points from a class map, labelled, then scored with areas."""
+
+import json
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+from click.testing import CliRunner
+
+from cli.main import cli
+from geocamat.outputs.qml import paletted_qml
+from geocamat.outputs.style import ClassStyle
+from geocamat.tasks.landuse import reference_sample
+from geocamat.tasks.landuse.reference_sample import allocate
+from tests.conftest import write_raster
+
+
+def _map(tmp_path, shape=(60, 50)):
+    """A class map: 1 (field) in most of it, 2 (wood) in a 10-column strip, 3 (water) in a 4 x 4 corner, nodata
+    (0) in the first row; with the landuse.qml predict writes beside it."""
+    mp = np.ones(shape, "uint8")
+    mp[:, 20:30] = 2
+    mp[-4:, -4:] = 3
+    mp[0] = 0
+    path = write_raster(tmp_path / "landuse.tif", mp, nodata=0)
+    style = ClassStyle([1, 2, 3], ["field", "wood", "water"], ["#f4d03f", "#1a7837", "#2b83ba"])
+    (tmp_path / "landuse.qml").write_text(paletted_qml(style))
+    return path, mp
+
+
+def test_allocation_gives_each_class_its_minimum_and_the_rest_by_area():
+    assert allocate({1: 1000, 2: 100, 3: 16}, 20, None) == {1: 20, 2: 20, 3: 16}  # never more than its pixels
+    out = allocate({1: 8000, 2: 1500, 3: 500}, 20, 200)
+    assert out == {1: 150, 2: 30, 3: 20} and sum(out.values()) == 200  # the minimum taken from the largest
+    with pytest.raises(Exception, match="below --per-class 20 x 3 classes"):
+        allocate({1: 10, 2: 10, 3: 10}, 20, 50)
+
+
+def test_the_sample_is_stratified_by_map_class_reproducible_and_styled(tmp_path, monkeypatch):
+    """Each class gets its points on its own pixels (none on nodata), at pixel centres; the same seed gives the
+    same points; reading the map by small windows still gives a sample of the right classes; the layer opens
+    styled by map class and its reference field is empty."""
+    import sqlite3
+
+    path, mp = _map(tmp_path)
+    out = tmp_path / "points.gpkg"
+    result = CliRunner().invoke(cli, ["sample", "--map", str(path), "--out", str(out), "--per-class", "12"])
+    assert result.exit_code == 0, result.output
+    assert "36 points (field 12, wood 12, water 12)" in result.output
+    points = gpd.read_file(out, layer="sample")
+    with rasterio.open(path) as src:
+        rc = [src.index(p.x, p.y) for p in points.geometry]
+        centres = [src.xy(r, c) for r, c in rc]
+    assert [mp[r, c] for r, c in rc] == points["map_code"].tolist()
+    assert all(np.allclose((p.x, p.y), xy) for p, xy in zip(points.geometry, centres, strict=True))
+    assert len(set(rc)) == len(rc) and points["reference"].isna().all()
+    assert points.groupby("map_class").size().to_dict() == {"field": 12, "water": 12, "wood": 12}
+    again = tmp_path / "again.gpkg"
+    CliRunner().invoke(cli, ["sample", "--map", str(path), "--out", str(again), "--per-class", "12"])
+    assert gpd.read_file(again, layer="sample").geometry.equals(points.geometry)
+    with sqlite3.connect(out) as db:
+        qml = db.execute("SELECT styleQML FROM layer_styles WHERE f_table_name='sample'").fetchone()[0]
+    assert 'attr="map_code"' in qml and 'label="water"' in qml and "SimpleMarker" in qml
+    monkeypatch.setattr(reference_sample, "WINDOW", 7)
+    small = reference_sample.draw(path, per_class=12)
+    assert sorted(c for c, _, _ in small["points"]) == [1] * 12 + [2] * 12 + [3] * 12
+    assert all(mp[r, c] == code for code, r, c in small["points"]) and small["areas"] == {1: 2344, 2: 590, 3: 16}
+
+
+def test_labelled_points_give_area_estimates_and_unlabelled_ones_are_left_out(tmp_path):
+    """The analyst labels the points (here: four wood points are really field, and two points are left empty):
+    evaluate scores the labelled ones and estimates the areas of the stratified design."""
+    path, _ = _map(tmp_path)
+    out = tmp_path / "points.gpkg"
+    assert CliRunner().invoke(cli, ["sample", "--map", str(path), "--out", str(out), "--total", "60",
+                                    "--per-class", "10"]).exit_code == 0
+    points = gpd.read_file(out, layer="sample")
+    wood = np.flatnonzero(points["map_class"] == "wood")
+    points["reference"] = points["map_class"]
+    points.loc[points.index[wood[:4]], "reference"] = "field"  # four wood points are really field
+    points.loc[points.index[:2], "reference"] = [None, " "]
+    points.to_file(out, layer="sample", driver="GPKG")
+    bundle = tmp_path / "model.geocamat"
+    _bundle(bundle)
+    result = CliRunner().invoke(cli, ["evaluate", "--model", str(bundle), "--map", str(path), "--reference", str(out),
+                                      "--reference-field", "reference", "--out", str(tmp_path / "ev")])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    est = metrics["area_estimates"]
+    assert est["points"] == 58 and metrics["n"] == 58
+    assert points["map_class"].tolist()[:2] == ["field", "field"]  # the two left empty: field points
+    assert est["per_class"]["wood"]["users"] == pytest.approx(1 - 4 / len(wood))
+    assert est["per_class"]["wood"]["area"] <= est["per_class"]["wood"]["mapped_area"]
+    assert est["total_area"] == pytest.approx((2344 + 590 + 16) * 0.01)
+
+
+def _bundle(path):
+    """A bundle with the map's three classes (scoring needs only the classes)."""
+    from geocamat.bundle import Bundle, ClassInfo
+
+    classes = [ClassInfo(1, "field", "#f4d03f"), ClassInfo(2, "wood", "#1a7837"), ClassInfo(3, "water", "#2b83ba")]
+    Bundle(task="landuse", model={"name": "camnet", "in_channels": 1, "num_classes": 3, "tile_size": 16,
+                                  "arch": "camnet-xs"}, state_dict={}, bands=["b1"], mean=[0.0], std=[1.0],
+           classes=classes, tile_size=16).save(path)

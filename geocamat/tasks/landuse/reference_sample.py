@@ -165,6 +165,7 @@ def write_sample(map_path: str | os.PathLike, out: str | os.PathLike, *, per_cla
 
     from geocamat.outputs.geopackage import store_style
     from geocamat.outputs.qml import categorized_polygon_qml
+    from geocamat.preflight import check_writable
 
     if per_class < 1 or (total is not None and total < 1):
         raise ConfigError("--per-class and --total must be positive integers")
@@ -173,7 +174,9 @@ def write_sample(map_path: str | os.PathLike, out: str | os.PathLike, *, per_cla
         raise ConfigError(f"--out must be a GeoPackage (.gpkg), not {out.name}")
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out} exists: pass --overwrite to replace it")
+    check_writable(out.parent)  # a read-only or forbidden folder fails now, before the map is read
     sample = draw(map_path, per_class, total, seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
     codes = sorted(sample["areas"])
     style = map_style(map_path, codes)
     name = dict(zip(style.ids, style.names, strict=True))

@@ -12,9 +12,11 @@ import click
               help="Points per map class (with --total: each class's minimum).")
 @click.option("--total", default=None, type=int,
               help="Points in all, spread in proportion to the classes' areas (each at least --per-class).")
+@click.option("--mask", default=None, type=click.Path(),
+              help="Sample only where this raster (any CRS) is non-zero; give evaluate the same --mask.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed (the same seed, the same points).")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
-def sample(map_path, out, per_class, total, seed, overwrite):
+def sample(map_path, out, per_class, total, mask, seed, overwrite):
     """Draw reference points for an accuracy and area assessment: a stratified random sample of the map's pixels,
     the map's classes as strata (Olofsson et al. 2014).
 
@@ -25,7 +27,8 @@ def sample(map_path, out, per_class, total, seed, overwrite):
     """
     from geocamat.tasks.landuse.reference_sample import write_sample
 
-    summary = write_sample(map_path, out, per_class=per_class, total=total, seed=seed, overwrite=overwrite)
+    summary = write_sample(map_path, out, per_class=per_class, total=total, seed=seed, mask=mask,
+                           overwrite=overwrite)
     counts = ", ".join(f"{name} {n}" for name, n in summary["per_class"].items())
     click.echo(f"wrote {summary['out']}: {summary['points']} points ({counts}); fill in their `reference` field, "
                "then: geocamat evaluate --model M --map MAP --reference OUT --reference-field reference")

@@ -103,3 +103,29 @@ def _bundle(path):
     Bundle(task="landuse", model={"name": "camnet", "in_channels": 1, "num_classes": 3, "tile_size": 16,
                                   "arch": "camnet-xs"}, state_dict={}, bands=["b1"], mean=[0.0], std=[1.0],
            classes=classes, tile_size=16).save(path)
+
+
+def test_a_mask_limits_the_sample_and_evaluate_counts_the_same_area(tmp_path):
+    """--mask (here the map's left half) keeps every point inside it; evaluate --mask counts the mapped area of the
+    same part."""
+    path, mp = _map(tmp_path)
+    half = np.zeros_like(mp)
+    half[:, :25] = 1
+    mask = write_raster(tmp_path / "mask.tif", half)
+    out = tmp_path / "points.gpkg"
+    result = CliRunner().invoke(cli, ["sample", "--map", str(path), "--out", str(out), "--per-class", "8", "--mask",
+                                      str(mask)])
+    assert result.exit_code == 0, result.output
+    assert "16 points (field 8, wood 8)" in result.output  # water lies outside the mask
+    points = gpd.read_file(out, layer="sample")
+    with rasterio.open(path) as src:
+        assert all(src.index(p.x, p.y)[1] < 25 for p in points.geometry)
+    points["reference"] = points["map_class"]
+    points.to_file(out, layer="sample", driver="GPKG")
+    _bundle(tmp_path / "model.geocamat")
+    result = CliRunner().invoke(cli, ["evaluate", "--model", str(tmp_path / "model.geocamat"), "--map", str(path),
+                                      "--reference", str(out), "--reference-field", "reference", "--mask", str(mask),
+                                      "--out", str(tmp_path / "ev")])
+    assert result.exit_code == 0, result.output
+    est = json.loads((tmp_path / "ev" / "metrics.json").read_text())["area_estimates"]
+    assert est["total_area"] == pytest.approx(59 * 25 * 0.01) and est["per_class"]["water"]["mapped_area"] == 0

@@ -79,10 +79,15 @@ def _windows(height: int, width: int):
             yield Window(col, row, min(WINDOW, width - col), min(WINDOW, height - row))
 
 
-def _classes(src, window) -> tuple[np.ndarray, np.ndarray]:
-    """(class codes, mask of mapped pixels) of a window of the map."""
+def _classes(src, window, mask=None) -> tuple[np.ndarray, np.ndarray]:
+    """(class codes, mask of the mapped pixels to sample) of a window of the map; ``mask``: a
+    :class:`~geocamat.tasks.landuse.scoring.RasterOnGrid` whose zero and nodata pixels are left out."""
     part = src.read(1, window=window, masked=True)
-    return np.asarray(part), ~np.ma.getmaskarray(part)
+    keep = ~np.ma.getmaskarray(part)
+    if mask is not None:
+        values = mask.read(window)
+        keep &= np.isfinite(values) & (values != 0)
+    return np.asarray(part), keep
 
 
 def _keys(seed: int, window) -> np.ndarray:
@@ -92,9 +97,11 @@ def _keys(seed: int, window) -> np.ndarray:
     return rng.random((int(window.height), int(window.width)))
 
 
-def draw(map_path: Path, per_class: int = 50, total: int | None = None, seed: int = 0) -> dict:
+def draw(map_path: Path, per_class: int = 50, total: int | None = None, seed: int = 0,
+         mask: Path | None = None) -> dict:
     """Draw the sample: ``{"points": [(code, row, col), ...], "areas": {code: pixels}, "allocation": {...},
-    "transform", "crs"}``.
+    "transform", "crs"}``; with ``mask`` (a raster in any CRS), only where it is non-zero (as ``geocamat
+    evaluate --mask`` scores).
 
     Raises:
         InputNotFoundError, InvalidRasterError: no map, a map that is not a class raster, or one without classes.
@@ -102,9 +109,11 @@ def draw(map_path: Path, per_class: int = 50, total: int | None = None, seed: in
     import rasterio
 
     from geocamat.preflight import check_blocks
+    from geocamat.tasks.landuse.scoring import RasterOnGrid
 
-    if not map_path.exists():
-        raise InputNotFoundError(f"file not found: {map_path}")
+    for path in (map_path,) + ((mask,) if mask is not None else ()):
+        if not Path(path).exists():
+            raise InputNotFoundError(f"file not found: {path}")
     check_blocks(map_path)  # a truncated map fails in one line, before its CRS or values are read
     with rasterio.open(map_path) as src:
         if not np.issubdtype(np.dtype(src.dtypes[0]), np.integer):
@@ -113,46 +122,58 @@ def draw(map_path: Path, per_class: int = 50, total: int | None = None, seed: in
         if src.crs is None:
             raise InvalidRasterError(f"{map_path} has no CRS: the sample's points would have no place on the ground; "
                                      "set one (gdal_edit.py -a_srs)")
-        areas: dict[int, int] = {}
-        for window in _windows(src.height, src.width):
-            codes, mapped = _classes(src, window)
-            values, counts = np.unique(codes[mapped], return_counts=True)
-            for v, n in zip(values.tolist(), counts.tolist(), strict=True):
-                areas[int(v)] = areas.get(int(v), 0) + int(n)
-        if not areas:
-            raise InvalidRasterError(f"{map_path} has no mapped pixel (all nodata): nothing to sample")
-        allocation = allocate(areas, per_class, total)
-        best: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # class -> (keys, rows, cols), smallest
-        for window in _windows(src.height, src.width):
-            codes, mapped = _classes(src, window)
-            keys = _keys(seed, window)
-            for c, k in allocation.items():
-                rows, cols = np.nonzero(mapped & (codes == c))
-                if not len(rows):
-                    continue
-                kk = keys[rows, cols]
-                old = best.get(c)
-                if old is not None:
-                    kk = np.concatenate([old[0], kk])
-                    rows = np.concatenate([old[1], rows + int(window.row_off)])
-                    cols = np.concatenate([old[2], cols + int(window.col_off)])
-                else:
-                    rows, cols = rows + int(window.row_off), cols + int(window.col_off)
-                if len(kk) > k:
-                    keep = np.argpartition(kk, k - 1)[:k]
-                    kk, rows, cols = kk[keep], rows[keep], cols[keep]
-                best[c] = (kk, rows, cols)
-        points = []
-        for c in sorted(best):
-            kk, rows, cols = best[c]
-            order = np.argsort(kk)
-            points += [(c, int(r), int(col)) for r, col in zip(rows[order], cols[order], strict=True)]
-        return {"points": points, "areas": areas, "allocation": allocation, "transform": src.transform,
-                "crs": src.crs}
+        within = RasterOnGrid(Path(mask), src) if mask is not None else None
+        try:
+            return _draw(src, per_class, total, seed, within, map_path)
+        finally:
+            if within is not None:
+                within.close()
+
+
+def _draw(src, per_class: int, total: int | None, seed: int, within, map_path: Path) -> dict:
+    """:func:`draw` on the open map."""
+    areas: dict[int, int] = {}
+    for window in _windows(src.height, src.width):
+        codes, mapped = _classes(src, window, within)
+        values, counts = np.unique(codes[mapped], return_counts=True)
+        for v, n in zip(values.tolist(), counts.tolist(), strict=True):
+            areas[int(v)] = areas.get(int(v), 0) + int(n)
+    if not areas:
+        where = " inside the mask" if within is not None else " (all nodata)"
+        raise InvalidRasterError(f"{map_path} has no mapped pixel{where}: nothing to sample")
+    allocation = allocate(areas, per_class, total)
+    best: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # class -> (keys, rows, cols), smallest
+    for window in _windows(src.height, src.width):
+        codes, mapped = _classes(src, window, within)
+        keys = _keys(seed, window)
+        for c, k in allocation.items():
+            rows, cols = np.nonzero(mapped & (codes == c))
+            if not len(rows):
+                continue
+            kk = keys[rows, cols]
+            old = best.get(c)
+            if old is not None:
+                kk = np.concatenate([old[0], kk])
+                rows = np.concatenate([old[1], rows + int(window.row_off)])
+                cols = np.concatenate([old[2], cols + int(window.col_off)])
+            else:
+                rows, cols = rows + int(window.row_off), cols + int(window.col_off)
+            if len(kk) > k:
+                keep = np.argpartition(kk, k - 1)[:k]
+                kk, rows, cols = kk[keep], rows[keep], cols[keep]
+            best[c] = (kk, rows, cols)
+    points = []
+    for c in sorted(best):
+        kk, rows, cols = best[c]
+        order = np.argsort(kk)
+        points += [(c, int(r), int(col)) for r, col in zip(rows[order], cols[order], strict=True)]
+    return {"points": points, "areas": areas, "allocation": allocation, "transform": src.transform,
+            "crs": src.crs}
 
 
 def write_sample(map_path: str | os.PathLike, out: str | os.PathLike, *, per_class: int = 50,
-                 total: int | None = None, seed: int = 0, overwrite: bool = False) -> dict:
+                 total: int | None = None, seed: int = 0, mask: str | os.PathLike | None = None,
+                 overwrite: bool = False) -> dict:
     """Draw a stratified random sample of ``map_path`` and write it as a GeoPackage of points at pixel centres:
     ``map_code``, ``map_class`` and an empty ``reference`` field to fill in, styled by map class in QGIS.
 
@@ -175,7 +196,7 @@ def write_sample(map_path: str | os.PathLike, out: str | os.PathLike, *, per_cla
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out} exists: pass --overwrite to replace it")
     check_writable(out.parent)  # a read-only or forbidden folder fails now, before the map is read
-    sample = draw(map_path, per_class, total, seed)
+    sample = draw(map_path, per_class, total, seed, Path(mask) if mask else None)
     out.parent.mkdir(parents=True, exist_ok=True)
     codes = sorted(sample["areas"])
     style = map_style(map_path, codes)

@@ -144,6 +144,7 @@ def _rank_saves(rank: int, world: int, init: str, out: str) -> None:
         task.on_save_checkpoint(checkpoint)
         if rank == 0:
             torch.save({"merged": checkpoint["geocamat"]["regulariser"], "own": own}, out)
+        torch.distributed.barrier()  # neither rank tears gloo down while the other still uses it (SIGABRT 1 in 6)
     finally:
         torch.distributed.destroy_process_group()
 

@@ -119,4 +119,9 @@ def test_evaluate_prints_and_keeps_the_area_estimates_of_a_point_reference(table
     assert "overall accuracy 1.000 +- 0.000" in result.output  # the map is the reference
     est = json.loads((tmp_path / "ev" / "metrics.json").read_text())["area_estimates"]
     assert sum(c["area"] for c in est["per_class"].values()) == pytest.approx(est["total_area"])
+    import csv
+
+    table = list(csv.DictReader((tmp_path / "ev" / "area_estimates.csv").open()))
+    assert [r["class"] for r in table] == [*est["per_class"], "overall accuracy"]
+    assert float(table[0]["estimated_ha"]) == pytest.approx(next(iter(est["per_class"].values()))["area"])
     assert est["unit"] == "ha" and est["points"] == 40

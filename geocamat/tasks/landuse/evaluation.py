@@ -57,6 +57,8 @@ def evaluate_map(bundle, images: list[str], options: EvaluateOptions, *, progres
                             mask=Path(o.mask) if o.mask else None, offset=offset, reference_field=o.reference_field)
         if o.out:
             (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
+            if "area_estimates" in metrics:
+                write_area_table(folder / "area_estimates.csv", metrics["area_estimates"])
     frame = f", map read at offset {list(offset)} px" if offset and any(offset) else ""
     log(f"{metrics['scope']}{frame}: OA {metrics['overall_accuracy']}, kappa {metrics['kappa']}, macro-F1 "
         f"{metrics.get('macro_f1')}, "
@@ -72,6 +74,21 @@ def evaluate_map(bundle, images: list[str], options: EvaluateOptions, *, progres
         for line in area_lines(metrics["area_estimates"]):
             log(line)
     return metrics
+
+
+def write_area_table(path: Path, est: dict) -> None:
+    """The area estimates as a CSV table (a row per class, then the overall accuracy), for a spreadsheet."""
+    import csv
+
+    unit = est["unit"]
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        out = csv.writer(fh)
+        out.writerow(["class", f"mapped_{unit}", f"estimated_{unit}", f"estimated_{unit}_ci95", "users_accuracy",
+                      "users_accuracy_ci95", "producers_accuracy", "producers_accuracy_ci95"])
+        for name, c in est["per_class"].items():
+            out.writerow([name, c["mapped_area"], c["area"], c["area_ci"], c["users"], c["users_ci"], c["producers"],
+                          c["producers_ci"]])
+        out.writerow(["overall accuracy", "", "", "", est["overall_accuracy"], est["overall_accuracy_ci"], "", ""])
 
 
 def area_lines(est: dict) -> list[str]:

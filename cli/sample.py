@@ -12,11 +12,16 @@ import click
               help="Points per map class (with --total: each class's minimum).")
 @click.option("--total", default=None, type=int,
               help="Points in all, spread in proportion to the classes' areas (each at least --per-class).")
+@click.option("--target-se", default=None, type=float,
+              help="Size the sample for this standard error of the overall accuracy (e.g. 0.01), from the "
+                   "classes' areas and the user's accuracies expected of them (--model's validation map, else 0.8).")
+@click.option("--model", default=None, type=click.Path(),
+              help="With --target-se: the model bundle whose validation precision per class is expected.")
 @click.option("--mask", default=None, type=click.Path(),
               help="Sample only where this raster (any CRS) is non-zero; give evaluate the same --mask.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed (the same seed, the same points).")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
-def sample(map_path, out, per_class, total, mask, seed, overwrite):
+def sample(map_path, out, per_class, total, target_se, model, mask, seed, overwrite):
     """Draw reference points for an accuracy and area assessment: a stratified random sample of the map's pixels,
     the map's classes as strata (Olofsson et al. 2014).
 
@@ -25,10 +30,19 @@ def sample(map_path, out, per_class, total, mask, seed, overwrite):
     imagery), then `geocamat evaluate --model M --map MAP --reference OUT --reference-field reference` estimates
     each class's area with its 95% interval. Points left empty are not scored.
     """
-    from geocamat.tasks.landuse.reference_sample import write_sample
+    from geocamat.tasks.landuse.reference_sample import expected_users, write_sample
 
+    users = None
+    if model is not None:
+        from geocamat.bundle import Bundle
+
+        users = expected_users(Bundle.load(model))
     summary = write_sample(map_path, out, per_class=per_class, total=total, seed=seed, mask=mask,
-                           overwrite=overwrite)
+                           target_se=target_se, users=users, overwrite=overwrite)
+    if target_se is not None:
+        source = "the model's validation map" if users else "0.8 for every class"
+        click.echo(f"{summary['total']} points for a standard error of {target_se:g} on the overall accuracy "
+                   f"(user's accuracies expected from {source}; Olofsson et al. 2014)")
     counts = ", ".join(f"{name} {n}" for name, n in summary["per_class"].items())
     click.echo(f"wrote {summary['out']}: {summary['points']} points ({counts}); fill in their `reference` field, "
                "then: geocamat evaluate --model M --map MAP --reference OUT --reference-field reference")

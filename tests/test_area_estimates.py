@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from geocamat.metrics.area import stratified_estimates
+from geocamat.metrics.area import sample_size, stratified_estimates
 from tests.conftest import write_raster
 from tests.test_scoring import _points
 
@@ -23,6 +23,14 @@ def test_the_published_example_of_olofsson_et_al_2014():
     assert round(c["deforestation"]["producers_ci"], 2) == 0.21
     assert (round(out["overall_accuracy"], 2), round(out["overall_accuracy_ci"], 2)) == (0.95, 0.02)
     assert sum(c[k]["area"] for k in c) == pytest.approx(900_000) and out["points"] == 640 and not out["notes"]
+
+
+def test_sample_size_of_the_published_example():
+    """Olofsson et al. 2014 (section 5.1.1): conjectured user's accuracies 0.7, 0.6, 0.9, 0.95 and a target
+    standard error of 0.01 for the overall accuracy give n = 641 (they round to 640)."""
+    weights = np.array([200_000, 150_000, 3_200_000, 6_450_000]) / 10_000_000
+    assert sample_size(weights, np.array([0.7, 0.6, 0.9, 0.95]), 0.01) == 641
+    assert sample_size(weights, np.array([1.0, 1.0, 1.0, 1.0]), 0.01) == 1  # a perfect map needs no sample
 
 
 def test_map_classes_with_too_few_points_are_named_and_bounded():

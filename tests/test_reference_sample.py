@@ -95,14 +95,17 @@ def test_labelled_points_give_area_estimates_and_unlabelled_ones_are_left_out(tm
     assert est["total_area"] == pytest.approx((2344 + 590 + 16) * 0.01)
 
 
-def _bundle(path):
-    """A bundle with the map's three classes (scoring needs only the classes)."""
+def _bundle(path, precision: float | None = None):
+    """A bundle with the map's three classes (scoring needs only the classes); with ``precision``, a validation
+    map whose per-class precision is that."""
     from geocamat.bundle import Bundle, ClassInfo
 
     classes = [ClassInfo(1, "field", "#f4d03f"), ClassInfo(2, "wood", "#1a7837"), ClassInfo(3, "water", "#2b83ba")]
+    metrics = {} if precision is None else {"validation_map": {"per_class": {
+        c.name: {"id": c.id, "precision": precision, "support": 10} for c in classes}}}
     Bundle(task="landuse", model={"name": "camnet", "in_channels": 1, "num_classes": 3, "tile_size": 16,
                                   "arch": "camnet-xs"}, state_dict={}, bands=["b1"], mean=[0.0], std=[1.0],
-           classes=classes, tile_size=16).save(path)
+           classes=classes, tile_size=16, metrics=metrics).save(path)
 
 
 def test_a_mask_limits_the_sample_and_evaluate_counts_the_same_area(tmp_path):
@@ -129,3 +132,24 @@ def test_a_mask_limits_the_sample_and_evaluate_counts_the_same_area(tmp_path):
     assert result.exit_code == 0, result.output
     est = json.loads((tmp_path / "ev" / "metrics.json").read_text())["area_estimates"]
     assert est["total_area"] == pytest.approx(59 * 25 * 0.01) and est["per_class"]["water"]["mapped_area"] == 0
+
+
+def test_target_se_sizes_the_sample_from_expected_users_accuracies(tmp_path):
+    """--target-se 0.05 with user's accuracies of 0.8 everywhere asks (0.4 / 0.05)^2 = 64 points; a model whose
+    validation map has every class right (precision 1, kept at 0.95) asks fewer; --total with it is refused."""
+    path, _ = _map(tmp_path)
+    out = tmp_path / "points.gpkg"
+    result = CliRunner().invoke(cli, ["sample", "--map", str(path), "--out", str(out), "--per-class", "5",
+                                      "--target-se", "0.05"])
+    assert result.exit_code == 0, result.output
+    assert "64 points for a standard error of 0.05" in result.output and "0.8 for every class" in result.output
+    assert len(gpd.read_file(out, layer="sample")) == 64
+    _bundle(tmp_path / "model.geocamat", precision=1.0)
+    result = CliRunner().invoke(cli, ["sample", "--map", str(path), "--out", str(out), "--per-class", "5",
+                                      "--target-se", "0.05", "--model", str(tmp_path / "model.geocamat"),
+                                      "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert "19 points for a standard error of 0.05" in result.output  # ceil((sqrt(0.95 * 0.05) / 0.05)^2)
+    refused = CliRunner().invoke(cli, ["sample", "--map", str(path), "--out", str(tmp_path / "x.gpkg"),
+                                       "--target-se", "0.05", "--total", "40"])
+    assert refused.exit_code == 2 and "not both" in refused.output

@@ -92,3 +92,12 @@ def _producers_variance(j: int, area: np.ndarray, share: np.ndarray, row_var: np
     own = area[j] ** 2 * (1 - producers) ** 2 * row_var[j, j]
     others = sum(area[i] ** 2 * row_var[i, j] for i in range(len(area)) if i != j and active[i])
     return float((own + producers**2 * others) / estimated**2)
+
+
+def sample_size(weights: np.ndarray, users: np.ndarray, target_se: float) -> int:
+    """Points a stratified sample needs for the overall accuracy's standard error to be ``target_se`` (Olofsson et
+    al. 2014, equation 13: ``n = (sum W_i S_i / S(O))^2`` with ``S_i = sqrt(U_i (1 - U_i))``), from the map classes'
+    area shares ``weights`` and the user's accuracies one expects of them ``users``."""
+    spread = np.sqrt(np.clip(users, 0.0, 1.0) * (1.0 - np.clip(users, 0.0, 1.0)))
+    n = (float(np.sum(np.asarray(weights) * spread)) / target_se) ** 2
+    return max(1, math.ceil(n - 1e-9))  # 19.000000000000004 points are 19

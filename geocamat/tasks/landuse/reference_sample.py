@@ -28,6 +28,16 @@ LAYER = "sample"
 WINDOW = 1024
 #: what an analyst fills in: the class seen on better data (names or codes of the map's classes)
 REFERENCE_FIELD = "reference"
+#: the user's accuracy expected of a class the model has no validation figure for (sample sizes for --target-se)
+EXPECTED_USERS = 0.8
+
+
+def expected_users(bundle) -> dict[int, float]:
+    """Each class's user's accuracy expected from a model's validation map (its precision there), kept within
+    [0.5, 0.95] so that a class never or always right on a few validation pixels does not ask for no points."""
+    per_class = (bundle.metrics.get("validation_map") or {}).get("per_class") or {}
+    return {int(m["id"]): min(0.95, max(0.5, float(m["precision"]))) for m in per_class.values()
+            if m.get("support") and "id" in m}
 
 
 def allocate(areas: dict[int, int], per_class: int, total: int | None) -> dict[int, int]:
@@ -98,10 +108,12 @@ def _keys(seed: int, window) -> np.ndarray:
 
 
 def draw(map_path: Path, per_class: int = 50, total: int | None = None, seed: int = 0,
-         mask: Path | None = None) -> dict:
+         mask: Path | None = None, target_se: float | None = None, users: dict[int, float] | None = None) -> dict:
     """Draw the sample: ``{"points": [(code, row, col), ...], "areas": {code: pixels}, "allocation": {...},
-    "transform", "crs"}``; with ``mask`` (a raster in any CRS), only where it is non-zero (as ``geocamat
-    evaluate --mask`` scores).
+    "total", "transform", "crs"}``; with ``mask`` (a raster in any CRS), only where it is non-zero (as
+    ``geocamat evaluate --mask`` scores). With ``target_se`` the total is the points the overall accuracy's
+    standard error needs (:func:`geocamat.metrics.area.sample_size`), from the user's accuracies expected of the
+    classes (``users``; :data:`EXPECTED_USERS` for a class without one), each class at least ``per_class``.
 
     Raises:
         InputNotFoundError, InvalidRasterError: no map, a map that is not a class raster, or one without classes.
@@ -124,13 +136,14 @@ def draw(map_path: Path, per_class: int = 50, total: int | None = None, seed: in
                                      "set one (gdal_edit.py -a_srs)")
         within = RasterOnGrid(Path(mask), src) if mask is not None else None
         try:
-            return _draw(src, per_class, total, seed, within, map_path)
+            return _draw(src, per_class, total, seed, within, map_path, target_se, users or {})
         finally:
             if within is not None:
                 within.close()
 
 
-def _draw(src, per_class: int, total: int | None, seed: int, within, map_path: Path) -> dict:
+def _draw(src, per_class: int, total: int | None, seed: int, within, map_path: Path, target_se: float | None,
+          users: dict[int, float]) -> dict:
     """:func:`draw` on the open map."""
     areas: dict[int, int] = {}
     for window in _windows(src.height, src.width):
@@ -141,6 +154,13 @@ def _draw(src, per_class: int, total: int | None, seed: int, within, map_path: P
     if not areas:
         where = " inside the mask" if within is not None else " (all nodata)"
         raise InvalidRasterError(f"{map_path} has no mapped pixel{where}: nothing to sample")
+    if target_se is not None:
+        from geocamat.metrics.area import sample_size
+
+        codes = sorted(areas)
+        weights = np.array([areas[c] for c in codes], np.float64) / sum(areas.values())
+        expected = np.array([users.get(c, EXPECTED_USERS) for c in codes])
+        total = max(sample_size(weights, expected, target_se), per_class * len(codes))
     allocation = allocate(areas, per_class, total)
     best: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # class -> (keys, rows, cols), smallest
     for window in _windows(src.height, src.width):
@@ -167,12 +187,13 @@ def _draw(src, per_class: int, total: int | None, seed: int, within, map_path: P
         kk, rows, cols = best[c]
         order = np.argsort(kk)
         points += [(c, int(r), int(col)) for r, col in zip(rows[order], cols[order], strict=True)]
-    return {"points": points, "areas": areas, "allocation": allocation, "transform": src.transform,
-            "crs": src.crs}
+    return {"points": points, "areas": areas, "allocation": allocation, "total": total,
+            "transform": src.transform, "crs": src.crs}
 
 
 def write_sample(map_path: str | os.PathLike, out: str | os.PathLike, *, per_class: int = 50,
                  total: int | None = None, seed: int = 0, mask: str | os.PathLike | None = None,
+                 target_se: float | None = None, users: dict[int, float] | None = None,
                  overwrite: bool = False) -> dict:
     """Draw a stratified random sample of ``map_path`` and write it as a GeoPackage of points at pixel centres:
     ``map_code``, ``map_class`` and an empty ``reference`` field to fill in, styled by map class in QGIS.
@@ -190,13 +211,16 @@ def write_sample(map_path: str | os.PathLike, out: str | os.PathLike, *, per_cla
 
     if per_class < 1 or (total is not None and total < 1):
         raise ConfigError("--per-class and --total must be positive integers")
+    if target_se is not None and (total is not None or not 0 < target_se < 0.5):
+        raise ConfigError("--target-se is a standard error of the overall accuracy in (0, 0.5), e.g. 0.01, and "
+                          "sets the total itself: give it or --total, not both")
     map_path, out = Path(map_path), Path(out)
     if out.suffix.lower() != ".gpkg":
         raise ConfigError(f"--out must be a GeoPackage (.gpkg), not {out.name}")
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out} exists: pass --overwrite to replace it")
     check_writable(out.parent)  # a read-only or forbidden folder fails now, before the map is read
-    sample = draw(map_path, per_class, total, seed, Path(mask) if mask else None)
+    sample = draw(map_path, per_class, total, seed, Path(mask) if mask else None, target_se, users)
     out.parent.mkdir(parents=True, exist_ok=True)
     codes = sorted(sample["areas"])
     style = map_style(map_path, codes)
@@ -218,4 +242,4 @@ def write_sample(map_path: str | os.PathLike, out: str | os.PathLike, *, per_cla
         tmp.unlink(missing_ok=True)
     counts = {name[c]: int(sum(1 for p in sample["points"] if p[0] == c)) for c in codes}
     return {"out": str(out), "points": len(sample["points"]), "per_class": counts,
-            "pixels": {name[c]: sample["areas"][c] for c in codes}, "seed": seed}
+            "pixels": {name[c]: sample["areas"][c] for c in codes}, "seed": seed, "total": sample["total"]}

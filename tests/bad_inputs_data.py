@@ -97,6 +97,7 @@ def make_inputs(d: Path) -> dict[str, Path]:
     f["one_class"] = write_raster(d / "one_class.tif", np.full((SIZE, SIZE), 3, "uint8"), nodata=0)
     f["float_labels"] = write_raster(d / "float_labels.tif", labels.astype("float32") + 0.5, nodata=0)
     f["nodata"] = write_raster(d / "all_nodata.tif", np.full((3, SIZE, SIZE), -9999.0, "float32"), nodata=-9999.0)
+    f["nodata_map"] = write_raster(d / "nodata_map.tif", np.zeros((SIZE, SIZE), "uint8"), nodata=0)
     f["two_band"] = write_raster(d / "two_band.tif", image[:2], nodata=-9999.0)
     f["coarse"] = write_raster(d / "coarse_100m.tif", image, res=100.0, nodata=-9999.0)
     f["fine"] = write_raster(d / "fine_1m.tif", image, res=1.0, nodata=-9999.0)

@@ -342,6 +342,8 @@ ROWS = [
         lambda e: e.trunc_labels),
     Row("sample-map-no-crs", "a map without CRS", lambda e: _sample(e, e.nocrs_labels), "no CRS",
         lambda e: e.nocrs_labels),
+    Row("sample-all-nodata", "a map that is nodata everywhere", lambda e: _sample(e, e.nodata_map),
+        "no mapped pixel", lambda e: e.nodata_map),
     Row("sample-total-too-small", "--total below --per-class x classes",
         lambda e: _sample(e, e.labels, "--total", "3"), "below --per-class", lambda e: "--total"),
     Row("sample-read-only", "--out in a read-only folder", lambda e: _sample(e, e.labels), "cannot write",

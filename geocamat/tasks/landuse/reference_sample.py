@@ -81,14 +81,6 @@ def map_style(map_path: Path, codes: list[int]) -> ClassStyle:
     return ClassStyle(list(codes), names, colours)
 
 
-def _windows(height: int, width: int):
-    from rasterio.windows import Window
-
-    for row in range(0, height, WINDOW):
-        for col in range(0, width, WINDOW):
-            yield Window(col, row, min(WINDOW, width - col), min(WINDOW, height - row))
-
-
 def _classes(src, window, mask=None) -> tuple[np.ndarray, np.ndarray]:
     """(class codes, mask of the mapped pixels to sample) of a window of the map; ``mask``: a
     :class:`~geocamat.tasks.landuse.scoring.RasterOnGrid` whose zero and nodata pixels are left out."""
@@ -145,8 +137,10 @@ def draw(map_path: Path, per_class: int = 50, total: int | None = None, seed: in
 def _draw(src, per_class: int, total: int | None, seed: int, within, map_path: Path, target_se: float | None,
           users: dict[int, float]) -> dict:
     """:func:`draw` on the open map."""
+    from geocamat.data.labels import label_windows
+
     areas: dict[int, int] = {}
-    for window in _windows(src.height, src.width):
+    for window in label_windows((src.height, src.width), WINDOW):
         codes, mapped = _classes(src, window, within)
         values, counts = np.unique(codes[mapped], return_counts=True)
         for v, n in zip(values.tolist(), counts.tolist(), strict=True):
@@ -163,7 +157,7 @@ def _draw(src, per_class: int, total: int | None, seed: int, within, map_path: P
         total = max(sample_size(weights, expected, target_se), per_class * len(codes))
     allocation = allocate(areas, per_class, total)
     best: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # class -> (keys, rows, cols), smallest
-    for window in _windows(src.height, src.width):
+    for window in label_windows((src.height, src.width), WINDOW):
         codes, mapped = _classes(src, window, within)
         keys = _keys(seed, window)
         for c, k in allocation.items():

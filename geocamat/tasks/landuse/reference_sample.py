@@ -197,6 +197,7 @@ def write_sample(map_path: str | os.PathLike, out: str | os.PathLike, *, per_cla
     """
     import geopandas as gpd
     import pandas as pd
+    import pyogrio
     import shapely
 
     from geocamat.outputs.geopackage import store_style
@@ -229,7 +230,8 @@ def write_sample(map_path: str | os.PathLike, out: str | os.PathLike, *, per_cla
     tmp = out.with_name(f".{out.stem}.partial-{os.getpid()}.gpkg")
     tmp.unlink(missing_ok=True)
     try:
-        frame.to_file(tmp, layer=LAYER, driver="GPKG")
+        pyogrio.write_dataframe(frame, tmp, layer=LAYER, driver="GPKG",
+                                dataset_options={"VERSION": "1.2"})  # what QGIS 3.22's GDAL reads in full
         store_style(tmp, categorized_polygon_qml(style, field="map_code", marker=True), LAYER)
         os.replace(tmp, out)
     finally:

@@ -156,6 +156,14 @@ def test_a_scene_larger_than_the_training_images_is_classified_in_chips(model, t
     left = [r["class_name"] for r in rows if int(r["col"]) + int(r["width"]) <= 32]
     right = [r["class_name"] for r in rows if int(r["col"]) >= 32]
     assert left.count("dark") >= len(left) - 1 and right.count("bright") >= len(right) - 1
+    with rasterio.open(out / "cells" / "scene.tif") as cells:  # one pixel per cell, styled, nodata where skipped
+        grid = cells.read(1)
+        assert grid.shape == (4, 5) and cells.transform == from_origin(400_000, 3_285_000, 160, 160)
+        assert grid[2, 0] == cells.nodata and grid[3, 0] == cells.nodata and (grid != cells.nodata).sum() == 18
+        ids = {r["class_name"]: int(r["class_id"]) for r in rows}
+        assert all(grid[int(r["row"]) // 16, int(r["col"]) // 16] == int(r["class_id"]) for r in rows)
+        assert set(ids) <= {"dark", "bright"} and cells.colormap(1)
+    assert (out / "cells" / "scene.qml").exists() and report["outputs"]["cell_rasters"] == ["cells/scene.tif"]
     whole = CliRunner().invoke(cli, ["predict", "--model", str(model / "run" / "model.geocamat"), "--out",
                                      str(tmp_path / "whole"), "--chip-size", "0", str(scene)])
     assert whole.exit_code == 0 and "1 images (" in whole.output, whole.output

@@ -22,10 +22,12 @@ import numpy as np
 
 from geocamat.data.scenes import IMAGE_SUFFIXES
 from geocamat.errors import InputNotFoundError, InvalidRasterError
+from geocamat.tasks.scenes.cell_maps import FOLDER as CELLS
+from geocamat.tasks.scenes.cell_maps import CellMaps
 from geocamat.tasks.scenes.ground import SCALE_WARNING, auto_chip, describe, training_side
 
 #: the results ``geocamat predict`` writes for a scene model
-SCENE_RESULTS = ("scenes.csv", "scenes.gpkg", "scenes.qml", "report.json")
+SCENE_RESULTS = ("scenes.csv", "scenes.gpkg", "scenes.qml", "cells", "report.json")
 LAYER = "scenes"
 #: the footprints' fill opacity in the stored style: the imagery under each chip shows through
 FILL_OPACITY = 0.55
@@ -177,6 +179,11 @@ class Places:
                 self._images[path] = None
         return self._images[path]
 
+    def grid(self, path: Path) -> tuple[str, object] | None:
+        """(CRS as WKT, transform) of a georeferenced image; None for a plain one."""
+        image = self._image(path)
+        return None if image is None else image[:2]
+
     def bounds(self, unit: Unit) -> tuple[str, tuple[float, float, float, float]] | None:
         """(CRS as WKT, bounds) of a unit of a georeferenced image (the image, or its chip's cell); None for a
         plain image."""
@@ -305,6 +312,7 @@ def predict_scenes(bundle, images: list[str], stage: Path, *, batch_size: int = 
     agreement = FolderAgreement(names)
     greys = empty = 0
     places = Footprints(stage / "scenes.gpkg", bundle.classes)
+    cell_maps, plan_of = CellMaps(stage / CELLS, bundle.classes), {p.path: p for p in plans}
     reader = UnitReader(size)
     bar = progress_bar(total=total, unit="image" if total == len(paths) else "chip", desc="classify",
                        file=sys.stderr, disable=None if progress else True, dynamic_ncols=True, leave=False)
@@ -333,16 +341,22 @@ def predict_scenes(bundle, images: list[str], stage: Path, *, batch_size: int = 
                         counts[cls.name] += 1
                         if u.cell is None:
                             agreement.add(u.path, cls.name)
+                        elif u.path != cell_maps.path:  # the first classified cell of an image
+                            cell_maps.start(plan_of[u.path], *(places.places.grid(u.path) or (None, None)))
+                        cell_maps.add(u, cls.id)
                         out.writerow([str(u.path), u.path.parent.name, *(u.cell or ("", "", "", "")), cls.id,
                                       cls.name, f"{row[k]:.4f}", *[f"{v:.4f}" for v in row]])
                         places.add(u, cls.id, cls.name, float(row[k]))
         places.close()
+        cell_maps.finish()
     finally:
         reader.close()
         bar.close()
     outputs = {"csv": "scenes.csv"}
     if places.written:
         outputs |= {"gpkg": "scenes.gpkg", "qml": "scenes.qml"}
+    if cell_maps.written:
+        outputs["cell_rasters"] = cell_maps.written
     if greys:
         notes.append(f"note: {greys} grey image{'s' if greys != 1 else ''} repeated into the model's 3 bands")
     classified = sum(counts.values())

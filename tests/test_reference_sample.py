@@ -86,9 +86,10 @@ def test_labelled_points_give_area_estimates_and_unlabelled_ones_are_left_out(tm
     result = CliRunner().invoke(cli, ["evaluate", "--model", str(bundle), "--map", str(path), "--reference", str(out),
                                       "--reference-field", "reference", "--out", str(tmp_path / "ev")])
     assert result.exit_code == 0, result.output
+    assert "note: 2 features of points.gpkg have no reference value (not labelled yet): left out" in result.output
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     est = metrics["area_estimates"]
-    assert est["points"] == 58 and metrics["n"] == 58
+    assert est["points"] == 58 and metrics["n"] == 58 and metrics["unlabelled_features"] == 2
     assert points["map_class"].tolist()[:2] == ["field", "field"]  # the two left empty: field points
     assert est["per_class"]["wood"]["users"] == pytest.approx(1 - 4 / len(wood))
     assert est["per_class"]["wood"]["area"] <= est["per_class"]["wood"]["mapped_area"]

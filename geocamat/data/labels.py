@@ -186,7 +186,9 @@ def _vector_frame(path: Path, field: str | None, grid: Grid, name_codes: dict[st
     if field not in frame.columns:
         raise InvalidLabelsError(f"{field_flag} {field!r} not in {path.name}: choose one of {', '.join(columns)}")
     blank = frame[field].astype(str).str.strip() == ""  # a reference point not labelled yet, as a null one
+    unlabelled = int((frame[field].isna() | blank).sum())
     frame = frame[frame[field].notna() & ~blank & frame.geometry.notna() & ~frame.geometry.is_empty]
+    frame.attrs["unlabelled"] = unlabelled  # features left out for an empty class field (said by evaluate)
     frame = repair_geometries(frame, path)
     frame = frame.to_crs(grid.crs)
     values = frame[field]

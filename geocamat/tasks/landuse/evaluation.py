@@ -63,6 +63,9 @@ def evaluate_map(bundle, images: list[str], options: EvaluateOptions, *, progres
     log(f"{metrics['scope']}{frame}: OA {metrics['overall_accuracy']}, kappa {metrics['kappa']}, macro-F1 "
         f"{metrics.get('macro_f1')}, "
         f"{metrics['n']} pixels (coverage {metrics['coverage']})")
+    if metrics.get("unlabelled_features"):
+        log(f"note: {metrics['unlabelled_features']} features of {Path(o.reference).name} have no "
+            f"{o.reference_field or 'class'} value (not labelled yet): left out")
     found = bundle.extra.get("label_offset")
     if found and o.label_offset == "none":
         log(f"note: this model's labels were registered {found} px off its imagery; --label-offset model "

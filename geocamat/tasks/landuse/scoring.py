@@ -142,6 +142,7 @@ class VectorOnGrid:
                                                           dict(zip(class_names, class_ids, strict=True)),
                                                           "--reference-field")
         self.geometries, self.index, self.like = frame.geometry.to_numpy(), frame.sindex, like
+        self.unlabelled = int(frame.attrs.get("unlabelled", 0))  # features whose class field is empty
 
     def close(self) -> None:
         pass
@@ -341,6 +342,8 @@ def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names
         out["area_estimates"] = stratified_estimates(cm.T, areas.total, list(class_names)) | {
             "unit": areas.unit, "method": "Olofsson et al. (2014): the reference points as a simple or stratified "
                                           "random sample of the scored map"}
+    if vector and ref.unlabelled:
+        out["unlabelled_features"] = ref.unlabelled
     out["reference_pixels"] = reference_pixels
     out["coverage"] = round(mapped_pixels / reference_pixels, 4) if reference_pixels else 0.0
     out["scope"] = f"{parity} blocks of a {blocks}x{blocks} checkerboard" if blocks else "all reference pixels"

@@ -87,8 +87,7 @@ def _classes(src, window, mask=None) -> tuple[np.ndarray, np.ndarray]:
     part = src.read(1, window=window, masked=True)
     keep = ~np.ma.getmaskarray(part)
     if mask is not None:
-        values = mask.read(window)
-        keep &= np.isfinite(values) & (values != 0)
+        keep &= mask.nonzero(window)
     return np.asarray(part), keep
 
 
@@ -236,6 +235,6 @@ def write_sample(map_path: str | os.PathLike, out: str | os.PathLike, *, per_cla
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-    counts = {name[c]: int(sum(1 for p in sample["points"] if p[0] == c)) for c in codes}
+    counts = {name[c]: sample["allocation"][c] for c in codes}  # each class gets its allocation (capped by its pixels)
     return {"out": str(out), "points": len(sample["points"]), "per_class": counts,
             "pixels": {name[c]: sample["areas"][c] for c in codes}, "seed": seed, "total": sample["total"]}

@@ -119,6 +119,11 @@ class RasterOnGrid:
         data = self.src.read(1, window=source, masked=True).astype("float64").filled(np.nan)
         return self._onto(data, source, window, self.resampling)
 
+    def nonzero(self, window) -> np.ndarray:
+        """Where the raster is non-zero (and not nodata) on ``window`` of the target grid: a mask's inside."""
+        values = self.read(window)
+        return np.isfinite(values) & (values != 0)
+
     def blocks(self, window, blocks: int, parity: str) -> np.ndarray:
         """The checkerboard laid over this raster's extent, on ``window`` of the target grid (1 = scored block,
         0 = other blocks, NaN outside the raster)."""
@@ -308,19 +313,17 @@ def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names
             areas = MappedAreas(m, class_ids) if vector and ref.sparse else None  # a point sample
             for window in label_windows((m.height, m.width), window_size):  # bounded memory
                 values = ref.read(window)
-                scope = None  # the part of the window that is scored, None: all of it
+                scope = np.ones(values.shape, bool)  # the part of the window that is scored
                 if blocks and vector:  # a checkerboard over the map's extent
-                    scope = checkerboard_part((m.height, m.width), blocks, parity, window) == 1
+                    scope &= checkerboard_part((m.height, m.width), blocks, parity, window) == 1
                 elif blocks:  # a checkerboard over the reference's extent
-                    scope = ref.blocks(window, blocks, parity) == 1
+                    scope &= ref.blocks(window, blocks, parity) == 1
                 if mk is not None:
-                    mv = mk.read(window)
-                    scope = (np.isfinite(mv) & (mv != 0)) & (scope if scope is not None else True)
-                keep = np.isfinite(values) & (scope if scope is not None else True)
+                    scope &= mk.nonzero(window)
+                keep = np.isfinite(values) & scope
                 pred, nodata = _map_window(m, window, offset)
                 if areas is not None:  # every mapped pixel of the scored scope, points or not
-                    region = ~nodata & (scope if scope is not None else True)
-                    areas.add(pred, region, int(window.row_off))
+                    areas.add(pred, scope & ~nodata, int(window.row_off))
                 mapped = keep & ~nodata
                 reference_pixels += int(keep.sum())
                 mapped_pixels += int(mapped.sum())

@@ -94,14 +94,20 @@ def test_evaluate_reads_coco_and_yolo_references_like_the_csv(trained):
     (root / f"{img.stem}.txt").write_text("".join(
         f"0 {(b[0] + b[2]) / 2 / w:.7f} {(b[1] + b[3]) / 2 / h:.7f} {(b[2] - b[0]) / w:.7f} {(b[3] - b[1]) / h:.7f}\n"
         for b in boxes))
+    # a YOLO labels folder as users have it: the label files, the class names and the images side by side
+    yolo = trained["root"] / "yolo"
+    yolo.mkdir()
+    for name in ("classes.txt", f"{img.stem}.txt"):
+        (yolo / name).write_text((root / name).read_text())
+    (yolo / img.name).write_bytes(img.read_bytes())
     outputs = []
-    for ref in (trained["csv"], root / "boxes.json", root / f"{img.stem}.txt"):
+    for ref in (trained["csv"], root / "boxes.json", root / f"{img.stem}.txt", yolo):
         result = CliRunner().invoke(cli, ["evaluate", "--model", str(trained["run"] / "model.geocamat"),
                                           "--reference", str(ref), "--score-threshold", "0.05", str(img)])
         assert result.exit_code == 0, result.output
         outputs.append(result.output.splitlines()[:4])
     assert outputs[0][0].startswith("1 image: 10 labelled objects")
-    assert outputs[1] == outputs[0] and outputs[2] == outputs[0]
+    assert outputs[1] == outputs[0] and outputs[2] == outputs[0] and outputs[3] == outputs[0]
 
 
 @pytest.mark.parametrize("args, needle", [

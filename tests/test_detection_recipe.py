@@ -258,3 +258,34 @@ def test_camat_pairs_keep_the_clean_tiles_and_weight_the_occluded_copies(weight)
     else:  # the clean batch, then the two tiles with an occluded object: 1 + 0.5 * 2
         assert [n for _, n in seen] == [3, 2] and torch.equal(seen[0][0], images)
         assert not torch.equal(seen[1][0], images[[0, 2]]) and float(loss) == 1.0 + weight * 2.0
+
+
+def test_small_images_hold_out_whole_images_for_validation():
+    """No image is 2.5 tiles wide (a dataset of chips): val_fraction of the labelled images are held out
+    whole, and training draws no tile from them."""
+    from geocamat.data.detection_tiles import validation_plan
+
+    ts = 256
+    images = [_boxes(300, 300, n=5, seed=i) for i in range(10)]
+    plan = validation_plan(images, ts, 0.2)
+    assert plan.kind == "images" and len(plan.held) == 2 and "2 whole images of 10" in plan.note
+    train, val = plan_tiles(images, ts, val_fraction=0.2, empty_ratio=1.0)
+    assert {t.image for t in val} == plan.held
+    assert train and not {t.image for t in train} & plan.held
+    # wide images keep their strips; the narrow ones then all train
+    mixed = images[:3] + [_boxes(1000, 300)]
+    plan = validation_plan(mixed, ts, 0.2)
+    assert plan.kind == "strips" and not plan.held and plan.splits[3] < 1000
+    assert plan.splits[:3] == [300, 300, 300]
+
+
+def test_one_small_image_says_there_is_no_validation_and_how_to_get_one():
+    from geocamat.data.detection_tiles import validation_plan
+
+    one = [_boxes(900, 900), ImageBoxes("empty.png", 300, 300, np.zeros((0, 4), np.float32), [])]
+    plan = validation_plan(one, 400, 0.2)  # the unlabelled image is not held out: nothing to score on it
+    assert plan.kind == "none" and not plan.held and plan.note.startswith("warning: no validation split")
+    suggested = int(plan.note.rsplit("--tile-size ", 1)[1])
+    assert validation_split(900, suggested, 0.2) < 900 <= validation_split(900, 400, 0.2)
+    _, val = plan_tiles(one, 400, val_fraction=0.2)
+    assert val == []

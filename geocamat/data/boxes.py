@@ -27,10 +27,26 @@ from pathlib import Path
 
 import numpy as np
 
-from geocamat.data.box_formats import is_coco, is_yolo, read_coco, read_yolo
+from geocamat.data.box_formats import YOLO_NAME_FILES, is_coco, is_yolo, read_coco, read_yolo
 from geocamat.errors import InvalidLabelsError
 
 PIXEL_SUFFIXES = {".csv", ".xml", ".txt"}
+
+
+def expand_label_paths(items: str | list[str], what: str = "labels") -> list[str]:
+    """Label files (paths, globs, folders) as strings, in argument order: from a folder, its box files of
+    every format (a DOTA ``labelTxt`` or YOLO ``labels`` folder, VOC ``.xml``, vector layers), not the images
+    beside them nor the class-name files (``classes.txt``, ``data.yaml``) that YOLO keeps there."""
+    from geocamat.data.labels import VECTOR_SUFFIXES
+    from geocamat.data.paths import expand_paths
+
+    suffixes = tuple(PIXEL_SUFFIXES) + tuple(VECTOR_SUFFIXES)
+    files = expand_paths(items, suffixes, what)
+    kept = [p for p in files if p.name.lower() not in YOLO_NAME_FILES]
+    if not kept:
+        raise InvalidLabelsError(f"no box files among {', '.join(p.name for p in files[:3])}: give the label files "
+                                 "(.xml, .csv, .txt, .json, .gpkg ...)")
+    return [str(p) for p in kept]
 
 
 @dataclass

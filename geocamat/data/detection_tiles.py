@@ -5,6 +5,7 @@ batch, not the scenes: an orthomosaic trains like a crop. Windows overlap by hal
 edge is kept (clipped) when at least ``min_visible`` of it is inside, and dropped otherwise. Validation windows
 come from a vertical strip at the right of each image that no training window touches (spatially disjoint):
 training windows, and the larger windows that scale jitter reads, stay left of the strip's first column.
+When no image is wide enough for a strip (a dataset of chips), whole images are held out instead.
 
 Training augmentation keeps boxes right: one of the 8 flips / quarter turns, scale jitter (a window of
 ``tile / f`` pixels around the tile resized to the tile, ``f`` log-uniform in [1/(1+s), 1+s], boxes scaled
@@ -173,9 +174,56 @@ def validation_split(width: int, tile_size: int, val_fraction: float) -> int:
     The strip is ``val_fraction`` of the width, at least one tile; an image narrower than 2.5 tiles has
     none. Training windows (and the tile left of the strip) always fit: the strip starts at >= one tile.
     """
-    if val_fraction <= 0 or width < 2 * tile_size + tile_size // 2:
+    if val_fraction <= 0 or width < strip_min_width(tile_size):
         return width
     return max(tile_size, width - max(tile_size, int(round(val_fraction * width))))
+
+
+def strip_min_width(tile_size: int) -> int:
+    """The narrowest image that gives a validation strip: 2.5 tiles."""
+    return 2 * tile_size + tile_size // 2
+
+
+@dataclass
+class ValidationPlan:
+    """Where the validation tiles come from: a strip at the right of each wide image, else whole images.
+
+    ``splits[i]`` is image i's first strip column (its width: no strip); ``held`` the images held out whole
+    (training draws no tile from them); ``kind``: ``strips``, ``images`` or ``none``; ``note`` says which, in
+    one line for the run's log.
+    """
+
+    splits: list[int]
+    held: set[int]
+    kind: str
+    note: str
+
+
+def validation_plan(boxes: list[ImageBoxes], tile_size: int, val_fraction: float) -> ValidationPlan:
+    """Validation strips of the images at least 2.5 tiles wide; when there is none (a dataset of small
+    images, as COCO/YOLO/DOTA chips are), ``val_fraction`` of the labelled images held out whole, spread
+    over the list (at least one, and at least one labelled image left for training)."""
+    splits = [validation_split(b.width, tile_size, val_fraction) for b in boxes]
+    if val_fraction <= 0:
+        return ValidationPlan(splits, set(), "none", "validation: none (val_fraction 0)")
+    strips = sum(s < b.width for s, b in zip(splits, boxes, strict=True))
+    if strips:
+        return ValidationPlan(splits, set(), "strips", f"validation: the right-hand {val_fraction:.0%} of {strips} "
+                              f"image{'s' if strips > 1 else ''} (spatially disjoint strips)")
+    labelled = [i for i, b in enumerate(boxes) if len(b.boxes)]
+    if len(labelled) < 2:
+        widest = max(b.width for b in boxes)
+        return ValidationPlan(splits, set(), "none", (
+            f"warning: no validation split: one labelled image, {widest} px wide, under the 2.5 tiles "
+            f"({strip_min_width(tile_size)} px) a validation strip needs; nothing scores the model and the score "
+            f"threshold is not chosen on validation. Give val_images (--set val_images=...), more images, or "
+            f"--tile-size {max(32, int(widest / 2.5))}"))
+    n = min(len(labelled) - 1, max(1, int(round(val_fraction * len(labelled)))))
+    held = {labelled[int((k + 0.5) * len(labelled) / n)] for k in range(n)}
+    return ValidationPlan(splits, held, "images", (
+        f"validation: {len(held)} whole image{'s' if len(held) > 1 else ''} of {len(boxes)} (no image is "
+        f"2.5 tiles wide for a strip; images that overlap others on the ground would share objects "
+        f"with training: give val_images then)"))
 
 
 def plan_tiles(
@@ -184,19 +232,25 @@ def plan_tiles(
 ) -> tuple[list[Tile], list[Tile]]:
     """Training and validation windows.
 
-    Each image wider than 2.5 tiles gives a validation strip at its right (``val_fraction`` of the width,
-    at least one tile; see :func:`validation_split`); training windows (stride half a tile) stay left of it:
-    no training window reaches a column of the strip. Tiles without any box are kept at ``empty_ratio`` times
-    the number of tiles with boxes.
+    Validation follows :func:`validation_plan`: each image wider than 2.5 tiles gives a strip at its right
+    (``val_fraction`` of the width, at least one tile; see :func:`validation_split`) and training windows
+    (stride half a tile) stay left of it: no training window reaches a column of the strip. When no image
+    is that wide, whole images are held out. Tiles without any box are kept at ``empty_ratio`` times the
+    number of tiles with boxes.
 
     Returns:
         (training tiles, validation tiles).
     """
     rng = random.Random(seed)
     train, val = [], []
+    plan = validation_plan(boxes, tile_size, val_fraction)
     for i, ib in enumerate(boxes):
         w, h = ib.width, ib.height
-        split = validation_split(w, tile_size, val_fraction)
+        split = plan.splits[i]
+        if i in plan.held:
+            val.extend(Tile(i, col, row) for row in grid_offsets(h, tile_size, tile_size)
+                       for col in grid_offsets(w, tile_size, tile_size))
+            continue
         rows = grid_offsets(h, tile_size, tile_size // 2)
         for col in grid_offsets(w, tile_size, tile_size // 2, 0, split):
             for row in rows:

@@ -120,6 +120,7 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
     import torch
     from torch.utils.data import DataLoader
 
+    from geocamat.data.boxes import expand_label_paths
     from geocamat.data.chunks import bound_gdal_cache
     from geocamat.data.detection_images import band_stats, expand_paths
     from geocamat.data.detection_tiles import (
@@ -130,7 +131,7 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
         grid_offsets,
         open_normalised,
         plan_tiles,
-        validation_split,
+        validation_plan,
     )
     from geocamat.data.samplers import WindowSampler
     from geocamat.tasks.detection.module import DetectionTask
@@ -149,7 +150,7 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     images = expand_paths(cfg.images, "image")
-    labels = expand_paths(cfg.labels, "labels")
+    labels = expand_label_paths(cfg.labels, "labels")
     from geocamat.preflight import check_inputs
 
     check_inputs(images)  # a truncated image fails here, not after an epoch
@@ -177,9 +178,10 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
     sources = open_normalised(images, mean, std, cfg.normalise, cfg.scene_cache_mb, len(bands))
     col_limits = None
     val_ds = None
+    split_kind = "val_images"
     if cfg.val_images:
         v_images = expand_paths(cfg.val_images, "validation image")
-        v_labels = expand_paths(cfg.val_labels or cfg.labels, "validation labels")
+        v_labels = expand_label_paths(cfg.val_labels or cfg.labels, "validation labels")
         _, v_boxes, _ = _load_labelled(v_images, v_labels, cfg.label_field, classes)
         v_tiles = [Tile(i, c, r) for i, b in enumerate(v_boxes) for c in grid_offsets(b.width, ts, ts)
                    for r in grid_offsets(b.height, ts, ts)]
@@ -191,7 +193,9 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
         train_tiles, val_tiles = plan_tiles(boxes, ts, val_fraction=float(cfg.val_fraction),
                                             empty_ratio=float(cfg.empty_ratio), max_tiles=cfg.max_tiles,
                                             seed=seed)
-        col_limits = [validation_split(b.width, ts, float(cfg.val_fraction)) for b in boxes]
+        plan = validation_plan(boxes, ts, float(cfg.val_fraction))
+        col_limits, split_kind = plan.splits, plan.kind
+        log(plan.note)
         if val_tiles:
             val_ds = DetectionTiles(sources, boxes, class_index, val_tiles, ts)
     if not train_tiles:
@@ -251,7 +255,8 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
     steps = task.step_times[1:] or task.step_times  # first step includes warm-up allocations
     metrics = {k: v for k, v in task.val_metrics.items()}
     metrics.update({
-        "val_tiles": len(val_ds) if val_ds else 0, "train_tiles": len(train_ds), "train_boxes": int(sum(counts)),
+        "val_tiles": len(val_ds) if val_ds else 0, "validation_split": split_kind,
+        "train_tiles": len(train_ds), "train_boxes": int(sum(counts)),
         "epochs": epochs, "steps": len(task.step_times), "step_time_s": float(np.mean(steps)) if steps else None,
         "occluded_pixel_fraction": float(np.mean(task.occluded_fraction)) if task.occluded_fraction else 0.0,
         "fit_seconds": fit_s, "total_seconds": time.perf_counter() - t_start, "device": accel,
@@ -538,6 +543,7 @@ def evaluate_detection(bundle: Bundle, images: list[str], options: EvaluateOptio
 
     import torch
 
+    from geocamat.data.boxes import expand_label_paths
     from geocamat.data.chunks import bound_gdal_cache
     from geocamat.data.detection_images import expand_paths, read_image
     from geocamat.data.detection_tiles import grid_offsets, window_boxes
@@ -549,7 +555,7 @@ def evaluate_detection(bundle: Bundle, images: list[str], options: EvaluateOptio
     agnostic, label_field = options.class_agnostic, options.reference_field
     opts = _resolve(bundle, options)
     paths = expand_paths(images, "image")
-    label_paths = expand_paths(options.reference, "reference boxes")
+    label_paths = expand_label_paths(options.reference, "reference boxes")
     names = [c.name for c in bundle.classes]
     try:
         _, boxes, _ = _load_labelled(paths, label_paths, label_field, None if agnostic else names)

@@ -160,3 +160,42 @@ def test_default_threshold_prefers_given_then_validation_then_default():
     assert _default_threshold(cfg(None), {"best_f1": {"threshold": None}})[1].startswith(
         "default (no validation detection")
     assert _default_threshold(cfg(None), {}) == (0.3, "default (no validation split)", None)
+
+
+def test_predict_detects_sheets_of_one_grid_as_a_mosaic(trained):
+    """The scene written as one GeoTIFF and cut into two sheets: predict over the sheets finds what it finds
+    over the whole (no object cut in two at the sheet edge), lists each under its sheet, and says so."""
+    import geopandas as gpd
+    import rasterio
+    from PIL import Image
+    from rasterio.transform import from_origin
+
+    arr = np.asarray(Image.open(trained["img"])).transpose(2, 0, 1)
+    root = trained["root"] / "sheets"
+    (root / "tiles").mkdir(parents=True)
+    cut = 77  # through several of the scene's squares
+
+    def write(path, part, col):
+        with rasterio.open(path, "w", driver="GTiff", width=part.shape[2], height=part.shape[1], count=3,
+                           dtype="uint8", crs="EPSG:32617", transform=from_origin(500000 + col, 4000000, 1, 1)) as dst:
+            dst.write(part)
+
+    write(root / "whole.tif", arr, 0)
+    write(root / "tiles" / "a.tif", arr[:, :, :cut], 0)
+    write(root / "tiles" / "b.tif", arr[:, :, cut:], cut)
+    found = {}
+    for name, images in (("whole", [str(root / "whole.tif")]), ("sheets", [str(root / "tiles")])):
+        result = CliRunner().invoke(cli, ["predict", "--model", str(trained["run"] / "model.geocamat"),
+                                          "--out", str(root / name), "--score-threshold", "0.05", *images])
+        assert result.exit_code == 0, result.output
+        found[name] = gpd.read_file(root / name / "detections.gpkg")
+    assert "mosaic of 2 images (a.tif, b.tif)" in result.output
+    assert len(found["sheets"]) == len(found["whole"]) > 0
+    whole, sheets = (np.sort(f.geometry.bounds.to_numpy(), axis=0) for f in (found["whole"], found["sheets"]))
+    np.testing.assert_allclose(sheets, whole, atol=0.05)
+    centre_x = found["sheets"].geometry.centroid.x - 500000
+    assert ((centre_x < cut) == (found["sheets"]["image"] == "a.tif")).all()
+    report = json.loads((root / "sheets" / "report.json").read_text())
+    assert len(report["mosaics"]) == 1 and report["mosaics"][0]["width"] == arr.shape[2]
+    assert sum(i["detections"] for i in report["inputs"]) == len(found["sheets"])
+    assert any("tile one pixel grid" in n for n in report["notes"])

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from geocamat.data.detection_images import image_info, read_image
+from geocamat.data.image_mosaic import ImageMosaic
 from geocamat.inference.duplicates import merge_duplicates
 from geocamat.inference.plan import tile_stride
 from geocamat.unionfind import connected_components
@@ -152,7 +153,7 @@ def cam_evidence(cam: Tensor, boxes: Tensor) -> Tensor:
 
 
 def detect_image(
-    path: str,
+    path: str | ImageMosaic,
     detect_fn: DetectFn,
     *,
     tile_size: int,
@@ -173,7 +174,8 @@ def detect_image(
     """Detect objects over a whole image with overlapping windows and cross-window merging.
 
     Args:
-        path: image file (GeoTIFF or PNG/JPG).
+        path: image file (GeoTIFF or PNG/JPG), or a mosaic of images on one grid (windows that meet none of
+            its images are skipped).
         detect_fn: normalised tiles (N, C, S, S) on ``device`` -> (per tile ``{"boxes", "scores", "labels"}``
             in tile pixels, optional (N, K, S, S) CAMs).
         tile_size: window side in pixels.
@@ -196,8 +198,19 @@ def detect_image(
         The merged detections, in the image's pixel grid.
     """
     t0 = time.perf_counter()
-    info = image_info(path)
-    windows = plan_windows(info.width, info.height, tile_size, overlap)
+    if isinstance(path, ImageMosaic):
+        info, mosaic = path.info, path
+        windows = [(c, r) for c, r in plan_windows(info.width, info.height, tile_size, overlap)
+                   if mosaic.covers(c, r, tile_size, tile_size)]
+
+        def read(window):
+            return mosaic.read(window, bands)
+    else:
+        info = image_info(path)
+        windows = plan_windows(info.width, info.height, tile_size, overlap)
+
+        def read(window):
+            return read_image(path, window, bands)
     m = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
     all_boxes, all_scores, all_labels, all_trunc, all_win, all_ev = [], [], [], [], [], []
@@ -205,7 +218,7 @@ def detect_image(
         chunk = windows[b0:b0 + batch_size]
         tiles = []
         for col, row in chunk:
-            data, valid = read_image(path, (col, row, tile_size, tile_size), bands)
+            data, valid = read((col, row, tile_size, tile_size))
             x = (torch.from_numpy(data) - m) / s
             x[:, ~torch.from_numpy(valid)] = 0
             tiles.append(x)

@@ -334,11 +334,29 @@ def _check_bands(bundle: Bundle, path: str) -> bool:
     return grey_for_colour(n, want)
 
 
-def _normalisation(bundle: Bundle, path: str) -> tuple[list[float], list[float]]:
-    """The band mean/std that normalise ``path`` for this model (its own, or the image's)."""
-    from geocamat.data.detection_images import normalisation
+def _normalisation(bundle: Bundle, path) -> tuple[list[float], list[float]]:
+    """The band mean/std that normalise ``path`` for this model (its own, or the image's; a mosaic's images
+    pooled, as one image)."""
+    from geocamat.data.detection_images import band_stats, normalisation
+    from geocamat.data.image_mosaic import ImageMosaic
 
-    return normalisation(path, bundle.extra.get("normalise", "dataset"), bundle.mean, bundle.std, len(bundle.bands))
+    mode = bundle.extra.get("normalise", "dataset")
+    if isinstance(path, ImageMosaic) and mode == "image":
+        return band_stats(path.paths, bands=len(bundle.bands))
+    return normalisation(path, mode, bundle.mean, bundle.std, len(bundle.bands))
+
+
+def _detection_units(paths: list[str], infos: list) -> list:
+    """What detection runs over: each image alone, or a mosaic of images that tile one pixel grid and touch
+    (:mod:`geocamat.data.image_mosaic`), so that objects on their edges are seen whole."""
+    from geocamat.data.image_mosaic import build_mosaic, mosaic_groups
+
+    return [paths[g[0]] if len(g) == 1 else build_mosaic([infos[i] for i in g]) for g in mosaic_groups(infos)]
+
+
+def _unit_name(unit) -> str:
+    """An image's file name, or a mosaic's description."""
+    return Path(unit).name if isinstance(unit, str) else unit.name
 
 
 def _detect_fn(model, opts: dict, with_cam: bool = True):
@@ -362,7 +380,7 @@ def _scene(bundle, model, path, opts, device, score_threshold, progress: bool = 
     from geocamat.inference.telemetry import progress_bar
 
     mean, std = _normalisation(bundle, path)
-    bar = progress_bar(total=None, unit="window", desc=f"{what} {Path(path).name}", file=sys.stderr,
+    bar = progress_bar(total=None, unit="window", desc=f"{what} {_unit_name(path)}", file=sys.stderr,
                        disable=None if progress else True, smoothing=0.1, dynamic_ncols=True, leave=False)
 
     def advance(done: int, total: int) -> None:
@@ -437,15 +455,24 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     out_crs = infos[0].crs if all(georef) else None
-    frames, per_image = [], []
+    units = _detection_units(paths, infos)
+    frames, per_image, mosaics = [], [], []
     with torch.inference_mode():
-        for path, info in zip(paths, infos, strict=True):
-            det = _scene(bundle, model, path, opts, device, float(opts["score_threshold"]), progress)
+        for unit in units:
+            det = _scene(bundle, model, unit, opts, device, float(opts["score_threshold"]), progress)
+            mosaic = unit if not isinstance(unit, str) else None
+            info = mosaic.info if mosaic else infos[paths.index(unit)]
             polys = box_polygons(det.boxes, info.transform if info.crs is not None else None)
+            if mosaic:  # each object is listed under the image that holds its centre
+                centre = (det.boxes[:, :2] + det.boxes[:, 2:]) / 2
+                sheet = mosaic.sheet_of(centre[:, 0], centre[:, 1])
+                names = [Path(mosaic.sheets[k].path).name for k in sheet]
+            else:
+                names = Path(unit).name
             import geopandas as gpd
 
             g = gpd.GeoDataFrame({
-                "image": Path(path).name, "class_id": [bundle.classes[int(k)].id for k in det.labels],
+                "image": names, "class_id": [bundle.classes[int(k)].id for k in det.labels],
                 "class_name": [bundle.classes[int(k)].name for k in det.labels],
                 "score": det.scores.astype(float), "cam_evidence": det.cam_evidence.astype(float),
                 "xmin": det.boxes[:, 0].astype(float), "ymin": det.boxes[:, 1].astype(float),
@@ -455,10 +482,18 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
                 g = g.to_crs(out_crs)
             g.insert(4, "area", g.geometry.area.astype(float))
             frames.append(g)
-            per_image.append({"image": str(Path(path).resolve()), "detections": len(det.boxes), "windows": det.windows,
-                              "raw_detections": det.raw_detections, "seconds": round(det.seconds, 3)})
+            run = {"detections": len(det.boxes), "windows": det.windows, "raw_detections": det.raw_detections,
+                   "seconds": round(det.seconds, 3)}
+            if mosaic:
+                counts_in = np.bincount(sheet, minlength=len(mosaic.sheets))
+                per_image.extend({"image": str(Path(s.path).resolve()), "detections": int(n), "mosaic": len(mosaics)}
+                                 for s, n in zip(mosaic.sheets, counts_in, strict=True))
+                mosaics.append({"images": [str(Path(p).resolve()) for p in mosaic.paths],
+                                "width": mosaic.width, "height": mosaic.height, **run})
+            else:
+                per_image.append({"image": str(Path(unit).resolve()), **run})
             if progress:
-                print(f"{Path(path).name}: {len(det.boxes)} objects in {det.windows} windows ({det.seconds:.1f} s)")
+                print(f"{_unit_name(unit)}: {len(det.boxes)} objects in {det.windows} windows ({det.seconds:.1f} s)")
     frame = pd.concat(frames, ignore_index=True)
     files = write_detections(out_dir / "detections.gpkg", frame, bundle.classes, out_crs)
     home = Path(final_dir if final_dir is not None else out_dir).resolve()
@@ -478,12 +513,24 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
         "crs": CRS.from_user_input(out_crs).to_string() if out_crs is not None else None,
         "coordinates": "image CRS" if out_crs is not None else "pixels (x = column, y = -row)",
         "counts": counts, "total": int(len(frame)), "outputs": files,
-        "notes": threshold_notes(bundle, float(opts["score_threshold"]), int(len(frame))) + grey_notes(grey),
+        "mosaics": mosaics,
+        "notes": threshold_notes(bundle, float(opts["score_threshold"]), int(len(frame))) + grey_notes(grey)
+        + mosaic_notes(mosaics),
         "timings": {"seconds": round(time.perf_counter() - t0, 3)},
         "machine": platform.node(),
     }
     write_json(out_dir / "report.json", report)
     return report
+
+
+def mosaic_notes(mosaics: list[dict]) -> list[str]:
+    """One line when images were detected as mosaics."""
+    if not mosaics:
+        return []
+    n = sum(len(m["images"]) for m in mosaics)
+    return [f"note: {n} images tile one pixel grid and touch: detected as {len(mosaics)} mosaic"
+            f"{'s' if len(mosaics) > 1 else ''} (normalised together), so that objects on their edges are found "
+            f"once; each object is listed under the image that holds its centre"]
 
 
 def grey_notes(names: list[str]) -> list[str]:

@@ -199,3 +199,28 @@ def test_predict_detects_sheets_of_one_grid_as_a_mosaic(trained):
     assert len(report["mosaics"]) == 1 and report["mosaics"][0]["width"] == arr.shape[2]
     assert sum(i["detections"] for i in report["inputs"]) == len(found["sheets"])
     assert any("tile one pixel grid" in n for n in report["notes"])
+    # evaluate: a vector reference scores the mosaic as the whole image; pixel boxes of each sheet, sheet by sheet
+    import csv as csvlib
+
+    from shapely.geometry import box
+
+    rows = list(csvlib.DictReader(trained["csv"].open()))
+    xy = [[float(r[k]) for k in ("xmin", "ymin", "xmax", "ymax")] for r in rows]
+    gpd.GeoDataFrame({"label": ["box"] * len(xy)}, geometry=[box(500000 + a, 4000000 - d, 500000 + c, 4000000 - b)
+                     for a, b, c, d in xy], crs="EPSG:32617").to_file(root / "ref.gpkg")
+    lines = {}
+    for name, images in (("whole", [str(root / "whole.tif")]), ("sheets", [str(root / "tiles")])):
+        result = CliRunner().invoke(cli, ["evaluate", "--model", str(trained["run"] / "model.geocamat"), "--reference",
+                                          str(root / "ref.gpkg"), "--score-threshold", "0.05", *images])
+        assert result.exit_code == 0, result.output
+        lines[name] = result.output.splitlines()
+    assert lines["sheets"][1:4] == lines["whole"][1:4] and "10 labelled objects" in lines["sheets"][0]
+    assert any("scored as 1 mosaic" in line for line in lines["sheets"])
+    pieces = "\n".join(["image_path,xmin,ymin,xmax,ymax,label"] + [
+        f"{name},{max(a - c0, 0)},{b},{min(c - c0, w)},{d},box" for a, b, c, d in xy
+        for name, c0, w in (("a.tif", 0, cut), ("b.tif", cut, arr.shape[2] - cut)) if a < c0 + w and c > c0])
+    (root / "pieces.csv").write_text(pieces + "\n")
+    result = CliRunner().invoke(cli, ["evaluate", "--model", str(trained["run"] / "model.geocamat"), "--reference",
+                                      str(root / "pieces.csv"), "--score-threshold", "0.05", str(root / "tiles")])
+    assert result.exit_code == 0, result.output
+    assert "scored image by image" in result.output

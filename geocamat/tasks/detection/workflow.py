@@ -354,6 +354,27 @@ def _detection_units(paths: list[str], infos: list) -> list:
     return [paths[g[0]] if len(g) == 1 else build_mosaic([infos[i] for i in g]) for g in mosaic_groups(infos)]
 
 
+def _evaluation_units(paths: list[str], infos: list, label_paths: list[str]) -> tuple[list, list, list[str]]:
+    """What evaluation scores over, their :class:`ImageInfo` (what the reference boxes are read for) and a
+    note: mosaics as in predict when every reference is in map coordinates (a vector layer: each object's box
+    whole in the mosaic); with pixel boxes (each image's own) image by image, said in the note."""
+    from geocamat.data.box_formats import is_coco
+    from geocamat.data.boxes import PIXEL_SUFFIXES
+
+    units = _detection_units(paths, infos)
+    by_path = dict(zip(paths, infos, strict=True))
+    if all(isinstance(u, str) for u in units):
+        return units, infos, []
+    if any(Path(p).suffix.lower() in PIXEL_SUFFIXES or is_coco(Path(p)) for p in label_paths):
+        return paths, infos, ["note: the images tile one pixel grid, but the reference boxes are in each image's "
+                              "pixels: scored image by image, so objects on image edges count as pieces in both "
+                              "(a vector reference scores the mosaic, as predict detects it)"]
+    mosaics = [u for u in units if not isinstance(u, str)]
+    return units, [by_path[u] if isinstance(u, str) else u.info for u in units], [
+        f"note: {sum(len(m.sheets) for m in mosaics)} images tile one pixel grid and touch: scored as {len(mosaics)} "
+        f"mosaic{'s' if len(mosaics) > 1 else ''}, as predict detects them, each reference object whole"]
+
+
 def _unit_name(unit) -> str:
     """An image's file name, or a mosaic's description."""
     return Path(unit).name if isinstance(unit, str) else unit.name
@@ -590,9 +611,9 @@ def evaluate_detection(bundle: Bundle, images: list[str], options: EvaluateOptio
 
     import torch
 
-    from geocamat.data.boxes import expand_label_paths
+    from geocamat.data.boxes import expand_label_paths, load_boxes
     from geocamat.data.chunks import bound_gdal_cache
-    from geocamat.data.detection_images import expand_paths, read_image
+    from geocamat.data.detection_images import expand_paths, image_info, read_image
     from geocamat.data.detection_tiles import grid_offsets, window_boxes
     from geocamat.inference.telemetry import progress_bar
     from geocamat.metrics.detection import best_f1_threshold, detection_metrics, precision_recall
@@ -604,8 +625,10 @@ def evaluate_detection(bundle: Bundle, images: list[str], options: EvaluateOptio
     paths = expand_paths(images, "image")
     label_paths = expand_label_paths(options.reference, "reference boxes")
     names = [c.name for c in bundle.classes]
+    infos = [image_info(p) for p in paths]
+    units, unit_infos, notes = _evaluation_units(paths, infos, label_paths)
     try:
-        _, boxes, _ = _load_labelled(paths, label_paths, label_field, None if agnostic else names)
+        boxes, _ = load_boxes([Path(p) for p in label_paths], unit_infos, label_field, None if agnostic else names)
     except InvalidLabelsError as exc:
         if "class" not in str(exc):
             raise
@@ -625,19 +648,23 @@ def evaluate_detection(bundle: Bundle, images: list[str], options: EvaluateOptio
     tile_fn = _detect_fn(model, opts, with_cam=False)
     t0 = time.perf_counter()
     with torch.inference_mode():
-        for path, ib in zip(paths, boxes, strict=True):
-            _check_bands(bundle, path)
-            mean, std = _normalisation(bundle, path)
+        for unit, ib in zip(units, boxes, strict=True):
+            mosaic = unit if not isinstance(unit, str) else None
+            for path in mosaic.paths if mosaic else [unit]:
+                _check_bands(bundle, path)
+            mean, std = _normalisation(bundle, unit)
             m, s = torch.tensor(mean).view(-1, 1, 1), torch.tensor(std).view(-1, 1, 1)
             gt_l = lab([index.get(n, 0) for n in ib.names])
-            det = _scene(bundle, model, path, opts, device, low, progress, "evaluate")
+            det = _scene(bundle, model, unit, opts, device, low, progress, "evaluate")
             scene_p.append({"boxes": det.boxes, "scores": det.scores, "labels": lab(det.labels)})
             scene_t.append({"boxes": ib.boxes, "labels": gt_l})
-            cols, rows = grid_offsets(ib.width, ts, ts), grid_offsets(ib.height, ts, ts)
-            bar = progress_bar(total=len(cols) * len(rows), unit="tile", desc=f"evaluate tiles {Path(path).name}",
+            tiles = [(c, r) for c in grid_offsets(ib.width, ts, ts) for r in grid_offsets(ib.height, ts, ts)
+                     if mosaic is None or mosaic.covers(c, r, ts, ts)]
+            bar = progress_bar(total=len(tiles), unit="tile", desc=f"evaluate tiles {_unit_name(unit)}",
                                file=sys.stderr, disable=None if progress else True, dynamic_ncols=True, leave=False)
-            for col, row in ((c, r) for c in cols for r in rows):
-                data, valid = read_image(path, (col, row, ts, ts), len(bundle.bands))
+            for col, row in tiles:
+                data, valid = (mosaic.read((col, row, ts, ts), len(bundle.bands)) if mosaic else
+                               read_image(unit, (col, row, ts, ts), len(bundle.bands)))
                 x = (torch.from_numpy(data) - m) / s
                 x[:, ~torch.from_numpy(valid)] = 0
                 d = tile_fn(x[None].to(device))[0][0]
@@ -656,7 +683,7 @@ def evaluate_detection(bundle: Bundle, images: list[str], options: EvaluateOptio
     return {
         "scene": scene,
         "tiles": detection_metrics(tile_p, tile_t, k, thr),
-        "notes": threshold_notes(bundle, thr, scene["found"], scene["labelled"], scene["best_f1"]),
+        "notes": threshold_notes(bundle, thr, scene["found"], scene["labelled"], scene["best_f1"]) + notes,
         "backend": "geocamat COCO-style AP (101-point, IoU .50:.05:.95, no cap on detections per image)",
         "class_agnostic": agnostic, "score_threshold": thr, "images": [str(p) for p in paths],
         "seconds": round(time.perf_counter() - t0, 3),

@@ -293,6 +293,9 @@ ROWS = [
         lambda e: _predict(e, model=str(e.det_model), images=(e.nocrs,)), "no georeference", lambda e: e.nocrs),
     Row("predict-detection-bands", "detection on an image with other bands",
         lambda e: _predict(e, model=str(e.det_model), images=(e.two_band,)), "bands", lambda e: e.two_band),
+    Row("predict-detection-bbox-off", "detection in a bbox that misses the images",
+        lambda e: _predict(e, "--bbox", "0", "0", "1", "1", model=str(e.det_model)), "does not overlap",
+        lambda e: "bbox"),
     Row("predict-missing-option", "no --model", lambda e: ["predict", "--out", str(e.out), e.scene], "--model"),
     # -- evaluate ----------------------------------------------------------------------------------------------
     Row("evaluate-detection-truncated", "detection scored on a truncated image",

@@ -162,24 +162,26 @@ def test_default_threshold_prefers_given_then_validation_then_default():
     assert _default_threshold(cfg(None), {}) == (0.3, "default (no validation split)", None)
 
 
+def write(path, part, col):
+    """Part of the test scene as a GeoTIFF (1 m pixels, EPSG:32617), its left edge at column ``col``."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    with rasterio.open(path, "w", driver="GTiff", width=part.shape[2], height=part.shape[1], count=3,
+                       dtype="uint8", crs="EPSG:32617", transform=from_origin(500000 + col, 4000000, 1, 1)) as dst:
+        dst.write(part)
+
+
 def test_predict_detects_sheets_of_one_grid_as_a_mosaic(trained):
     """The scene written as one GeoTIFF and cut into two sheets: predict over the sheets finds what it finds
     over the whole (no object cut in two at the sheet edge), lists each under its sheet, and says so."""
     import geopandas as gpd
-    import rasterio
     from PIL import Image
-    from rasterio.transform import from_origin
 
     arr = np.asarray(Image.open(trained["img"])).transpose(2, 0, 1)
     root = trained["root"] / "sheets"
     (root / "tiles").mkdir(parents=True)
     cut = 77  # through several of the scene's squares
-
-    def write(path, part, col):
-        with rasterio.open(path, "w", driver="GTiff", width=part.shape[2], height=part.shape[1], count=3,
-                           dtype="uint8", crs="EPSG:32617", transform=from_origin(500000 + col, 4000000, 1, 1)) as dst:
-            dst.write(part)
-
     write(root / "whole.tif", arr, 0)
     write(root / "tiles" / "a.tif", arr[:, :, :cut], 0)
     write(root / "tiles" / "b.tif", arr[:, :, cut:], cut)
@@ -224,3 +226,43 @@ def test_predict_detects_sheets_of_one_grid_as_a_mosaic(trained):
                                       str(root / "pieces.csv"), "--score-threshold", "0.05", str(root / "tiles")])
     assert result.exit_code == 0, result.output
     assert "scored image by image" in result.output
+
+
+def test_predict_detection_in_an_area_of_interest(trained, tmp_path):
+    """--bbox / --region: windows outside are skipped, objects whose centre is outside dropped; an AOI off the
+    images or over plain images: one line, exit 2, nothing written."""
+    import geopandas as gpd
+    import shapely
+    from PIL import Image
+
+    arr = np.asarray(Image.open(trained["img"])).transpose(2, 0, 1)
+    write(tmp_path / "scene.tif", arr, 0)
+    model = str(trained["run"] / "model.geocamat")
+
+    def run(name, *args, image=tmp_path / "scene.tif"):
+        return CliRunner().invoke(cli, ["predict", "--model", model, "--out", str(tmp_path / name),
+                                        "--score-threshold", "0.01", "--quiet", *args, str(image)])
+
+    assert run("all").exit_code == 0
+    everything = gpd.read_file(tmp_path / "all" / "detections.gpkg", layer="detections")
+    box = (500000, 4000000 - 60, 500000 + 60, 4000000)  # the top-left 60 x 60 m of 176 x 176 m
+    assert run("bbox", "--bbox", *map(str, box)).exit_code == 0
+    inside = gpd.read_file(tmp_path / "bbox" / "detections.gpkg", layer="detections")
+    c = everything.geometry.centroid
+    near_whole = shapely.box(*box).buffer(-20).contains(c)  # far from the AOI's edge: same windows' context
+    assert 0 < len(inside) < len(everything)
+    assert shapely.box(*box).buffer(1e-6).contains(inside.geometry.centroid).all()
+    assert near_whole.sum() <= len(inside)
+    report = json.loads((tmp_path / "bbox" / "report.json").read_text())
+    full = json.loads((tmp_path / "all" / "report.json").read_text())
+    assert report["inputs"][0]["windows"] < full["inputs"][0]["windows"] and report["settings"]["bbox"]
+    gpd.GeoDataFrame(geometry=[shapely.box(*box)], crs="EPSG:32617").to_crs("EPSG:4326").to_file(tmp_path / "aoi.gpkg")
+    assert run("region", "--region", str(tmp_path / "aoi.gpkg")).exit_code == 0
+    in_region = gpd.read_file(tmp_path / "region" / "detections.gpkg", layer="detections")
+    assert abs(len(in_region) - len(inside)) <= 1  # the same square, reprojected there and back
+    for name, args, image, needle in (("off", ["--bbox", "0", "0", "10", "10"], tmp_path / "scene.tif", "overlap"),
+                                      ("png", ["--bbox", *map(str, box)], trained["img"], "georeferenced")):
+        result = run(name, *args, image=image)
+        errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+        assert result.exit_code == 2 and len(errors) == 1 and needle in errors[0], result.output
+        assert not (tmp_path / name).exists()

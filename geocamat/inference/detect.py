@@ -170,6 +170,7 @@ def detect_image(
     device: str | torch.device = "cpu",
     progress: Callable[[int, int], None] | None = None,
     bands: int | None = None,
+    within: Callable[[int, int], bool] | None = None,
 ) -> SceneDetections:
     """Detect objects over a whole image with overlapping windows and cross-window merging.
 
@@ -193,6 +194,7 @@ def detect_image(
         device: where the tiles go.
         progress: called with (windows done, windows total).
         bands: read the image as this many bands (a grey image for a colour model); None: its own.
+        within: which windows to run, by their (col, row) (e.g. those meeting an area of interest); None: all.
 
     Returns:
         The merged detections, in the image's pixel grid.
@@ -211,6 +213,8 @@ def detect_image(
 
         def read(window):
             return read_image(path, window, bands)
+    if within is not None:
+        windows = [(c, r) for c, r in windows if within(c, r)]
     m = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
     all_boxes, all_scores, all_labels, all_trunc, all_win, all_ev = [], [], [], [], [], []

@@ -127,6 +127,10 @@ class PredictOptions:
     """
 
     score_threshold: float | None = setting(None, "Minimum score of a detection (default: the model's).")
+    region: str | None = setting(None, "Vector AOI (any CRS): windows outside it are skipped and objects whose "
+                                 "centre is outside are dropped.")
+    bbox: tuple | None = setting(None, "Bounding box AOI: XMIN YMIN XMAX YMAX.")
+    bbox_crs: str | None = setting(None, "CRS of --bbox (default: the images' CRS), e.g. EPSG:4326.")
     nms_iou: float | None = setting(None, "IoU of cross-tile non-maximum suppression (default: the model's).")
     overlap: float | None = setting(None, "Tile overlap fraction (default: the model's).")
     batch_size: int = setting(4, "Tiles per forward pass.")

@@ -375,6 +375,42 @@ def _evaluation_units(paths: list[str], infos: list, label_paths: list[str]) -> 
         f"mosaic{'s' if len(mosaics) > 1 else ''}, as predict detects them, each reference object whole"]
 
 
+def _area_of_interest(opts: dict, out_crs, georef: list[bool]):
+    """The AOI (``region`` and/or ``bbox``: their intersection) as a geometry in ``out_crs``; None: none given."""
+    from geocamat.inference.grid import bbox_geometry, load_region
+
+    if opts.get("region") is None and opts.get("bbox") is None:
+        return None
+    if not all(georef):
+        raise ConfigError("--region and --bbox need georeferenced images (GeoTIFFs with a CRS); these are plain "
+                          "images: crop them instead")
+    geom = load_region(opts["region"], out_crs)[0][1] if opts.get("region") is not None else None
+    if opts.get("bbox") is not None:
+        box = bbox_geometry(tuple(opts["bbox"]), opts.get("bbox_crs"), out_crs)
+        geom = box if geom is None else geom.intersection(box)
+    return geom
+
+
+def _aoi_in_pixels(aoi, aoi_crs, info):
+    """The AOI in an image's (or mosaic's) pixel grid: (window filter for detect_image, centre filter)."""
+    import geopandas as gpd
+    import shapely
+    from shapely import affinity
+
+    geom = aoi if info.crs == aoi_crs else gpd.GeoSeries([aoi], crs=aoi_crs).to_crs(info.crs).iloc[0]
+    inv = ~info.transform
+    px = affinity.affine_transform(geom, [inv.a, inv.b, inv.d, inv.e, inv.xoff, inv.yoff])
+    shapely.prepare(px)
+
+    def window(size: int):
+        return lambda col, row: bool(px.intersects(shapely.box(col, row, col + size, row + size)))
+
+    def centres(boxes: np.ndarray) -> np.ndarray:
+        return shapely.intersects_xy(px, (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2)
+
+    return window, centres
+
+
 def _unit_name(unit) -> str:
     """An image's file name, or a mosaic's description."""
     return Path(unit).name if isinstance(unit, str) else unit.name
@@ -392,7 +428,8 @@ def _detect_fn(model, opts: dict, with_cam: bool = True):
     return fn
 
 
-def _scene(bundle, model, path, opts, device, score_threshold, progress: bool = False, what: str = "detect"):
+def _scene(bundle, model, path, opts, device, score_threshold, progress: bool = False, what: str = "detect",
+           within=None):
     """Detections of one whole image (sliding windows, merged); ``progress`` shows a bar of its windows on a
     terminal (none in logs and pipes)."""
     import sys
@@ -414,7 +451,7 @@ def _scene(bundle, model, path, opts, device, score_threshold, progress: bool = 
                             score_threshold=score_threshold, nms_iou=float(opts["nms_iou"]),
                             match_iou=float(opts["match_iou"]), duplicate_iou=float(opts["duplicate_iou"]),
                             duplicate_merge=str(opts["duplicate_merge"]), device=device, progress=advance,
-                            bands=len(bundle.bands))
+                            bands=len(bundle.bands), within=within)
     finally:
         bar.close()
 
@@ -476,13 +513,27 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     out_crs = infos[0].crs if all(georef) else None
+    aoi = _area_of_interest(opts, out_crs, georef)
     units = _detection_units(paths, infos)
+    by_path = dict(zip(paths, infos, strict=True))
+    unit_infos = [by_path[u] if isinstance(u, str) else u.info for u in units]
+    filters = [(None, None)] * len(units)
+    if aoi is not None:
+        filters = [_aoi_in_pixels(aoi, out_crs, info) for info in unit_infos]
+        # a window as large as the image at its origin: whether the AOI meets the image at all
+        if not any(f[0](max(i.width, i.height))(0, 0) for f, i in zip(filters, unit_infos, strict=True)):
+            what = f"region {opts['region']}" if opts.get("region") is not None else f"bbox {tuple(opts['bbox'])}"
+            raise ConfigError(f"{what} does not overlap the images; check its coordinates and CRS (--bbox-crs)")
     frames, per_image, mosaics = [], [], []
     with torch.inference_mode():
-        for unit in units:
-            det = _scene(bundle, model, unit, opts, device, float(opts["score_threshold"]), progress)
+        for unit, info, (window, inside) in zip(units, unit_infos, filters, strict=True):
             mosaic = unit if not isinstance(unit, str) else None
-            info = mosaic.info if mosaic else infos[paths.index(unit)]
+            within = window(bundle.tile_size) if window is not None else None
+            det = _scene(bundle, model, unit, opts, device, float(opts["score_threshold"]), progress, within=within)
+            if inside is not None and len(det.boxes):
+                keep = inside(det.boxes)
+                det.boxes, det.scores = det.boxes[keep], det.scores[keep]
+                det.labels, det.cam_evidence = det.labels[keep], det.cam_evidence[keep]
             polys = box_polygons(det.boxes, info.transform if info.crs is not None else None)
             if mosaic:  # each object is listed under the image that holds its centre
                 centre = (det.boxes[:, :2] + det.boxes[:, 2:]) / 2
@@ -529,7 +580,7 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
                   "spec": bundle.model, "classes": [c.name for c in bundle.classes],
                   "regulariser": bundle.regulariser},
         "settings": {k: opts[k] for k in ("score_threshold", "overlap", "nms_iou", "batch_size", "match_iou",
-                                          "duplicate_iou", "duplicate_merge", "tta")}
+                                          "duplicate_iou", "duplicate_merge", "tta", "region", "bbox", "bbox_crs")}
         | {"device": device, "tile_size": bundle.tile_size},
         "crs": CRS.from_user_input(out_crs).to_string() if out_crs is not None else None,
         "coordinates": "image CRS" if out_crs is not None else "pixels (x = column, y = -row)",
@@ -620,6 +671,9 @@ def evaluate_detection(bundle: Bundle, images: list[str], options: EvaluateOptio
 
     bound_gdal_cache()
     _check_bundle(bundle)
+    if options.region is not None or options.bbox is not None:
+        raise ConfigError("evaluate scores whole images against their reference; an AOI (region, bbox) is for "
+                          "predict")
     agnostic, label_field = options.class_agnostic, options.reference_field
     opts = _resolve(bundle, options)
     paths = expand_paths(images, "image")

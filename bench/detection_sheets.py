@@ -7,8 +7,9 @@ edges cut in two). Scores each output against the reference boxes (map coordinat
 precision / recall / F1 at IoU 0.4 at the model's threshold, objects found vs labelled, and the objects whose
 box touches a sheet edge inside the mosaic.
 
-``--repeat R`` first builds an R x R scene by mirrored copies of the image (objects keep their size; seams are
-continuous), for the scale row: 10 gives 100x the image's area.
+``--strip F`` scores only the image's validation strip (right-hand F, as training held it out: for a model's
+own training image). ``--repeat R`` first builds an R x R scene by mirrored copies of the image (objects keep
+their size; seams are continuous), for the scale row: 10 gives 100x the image's area.
 
     D=../shared/data/deepforest_neon_trees
     nice python bench/detection_sheets.py --model runs/trees/model.geocamat --sheets 2 \\
@@ -29,6 +30,29 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+
+def validation_strip(image: Path, boxes: np.ndarray, tile: int, fraction: float, out: Path) -> tuple[Path, np.ndarray]:
+    """The image's validation strip as training held it out (right-hand ``fraction``, see validation_split), as
+    a GeoTIFF (a plain image gets a made-up UTM grid of 10 cm: only the sheets' geometry matters), and its boxes
+    (clipped, kept when half is inside, as training's tiles keep them)."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from geocamat.data.detection_images import open_image
+    from geocamat.data.detection_tiles import clip_boxes, validation_split
+
+    with open_image(str(image)) as src:
+        split = validation_split(src.width, tile, fraction)
+        arr = src.read()[:, :, split:]
+        crs = src.crs or "EPSG:32612"
+        transform = (src.transform * rasterio.Affine.translation(split, 0)) if src.crs else \
+            from_origin(500000, 5000000, 0.1, 0.1)
+    with rasterio.open(out, "w", driver="GTiff", width=arr.shape[2], height=arr.shape[1], count=arr.shape[0],
+                       dtype=arr.dtype, crs=crs, transform=transform) as dst:
+        dst.write(arr)
+    kept, _ = clip_boxes(boxes, split, 0, max(arr.shape[1:]), width=arr.shape[2], height=arr.shape[1])
+    return out, kept
 
 
 def mirrored(image: Path, repeat: int, out: Path) -> tuple[Path, np.ndarray]:
@@ -132,6 +156,8 @@ def main() -> None:
     parser.add_argument("--labels", required=True, help="the image's boxes (any format geocamat reads)")
     parser.add_argument("--sheets", type=int, default=2, help="K: K x K sheets")
     parser.add_argument("--repeat", type=int, default=1, help="R: an R x R mirrored scene first")
+    parser.add_argument("--strip", type=float, default=None,
+                        help="use only the image's validation strip (this val_fraction) as training held it out")
     parser.add_argument("--ways", default="whole,mosaic,each", help="which runs")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", required=True)
@@ -149,6 +175,8 @@ def main() -> None:
     _, (ib,), _ = _load_labelled([args.image], [args.labels], "label", None)
     image = Path(args.image)
     gt = ib.boxes
+    if args.strip is not None:
+        image, gt = validation_strip(image, gt, bundle.tile_size, args.strip, work / "strip.tif")
     if args.repeat > 1:
         image, _ = mirrored(image, args.repeat, work / "scene.tif")
         gt = mirrored_boxes(gt, ib.width, ib.height, args.repeat)
@@ -171,7 +199,7 @@ def main() -> None:
             frame = detections([work / f"each_{k}" for k in range(len(sheets))])
         rows_out[way] = run | score(frame, transform, gt, thr, cols, rows)
         print(way, rows_out[way], flush=True)
-    result = {"model": str(Path(args.model).resolve()), "image": str(Path(args.image).resolve()),
+    result = {"model": str(Path(args.model).resolve()), "image": str(Path(args.image).resolve()), "strip": args.strip,
               "scene_px": list(size), "repeat": args.repeat, "sheets": args.sheets ** 2, "score_threshold": thr,
               "threads": args.threads, "machine": platform.node(), "date": time.strftime("%Y-%m-%d"),
               "rows": rows_out}

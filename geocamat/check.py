@@ -55,6 +55,8 @@ def check_against_bundle(bundle_path: str | Path, images: list[str], labels: str
         return out
     if bundle.task != "detection":
         _bands(bundle, files, out)
+    else:
+        _mosaics(files, out)
     _resolution(bundle, files[0], out)
     if labels:
         _labels(bundle, Path(labels), files, label_field, out)
@@ -95,6 +97,19 @@ def _images(bundle, images: list[str], out: list[Finding]) -> list[Path]:
                                                    f"{src.width} x {src.height} px, {crs}"))
         good.append(path)
     return good
+
+
+def _mosaics(files: list[Path], out: list[Finding]) -> None:
+    """Detection: which of the images predict will read as one mosaic (sheets of one grid that touch)."""
+    from geocamat.data.detection_images import image_info
+    from geocamat.data.image_mosaic import mosaic_groups
+
+    groups = [g for g in mosaic_groups([image_info(str(p)) for p in files]) if len(g) > 1]
+    if groups:
+        n = sum(len(g) for g in groups)
+        out.append(Finding("ok", "images", f"{n} images tile one pixel grid and touch: predict detects them as "
+                           f"{len(groups)} mosaic{'s' if len(groups) > 1 else ''}, so objects on their edges are "
+                           "found once"))
 
 
 #: scene images whose problems are listed one by one (the rest are counted)

@@ -201,6 +201,8 @@ def test_predict_detects_sheets_of_one_grid_as_a_mosaic(trained):
     assert len(report["mosaics"]) == 1 and report["mosaics"][0]["width"] == arr.shape[2]
     assert sum(i["detections"] for i in report["inputs"]) == len(found["sheets"])
     assert any("tile one pixel grid" in n for n in report["notes"])
+    check = CliRunner().invoke(cli, ["info", "--check", str(trained["run"] / "model.geocamat"), str(root / "tiles")])
+    assert "2 images tile one pixel grid and touch: predict detects them as 1 mosaic" in check.output, check.output
     # evaluate: a vector reference scores the mosaic as the whole image; pixel boxes of each sheet, sheet by sheet
     import csv as csvlib
 

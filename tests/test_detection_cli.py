@@ -262,8 +262,15 @@ def test_predict_detection_in_an_area_of_interest(trained, tmp_path):
     assert run("region", "--region", str(tmp_path / "aoi.gpkg")).exit_code == 0
     in_region = gpd.read_file(tmp_path / "region" / "detections.gpkg", layer="detections")
     assert abs(len(in_region) - len(inside)) <= 1  # the same square, reprojected there and back
+    # --crs: the same objects in another CRS, areas still in square metres; the bbox stays in the images' CRS
+    assert run("wgs84", "--crs", "EPSG:4326", "--bbox", *map(str, box)).exit_code == 0
+    wgs84 = gpd.read_file(tmp_path / "wgs84" / "detections.gpkg", layer="detections")
+    assert wgs84.crs.to_epsg() == 4326 and len(wgs84) == len(inside)
+    np.testing.assert_allclose(np.sort(wgs84["area"]), np.sort(inside["area"]), rtol=1e-9)
+    np.testing.assert_allclose(np.sort(wgs84.to_crs(32617).area), np.sort(inside.geometry.area), rtol=2e-3)
     for name, args, image, needle in (("off", ["--bbox", "0", "0", "10", "10"], tmp_path / "scene.tif", "overlap"),
-                                      ("png", ["--bbox", *map(str, box)], trained["img"], "georeferenced")):
+                                      ("png", ["--bbox", *map(str, box)], trained["img"], "georeferenced"),
+                                      ("png_crs", ["--crs", "EPSG:4326"], trained["img"], "georeferenced")):
         result = run(name, *args, image=image)
         errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
         assert result.exit_code == 2 and len(errors) == 1 and needle in errors[0], result.output

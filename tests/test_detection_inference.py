@@ -312,3 +312,18 @@ def test_matching_of_equal_ious_takes_the_last_ground_truth_as_coco():
                  _match([{"boxes": pb, "scores": np.array([0.9, 0.5]), "labels": np.zeros(2)}],
                         [{"boxes": gt, "labels": np.zeros(2)}], 0, 0.3)[1]):
         np.testing.assert_array_equal(find, [True, False])
+
+
+def test_detection_areas_are_square_metres_in_any_crs():
+    """A 10 x 20 m box: 200 m² in UTM, in US survey feet (NC State Plane) and in longitude/latitude."""
+    import geopandas as gpd
+    import shapely
+
+    from geocamat.outputs.detections import polygon_areas_m2
+
+    utm = gpd.GeoSeries([shapely.box(500000, 4000000, 500010, 4000020)], crs="EPSG:32617")
+    assert polygon_areas_m2(utm.values, utm.crs)[0] == pytest.approx(200.0)
+    for crs in ("EPSG:2264", "EPSG:4326"):
+        other = utm.to_crs(crs)
+        assert polygon_areas_m2(other.values, other.crs)[0] == pytest.approx(200.0, rel=2e-3)
+    assert polygon_areas_m2(utm.values, None)[0] == pytest.approx(200.0)  # plain images: pixels

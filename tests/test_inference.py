@@ -355,6 +355,11 @@ def test_bbox_in_other_crs_and_output_crs(tmp_path, bundle):
     classes, profile = read(tmp_path / "merc" / "landuse.tif")
     assert profile["crs"].to_epsg() == 3857 and profile["transform"].a == 20.0
     assert (classes != 0).mean() > 0.5 and (classes == 0).any()  # the rotated scene does not fill its bounds
+    # a bbox without --bbox-crs is in the images' CRS, also when the map is written in another one
+    run(bundle, [img], tmp_path / "merc_box", crs="EPSG:3857", res=20.0, vectorise=False,
+        bbox=(x0 + 200, y0 - 700, x0 + 600, y0 - 300))
+    _, profile = read(tmp_path / "merc_box" / "landuse.tif")
+    assert profile["crs"].to_epsg() == 3857 and 18 <= profile["width"] <= 26 and 18 <= profile["height"] <= 26
 
 
 def test_user_errors(tmp_path, bundle):

@@ -251,7 +251,8 @@ def predict_landuse(
         elif region_field is not None:
             raise ConfigError("region_field needs a region file (--region)")
         if bbox is not None:
-            box = bbox_geometry(tuple(bbox), bbox_crs, out_crs)
+            # the bbox is in the images' CRS unless --bbox-crs says otherwise (also when --crs reprojects the map)
+            box = bbox_geometry(tuple(bbox), bbox_crs if bbox_crs or same_crs else stack.crs, out_crs)
             aois = [(name, box if geom is None else geom.intersection(box)) for name, geom in aois]
         jobs = []
         for name, geom in aois:

@@ -1,10 +1,10 @@
 """Detections as a GeoPackage layer that opens styled in QGIS, and an overlay plot.
 
 The layer ``detections`` holds one polygon per detection (the box's 4 corners, so rotated grids stay
-exact) with ``image``, ``class_name``, ``class_id``, ``score``, ``area`` (CRS units squared, or pixels),
-``cam_evidence`` and the pixel box ``xmin, ymin, xmax, ymax``. Georeferenced images give coordinates in
-the image CRS; plain images give pixel coordinates with the vertical axis negated (x = column,
-y = -row), which is how QGIS places an image without georeference, so the boxes overlay it.
+exact) with ``image``, ``class_name``, ``class_id``, ``score``, ``area`` (m², on the ellipsoid for geographic
+CRSs; pixels for plain images), ``cam_evidence`` and the pixel box ``xmin, ymin, xmax, ymax``. Georeferenced
+images give coordinates in the image CRS (or ``--crs``); plain images give pixel coordinates with the vertical
+axis negated (x = column, y = -row), which is how QGIS places an image without georeference, so the boxes overlay it.
 A categorized QGIS style that reads on imagery (bright outlines over a dark halo, width graded by score, the
 score labelled when zoomed in) is written beside the file (``.qml``) and stored in the GeoPackage's
 ``layer_styles`` table as the default style.
@@ -41,6 +41,25 @@ def box_polygons(boxes: np.ndarray, transform=None):
     else:
         y = -y
     return list(shapely.polygons(np.stack([x, y], axis=-1)))
+
+
+def polygon_areas_m2(polygons, crs) -> np.ndarray:
+    """Areas in square metres of polygons in ``crs``: planar in a projected CRS (its unit converted to metres),
+    on the CRS's ellipsoid in a geographic one; None (plain images): planar, in pixels."""
+    import shapely
+
+    geoms = np.asarray(polygons, dtype=object)
+    if crs is None or len(geoms) == 0:
+        return shapely.area(geoms).astype(float) if len(geoms) else np.zeros(0)
+    from pyproj import CRS, Geod
+
+    c = CRS.from_user_input(crs)
+    if c.is_geographic:
+        ellipsoid = c.ellipsoid
+        geod = Geod(a=ellipsoid.semi_major_metre, b=ellipsoid.semi_minor_metre)
+        return np.array([abs(geod.geometry_area_perimeter(g)[0]) for g in geoms], float)
+    factor = c.axis_info[0].unit_conversion_factor if c.axis_info else 1.0
+    return shapely.area(geoms).astype(float) * factor ** 2
 
 
 def _hex_to_rgb(color: str) -> str:

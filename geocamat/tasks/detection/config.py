@@ -131,6 +131,7 @@ class PredictOptions:
                                  "centre is outside are dropped.")
     bbox: tuple | None = setting(None, "Bounding box AOI: XMIN YMIN XMAX YMAX.")
     bbox_crs: str | None = setting(None, "CRS of --bbox (default: the images' CRS), e.g. EPSG:4326.")
+    crs: str | None = setting(None, "CRS of detections.gpkg (default: the first image's), e.g. EPSG:4326.")
     nms_iou: float | None = setting(None, "IoU of cross-tile non-maximum suppression (default: the model's).")
     overlap: float | None = setting(None, "Tile overlap fraction (default: the model's).")
     batch_size: int = setting(4, "Tiles per forward pass.")

@@ -375,8 +375,8 @@ def _evaluation_units(paths: list[str], infos: list, label_paths: list[str]) -> 
         f"mosaic{'s' if len(mosaics) > 1 else ''}, as predict detects them, each reference object whole"]
 
 
-def _area_of_interest(opts: dict, out_crs, georef: list[bool]):
-    """The AOI (``region`` and/or ``bbox``: their intersection) as a geometry in ``out_crs``; None: none given."""
+def _area_of_interest(opts: dict, crs, georef: list[bool]):
+    """The AOI (``region`` and/or ``bbox``: their intersection) as a geometry in ``crs``; None: none given."""
     from geocamat.inference.grid import bbox_geometry, load_region
 
     if opts.get("region") is None and opts.get("bbox") is None:
@@ -384,9 +384,9 @@ def _area_of_interest(opts: dict, out_crs, georef: list[bool]):
     if not all(georef):
         raise ConfigError("--region and --bbox need georeferenced images (GeoTIFFs with a CRS); these are plain "
                           "images: crop them instead")
-    geom = load_region(opts["region"], out_crs)[0][1] if opts.get("region") is not None else None
+    geom = load_region(opts["region"], crs)[0][1] if opts.get("region") is not None else None
     if opts.get("bbox") is not None:
-        box = bbox_geometry(tuple(opts["bbox"]), opts.get("bbox_crs"), out_crs)
+        box = bbox_geometry(tuple(opts["bbox"]), opts.get("bbox_crs"), crs)
         geom = box if geom is None else geom.intersection(box)
     return geom
 
@@ -496,7 +496,7 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
 
     from geocamat.data.chunks import bound_gdal_cache
     from geocamat.data.detection_images import expand_paths, image_info
-    from geocamat.outputs.detections import box_polygons, write_detections
+    from geocamat.outputs.detections import box_polygons, polygon_areas_m2, write_detections
 
     t0 = time.perf_counter()
     bound_gdal_cache()  # GDAL's block cache (5% of the machine's memory by default) would grow with the scene
@@ -513,13 +513,23 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     out_crs = infos[0].crs if all(georef) else None
-    aoi = _area_of_interest(opts, out_crs, georef)
+    if opts.get("crs") is not None:
+        if not all(georef):
+            raise ConfigError("--crs needs georeferenced images (GeoTIFFs with a CRS); plain images give pixel "
+                              "coordinates")
+        from rasterio.crs import CRS as RasterioCRS
+
+        from geocamat.inference.grid import crs_wkt
+
+        out_crs = RasterioCRS.from_wkt(crs_wkt(opts["crs"]))
+    aoi_crs = infos[0].crs  # a bbox without --bbox-crs is in the images' CRS, whatever --crs the output takes
+    aoi = _area_of_interest(opts, aoi_crs, georef)
     units = _detection_units(paths, infos)
     by_path = dict(zip(paths, infos, strict=True))
     unit_infos = [by_path[u] if isinstance(u, str) else u.info for u in units]
     filters = [(None, None)] * len(units)
     if aoi is not None:
-        filters = [_aoi_in_pixels(aoi, out_crs, info) for info in unit_infos]
+        filters = [_aoi_in_pixels(aoi, aoi_crs, info) for info in unit_infos]
         # a window as large as the image at its origin: whether the AOI meets the image at all
         if not any(f[0](max(i.width, i.height))(0, 0) for f, i in zip(filters, unit_infos, strict=True)):
             what = f"region {opts['region']}" if opts.get("region") is not None else f"bbox {tuple(opts['bbox'])}"
@@ -550,9 +560,9 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
                 "xmin": det.boxes[:, 0].astype(float), "ymin": det.boxes[:, 1].astype(float),
                 "xmax": det.boxes[:, 2].astype(float), "ymax": det.boxes[:, 3].astype(float),
             }, geometry=polys, crs=info.crs)
+            g.insert(4, "area", polygon_areas_m2(g.geometry.values, info.crs))  # in the image's own CRS
             if out_crs is not None and info.crs != out_crs:
                 g = g.to_crs(out_crs)
-            g.insert(4, "area", g.geometry.area.astype(float))
             frames.append(g)
             run = {"detections": len(det.boxes), "windows": det.windows, "raw_detections": det.raw_detections,
                    "seconds": round(det.seconds, 3)}
@@ -580,7 +590,8 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
                   "spec": bundle.model, "classes": [c.name for c in bundle.classes],
                   "regulariser": bundle.regulariser},
         "settings": {k: opts[k] for k in ("score_threshold", "overlap", "nms_iou", "batch_size", "match_iou",
-                                          "duplicate_iou", "duplicate_merge", "tta", "region", "bbox", "bbox_crs")}
+                                          "duplicate_iou", "duplicate_merge", "tta", "region", "bbox", "bbox_crs",
+                                          "crs")}
         | {"device": device, "tile_size": bundle.tile_size},
         "crs": CRS.from_user_input(out_crs).to_string() if out_crs is not None else None,
         "coordinates": "image CRS" if out_crs is not None else "pixels (x = column, y = -row)",

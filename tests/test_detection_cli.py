@@ -275,3 +275,72 @@ def test_predict_detection_in_an_area_of_interest(trained, tmp_path):
         errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
         assert result.exit_code == 2 and len(errors) == 1 and needle in errors[0], result.output
         assert not (tmp_path / name).exists()
+
+
+def _rank_runs(bundle, images, out, world: int, options) -> list:
+    """predict_detection over ``world`` ranks played by threads of this process; each rank's report or error."""
+    import threading
+
+    from test_inference_ranks import ThreadRanks
+
+    from geocamat.tasks.detection.workflow import predict_detection
+
+    meet, results = threading.Barrier(world), [None] * world
+
+    def rank(r):
+        try:
+            results[r] = predict_detection(bundle, images, out, options, progress=False, final_dir=out,
+                                           ranks=ThreadRanks(r, world, r, world, meet))
+        except BaseException as exc:  # noqa: BLE001 - returned to the test
+            results[r] = exc
+            meet.abort()
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in range(world)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return results
+
+
+def test_ranks_share_the_windows_and_rank_0_writes_the_objects_of_one_process(trained, tmp_path):
+    """Three ranks (threads here; processes or GPUs under torchrun/--devices) each detect every third batch of
+    windows; rank 0 merges them into the objects one process finds, across a mosaic's sheet edge too."""
+    import geopandas as gpd
+    from PIL import Image
+
+    from geocamat.tasks.detection.config import PredictOptions
+    from geocamat.tasks.detection.workflow import predict_detection, rank_folder
+
+    arr = np.asarray(Image.open(trained["img"])).transpose(2, 0, 1)
+    write(tmp_path / "a.tif", arr[:, :, :90], 0)
+    write(tmp_path / "b.tif", arr[:, :, 90:], 90)
+    images = [str(tmp_path / "a.tif"), str(tmp_path / "b.tif")]
+    bundle = Bundle.load(trained["run"] / "model.geocamat")
+    options = PredictOptions(score_threshold=0.01, batch_size=1, overlap=0.5)
+    one = predict_detection(bundle, images, tmp_path / "one", options, progress=False)
+    results = _rank_runs(bundle, images, tmp_path / "three", 3, options)
+    assert all(isinstance(r, dict) for r in results), results
+    assert [r.get("rank") for r in results[1:]] == [1, 2] and all(r["tiles_processed"] > 0 for r in results[1:])
+    assert results[0]["total"] == one["total"] > 0
+    assert results[0]["mosaics"][0]["windows"] == one["mosaics"][0]["windows"]
+    a, b = (gpd.read_file(tmp_path / name / "detections.gpkg", layer="detections") for name in ("one", "three"))
+    assert a.drop(columns="geometry").equals(b.drop(columns="geometry")) and a.geometry.equals(b.geometry)
+    assert not rank_folder(tmp_path / "three").exists()  # the ranks' exchange folder is removed
+    assert sorted(p.name for p in (tmp_path / "three").iterdir()) == ["detections.gpkg", "detections.qml",
+                                                                      "report.json"]
+
+
+@pytest.mark.slow  # two spawned processes: ~20 s on the loaded 2-vCPU machine
+def test_predict_devices_2_starts_two_processes_with_the_objects_of_one(trained, tmp_path):
+    import geopandas as gpd
+
+    model = str(trained["run"] / "model.geocamat")
+    for name, extra in (("one", []), ("two", ["--devices", "2"])):
+        result = CliRunner().invoke(cli, ["predict", "--model", model, "--out", str(tmp_path / name), "--quiet",
+                                          "--score-threshold", "0.01", *extra, str(trained["img"])],
+                                    env={"OMP_NUM_THREADS": "1"})
+        assert result.exit_code == 0, result.output
+    a, b = (gpd.read_file(tmp_path / name / "detections.gpkg", layer="detections") for name in ("one", "two"))
+    assert len(a) == len(b) > 0
+    np.testing.assert_allclose(np.sort(a["score"]), np.sort(b["score"]), atol=1e-5)

@@ -152,6 +152,138 @@ def cam_evidence(cam: Tensor, boxes: Tensor) -> Tensor:
     return out
 
 
+@dataclass
+class RawDetections:
+    """Detections of some windows of one image before the cross-window merge, in image pixels.
+
+    ``order`` is each detection's window index in the image's window plan: the parts that ranks detect (every
+    W-th window each) concatenated by :meth:`concat` give the arrays one process gives, in the same order, so
+    the merge (and the map) is the same.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    truncated: np.ndarray
+    windows: np.ndarray
+    evidence: np.ndarray
+    order: np.ndarray
+
+    FIELDS = ("boxes", "scores", "labels", "truncated", "windows", "evidence", "order")
+
+    @classmethod
+    def empty(cls) -> RawDetections:
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), np.zeros(0, bool),
+                   np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
+
+    @classmethod
+    def concat(cls, parts: list[RawDetections]) -> RawDetections:
+        """The parts as one, ordered by window (stable: a window's detections keep their order)."""
+        parts = [p for p in parts if len(p.boxes)] or [cls.empty()]
+        joined = {f: np.concatenate([getattr(p, f) for p in parts]) for f in cls.FIELDS}
+        idx = np.argsort(joined["order"], kind="stable")
+        return cls(**{f: v[idx] for f, v in joined.items()})
+
+    def arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
+        """The fields as arrays named ``prefix + field`` (for ``np.savez``)."""
+        return {prefix + f: getattr(self, f) for f in self.FIELDS}
+
+    @classmethod
+    def from_arrays(cls, arrays, prefix: str = "") -> RawDetections:
+        return cls(**{f: np.asarray(arrays[prefix + f]) for f in cls.FIELDS})
+
+
+def image_windows(path: str | ImageMosaic, tile_size: int, overlap: float, bands: int | None = None,
+                  within: Callable[[int, int], bool] | None = None):
+    """An image's (or a mosaic's) window plan: (its :class:`ImageInfo`, the (col, row) of each window, a function
+    reading a (col, row, width, height) window as (pixels, validity)). A mosaic skips windows over its holes;
+    ``within`` skips more (e.g. windows that miss an area of interest)."""
+    if isinstance(path, ImageMosaic):
+        info, mosaic = path.info, path
+        windows = [(c, r) for c, r in plan_windows(info.width, info.height, tile_size, overlap)
+                   if mosaic.covers(c, r, tile_size, tile_size)]
+
+        def read(window):
+            return mosaic.read(window, bands)
+    else:
+        info = image_info(path)
+        windows = plan_windows(info.width, info.height, tile_size, overlap)
+
+        def read(window):
+            return read_image(path, window, bands)
+    if within is not None:
+        windows = [(c, r) for c, r in windows if within(c, r)]
+    return info, windows, read
+
+
+def detect_windows(read, info, windows: list[tuple[int, int]], detect_fn: DetectFn, *, tile_size: int,
+                   mean: list[float], std: list[float], indices: list[int] | None = None, batch_size: int = 4,
+                   score_threshold: float = 0.3, edge_margin: float = 2.0, device: str | torch.device = "cpu",
+                   progress: Callable[[int, int], None] | None = None) -> RawDetections:
+    """Run the detector over the windows ``indices`` of a plan (all by default): detections in image pixels,
+    each flagged truncated when it touches an inner window edge (within ``edge_margin`` px)."""
+    indices = list(range(len(windows))) if indices is None else list(indices)
+    m = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+    parts: dict[str, list] = {f: [] for f in RawDetections.FIELDS}
+    for b0 in range(0, len(indices), batch_size):
+        chunk = indices[b0:b0 + batch_size]
+        tiles = []
+        for i in chunk:
+            col, row = windows[i]
+            data, valid = read((col, row, tile_size, tile_size))
+            x = (torch.from_numpy(data) - m) / s
+            x[:, ~torch.from_numpy(valid)] = 0
+            tiles.append(x)
+        batch = torch.stack(tiles).to(device)
+        dets, cams = detect_fn(batch)
+        for k, (i, d) in enumerate(zip(chunk, dets, strict=True)):
+            col, row = windows[i]
+            keep = d["scores"] >= score_threshold
+            bx, sc, lb = d["boxes"][keep].float().cpu(), d["scores"][keep].float().cpu(), d["labels"][keep].cpu()
+            if len(bx) == 0:
+                continue
+            ev = torch.zeros(len(bx))
+            if cams is not None:
+                for c in lb.unique().tolist():
+                    sel = lb == c
+                    ev[sel] = cam_evidence(cams[k, int(c)].float().cpu(), bx[sel])
+            inner_l, inner_t = col > 0, row > 0
+            inner_r, inner_b = col + tile_size < info.width, row + tile_size < info.height
+            trunc = ((inner_l & (bx[:, 0] <= edge_margin)) | (inner_t & (bx[:, 1] <= edge_margin))
+                     | (inner_r & (bx[:, 2] >= tile_size - edge_margin))
+                     | (inner_b & (bx[:, 3] >= tile_size - edge_margin)))
+            off = torch.tensor([col, row, col, row], dtype=torch.float32)
+            parts["boxes"].append((bx + off).numpy())
+            parts["scores"].append(sc.numpy())
+            parts["labels"].append(lb.numpy().astype(np.int64))
+            parts["truncated"].append(trunc.numpy())
+            parts["windows"].append(np.tile(np.array([[col, row, col + tile_size, row + tile_size]], np.float32),
+                                            (len(bx), 1)))
+            parts["evidence"].append(ev.numpy())
+            parts["order"].append(np.full(len(bx), i, np.int64))
+        if progress is not None:
+            progress(min(b0 + batch_size, len(indices)), len(indices))
+    if not parts["boxes"]:
+        return RawDetections.empty()
+    return RawDetections(**{f: np.concatenate(v) for f, v in parts.items()})
+
+
+def merge_raw(raw: RawDetections, info, windows: int, *, nms_iou: float = 0.5, match_iou: float = 0.5,
+              duplicate_iou: float = 0.4, duplicate_merge: str = "nms") -> SceneDetections:
+    """The detections of every window of an image merged into objects (see the module docstring)."""
+    out = SceneDetections(windows=windows)
+    if len(raw.boxes):
+        merged, idx = merge_tiles(raw.boxes, raw.scores, raw.labels, raw.truncated, raw.windows, nms_iou, match_iou)
+        merged, lead = merge_duplicates(merged, raw.scores[idx], raw.labels[idx], duplicate_iou, duplicate_merge)
+        idx = idx[lead]
+        merged[:, [0, 2]] = merged[:, [0, 2]].clip(0, info.width)
+        merged[:, [1, 3]] = merged[:, [1, 3]].clip(0, info.height)
+        out = SceneDetections(merged, raw.scores[idx].astype(np.float32), raw.labels[idx],
+                              raw.evidence[idx].astype(np.float32), windows, len(raw.boxes))
+    return out
+
+
 def detect_image(
     path: str | ImageMosaic,
     detect_fn: DetectFn,
@@ -200,70 +332,12 @@ def detect_image(
         The merged detections, in the image's pixel grid.
     """
     t0 = time.perf_counter()
-    if isinstance(path, ImageMosaic):
-        info, mosaic = path.info, path
-        windows = [(c, r) for c, r in plan_windows(info.width, info.height, tile_size, overlap)
-                   if mosaic.covers(c, r, tile_size, tile_size)]
-
-        def read(window):
-            return mosaic.read(window, bands)
-    else:
-        info = image_info(path)
-        windows = plan_windows(info.width, info.height, tile_size, overlap)
-
-        def read(window):
-            return read_image(path, window, bands)
-    if within is not None:
-        windows = [(c, r) for c, r in windows if within(c, r)]
-    m = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
-    all_boxes, all_scores, all_labels, all_trunc, all_win, all_ev = [], [], [], [], [], []
-    for b0 in range(0, len(windows), batch_size):
-        chunk = windows[b0:b0 + batch_size]
-        tiles = []
-        for col, row in chunk:
-            data, valid = read((col, row, tile_size, tile_size))
-            x = (torch.from_numpy(data) - m) / s
-            x[:, ~torch.from_numpy(valid)] = 0
-            tiles.append(x)
-        batch = torch.stack(tiles).to(device)
-        dets, cams = detect_fn(batch)
-        for k, ((col, row), d) in enumerate(zip(chunk, dets, strict=True)):
-            keep = d["scores"] >= score_threshold
-            bx, sc, lb = d["boxes"][keep].float().cpu(), d["scores"][keep].float().cpu(), d["labels"][keep].cpu()
-            if len(bx) == 0:
-                continue
-            ev = torch.zeros(len(bx))
-            if cams is not None:
-                for c in lb.unique().tolist():
-                    sel = lb == c
-                    ev[sel] = cam_evidence(cams[k, int(c)].float().cpu(), bx[sel])
-            inner_l, inner_t = col > 0, row > 0
-            inner_r, inner_b = col + tile_size < info.width, row + tile_size < info.height
-            trunc = ((inner_l & (bx[:, 0] <= edge_margin)) | (inner_t & (bx[:, 1] <= edge_margin))
-                     | (inner_r & (bx[:, 2] >= tile_size - edge_margin))
-                     | (inner_b & (bx[:, 3] >= tile_size - edge_margin)))
-            off = torch.tensor([col, row, col, row], dtype=torch.float32)
-            all_boxes.append((bx + off).numpy())
-            all_scores.append(sc.numpy())
-            all_labels.append(lb.numpy().astype(np.int64))
-            all_trunc.append(trunc.numpy())
-            all_win.append(np.tile(np.array([[col, row, col + tile_size, row + tile_size]], np.float32), (len(bx), 1)))
-            all_ev.append(ev.numpy())
-        if progress is not None:
-            progress(min(b0 + batch_size, len(windows)), len(windows))
-    out = SceneDetections(windows=len(windows))
-    if all_boxes:
-        boxes = np.concatenate(all_boxes)
-        scores, labels = np.concatenate(all_scores), np.concatenate(all_labels)
-        merged, idx = merge_tiles(boxes, scores, labels, np.concatenate(all_trunc), np.concatenate(all_win),
-                                  nms_iou, match_iou)
-        merged, lead = merge_duplicates(merged, scores[idx], labels[idx], duplicate_iou, duplicate_merge)
-        idx = idx[lead]
-        merged[:, [0, 2]] = merged[:, [0, 2]].clip(0, info.width)
-        merged[:, [1, 3]] = merged[:, [1, 3]].clip(0, info.height)
-        out = SceneDetections(merged, scores[idx].astype(np.float32), labels[idx],
-                              np.concatenate(all_ev)[idx].astype(np.float32), len(windows), len(boxes))
+    info, windows, read = image_windows(path, tile_size, overlap, bands, within)
+    raw = detect_windows(read, info, windows, detect_fn, tile_size=tile_size, mean=mean, std=std,
+                         batch_size=batch_size, score_threshold=score_threshold, edge_margin=edge_margin,
+                         device=device, progress=progress)
+    out = merge_raw(raw, info, len(windows), nms_iou=nms_iou, match_iou=match_iou, duplicate_iou=duplicate_iou,
+                    duplicate_merge=duplicate_merge)
     out.seconds = time.perf_counter() - t0
     return out
 

@@ -46,15 +46,30 @@ def summary(metrics: dict) -> list[str]:
 def predict(bundle, images: list[str], out_dir: Path, options: PredictOptions, *, overwrite: bool = False,
             progress: bool = True, model_path: str | None = None) -> dict:
     """Detect objects over whole images; write detections.gpkg (+ .qml) and report.json; return the report."""
+    import json
+
+    from geocamat.inference import launch as rank_tools
     from geocamat.outputs.staging import DETECTION_RESULTS, staged_output
     from geocamat.preflight import before_predict
     from geocamat.tasks.detection.workflow import predict_detection
 
+    launch = rank_tools.resolve(options.devices, options.num_nodes)
     before_predict(bundle, images, out_dir, force=options.force)
-    with staged_output(Path(out_dir), overwrite, DETECTION_RESULTS) as stage:
-        report = predict_detection(bundle, list(images), stage, options, progress=progress, model_path=model_path,
-                                   final_dir=Path(out_dir))
-    return report
+    kwargs = {"progress": progress, "model_path": model_path, "final_dir": Path(out_dir)}
+    if launch.spawn:  # ranks started here; this process stages the outputs that rank 0 writes
+        from geocamat.devices import resolve_device
+
+        with staged_output(Path(out_dir), overwrite, DETECTION_RESULTS) as stage:
+            rank_tools.spawn(predict_detection, launch.spawn, (bundle, list(images), stage, options), kwargs,
+                             cuda=resolve_device(options.device).type == "cuda")
+            return json.loads((stage / "report.json").read_text())
+    try:
+        if not launch.ranks.main:  # a launcher's other ranks: their detections go to rank 0, nothing else
+            return predict_detection(bundle, list(images), Path(out_dir), options, ranks=launch.ranks, **kwargs)
+        with staged_output(Path(out_dir), overwrite, DETECTION_RESULTS) as stage:
+            return predict_detection(bundle, list(images), stage, options, ranks=launch.ranks, **kwargs)
+    finally:
+        rank_tools.close(launch)
 
 
 def evaluate(bundle, images: list[str], options: EvaluateOptions, *, progress: bool = True,

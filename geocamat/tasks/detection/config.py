@@ -144,6 +144,11 @@ class PredictOptions:
     tta: bool = setting(False, "Detect each tile under its 8 flips/quarter turns and fuse the boxes (8x model cost).")
     force: bool = setting(False, "Run anyway on a GeoTIFF without georeference or at a pixel size beyond 4x the "
                           "model's.")
+    devices: int | None = setting(None, "Processes on this machine sharing the windows (default: a launcher's, else "
+                                  "1); without torchrun/srun they are started here (CPU processes, or one GPU each). "
+                                  "The objects are those of one process.")
+    num_nodes: int | None = setting(None, "Machines sharing the windows (> 1 needs torchrun or srun on each; the "
+                                    "output folder must be on a disk they share).")
 
 
 @dataclass

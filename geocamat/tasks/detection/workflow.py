@@ -293,12 +293,6 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
     return metrics
 
 
-def _device(options: dict) -> str:
-    from geocamat.devices import resolve_device
-
-    return str(resolve_device(options.get("device") or "auto"))
-
-
 def _check_bundle(bundle: Bundle) -> None:
     if bundle.task != "detection":
         raise BundleError(f"this model was trained for {bundle.task!r}, not detection; use a detection model")
@@ -428,32 +422,95 @@ def _detect_fn(model, opts: dict, with_cam: bool = True):
     return fn
 
 
-def _scene(bundle, model, path, opts, device, score_threshold, progress: bool = False, what: str = "detect",
-           within=None):
-    """Detections of one whole image (sliding windows, merged); ``progress`` shows a bar of its windows on a
-    terminal (none in logs and pipes)."""
+def _device(options: dict, ranks=None) -> str:
+    """The device of this process: the one asked for, or with several ranks on a machine each rank's GPU."""
+    from geocamat.devices import resolve_device
+
+    dev = resolve_device(options.get("device") or "auto")
+    if ranks is not None:
+        from geocamat.inference.landuse import _rank_device
+
+        dev = _rank_device(dev, options.get("device") or "auto", ranks)
+    return str(dev)
+
+
+def _detect_raw(bundle, model, path, opts, device, score_threshold, progress: bool = False, what: str = "detect",
+                within=None, ranks=None):
+    """The windows of one image (or mosaic) that are this rank's (every one with no ``ranks``), detected but not
+    merged: (info, windows planned, :class:`RawDetections`, seconds). ``progress`` shows a bar of the windows on
+    a terminal (none in logs and pipes)."""
     import sys
 
-    from geocamat.inference.detect import detect_image
+    from geocamat.inference.detect import detect_windows, image_windows
     from geocamat.inference.telemetry import progress_bar
 
+    t0 = time.perf_counter()
     mean, std = _normalisation(bundle, path)
-    bar = progress_bar(total=None, unit="window", desc=f"{what} {_unit_name(path)}", file=sys.stderr,
+    info, windows, read = image_windows(path, bundle.tile_size, float(opts["overlap"]), len(bundle.bands), within)
+    mine = range(len(windows)) if ranks is None else _share(len(windows), int(opts["batch_size"]), ranks)
+    bar = progress_bar(total=len(mine), unit="window", desc=f"{what} {_unit_name(path)}", file=sys.stderr,
                        disable=None if progress else True, smoothing=0.1, dynamic_ncols=True, leave=False)
-
-    def advance(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
     try:
-        return detect_image(path, _detect_fn(model, opts), tile_size=bundle.tile_size, mean=mean, std=std,
-                            overlap=float(opts["overlap"]), batch_size=int(opts["batch_size"]),
-                            score_threshold=score_threshold, nms_iou=float(opts["nms_iou"]),
-                            match_iou=float(opts["match_iou"]), duplicate_iou=float(opts["duplicate_iou"]),
-                            duplicate_merge=str(opts["duplicate_merge"]), device=device, progress=advance,
-                            bands=len(bundle.bands), within=within)
+        raw = detect_windows(read, info, windows, _detect_fn(model, opts), tile_size=bundle.tile_size, mean=mean,
+                             std=std, indices=list(mine), batch_size=int(opts["batch_size"]),
+                             score_threshold=score_threshold, device=device,
+                             progress=lambda done, total: bar.update(done - bar.n))
     finally:
         bar.close()
+    return info, len(windows), raw, time.perf_counter() - t0
+
+
+def _share(windows: int, batch_size: int, ranks) -> list[int]:
+    """The windows of a rank: every W-th batch of the one-process plan, so that each batch holds the windows it
+    holds in one process and the detector's numbers are the same to the bit (on one kind of device)."""
+    return [i for i in range(windows) if (i // batch_size) % ranks.world == ranks.rank]
+
+
+def _merged(raw, info, windows: int, opts: dict):
+    """The raw detections of all of an image's windows merged into objects."""
+    from geocamat.inference.detect import merge_raw
+
+    return merge_raw(raw, info, windows, nms_iou=float(opts["nms_iou"]), match_iou=float(opts["match_iou"]),
+                     duplicate_iou=float(opts["duplicate_iou"]), duplicate_merge=str(opts["duplicate_merge"]))
+
+
+def _scene(bundle, model, path, opts, device, score_threshold, progress: bool = False, what: str = "detect",
+           within=None):
+    """Detections of one whole image (sliding windows, merged), in this process."""
+    info, windows, raw, seconds = _detect_raw(bundle, model, path, opts, device, score_threshold, progress, what,
+                                              within)
+    det = _merged(raw, info, windows, opts)
+    det.seconds = seconds
+    return det
+
+
+def _gather(raws: list, ranks, work: Path) -> list | None:
+    """Every rank's raw detections of each unit, on rank 0 (in window order, as one process finds them); None
+    on the other ranks. Through files in ``work``, a folder all ranks see (rank 0 empties it first)."""
+    import shutil
+
+    from geocamat.inference.detect import RawDetections
+
+    mine = work / f"rank-{ranks.rank}.npz"
+    part = mine.with_name(mine.name + ".part.npz")
+    arrays = {}
+    for k, raw in enumerate(raws):
+        arrays.update(raw.arrays(f"u{k}_"))
+    np.savez(part, **arrays)
+    part.replace(mine)
+    ranks.barrier()
+    if not ranks.main:
+        return None
+    loaded = [np.load(work / f"rank-{r}.npz") for r in range(ranks.world)]
+    out = [RawDetections.concat([RawDetections.from_arrays(f, f"u{k}_") for f in loaded]) for k in range(len(raws))]
+    shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def rank_folder(out_dir: Path) -> Path:
+    """The folder the ranks of a detection run share (beside the output folder, on the disk they share)."""
+    out_dir = Path(out_dir).resolve()
+    return out_dir.with_name(f".{out_dir.name}.detect-ranks")
 
 
 def _resolve(bundle: Bundle, options: PredictOptions) -> dict:
@@ -475,7 +532,8 @@ def _resolve(bundle: Bundle, options: PredictOptions) -> dict:
 
 
 def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options: PredictOptions,
-                      progress: bool = True, model_path: str | None = None, final_dir: Path | None = None) -> dict:
+                      progress: bool = True, model_path: str | None = None, final_dir: Path | None = None,
+                      ranks=None) -> dict:
     """Detect objects over whole images and write ``detections.gpkg`` (+ ``.qml``) and ``report.json``.
 
     Args:
@@ -486,9 +544,13 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
         progress: a bar of each image's windows, then one line per image.
         final_dir: where ``out_dir`` will be renamed to when it is a temporary stage; the report records
             the outputs' final absolute paths.
+        ranks: this process's share of a run over several processes (:class:`geocamat.inference.ranks.Ranks`):
+            each rank detects every W-th batch of windows of each image, rank 0 merges them all (the objects of
+            one process) and writes the outputs; the other ranks write nothing but their detections, in a folder
+            beside ``final_dir`` that every rank sees.
 
     Returns:
-        The report dict (also written to ``report.json``).
+        The report dict (also written to ``report.json``); on ranks other than 0, a short one.
     """
     import pandas as pd
     import torch
@@ -508,10 +570,14 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
     if any(georef) and not all(georef):
         raise InvalidRasterError("some images are georeferenced and some are not; predict them in separate runs")
     grey = [Path(p).name for p in paths if _check_bands(bundle, p)]
-    device = _device(opts)
+    from geocamat.inference.ranks import Ranks
+
+    ranks = ranks or Ranks()
+    device = _device(opts, ranks)
     model = bundle.build_model().to(device)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if ranks.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
     out_crs = infos[0].crs if all(georef) else None
     if opts.get("crs") is not None:
         if not all(georef):
@@ -534,48 +600,67 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
         if not any(f[0](max(i.width, i.height))(0, 0) for f, i in zip(filters, unit_infos, strict=True)):
             what = f"region {opts['region']}" if opts.get("region") is not None else f"bbox {tuple(opts['bbox'])}"
             raise ConfigError(f"{what} does not overlap the images; check its coordinates and CRS (--bbox-crs)")
-    frames, per_image, mosaics = [], [], []
-    with torch.inference_mode():
-        for unit, info, (window, inside) in zip(units, unit_infos, filters, strict=True):
-            mosaic = unit if not isinstance(unit, str) else None
-            within = window(bundle.tile_size) if window is not None else None
-            det = _scene(bundle, model, unit, opts, device, float(opts["score_threshold"]), progress, within=within)
-            if inside is not None and len(det.boxes):
-                keep = inside(det.boxes)
-                det.boxes, det.scores = det.boxes[keep], det.scores[keep]
-                det.labels, det.cam_evidence = det.labels[keep], det.cam_evidence[keep]
-            polys = box_polygons(det.boxes, info.transform if info.crs is not None else None)
-            if mosaic:  # each object is listed under the image that holds its centre
-                centre = (det.boxes[:, :2] + det.boxes[:, 2:]) / 2
-                sheet = mosaic.sheet_of(centre[:, 0], centre[:, 1])
-                names = [Path(mosaic.sheets[k].path).name for k in sheet]
-            else:
-                names = Path(unit).name
-            import geopandas as gpd
+    work = rank_folder(final_dir if final_dir is not None else out_dir)
+    if ranks.world > 1:
+        if ranks.main:
+            import shutil
 
-            g = gpd.GeoDataFrame({
-                "image": names, "class_id": [bundle.classes[int(k)].id for k in det.labels],
-                "class_name": [bundle.classes[int(k)].name for k in det.labels],
-                "score": det.scores.astype(float), "cam_evidence": det.cam_evidence.astype(float),
-                "xmin": det.boxes[:, 0].astype(float), "ymin": det.boxes[:, 1].astype(float),
-                "xmax": det.boxes[:, 2].astype(float), "ymax": det.boxes[:, 3].astype(float),
-            }, geometry=polys, crs=info.crs)
-            g.insert(4, "area", polygon_areas_m2(g.geometry.values, info.crs))  # in the image's own CRS
-            if out_crs is not None and info.crs != out_crs:
-                g = g.to_crs(out_crs)
-            frames.append(g)
-            run = {"detections": len(det.boxes), "windows": det.windows, "raw_detections": det.raw_detections,
-                   "seconds": round(det.seconds, 3)}
-            if mosaic:
-                counts_in = np.bincount(sheet, minlength=len(mosaic.sheets))
-                per_image.extend({"image": str(Path(s.path).resolve()), "detections": int(n), "mosaic": len(mosaics)}
-                                 for s, n in zip(mosaic.sheets, counts_in, strict=True))
-                mosaics.append({"images": [str(Path(p).resolve()) for p in mosaic.paths],
-                                "width": mosaic.width, "height": mosaic.height, **run})
-            else:
-                per_image.append({"image": str(Path(unit).resolve()), **run})
-            if progress:
-                print(f"{_unit_name(unit)}: {len(det.boxes)} objects in {det.windows} windows ({det.seconds:.1f} s)")
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir(parents=True)
+        ranks.barrier()
+    raws = []
+    with torch.inference_mode():
+        for unit, (window, _) in zip(units, filters, strict=True):
+            within = window(bundle.tile_size) if window is not None else None
+            raws.append(_detect_raw(bundle, model, unit, opts, device, float(opts["score_threshold"]),
+                                    progress and ranks.main, within=within, ranks=ranks if ranks.world > 1 else None))
+    if ranks.world > 1:
+        gathered = _gather([r[2] for r in raws], ranks, work)
+        if gathered is None:
+            return {"rank": ranks.rank, "world": ranks.world,  # what the CLI's line says of the other ranks
+                    "tiles_processed": sum(len(_share(r[1], int(opts["batch_size"]), ranks)) for r in raws)}
+        raws = [(info, n, raw, seconds) for (info, n, _, seconds), raw in zip(raws, gathered, strict=True)]
+    frames, per_image, mosaics = [], [], []
+    for unit, (_, inside), (info, n_windows, raw, seconds) in zip(units, filters, raws, strict=True):
+        det = _merged(raw, info, n_windows, opts)
+        det.seconds = seconds
+        if inside is not None and len(det.boxes):
+            keep = inside(det.boxes)
+            det.boxes, det.scores = det.boxes[keep], det.scores[keep]
+            det.labels, det.cam_evidence = det.labels[keep], det.cam_evidence[keep]
+        mosaic = unit if not isinstance(unit, str) else None
+        polys = box_polygons(det.boxes, info.transform if info.crs is not None else None)
+        if mosaic:  # each object is listed under the image that holds its centre
+            centre = (det.boxes[:, :2] + det.boxes[:, 2:]) / 2
+            sheet = mosaic.sheet_of(centre[:, 0], centre[:, 1])
+            names = [Path(mosaic.sheets[k].path).name for k in sheet]
+        else:
+            names = Path(unit).name
+        import geopandas as gpd
+
+        g = gpd.GeoDataFrame({
+            "image": names, "class_id": [bundle.classes[int(k)].id for k in det.labels],
+            "class_name": [bundle.classes[int(k)].name for k in det.labels],
+            "score": det.scores.astype(float), "cam_evidence": det.cam_evidence.astype(float),
+            "xmin": det.boxes[:, 0].astype(float), "ymin": det.boxes[:, 1].astype(float),
+            "xmax": det.boxes[:, 2].astype(float), "ymax": det.boxes[:, 3].astype(float),
+        }, geometry=polys, crs=info.crs)
+        g.insert(4, "area", polygon_areas_m2(g.geometry.values, info.crs))  # in the image's own CRS
+        if out_crs is not None and info.crs != out_crs:
+            g = g.to_crs(out_crs)
+        frames.append(g)
+        run = {"detections": len(det.boxes), "windows": det.windows, "raw_detections": det.raw_detections,
+               "seconds": round(det.seconds, 3)}
+        if mosaic:
+            counts_in = np.bincount(sheet, minlength=len(mosaic.sheets))
+            per_image.extend({"image": str(Path(s.path).resolve()), "detections": int(n), "mosaic": len(mosaics)}
+                             for s, n in zip(mosaic.sheets, counts_in, strict=True))
+            mosaics.append({"images": [str(Path(p).resolve()) for p in mosaic.paths],
+                            "width": mosaic.width, "height": mosaic.height, **run})
+        else:
+            per_image.append({"image": str(Path(unit).resolve()), **run})
+        if progress:
+            print(f"{_unit_name(unit)}: {len(det.boxes)} objects in {det.windows} windows ({det.seconds:.1f} s)")
     frame = pd.concat(frames, ignore_index=True)
     files = write_detections(out_dir / "detections.gpkg", frame, bundle.classes, out_crs)
     home = Path(final_dir if final_dir is not None else out_dir).resolve()

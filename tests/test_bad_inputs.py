@@ -296,6 +296,10 @@ ROWS = [
     Row("predict-detection-bbox-off", "detection in a bbox that misses the images",
         lambda e: _predict(e, "--bbox", "0", "0", "1", "1", model=str(e.det_model)), "does not overlap",
         lambda e: "bbox"),
+    Row("predict-detection-interrupted", "detection into a folder with an interrupted run, without --resume",
+        lambda e: _predict(e, model=str(e.det_model)), "--resume", lambda e: str(e.out),
+        setup=lambda e: (e.tmp / ".out.detect-work").mkdir() or (e.tmp / ".out.detect-work" / "run.json").write_text(
+            "{}")),
     Row("predict-missing-option", "no --model", lambda e: ["predict", "--out", str(e.out), e.scene], "--model"),
     # -- evaluate ----------------------------------------------------------------------------------------------
     Row("evaluate-detection-truncated", "detection scored on a truncated image",

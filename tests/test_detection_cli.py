@@ -309,8 +309,9 @@ def test_ranks_share_the_windows_and_rank_0_writes_the_objects_of_one_process(tr
     import geopandas as gpd
     from PIL import Image
 
+    from geocamat.inference.detect_store import store_folder
     from geocamat.tasks.detection.config import PredictOptions
-    from geocamat.tasks.detection.workflow import predict_detection, rank_folder
+    from geocamat.tasks.detection.workflow import predict_detection
 
     arr = np.asarray(Image.open(trained["img"])).transpose(2, 0, 1)
     write(tmp_path / "a.tif", arr[:, :, :90], 0)
@@ -326,7 +327,7 @@ def test_ranks_share_the_windows_and_rank_0_writes_the_objects_of_one_process(tr
     assert results[0]["mosaics"][0]["windows"] == one["mosaics"][0]["windows"]
     a, b = (gpd.read_file(tmp_path / name / "detections.gpkg", layer="detections") for name in ("one", "three"))
     assert a.drop(columns="geometry").equals(b.drop(columns="geometry")) and a.geometry.equals(b.geometry)
-    assert not rank_folder(tmp_path / "three").exists()  # the ranks' exchange folder is removed
+    assert not store_folder(tmp_path / "three").exists()  # the ranks' exchange folder is removed
     assert sorted(p.name for p in (tmp_path / "three").iterdir()) == ["detections.gpkg", "detections.qml",
                                                                       "report.json"]
 
@@ -344,3 +345,58 @@ def test_predict_devices_2_starts_two_processes_with_the_objects_of_one(trained,
     a, b = (gpd.read_file(tmp_path / name / "detections.gpkg", layer="detections") for name in ("one", "two"))
     assert len(a) == len(b) > 0
     np.testing.assert_allclose(np.sort(a["score"]), np.sort(b["score"]), atol=1e-5)
+
+
+def test_a_killed_detection_run_resumes_to_the_objects_of_an_uninterrupted_one(trained, tmp_path, monkeypatch):
+    """Killed after 5 chunks of windows: a new run is refused until --resume (or --overwrite); the resumed run
+    runs only the windows left and writes the same objects as a run never killed."""
+    import geopandas as gpd
+    from PIL import Image
+
+    import geocamat.inference.detect as detect_module
+    import geocamat.inference.detect_store as store_module
+
+    arr = np.asarray(Image.open(trained["img"])).transpose(2, 0, 1)
+    write(tmp_path / "scene.tif", arr, 0)
+    model = str(trained["run"] / "model.geocamat")
+    monkeypatch.setattr(store_module, "CHUNK_BATCHES", 1)
+    ran = []
+    real = detect_module.detect_windows
+
+    def counting(*args, indices=None, **kwargs):
+        ran.extend(indices)
+        return real(*args, indices=indices, **kwargs)
+
+    monkeypatch.setattr(detect_module, "detect_windows", counting)
+
+    def run(name, *extra):
+        return CliRunner().invoke(cli, ["predict", "--model", model, "--out", str(tmp_path / name), "--quiet",
+                                        "--score-threshold", "0.01", "--batch-size", "2", "--overlap", "0.5", *extra,
+                                        str(tmp_path / "scene.tif")])
+
+    assert run("whole").exit_code == 0
+    planned = len(ran)
+    real_save, saved = store_module.WindowStore.save, []
+
+    def killed_after_5(self, unit, indices, raw):
+        if len(saved) == 5:
+            raise KeyboardInterrupt
+        saved.append(indices)
+        real_save(self, unit, indices, raw)
+
+    monkeypatch.setattr(store_module.WindowStore, "save", killed_after_5)
+    killed = run("out")  # Ctrl-C (or a kill) after 5 chunks
+    assert killed.exit_code not in (0, 2), killed.output
+    monkeypatch.setattr(store_module.WindowStore, "save", real_save)
+    assert not (tmp_path / "out").exists() and store_module.store_folder(tmp_path / "out").is_dir()
+    again = run("out")
+    assert again.exit_code == 2 and "interrupted detection run" in again.output and "--resume" in again.output
+    other = run("out", "--resume", "--score-threshold", "0.2")
+    assert other.exit_code == 2 and "other settings" in other.output
+    ran.clear()
+    result = run("out", "--resume")
+    assert result.exit_code == 0, result.output
+    assert len(ran) == planned - 10  # 5 chunks of one batch of 2 windows were kept
+    a, b = (gpd.read_file(tmp_path / name / "detections.gpkg", layer="detections") for name in ("whole", "out"))
+    assert a.drop(columns="geometry").equals(b.drop(columns="geometry")) and a.geometry.equals(b.geometry)
+    assert not store_module.store_folder(tmp_path / "out").exists()

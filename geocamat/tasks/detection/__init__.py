@@ -55,7 +55,8 @@ def predict(bundle, images: list[str], out_dir: Path, options: PredictOptions, *
 
     launch = rank_tools.resolve(options.devices, options.num_nodes)
     before_predict(bundle, images, out_dir, force=options.force)
-    kwargs = {"progress": progress, "model_path": model_path, "final_dir": Path(out_dir)}
+    kwargs = {"progress": progress, "model_path": model_path, "final_dir": Path(out_dir),
+              "fresh": bool(overwrite) and not options.resume}
     if launch.spawn:  # ranks started here; this process stages the outputs that rank 0 writes
         from geocamat.devices import resolve_device
 

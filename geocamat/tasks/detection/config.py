@@ -144,6 +144,8 @@ class PredictOptions:
     tta: bool = setting(False, "Detect each tile under its 8 flips/quarter turns and fuse the boxes (8x model cost).")
     force: bool = setting(False, "Run anyway on a GeoTIFF without georeference or at a pixel size beyond 4x the "
                           "model's.")
+    resume: bool = setting(False, "Continue an interrupted run into the same output folder: the windows it "
+                           "finished are not run again.")
     devices: int | None = setting(None, "Processes on this machine sharing the windows (default: a launcher's, else "
                                   "1); without torchrun/srun they are started here (CPU processes, or one GPU each). "
                                   "The objects are those of one process.")

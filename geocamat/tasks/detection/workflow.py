@@ -435,29 +435,59 @@ def _device(options: dict, ranks=None) -> str:
 
 
 def _detect_raw(bundle, model, path, opts, device, score_threshold, progress: bool = False, what: str = "detect",
-                within=None, ranks=None):
+                within=None, ranks=None, store=None, unit: int = 0):
     """The windows of one image (or mosaic) that are this rank's (every one with no ``ranks``), detected but not
-    merged: (info, windows planned, :class:`RawDetections`, seconds). ``progress`` shows a bar of the windows on
-    a terminal (none in logs and pipes)."""
+    merged: (info, windows planned, :class:`RawDetections` or None when they went to ``store``, seconds).
+
+    With a :class:`geocamat.inference.detect_store.WindowStore`, windows already in it are skipped and each
+    chunk of finished windows is saved there. ``progress`` shows a bar of the windows on a terminal (none in
+    logs and pipes)."""
     import sys
 
     from geocamat.inference.detect import detect_windows, image_windows
+    from geocamat.inference.detect_store import CHUNK_BATCHES, chunks
     from geocamat.inference.telemetry import progress_bar
 
     t0 = time.perf_counter()
     mean, std = _normalisation(bundle, path)
     info, windows, read = image_windows(path, bundle.tile_size, float(opts["overlap"]), len(bundle.bands), within)
-    mine = range(len(windows)) if ranks is None else _share(len(windows), int(opts["batch_size"]), ranks)
+    batch = int(opts["batch_size"])
+    mine = list(range(len(windows))) if ranks is None else _share(len(windows), batch, ranks)
+    if store is not None:
+        done = store.done(unit)
+        mine = [i for i in mine if i not in done]
     bar = progress_bar(total=len(mine), unit="window", desc=f"{what} {_unit_name(path)}", file=sys.stderr,
                        disable=None if progress else True, smoothing=0.1, dynamic_ncols=True, leave=False)
+    run = dict(tile_size=bundle.tile_size, mean=mean, std=std, batch_size=batch, score_threshold=score_threshold,
+               device=device)
+    raw = None
     try:
-        raw = detect_windows(read, info, windows, _detect_fn(model, opts), tile_size=bundle.tile_size, mean=mean,
-                             std=std, indices=list(mine), batch_size=int(opts["batch_size"]),
-                             score_threshold=score_threshold, device=device,
-                             progress=lambda done, total: bar.update(done - bar.n))
+        if store is None:
+            raw = detect_windows(read, info, windows, _detect_fn(model, opts), indices=mine,
+                                 progress=lambda done, total: bar.update(done - bar.n), **run)
+        else:
+            for piece in chunks(mine, batch * CHUNK_BATCHES):  # whole batches: see _share
+                start = bar.n
+                found = detect_windows(read, info, windows, _detect_fn(model, opts), indices=piece,
+                                       progress=lambda done, total, start=start: bar.update(start + done - bar.n),
+                                       **run)
+                store.save(unit, piece, found)
     finally:
         bar.close()
-    return info, len(windows), raw, time.perf_counter() - t0
+    return info, len(windows), raw, time.perf_counter() - t0, len(mine)
+
+
+def _run_identity(bundle: Bundle, model_path, paths: list[str], opts: dict) -> dict:
+    """What a detection run's windows depend on: a resumed run must have the same (the batch size and device may
+    change; the objects are then the same up to float rounding)."""
+    from geocamat.inference.landuse import weights_sha256
+
+    files = []
+    for p in paths:
+        st = Path(p).stat()
+        files.append([str(Path(p).resolve()), st.st_size, st.st_mtime_ns])
+    return {"model": file_sha256(model_path) if model_path else weights_sha256(bundle), "images": files,
+            "settings": {k: opts.get(k) for k in ("score_threshold", "overlap", "tta", "region", "bbox", "bbox_crs")}}
 
 
 def _share(windows: int, batch_size: int, ranks) -> list[int]:
@@ -477,40 +507,11 @@ def _merged(raw, info, windows: int, opts: dict):
 def _scene(bundle, model, path, opts, device, score_threshold, progress: bool = False, what: str = "detect",
            within=None):
     """Detections of one whole image (sliding windows, merged), in this process."""
-    info, windows, raw, seconds = _detect_raw(bundle, model, path, opts, device, score_threshold, progress, what,
-                                              within)
+    info, windows, raw, seconds, _ = _detect_raw(bundle, model, path, opts, device, score_threshold, progress, what,
+                                                 within)
     det = _merged(raw, info, windows, opts)
     det.seconds = seconds
     return det
-
-
-def _gather(raws: list, ranks, work: Path) -> list | None:
-    """Every rank's raw detections of each unit, on rank 0 (in window order, as one process finds them); None
-    on the other ranks. Through files in ``work``, a folder all ranks see (rank 0 empties it first)."""
-    import shutil
-
-    from geocamat.inference.detect import RawDetections
-
-    mine = work / f"rank-{ranks.rank}.npz"
-    part = mine.with_name(mine.name + ".part.npz")
-    arrays = {}
-    for k, raw in enumerate(raws):
-        arrays.update(raw.arrays(f"u{k}_"))
-    np.savez(part, **arrays)
-    part.replace(mine)
-    ranks.barrier()
-    if not ranks.main:
-        return None
-    loaded = [np.load(work / f"rank-{r}.npz") for r in range(ranks.world)]
-    out = [RawDetections.concat([RawDetections.from_arrays(f, f"u{k}_") for f in loaded]) for k in range(len(raws))]
-    shutil.rmtree(work, ignore_errors=True)
-    return out
-
-
-def rank_folder(out_dir: Path) -> Path:
-    """The folder the ranks of a detection run share (beside the output folder, on the disk they share)."""
-    out_dir = Path(out_dir).resolve()
-    return out_dir.with_name(f".{out_dir.name}.detect-ranks")
 
 
 def _resolve(bundle: Bundle, options: PredictOptions) -> dict:
@@ -533,7 +534,7 @@ def _resolve(bundle: Bundle, options: PredictOptions) -> dict:
 
 def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options: PredictOptions,
                       progress: bool = True, model_path: str | None = None, final_dir: Path | None = None,
-                      ranks=None) -> dict:
+                      ranks=None, fresh: bool = False) -> dict:
     """Detect objects over whole images and write ``detections.gpkg`` (+ ``.qml``) and ``report.json``.
 
     Args:
@@ -548,6 +549,8 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
             each rank detects every W-th batch of windows of each image, rank 0 merges them all (the objects of
             one process) and writes the outputs; the other ranks write nothing but their detections, in a folder
             beside ``final_dir`` that every rank sees.
+        fresh: discard the windows of an interrupted run into ``final_dir`` (``--overwrite``); else they are
+            refused, or continued with ``options.resume`` (:mod:`geocamat.inference.detect_store`).
 
     Returns:
         The report dict (also written to ``report.json``); on ranks other than 0, a short one.
@@ -600,26 +603,26 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
         if not any(f[0](max(i.width, i.height))(0, 0) for f, i in zip(filters, unit_infos, strict=True)):
             what = f"region {opts['region']}" if opts.get("region") is not None else f"bbox {tuple(opts['bbox'])}"
             raise ConfigError(f"{what} does not overlap the images; check its coordinates and CRS (--bbox-crs)")
-    work = rank_folder(final_dir if final_dir is not None else out_dir)
-    if ranks.world > 1:
-        if ranks.main:
-            import shutil
+    from geocamat.inference.detect_store import WindowStore
 
-            shutil.rmtree(work, ignore_errors=True)
-            work.mkdir(parents=True)
-        ranks.barrier()
-    raws = []
+    store = WindowStore(final_dir if final_dir is not None else out_dir)
+    if ranks.main:
+        kept = store.prepare(_run_identity(bundle, model_path, paths, opts), resume=bool(opts.get("resume")),
+                             fresh=fresh)
+        if kept and progress:
+            print(f"resuming: {kept} chunks of windows done by the interrupted run are kept")
+    ranks.barrier()
+    runs = []
     with torch.inference_mode():
-        for unit, (window, _) in zip(units, filters, strict=True):
+        for k, (unit, (window, _)) in enumerate(zip(units, filters, strict=True)):
             within = window(bundle.tile_size) if window is not None else None
-            raws.append(_detect_raw(bundle, model, unit, opts, device, float(opts["score_threshold"]),
-                                    progress and ranks.main, within=within, ranks=ranks if ranks.world > 1 else None))
-    if ranks.world > 1:
-        gathered = _gather([r[2] for r in raws], ranks, work)
-        if gathered is None:
-            return {"rank": ranks.rank, "world": ranks.world,  # what the CLI's line says of the other ranks
-                    "tiles_processed": sum(len(_share(r[1], int(opts["batch_size"]), ranks)) for r in raws)}
-        raws = [(info, n, raw, seconds) for (info, n, _, seconds), raw in zip(raws, gathered, strict=True)]
+            runs.append(_detect_raw(bundle, model, unit, opts, device, float(opts["score_threshold"]),
+                                    progress and ranks.main, within=within, ranks=ranks if ranks.world > 1 else None,
+                                    store=store, unit=k))
+    ranks.barrier()
+    if not ranks.main:  # what the CLI's line says of the other ranks
+        return {"rank": ranks.rank, "world": ranks.world, "tiles_processed": sum(r[4] for r in runs)}
+    raws = [(info, n, store.load(k), seconds) for k, (info, n, _, seconds, _) in enumerate(runs)]
     frames, per_image, mosaics = [], [], []
     for unit, (_, inside), (info, n_windows, raw, seconds) in zip(units, filters, raws, strict=True):
         det = _merged(raw, info, n_windows, opts)
@@ -688,6 +691,7 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
         "machine": platform.node(),
     }
     write_json(out_dir / "report.json", report)
+    store.remove()  # the windows are in the outputs now
     return report
 
 

@@ -206,7 +206,7 @@ def train_scene_model(args, mode: str, work: Path) -> Path:
 def score(bundle, metrics: dict, label: str, seed: int, tests: dict, device: str) -> dict:
     """One result row: training metrics and every test's scene metrics."""
     from geocamat.tasks.detection.config import EvaluateOptions
-    from geocamat.tasks.detection.workflow import evaluate_detection
+    from geocamat.tasks.detection.evaluating import evaluate_detection
 
     row = {"row": label, "seed": seed, "val_map_50": metrics.get("map_50"), "val_map": metrics.get("map"),
            "step_time_s": metrics["step_time_s"], "fit_seconds": metrics["fit_seconds"],

@@ -54,10 +54,11 @@ def main() -> None:
     from geocamat.inference.duplicates import merge_duplicates
     from geocamat.metrics.detection import mean_average_precision, precision_recall
     from geocamat.tasks.detection.config import PredictOptions
-    from geocamat.tasks.detection.workflow import _load_labelled, _resolve, _scene
+    from geocamat.tasks.detection.inputs import load_labelled
+    from geocamat.tasks.detection.running import detect_scene, resolve_options
 
     bundle = Bundle.load(args.model)
-    opts = _resolve(bundle, PredictOptions(score_threshold=args.score_threshold, duplicate_merge="none"))
+    opts = resolve_options(bundle, PredictOptions(score_threshold=args.score_threshold, duplicate_merge="none"))
     thr = float(opts["score_threshold"])
     model = bundle.build_model()
     names = [c.name for c in bundle.classes]
@@ -65,8 +66,8 @@ def main() -> None:
     t0 = time.perf_counter()
     for pair in args.scenes:
         image, labels = pair.split(":", 1)
-        _, (boxes,), _ = _load_labelled([image], [labels], "label", None if args.class_agnostic else names)
-        det = _scene(bundle, model, image, opts, "cpu", min(0.05, thr))
+        _, (boxes,), _ = load_labelled([image], [labels], "label", None if args.class_agnostic else names)
+        det = detect_scene(bundle, model, image, opts, "cpu", min(0.05, thr))
         raw.append(det)
         lab = np.zeros(len(boxes.boxes), np.int64) if args.class_agnostic else \
             np.asarray([names.index(n) for n in boxes.names], np.int64)

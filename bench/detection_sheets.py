@@ -167,12 +167,12 @@ def main() -> None:
     import rasterio
 
     from geocamat.bundle import Bundle
-    from geocamat.tasks.detection.workflow import _load_labelled
+    from geocamat.tasks.detection.inputs import load_labelled
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     bundle = Bundle.load(args.model)
-    _, (ib,), _ = _load_labelled([args.image], [args.labels], "label", None)
+    _, (ib,), _ = load_labelled([args.image], [args.labels], "label", None)
     image = Path(args.image)
     gt = ib.boxes
     if args.strip is not None:

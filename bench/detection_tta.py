@@ -36,7 +36,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from geocamat.bundle import Bundle
     from geocamat.tasks.detection.config import EvaluateOptions
-    from geocamat.tasks.detection.workflow import evaluate_detection
+    from geocamat.tasks.detection.evaluating import evaluate_detection
 
     rows = []
     for path in args.models:

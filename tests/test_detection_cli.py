@@ -283,7 +283,7 @@ def _rank_runs(bundle, images, out, world: int, options) -> list:
 
     from test_inference_ranks import ThreadRanks
 
-    from geocamat.tasks.detection.workflow import predict_detection
+    from geocamat.tasks.detection.predicting import predict_detection
 
     meet, results = threading.Barrier(world), [None] * world
 
@@ -311,7 +311,7 @@ def test_ranks_share_the_windows_and_rank_0_writes_the_objects_of_one_process(tr
 
     from geocamat.inference.detect_store import store_folder
     from geocamat.tasks.detection.config import PredictOptions
-    from geocamat.tasks.detection.workflow import predict_detection
+    from geocamat.tasks.detection.predicting import predict_detection
 
     arr = np.asarray(Image.open(trained["img"])).transpose(2, 0, 1)
     write(tmp_path / "a.tif", arr[:, :, :90], 0)

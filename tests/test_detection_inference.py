@@ -95,7 +95,7 @@ def test_predict_osbs_writes_gpkg_in_image_crs_inside_bounds(tmp_path):
     import geopandas as gpd
 
     from geocamat.tasks.detection.config import PredictOptions
-    from geocamat.tasks.detection.workflow import predict_detection
+    from geocamat.tasks.detection.predicting import predict_detection
 
     bundle = tiny_bundle()
     bundle.save(tmp_path / "model.geocamat")
@@ -125,7 +125,7 @@ def test_predict_plain_png_gives_pixel_coordinates(tmp_path):
     import geopandas as gpd
 
     from geocamat.tasks.detection.config import PredictOptions
-    from geocamat.tasks.detection.workflow import predict_detection
+    from geocamat.tasks.detection.predicting import predict_detection
 
     out = tmp_path / "out"
     predict_detection(tiny_bundle(), [str(DATA / "OSBS_029.png")], out, PredictOptions(score_threshold=0.0),

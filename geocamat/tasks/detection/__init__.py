@@ -51,7 +51,7 @@ def predict(bundle, images: list[str], out_dir: Path, options: PredictOptions, *
     from geocamat.inference import launch as rank_tools
     from geocamat.outputs.staging import DETECTION_RESULTS, staged_output
     from geocamat.preflight import before_predict
-    from geocamat.tasks.detection.workflow import predict_detection
+    from geocamat.tasks.detection.predicting import predict_detection
 
     launch = rank_tools.resolve(options.devices, options.num_nodes)
     before_predict(bundle, images, out_dir, force=options.force)
@@ -77,7 +77,7 @@ def evaluate(bundle, images: list[str], options: EvaluateOptions, *, progress: b
              log: Callable[[str], None] = print) -> dict:
     """Score the detector's output on ``images`` against reference boxes; print mAP, precision and recall."""
     from geocamat.errors import ConfigError
-    from geocamat.tasks.detection.workflow import evaluate_detection
+    from geocamat.tasks.detection.evaluating import evaluate_detection
 
     if not images or not options.reference:
         raise ConfigError("give IMAGES and --reference BOXES (Pascal VOC XML, CSV, GeoPackage/Shapefile, COCO JSON, "

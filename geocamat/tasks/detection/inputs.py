@@ -1,0 +1,121 @@
+"""What detection runs over: the images (or mosaics of sheets) checked against the model, their normalisation,
+an area of interest in their pixels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from geocamat.bundle import Bundle
+from geocamat.errors import BundleError, ConfigError, InvalidRasterError
+
+
+def load_labelled(images: list[str], labels: list[str], label_field: str, classes: list[str] | None):
+    """The images' :class:`ImageInfo`, their boxes from the label files, and the class names."""
+    from geocamat.data.boxes import load_boxes
+    from geocamat.data.detection_images import image_info
+
+    infos = [image_info(p) for p in images]
+    return infos, *load_boxes([Path(p) for p in labels], infos, label_field, classes)
+
+
+def check_bundle(bundle: Bundle) -> None:
+    """Refuse a model of another task."""
+    if bundle.task != "detection":
+        raise BundleError(f"this model was trained for {bundle.task!r}, not detection; use a detection model")
+
+
+def check_bands(bundle: Bundle, path: str) -> bool:
+    """Refuse an image without the model's band count; True when it is a grey image a colour model reads as 3
+    equal bands."""
+    from geocamat.data.detection_images import band_names
+    from geocamat.data.grey import fits, grey_for_colour
+
+    n, want = len(band_names(path)), len(bundle.bands)
+    if not fits(n, want):
+        raise InvalidRasterError(f"{path} has {n} bands but the model expects {want} "
+                                 f"({', '.join(bundle.bands)}); give imagery with the training bands")
+    return grey_for_colour(n, want)
+
+
+def normalisation_for(bundle: Bundle, path) -> tuple[list[float], list[float]]:
+    """The band mean/std that normalise ``path`` for this model (its own, or the image's; a mosaic's images
+    pooled, as one image)."""
+    from geocamat.data.detection_images import band_stats, normalisation
+    from geocamat.data.image_mosaic import ImageMosaic
+
+    mode = bundle.extra.get("normalise", "dataset")
+    if isinstance(path, ImageMosaic) and mode == "image":
+        return band_stats(path.paths, bands=len(bundle.bands))
+    return normalisation(path, mode, bundle.mean, bundle.std, len(bundle.bands))
+
+
+def detection_units(paths: list[str], infos: list) -> list:
+    """What detection runs over: each image alone, or a mosaic of images that tile one pixel grid and touch
+    (:mod:`geocamat.data.image_mosaic`), so that objects on their edges are seen whole."""
+    from geocamat.data.image_mosaic import build_mosaic, mosaic_groups
+
+    return [paths[g[0]] if len(g) == 1 else build_mosaic([infos[i] for i in g]) for g in mosaic_groups(infos)]
+
+
+def evaluation_units(paths: list[str], infos: list, label_paths: list[str]) -> tuple[list, list, list[str]]:
+    """What evaluation scores over, their :class:`ImageInfo` (what the reference boxes are read for) and a
+    note: mosaics as in predict when every reference is in map coordinates (a vector layer: each object's box
+    whole in the mosaic); with pixel boxes (each image's own) image by image, said in the note."""
+    from geocamat.data.box_formats import is_coco
+    from geocamat.data.boxes import PIXEL_SUFFIXES
+
+    units = detection_units(paths, infos)
+    by_path = dict(zip(paths, infos, strict=True))
+    if all(isinstance(u, str) for u in units):
+        return units, infos, []
+    if any(Path(p).suffix.lower() in PIXEL_SUFFIXES or is_coco(Path(p)) for p in label_paths):
+        return paths, infos, ["note: the images tile one pixel grid, but the reference boxes are in each image's "
+                              "pixels: scored image by image, so objects on image edges count as pieces in both "
+                              "(a vector reference scores the mosaic, as predict detects it)"]
+    mosaics = [u for u in units if not isinstance(u, str)]
+    return units, [by_path[u] if isinstance(u, str) else u.info for u in units], [
+        f"note: {sum(len(m.sheets) for m in mosaics)} images tile one pixel grid and touch: scored as {len(mosaics)} "
+        f"mosaic{'s' if len(mosaics) > 1 else ''}, as predict detects them, each reference object whole"]
+
+
+def area_of_interest(opts: dict, crs, georef: list[bool]):
+    """The AOI (``region`` and/or ``bbox``: their intersection) as a geometry in ``crs``; None: none given."""
+    from geocamat.inference.grid import bbox_geometry, load_region
+
+    if opts.get("region") is None and opts.get("bbox") is None:
+        return None
+    if not all(georef):
+        raise ConfigError("--region and --bbox need georeferenced images (GeoTIFFs with a CRS); these are plain "
+                          "images: crop them instead")
+    geom = load_region(opts["region"], crs)[0][1] if opts.get("region") is not None else None
+    if opts.get("bbox") is not None:
+        box = bbox_geometry(tuple(opts["bbox"]), opts.get("bbox_crs"), crs)
+        geom = box if geom is None else geom.intersection(box)
+    return geom
+
+
+def aoi_in_pixels(aoi, aoi_crs, info):
+    """The AOI in an image's (or mosaic's) pixel grid: (window filter for detect_image, centre filter)."""
+    import geopandas as gpd
+    import shapely
+    from shapely import affinity
+
+    geom = aoi if info.crs == aoi_crs else gpd.GeoSeries([aoi], crs=aoi_crs).to_crs(info.crs).iloc[0]
+    inv = ~info.transform
+    px = affinity.affine_transform(geom, [inv.a, inv.b, inv.d, inv.e, inv.xoff, inv.yoff])
+    shapely.prepare(px)
+
+    def window(size: int):
+        return lambda col, row: bool(px.intersects(shapely.box(col, row, col + size, row + size)))
+
+    def centres(boxes: np.ndarray) -> np.ndarray:
+        return shapely.intersects_xy(px, (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2)
+
+    return window, centres
+
+
+def unit_name(unit) -> str:
+    """An image's file name, or a mosaic's description."""
+    return Path(unit).name if isinstance(unit, str) else unit.name

@@ -1,0 +1,236 @@
+"""``geocamat predict`` with a detection model: objects over whole images (or mosaics of sheets), written as
+``detections.gpkg`` (+ ``.qml``) and ``report.json``; across ranks and resumable."""
+
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from geocamat.bundle import Bundle, file_sha256
+from geocamat.errors import ConfigError, InvalidRasterError
+from geocamat.outputs.jsonfile import write_json
+from geocamat.tasks.detection.config import PredictOptions
+from geocamat.tasks.detection.inputs import (
+    aoi_in_pixels,
+    area_of_interest,
+    check_bands,
+    check_bundle,
+    detection_units,
+    unit_name,
+)
+from geocamat.tasks.detection.running import detect_raw, device_for, merge_windows, resolve_options, run_identity
+
+
+def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options: PredictOptions,
+                      progress: bool = True, model_path: str | None = None, final_dir: Path | None = None,
+                      ranks=None, fresh: bool = False) -> dict:
+    """Detect objects over whole images and write ``detections.gpkg`` (+ ``.qml``) and ``report.json``.
+
+    Args:
+        bundle: a detection model bundle.
+        images: image paths/globs (GeoTIFFs or PNG/JPG; all georeferenced or all plain).
+        out_dir: output folder (created).
+        options: score threshold, overlap, batch size, device, NMS IoU.
+        progress: a bar of each image's windows, then one line per image.
+        final_dir: where ``out_dir`` will be renamed to when it is a temporary stage; the report records
+            the outputs' final absolute paths.
+        ranks: this process's share of a run over several processes (:class:`geocamat.inference.ranks.Ranks`):
+            each rank detects every W-th batch of windows of each image, rank 0 merges them all (the objects of
+            one process) and writes the outputs; the other ranks write nothing but their detections, in a folder
+            beside ``final_dir`` that every rank sees.
+        fresh: discard the windows of an interrupted run into ``final_dir`` (``--overwrite``); else they are
+            refused, or continued with ``options.resume`` (:mod:`geocamat.inference.detect_store`).
+
+    Returns:
+        The report dict (also written to ``report.json``); on ranks other than 0, a short one.
+    """
+    import pandas as pd
+    import torch
+    from pyproj import CRS
+
+    from geocamat.data.chunks import bound_gdal_cache
+    from geocamat.data.detection_images import expand_paths, image_info
+    from geocamat.outputs.detections import box_polygons, polygon_areas_m2, write_detections
+
+    t0 = time.perf_counter()
+    bound_gdal_cache()  # GDAL's block cache (5% of the machine's memory by default) would grow with the scene
+    check_bundle(bundle)
+    opts = resolve_options(bundle, options)
+    paths = expand_paths(images, "image")
+    infos = [image_info(p) for p in paths]
+    georef = [i.crs is not None for i in infos]
+    if any(georef) and not all(georef):
+        raise InvalidRasterError("some images are georeferenced and some are not; predict them in separate runs")
+    grey = [Path(p).name for p in paths if check_bands(bundle, p)]
+    from geocamat.inference.ranks import Ranks
+
+    ranks = ranks or Ranks()
+    device = device_for(opts, ranks)
+    model = bundle.build_model().to(device)
+    out_dir = Path(out_dir)
+    if ranks.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    out_crs = infos[0].crs if all(georef) else None
+    if opts.get("crs") is not None:
+        if not all(georef):
+            raise ConfigError("--crs needs georeferenced images (GeoTIFFs with a CRS); plain images give pixel "
+                              "coordinates")
+        from rasterio.crs import CRS as RasterioCRS
+
+        from geocamat.inference.grid import crs_wkt
+
+        out_crs = RasterioCRS.from_wkt(crs_wkt(opts["crs"]))
+    aoi_crs = infos[0].crs  # a bbox without --bbox-crs is in the images' CRS, whatever --crs the output takes
+    aoi = area_of_interest(opts, aoi_crs, georef)
+    units = detection_units(paths, infos)
+    by_path = dict(zip(paths, infos, strict=True))
+    unit_infos = [by_path[u] if isinstance(u, str) else u.info for u in units]
+    filters = [(None, None)] * len(units)
+    if aoi is not None:
+        filters = [aoi_in_pixels(aoi, aoi_crs, info) for info in unit_infos]
+        # a window as large as the image at its origin: whether the AOI meets the image at all
+        if not any(f[0](max(i.width, i.height))(0, 0) for f, i in zip(filters, unit_infos, strict=True)):
+            what = f"region {opts['region']}" if opts.get("region") is not None else f"bbox {tuple(opts['bbox'])}"
+            raise ConfigError(f"{what} does not overlap the images; check its coordinates and CRS (--bbox-crs)")
+    from geocamat.inference.detect_store import WindowStore
+
+    store = WindowStore(final_dir if final_dir is not None else out_dir)
+    if ranks.main:
+        kept = store.prepare(run_identity(bundle, model_path, paths, opts), resume=bool(opts.get("resume")),
+                             fresh=fresh)
+        if kept and progress:
+            print(f"resuming: {kept} chunks of windows done by the interrupted run are kept")
+    ranks.barrier()
+    runs = []
+    with torch.inference_mode():
+        for k, (unit, (window, _)) in enumerate(zip(units, filters, strict=True)):
+            within = window(bundle.tile_size) if window is not None else None
+            runs.append(detect_raw(bundle, model, unit, opts, device, float(opts["score_threshold"]),
+                                    progress and ranks.main, within=within, ranks=ranks if ranks.world > 1 else None,
+                                    store=store, unit=k))
+    ranks.barrier()
+    if not ranks.main:  # what the CLI's line says of the other ranks
+        return {"rank": ranks.rank, "world": ranks.world, "tiles_processed": sum(r[4] for r in runs)}
+    raws = [(info, n, store.load(k), seconds) for k, (info, n, _, seconds, _) in enumerate(runs)]
+    frames, per_image, mosaics = [], [], []
+    for unit, (_, inside), (info, n_windows, raw, seconds) in zip(units, filters, raws, strict=True):
+        det = merge_windows(raw, info, n_windows, opts)
+        det.seconds = seconds
+        if inside is not None and len(det.boxes):
+            keep = inside(det.boxes)
+            det.boxes, det.scores = det.boxes[keep], det.scores[keep]
+            det.labels, det.cam_evidence = det.labels[keep], det.cam_evidence[keep]
+        mosaic = unit if not isinstance(unit, str) else None
+        polys = box_polygons(det.boxes, info.transform if info.crs is not None else None)
+        if mosaic:  # each object is listed under the image that holds its centre
+            centre = (det.boxes[:, :2] + det.boxes[:, 2:]) / 2
+            sheet = mosaic.sheet_of(centre[:, 0], centre[:, 1])
+            names = [Path(mosaic.sheets[k].path).name for k in sheet]
+        else:
+            names = Path(unit).name
+        import geopandas as gpd
+
+        g = gpd.GeoDataFrame({
+            "image": names, "class_id": [bundle.classes[int(k)].id for k in det.labels],
+            "class_name": [bundle.classes[int(k)].name for k in det.labels],
+            "score": det.scores.astype(float), "cam_evidence": det.cam_evidence.astype(float),
+            "xmin": det.boxes[:, 0].astype(float), "ymin": det.boxes[:, 1].astype(float),
+            "xmax": det.boxes[:, 2].astype(float), "ymax": det.boxes[:, 3].astype(float),
+        }, geometry=polys, crs=info.crs)
+        g.insert(4, "area", polygon_areas_m2(g.geometry.values, info.crs))  # in the image's own CRS
+        if out_crs is not None and info.crs != out_crs:
+            g = g.to_crs(out_crs)
+        frames.append(g)
+        run = {"detections": len(det.boxes), "windows": det.windows, "raw_detections": det.raw_detections,
+               "seconds": round(det.seconds, 3)}
+        if mosaic:
+            counts_in = np.bincount(sheet, minlength=len(mosaic.sheets))
+            per_image.extend({"image": str(Path(s.path).resolve()), "detections": int(n), "mosaic": len(mosaics)}
+                             for s, n in zip(mosaic.sheets, counts_in, strict=True))
+            mosaics.append({"images": [str(Path(p).resolve()) for p in mosaic.paths],
+                            "width": mosaic.width, "height": mosaic.height, **run})
+        else:
+            per_image.append({"image": str(Path(unit).resolve()), **run})
+        if progress:
+            print(f"{unit_name(unit)}: {len(det.boxes)} objects in {det.windows} windows ({det.seconds:.1f} s)")
+    frame = pd.concat(frames, ignore_index=True)
+    files = write_detections(out_dir / "detections.gpkg", frame, bundle.classes, out_crs)
+    home = Path(final_dir if final_dir is not None else out_dir).resolve()
+    files = {k: str(home / Path(v).name) if isinstance(v, str) else v for k, v in files.items()}
+    model_path = Path(model_path).resolve() if model_path else None
+    counts = {c.name: int((frame["class_name"] == c.name).sum()) for c in bundle.classes}
+    report = {
+        "task": "detection",
+        "inputs": per_image,
+        "model": {"path": str(Path(model_path).resolve()) if model_path else None,
+                  "sha256": file_sha256(model_path) if model_path else None,
+                  "spec": bundle.model, "classes": [c.name for c in bundle.classes],
+                  "regulariser": bundle.regulariser},
+        "settings": {k: opts[k] for k in ("score_threshold", "overlap", "nms_iou", "batch_size", "match_iou",
+                                          "duplicate_iou", "duplicate_merge", "tta", "region", "bbox", "bbox_crs",
+                                          "crs")}
+        | {"device": device, "tile_size": bundle.tile_size},
+        "crs": CRS.from_user_input(out_crs).to_string() if out_crs is not None else None,
+        "coordinates": "image CRS" if out_crs is not None else "pixels (x = column, y = -row)",
+        "counts": counts, "total": int(len(frame)), "outputs": files,
+        "mosaics": mosaics,
+        "notes": threshold_notes(bundle, float(opts["score_threshold"]), int(len(frame))) + grey_notes(grey)
+        + mosaic_notes(mosaics),
+        "timings": {"seconds": round(time.perf_counter() - t0, 3)},
+        "machine": platform.node(),
+    }
+    write_json(out_dir / "report.json", report)
+    store.remove()  # the windows are in the outputs now
+    return report
+
+
+def mosaic_notes(mosaics: list[dict]) -> list[str]:
+    """One line when images were detected as mosaics."""
+    if not mosaics:
+        return []
+    n = sum(len(m["images"]) for m in mosaics)
+    return [f"note: {n} images tile one pixel grid and touch: detected as {len(mosaics)} mosaic"
+            f"{'s' if len(mosaics) > 1 else ''} (normalised together), so that objects on their edges are found "
+            f"once; each object is listed under the image that holds its centre"]
+
+
+def grey_notes(names: list[str]) -> list[str]:
+    """The note that grey images were read as 3 equal bands for a colour model (none when there are none)."""
+    if not names:
+        return []
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return [f"note: {shown}: grey, read as 3 equal bands for the model's colour bands"]
+
+
+def threshold_notes(bundle: Bundle, threshold: float, found: int, labelled: int | None = None,
+                    reference_best: dict | None = None) -> list[str]:
+    """One-line notes when a score threshold returns almost nothing (or far fewer objects than labelled).
+
+    Args:
+        bundle: the detection model (its validation best-F1 threshold, when training recorded one).
+        threshold: the score threshold used.
+        found: objects kept at ``threshold``.
+        labelled: objects in the reference (evaluation), else None (prediction).
+        reference_best: best-F1 record on the reference (evaluation).
+    """
+    best = (bundle.extra.get("validation_best_f1") or {}).get("threshold")
+    few = found == 0 or (labelled is not None and found < 0.5 * labelled)
+    above = best is not None and threshold > best + 1e-9
+    if not (few or (labelled is None and above and found < 10)):
+        return []
+    counted = f"{found} object{'s' if found != 1 else ''} at score >= {threshold:g}"
+    if labelled is not None:
+        counted += f" for {labelled} labelled"
+    parts = [counted]
+    if best is not None:
+        parts.append(f"the validation split's best-F1 threshold is {best:.3g}" + (
+            f" (--score-threshold {best:.3g})" if above else ""))
+    if reference_best and reference_best.get("threshold") is not None:
+        parts.append(f"on this reference the best F1 ({reference_best['f1']:.3f}) is at score >= "
+                     f"{reference_best['threshold']:.3g}")
+    if best is None and not reference_best:
+        parts.append("lower --score-threshold to see weaker detections")
+    return ["note: " + "; ".join(parts)]

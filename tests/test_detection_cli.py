@@ -277,37 +277,12 @@ def test_predict_detection_in_an_area_of_interest(trained, tmp_path):
         assert not (tmp_path / name).exists()
 
 
-def _rank_runs(bundle, images, out, world: int, options) -> list:
-    """predict_detection over ``world`` ranks played by threads of this process; each rank's report or error."""
-    import threading
-
-    from test_inference_ranks import ThreadRanks
-
-    from geocamat.tasks.detection.predicting import predict_detection
-
-    meet, results = threading.Barrier(world), [None] * world
-
-    def rank(r):
-        try:
-            results[r] = predict_detection(bundle, images, out, options, progress=False, final_dir=out,
-                                           ranks=ThreadRanks(r, world, r, world, meet))
-        except BaseException as exc:  # noqa: BLE001 - returned to the test
-            results[r] = exc
-            meet.abort()
-
-    threads = [threading.Thread(target=rank, args=(r,)) for r in range(world)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    return results
-
-
 def test_ranks_share_the_windows_and_rank_0_writes_the_objects_of_one_process(trained, tmp_path):
     """Three ranks (threads here; processes or GPUs under torchrun/--devices) each detect every third batch of
     windows; rank 0 merges them into the objects one process finds, across a mosaic's sheet edge too."""
     import geopandas as gpd
     from PIL import Image
+    from test_inference_ranks import on_thread_ranks
 
     from geocamat.inference.detect_store import store_folder
     from geocamat.tasks.detection.config import PredictOptions
@@ -320,7 +295,9 @@ def test_ranks_share_the_windows_and_rank_0_writes_the_objects_of_one_process(tr
     bundle = Bundle.load(trained["run"] / "model.geocamat")
     options = PredictOptions(score_threshold=0.01, batch_size=1, overlap=0.5)
     one = predict_detection(bundle, images, tmp_path / "one", options, progress=False)
-    results = _rank_runs(bundle, images, tmp_path / "three", 3, options)
+    results = on_thread_ranks(3, lambda ranks: predict_detection(bundle, images, tmp_path / "three", options,
+                                                                 progress=False, final_dir=tmp_path / "three",
+                                                                 ranks=ranks))
     assert all(isinstance(r, dict) for r in results), results
     assert [r.get("rank") for r in results[1:]] == [1, 2] and all(r["tiles_processed"] > 0 for r in results[1:])
     assert results[0]["total"] == one["total"] > 0

@@ -158,14 +158,14 @@ class ThreadRanks(Ranks):
 
 
 
-def run_ranks(bundle, images, out, heads, **kw) -> list:
-    """One run over ``len(heads)`` ranks played by threads; returns each rank's report or exception."""
-    world, meet = len(heads), threading.Barrier(len(heads))
+def on_thread_ranks(world: int, call) -> list:
+    """``call(ranks)`` on ``world`` ranks played by threads; returns each rank's result or exception."""
+    meet = threading.Barrier(world)
     results: list = [None] * world
 
     def rank(r):
         try:
-            results[r] = run(bundle, images, out, head=heads[r], ranks=ThreadRanks(r, world, r, world, meet), **kw)
+            results[r] = call(ThreadRanks(r, world, r, world, meet))
         except BaseException as exc:  # noqa: BLE001 - returned to the test
             results[r] = exc
             meet.abort()
@@ -176,6 +176,12 @@ def run_ranks(bundle, images, out, heads, **kw) -> list:
     for t in threads:
         t.join(timeout=120)
     return results
+
+
+def run_ranks(bundle, images, out, heads, **kw) -> list:
+    """One run over ``len(heads)`` ranks played by threads; returns each rank's report or exception."""
+    return on_thread_ranks(len(heads), lambda ranks: run(bundle, images, out, head=heads[ranks.rank], ranks=ranks,
+                                                         **kw))
 
 
 def test_a_two_rank_run_killed_on_one_rank_stops_both_and_resumes_to_the_same_map(tmp_path):

@@ -121,6 +121,32 @@ def predict(model: str, images: list[Path], out: Path, threads: int) -> dict:
     return {"seconds": round(time.perf_counter() - t0, 2), "peak_rss_mib": round(int(res.stderr.split()[-1]) / 1024, 1)}
 
 
+def train(images: list[Path], labels: Path, out: Path, threads: int, epochs: int, max_tiles: int) -> dict:
+    """`geocamat train --task detection` in a fresh process (tiles read from the files: scene_cache_mb 0)."""
+    cmd = ["/usr/bin/time", "-f", "%M", sys.executable, "-m", "cli.main", "train", "--task", "detection",
+           *[a for p in images for a in ("--images", str(p))], "--labels", str(labels), "--out", str(out),
+           "--epochs", str(epochs), "--quiet",
+           "--overwrite", "--set", f"max_tiles={max_tiles}", "--set", "scene_cache_mb=0", "--set", "backbone=small"]
+    env = {"OMP_NUM_THREADS": str(threads), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    t0 = time.perf_counter()
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    if res.returncode != 0:
+        raise SystemExit(res.stderr[-2000:])
+    m = json.loads((out / "metrics.json").read_text())
+    return {"seconds": round(time.perf_counter() - t0, 2), "peak_rss_mib": round(int(res.stderr.split()[-1]) / 1024, 1),
+            **{k: m.get(k) for k in ("train_tiles", "val_tiles", "train_boxes", "validation_split", "map_50")}}
+
+
+def reference_layer(gt: np.ndarray, transform, crs, out: Path) -> Path:
+    """The boxes (image pixels) as polygons in map coordinates: the labels a user of sheets has."""
+    import geopandas as gpd
+
+    from geocamat.outputs.detections import box_polygons
+
+    gpd.GeoDataFrame({"label": ["Tree"] * len(gt)}, geometry=box_polygons(gt, transform), crs=crs).to_file(out)
+    return out
+
+
 def detections(folders: list[Path]):
     import geopandas as gpd
     import pandas as pd
@@ -160,6 +186,9 @@ def main() -> None:
                         help="use only the image's validation strip (this val_fraction) as training held it out")
     parser.add_argument("--ways", default="whole,mosaic,each", help="which runs")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--train", type=int, default=0, metavar="EPOCHS",
+                        help="instead of predict: train on the whole scene and on its sheets (vector labels)")
+    parser.add_argument("--max-tiles", type=int, default=64, help="training tiles per epoch with --train")
     parser.add_argument("--work", required=True)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -181,8 +210,18 @@ def main() -> None:
         image, _ = mirrored(image, args.repeat, work / "scene.tif")
         gt = mirrored_boxes(gt, ib.width, ib.height, args.repeat)
     with rasterio.open(image) as src:
-        transform, size = src.transform, (src.width, src.height)
+        transform, size, crs = src.transform, (src.width, src.height), src.crs
     sheets, cols, rows = cut(image, args.sheets, work / "sheets")
+    if args.train:
+        labels = reference_layer(gt, transform, crs, work / "labels.gpkg")
+        rows_out = {name: train(imgs, labels, work / f"train_{name}", args.threads, args.train, args.max_tiles)
+                    for name, imgs in (("whole", [image]), ("sheets", sheets))}
+        print(rows_out)
+        if args.out:
+            Path(args.out).write_text(json.dumps({"scene_px": list(size), "sheets": args.sheets ** 2, "train": rows_out,
+                                                  "machine": platform.node(), "date": time.strftime("%Y-%m-%d")},
+                                                 indent=1) + "\n")
+        return
     thr = float(bundle.extra["score_threshold"])
     rows_out = {}
     for way in args.ways.split(","):

@@ -377,3 +377,48 @@ def test_a_killed_detection_run_resumes_to_the_objects_of_an_uninterrupted_one(t
     a, b = (gpd.read_file(tmp_path / name / "detections.gpkg", layer="detections") for name in ("whole", "out"))
     assert a.drop(columns="geometry").equals(b.drop(columns="geometry")) and a.geometry.equals(b.geometry)
     assert not store_module.store_folder(tmp_path / "out").exists()
+
+
+def test_training_on_sheets_uses_the_mosaic(trained, tmp_path):
+    """Sheets of one grid train as one image: the boxes of a vector layer whole, pixel boxes moved into the
+    mosaic's grid, the same tiles and validation strip as the whole image."""
+    import csv as csvlib
+
+    import geopandas as gpd
+    from PIL import Image
+    from shapely.geometry import box
+
+    from geocamat.tasks.detection.inputs import labelled_units
+
+    arr = np.asarray(Image.open(trained["img"])).transpose(2, 0, 1)
+    cut = 77
+    write(tmp_path / "whole.tif", arr, 0)
+    (tmp_path / "tiles").mkdir()
+    write(tmp_path / "tiles" / "a.tif", arr[:, :, :cut], 0)
+    write(tmp_path / "tiles" / "b.tif", arr[:, :, cut:], cut)
+    rows = list(csvlib.DictReader(trained["csv"].open()))
+    xy = [[float(r[k]) for k in ("xmin", "ymin", "xmax", "ymax")] for r in rows]
+    gpd.GeoDataFrame({"label": ["box"] * len(xy)}, geometry=[box(500000 + a, 4000000 - d, 500000 + c, 4000000 - b)
+                     for a, b, c, d in xy], crs="EPSG:32617").to_file(tmp_path / "ref.gpkg")
+    sheets = [str(tmp_path / "tiles" / n) for n in ("a.tif", "b.tif")]
+    units, infos, boxes, classes = labelled_units(sheets, [str(tmp_path / "ref.gpkg")], "label", None)
+    _, _, whole, _ = labelled_units([str(tmp_path / "whole.tif")], [str(tmp_path / "ref.gpkg")], "label", None)
+    assert len(units) == 1 and classes == ["box"] and (infos[0].width, infos[0].height) == (176, 176)
+    np.testing.assert_allclose(np.sort(boxes[0].boxes, 0), np.sort(whole[0].boxes, 0), atol=1e-3)
+    assert sum(b[0] < cut < b[2] for b in xy) > 0  # some objects do span the sheet edge
+    # pixel boxes of each sheet: moved into the mosaic's grid
+    (tmp_path / "b.csv").write_text("image_path,xmin,ymin,xmax,ymax,label\nb.tif,3,4,20,30,box\n")
+    _, _, moved, _ = labelled_units(sheets, [str(tmp_path / "b.csv")], "label", None)
+    assert moved[0].boxes.tolist() == [[cut + 3, 4, cut + 20, 30]]
+    metrics = {}
+    for name, images in (("whole", [str(tmp_path / "whole.tif")]), ("sheets", [str(tmp_path / "tiles")])):
+        result = CliRunner().invoke(cli, [
+            "train", "--task", "detection", "--images", *images, "--labels", str(tmp_path / "ref.gpkg"),
+            "--tile-size", "64", "--epochs", "1", "--set", "backbone=tiny", "--set", "batch_size=2",
+            "--set", "max_tiles=4", "--set", "fpn_channels=16", "--set", "anchor_sizes=[8,16,32,64]",
+            "--out", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+        metrics[name] = json.loads((tmp_path / name / "metrics.json").read_text())
+    assert "trained as 1 mosaic" in result.output
+    for key in ("train_tiles", "val_tiles", "train_boxes", "validation_split"):
+        assert metrics["sheets"][key] == metrics["whole"][key], key

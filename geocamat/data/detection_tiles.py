@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 
 from geocamat.camat.geometry import dihedral, dihedral_boxes, random_dihedral
 from geocamat.data.boxes import ImageBoxes
-from geocamat.data.detection_images import ArrayImage, NormalisedImage, normalisation
+from geocamat.data.detection_images import ArrayImage, NormalisedImage, band_stats, normalisation
 
 
 @dataclass
@@ -298,16 +298,27 @@ def anchor_sizes_from_boxes(boxes: list[ImageBoxes], levels: int = 4,
     return out
 
 
-def open_normalised(paths: list[str], mean: list[float], std: list[float], normalise: str = "dataset",
+def _normalised(path, normalise: str, mean: list[float], std: list[float], bands: int | None):
+    """An image (or a mosaic of sheets, whose statistics are pooled) normalised for training tiles."""
+    from geocamat.data.image_mosaic import ImageMosaic, NormalisedMosaic
+
+    if isinstance(path, ImageMosaic):
+        if normalise == "image":
+            mean, std = band_stats(path.paths, bands=bands)
+        return NormalisedMosaic(path, mean, std, bands)
+    return NormalisedImage(path, *normalisation(path, normalise, mean, std, bands), bands)
+
+
+def open_normalised(paths: list, mean: list[float], std: list[float], normalise: str = "dataset",
                     cache_mb: float = 0, bands: int | None = None) -> list[NormalisedImage | ArrayImage]:
-    """The images, normalised per band (with ``mean``/``std``, or each image's own statistics when ``normalise``
-    is ``image``; invalid pixels become the band mean, 0).
+    """The images (paths, or :class:`ImageMosaic` of sheets), normalised per band (with ``mean``/``std``, or each
+    image's own statistics when ``normalise`` is ``image``; invalid pixels become the band mean, 0).
 
     ``bands``: read every image as this many bands (a grey image among colour ones repeated); None: their own.
     When all of them, normalised, fit in ``cache_mb`` they are read once into memory (tiles then cost no file
     read); otherwise each is read by window whenever a tile is drawn, so memory does not grow with the scenes.
     """
-    images = [NormalisedImage(p, *normalisation(p, normalise, mean, std, bands), bands) for p in paths]
+    images = [_normalised(p, normalise, mean, std, bands) for p in paths]
     if sum(im.nbytes for im in images) <= cache_mb * 2**20:
         return [im.load() for im in images]
     return images

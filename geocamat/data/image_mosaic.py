@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from geocamat.data.boxes import ImageInfo
+from geocamat.data.detection_images import NormalisedImage, read_image
 
 #: origins may be this fraction of a pixel off the common grid (float rounding in the files' transforms)
 GRID_TOLERANCE = 0.01
@@ -72,8 +73,6 @@ class ImageMosaic:
     def read(self, window: tuple[int, int, int, int], bands: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """A window of the mosaic as :func:`geocamat.data.detection_images.read_image` gives one of an image:
         (float32 (C, H, W) pixels, bool (H, W) validity: false on nodata, holes and outside)."""
-        from geocamat.data.detection_images import read_image
-
         col, row, w, h = window
         data, valid = None, np.zeros((h, w), bool)
         for s in self.sheets:
@@ -157,3 +156,24 @@ def build_mosaic(infos: list[ImageInfo]) -> ImageMosaic:
     transform = first @ Affine.translation(c0, r0)
     name = "mosaic:" + "|".join(i.path for i in infos)
     return ImageMosaic(sheets, ImageInfo(name, width, height, infos[0].crs, transform))
+
+
+class NormalisedMosaic(NormalisedImage):
+    """A mosaic read window by window for training tiles, normalised per band (nodata, holes and outside: 0), with
+    :class:`geocamat.data.detection_images.NormalisedImage`'s interface (``read``, ``shape``, ``nbytes``,
+    ``load``)."""
+
+    def __init__(self, mosaic: ImageMosaic, mean: list[float], std: list[float], bands: int | None = None) -> None:
+        self.mosaic, self.bands, self.path = mosaic, bands, mosaic.info.path
+        self.mean = np.asarray(mean, np.float32).reshape(-1, 1, 1)
+        self.std = np.asarray(std, np.float32).reshape(-1, 1, 1)
+        first, _ = mosaic.read((0, 0, 1, 1), bands)
+        self.shape = (first.shape[0], mosaic.height, mosaic.width)
+        self._src, self._pid = None, None
+
+    def read(self, col: int, row: int, width: int, height: int) -> np.ndarray:
+        data, valid = self.mosaic.read((col, row, width, height), self.bands)
+        x = (data - self.mean) / self.std
+        x[:, ~valid] = 0
+        return x
+

@@ -20,6 +20,50 @@ def load_labelled(images: list[str], labels: list[str], label_field: str, classe
     return infos, *load_boxes([Path(p) for p in labels], infos, label_field, classes)
 
 
+def labelled_units(images: list[str], labels: list[str], label_field: str, classes: list[str] | None):
+    """The training images as detection runs over them (sheets of one grid as one mosaic, see
+    :func:`detection_units`), their :class:`ImageInfo`, their boxes in each one's pixel grid, and the classes.
+
+    In a mosaic, a vector layer's object gives one box, whole, however many sheets it spans; pixel boxes (each
+    sheet's own CSV/XML/...) are moved into the mosaic's grid as they are (an object a labeller cut at a sheet edge
+    stays two boxes)."""
+    from geocamat.data.box_formats import is_coco
+    from geocamat.data.boxes import PIXEL_SUFFIXES, ImageBoxes, load_boxes
+    from geocamat.data.detection_images import image_info
+
+    infos = [image_info(p) for p in images]
+    units = detection_units(images, infos)
+    if all(isinstance(u, str) for u in units):
+        boxes, classes = load_boxes([Path(p) for p in labels], infos, label_field, classes)
+        return units, infos, boxes, classes
+    by_path = dict(zip(images, infos, strict=True))
+    unit_infos = [by_path[u] if isinstance(u, str) else u.info for u in units]
+    where = {}  # image -> (unit, col, row) of its top-left pixel in the unit
+    for k, u in enumerate(units):
+        for s in [u] if isinstance(u, str) else u.sheets:
+            where[s if isinstance(s, str) else s.path] = (k, 0, 0) if isinstance(s, str) else (k, s.col, s.row)
+    pixel = [Path(p) for p in labels if Path(p).suffix.lower() in PIXEL_SUFFIXES or is_coco(Path(p))]
+    vector = [Path(p) for p in labels if Path(p) not in pixel]
+    rows: list[list] = [[] for _ in units]
+    found: list[str] = []
+    if vector:
+        unit_boxes, names = load_boxes(vector, unit_infos, label_field, classes)
+        found += names
+        for k, ib in enumerate(unit_boxes):
+            rows[k] += [(*b, n) for b, n in zip(ib.boxes.tolist(), ib.names, strict=True)]
+    if pixel:
+        sheet_boxes, names = load_boxes(pixel, infos, label_field, classes)
+        found += names
+        for ib in sheet_boxes:
+            k, c, r = where[ib.image]
+            rows[k] += [(b[0] + c, b[1] + r, b[2] + c, b[3] + r, n) for b, n in zip(ib.boxes.tolist(), ib.names,
+                                                                                    strict=True)]
+    classes = [str(c) for c in classes] if classes is not None else sorted(set(found))
+    boxes = [ImageBoxes(i.path, i.width, i.height, np.array([r[:4] for r in rs], np.float32).reshape(-1, 4),
+                        [r[4] for r in rs]) for i, rs in zip(unit_infos, rows, strict=True)]
+    return units, unit_infos, boxes, classes
+
+
 def check_bundle(bundle: Bundle) -> None:
     """Refuse a model of another task."""
     if bundle.task != "detection":

@@ -17,7 +17,7 @@ from geocamat.data.classes import build_classes
 from geocamat.errors import InvalidLabelsError, InvalidRasterError
 from geocamat.outputs.jsonfile import write_json
 from geocamat.tasks.detection.config import DetectionConfig
-from geocamat.tasks.detection.inputs import load_labelled
+from geocamat.tasks.detection.inputs import labelled_units, load_labelled
 from geocamat.tasks.training import build_regulariser_from, build_trainer, set_zero_fill, use_threads
 
 
@@ -146,7 +146,12 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
     from geocamat.preflight import check_inputs
 
     check_inputs(images)  # a truncated image fails here, not after an epoch
-    infos, boxes, classes = load_labelled(images, labels, cfg.label_field, cfg.classes)
+    units, infos, boxes, classes = labelled_units(images, labels, cfg.label_field, cfg.classes)
+    mosaics = [u for u in units if not isinstance(u, str)]
+    if mosaics:
+        log(f"note: {sum(len(m.sheets) for m in mosaics)} images tile one pixel grid and touch: trained as "
+            f"{len(mosaics)} mosaic{'s' if len(mosaics) > 1 else ''} (tiles across their edges, objects on them "
+            "whole; one validation strip each)")
     counts = [len(b.boxes) for b in boxes]
     if sum(counts) == 0:
         raise InvalidLabelsError("no box falls on the training images; check the label files and image names")
@@ -167,7 +172,7 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
     elif init is not None and (init.source_spec or {}).get("name") == "detector" and \
             cfg.anchor_sizes == (init.source_spec or {}).get("anchor_sizes"):
         anchors_from = "starting detector"
-    sources = open_normalised(images, mean, std, cfg.normalise, cfg.scene_cache_mb, len(bands))
+    sources = open_normalised(units, mean, std, cfg.normalise, cfg.scene_cache_mb, len(bands))
     col_limits = None
     val_ds = None
     split_kind = "val_images"

@@ -53,7 +53,7 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
 
     from geocamat.data.chunks import bound_gdal_cache
     from geocamat.data.detection_images import expand_paths, image_info
-    from geocamat.outputs.detections import box_polygons, polygon_areas_m2, write_detections
+    from geocamat.outputs.detections import write_detections
 
     t0 = time.perf_counter()
     bound_gdal_cache()  # GDAL's block cache (5% of the machine's memory by default) would grow with the scene
@@ -73,16 +73,7 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
     out_dir = Path(out_dir)
     if ranks.main:
         out_dir.mkdir(parents=True, exist_ok=True)
-    out_crs = infos[0].crs if all(georef) else None
-    if opts.get("crs") is not None:
-        if not all(georef):
-            raise ConfigError("--crs needs georeferenced images (GeoTIFFs with a CRS); plain images give pixel "
-                              "coordinates")
-        from rasterio.crs import CRS as RasterioCRS
-
-        from geocamat.inference.grid import crs_wkt
-
-        out_crs = RasterioCRS.from_wkt(crs_wkt(opts["crs"]))
+    out_crs = _output_crs(opts.get("crs"), infos)
     aoi_crs = infos[0].crs  # a bbox without --bbox-crs is in the images' CRS, whatever --crs the output takes
     aoi = area_of_interest(opts, aoi_crs, georef)
     units = detection_units(paths, infos)
@@ -98,8 +89,9 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
     from geocamat.inference.detect_store import WindowStore
 
     store = WindowStore(final_dir if final_dir is not None else out_dir)
+    model_sha = file_sha256(model_path) if model_path else None
     if ranks.main:
-        kept = store.prepare(run_identity(bundle, model_path, paths, opts), resume=bool(opts.get("resume")),
+        kept = store.prepare(run_identity(bundle, model_sha, paths, opts), resume=bool(opts.get("resume")),
                              fresh=fresh)
         if kept and progress:
             print(f"resuming: {kept} chunks of windows done by the interrupted run are kept")
@@ -124,25 +116,7 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
             det.boxes, det.scores = det.boxes[keep], det.scores[keep]
             det.labels, det.cam_evidence = det.labels[keep], det.cam_evidence[keep]
         mosaic = unit if not isinstance(unit, str) else None
-        polys = box_polygons(det.boxes, info.transform if info.crs is not None else None)
-        if mosaic:  # each object is listed under the image that holds its centre
-            centre = (det.boxes[:, :2] + det.boxes[:, 2:]) / 2
-            sheet = mosaic.sheet_of(centre[:, 0], centre[:, 1])
-            names = [Path(mosaic.sheets[k].path).name for k in sheet]
-        else:
-            names = Path(unit).name
-        import geopandas as gpd
-
-        g = gpd.GeoDataFrame({
-            "image": names, "class_id": [bundle.classes[int(k)].id for k in det.labels],
-            "class_name": [bundle.classes[int(k)].name for k in det.labels],
-            "score": det.scores.astype(float), "cam_evidence": det.cam_evidence.astype(float),
-            "xmin": det.boxes[:, 0].astype(float), "ymin": det.boxes[:, 1].astype(float),
-            "xmax": det.boxes[:, 2].astype(float), "ymax": det.boxes[:, 3].astype(float),
-        }, geometry=polys, crs=info.crs)
-        g.insert(4, "area", polygon_areas_m2(g.geometry.values, info.crs))  # in the image's own CRS
-        if out_crs is not None and info.crs != out_crs:
-            g = g.to_crs(out_crs)
+        g, sheet = _objects(bundle, unit, info, det, out_crs)
         frames.append(g)
         run = {"detections": len(det.boxes), "windows": det.windows, "raw_detections": det.raw_detections,
                "seconds": round(det.seconds, 3)}
@@ -160,13 +134,11 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
     files = write_detections(out_dir / "detections.gpkg", frame, bundle.classes, out_crs)
     home = Path(final_dir if final_dir is not None else out_dir).resolve()
     files = {k: str(home / Path(v).name) if isinstance(v, str) else v for k, v in files.items()}
-    model_path = Path(model_path).resolve() if model_path else None
     counts = {c.name: int((frame["class_name"] == c.name).sum()) for c in bundle.classes}
     report = {
         "task": "detection",
         "inputs": per_image,
-        "model": {"path": str(Path(model_path).resolve()) if model_path else None,
-                  "sha256": file_sha256(model_path) if model_path else None,
+        "model": {"path": str(Path(model_path).resolve()) if model_path else None, "sha256": model_sha,
                   "spec": bundle.model, "classes": [c.name for c in bundle.classes],
                   "regulariser": bundle.regulariser},
         "settings": {k: opts[k] for k in ("score_threshold", "overlap", "nms_iou", "batch_size", "match_iou",
@@ -185,6 +157,49 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
     write_json(out_dir / "report.json", report)
     store.remove()  # the windows are in the outputs now
     return report
+
+
+def _output_crs(crs: str | None, infos: list):
+    """The CRS of detections.gpkg: ``--crs``, else the first image's; None for plain images (pixels)."""
+    georef = all(i.crs is not None for i in infos)
+    if crs is None:
+        return infos[0].crs if georef else None
+    if not georef:
+        raise ConfigError("--crs needs georeferenced images (GeoTIFFs with a CRS); plain images give pixel "
+                          "coordinates")
+    from rasterio.crs import CRS
+
+    from geocamat.inference.grid import crs_wkt
+
+    return CRS.from_wkt(crs_wkt(crs))
+
+
+def _objects(bundle: Bundle, unit, info, det, out_crs):
+    """The objects of one image (or mosaic) as rows of detections.gpkg in ``out_crs`` (areas in m² from the
+    image's own CRS), and for a mosaic the sheet of each (the one holding its centre; None for an image)."""
+    import geopandas as gpd
+
+    from geocamat.outputs.detections import box_polygons, polygon_areas_m2
+
+    polys = box_polygons(det.boxes, info.transform if info.crs is not None else None)
+    sheet = None
+    if isinstance(unit, str):
+        names = Path(unit).name
+    else:
+        centre = (det.boxes[:, :2] + det.boxes[:, 2:]) / 2
+        sheet = unit.sheet_of(centre[:, 0], centre[:, 1])
+        names = [Path(unit.sheets[k].path).name for k in sheet]
+    g = gpd.GeoDataFrame({
+        "image": names, "class_id": [bundle.classes[int(k)].id for k in det.labels],
+        "class_name": [bundle.classes[int(k)].name for k in det.labels],
+        "score": det.scores.astype(float), "cam_evidence": det.cam_evidence.astype(float),
+        "xmin": det.boxes[:, 0].astype(float), "ymin": det.boxes[:, 1].astype(float),
+        "xmax": det.boxes[:, 2].astype(float), "ymax": det.boxes[:, 3].astype(float),
+    }, geometry=polys, crs=info.crs)
+    g.insert(4, "area", polygon_areas_m2(g.geometry.values, info.crs))
+    if out_crs is not None and info.crs != out_crs:
+        g = g.to_crs(out_crs)
+    return g, sheet
 
 
 def mosaic_notes(mosaics: list[dict]) -> list[str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from geocamat.bundle import Bundle, file_sha256
+from geocamat.bundle import Bundle
 from geocamat.errors import ConfigError
 from geocamat.tasks.detection.config import PredictOptions
 from geocamat.tasks.detection.inputs import normalisation_for, unit_name
@@ -79,7 +79,7 @@ def detect_raw(bundle, model, path, opts, device, score_threshold, progress: boo
     return info, len(windows), raw, time.perf_counter() - t0, len(mine)
 
 
-def run_identity(bundle: Bundle, model_path, paths: list[str], opts: dict) -> dict:
+def run_identity(bundle: Bundle, model_sha256: str | None, paths: list[str], opts: dict) -> dict:
     """What a detection run's windows depend on: a resumed run must have the same (the batch size and device may
     change; the objects are then the same up to float rounding)."""
     from geocamat.inference.landuse import weights_sha256
@@ -88,7 +88,7 @@ def run_identity(bundle: Bundle, model_path, paths: list[str], opts: dict) -> di
     for p in paths:
         st = Path(p).stat()
         files.append([str(Path(p).resolve()), st.st_size, st.st_mtime_ns])
-    return {"model": file_sha256(model_path) if model_path else weights_sha256(bundle), "images": files,
+    return {"model": model_sha256 or weights_sha256(bundle), "images": files,
             "settings": {k: opts.get(k) for k in ("score_threshold", "overlap", "tta", "region", "bbox", "bbox_crs")}}
 
 

@@ -272,8 +272,8 @@ def test_predict_detection_in_an_area_of_interest(trained, tmp_path):
                                       ("png", ["--bbox", *map(str, box)], trained["img"], "georeferenced"),
                                       ("png_crs", ["--crs", "EPSG:4326"], trained["img"], "georeferenced")):
         result = run(name, *args, image=image)
-        errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
-        assert result.exit_code == 2 and len(errors) == 1 and needle in errors[0], result.output
+        assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+        assert result.output.startswith("Error: ") and needle in result.output
         assert not (tmp_path / name).exists()
 
 

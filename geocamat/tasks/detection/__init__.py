@@ -47,14 +47,19 @@ def predict(bundle, images: list[str], out_dir: Path, options: PredictOptions, *
             progress: bool = True, model_path: str | None = None) -> dict:
     """Detect objects over whole images; write detections.gpkg (+ .qml) and report.json; return the report."""
     import json
+    from dataclasses import asdict
 
+    from geocamat.data.detection_images import expand_paths, image_info
     from geocamat.inference import launch as rank_tools
     from geocamat.outputs.staging import DETECTION_RESULTS, staged_output
     from geocamat.preflight import before_predict
+    from geocamat.tasks.detection.inputs import check_map_options
     from geocamat.tasks.detection.predicting import predict_detection
 
-    launch = rank_tools.resolve(options.devices, options.num_nodes)
+    if options.region is not None or options.bbox is not None or options.crs is not None:  # before a no-CRS warning
+        check_map_options(asdict(options), [image_info(p).crs is not None for p in expand_paths(images, "image")])
     before_predict(bundle, images, out_dir, force=options.force)
+    launch = rank_tools.resolve(options.devices, options.num_nodes)
     kwargs = {"progress": progress, "model_path": model_path, "final_dir": Path(out_dir),
               "fresh": bool(overwrite) and not options.resume}
     if launch.spawn:  # ranks started here; this process stages the outputs that rank 0 writes

@@ -124,15 +124,25 @@ def evaluation_units(paths: list[str], infos: list, label_paths: list[str]) -> t
         f"mosaic{'s' if len(mosaics) > 1 else ''}, as predict detects them, each reference object whole"]
 
 
+def check_map_options(opts: dict, georef: list[bool]) -> None:
+    """Refuse map-coordinate options (an AOI, an output CRS) for plain images, which have none."""
+    if all(georef):
+        return
+    if opts.get("region") is not None or opts.get("bbox") is not None:
+        raise ConfigError("--region and --bbox need georeferenced images (GeoTIFFs with a CRS); these are plain "
+                          "images: crop them instead")
+    if opts.get("crs") is not None:
+        raise ConfigError("--crs needs georeferenced images (GeoTIFFs with a CRS); plain images give pixel "
+                          "coordinates")
+
+
 def area_of_interest(opts: dict, crs, georef: list[bool]):
     """The AOI (``region`` and/or ``bbox``: their intersection) as a geometry in ``crs``; None: none given."""
     from geocamat.inference.grid import bbox_geometry, load_region
 
     if opts.get("region") is None and opts.get("bbox") is None:
         return None
-    if not all(georef):
-        raise ConfigError("--region and --bbox need georeferenced images (GeoTIFFs with a CRS); these are plain "
-                          "images: crop them instead")
+    check_map_options(opts, georef)
     geom = load_region(opts["region"], crs)[0][1] if opts.get("region") is not None else None
     if opts.get("bbox") is not None:
         box = bbox_geometry(tuple(opts["bbox"]), opts.get("bbox_crs"), crs)

@@ -18,6 +18,7 @@ from geocamat.tasks.detection.inputs import (
     area_of_interest,
     check_bands,
     check_bundle,
+    check_map_options,
     detection_units,
     unit_name,
 )
@@ -161,12 +162,10 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
 
 def _output_crs(crs: str | None, infos: list):
     """The CRS of detections.gpkg: ``--crs``, else the first image's; None for plain images (pixels)."""
-    georef = all(i.crs is not None for i in infos)
+    georef = [i.crs is not None for i in infos]
     if crs is None:
-        return infos[0].crs if georef else None
-    if not georef:
-        raise ConfigError("--crs needs georeferenced images (GeoTIFFs with a CRS); plain images give pixel "
-                          "coordinates")
+        return infos[0].crs if all(georef) else None
+    check_map_options({"crs": crs}, georef)
     from rasterio.crs import CRS
 
     from geocamat.inference.grid import crs_wkt

@@ -422,3 +422,18 @@ def test_training_on_sheets_uses_the_mosaic(trained, tmp_path):
     assert "trained as 1 mosaic" in result.output
     for key in ("train_tiles", "val_tiles", "train_boxes", "validation_split"):
         assert metrics["sheets"][key] == metrics["whole"][key], key
+
+
+def test_two_dates_of_one_place_are_detected_each_alone(trained, tmp_path):
+    from PIL import Image
+
+    arr = np.asarray(Image.open(trained["img"])).transpose(2, 0, 1)
+    write(tmp_path / "2019.tif", arr, 0)
+    write(tmp_path / "2021.tif", arr[:, :, ::-1].copy(), 0)
+    result = CliRunner().invoke(cli, ["predict", "--model", str(trained["run"] / "model.geocamat"), "--out",
+                                      str(tmp_path / "out"), "--score-threshold", "0.05", str(tmp_path / "2019.tif"),
+                                      str(tmp_path / "2021.tif")])
+    assert result.exit_code == 0, result.output
+    assert "2 images cover the same ground as another (2019.tif, 2021.tif): each detected alone" in result.output
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["mosaics"] == [] and [i["detections"] > 0 for i in report["inputs"]] == [True, True]

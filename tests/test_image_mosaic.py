@@ -97,3 +97,16 @@ def test_an_l_shaped_mosaic_reads_holes_as_invalid_and_skips_their_windows(tmp_p
     full = detect_image(build_mosaic([image_info(p) for p in _sheets(tmp_path, arr)]), fake_detector, tile_size=64,
                         mean=[0.0] * 4, std=[255.0] * 4, overlap=0.25)
     assert found.windows < full.windows
+
+
+def test_images_of_the_same_ground_are_never_mosaicked(tmp_path):
+    """Two dates of one place (on one grid) and a sheet beside them: a mosaic would hide one date under the
+    other, so each stays alone; sheets that overlap by a margin still mosaic."""
+    from geocamat.data.image_mosaic import stacked_images
+
+    a = np.zeros((1, 50, 50), np.uint8)
+    paths = [_write(tmp_path / "2019.tif", a, 0, 100), _write(tmp_path / "2021.tif", a, 0, 100),
+             _write(tmp_path / "east.tif", a, 50, 100), _write(tmp_path / "margin.tif", a, 90, 100)]
+    infos = [image_info(p) for p in paths]
+    assert stacked_images(infos) == [0, 1]
+    assert mosaic_groups(infos) == [[0], [1], [2, 3]]  # east and margin overlap by 10 of 50 columns: sheets

@@ -109,11 +109,15 @@ def _grid_key(info: ImageInfo) -> tuple | None:
     return info.crs.to_string(), round(t.a, 12), round(t.e, 12)
 
 
-def mosaic_groups(infos: list[ImageInfo]) -> list[list[int]]:
-    """The images, grouped: each group one image or several that tile one pixel grid and touch or overlap
-    (a corner counts), in the order of their first image; group members keep the given order."""
-    n = len(infos)
-    edges = []
+#: two images on one grid whose common part exceeds this share of the smaller one cover the same ground (two dates
+#: of one place, not two sheets): neither is mosaicked, or one would hide the other
+STACKED_SHARE = 0.5
+
+
+def _touching_pairs(infos: list[ImageInfo]) -> list[tuple[int, int, float]]:
+    """Pairs of images on one pixel grid that touch or overlap (a corner counts), with the share of the smaller
+    image that both cover."""
+    pairs = []
     by_key: dict[tuple, list[int]] = {}
     for i, info in enumerate(infos):
         key = _grid_key(info)
@@ -130,14 +134,34 @@ def mosaic_groups(infos: list[ImageInfo]) -> list[list[int]]:
         c0, r0 = np.round(cols[on_grid]), np.round(rows[on_grid])
         c1 = c0 + np.array([infos[i].width for i in idx])
         r1 = r0 + np.array([infos[i].height for i in idx])
+        area = (c1 - c0) * (r1 - r0)
         for k in range(len(idx) - 1):  # closed rectangles: sheets sharing an edge or a corner touch
-            touch = (c0[k + 1:] <= c1[k]) & (c1[k + 1:] >= c0[k]) & (r0[k + 1:] <= r1[k]) & (r1[k + 1:] >= r0[k])
-            edges.extend((int(idx[k]), int(j)) for j in idx[k + 1:][touch])
+            w = np.minimum(c1[k + 1:], c1[k]) - np.maximum(c0[k + 1:], c0[k])
+            h = np.minimum(r1[k + 1:], r1[k]) - np.maximum(r0[k + 1:], r0[k])
+            touch = (w >= 0) & (h >= 0)
+            share = w.clip(0) * h.clip(0) / np.minimum(area[k + 1:], area[k])
+            pairs.extend((int(idx[k]), int(j), float(f)) for j, f in zip(idx[k + 1:][touch], share[touch],
+                                                                         strict=True))
+    return pairs
+
+
+def stacked_images(infos: list[ImageInfo]) -> list[int]:
+    """The images that cover the same ground as another one on their grid (see :data:`STACKED_SHARE`)."""
+    return sorted({k for i, j, share in _touching_pairs(infos) if share > STACKED_SHARE for k in (i, j)})
+
+
+def mosaic_groups(infos: list[ImageInfo]) -> list[list[int]]:
+    """The images, grouped: each group one image or several that tile one pixel grid and touch or overlap a little
+    (a corner counts), in the order of their first image; group members keep the given order. Images that cover
+    the same ground as another (:func:`stacked_images`) stay alone."""
     from geocamat.unionfind import connected_components
 
-    roots = connected_components(n, edges)
+    pairs = _touching_pairs(infos)
+    stacked = {k for i, j, share in pairs if share > STACKED_SHARE for k in (i, j)}
+    edges = [(i, j) for i, j, _ in pairs if i not in stacked and j not in stacked]
+    roots = connected_components(len(infos), edges)
     groups: dict[int, list[int]] = {}
-    for i in range(n):
+    for i in range(len(infos)):
         groups.setdefault(int(roots[i]), []).append(i)
     return sorted(groups.values(), key=lambda g: g[0])
 

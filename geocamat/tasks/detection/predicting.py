@@ -151,7 +151,7 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
         "counts": counts, "total": int(len(frame)), "outputs": files,
         "mosaics": mosaics,
         "notes": threshold_notes(bundle, float(opts["score_threshold"]), int(len(frame))) + grey_notes(grey)
-        + mosaic_notes(mosaics),
+        + mosaic_notes(mosaics) + stacked_notes(infos),
         "timings": {"seconds": round(time.perf_counter() - t0, 3)},
         "machine": platform.node(),
     }
@@ -209,6 +209,18 @@ def mosaic_notes(mosaics: list[dict]) -> list[str]:
     return [f"note: {n} images tile one pixel grid and touch: detected as {len(mosaics)} mosaic"
             f"{'s' if len(mosaics) > 1 else ''} (normalised together), so that objects on their edges are found "
             f"once; each object is listed under the image that holds its centre"]
+
+
+def stacked_notes(infos: list) -> list[str]:
+    """One line when images cover the same ground (two dates of one place): each was detected alone."""
+    from geocamat.data.image_mosaic import stacked_images
+
+    stacked = stacked_images(infos)
+    if not stacked:
+        return []
+    names = ", ".join(Path(infos[i].path).name for i in stacked[:3]) + (" ..." if len(stacked) > 3 else "")
+    return [f"note: {len(stacked)} images cover the same ground as another ({names}): each detected alone, not in "
+            "a mosaic, where one would hide the other"]
 
 
 def grey_notes(names: list[str]) -> list[str]:

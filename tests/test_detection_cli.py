@@ -437,3 +437,47 @@ def test_two_dates_of_one_place_are_detected_each_alone(trained, tmp_path):
     assert "2 images cover the same ground as another (2019.tif, 2021.tif): each detected alone" in result.output
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["mosaics"] == [] and [i["detections"] > 0 for i in report["inputs"]] == [True, True]
+
+
+def test_a_run_killed_in_one_process_resumes_on_two_ranks(trained, tmp_path, monkeypatch):
+    """The windows kept by a killed one-process run are skipped by a resumed run of two ranks, whose rank 0 writes
+    the objects of an uninterrupted run."""
+    import geopandas as gpd
+    from PIL import Image
+    from test_inference_ranks import on_thread_ranks
+
+    import geocamat.inference.detect_store as store_module
+    from geocamat.tasks.detection.config import PredictOptions
+    from geocamat.tasks.detection.predicting import predict_detection
+
+    arr = np.asarray(Image.open(trained["img"])).transpose(2, 0, 1)
+    write(tmp_path / "scene.tif", arr, 0)
+    images, bundle = [str(tmp_path / "scene.tif")], Bundle.load(trained["run"] / "model.geocamat")
+    monkeypatch.setattr(store_module, "CHUNK_BATCHES", 1)
+    options = PredictOptions(score_threshold=0.01, batch_size=2, overlap=0.5)
+    predict_detection(bundle, images, tmp_path / "whole", options, progress=False)
+    real_save = store_module.WindowStore.save
+
+    def killed_after_3(self, unit, indices, raw):
+        if len(list(self.folder.glob("u*.npz"))) == 3:
+            raise KeyboardInterrupt
+        real_save(self, unit, indices, raw)
+
+    monkeypatch.setattr(store_module.WindowStore, "save", killed_after_3)
+    with pytest.raises(KeyboardInterrupt):
+        predict_detection(bundle, images, tmp_path / "out", options, progress=False, final_dir=tmp_path / "out")
+    monkeypatch.setattr(store_module.WindowStore, "save", real_save)
+    import geocamat.inference.detect as detect_module
+
+    ran, real = [], detect_module.detect_windows
+    monkeypatch.setattr(detect_module, "detect_windows",
+                        lambda *a, indices=None, **k: ran.extend(indices) or real(*a, indices=indices, **k))
+    resumed = PredictOptions(score_threshold=0.01, batch_size=2, overlap=0.5, resume=True)
+    results = on_thread_ranks(2, lambda ranks: predict_detection(bundle, images, tmp_path / "out", resumed,
+                                                                 progress=False, final_dir=tmp_path / "out",
+                                                                 ranks=ranks))
+    assert all(isinstance(r, dict) for r in results), results
+    windows = results[0]["inputs"][0]["windows"]
+    assert len(ran) == windows - 6 and len(set(ran)) == len(ran)  # 3 kept chunks of a batch of 2, none run twice
+    a, b = (gpd.read_file(tmp_path / name / "detections.gpkg", layer="detections") for name in ("whole", "out"))
+    assert a.drop(columns="geometry").equals(b.drop(columns="geometry")) and a.geometry.equals(b.geometry)

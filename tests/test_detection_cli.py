@@ -366,6 +366,8 @@ def test_a_killed_detection_run_resumes_to_the_objects_of_an_uninterrupted_one(t
     assert killed.exit_code not in (0, 2), killed.output
     monkeypatch.setattr(store_module.WindowStore, "save", real_save)
     assert not (tmp_path / "out").exists() and store_module.store_folder(tmp_path / "out").is_dir()
+    # a chunk the killed run was writing when it died: half a file, not counted as done
+    (store_module.store_folder(tmp_path / "out") / "u0-w000000020.npz.part.npz").write_bytes(b"PK\x03")
     again = run("out")
     assert again.exit_code == 2 and "interrupted detection run" in again.output and "--resume" in again.output
     other = run("out", "--resume", "--score-threshold", "0.2")

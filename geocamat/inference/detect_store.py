@@ -50,20 +50,21 @@ class WindowStore:
             ConfigError: ``resume`` of a run made with other inputs or settings.
         """
         saved = self.folder / "run.json"
+        chunks_kept = sum(map(len, self._files().values())) if self.folder.exists() else 0
         if self.folder.exists() and fresh and not resume:
             shutil.rmtree(self.folder)
         if self.folder.exists() and saved.is_file():
             if not resume:
                 raise OutputExistsError(
                     f"{self.out_dir} has an interrupted detection run "
-                    f"({len(self._files())} chunks of windows done): add --resume to continue it, or --overwrite "
-                    "to start again")
+                    f"({chunks_kept} chunks of windows done): add --resume to continue it, or --overwrite to start "
+                    "again")
             before = json.loads(saved.read_text())
             if before != json.loads(json.dumps(identity)):
                 changed = sorted(k for k in set(before) | set(identity) if before.get(k) != identity.get(k))
                 raise ConfigError(f"the interrupted run in {self.folder} was made with other {', '.join(changed)}: "
                                   "run it again without --resume, with --overwrite")
-            return len(self._files())
+            return chunks_kept
         shutil.rmtree(self.folder, ignore_errors=True)
         self.folder.mkdir(parents=True)
         part = saved.with_suffix(".part")
@@ -71,16 +72,22 @@ class WindowStore:
         part.replace(saved)
         return 0
 
-    def _files(self, unit: int | None = None) -> list[Path]:
-        pattern = "u*-w*.npz" if unit is None else f"u{unit}-w*.npz"
-        return sorted(self.folder.glob(pattern))
+    def _files(self) -> dict[int, list[Path]]:
+        """The chunk files of each unit, from one listing of the folder (a run over many images has many)."""
+        out: dict[int, list[Path]] = {}
+        for f in sorted(self.folder.glob("u*-w*.npz")):
+            if f.name.endswith(".part.npz"):  # a chunk a killed run was writing: not done
+                continue
+            out.setdefault(int(f.name[1:f.name.index("-")]), []).append(f)
+        return out
 
-    def done(self, unit: int) -> set[int]:
-        """Window indices of ``unit`` already in the folder."""
-        out: set[int] = set()
-        for f in self._files(unit):
-            with np.load(f) as z:
-                out.update(int(i) for i in z["indices"])
+    def done(self) -> dict[int, set[int]]:
+        """The window indices of each unit already in the folder."""
+        out: dict[int, set[int]] = {}
+        for unit, files in self._files().items():
+            for f in files:
+                with np.load(f) as z:
+                    out.setdefault(unit, set()).update(int(i) for i in z["indices"])
         return out
 
     def save(self, unit: int, indices: list[int], raw: RawDetections) -> None:
@@ -90,13 +97,17 @@ class WindowStore:
         np.savez(part, indices=np.asarray(indices, np.int64), **raw.arrays())
         part.replace(path)
 
-    def load(self, unit: int) -> RawDetections:
-        """Every kept detection of ``unit``, in window order (as one process finds them)."""
-        parts = []
-        for f in self._files(unit):
-            with np.load(f) as z:
-                parts.append(RawDetections.from_arrays(z))
-        return RawDetections.concat(parts)
+    def load(self, units: int) -> list[RawDetections]:
+        """Every kept detection of units ``0 .. units - 1``, each in window order (as one process finds them)."""
+        files = self._files()
+        out = []
+        for unit in range(units):
+            parts = []
+            for f in files.get(unit, []):
+                with np.load(f) as z:
+                    parts.append(RawDetections.from_arrays(z))
+            out.append(RawDetections.concat(parts))
+        return out
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

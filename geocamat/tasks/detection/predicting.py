@@ -97,17 +97,19 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
         if kept and progress:
             print(f"resuming: {kept} chunks of windows done by the interrupted run are kept")
     ranks.barrier()
+    done = store.done()
     runs = []
     with torch.inference_mode():
         for k, (unit, (window, _)) in enumerate(zip(units, filters, strict=True)):
             within = window(bundle.tile_size) if window is not None else None
             runs.append(detect_raw(bundle, model, unit, opts, device, float(opts["score_threshold"]),
                                     progress and ranks.main, within=within, ranks=ranks if ranks.world > 1 else None,
-                                    store=store, unit=k))
+                                    store=store, unit=k, done=done.get(k, frozenset())))
     ranks.barrier()
     if not ranks.main:  # what the CLI's line says of the other ranks
         return {"rank": ranks.rank, "world": ranks.world, "tiles_processed": sum(r[4] for r in runs)}
-    raws = [(info, n, store.load(k), seconds) for k, (info, n, _, seconds, _) in enumerate(runs)]
+    raws = [(info, n, raw, seconds) for (info, n, _, seconds, _), raw in zip(runs, store.load(len(units)),
+                                                                             strict=True)]
     frames, per_image, mosaics = [], [], []
     for unit, (_, inside), (info, n_windows, raw, seconds) in zip(units, filters, raws, strict=True):
         det = merge_windows(raw, info, n_windows, opts)

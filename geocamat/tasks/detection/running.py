@@ -37,13 +37,13 @@ def device_for(options: dict, ranks=None) -> str:
 
 
 def detect_raw(bundle, model, path, opts, device, score_threshold, progress: bool = False, what: str = "detect",
-                within=None, ranks=None, store=None, unit: int = 0):
+                within=None, ranks=None, store=None, unit: int = 0, done: set[int] | frozenset = frozenset()):
     """The windows of one image (or mosaic) that are this rank's (every one with no ``ranks``), detected but not
     merged: (info, windows planned, :class:`RawDetections` or None when they went to ``store``, seconds).
 
-    With a :class:`geocamat.inference.detect_store.WindowStore`, windows already in it are skipped and each
-    chunk of finished windows is saved there. ``progress`` shows a bar of the windows on a terminal (none in
-    logs and pipes)."""
+    With a :class:`geocamat.inference.detect_store.WindowStore`, each chunk of finished windows is saved there as
+    unit ``unit``; the windows ``done`` (already there) are skipped. ``progress`` shows a bar of the windows on a
+    terminal (none in logs and pipes)."""
     import sys
 
     from geocamat.inference.detect import detect_windows, image_windows
@@ -55,9 +55,7 @@ def detect_raw(bundle, model, path, opts, device, score_threshold, progress: boo
     info, windows, read = image_windows(path, bundle.tile_size, float(opts["overlap"]), len(bundle.bands), within)
     batch = int(opts["batch_size"])
     mine = list(range(len(windows))) if ranks is None else rank_share(len(windows), batch, ranks)
-    if store is not None:
-        done = store.done(unit)
-        mine = [i for i in mine if i not in done]
+    mine = [i for i in mine if i not in done]
     bar = progress_bar(total=len(mine), unit="window", desc=f"{what} {unit_name(path)}", file=sys.stderr,
                        disable=None if progress else True, smoothing=0.1, dynamic_ncols=True, leave=False)
     run = dict(tile_size=bundle.tile_size, mean=mean, std=std, batch_size=batch, score_threshold=score_threshold,

@@ -120,8 +120,8 @@ def test_detection_train_predict_evaluate_info(detection):
 def test_options_of_another_task_are_refused(landuse, scenes, detection, tmp_path):
     refused("predict", "--model", landuse["model"], "--out", tmp_path / "a", "--score-threshold", 0.5,
             landuse["image"], needle="--score-threshold does not apply to predict with a land-use model")
-    refused("predict", "--model", detection["model"], "--out", tmp_path / "b", "--region-field", "zone",
-            detection["image"], needle="--region-field does not apply to predict with a detection model")
+    refused("predict", "--model", detection["model"], "--out", tmp_path / "b", "--min-polygon-pixels", 8,
+            detection["image"], needle="--min-polygon-pixels does not apply to predict with a detection model")
     refused("evaluate", "--model", detection["model"], "--blocks", 4, "--reference", detection["boxes"],
             detection["image"], needle="--blocks does not apply")
     refused("train", "--scenes", scenes["data"], "--tile-size", 16, "--out", tmp_path / "c",

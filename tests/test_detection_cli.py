@@ -483,3 +483,41 @@ def test_a_run_killed_in_one_process_resumes_on_two_ranks(trained, tmp_path, mon
     assert len(ran) == windows - 6 and len(set(ran)) == len(ran)  # 3 kept chunks of a batch of 2, none run twice
     a, b = (gpd.read_file(tmp_path / name / "detections.gpkg", layer="detections") for name in ("whole", "out"))
     assert a.drop(columns="geometry").equals(b.drop(columns="geometry")) and a.geometry.equals(b.geometry)
+
+
+def test_objects_counted_per_region(trained, tmp_path):
+    """--region stands.gpkg --region-field stand: each object carries the stand holding its centre; counts.csv has
+    every stand and class (zeros too) with its area and objects per ha."""
+    import geopandas as gpd
+    import pandas as pd
+    import shapely
+    from PIL import Image
+
+    arr = np.asarray(Image.open(trained["img"])).transpose(2, 0, 1)
+    write(tmp_path / "scene.tif", arr, 0)
+    x0, y0 = 500000, 4000000
+    stands = gpd.GeoDataFrame({"stand": ["A", "B", "C"]}, crs="EPSG:32617", geometry=[
+        shapely.box(x0, y0 - 176, x0 + 80, y0), shapely.box(x0 + 80, y0 - 176, x0 + 176, y0),
+        shapely.box(x0 + 1000, y0, x0 + 1100, y0 + 100)])  # C: beside the image, no object
+    stands.to_crs("EPSG:4326").to_file(tmp_path / "stands.gpkg")
+    model = str(trained["run"] / "model.geocamat")
+    result = CliRunner().invoke(cli, ["predict", "--model", model, "--out", str(tmp_path / "out"), "--score-threshold",
+                                      "0.01", "--region", str(tmp_path / "stands.gpkg"), "--region-field", "stand",
+                                      str(tmp_path / "scene.tif")])
+    assert result.exit_code == 0, result.output
+    objects = gpd.read_file(tmp_path / "out" / "detections.gpkg", layer="detections")
+    assert len(objects) > 0 and set(objects["region"]) <= {"A", "B"}
+    centre_x = objects.geometry.centroid.x - x0
+    clear = (centre_x - 80).abs() > 0.05  # (the stands went through EPSG:4326 and back: their edge moved ~1 cm)
+    bad = objects[["region"]].assign(x=centre_x)[clear & ((centre_x < 80) != (objects["region"] == "A"))]
+    assert bad.empty, bad
+    counts = pd.read_csv(tmp_path / "out" / "counts.csv")
+    assert list(counts["region"]) == ["A", "B", "C"] and list(counts["class_name"]) == ["box"] * 3
+    assert counts["objects"].sum() == len(objects) and counts["objects"].iloc[2] == 0
+    np.testing.assert_allclose(counts["area_ha"], [80 * 176 / 1e4, 96 * 176 / 1e4, 1.0], rtol=2e-3)
+    np.testing.assert_allclose(counts["objects_per_ha"], counts["objects"] / counts["area_ha"], rtol=1e-2)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["counts_by_region"]["A"]["objects"] == int((objects["region"] == "A").sum())
+    refused = CliRunner().invoke(cli, ["predict", "--model", model, "--out", str(tmp_path / "x"), "--region-field",
+                                       "stand", str(tmp_path / "scene.tif")])
+    assert refused.exit_code == 2 and "--region-field needs --region" in refused.output

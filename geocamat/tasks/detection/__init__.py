@@ -56,7 +56,8 @@ def predict(bundle, images: list[str], out_dir: Path, options: PredictOptions, *
     from geocamat.tasks.detection.inputs import check_map_options
     from geocamat.tasks.detection.predicting import predict_detection
 
-    if options.region is not None or options.bbox is not None or options.crs is not None:  # before a no-CRS warning
+    if any(v is not None for v in (options.region, options.region_field, options.bbox, options.crs)):  # before a
+        # warning about images without a CRS
         check_map_options(asdict(options), [image_info(p).crs is not None for p in expand_paths(images, "image")])
     before_predict(bundle, images, out_dir, force=options.force)
     launch = rank_tools.resolve(options.devices, options.num_nodes)

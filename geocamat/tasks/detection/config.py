@@ -129,6 +129,9 @@ class PredictOptions:
     score_threshold: float | None = setting(None, "Minimum score of a detection (default: the model's).")
     region: str | None = setting(None, "Vector AOI (any CRS): windows outside it are skipped and objects whose "
                                  "centre is outside are dropped.")
+    region_field: str | None = setting(None, "Count the objects per value of this field of --region (stands, parcels, "
+                                       "districts): each object gets the value of the feature holding its centre; "
+                                       "counts.csv gives objects and objects per ha.")
     bbox: tuple | None = setting(None, "Bounding box AOI: XMIN YMIN XMAX YMAX.")
     bbox_crs: str | None = setting(None, "CRS of --bbox (default: the images' CRS), e.g. EPSG:4326.")
     crs: str | None = setting(None, "CRS of detections.gpkg (default: the first image's), e.g. EPSG:4326.")

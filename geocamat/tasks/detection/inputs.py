@@ -125,7 +125,10 @@ def evaluation_units(paths: list[str], infos: list, label_paths: list[str]) -> t
 
 
 def check_map_options(opts: dict, georef: list[bool]) -> None:
-    """Refuse map-coordinate options (an AOI, an output CRS) for plain images, which have none."""
+    """Refuse map-coordinate options (an AOI, an output CRS) for plain images, which have none, and a region field
+    without its region."""
+    if opts.get("region_field") is not None and opts.get("region") is None:
+        raise ConfigError("--region-field needs --region: the vector layer whose field names the areas to count in")
     if all(georef):
         return
     if opts.get("region") is not None or opts.get("bbox") is not None:
@@ -138,16 +141,25 @@ def check_map_options(opts: dict, georef: list[bool]) -> None:
 
 def area_of_interest(opts: dict, crs, georef: list[bool]):
     """The AOI (``region`` and/or ``bbox``: their intersection) as a geometry in ``crs``; None: none given."""
+    return regions_of_interest(opts, crs, georef)[0]
+
+
+def regions_of_interest(opts: dict, crs, georef: list[bool]):
+    """(the AOI as in :func:`area_of_interest`, and with ``region_field`` the region's parts in ``crs``, one per
+    value of the field, each cut to the bbox: ``[(value, geometry)]``, else None)."""
+    import shapely
+
     from geocamat.inference.grid import bbox_geometry, load_region
 
-    if opts.get("region") is None and opts.get("bbox") is None:
-        return None
     check_map_options(opts, georef)
-    geom = load_region(opts["region"], crs)[0][1] if opts.get("region") is not None else None
+    if opts.get("region") is None and opts.get("bbox") is None:
+        return None, None
+    parts = load_region(opts["region"], crs, opts.get("region_field")) if opts.get("region") is not None else None
     if opts.get("bbox") is not None:
         box = bbox_geometry(tuple(opts["bbox"]), opts.get("bbox_crs"), crs)
-        geom = box if geom is None else geom.intersection(box)
-    return geom
+        parts = [(None, box)] if parts is None else [(v, g.intersection(box)) for v, g in parts]
+    geom = shapely.union_all([g for _, g in parts])
+    return geom, parts if opts.get("region_field") is not None else None
 
 
 def aoi_in_pixels(aoi, aoi_crs, info):

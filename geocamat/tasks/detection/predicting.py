@@ -15,11 +15,11 @@ from geocamat.outputs.jsonfile import write_json
 from geocamat.tasks.detection.config import PredictOptions
 from geocamat.tasks.detection.inputs import (
     aoi_in_pixels,
-    area_of_interest,
     check_bands,
     check_bundle,
     check_map_options,
     detection_units,
+    regions_of_interest,
     unit_name,
 )
 from geocamat.tasks.detection.running import detect_raw, device_for, merge_windows, resolve_options, run_identity
@@ -76,7 +76,7 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
         out_dir.mkdir(parents=True, exist_ok=True)
     out_crs = _output_crs(opts.get("crs"), infos)
     aoi_crs = infos[0].crs  # a bbox without --bbox-crs is in the images' CRS, whatever --crs the output takes
-    aoi = area_of_interest(opts, aoi_crs, georef)
+    aoi, regions = regions_of_interest(opts, aoi_crs, georef)
     units = detection_units(paths, infos)
     by_path = dict(zip(paths, infos, strict=True))
     unit_infos = [by_path[u] if isinstance(u, str) else u.info for u in units]
@@ -120,6 +120,8 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
             det.labels, det.cam_evidence = det.labels[keep], det.cam_evidence[keep]
         mosaic = unit if not isinstance(unit, str) else None
         g, sheet = _objects(bundle, unit, info, det, out_crs)
+        if regions is not None:
+            g.insert(1, "region", region_of(det.boxes, info, regions, aoi_crs))
         frames.append(g)
         run = {"detections": len(det.boxes), "windows": det.windows, "raw_detections": det.raw_detections,
                "seconds": round(det.seconds, 3)}
@@ -135,6 +137,11 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
             print(f"{unit_name(unit)}: {len(det.boxes)} objects in {det.windows} windows ({det.seconds:.1f} s)")
     frame = pd.concat(frames, ignore_index=True)
     files = write_detections(out_dir / "detections.gpkg", frame, bundle.classes, out_crs)
+    by_region = None
+    if regions is not None:
+        by_region = region_counts(frame, regions, aoi_crs, [c.name for c in bundle.classes])
+        by_region.to_csv(out_dir / "counts.csv", index=False)
+        files["counts"] = str(out_dir / "counts.csv")
     home = Path(final_dir if final_dir is not None else out_dir).resolve()
     files = {k: str(home / Path(v).name) if isinstance(v, str) else v for k, v in files.items()}
     counts = {c.name: int((frame["class_name"] == c.name).sum()) for c in bundle.classes}
@@ -152,6 +159,10 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
         "coordinates": "image CRS" if out_crs is not None else "pixels (x = column, y = -row)",
         "counts": counts, "total": int(len(frame)), "outputs": files,
         "mosaics": mosaics,
+        "counts_by_region": None if by_region is None else {
+            str(r): {"objects": int(g["objects"].sum()), "area_ha": float(g["area_ha"].iloc[0]),
+                     **{c: int(n) for c, n in zip(g["class_name"], g["objects"], strict=True)}}
+            for r, g in by_region.groupby("region", sort=False)},
         "notes": threshold_notes(bundle, float(opts["score_threshold"]), int(len(frame))) + grey_notes(grey)
         + mosaic_notes(mosaics) + stacked_notes(infos),
         "timings": {"seconds": round(time.perf_counter() - t0, 3)},
@@ -201,6 +212,40 @@ def _objects(bundle: Bundle, unit, info, det, out_crs):
     if out_crs is not None and info.crs != out_crs:
         g = g.to_crs(out_crs)
     return g, sheet
+
+
+def region_of(boxes: np.ndarray, info, regions: list, regions_crs) -> list:
+    """The region (a ``--region-field`` value) holding each box's centre (the first one, on a shared edge)."""
+    import shapely
+
+    if len(boxes) == 0:
+        return []
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    x, y = info.transform * (centre[:, 0], centre[:, 1])
+    if info.crs != regions_crs:
+        from pyproj import Transformer
+
+        x, y = Transformer.from_crs(info.crs, regions_crs, always_xy=True).transform(x, y)
+    tree = shapely.STRtree([g for _, g in regions])
+    obj, part = tree.query(shapely.points(np.asarray(x), np.asarray(y)), predicate="intersects")
+    first = np.full(len(boxes), len(regions))
+    np.minimum.at(first, obj, part)
+    return [regions[k][0] if k < len(regions) else None for k in first]
+
+
+def region_counts(frame, regions: list, regions_crs, classes: list[str]):
+    """Objects of each class in each region (zeros included), the region's area and the objects per hectare."""
+    import pandas as pd
+
+    from geocamat.outputs.detections import polygon_areas_m2
+
+    area_ha = polygon_areas_m2([g for _, g in regions], regions_crs) / 1e4
+    counted = frame.groupby(["region", "class_name"]).size()
+    rows = [{"region": value, "class_name": c, "objects": int(counted.get((value, c), 0)),
+             "area_ha": round(float(a), 4)} for (value, _), a in zip(regions, area_ha, strict=True) for c in classes]
+    table = pd.DataFrame(rows, columns=["region", "class_name", "objects", "area_ha"])
+    table["objects_per_ha"] = (table["objects"] / table["area_ha"].where(table["area_ha"] > 0)).round(3)
+    return table
 
 
 def mosaic_notes(mosaics: list[dict]) -> list[str]:

@@ -16,7 +16,8 @@ class PredictOptions:
     """How a land-use model maps a region (``geocamat predict``)."""
 
     region: str | None = setting(None, "Vector AOI (any CRS); windows outside it are skipped.")
-    region_field: str | None = setting(None, "One output per value of this AOI field (subfolders).")
+    region_field: str | None = setting(None, "One output per value of this AOI field (subfolders; a detection model "
+                                       "counts its objects per value instead: counts.csv).")
     bbox: tuple | None = setting(None, "Bounding box AOI: XMIN YMIN XMAX YMAX.")
     bbox_crs: str | None = setting(None, "CRS of --bbox (default: the images' CRS), e.g. EPSG:4326.")
     crs: str | None = setting(None, "Output CRS (default: the input's).")

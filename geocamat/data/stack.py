@@ -229,6 +229,44 @@ def _scenes_of_band_files(groups: dict[tuple, list[Path]], grid_of: dict[tuple, 
     return merged, targets, notes
 
 
+#: two scenes whose common footprint exceeds this share of the smaller one cover the same ground (two dates of one
+#: place), which a mosaic shows only one of
+SAME_GROUND_SHARE = 0.5
+
+
+def same_ground_notes(scenes: Sequence[Path], shown: Sequence[Path]) -> list[str]:
+    """A warning when scenes of the mosaic cover the same ground: where both have data the map shows the first
+    given, the others only fill its gaps (nodata), which is gap filling when meant and a lost date when not.
+    ``shown``: a file of each scene, named in the message (band files' scenes are VRTs)."""
+    import rasterio
+    from rasterio.warp import transform_bounds
+
+    if len(scenes) < 2:
+        return []
+    boxes, crs = [], None
+    for path in scenes:
+        with rasterio.open(path) as src:
+            crs = crs or src.crs
+            boxes.append(transform_bounds(src.crs, crs, *src.bounds) if src.crs != crs else tuple(src.bounds))
+    b = np.array(boxes, float)
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    pairs = []
+    for k in range(len(b) - 1):
+        w = np.minimum(b[k + 1:, 2], b[k, 2]) - np.maximum(b[k + 1:, 0], b[k, 0])
+        h = np.minimum(b[k + 1:, 3], b[k, 3]) - np.maximum(b[k + 1:, 1], b[k, 1])
+        share = w.clip(0) * h.clip(0) / np.maximum(np.minimum(area[k + 1:], area[k]), 1e-12)
+        pairs += [(k, k + 1 + int(j)) for j in np.nonzero(share > SAME_GROUND_SHARE)[0]]
+    if not pairs:
+        return []
+    i, j = pairs[0]
+    a, b = Path(shown[i]), Path(shown[j])
+    a, b = (a.name, b.name) if a.name != b.name else (f"{a.parent.name}/{a.name}", f"{b.parent.name}/{b.name}")
+    more = f" (and {len(pairs) - 1} more pairs)" if len(pairs) > 1 else ""
+    return [f"warning: {a} and {b} cover the same ground{more}: the map shows "
+            f"the first given where both have data, the other only fills its nodata; to map each date, run each "
+            f"on its own"]
+
+
 def open_stack(patterns: Sequence[str | os.PathLike], workdir: Path,
                bands: Sequence[str | int] | None = None, nodata: float | None = None) -> ImageStack:
     """Resolve the user's imagery into an :class:`ImageStack`.
@@ -272,6 +310,7 @@ def open_stack(patterns: Sequence[str | os.PathLike], workdir: Path,
     if len(groups) > 1 and all(counts[m] == 1 for m in files):
         groups, targets, notes = _scenes_of_band_files(groups, grids)
     stacks: list[Path] = []
+    shown: list[Path] = []  # a file of each stack, for messages
     band_names: list[str] | None = None
     nodata_values: list[float | None] = []
     for i, members in enumerate(groups.values()):
@@ -279,8 +318,10 @@ def open_stack(patterns: Sequence[str | os.PathLike], workdir: Path,
             vrt = write_vrt([(m, 1, m.stem) for m in members], workdir / f"stack_{i}.vrt", targets.get(i), nodata)
             names, nd = [m.stem for m in members], [float("nan")] * len(members)
             stacks.append(vrt)
+            shown.append(members[0])
         else:
             for m in members:
+                shown.append(m)
                 masked, alpha = masks[m]
                 keep = [b for b in range(counts[m]) if b not in alpha]
                 names = [descriptions[m][b] or f"band{b + 1}" for b in keep]
@@ -309,5 +350,6 @@ def open_stack(patterns: Sequence[str | os.PathLike], workdir: Path,
         crs, res = first.crs.to_wkt(), first.res
     if nodata is None:
         notes += undeclared_fill_notes(files)
+    notes += same_ground_notes(stacks, shown)
     stack = ImageStack(stacks, band_names or [], nodata_values, crs, res, files, notes)
     return select_bands(stack, bands, workdir) if bands else stack

@@ -65,19 +65,22 @@ class ImageMosaic:
         shown = ", ".join(names[:2]) + (f" ... {names[-1]}" if len(names) > 2 else "")
         return f"mosaic of {len(names)} images ({shown})"
 
+    def _meeting(self, col: int, row: int, width: int, height: int) -> np.ndarray:
+        """Indices (in the given order) of the sheets a window meets."""
+        r = self._rects
+        return np.nonzero((r[:, 0] < col + width) & (r[:, 2] > col) & (r[:, 1] < row + height) & (r[:, 3] > row))[0]
+
     def covers(self, col: int, row: int, width: int, height: int) -> bool:
         """Whether a window meets at least one sheet (windows over holes of an L-shaped mosaic are skipped)."""
-        r = self._rects
-        return bool(((r[:, 0] < col + width) & (r[:, 2] > col) & (r[:, 1] < row + height) & (r[:, 3] > row)).any())
+        return len(self._meeting(col, row, width, height)) > 0
 
     def read(self, window: tuple[int, int, int, int], bands: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """A window of the mosaic as :func:`geocamat.data.detection_images.read_image` gives one of an image:
         (float32 (C, H, W) pixels, bool (H, W) validity: false on nodata, holes and outside)."""
         col, row, w, h = window
         data, valid = None, np.zeros((h, w), bool)
-        for s in self.sheets:
-            if s.col >= col + w or s.col + s.width <= col or s.row >= row + h or s.row + s.height <= row:
-                continue
+        for k in self._meeting(col, row, w, h):
+            s = self.sheets[k]
             d, v = read_image(s.path, (col - s.col, row - s.row, w, h), bands)
             if data is None:
                 data = np.zeros_like(d)

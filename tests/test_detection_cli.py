@@ -518,6 +518,13 @@ def test_objects_counted_per_region(trained, tmp_path):
     np.testing.assert_allclose(counts["objects_per_ha"], counts["objects"] / counts["area_ha"], rtol=1e-2)
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["counts_by_region"]["A"]["objects"] == int((objects["region"] == "A").sum())
+    # the same counts as a styled layer of the stands: graduated by objects per ha
+    layer = gpd.read_file(tmp_path / "out" / "regions.gpkg", layer="regions")
+    assert list(layer["region"]) == ["A", "B", "C"] and list(layer["objects"]) == list(counts["objects"])
+    assert list(layer["n_box"]) == list(counts["objects"]) and layer.crs.to_epsg() == 32617
+    np.testing.assert_allclose(layer.to_crs(32617).area / 1e4, counts["area_ha"], rtol=2e-3)
+    qml = (tmp_path / "out" / "regions.qml").read_text()
+    assert 'type="graduatedSymbol" attr="objects_per_ha"' in qml and qml.count("<range ") >= 2
     refused = CliRunner().invoke(cli, ["predict", "--model", model, "--out", str(tmp_path / "x"), "--region-field",
                                        "stand", str(tmp_path / "scene.tif")])
     assert refused.exit_code == 2 and "--region-field needs --region" in refused.output

@@ -142,6 +142,10 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
         by_region = region_counts(frame, regions, aoi_crs, [c.name for c in bundle.classes])
         by_region.to_csv(out_dir / "counts.csv", index=False)
         files["counts"] = str(out_dir / "counts.csv")
+        from geocamat.outputs.region_counts import write_region_counts
+
+        layer = write_region_counts(out_dir / "regions.gpkg", by_region, regions, aoi_crs, out_crs)
+        files.update(regions_gpkg=layer["gpkg"], regions_qml=layer["qml"])
     home = Path(final_dir if final_dir is not None else out_dir).resolve()
     files = {k: str(home / Path(v).name) if isinstance(v, str) else v for k, v in files.items()}
     counts = {c.name: int((frame["class_name"] == c.name).sum()) for c in bundle.classes}

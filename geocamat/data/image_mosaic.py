@@ -93,15 +93,23 @@ class ImageMosaic:
 
     def sheet_of(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Index of the sheet holding each point (mosaic pixels; e.g. box centres): the last sheet that contains
-        it (the one read on top), else the nearest sheet."""
-        x, y = np.asarray(x, float)[:, None], np.asarray(y, float)[:, None]
-        r = self._rects[None].astype(float)
-        dx = np.maximum(np.maximum(r[..., 0] - x, x - r[..., 2]), 0)
-        dy = np.maximum(np.maximum(r[..., 1] - y, y - r[..., 3]), 0)
-        dist = np.hypot(dx, dy)
-        inside = dist == 0
-        last_inside = len(self.sheets) - 1 - np.argmax(inside[:, ::-1], axis=1)
-        return np.where(inside.any(axis=1), last_inside, np.argmin(dist, axis=1))
+        it (the one read on top), else the nearest sheet. Looked up in an R-tree of the sheets, so a million
+        objects over ten thousand sheets cost what they hold, not their product."""
+        import shapely
+
+        x, y = np.asarray(x, float), np.asarray(y, float)
+        out = np.full(len(x), -1, np.int64)
+        if len(x) == 0:
+            return out
+        tree = shapely.STRtree(shapely.box(*self._rects.T.astype(float)))
+        points = shapely.points(x, y)
+        point, sheet = tree.query(points, predicate="intersects")  # closed boxes: an edge point is in both sheets
+        np.maximum.at(out, point, sheet)
+        alone = np.nonzero(out < 0)[0]
+        if len(alone):
+            near_point, near_sheet = tree.query_nearest(points[alone])
+            out[alone[near_point]] = near_sheet
+        return out
 
 
 def _grid_key(info: ImageInfo) -> tuple | None:
@@ -148,9 +156,13 @@ def _touching_pairs(infos: list[ImageInfo]) -> list[tuple[int, int, float]]:
     return pairs
 
 
+def _stacked(pairs: list[tuple[int, int, float]]) -> set[int]:
+    return {k for i, j, share in pairs if share > STACKED_SHARE for k in (i, j)}
+
+
 def stacked_images(infos: list[ImageInfo]) -> list[int]:
     """The images that cover the same ground as another one on their grid (see :data:`STACKED_SHARE`)."""
-    return sorted({k for i, j, share in _touching_pairs(infos) if share > STACKED_SHARE for k in (i, j)})
+    return sorted(_stacked(_touching_pairs(infos)))
 
 
 def mosaic_groups(infos: list[ImageInfo]) -> list[list[int]]:
@@ -160,7 +172,7 @@ def mosaic_groups(infos: list[ImageInfo]) -> list[list[int]]:
     from geocamat.unionfind import connected_components
 
     pairs = _touching_pairs(infos)
-    stacked = {k for i, j, share in pairs if share > STACKED_SHARE for k in (i, j)}
+    stacked = _stacked(pairs)
     edges = [(i, j) for i, j, _ in pairs if i not in stacked and j not in stacked]
     roots = connected_components(len(infos), edges)
     groups: dict[int, list[int]] = {}

@@ -28,7 +28,7 @@ from geocamat.inference.grid import bbox_geometry, crs_wkt, load_region, snap_gr
 from geocamat.inference.heads import PixelHead, head_for
 from geocamat.inference.manifest import PARTIAL, refuse_interrupted
 from geocamat.inference.plan import UnitSizes, tile_stride
-from geocamat.inference.ranks import Ranks
+from geocamat.inference.ranks import Ranks, rank_device
 from geocamat.inference.tta import DEFAULT_TTA_VIEWS, TTA_VIEWS
 from geocamat.inference.tta import resolve as resolve_tta
 from geocamat.outputs.jsonfile import write_json
@@ -64,20 +64,6 @@ def weights_sha256(bundle: Bundle) -> str:
         digest.update(key.encode())
         digest.update(bundle.state_dict[key].detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
-
-
-def _rank_device(dev, asked: str, ranks: Ranks):
-    """The device of this rank: with several ranks on a machine, GPU ``cuda:{local rank}``."""
-    import torch
-
-    if dev.type != "cuda" or ranks.local_world == 1:
-        return dev
-    if dev.index is not None:
-        raise ConfigError(f"--device {asked} names one GPU, but {ranks.local_world} processes share this machine "
-                          "and each takes the GPU of its local rank: use --device cuda")
-    dev = torch.device("cuda", ranks.local_rank)
-    torch.cuda.set_device(dev)  # current_stream() and friends refer to this rank's GPU
-    return dev
 
 
 def _safe_name(value: str) -> str:
@@ -217,7 +203,7 @@ def predict_landuse(
                               f"got {window}")
     if res is not None and res <= 0:
         raise ConfigError(f"resolution must be > 0, got {res}")
-    dev = _rank_device(resolve_device(device), device, ranks)
+    dev = rank_device(resolve_device(device), device, ranks)
     out_dir = Path(out_dir)
     from geocamat.leftovers import run_tempdir
 

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from geocamat.errors import GeocamatError
+from geocamat.errors import ConfigError, GeocamatError
 
 #: How long rank 0 waits for the other ranks when none of them records a unit (a rank killed without a word).
 STALL_TIMEOUT_S = 1800.0
@@ -130,3 +130,17 @@ def wait_for_ranks(paths: Mapping[int, Path], *, stall_timeout: float = STALL_TI
             raise RankFailed(f"ranks {waiting} recorded nothing for {stall_timeout:.0f} s (killed?): the finished "
                              "units are kept: rerun the same command with --resume")
         time.sleep(poll)
+
+
+def rank_device(dev, asked: str, ranks: Ranks):
+    """The device of this rank: with several ranks on a machine, GPU ``cuda:{local rank}``."""
+    import torch
+
+    if dev.type != "cuda" or ranks.local_world == 1:
+        return dev
+    if dev.index is not None:
+        raise ConfigError(f"--device {asked} names one GPU, but {ranks.local_world} processes share this machine "
+                          "and each takes the GPU of its local rank: use --device cuda")
+    dev = torch.device("cuda", ranks.local_rank)
+    torch.cuda.set_device(dev)  # current_stream() and friends refer to this rank's GPU
+    return dev

@@ -30,14 +30,14 @@ def device_for(options: dict, ranks=None) -> str:
 
     dev = resolve_device(options.get("device") or "auto")
     if ranks is not None:
-        from geocamat.inference.landuse import _rank_device
+        from geocamat.inference.ranks import rank_device
 
-        dev = _rank_device(dev, options.get("device") or "auto", ranks)
+        dev = rank_device(dev, options.get("device") or "auto", ranks)
     return str(dev)
 
 
 def detect_raw(bundle, model, path, opts, device, score_threshold, progress: bool = False, what: str = "detect",
-                within=None, ranks=None, store=None, unit: int = 0, done: set[int] | frozenset = frozenset()):
+               within=None, ranks=None, store=None, unit: int = 0, done: set[int] | frozenset = frozenset()):
     """The windows of one image (or mosaic) that are this rank's (every one with no ``ranks``), detected but not
     merged: (info, windows planned, :class:`RawDetections` or None when they went to ``store``, seconds).
 
@@ -105,7 +105,7 @@ def merge_windows(raw, info, windows: int, opts: dict):
 
 
 def detect_scene(bundle, model, path, opts, device, score_threshold, progress: bool = False, what: str = "detect",
-           within=None):
+                 within=None):
     """Detections of one whole image (sliding windows, merged), in this process."""
     info, windows, raw, seconds, _ = detect_raw(bundle, model, path, opts, device, score_threshold, progress, what,
                                                  within)

@@ -33,6 +33,12 @@ from geocamat.errors import InvalidLabelsError
 PIXEL_SUFFIXES = {".csv", ".xml", ".txt"}
 
 
+def pixel_labels(path: str | Path) -> bool:
+    """Whether a label file holds boxes in image pixels (CSV, VOC, DOTA/YOLO text, COCO), not map coordinates."""
+    path = Path(path)
+    return path.suffix.lower() in PIXEL_SUFFIXES or is_coco(path)
+
+
 def expand_label_paths(items: str | list[str], what: str = "labels") -> list[str]:
     """Label files (paths, globs, folders) as strings, in argument order: from a folder, its box files of
     every format (a DOTA ``labelTxt`` or YOLO ``labels`` folder, VOC ``.xml``, vector layers), not the images
@@ -364,7 +370,7 @@ def load_boxes(
         txt = path.suffix.lower() == ".txt"
         if path.stat().st_size == 0 and not txt:
             raise InvalidLabelsError(f"{path} is empty; it must hold at least one box")
-        if path.suffix.lower() in PIXEL_SUFFIXES or is_coco(path):
+        if pixel_labels(path):
             raw = read_pixel_boxes(path)
             if not raw and txt:  # an image without objects
                 continue

@@ -27,22 +27,18 @@ def labelled_units(images: list[str], labels: list[str], label_field: str, class
     In a mosaic, a vector layer's object gives one box, whole, however many sheets it spans; pixel boxes (each
     sheet's own CSV/XML/...) are moved into the mosaic's grid as they are (an object a labeller cut at a sheet edge
     stays two boxes)."""
-    from geocamat.data.box_formats import is_coco
-    from geocamat.data.boxes import PIXEL_SUFFIXES, ImageBoxes, load_boxes
+    from geocamat.data.boxes import ImageBoxes, load_boxes, pixel_labels
     from geocamat.data.detection_images import image_info
 
     infos = [image_info(p) for p in images]
-    units = detection_units(images, infos)
-    if all(isinstance(u, str) for u in units):
+    units, unit_infos = detection_units(images, infos)
+    if len(units) == len(images):
         boxes, classes = load_boxes([Path(p) for p in labels], infos, label_field, classes)
         return units, infos, boxes, classes
-    by_path = dict(zip(images, infos, strict=True))
-    unit_infos = [by_path[u] if isinstance(u, str) else u.info for u in units]
     where = {}  # image -> (unit, col, row) of its top-left pixel in the unit
     for k, u in enumerate(units):
-        for s in [u] if isinstance(u, str) else u.sheets:
-            where[s if isinstance(s, str) else s.path] = (k, 0, 0) if isinstance(s, str) else (k, s.col, s.row)
-    pixel = [Path(p) for p in labels if Path(p).suffix.lower() in PIXEL_SUFFIXES or is_coco(Path(p))]
+        where.update({u: (k, 0, 0)} if isinstance(u, str) else {s.path: (k, s.col, s.row) for s in u.sheets})
+    pixel = [Path(p) for p in labels if pixel_labels(p)]
     vector = [Path(p) for p in labels if Path(p) not in pixel]
     rows: list[list] = [[] for _ in units]
     found: list[str] = []
@@ -95,31 +91,38 @@ def normalisation_for(bundle: Bundle, path) -> tuple[list[float], list[float]]:
     return normalisation(path, mode, bundle.mean, bundle.std, len(bundle.bands))
 
 
-def detection_units(paths: list[str], infos: list) -> list:
-    """What detection runs over: each image alone, or a mosaic of images that tile one pixel grid and touch
-    (:mod:`geocamat.data.image_mosaic`), so that objects on their edges are seen whole."""
+def detection_units(paths: list[str], infos: list) -> tuple[list, list]:
+    """What detection runs over: each image alone (its path), or a mosaic of images that tile one pixel grid and
+    touch (:mod:`geocamat.data.image_mosaic`), so that objects on their edges are seen whole; and the
+    :class:`ImageInfo` of each."""
     from geocamat.data.image_mosaic import build_mosaic, mosaic_groups
 
-    return [paths[g[0]] if len(g) == 1 else build_mosaic([infos[i] for i in g]) for g in mosaic_groups(infos)]
+    units, unit_infos = [], []
+    for group in mosaic_groups(infos):
+        if len(group) == 1:
+            units.append(paths[group[0]])
+            unit_infos.append(infos[group[0]])
+        else:
+            units.append(build_mosaic([infos[i] for i in group]))
+            unit_infos.append(units[-1].info)
+    return units, unit_infos
 
 
 def evaluation_units(paths: list[str], infos: list, label_paths: list[str]) -> tuple[list, list, list[str]]:
     """What evaluation scores over, their :class:`ImageInfo` (what the reference boxes are read for) and a
     note: mosaics as in predict when every reference is in map coordinates (a vector layer: each object's box
     whole in the mosaic); with pixel boxes (each image's own) image by image, said in the note."""
-    from geocamat.data.box_formats import is_coco
-    from geocamat.data.boxes import PIXEL_SUFFIXES
+    from geocamat.data.boxes import pixel_labels
 
-    units = detection_units(paths, infos)
-    by_path = dict(zip(paths, infos, strict=True))
-    if all(isinstance(u, str) for u in units):
+    units, unit_infos = detection_units(paths, infos)
+    if len(units) == len(paths):
         return units, infos, []
-    if any(Path(p).suffix.lower() in PIXEL_SUFFIXES or is_coco(Path(p)) for p in label_paths):
+    if any(pixel_labels(p) for p in label_paths):
         return paths, infos, ["note: the images tile one pixel grid, but the reference boxes are in each image's "
                               "pixels: scored image by image, so objects on image edges count as pieces in both "
                               "(a vector reference scores the mosaic, as predict detects it)"]
     mosaics = [u for u in units if not isinstance(u, str)]
-    return units, [by_path[u] if isinstance(u, str) else u.info for u in units], [
+    return units, unit_infos, [
         f"note: {sum(len(m.sheets) for m in mosaics)} images tile one pixel grid and touch: scored as {len(mosaics)} "
         f"mosaic{'s' if len(mosaics) > 1 else ''}, as predict detects them, each reference object whole"]
 

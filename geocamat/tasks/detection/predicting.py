@@ -77,9 +77,7 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
     out_crs = _output_crs(opts.get("crs"), infos)
     aoi_crs = infos[0].crs  # a bbox without --bbox-crs is in the images' CRS, whatever --crs the output takes
     aoi, regions = regions_of_interest(opts, aoi_crs, georef)
-    units = detection_units(paths, infos)
-    by_path = dict(zip(paths, infos, strict=True))
-    unit_infos = [by_path[u] if isinstance(u, str) else u.info for u in units]
+    units, unit_infos = detection_units(paths, infos)
     filters = [(None, None)] * len(units)
     if aoi is not None:
         filters = [aoi_in_pixels(aoi, aoi_crs, info) for info in unit_infos]

@@ -228,7 +228,7 @@ def validation_plan(boxes: list[ImageBoxes], tile_size: int, val_fraction: float
 
 def plan_tiles(
     boxes: list[ImageBoxes], tile_size: int, *, val_fraction: float = 0.2, empty_ratio: float = 0.1,
-    max_tiles: int | None = None, seed: int = 0, min_visible: float = 0.5,
+    max_tiles: int | None = None, seed: int = 0, min_visible: float = 0.5, plan: ValidationPlan | None = None,
 ) -> tuple[list[Tile], list[Tile]]:
     """Training and validation windows.
 
@@ -236,14 +236,14 @@ def plan_tiles(
     (``val_fraction`` of the width, at least one tile; see :func:`validation_split`) and training windows
     (stride half a tile) stay left of it: no training window reaches a column of the strip. When no image
     is that wide, whole images are held out. Tiles without any box are kept at ``empty_ratio`` times the
-    number of tiles with boxes.
+    number of tiles with boxes. ``plan``: that validation plan, when the caller has it already.
 
     Returns:
         (training tiles, validation tiles).
     """
     rng = random.Random(seed)
     train, val = [], []
-    plan = validation_plan(boxes, tile_size, val_fraction)
+    plan = plan or validation_plan(boxes, tile_size, val_fraction)
     for i, ib in enumerate(boxes):
         w, h = ib.width, ib.height
         split = plan.splits[i]

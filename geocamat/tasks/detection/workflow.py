@@ -151,7 +151,7 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
     if mosaics:
         log(f"note: {sum(len(m.sheets) for m in mosaics)} images tile one pixel grid and touch: trained as "
             f"{len(mosaics)} mosaic{'s' if len(mosaics) > 1 else ''} (tiles across their edges, objects on them "
-            "whole; one validation strip each)")
+            "whole)")
     counts = [len(b.boxes) for b in boxes]
     if sum(counts) == 0:
         raise InvalidLabelsError("no box falls on the training images; check the label files and image names")
@@ -187,10 +187,10 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
         train_tiles, _ = plan_tiles(boxes, ts, val_fraction=0.0, empty_ratio=float(cfg.empty_ratio),
                                     max_tiles=cfg.max_tiles, seed=seed)
     else:
+        plan = validation_plan(boxes, ts, float(cfg.val_fraction))
         train_tiles, val_tiles = plan_tiles(boxes, ts, val_fraction=float(cfg.val_fraction),
                                             empty_ratio=float(cfg.empty_ratio), max_tiles=cfg.max_tiles,
-                                            seed=seed)
-        plan = validation_plan(boxes, ts, float(cfg.val_fraction))
+                                            seed=seed, plan=plan)
         col_limits, split_kind = plan.splits, plan.kind
         log(plan.note)
         if val_tiles:

@@ -1,7 +1,10 @@
 """Sliding-window detection over a whole image, with cross-tile merging so border objects are found once.
 
-Windows of ``tile_size`` overlap by ``overlap`` (a fraction of the tile). Each window is read from the file
-(memory does not grow with the scene), normalised and passed to a detector function. Merging:
+Windows of ``tile_size`` overlap by ``overlap`` (a fraction of the tile). Each window is read from the file, or
+from the sheets of a mosaic (memory does not grow with the scene), normalised and passed to a detector function;
+the work splits into planning the windows (:func:`image_windows`), detecting any subset of them
+(:func:`detect_windows`: a rank's share, what a resumed run has left) and merging them all (:func:`merge_raw`).
+Merging:
 
 1. a detection touching an inner window edge (an edge that is not the image border) is *truncated*;
 2. detections of the same class from different windows are the same object when they agree inside the
@@ -157,8 +160,8 @@ class RawDetections:
     """Detections of some windows of one image before the cross-window merge, in image pixels.
 
     ``order`` is each detection's window index in the image's window plan: the parts that ranks detect (every
-    W-th window each) concatenated by :meth:`concat` give the arrays one process gives, in the same order, so
-    the merge (and the map) is the same.
+    W-th batch of windows each), or that a resumed run kept, concatenated by :meth:`concat` give the arrays one
+    process gives, in the same order, so the merge (and the objects) is the same.
     """
 
     boxes: np.ndarray

@@ -160,8 +160,8 @@ def score(frame, transform, gt: np.ndarray, threshold: float, cols: list[int], r
 
     inv = ~transform
     b = frame.geometry.bounds.to_numpy()
-    x0, y0 = inv * (b[:, 0], b[:, 3])
-    x1, y1 = inv * (b[:, 2], b[:, 1])
+    x0, y0 = inv.a * b[:, 0] + inv.c, inv.e * b[:, 3] + inv.f  # north-up grids
+    x1, y1 = inv.a * b[:, 2] + inv.c, inv.e * b[:, 1] + inv.f
     boxes = np.stack([x0, y0, x1, y1], 1).astype(np.float32)
     pred = [{"boxes": boxes, "scores": frame["score"].to_numpy(np.float32), "labels": np.zeros(len(boxes), np.int64)}]
     target = [{"boxes": gt, "labels": np.zeros(len(gt), np.int64)}]

@@ -133,3 +133,20 @@ def test_evaluate_prints_and_keeps_the_area_estimates_of_a_point_reference(table
     assert [r["class"] for r in table] == [*est["per_class"], "overall accuracy"]
     assert float(table[0]["estimated_ha"]) == pytest.approx(next(iter(est["per_class"].values()))["area"])
     assert est["unit"] == "ha" and est["points"] == 40
+
+
+def test_two_points_in_one_pixel_are_two_sample_units(tmp_path):
+    """A point sample may put two points in one map pixel (labelled alike or not): each is a unit of the sample
+    (burnt onto the grid, the pair counted once, with the last label only); points on window edges count once."""
+    from geocamat.tasks.landuse.scoring import score_map
+
+    mp = np.ones((40, 40), "uint8")
+    mp[:, 20:] = 2
+    map_path = write_raster(tmp_path / "map.tif", mp)
+    ref = _points(tmp_path, ["field", "wood", "field", "wood"], [(5, 5), (5, 5), (5, 30), (6, 7)])
+    for window in (4, 7, 4096):
+        out = score_map(map_path, ref, [1, 2], ["field", "wood"], reference_field="cls", window_size=window)
+        assert out["reference_pixels"] == 4 and out["area_estimates"]["points"] == 4
+        # reference x map: field mapped field, wood mapped field (twice: the shared pixel and (6, 7)), field mapped
+        # wood
+        assert out["confusion_matrix"] == [[1, 1], [2, 0]]

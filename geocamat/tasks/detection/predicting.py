@@ -223,7 +223,8 @@ def region_of(boxes: np.ndarray, info, regions: list, regions_crs) -> list:
     if len(boxes) == 0:
         return []
     centre = (boxes[:, :2] + boxes[:, 2:]) / 2
-    x, y = info.transform * (centre[:, 0], centre[:, 1])
+    t = info.transform
+    x, y = t.a * centre[:, 0] + t.b * centre[:, 1] + t.c, t.d * centre[:, 0] + t.e * centre[:, 1] + t.f
     if info.crs != regions_crs:
         from pyproj import Transformer
 

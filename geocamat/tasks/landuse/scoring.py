@@ -148,6 +148,24 @@ class VectorOnGrid:
                                                           "--reference-field")
         self.geometries, self.index, self.like = frame.geometry.to_numpy(), frame.sindex, like
         self.unlabelled = int(frame.attrs.get("unlabelled", 0))  # features whose class field is empty
+        self._points = None
+
+    def points(self, window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A point reference's points in ``window``: (rows, cols) in the window and class codes, one entry per
+        point, so that two points in one pixel count twice (burnt, they would count once)."""
+        if self._points is None:
+            import shapely
+
+            xy, owner = shapely.get_coordinates(self.geometries, return_index=True)
+            inv = ~self.like.transform
+            col = inv.a * xy[:, 0] + inv.b * xy[:, 1] + inv.c
+            row = inv.d * xy[:, 0] + inv.e * xy[:, 1] + inv.f
+            self._points = (np.floor(row).astype(np.int64), np.floor(col).astype(np.int64),
+                            np.asarray(self.codes)[owner].astype(np.int64))
+        rows, cols, codes = self._points
+        r0, c0 = int(window.row_off), int(window.col_off)
+        inside = (rows >= r0) & (rows < r0 + int(window.height)) & (cols >= c0) & (cols < c0 + int(window.width))
+        return rows[inside] - r0, cols[inside] - c0, codes[inside]
 
     def close(self) -> None:
         pass
@@ -311,19 +329,29 @@ def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names
                 mk = RasterOnGrid(Path(mask), m)
                 sources.append(mk)
             areas = MappedAreas(m, class_ids) if vector and ref.sparse else None  # a point sample
+            points = vector and ref.sparse  # scored point by point, not burnt
             for window in label_windows((m.height, m.width), window_size):  # bounded memory
-                values = ref.read(window)
-                scope = np.ones(values.shape, bool)  # the part of the window that is scored
+                values = None if points else ref.read(window)
+                scope = np.ones((int(window.height), int(window.width)), bool)  # the part of the window scored
                 if blocks and vector:  # a checkerboard over the map's extent
                     scope &= checkerboard_part((m.height, m.width), blocks, parity, window) == 1
                 elif blocks:  # a checkerboard over the reference's extent
                     scope &= ref.blocks(window, blocks, parity) == 1
                 if mk is not None:
                     scope &= mk.nonzero(window)
-                keep = np.isfinite(values) & scope
                 pred, nodata = _map_window(m, window, offset)
                 if areas is not None:  # every mapped pixel of the scored scope, points or not
                     areas.add(pred, scope & ~nodata, int(window.row_off))
+                if points:  # each point a sample unit, also where two share a pixel
+                    rows, cols, codes = ref.points(window)
+                    inside = scope[rows, cols]
+                    mapped = inside & ~nodata[rows, cols]
+                    reference_pixels += int(inside.sum())
+                    mapped_pixels += int(mapped.sum())
+                    if mapped.any():
+                        cm += confusion_matrix(codes[mapped], pred[rows[mapped], cols[mapped]], class_ids)
+                    continue
+                keep = np.isfinite(values) & scope
                 mapped = keep & ~nodata
                 reference_pixels += int(keep.sum())
                 mapped_pixels += int(mapped.sum())

@@ -60,6 +60,11 @@ class DetectionConfig(TrainSettings):
                                              "a detector bundle's, else from the training boxes (quantiles "
                                              "5/35/65/95% of sqrt(w*h)), so that anchors fit the objects.")
     empty_ratio: float = setting(0.1, "Tiles without objects, relative to tiles with objects.")
+    labelled_area: str | None = setting(None, "Polygons (vector layer, any CRS) inside which every object is "
+                                        "labelled, e.g. the plots of a partly labelled orthophoto: training sees only "
+                                        "their inside (pixels outside blanked, tiles mostly outside dropped, boxes "
+                                        "mostly outside left out), so unlabelled objects are not taught as "
+                                        "background.", path=True)
     max_tiles: int | None = setting(None, "Cap on training tiles.")
     scene_cache_mb: float = setting(1024, "Training images whose normalised pixels (4 bytes a band) fit in this "
                                     "many MB, all together, are read once into memory; larger ones are read by "

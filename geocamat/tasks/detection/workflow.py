@@ -152,9 +152,16 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
         log(f"note: {sum(len(m.sheets) for m in mosaics)} images tile one pixel grid and touch: trained as "
             f"{len(mosaics)} mosaic{'s' if len(mosaics) > 1 else ''} (tiles across their edges, objects on them "
             "whole)")
+    areas = None
+    if cfg.labelled_area:  # a partly labelled image: train only where every object is labelled
+        from geocamat.data.labelled_area import area_in_pixels, keep_inside
+
+        areas = area_in_pixels(cfg.labelled_area, infos)
+        boxes = [keep_inside(b, a) for b, a in zip(boxes, areas, strict=True)]
     counts = [len(b.boxes) for b in boxes]
     if sum(counts) == 0:
-        raise InvalidLabelsError("no box falls on the training images; check the label files and image names")
+        raise InvalidLabelsError("no box falls on the training images" + (" inside labelled_area" if areas else "") +
+                                 "; check the label files and image names")
     bands = _training_bands(images, log)
     mean, std = band_stats(images, bands=len(bands))
     seed = int(cfg.seed)
@@ -173,6 +180,10 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
             cfg.anchor_sizes == (init.source_spec or {}).get("anchor_sizes"):
         anchors_from = "starting detector"
     sources = open_normalised(units, mean, std, cfg.normalise, cfg.scene_cache_mb, len(bands))
+    if areas is not None:
+        from geocamat.data.labelled_area import MaskedImage
+
+        sources = [MaskedImage(src, a) for src, a in zip(sources, areas, strict=True)]
     col_limits = None
     val_ds = None
     split_kind = "val_images"
@@ -193,6 +204,9 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
                                             seed=seed, plan=plan)
         col_limits, split_kind = plan.splits, plan.kind
         log(plan.note)
+        if areas is not None:
+            train_tiles, val_tiles = _inside(train_tiles, areas, ts, log, "training"), \
+                _inside(val_tiles, areas, ts, log, "validation")
         if val_tiles:
             val_ds = DetectionTiles(sources, boxes, class_index, val_tiles, ts)
     if not train_tiles:
@@ -288,6 +302,24 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
 
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # the run is complete: nothing to resume
     return metrics
+
+
+def _inside(tiles: list, areas: list, tile_size: int, log, what: str) -> list:
+    """The tiles with at least :data:`~geocamat.data.labelled_area.MIN_INSIDE` of their area in the labelled area,
+    said in one line (a warning when none is left)."""
+    from geocamat.data.labelled_area import MIN_INSIDE, inside_share
+
+    by_image: dict[int, list[int]] = {}
+    for i, t in enumerate(tiles):
+        by_image.setdefault(t.image, []).append(i)
+    keep = np.zeros(len(tiles), bool)
+    for k, idx in by_image.items():
+        keep[idx] = inside_share(areas[k], [(tiles[i].col, tiles[i].row, tile_size) for i in idx]) >= MIN_INSIDE
+    kept = [t for t, k in zip(tiles, keep, strict=True) if k]
+    line = f"labelled area: {len(kept)} of {len(tiles)} {what} tiles are at least {MIN_INSIDE:.0%} inside it"
+    log(line if kept or not tiles else f"warning: {line}; give larger labelled areas, a smaller --tile-size"
+        + (" or val_images" if what == "validation" else ""))
+    return kept
 
 
 def _training_bands(images: list[str], log) -> list[str]:

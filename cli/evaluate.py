@@ -30,6 +30,8 @@ E = "EvaluateOptions"
 @setting_option(E, "score_threshold", "--score-threshold", type=float)
 @setting_option(E, "nms_iou", "--nms-iou", type=float)
 @setting_option(E, "class_agnostic", "--class-agnostic", is_flag=True)
+@setting_option(E, "region", "--region")
+@setting_option(E, "region_field", "--region-field")
 @setting_option(E, "device", "--device")
 @setting_option(E, "force", "--force", is_flag=True)
 @quiet_opt

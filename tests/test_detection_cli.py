@@ -528,3 +528,25 @@ def test_objects_counted_per_region(trained, tmp_path):
     refused = CliRunner().invoke(cli, ["predict", "--model", model, "--out", str(tmp_path / "x"), "--region-field",
                                        "stand", str(tmp_path / "scene.tif")])
     assert refused.exit_code == 2 and "--region-field needs --region" in refused.output
+    # evaluate: the counts per stand against labelled boxes (the inventory's error), besides mAP
+    import csv as csvlib
+
+    rows = list(csvlib.DictReader(trained["csv"].open()))
+    xy = [[float(r[k]) for k in ("xmin", "ymin", "xmax", "ymax")] for r in rows]
+    gpd.GeoDataFrame({"label": ["box"] * len(xy)}, geometry=[shapely.box(x0 + a, y0 - d, x0 + c, y0 - b)
+                     for a, b, c, d in xy], crs="EPSG:32617").to_file(tmp_path / "ref.gpkg")
+    result = CliRunner().invoke(cli, ["evaluate", "--model", model, "--reference", str(tmp_path / "ref.gpkg"),
+                                      "--score-threshold", "0.3", "--region", str(tmp_path / "stands.gpkg"),
+                                      "--region-field", "stand", "--out", str(tmp_path / "ev"),
+                                      str(tmp_path / "scene.tif")])
+    assert result.exit_code == 0, result.output
+    assert "counts in " in result.output and "mean absolute error" in result.output
+    counts = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    by_stand = {r["region"]: r for r in counts["counts_by_region"]["regions"]}
+    centre = [(a + c) / 2 for a, _, c, _ in xy]
+    assert by_stand["A"]["labelled"] == sum(x < 80 for x in centre)
+    assert sum(r["labelled"] for r in by_stand.values()) == len(xy) == counts["scene"]["labelled"]
+    assert sum(r["found"] for r in by_stand.values()) == counts["scene"]["found"] and "C" not in by_stand
+    err = [r["found"] - r["labelled"] for r in by_stand.values()]
+    assert counts["counts_by_region"]["mae"] == pytest.approx(np.mean(np.abs(err)))
+    assert counts["counts_by_region"]["bias"] == pytest.approx(np.mean(err))

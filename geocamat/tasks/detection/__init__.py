@@ -98,6 +98,13 @@ def evaluate(bundle, images: list[str], options: EvaluateOptions, *, progress: b
     log(f"{n} image{'s' if n != 1 else ''}: {scene['labelled']} labelled objects, {scene['found']} found at "
         f"score >= {thr:g}" + (" (classes counted as one)" if report["class_agnostic"] else ""))
     log(f"  mAP@0.5 {scene['map_50']:.3f}  mAP@[.5:.95] {scene['map']:.3f}  mAP@0.75 {scene['map_75']:.3f}")
+    counts = report.get("counts_by_region")
+    if counts and counts["regions"]:
+        rows, rel = counts["regions"], counts["relative_mae"]
+        log(f"  counts in {len(rows)} regions: labelled {sum(r['labelled'] for r in rows)}, found "
+            f"{sum(r['found'] for r in rows)}; mean absolute error {counts['mae']:.2f}"
+            + (f" ({rel:.0%} of the mean labelled count)" if rel is not None else "")
+            + f", RMSE {counts['rmse']:.2f}, bias {counts['bias']:+.2f}")
     for iou, m in (("0.5", scene), ("0.4", scene["iou_40"])):
         log(f"  IoU {iou}: precision {m['precision']:.3f}  recall {m['recall']:.3f}  f1 {m['f1']:.3f}  "
             f"({m['tp']} right, {m['fp']} wrong)")

@@ -50,9 +50,9 @@ def evaluate_detection(bundle: Bundle, images: list[str], options: EvaluateOptio
 
     bound_gdal_cache()
     check_bundle(bundle)
-    if options.region is not None or options.bbox is not None:
-        raise ConfigError("evaluate scores whole images against their reference; an AOI (region, bbox) is for "
-                          "predict")
+    if options.bbox is not None or (options.region is not None and options.region_field is None):
+        raise ConfigError("evaluate scores whole images against their reference; an AOI is for predict (with "
+                          "--region, give --region-field to compare the counts per region)")
     agnostic, label_field = options.class_agnostic, options.reference_field
     opts = resolve_options(bundle, options)
     paths = expand_paths(images, "image")
@@ -76,6 +76,11 @@ def evaluate_detection(bundle: Bundle, images: list[str], options: EvaluateOptio
     def lab(arr):
         return np.zeros(len(arr), np.int64) if agnostic else np.asarray(arr, np.int64)
 
+    regions = None
+    if options.region_field is not None:
+        from geocamat.tasks.detection.inputs import regions_of_interest
+
+        _, regions = regions_of_interest(opts, infos[0].crs, [i.crs is not None for i in infos])
     scene_p, scene_t, tile_p, tile_t = [], [], [], []
     ts = bundle.tile_size
     tile_fn = detector_fn(model, opts, with_cam=False)
@@ -108,6 +113,9 @@ def evaluate_detection(bundle: Bundle, images: list[str], options: EvaluateOptio
                 tile_t.append({"boxes": tb, "labels": gt_l[idx]})
                 bar.update(1)
             bar.close()
+    counts = None
+    if regions is not None:
+        counts = region_count_errors(scene_p, scene_t, unit_infos, regions, infos[0].crs, thr)
     scene = detection_metrics(scene_p, scene_t, k, thr)
     scene["iou_40"] = precision_recall(scene_p, scene_t, thr, iou=0.4)
     scene["found"] = int(sum((np.asarray(p["scores"]) >= thr).sum() for p in scene_p))
@@ -120,7 +128,32 @@ def evaluate_detection(bundle: Bundle, images: list[str], options: EvaluateOptio
         "backend": "geocamat COCO-style AP (101-point, IoU .50:.05:.95, no cap on detections per image)",
         "class_agnostic": agnostic, "score_threshold": thr, "images": [str(p) for p in paths],
         "seconds": round(time.perf_counter() - t0, 3),
-    }
+    } | ({"counts_by_region": counts} if counts is not None else {})
+
+
+def region_count_errors(preds: list[dict], truths: list[dict], infos: list, regions: list, crs, threshold: float
+                        ) -> dict:
+    """Objects found (score >= ``threshold``) vs labelled in each region, by box centre, and the errors of the
+    counts over the regions that hold a labelled object or a found one: mean absolute error, its share of the
+    mean labelled count, root mean square error and bias (found - labelled)."""
+    from geocamat.tasks.detection.predicting import region_of
+
+    names = [v for v, _ in regions]
+    found, labelled = dict.fromkeys(names, 0), dict.fromkeys(names, 0)
+    for p, t, info in zip(preds, truths, infos, strict=True):
+        keep = np.asarray(p["scores"]) >= threshold
+        for counts, boxes in ((found, np.asarray(p["boxes"])[keep]), (labelled, np.asarray(t["boxes"]))):
+            for value in region_of(boxes.reshape(-1, 4), info, regions, crs):
+                if value is not None:
+                    counts[value] += 1
+    rows = [{"region": v, "labelled": labelled[v], "found": found[v], "error": found[v] - labelled[v]}
+            for v in names if labelled[v] or found[v]]
+    err = np.array([r["error"] for r in rows], float)
+    mean_labelled = float(np.mean([r["labelled"] for r in rows])) if rows else 0.0
+    mae = float(np.abs(err).mean()) if rows else None
+    return {"regions": rows, "mae": mae, "rmse": float(np.sqrt((err ** 2).mean())) if rows else None,
+            "bias": float(err.mean()) if rows else None,
+            "relative_mae": round(mae / mean_labelled, 4) if rows and mean_labelled else None}
 
 
 def render_overlay(bundle: Bundle, image: str, out_png: Path, options: PredictOptions | None = None,

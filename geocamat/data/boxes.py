@@ -235,6 +235,17 @@ class ImageInfo:
     crs: object | None = None  # rasterio CRS
     transform: object | None = None  # affine.Affine
 
+    def to_pixels(self, geometry, crs):
+        """A shapely geometry in ``crs`` (map coordinates) in this image's pixel grid (x = column, y = row)."""
+        from shapely import affinity
+
+        if crs != self.crs:
+            import geopandas as gpd
+
+            geometry = gpd.GeoSeries([geometry], crs=crs).to_crs(self.crs).iloc[0]
+        inv = ~self.transform
+        return affinity.affine_transform(geometry, [inv.a, inv.b, inv.d, inv.e, inv.xoff, inv.yoff])
+
 
 def match_pixel_boxes(raw: list[RawBox], images: list[ImageInfo], source: Path) -> dict[str, list]:
     """Assign pixel boxes to images by file name (basename first, then stem).

@@ -17,6 +17,7 @@ import numpy as np
 
 from geocamat.data.boxes import ImageInfo
 from geocamat.data.detection_images import NormalisedImage, read_image
+from geocamat.data.footprints import SAME_GROUND_SHARE, touching_pairs
 
 #: origins may be this fraction of a pixel off the common grid (float rounding in the files' transforms)
 GRID_TOLERANCE = 0.01
@@ -120,11 +121,6 @@ def _grid_key(info: ImageInfo) -> tuple | None:
     return info.crs.to_string(), round(t.a, 12), round(t.e, 12)
 
 
-#: two images on one grid whose common part exceeds this share of the smaller one cover the same ground (two dates
-#: of one place, not two sheets): neither is mosaicked, or one would hide the other
-STACKED_SHARE = 0.5
-
-
 def _touching_pairs(infos: list[ImageInfo]) -> list[tuple[int, int, float]]:
     """Pairs of images on one pixel grid that touch or overlap (a corner counts), with the share of the smaller
     image that both cover."""
@@ -145,23 +141,16 @@ def _touching_pairs(infos: list[ImageInfo]) -> list[tuple[int, int, float]]:
         c0, r0 = np.round(cols[on_grid]), np.round(rows[on_grid])
         c1 = c0 + np.array([infos[i].width for i in idx])
         r1 = r0 + np.array([infos[i].height for i in idx])
-        area = (c1 - c0) * (r1 - r0)
-        for k in range(len(idx) - 1):  # closed rectangles: sheets sharing an edge or a corner touch
-            w = np.minimum(c1[k + 1:], c1[k]) - np.maximum(c0[k + 1:], c0[k])
-            h = np.minimum(r1[k + 1:], r1[k]) - np.maximum(r0[k + 1:], r0[k])
-            touch = (w >= 0) & (h >= 0)
-            share = w.clip(0) * h.clip(0) / np.minimum(area[k + 1:], area[k])
-            pairs.extend((int(idx[k]), int(j), float(f)) for j, f in zip(idx[k + 1:][touch], share[touch],
-                                                                         strict=True))
+        pairs += [(int(idx[a]), int(idx[b]), share) for a, b, share in touching_pairs(np.stack([c0, r0, c1, r1], 1))]
     return pairs
 
 
 def _stacked(pairs: list[tuple[int, int, float]]) -> set[int]:
-    return {k for i, j, share in pairs if share > STACKED_SHARE for k in (i, j)}
+    return {k for i, j, share in pairs if share > SAME_GROUND_SHARE for k in (i, j)}
 
 
 def stacked_images(infos: list[ImageInfo]) -> list[int]:
-    """The images that cover the same ground as another one on their grid (see :data:`STACKED_SHARE`)."""
+    """The images that cover the same ground as another one on their grid (:data:`SAME_GROUND_SHARE`)."""
     return sorted(_stacked(_touching_pairs(infos)))
 
 

@@ -26,7 +26,6 @@ def area_in_pixels(path: str, infos: list[ImageInfo]) -> list:
     """
     import geopandas as gpd
     import shapely
-    from shapely import affinity
 
     try:
         frame = gpd.read_file(path)
@@ -42,11 +41,9 @@ def area_in_pixels(path: str, infos: list[ImageInfo]) -> list:
     out, cache = [], {}
     for info in infos:
         key = info.crs.to_string()
-        if key not in cache:
+        if key not in cache:  # reprojected once per CRS
             cache[key] = shapely.union_all(frame.to_crs(info.crs).geometry.values)
-        inv = ~info.transform
-        px = affinity.affine_transform(cache[key], [inv.a, inv.b, inv.d, inv.e, inv.xoff, inv.yoff])
-        px = px.intersection(shapely.box(0, 0, info.width, info.height))
+        px = info.to_pixels(cache[key], info.crs).intersection(shapely.box(0, 0, info.width, info.height))
         out.append(None if px.is_empty else px)
     if all(p is None for p in out):
         raise InvalidLabelsError(f"labelled_area {path} meets none of the training images: check its CRS and "

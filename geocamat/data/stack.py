@@ -20,6 +20,7 @@ import numpy as np
 from geocamat.data.band_grids import BandGrid, finest, resampling_note, scenes_of_grids
 from geocamat.data.crs import crs_label
 from geocamat.data.fill_check import undeclared_fill_notes
+from geocamat.data.footprints import SAME_GROUND_SHARE, touching_pairs
 from geocamat.data.paths import RASTER_SUFFIXES, expand_paths
 from geocamat.errors import InvalidRasterError
 
@@ -229,11 +230,6 @@ def _scenes_of_band_files(groups: dict[tuple, list[Path]], grid_of: dict[tuple, 
     return merged, targets, notes
 
 
-#: two scenes whose common footprint exceeds this share of the smaller one cover the same ground (two dates of one
-#: place), which a mosaic shows only one of
-SAME_GROUND_SHARE = 0.5
-
-
 def same_ground_notes(scenes: Sequence[Path], shown: Sequence[Path]) -> list[str]:
     """A warning when scenes of the mosaic cover the same ground: where both have data the map shows the first
     given, the others only fill its gaps (nodata), which is gap filling when meant and a lost date when not.
@@ -248,14 +244,7 @@ def same_ground_notes(scenes: Sequence[Path], shown: Sequence[Path]) -> list[str
         with rasterio.open(path) as src:
             crs = crs or src.crs
             boxes.append(transform_bounds(src.crs, crs, *src.bounds) if src.crs != crs else tuple(src.bounds))
-    b = np.array(boxes, float)
-    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    pairs = []
-    for k in range(len(b) - 1):
-        w = np.minimum(b[k + 1:, 2], b[k, 2]) - np.maximum(b[k + 1:, 0], b[k, 0])
-        h = np.minimum(b[k + 1:, 3], b[k, 3]) - np.maximum(b[k + 1:, 1], b[k, 1])
-        share = w.clip(0) * h.clip(0) / np.maximum(np.minimum(area[k + 1:], area[k]), 1e-12)
-        pairs += [(k, k + 1 + int(j)) for j in np.nonzero(share > SAME_GROUND_SHARE)[0]]
+    pairs = [(i, j) for i, j, share in touching_pairs(np.array(boxes)) if share > SAME_GROUND_SHARE]
     if not pairs:
         return []
     i, j = pairs[0]

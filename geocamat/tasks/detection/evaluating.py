@@ -136,14 +136,15 @@ def region_count_errors(preds: list[dict], truths: list[dict], infos: list, regi
     """Objects found (score >= ``threshold``) vs labelled in each region, by box centre, and the errors of the
     counts over the regions that hold a labelled object or a found one: mean absolute error, its share of the
     mean labelled count, root mean square error and bias (found - labelled)."""
-    from geocamat.tasks.detection.predicting import region_of
+    from geocamat.tasks.detection.predicting import region_of, region_tree
 
+    tree = region_tree(regions)
     names = [v for v, _ in regions]
     found, labelled = dict.fromkeys(names, 0), dict.fromkeys(names, 0)
     for p, t, info in zip(preds, truths, infos, strict=True):
         keep = np.asarray(p["scores"]) >= threshold
         for counts, boxes in ((found, np.asarray(p["boxes"])[keep]), (labelled, np.asarray(t["boxes"]))):
-            for value in region_of(boxes.reshape(-1, 4), info, regions, crs):
+            for value in region_of(boxes.reshape(-1, 4), info, regions, crs, tree):
                 if value is not None:
                     counts[value] += 1
     rows = [{"region": v, "labelled": labelled[v], "found": found[v], "error": found[v] - labelled[v]}

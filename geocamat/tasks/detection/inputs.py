@@ -166,14 +166,11 @@ def regions_of_interest(opts: dict, crs, georef: list[bool]):
 
 
 def aoi_in_pixels(aoi, aoi_crs, info):
-    """The AOI in an image's (or mosaic's) pixel grid: (window filter for detect_image, centre filter)."""
-    import geopandas as gpd
+    """The AOI in an image's (or mosaic's) pixel grid: (window filter for detect_image, centre filter, whether
+    it meets the image at all)."""
     import shapely
-    from shapely import affinity
 
-    geom = aoi if info.crs == aoi_crs else gpd.GeoSeries([aoi], crs=aoi_crs).to_crs(info.crs).iloc[0]
-    inv = ~info.transform
-    px = affinity.affine_transform(geom, [inv.a, inv.b, inv.d, inv.e, inv.xoff, inv.yoff])
+    px = info.to_pixels(aoi, aoi_crs)
     shapely.prepare(px)
 
     def window(size: int):
@@ -182,7 +179,7 @@ def aoi_in_pixels(aoi, aoi_crs, info):
     def centres(boxes: np.ndarray) -> np.ndarray:
         return shapely.intersects_xy(px, (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2)
 
-    return window, centres
+    return window, centres, bool(px.intersects(shapely.box(0, 0, info.width, info.height)))
 
 
 def unit_name(unit) -> str:

@@ -78,11 +78,10 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
     aoi_crs = infos[0].crs  # a bbox without --bbox-crs is in the images' CRS, whatever --crs the output takes
     aoi, regions = regions_of_interest(opts, aoi_crs, georef)
     units, unit_infos = detection_units(paths, infos)
-    filters = [(None, None)] * len(units)
+    filters = [(None, None, True)] * len(units)
     if aoi is not None:
         filters = [aoi_in_pixels(aoi, aoi_crs, info) for info in unit_infos]
-        # a window as large as the image at its origin: whether the AOI meets the image at all
-        if not any(f[0](max(i.width, i.height))(0, 0) for f, i in zip(filters, unit_infos, strict=True)):
+        if not any(meets for _, _, meets in filters):
             what = f"region {opts['region']}" if opts.get("region") is not None else f"bbox {tuple(opts['bbox'])}"
             raise ConfigError(f"{what} does not overlap the images; check its coordinates and CRS (--bbox-crs)")
     from geocamat.inference.detect_store import WindowStore
@@ -98,7 +97,7 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
     done = store.done()
     runs = []
     with torch.inference_mode():
-        for k, (unit, (window, _)) in enumerate(zip(units, filters, strict=True)):
+        for k, (unit, (window, _, _)) in enumerate(zip(units, filters, strict=True)):
             within = window(bundle.tile_size) if window is not None else None
             runs.append(detect_raw(bundle, model, unit, opts, device, float(opts["score_threshold"]),
                                     progress and ranks.main, within=within, ranks=ranks if ranks.world > 1 else None,
@@ -109,7 +108,8 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
     raws = [(info, n, raw, seconds) for (info, n, _, seconds, _), raw in zip(runs, store.load(len(units)),
                                                                              strict=True)]
     frames, per_image, mosaics = [], [], []
-    for unit, (_, inside), (info, n_windows, raw, seconds) in zip(units, filters, raws, strict=True):
+    tree = region_tree(regions) if regions is not None else None
+    for unit, (_, inside, _), (info, n_windows, raw, seconds) in zip(units, filters, raws, strict=True):
         det = merge_windows(raw, info, n_windows, opts)
         det.seconds = seconds
         if inside is not None and len(det.boxes):
@@ -119,7 +119,7 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
         mosaic = unit if not isinstance(unit, str) else None
         g, sheet = _objects(bundle, unit, info, det, out_crs)
         if regions is not None:
-            g.insert(1, "region", region_of(det.boxes, info, regions, aoi_crs))
+            g.insert(1, "region", region_of(det.boxes, info, regions, aoi_crs, tree))
         frames.append(g)
         run = {"detections": len(det.boxes), "windows": det.windows, "raw_detections": det.raw_detections,
                "seconds": round(det.seconds, 3)}
@@ -216,8 +216,16 @@ def _objects(bundle: Bundle, unit, info, det, out_crs):
     return g, sheet
 
 
-def region_of(boxes: np.ndarray, info, regions: list, regions_crs) -> list:
-    """The region (a ``--region-field`` value) holding each box's centre (the first one, on a shared edge)."""
+def region_tree(regions: list):
+    """An R-tree of the regions' geometries, built once for every :func:`region_of` of a run."""
+    import shapely
+
+    return shapely.STRtree([g for _, g in regions])
+
+
+def region_of(boxes: np.ndarray, info, regions: list, regions_crs, tree) -> list:
+    """The region (a ``--region-field`` value) holding each box's centre (the first one, on a shared edge);
+    ``tree``: :func:`region_tree` of ``regions``."""
     import shapely
 
     if len(boxes) == 0:
@@ -229,7 +237,6 @@ def region_of(boxes: np.ndarray, info, regions: list, regions_crs) -> list:
         from pyproj import Transformer
 
         x, y = Transformer.from_crs(info.crs, regions_crs, always_xy=True).transform(x, y)
-    tree = shapely.STRtree([g for _, g in regions])
     obj, part = tree.query(shapely.points(np.asarray(x), np.asarray(y)), predicate="intersects")
     first = np.full(len(boxes), len(regions))
     np.minimum.at(first, obj, part)

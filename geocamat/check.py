@@ -218,12 +218,12 @@ def _overlaps(a, b) -> bool:
 
 
 def _labels(bundle, path: Path, files: list[Path], field: str | None, out: list[Finding]) -> None:
-    from geocamat.data.labels import VECTOR_SUFFIXES
+    from geocamat.data.vector_layers import is_vector, vector_file
 
-    if not path.exists():
+    if not vector_file(path).exists():
         out.append(Finding("problem", str(path), "no such file"))
         return
-    if path.suffix.lower() in VECTOR_SUFFIXES:
+    if is_vector(path):
         _vector_labels(bundle, path, files, field, out)
     else:
         _raster_labels(bundle, path, files, out)
@@ -258,12 +258,12 @@ def _raster_labels(bundle, path: Path, files: list[Path], out: list[Finding]) ->
 
 
 def _vector_labels(bundle, path: Path, files: list[Path], field: str | None, out: list[Finding]) -> None:
-    import geopandas as gpd
+    from geocamat.data.vector_layers import read_vector
 
     try:
-        frame = gpd.read_file(path)
-    except Exception as exc:  # noqa: BLE001 - any failure means "not a readable vector file"
-        out.append(Finding("problem", str(path), f"cannot be read as a vector layer ({type(exc).__name__})"))
+        frame = read_vector(path, "labels")
+    except GeocamatError as exc:
+        out.append(Finding("problem", str(path), str(exc)))
         return
     if frame.crs is None:
         out.append(Finding("problem", str(path), "no CRS: set one (a .prj file or ogr2ogr -a_srs)"))

@@ -83,7 +83,7 @@ def read_yaml(path: str | Path) -> dict:
 
 
 #: Keys that hold paths in any task's settings (resolved against a YAML file's folder).
-PATH_KEYS = ("images", "labels", "scenes", "val_images", "val_labels", "init_from")
+PATH_KEYS = ("images", "labels", "scenes", "val_images", "val_labels", "init_from", "labelled_area")
 #: Keys that hold a path only when that file exists beside the YAML file (else a name, e.g. a weights enum).
 MAYBE_PATH_KEYS = ("weights",)
 

@@ -48,7 +48,7 @@ def _no_crs(path: Path, array: np.ndarray) -> Path:
 
 
 def _polygons(path: Path, crs: str | None = "EPSG:32617", where=(500000.0, 4000000.0), bowtie: bool = False,
-              names=("field", "wood")) -> Path:
+              names=("field", "wood"), layer: str | None = None) -> Path:
     import geopandas as gpd
     from shapely.geometry import Polygon, box
 
@@ -63,7 +63,7 @@ def _polygons(path: Path, crs: str | None = "EPSG:32617", where=(500000.0, 40000
     if crs is None:
         frame.to_file(path, driver="ESRI Shapefile")
     else:
-        frame.to_file(path)
+        frame.to_file(path, layer=layer)
     return path
 
 
@@ -115,6 +115,8 @@ def make_inputs(d: Path) -> dict[str, Path]:
     f["far_polygons"] = _polygons(d / "far_polygons.gpkg", where=(900000.0, 100000.0))
     f["nocrs_polygons"] = _polygons(d / "nocrs_polygons.shp", crs=None)
     f["odd_classes"] = _polygons(d / "odd_classes.gpkg", names=("lake", "moon"))
+    for layer in ("aoi", "training"):  # a QGIS-style GeoPackage: the AOI beside the training polygons
+        f["layers"] = _polygons(d / "layers.gpkg", layer=layer)
     import geopandas as gpd
 
     empty = gpd.GeoDataFrame({"cls": []}, geometry=[], crs="EPSG:32617")

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from geocamat.data.box_formats import YOLO_NAME_FILES, is_coco, is_yolo, read_coco, read_yolo
+from geocamat.data.vector_layers import VECTOR_SUFFIXES, read_vector, vector_file
 from geocamat.errors import InvalidLabelsError
 
 PIXEL_SUFFIXES = {".csv", ".xml", ".txt"}
@@ -43,7 +44,6 @@ def expand_label_paths(items: str | list[str], what: str = "labels") -> list[str
     """Label files (paths, globs, folders) as strings, in argument order: from a folder, its box files of
     every format (a DOTA ``labelTxt`` or YOLO ``labels`` folder, VOC ``.xml``, vector layers), not the images
     beside them nor the class-name files (``classes.txt``, ``data.yaml``) that YOLO keeps there."""
-    from geocamat.data.labels import VECTOR_SUFFIXES
     from geocamat.data.paths import expand_paths
 
     suffixes = tuple(PIXEL_SUFFIXES) + tuple(VECTOR_SUFFIXES)
@@ -299,12 +299,7 @@ def vector_boxes(path: Path, images: list[ImageInfo], label_field: str) -> dict[
     Returns:
         ``{image path: [(xmin, ymin, xmax, ymax, name), ...]}``.
     """
-    import geopandas as gpd
-
-    try:
-        gdf = gpd.read_file(path)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
-        raise InvalidLabelsError(f"{path} cannot be read as a vector file ({_one_line(exc)[:120]})") from exc
+    gdf = read_vector(path, "label file", field=None if label_field == ONE_CLASS else label_field)
     if len(gdf) == 0:
         raise InvalidLabelsError(f"{path} has no features; draw boxes or polygons around the objects")
     if gdf.crs is None:
@@ -374,8 +369,8 @@ def load_boxes(
             unknown field, or no box at all.
     """
     merged: dict[str, list] = {}
-    for path in label_paths:
-        path = Path(path)
+    for spec in label_paths:
+        path = vector_file(spec)  # a vector file's layer is named as FILE:LAYER
         if not path.is_file():
             raise InvalidLabelsError(f"label file not found: {path}")
         txt = path.suffix.lower() == ".txt"
@@ -389,7 +384,7 @@ def load_boxes(
                 raise InvalidLabelsError(f"{path} holds no boxes; it must hold at least one box")
             found = match_pixel_boxes(raw, images, path)
         else:
-            found = vector_boxes(path, images, label_field)
+            found = vector_boxes(spec, images, label_field)
         for k, v in found.items():
             merged.setdefault(k, []).extend(v)
     names = sorted({b[4] for v in merged.values() for b in v})

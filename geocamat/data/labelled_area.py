@@ -24,14 +24,11 @@ def area_in_pixels(path: str, infos: list[ImageInfo]) -> list:
     Raises:
         InvalidLabelsError: unreadable layer, no CRS, no polygon, plain images, or no image met.
     """
-    import geopandas as gpd
     import shapely
 
-    try:
-        frame = gpd.read_file(path)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
-        raise InvalidLabelsError(f"labelled_area {path} cannot be read as a vector layer "
-                                 f"({exc.__class__.__name__})") from exc
+    from geocamat.data.vector_layers import read_vector
+
+    frame = read_vector(path, "labelled_area")
     frame = frame[frame.geometry.notna() & frame.geom_type.isin(["Polygon", "MultiPolygon"])]
     if frame.empty or frame.crs is None:
         raise InvalidLabelsError(f"labelled_area {path} has {'no CRS' if not frame.empty else 'no polygon'}: give "

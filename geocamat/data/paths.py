@@ -7,6 +7,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from geocamat.data.vector_layers import parse_source, vector_file
 from geocamat.errors import InputNotFoundError
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")
@@ -32,8 +33,8 @@ def expand_paths(patterns: str | os.PathLike | Sequence[str | os.PathLike], suff
         path = Path(pattern)
         if path.is_dir():
             matches = sorted(p for p in path.iterdir() if suffixes is None or p.suffix.lower() in suffixes)
-        elif path.is_file():
-            matches = [path]
+        elif path.is_file() or (parse_source(pattern).layer and vector_file(pattern).is_file()):
+            matches = [path]  # a file, or a layer of one (FILE:LAYER)
         else:
             matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
         if not matches:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from geocamat.errors import ConfigError, InputNotFoundError
+from geocamat.errors import ConfigError
 
 
 @dataclass
@@ -63,15 +63,11 @@ def load_region(region: str | os.PathLike, out_crs: str, field: str | None = Non
     Raises:
         InputNotFoundError, ConfigError: missing/unreadable file, no CRS, unknown field, no polygon.
     """
-    import geopandas as gpd
     import shapely
 
-    if not os.path.exists(region):
-        raise InputNotFoundError(f"region file not found: {region}")
-    try:
-        frame = gpd.read_file(region)
-    except Exception as exc:  # noqa: BLE001 - any unreadable vector is the same user error
-        raise ConfigError(f"cannot read region {region} as a vector layer ({exc.__class__.__name__})") from exc
+    from geocamat.data.vector_layers import read_vector
+
+    frame = read_vector(region, "region file", ConfigError, field)
     if frame.crs is None:
         raise ConfigError(f"region {region} has no CRS: add a .prj (or save it as GeoPackage with a CRS)")
     frame = frame[frame.geometry.notna() & frame.geom_type.isin(["Polygon", "MultiPolygon"])]

@@ -25,8 +25,9 @@ class DetectionConfig(TrainSettings):
                                           "docs/detection.md.", factory=DetectionCamatConfig)
     images: list[str] = setting(help="Image files or globs (GeoTIFF, or PNG/JPG with pixel boxes).", path=True,
                                 factory=list)
-    labels: list[str] = setting(help="Box files or globs: vector layers, CSV, Pascal VOC .xml, COCO .json, YOLO or "
-                                 "DOTA .txt.", path=True, factory=list)
+    labels: list[str] = setting(help="Box files or globs: vector layers (FILE:LAYER for one layer of a "
+                                 "GeoPackage), CSV, Pascal VOC .xml, COCO .json, YOLO or DOTA .txt.",
+                                path=True, factory=list)
     label_field: str = setting("label", "Class field of vector box layers / CSV files ('none': every feature of a "
                                         "vector layer is one class, 'object').")
     classes: list[str] | None = setting(None, "Class names to train (default: every name in the labels).")
@@ -132,8 +133,8 @@ class PredictOptions:
     """
 
     score_threshold: float | None = setting(None, "Minimum score of a detection (default: the model's).")
-    region: str | None = setting(None, "Vector AOI (any CRS): windows outside it are skipped and objects whose "
-                                 "centre is outside are dropped.")
+    region: str | None = setting(None, "Vector AOI (any CRS; FILE:LAYER for one layer of a GeoPackage): windows "
+                                       "outside it are skipped and objects whose centre is outside are dropped.")
     region_field: str | None = setting(None, "Count the objects per value of this field of --region (stands, parcels, "
                                        "districts): each object gets the value of the feature holding its centre; "
                                        "counts.csv gives objects and objects per ha.")

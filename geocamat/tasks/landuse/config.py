@@ -20,7 +20,8 @@ class LandUseConfig(ClassifierSettings):
     bands: list | None = setting(None, "Band selection: names (file stems / descriptions) or 1-based numbers.")
     nodata: float | None = setting(None, "Value of the images' fill pixels, replacing what the files declare "
                                    "(e.g. 0 for a collar of zeros with no nodata tag); the model keeps it.")
-    labels: str | None = setting(None, "Classified raster, or vector layer of polygons/points.", path=True)
+    labels: str | None = setting(None, "Classified raster, or vector layer of polygons/points (FILE:LAYER for one "
+                                 "layer of a GeoPackage).", path=True)
     label_field: str | None = setting(None, "Class field of a vector label layer.")
     label_nodata: int | None = setting(None, "Value of a label raster meaning 'not labelled', replacing what the "
                                        "file declares (e.g. 0).")

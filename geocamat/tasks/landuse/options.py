@@ -15,7 +15,8 @@ from geocamat.settings import setting
 class PredictOptions:
     """How a land-use model maps a region (``geocamat predict``)."""
 
-    region: str | None = setting(None, "Vector AOI (any CRS); windows outside it are skipped.")
+    region: str | None = setting(None, "Vector AOI (any CRS; FILE:LAYER for one layer of a GeoPackage); windows "
+                                 "outside it are skipped.")
     region_field: str | None = setting(None, "One output per value of this AOI field (subfolders; a detection model "
                                        "counts its objects per value instead: counts.csv).")
     bbox: tuple | None = setting(None, "Bounding box AOI: XMIN YMIN XMAX YMAX.")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from geocamat.data.labels import VECTOR_SUFFIXES
+from geocamat.data.vector_layers import VECTOR_SUFFIXES, is_vector, vector_file
 from geocamat.errors import InputNotFoundError, InvalidLabelsError, InvalidRasterError
 from geocamat.metrics import confusion_matrix, summarise
 
@@ -310,7 +310,7 @@ def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names
 
     from geocamat.data.labels import label_windows
 
-    for p in (map_path, reference) + ((mask,) if mask else ()):
+    for p in (map_path, vector_file(reference)) + ((mask,) if mask else ()):
         if not Path(p).exists():
             raise InputNotFoundError(f"file not found: {p}")
     sources = []
@@ -318,7 +318,7 @@ def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names
     reference_pixels = mapped_pixels = 0
     try:
         with _bounded_gdal_cache(), rasterio.open(map_path) as m:
-            vector = Path(reference).suffix.lower() in VECTOR_SUFFIXES
+            vector = is_vector(reference)
             if vector:
                 ref = VectorOnGrid(Path(reference), m, reference_field, class_ids, class_names)
             else:

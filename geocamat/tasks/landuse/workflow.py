@@ -189,8 +189,9 @@ def train_landuse(config: LandUseConfig, out_dir: Path, *, overwrite: bool = Fal
     """
     import lightning as L
 
-    from geocamat.data.labels import VECTOR_SUFFIXES, grid_of_dataset, labels_on_grid
+    from geocamat.data.labels import grid_of_dataset, labels_on_grid
     from geocamat.data.stack import open_stack
+    from geocamat.data.vector_layers import is_vector
     from geocamat.models.weights import load_init
     from geocamat.outputs.plots import plot_confusion, plot_history
     from geocamat.preflight import check_checkpoint, check_inputs
@@ -213,7 +214,7 @@ def train_landuse(config: LandUseConfig, out_dir: Path, *, overwrite: bool = Fal
         for note in stack.notes:
             log(note)
         check_inputs(stack.sources)  # a truncated file fails here, not after an epoch
-        if Path(config.labels).suffix.lower() not in VECTOR_SUFFIXES and Path(config.labels).is_file():
+        if not is_vector(config.labels) and Path(config.labels).is_file():
             check_inputs([config.labels])
         grid = grid_of_dataset(stack.dataset())
         labels = labels_on_grid(config.labels, grid, work, config.label_field, config.label_nodata)

@@ -1,0 +1,144 @@
+"""Which layer of a vector file a path means: ``FILE:LAYER`` for files with several (a GeoPackage, a KML).
+
+A GeoPackage made in QGIS often holds the training polygons beside an AOI, points and other layers. Read without a
+layer name, GDAL hands over the first one, and a run would train on (or clip to, or score against) the wrong layer
+without a word. So every vector path the user gives goes through :func:`read_vector`: ``FILE:LAYER`` (or QGIS's
+``FILE|layername=LAYER``, as its layer properties show the source) picks a layer, and a file with several spatial
+layers and no layer named is refused with their names. Tables without geometry (QGIS's ``layer_styles``) are not
+layers to choose from.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from geocamat.errors import GeocamatError, InputNotFoundError, InvalidLabelsError
+
+#: Endings of the vector files geocamat reads (labels, references, regions).
+VECTOR_SUFFIXES = (".shp", ".gpkg", ".geojson", ".json", ".fgb", ".kml", ".parquet", ".gml")
+#: An archive read as vectors when it holds one of them (a zipped shapefile, as downloads come).
+ARCHIVE_SUFFIX = ".zip"
+#: QGIS's way of naming a layer in a data source (``FILE|layername=LAYER``).
+QGIS_LAYER = "|layername="
+
+
+@dataclass(frozen=True)
+class VectorSource:
+    """A vector file and the layer named in its path (None: the file's only layer)."""
+
+    file: Path
+    layer: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.layer}" if self.layer else str(self.file)
+
+
+def parse_source(spec: str | os.PathLike) -> VectorSource:
+    """The file and layer of ``spec``: ``FILE``, ``FILE:LAYER`` or ``FILE|layername=LAYER``.
+
+    ``FILE:LAYER`` is read as a layer only when ``spec`` itself is no file and the part before the last ``:`` is a
+    vector file's name, so a path with a colon elsewhere (``C:\\data``) keeps its meaning."""
+    text = str(spec)
+    if QGIS_LAYER in text:
+        file, _, rest = text.partition(QGIS_LAYER)
+        return VectorSource(Path(file), rest.split("|")[0] or None)
+    path = Path(text)
+    if ":" in path.name and not path.exists():
+        file, _, layer = text.rpartition(":")
+        if layer and Path(file).suffix.lower() in VECTOR_SUFFIXES + (ARCHIVE_SUFFIX,):
+            return VectorSource(Path(file), layer)
+    return VectorSource(path, None)
+
+
+def vector_file(spec: str | os.PathLike) -> Path:
+    """The file part of ``spec`` (what to test for existence and suffix)."""
+    return parse_source(spec).file
+
+
+def is_vector(spec: str | os.PathLike) -> bool:
+    """Whether ``spec`` names a vector file (or one of its layers) by its ending, or a ``.zip`` of vector files."""
+    file = vector_file(spec)
+    suffix = file.suffix.lower()
+    return suffix in VECTOR_SUFFIXES or (suffix == ARCHIVE_SUFFIX and _zipped_vectors(file))
+
+
+def _zipped_vectors(path: Path) -> bool:
+    """Whether a zip archive holds a vector file (GDAL reads it in place)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(Path(name).suffix.lower() in VECTOR_SUFFIXES for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def spatial_layers(path: str | os.PathLike) -> list[str]:
+    """The names of the layers with geometry in a vector file ([] when GDAL cannot list them)."""
+    import pyogrio
+
+    try:
+        layers = pyogrio.list_layers(path)
+    except Exception:  # noqa: BLE001 - an unreadable file fails in the read that follows, with its own message
+        return []
+    return [str(name) for name, geometry in layers if geometry is not None]
+
+
+def chosen_layer(spec: str | os.PathLike, what: str = "vector file",
+                 error: type[GeocamatError] = InvalidLabelsError, field: str | None = None) -> VectorSource:
+    """``spec``'s file and the layer to read: the named one, or the file's only spatial layer. ``field``: the
+    attribute the caller needs; the message of an ambiguous file names the layers that have it.
+
+    Raises:
+        InputNotFoundError: no such file.
+        ``error``: a layer name the file does not hold, or several layers and none named.
+    """
+    source = parse_source(spec)
+    if not source.file.exists():
+        raise InputNotFoundError(f"{what} not found: {source.file}")
+    layers = spatial_layers(source.file)
+    if source.layer is not None:
+        if layers and source.layer not in layers:
+            raise error(f"{what} {source.file.name} has no layer {source.layer!r}: its layers are "
+                        f"{', '.join(layers)}")
+        return source
+    if len(layers) > 1:
+        having = _layers_with(source.file, layers, field) if field else []
+        which = f"; {', '.join(having)} {'has' if len(having) == 1 else 'have'} the field {field!r}" if having else ""
+        raise error(f"{what} {source.file.name} holds {len(layers)} layers ({', '.join(layers)}{which}): name the "
+                    f"one to use as {source.file}:{(having or layers)[0]}")
+    return VectorSource(source.file, layers[0] if layers else None)
+
+
+def _layers_with(path: Path, layers: list[str], field: str) -> list[str]:
+    """The layers among ``layers`` that have an attribute ``field``."""
+    import pyogrio
+
+    having = []
+    for layer in layers:
+        try:
+            if field in pyogrio.read_info(path, layer=layer)["fields"]:
+                having.append(layer)
+        except Exception:  # noqa: BLE001 - a layer GDAL cannot describe is not one to suggest
+            continue
+    return having
+
+
+def read_vector(spec: str | os.PathLike, what: str = "vector file", error: type[GeocamatError] = InvalidLabelsError,
+                field: str | None = None):
+    """The layer ``spec`` names (see :func:`chosen_layer`) as a GeoDataFrame.
+
+    Raises:
+        InputNotFoundError: no such file.
+        ``error``: an unknown or ambiguous layer, or a file GDAL cannot read as vectors.
+    """
+    import geopandas as gpd
+
+    source = chosen_layer(spec, what, error, field)
+    try:
+        return gpd.read_file(source.file, layer=source.layer) if source.layer else gpd.read_file(source.file)
+    except Exception as exc:  # noqa: BLE001 - any unreadable vector is the same user error
+        text = " ".join(str(exc).split())[:120]
+        raise error(f"{what} {source} cannot be read as a vector layer ({type(exc).__name__}: {text})") from exc

@@ -1,0 +1,141 @@
+"""A layer of a vector file with several (FILE:LAYER): read where named, refused where not, everywhere a vector
+path is taken (land-use labels and references, detection labels, regions, labelled areas, YAML settings)."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyogrio
+import pytest
+import rasterio
+
+from geocamat.data.boxes import expand_label_paths, load_boxes
+from geocamat.data.detection_images import image_info
+from geocamat.data.labels import grid_of_dataset, labels_on_grid
+from geocamat.data.stack import open_stack
+from geocamat.data.vector_layers import VectorSource, parse_source, read_vector, spatial_layers
+from geocamat.errors import ConfigError, InputNotFoundError, InvalidLabelsError
+from geocamat.inference.grid import load_region
+from geocamat.settings import read_yaml
+from tests.conftest import SAMPLES, SHARED_DATA
+
+NC = SAMPLES / "nc_landsat"
+SHARED_NC = SHARED_DATA / "nc_landsat7_landcover"
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A QGIS-style GeoPackage: an AOI first, the training polygons, the points, and QGIS's style table."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    folder = tmp_path_factory.mktemp("layers")
+    polygons = gpd.read_file(SHARED_NC / "landsat96_polygons.shp")
+    points = gpd.read_file(SHARED_NC / "landsat96_points.shp")
+    path = folder / "project.gpkg"
+    aoi = gpd.GeoDataFrame({"name": ["aoi"]}, geometry=[box(*polygons.total_bounds)], crs=polygons.crs)
+    aoi.to_file(path, layer="aoi")
+    polygons.to_file(path, layer="training")
+    points.to_file(path, layer="points")
+    pyogrio.write_dataframe(pd.DataFrame({"styleName": ["default"]}), path, layer="layer_styles", driver="GPKG")
+    polygons.to_file(folder / "training.gpkg")  # the same layer alone in its file
+    return path
+
+
+def test_paths_name_their_layer_and_keep_other_colons(tmp_path, project):
+    assert parse_source(f"{project}:training") == VectorSource(project, "training")
+    assert parse_source(f"{project}|layername=points|subset=x") == VectorSource(project, "points")
+    assert parse_source(project) == VectorSource(project, None)
+    odd = tmp_path / "a:b.gpkg"  # a file whose own name holds a colon stays a file
+    odd.write_bytes(b"")
+    assert parse_source(odd) == VectorSource(odd, None)
+    assert parse_source("C:/data/scene.tif") == VectorSource(Path("C:/data/scene.tif"), None)
+    assert str(parse_source(f"{project}:aoi")) == f"{project}:aoi"
+
+
+def test_tables_without_geometry_are_not_layers_to_choose(project):
+    assert spatial_layers(project) == ["aoi", "training", "points"]
+    assert "layer_styles" in [name for name, _ in pyogrio.list_layers(project)]
+
+
+def test_the_named_layer_is_read_and_an_unnamed_one_is_refused_with_the_layers_to_choose(project):
+    assert len(read_vector(f"{project}:points")) == 1000
+    assert read_vector(f"{project}:aoi").columns.tolist() == ["name", "geometry"]
+    expected = (r"holds 3 layers \(aoi, training, points; training, points have the field 'label'\): name the one to "
+                r"use as .*project.gpkg:training")
+    with pytest.raises(InvalidLabelsError, match=expected):
+        read_vector(project, field="label")
+    with pytest.raises(ConfigError, match="no layer 'roads': its layers are aoi, training, points"):
+        read_vector(f"{project}:roads", error=ConfigError)
+    with pytest.raises(InputNotFoundError, match="nothing.gpkg"):
+        read_vector(f"{project.parent / 'nothing.gpkg'}:aoi")
+
+
+def test_land_use_labels_from_a_layer_equal_those_from_its_own_file(tmp_path, project):
+    stack = open_stack([str(NC / "lsat7_2000_*.tif")], tmp_path)
+    grid = grid_of_dataset(stack.dataset())
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    named = labels_on_grid(f"{project}:training", grid, tmp_path / "a", field="label")
+    alone = labels_on_grid(project.parent / "training.gpkg", grid, tmp_path / "b", field="label")
+    assert named.class_ids == alone.class_ids and named.names == alone.names
+    with rasterio.open(named.path) as a, rasterio.open(alone.path) as b:
+        assert np.array_equal(a.read(1), b.read(1)) and (a.read(1) >= 0).sum() > 1000
+    with pytest.raises(InvalidLabelsError, match="holds 3 layers"):
+        labels_on_grid(project, grid, tmp_path, field="label")
+
+
+def test_regions_and_detection_labels_take_a_layer(tmp_path, project):
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    (name, aoi), = load_region(f"{project}:aoi", "EPSG:3358")
+    assert name is None and aoi.area == pytest.approx(gpd.read_file(project, layer="aoi").area[0])
+    with pytest.raises(ConfigError, match="region file project.gpkg holds 3 layers"):
+        load_region(project, "EPSG:3358")
+    # detection: boxes drawn in a layer of a GeoPackage over a georeferenced image
+    image = NC / "lsat7_2000_10.tif"
+    with rasterio.open(image) as src:
+        left, top = src.transform @ (10, 10)
+        right, bottom = src.transform @ (30, 25)
+    boxes = gpd.GeoDataFrame({"label": ["pond"]}, geometry=[box(left, bottom, right, top)],
+                             crs="EPSG:32119")
+    trees = tmp_path / "objects.gpkg"
+    boxes.to_file(trees, layer="ponds")
+    gpd.read_file(project, layer="aoi").to_file(trees, layer="aoi")
+    spec = f"{trees}:ponds"
+    assert expand_label_paths([spec]) == [spec]
+    (found,), names = load_boxes(expand_label_paths([spec]), [image_info(str(image))])
+    assert names == ["pond"] and np.allclose(found.boxes, [[10, 10, 30, 25]], atol=0.01)
+    with pytest.raises(InvalidLabelsError, match="holds 2 layers"):
+        load_boxes([trees], [image_info(str(image))])
+
+
+def test_layers_in_a_yaml_file_are_found_beside_it(tmp_path, project):
+    config = project.parent / "run.yaml"
+    config.write_text("labels: project.gpkg:training\nlabelled_area: project.gpkg:aoi\nimages: [scene.tif]\n")
+    loaded = read_yaml(config)
+    assert parse_source(loaded["labels"]) == VectorSource(project, "training")
+    assert parse_source(loaded["labelled_area"]) == VectorSource(project, "aoi")  # was left relative to the cwd
+
+
+def test_a_zipped_shapefile_is_read_as_the_shapefile(tmp_path):
+    import zipfile
+
+    from geocamat.data.vector_layers import is_vector
+
+    archive = tmp_path / "polygons.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for part in sorted(SHARED_NC.glob("landsat96_polygons.*")):
+            z.write(part, part.name)
+    assert is_vector(archive) and is_vector(f"{archive}:landsat96_polygons")
+    with zipfile.ZipFile(tmp_path / "images.zip", "w") as z:
+        z.write(NC / "strata.tif", "strata.tif")
+    assert not is_vector(tmp_path / "images.zip")
+    grid = grid_of_dataset(open_stack([str(NC / "lsat7_2000_*.tif")], tmp_path).dataset())
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    zipped = labels_on_grid(archive, grid, tmp_path / "a", field="label")  # was refused as a corrupt raster
+    plain = labels_on_grid(SHARED_NC / "landsat96_polygons.shp", grid, tmp_path / "b", field="label")
+    with rasterio.open(zipped.path) as a, rasterio.open(plain.path) as b:
+        assert zipped.names == plain.names and np.array_equal(a.read(1), b.read(1))

@@ -17,9 +17,14 @@ def describe(path: str | Path) -> dict:
         InputNotFoundError: no such file.
         InvalidRasterError: the file is neither a raster, a vector layer nor a bundle.
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputNotFoundError(f"no such file: {path}")
+    from geocamat.data.vector_layers import parse_source
+
+    source = parse_source(path)
+    if not source.file.exists():
+        raise InputNotFoundError(f"no such file: {source.file}")
+    if source.layer is not None:
+        return _describe_vector(source.file, source.layer)
+    path = source.file
     if path.suffix in BUNDLE_SUFFIXES:
         from geocamat.bundle import Bundle, file_sha256
         from geocamat.tasks import task_of_bundle
@@ -55,21 +60,51 @@ def describe(path: str | Path) -> dict:
                 pass
             if src.crs is None:
                 info["warning"] = "no CRS: geocamat cannot use this raster until one is assigned"
+        info |= _named_classes(path)
         check_blocks(path)  # a truncated or corrupt file is broken, whatever its header says
         return info
     except rasterio.errors.RasterioIOError as exc:
         if path.suffix.lower() in RASTER_SUFFIXES:
             raise CorruptInputError(f"{path} is broken: GDAL cannot open it ({one_line(str(exc), 200)}); "
                                     "re-download or re-export it") from exc
+    return _describe_vector(path, None)
+
+
+def _named_classes(path: Path) -> dict:
+    """The classes a label raster's QGIS style or attribute table names (what training would call them)."""
+    from geocamat.data.class_styles import raster_classes
+
+    found = raster_classes(path)
+    if not found.names:
+        return {}
+    return {"classes": [{"id": code, "name": name, "color": found.colours.get(code, "")}
+                        for code, name in sorted(found.names.items())],
+            "class_names_from": found.sources}
+
+
+def _describe_vector(path: Path, layer: str | None) -> dict:
+    """A vector file's ``layer`` (None: its first spatial layer), with the names of all its layers."""
     try:
         import geopandas as gpd
         import pyogrio
 
-        layers = [name for name, _ in pyogrio.list_layers(path)]
-        frame = gpd.read_file(path, layer=layers[0])
+        listed = pyogrio.list_layers(path)
+        layers = [str(name) for name, _ in listed]
+        spatial = [str(name) for name, geometry in listed if geometry is not None] or layers
     except Exception as exc:  # noqa: BLE001 - any failure means "not a readable vector file"
         raise InvalidRasterError(f"{path} is neither a raster, a vector layer nor a geocamat bundle") from exc
-    info = {"kind": "vector", "layers": layers, "crs": crs_label(frame.crs), "features": len(frame),
+    if layer is not None and layer not in layers:
+        raise InvalidRasterError(f"{path.name} has no layer {layer!r}: its layers are {', '.join(layers)}")
+    named = layer or spatial[0]
+    try:
+        frame = gpd.read_file(path, layer=named)
+    except Exception as exc:  # noqa: BLE001 - any failure means "not a readable vector file"
+        raise InvalidRasterError(f"{path} is neither a raster, a vector layer nor a geocamat bundle") from exc
+    info = {"kind": "vector", "layer": named, "layers": layers}
+    if layer is None and len(spatial) > 1:
+        info["note"] = (f"{len(spatial)} layers with geometry: this describes the first; geocamat reads one named "
+                        f"as {path}:LAYER (e.g. {path}:{spatial[1]})")
+    info |= {"crs": crs_label(frame.crs), "features": len(frame),
             "geometry_types": sorted(set(frame.geom_type.dropna())), "bounds": list(map(float, frame.total_bounds)),
             "fields": {c: str(frame[c].dtype) for c in frame.columns if c != frame.geometry.name}}
     invalid = int((~frame.geometry.is_valid & frame.geometry.notna()).sum())

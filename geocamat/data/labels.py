@@ -12,12 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
+from geocamat.data.class_styles import raster_classes
+from geocamat.data.vector_layers import is_vector, read_vector, vector_file
 from geocamat.errors import InputNotFoundError, InvalidLabelsError
 
 UNLABELLED = -1
 #: label pixels this share of an image pixel or smaller (about 1.4x finer per side) are resampled by majority
 FINER_LABELS = 0.5
-VECTOR_SUFFIXES = (".shp", ".gpkg", ".geojson", ".json", ".fgb", ".kml", ".parquet", ".gml")
 
 
 @dataclass
@@ -140,17 +141,25 @@ def _raster_label_windows(path: Path, grid: Grid, dst, nodata: int | None = None
             cmap = src.colormap(1)
         except ValueError:
             cmap = {}
-    colours = {}
+    styled = raster_classes(path)  # names and colours from a QGIS style or attribute table beside the raster
+    colours = {code: styled.colours[code] for code in codes if code in styled.colours}
     for code in codes:
-        if code in cmap:
+        if code in cmap and code not in colours:
             r, g, b = cmap[code][:3]
             colours[code] = f"#{r:02x}{g:02x}{b:02x}"
-    notes = [f"note: the label raster's pixels are {share ** -0.5:.3g}x finer than the imagery's: each image pixel "
+    names = {code: styled.names[code] for code in codes if code in styled.names}
+    notes = list(styled.notes)
+    if names:
+        unnamed = len(codes) - len(names)
+        rest = f"; {unnamed} keep their codes" if unnamed else ""
+        notes.append(f"note: class names from {' and '.join(styled.sources)} ({len(names)} of {len(codes)} classes"
+                     f"{rest}); `classes:` in the settings overrides them")
+    notes += [f"note: the label raster's pixels are {share ** -0.5:.3g}x finer than the imagery's: each image pixel "
              "takes the class covering most of it (majority)"] if finer else []
     notes += [f"warning: the label raster {path.name} declares no nodata and {code} labels {n / labelled:.0%} of its "
              f"pixels on the imagery: {code} is trained as a class (class_{code}); if it means 'not labelled', give "
              f"--label-nodata {code}" for code, n in suspects.items() if n]
-    return codes, {}, colours, notes
+    return codes, names, colours, notes
 
 
 def pixel_share(src, crs, transform) -> float:
@@ -172,10 +181,10 @@ def _usual_nodata(dtype: str) -> tuple[int, ...]:
 def _vector_frame(path: Path, field: str | None, grid: Grid, name_codes: dict[str, int] | None,
                   field_flag: str):
     """The layer in the grid's CRS with its class codes: (frame, codes, names by code, points only)."""
-    import geopandas as gpd
     import pandas as pd
 
-    frame = gpd.read_file(path)
+    what = "reference layer" if field_flag == "--reference-field" else "label layer"
+    frame = read_vector(path, what, field=field)
     if frame.empty:
         raise InvalidLabelsError(f"label layer {path} has no features")
     if frame.crs is None:
@@ -305,9 +314,9 @@ def labels_on_grid(labels: str | Path, grid: Grid, workdir: Path, field: str | N
         InvalidLabelsError: unknown field, no CRS, non-integer classes, or no label inside the imagery.
     """
     path = Path(labels)
-    if not path.exists():
-        raise InputNotFoundError(f"labels not found: {path}")
-    vector = path.suffix.lower() in VECTOR_SUFFIXES
+    if not vector_file(path).exists():
+        raise InputNotFoundError(f"labels not found: {vector_file(path)}")
+    vector = is_vector(path)
     if vector and nodata is not None:
         raise InvalidLabelsError(f"--label-nodata applies to a label raster; {path.name} is a vector layer (leave "
                                  "the unlabelled ground without features)")

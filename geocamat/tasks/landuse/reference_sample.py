@@ -68,16 +68,17 @@ def allocate(areas: dict[int, int], per_class: int, total: int | None) -> dict[i
 def map_style(map_path: Path, codes: list[int]) -> ClassStyle:
     """The classes' names and colours from the QGIS style ``predict`` writes beside the map (``landuse.qml``), or
     the codes and a grey when there is none."""
+    from geocamat.data.class_styles import qml_classes
+
     qml = map_path.with_suffix(".qml")
-    found: dict[int, tuple[str, str]] = {}
+    found: tuple[dict[int, str], dict[int, str]] = ({}, {})
     if qml.exists():
         try:
-            for entry in ET.parse(qml).iter("paletteEntry"):
-                found[int(entry.get("value"))] = (entry.get("label") or entry.get("value"), entry.get("color", ""))
-        except (ET.ParseError, TypeError, ValueError):
-            found = {}
-    names = [found.get(c, (str(c), ""))[0] for c in codes]
-    colours = [found.get(c, ("", ""))[1] or "#808080" for c in codes]
+            found = qml_classes(qml)
+        except ET.ParseError:
+            pass
+    names = [found[0].get(c, str(c)) for c in codes]
+    colours = [found[1].get(c, "#808080") for c in codes]
     return ClassStyle(list(codes), names, colours)
 
 

@@ -232,6 +232,7 @@ def _labels(bundle, path: Path, files: list[Path], field: str | None, out: list[
 def _raster_labels(bundle, path: Path, files: list[Path], out: list[Finding]) -> None:
     import rasterio
 
+    from geocamat.data.labels import check_class_bands
     from geocamat.preflight import check_blocks
 
     try:
@@ -242,6 +243,11 @@ def _raster_labels(bundle, path: Path, files: list[Path], out: list[Finding]) ->
     with rasterio.open(path) as src:
         if src.crs is None:
             out.append(Finding("problem", str(path), "no CRS: assign one with gdal_edit.py -a_srs"))
+            return
+        try:
+            check_class_bands(src, path, "label raster")
+        except GeocamatError as exc:
+            out.append(Finding("problem", str(path), str(exc)))
             return
         if not _overlaps(src.bounds, _image_bounds(files, src.crs)):
             out.append(Finding("problem", str(path), "does not overlap the images (check both extents and CRS)"))

@@ -164,3 +164,25 @@ def test_alpha_bands_and_internal_masks_are_nodata(tmp_path, how):
 
     info = describe(path)  # `geocamat info` says why those pixels will be nodata
     assert info.get("alpha_bands") == [4] if how == "alpha" else "internal mask" in info.get("mask", "")
+
+
+def test_a_label_raster_with_an_alpha_band_is_read_from_its_band_of_codes(tmp_path):
+    from rasterio.enums import ColorInterp
+
+    stack = open_stack([str(NC / "lsat7_2000_*.tif")], tmp_path)
+    grid = grid_of_dataset(stack.dataset())
+    with rasterio.open(NC / "strata.tif") as src:
+        codes, profile = src.read(1), src.profile
+    profile.update(count=2, nodata=None, dtype="uint8", alpha="YES")  # GTiff: the last band is alpha
+    alpha = np.where(np.arange(codes.shape[1])[None, :] < codes.shape[1] // 2, 255, 0).astype("uint8")
+    alpha = np.where(codes > 0, alpha, 0)  # the file's own nodata pixels are outside too
+    path = tmp_path / "strata_alpha.tif"
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.stack([codes.astype("uint8"), alpha]))
+    with rasterio.open(path) as src:
+        assert src.colorinterp[1] == ColorInterp.alpha
+    labels = labels_on_grid(path, grid, tmp_path)
+    assert labels.class_ids == [1, 2, 3, 4, 5, 6, 7]
+    with rasterio.open(labels.path) as out:
+        read = out.read(1)
+    assert (read[:, -5:] == UNLABELLED).all() and (read[:, :5] > 0).mean() > 0.9  # the alpha's right half masked

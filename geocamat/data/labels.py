@@ -111,18 +111,23 @@ def _raster_label_windows(path: Path, grid: Grid, dst, nodata: int | None = None
     from rasterio.enums import Resampling
     from rasterio.vrt import WarpedVRT
 
+    from geocamat.data.stack import mask_kind
+
     codes: set[int] = set()
     suspects: dict[int, int] = {}
     labelled = 0
     with rasterio.open(path) as src:
         if src.crs is None:
             raise InvalidLabelsError(f"label raster {path} has no CRS: assign one with gdal_edit.py -a_srs")
+        check_class_bands(src, path, "label raster")
         share = pixel_share(src, grid.crs, grid.transform)
         finer = share <= FINER_LABELS
-        # without a nodata value, an alpha band marks what lies outside the source (masked on read)
+        # without a nodata value, an alpha band marks what lies outside the source (masked on read); a source with
+        # its own alpha band carries it through the warp (GDAL refuses a second one)
+        own_alpha = bool(mask_kind(src)[1])
         with WarpedVRT(src, crs=grid.crs, transform=grid.transform, width=grid.shape[1], height=grid.shape[0],
                        resampling=Resampling.mode if finer else Resampling.nearest,
-                       add_alpha=src.nodata is None) as vrt:
+                       add_alpha=src.nodata is None and not own_alpha) as vrt:
             for window in label_windows(grid.shape):
                 values = vrt.read(1, window=window, masked=True).astype("float64").filled(np.nan)
                 finite = values[np.isfinite(values)]
@@ -160,6 +165,23 @@ def _raster_label_windows(path: Path, grid: Grid, dst, nodata: int | None = None
              f"pixels on the imagery: {code} is trained as a class (class_{code}); if it means 'not labelled', give "
              f"--label-nodata {code}" for code, n in suspects.items() if n]
     return codes, names, colours, notes
+
+
+def check_class_bands(src, path: Path, role: str) -> None:
+    """Refuse a raster of several bands (alpha bands aside) as class codes: a colour rendering of a classification
+    would otherwise be read as classes from its red band.
+
+    Raises:
+        InvalidLabelsError: more than one band that is not alpha.
+    """
+    from geocamat.data.stack import mask_kind
+
+    _, alpha = mask_kind(src)
+    if src.count - len(alpha) > 1:
+        raise InvalidLabelsError(
+            f"{role} {path} has {src.count} bands: class codes are read from one band; if it is a colour "
+            "rendering of a classification (QGIS's 'Rendered image' export), save the raw class values instead "
+            "(Export > Save As, 'Raw data'), else keep the band of codes (gdal_translate -b 1)")
 
 
 def pixel_share(src, crs, transform) -> float:

@@ -308,7 +308,7 @@ def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names
     """
     import rasterio
 
-    from geocamat.data.labels import label_windows
+    from geocamat.data.labels import check_class_bands, label_windows
 
     for p in (map_path, vector_file(reference)) + ((mask,) if mask else ()):
         if not Path(p).exists():
@@ -323,7 +323,9 @@ def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names
                 ref = VectorOnGrid(Path(reference), m, reference_field, class_ids, class_names)
             else:
                 ref = RasterOnGrid(Path(reference), m)
-            sources.append(ref)
+            sources.append(ref)  # closed below, also when the check refuses it
+            if not vector:
+                check_class_bands(ref.src, Path(reference), "reference raster")
             mk = None
             if mask is not None:
                 mk = RasterOnGrid(Path(mask), m)

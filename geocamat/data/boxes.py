@@ -40,6 +40,28 @@ def pixel_labels(path: str | Path) -> bool:
     return path.suffix.lower() in PIXEL_SUFFIXES or is_coco(path)
 
 
+def _one_spelling(merged: dict[str, list], classes: list[str] | None) -> dict[str, list]:
+    """The boxes with one spelling per class name (:func:`geocamat.data.classes.one_spelling`: spaces dropped,
+    names differing only in case merged, with a warning); names matching ``classes`` but for case take its
+    spelling."""
+    from collections import Counter
+
+    from geocamat.data.classes import one_spelling
+
+    counts = Counter(str(b[4]) for v in merged.values() for b in v)
+    mapping, warning = one_spelling(dict(counts))
+    if warning:
+        import warnings
+
+        from geocamat.errors import GeocamatWarning
+
+        warnings.warn(f"labels: {warning}", GeocamatWarning, stacklevel=3)
+    if classes is not None:
+        folded = {str(c).casefold(): str(c) for c in classes}
+        mapping = {raw: folded.get(name.casefold(), name) for raw, name in mapping.items()}
+    return {k: [(*b[:4], mapping[str(b[4])], *b[5:]) for b in v] for k, v in merged.items()}
+
+
 def expand_label_paths(items: str | list[str], what: str = "labels") -> list[str]:
     """Label files (paths, globs, folders) as strings, in argument order: from a folder, its box files of
     every format (a DOTA ``labelTxt`` or YOLO ``labels`` folder, VOC ``.xml``, vector layers), not the images
@@ -387,6 +409,7 @@ def load_boxes(
             found = vector_boxes(spec, images, label_field)
         for k, v in found.items():
             merged.setdefault(k, []).extend(v)
+    merged = _one_spelling(merged, classes)
     names = sorted({b[4] for v in merged.values() for b in v})
     if classes is None:
         classes = names

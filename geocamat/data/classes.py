@@ -45,3 +45,29 @@ def build_classes(ids: list[int], names: dict[int, str] | None = None,
         used.add(colour)
         out.append(ClassInfo(int(cid), str(name), colour))
     return out
+
+
+def one_spelling(counts: dict[str, int]) -> tuple[dict[str, str], str | None]:
+    """Class names as labellers type them, each mapped to one spelling: spaces around a name dropped, and names
+    that differ only in case (``Forest``, ``forest``) taken as one class, spelled as most features spell it.
+
+    Args:
+        counts: features per name as found.
+
+    Returns:
+        (the spelling of each name found, a warning naming the names merged by case, or None).
+    """
+    totals: dict[str, dict[str, int]] = {}
+    for raw, n in counts.items():
+        name = str(raw).strip()
+        spellings = totals.setdefault(name.casefold(), {})
+        spellings[name] = spellings.get(name, 0) + n
+    chosen = {key: max(sorted(s), key=lambda name: s[name]) for key, s in totals.items()}
+    mapping = {raw: chosen[str(raw).strip().casefold()] for raw in counts}
+    merged = [s for s in totals.values() if len(s) > 1]
+    if not merged:
+        return mapping, None
+    parts = "; ".join(" = ".join(f"'{name}' ({n})" for name, n in sorted(s.items(), key=lambda kv: -kv[1]))
+                      for s in merged)
+    return mapping, (f"class names that differ only in case are one class, spelled as most features spell it: "
+                     f"{parts}; rename the features if they are different classes")

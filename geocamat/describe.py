@@ -83,7 +83,12 @@ def _named_classes(path: Path) -> dict:
 
 
 def _describe_vector(path: Path, layer: str | None) -> dict:
-    """A vector file's ``layer`` (None: its first spatial layer), with the names of all its layers."""
+    """A vector file's ``layer`` (None: its first spatial layer), with the names of all its layers; a CSV table as
+    its points."""
+    from geocamat.data.vector_layers import TABLE_SUFFIX, read_vector
+
+    if path.suffix.lower() == TABLE_SUFFIX:
+        return _summary(read_vector(path, "table", InvalidRasterError), {"kind": "points table"})
     try:
         import geopandas as gpd
         import pyogrio
@@ -104,6 +109,11 @@ def _describe_vector(path: Path, layer: str | None) -> dict:
     if layer is None and len(spatial) > 1:
         info["note"] = (f"{len(spatial)} layers with geometry: this describes the first; geocamat reads one named "
                         f"as {path}:LAYER (e.g. {path}:{spatial[1]})")
+    return _summary(frame, info)
+
+
+def _summary(frame, info: dict) -> dict:
+    """``info`` with a vector frame's CRS, features, geometry types, bounds, fields and warnings."""
     info |= {"crs": crs_label(frame.crs), "features": len(frame),
             "geometry_types": sorted(set(frame.geom_type.dropna())), "bounds": list(map(float, frame.total_bounds)),
             "fields": {c: str(frame[c].dtype) for c in frame.columns if c != frame.geometry.name}}

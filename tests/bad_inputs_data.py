@@ -134,6 +134,8 @@ def make_inputs(d: Path) -> dict[str, Path]:
     for key, image in (("trunc_boxes", "truncated.tif"), ("two_band_boxes", "two_band.tif")):
         f[key] = d / f"{key}.csv"
         f[key].write_text(f"image_path,xmin,ymin,xmax,ymax,label\n{image},5,5,20,20,Tree\n")
+    f["plots_xy"] = d / "plots_xy.csv"  # projected coordinates, no .prj to place them
+    f["plots_xy"].write_text("plot,x,y,cls\n1,500050,3999950,field\n2,500150,3999950,wood\n")
     f["dbf"] = d / "reference.dbf"
     f["dbf"].write_bytes(b"not a dataset")
     return f

@@ -16,8 +16,11 @@ from pathlib import Path
 
 from geocamat.errors import GeocamatError, InputNotFoundError, InvalidLabelsError
 
-#: Endings of the vector files geocamat reads (labels, references, regions).
-VECTOR_SUFFIXES = (".shp", ".gpkg", ".geojson", ".json", ".fgb", ".kml", ".parquet", ".gml")
+#: Endings of the vector files geocamat reads (labels, references, regions); ``.csv``: a table of points
+#: (:mod:`geocamat.data.point_table`; detection reads its own CSV boxes first).
+VECTOR_SUFFIXES = (".shp", ".gpkg", ".geojson", ".json", ".fgb", ".kml", ".parquet", ".gml", ".csv")
+#: A table of points rather than a GDAL vector layer.
+TABLE_SUFFIX = ".csv"
 #: An archive read as vectors when it holds one of them (a zipped shapefile, as downloads come).
 ARCHIVE_SUFFIX = ".zip"
 #: QGIS's way of naming a layer in a data source (``FILE|layername=LAYER``).
@@ -137,6 +140,10 @@ def read_vector(spec: str | os.PathLike, what: str = "vector file", error: type[
     import geopandas as gpd
 
     source = chosen_layer(spec, what, error, field)
+    if source.file.suffix.lower() == TABLE_SUFFIX:
+        from geocamat.data.point_table import read_point_table
+
+        return read_point_table(source.file, what, error)
     try:
         return gpd.read_file(source.file, layer=source.layer) if source.layer else gpd.read_file(source.file)
     except Exception as exc:  # noqa: BLE001 - any unreadable vector is the same user error

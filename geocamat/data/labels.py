@@ -307,11 +307,14 @@ def repair_geometries(frame, path: Path):
     return frame
 
 
-def _vector_label_windows(path: Path, field: str | None, grid: Grid, dst) -> tuple[set[int], dict[int, str], bool]:
-    """Rasterise a vector layer onto ``grid`` window by window into ``dst``: (codes, names, points only).
+def _vector_label_windows(path: Path, field: str | None, grid: Grid, dst
+                          ) -> tuple[set[int], dict[int, str], bool, list[str]]:
+    """Rasterise a vector layer onto ``grid`` window by window into ``dst``: (codes, names, points only, notes).
 
     Each window burns only the features whose bounding box meets it, in the layer's order (later features
-    over earlier ones, as a whole-grid burn would).
+    over earlier ones, as a whole-grid burn would). The notes name what the burn loses without a word
+    otherwise: polygons too small to cover a pixel's centre on their own, and pixels under features of different
+    classes (the later one's class taken).
     """
     from rasterio.features import rasterize
     from rasterio.windows import bounds as window_bounds
@@ -319,20 +322,72 @@ def _vector_label_windows(path: Path, field: str | None, grid: Grid, dst) -> tup
 
     frame, codes, names, sparse = _vector_frame(path, field, grid, None, "--label-field")
     geometries = frame.geometry.to_numpy()
+    codes = np.asarray(codes, dtype=np.int32)
     index = frame.sindex
     found: set[int] = set()
+    burnt = np.zeros(len(frame), dtype=bool)  # features that label at least one pixel
+    contested = 0  # pixels whose features disagree on the class
     for window in label_windows(grid.shape):
         hits = np.sort(index.query(box_of(window_bounds(window, grid.transform))))
+        out = np.full((int(window.height), int(window.width)), UNLABELLED, dtype=np.int32)
         if hits.size:
-            out = rasterize(((geometries[i], int(codes[i])) for i in hits),
-                            out_shape=(int(window.height), int(window.width)),
-                            transform=window_transform(window, grid.transform), fill=UNLABELLED, dtype="int32",
-                            all_touched=sparse)
-            found.update(int(v) for v in np.unique(out[out != UNLABELLED]))
-        else:
-            out = np.full((int(window.height), int(window.width)), UNLABELLED, dtype=np.int32)
+            burn = dict(out_shape=out.shape, transform=window_transform(window, grid.transform), fill=0,
+                        dtype="int32", all_touched=sparse)
+            last = rasterize(((geometries[i], int(i) + 1) for i in hits), **burn)  # feature number + 1, last wins
+            first = rasterize(((geometries[i], int(i) + 1) for i in hits[::-1]), **burn)  # first wins
+            inside = last > 0
+            out[inside] = codes[last[inside] - 1]
+            burnt[np.unique(last[inside]) - 1] = True
+            contested += int((out[inside] != codes[first[inside] - 1]).sum())
+            found.update(int(v) for v in np.unique(out[inside]))
         dst.write(out, 1, window=window)
-    return found, names, sparse
+    small = 0 if sparse else _too_small(geometries[~burnt][:MAX_SMALL_CHECKS], grid)
+    return found, names, sparse, _burn_notes(path, small, len(frame), contested, sparse)
+
+
+#: unburnt features checked one by one for being smaller than a pixel (the rest are not counted)
+MAX_SMALL_CHECKS = 100_000
+
+
+def _too_small(geometries, grid: Grid) -> int:
+    """How many of ``geometries`` (features that labelled no pixel) inside the grid would label none on their own:
+    no pixel centre inside them. Those under other features or outside the imagery do not count."""
+    from rasterio.errors import WindowError
+    from rasterio.features import rasterize
+    from rasterio.windows import Window, from_bounds
+    from rasterio.windows import transform as window_transform
+
+    whole = Window(0, 0, grid.shape[1], grid.shape[0])
+    small = 0
+    for geometry in geometries:
+        if geometry is None or geometry.is_empty:
+            continue
+        around = from_bounds(*geometry.bounds, transform=grid.transform)
+        col, row = int(np.floor(around.col_off)) - 1, int(np.floor(around.row_off)) - 1
+        window = Window(col, row, int(np.ceil(around.width)) + 3, int(np.ceil(around.height)) + 3)
+        try:
+            window = window.intersection(whole)
+        except WindowError:  # wholly outside the imagery
+            continue
+        alone = rasterize([(geometry, 1)], out_shape=(int(window.height), int(window.width)),
+                          transform=window_transform(window, grid.transform), fill=0, dtype="uint8")
+        small += int(not alone.any())
+    return small
+
+
+def _burn_notes(path: Path, small: int, features: int, contested: int, sparse: bool) -> list[str]:
+    """Warnings on what burning a label layer lost (see :func:`_vector_label_windows`)."""
+    kind = "points" if sparse else "features"
+    notes = []
+    if small:
+        notes.append(f"warning: {small} of {features} polygons of {Path(path).name} are too small to cover a pixel's "
+                     "centre: they label nothing; draw them larger or give them as points")
+    if contested:
+        pixels = "labelled pixel lies" if contested == 1 else "labelled pixels lie"
+        notes.append(f"warning: {contested} {pixels} under {kind} of {Path(path).name} of different "
+                     "classes: each takes the class of the feature that comes last in the layer; check the overlaps "
+                     "in a GIS")
+    return notes
 
 
 def box_of(bounds: tuple[float, float, float, float]):
@@ -366,7 +421,7 @@ def labels_on_grid(labels: str | Path, grid: Grid, workdir: Path, field: str | N
     notes: list[str] = []
     with _open_output(grid, out) as dst:
         if vector:
-            codes, names, sparse = _vector_label_windows(path, field, grid, dst)
+            codes, names, sparse, notes = _vector_label_windows(path, field, grid, dst)
             colours: dict[int, str] = {}
         else:
             codes, names, colours, notes = _raster_label_windows(path, grid, dst, nodata)

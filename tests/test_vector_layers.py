@@ -51,6 +51,8 @@ def test_paths_name_their_layer_and_keep_other_colons(tmp_path, project):
     assert parse_source(odd) == VectorSource(odd, None)
     assert parse_source("C:/data/scene.tif") == VectorSource(Path("C:/data/scene.tif"), None)
     assert str(parse_source(f"{project}:aoi")) == f"{project}:aoi"
+    assert parse_source(f"{project}:plots:2024") == VectorSource(project, "plots:2024")  # a colon in the layer name
+    assert parse_source(tmp_path / "x.shp.zip:crowns") == VectorSource(tmp_path / "x.shp.zip", "crowns")
 
 
 def test_tables_without_geometry_are_not_layers_to_choose(project):

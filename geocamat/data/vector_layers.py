@@ -41,17 +41,20 @@ class VectorSource:
 def parse_source(spec: str | os.PathLike) -> VectorSource:
     """The file and layer of ``spec``: ``FILE``, ``FILE:LAYER`` or ``FILE|layername=LAYER``.
 
-    ``FILE:LAYER`` is read as a layer only when ``spec`` itself is no file and the part before the last ``:`` is a
-    vector file's name, so a path with a colon elsewhere (``C:\\data``) keeps its meaning."""
+    ``FILE:LAYER`` is read as a layer only when ``spec`` itself is no file and a vector file's ending is followed by
+    the ``:`` (``survey.gpkg:plots:2024`` is layer ``plots:2024``), so a path with a colon elsewhere (``C:\\data``)
+    keeps its meaning."""
     text = str(spec)
     if QGIS_LAYER in text:
         file, _, rest = text.partition(QGIS_LAYER)
         return VectorSource(Path(file), rest.split("|")[0] or None)
     path = Path(text)
     if ":" in path.name and not path.exists():
-        file, _, layer = text.rpartition(":")
-        if layer and Path(file).suffix.lower() in VECTOR_SUFFIXES + (ARCHIVE_SUFFIX,):
-            return VectorSource(Path(file), layer)
+        lower = text.lower()
+        for suffix in VECTOR_SUFFIXES + (ARCHIVE_SUFFIX,):
+            at = lower.find(suffix + ":", len(str(path.parent)))
+            if at >= 0 and text[at + len(suffix) + 1:]:
+                return VectorSource(Path(text[:at + len(suffix)]), text[at + len(suffix) + 1:])
     return VectorSource(path, None)
 
 

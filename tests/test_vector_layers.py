@@ -141,3 +141,36 @@ def test_a_zipped_shapefile_is_read_as_the_shapefile(tmp_path):
     plain = labels_on_grid(SHARED_NC / "landsat96_polygons.shp", grid, tmp_path / "b", field="label")
     with rasterio.open(zipped.path) as a, rasterio.open(plain.path) as b:
         assert zipped.names == plain.names and np.array_equal(a.read(1), b.read(1))
+
+
+def test_only_the_part_of_a_layer_over_the_imagery_is_read_and_it_burns_the_same(tmp_path):
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    grid = grid_of_dataset(open_stack([str(NC / "lsat7_2000_*.tif")], tmp_path).dataset())
+    with rasterio.open(NC / "lsat7_2000_10.tif") as src:
+        left, bottom, right, top = src.bounds
+    xs = np.arange(left - 20_000, right + 20_000, 400.0)  # a layer spreading far beyond the scene
+    squares = [box(x, y, x + 200, y + 200) for x in xs for y in np.arange(bottom - 20_000, top + 20_000, 400.0)]
+    layer = gpd.GeoDataFrame({"cls": ["field", "wood"] * (len(squares) // 2) + ["field"] * (len(squares) % 2)},
+                             geometry=squares, crs="EPSG:32119")
+    layer.to_file(tmp_path / "region.gpkg")
+    part = read_vector(tmp_path / "region.gpkg", within=((left, bottom, right, top), "EPSG:32119"))
+    assert part.attrs["layer_features"] == len(layer) and len(part) < len(layer) / 5
+    inside = layer[layer.intersects(box(left, bottom, right, top))]
+    assert set(inside.geometry.to_wkb()) <= set(part.geometry.to_wkb())  # every feature on the scene is read
+    grown = box(left, bottom, right, top).buffer(0.02 * (right - left) + 400)
+    assert part.geometry.intersects(grown).all()  # and none far from it
+    (tmp_path / "a").mkdir()
+    labels = labels_on_grid(tmp_path / "region.gpkg", grid, tmp_path / "a", field="cls")
+    from rasterio.features import rasterize
+
+    codes = {"field": 1, "wood": 2}
+    expected = rasterize(((g, codes[c]) for g, c in zip(layer.geometry, layer.cls, strict=True)),
+                         out_shape=grid.shape, transform=grid.transform, fill=-1, dtype="int32")
+    with rasterio.open(labels.path) as src:
+        assert np.array_equal(src.read(1), expected)
+    far = layer.translate(xoff=500_000)
+    far.to_file(tmp_path / "far.gpkg")
+    with pytest.raises(InvalidLabelsError, match=f"none of its {len(layer)} features meets it"):
+        labels_on_grid(tmp_path / "far.gpkg", grid, tmp_path, field="cls")

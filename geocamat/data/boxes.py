@@ -309,6 +309,22 @@ ONE_CLASS_NAME = "object"
 MAX_FIELDS_SHOWN = 6
 
 
+#: features read to tell a layer in the wrong CRS from one of another area, when none meets the images
+CRS_CHECK_FEATURES = 1000
+
+
+def _images_ground(images: list[ImageInfo]) -> tuple[tuple[float, float, float, float], object] | None:
+    """(bounds, CRS) of the georeferenced images when they share one CRS (the part of a label layer to read), else
+    None (read it all)."""
+    from rasterio.transform import array_bounds
+
+    geo = [im for im in images if im.crs is not None and im.transform is not None]
+    if not geo or len({im.crs.to_string() for im in geo}) > 1:
+        return None
+    corners = np.array([array_bounds(im.height, im.width, im.transform) for im in geo])  # (west, south, east, north)
+    return (corners[:, 0].min(), corners[:, 1].min(), corners[:, 2].max(), corners[:, 3].max()), geo[0].crs
+
+
 def vector_boxes(path: Path, images: list[ImageInfo], label_field: str) -> dict[str, list]:
     """Boxes from a vector file in map coordinates, in the pixel grid of each georeferenced image.
 
@@ -321,7 +337,10 @@ def vector_boxes(path: Path, images: list[ImageInfo], label_field: str) -> dict[
     Returns:
         ``{image path: [(xmin, ymin, xmax, ymax, name), ...]}``.
     """
-    gdf = read_vector(path, "label file", field=None if label_field == ONE_CLASS else label_field)
+    gdf = read_vector(path, "label file", field=None if label_field == ONE_CLASS else label_field,
+                      within=_images_ground(images))
+    if len(gdf) == 0 and gdf.attrs.get("layer_features"):  # elsewhere, or in a CRS they do not fit (told below)
+        gdf = read_vector(path, "label file", rows=CRS_CHECK_FEATURES)
     if len(gdf) == 0:
         raise InvalidLabelsError(f"{path} has no features; draw boxes or polygons around the objects")
     if gdf.crs is None:

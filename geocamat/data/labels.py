@@ -204,9 +204,15 @@ def _vector_frame(path: Path, field: str | None, grid: Grid, name_codes: dict[st
                   field_flag: str):
     """The layer in the grid's CRS with its class codes: (frame, codes, names by code, points only)."""
     import pandas as pd
+    from rasterio.transform import array_bounds
 
     what = "reference layer" if field_flag == "--reference-field" else "label layer"
-    frame = read_vector(path, what, field=field)
+    height, width = grid.shape
+    frame = read_vector(path, what, field=field, within=(array_bounds(height, width, grid.transform), grid.crs))
+    if frame.empty and frame.attrs.get("layer_features"):
+        raise InvalidLabelsError(f"labels in {Path(path).name} do not overlap the imagery: none of its "
+                                 f"{frame.attrs['layer_features']} features meets it; check both files' extents and "
+                                 "CRS")
     if frame.empty:
         raise InvalidLabelsError(f"label layer {path} has no features")
     if frame.crs is None:

@@ -10,6 +10,7 @@ layers to choose from.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,8 +134,14 @@ def _layers_with(path: Path, layers: list[str], field: str) -> list[str]:
 
 
 def read_vector(spec: str | os.PathLike, what: str = "vector file", error: type[GeocamatError] = InvalidLabelsError,
-                field: str | None = None):
+                field: str | None = None, within: tuple[tuple[float, float, float, float], str] | None = None,
+                rows: int | None = None):
     """The layer ``spec`` names (see :func:`chosen_layer`) as a GeoDataFrame.
+
+    ``within``: ``(bounds, crs)`` of the ground the caller needs (the imagery): only the features whose bounding
+    box meets it are read (GDAL's spatial filter, with the layer's spatial index), so a national layer of
+    parcels costs what its part over the scene costs. ``frame.attrs["layer_features"]`` keeps the layer's count.
+    ``rows``: only the first features (a sample).
 
     Raises:
         InputNotFoundError: no such file.
@@ -148,7 +155,35 @@ def read_vector(spec: str | os.PathLike, what: str = "vector file", error: type[
 
         return read_point_table(source.file, what, error)
     try:
-        return gpd.read_file(source.file, layer=source.layer) if source.layer else gpd.read_file(source.file)
+        options = {"layer": source.layer} if source.layer else {}
+        bbox = _layer_bbox(source, within) if within is not None else None
+        frame = gpd.read_file(source.file, bbox=bbox, rows=rows, **options)
+        if bbox is not None:
+            import pyogrio
+
+            frame.attrs["layer_features"] = int(pyogrio.read_info(source.file, **options)["features"])
+        return frame
     except Exception as exc:  # noqa: BLE001 - any unreadable vector is the same user error
         text = " ".join(str(exc).split())[:120]
         raise error(f"{what} {source} cannot be read as a vector layer ({type(exc).__name__}: {text})") from exc
+
+
+def _layer_bbox(source: VectorSource, within: tuple[tuple[float, float, float, float], str]
+                ) -> tuple[float, float, float, float] | None:
+    """``within``'s bounds in the layer's CRS (edges densified, grown by 1%), or None (read it all) when the layer
+    has no CRS or the bounds cannot be brought into it."""
+    import pyogrio
+    from rasterio.warp import transform_bounds
+
+    crs = pyogrio.read_info(source.file, **({"layer": source.layer} if source.layer else {})).get("crs")
+    if not crs:
+        return None
+    bounds, bounds_crs = within
+    try:
+        left, bottom, right, top = transform_bounds(bounds_crs, crs, *bounds, densify_pts=21)
+    except Exception:  # noqa: BLE001 - a CRS the bounds do not fit in: no filter rather than a wrong one
+        return None
+    pad_x, pad_y = 0.01 * (right - left), 0.01 * (top - bottom)
+    if not all(map(math.isfinite, (left, bottom, right, top))):
+        return None
+    return left - pad_x, bottom - pad_y, right + pad_x, top + pad_y

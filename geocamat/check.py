@@ -253,14 +253,18 @@ def _raster_labels(bundle, path: Path, files: list[Path], out: list[Finding]) ->
             out.append(Finding("problem", str(path), "does not overlap the images (check both extents and CRS)"))
             return
         values = src.read(1, masked=True).compressed()
+    from geocamat.tasks.landuse.reference_classes import UNSCORED, reference_codes
+
     codes = sorted(int(v) for v in np.unique(values))
-    unknown = [c for c in codes if c not in bundle.class_ids]
+    matching = reference_codes(path, bundle.class_ids, [c.name for c in bundle.classes])  # by name, if named
+    unknown = [c for c in codes if matching.lookup.get(c, c) not in bundle.class_ids + [UNSCORED]]
     if unknown:
         out.append(Finding("problem", str(path), f"holds class codes the model does not know "
                            f"({', '.join(map(str, unknown[:10]))}); the model's: "
                            f"{', '.join(map(str, bundle.class_ids))}"))
     else:
-        out.append(Finding("ok", str(path), f"overlaps the images; classes {', '.join(map(str, codes))}"))
+        by_name = " (matched to the model's by name)" if matching.lookup else ""
+        out.append(Finding("ok", str(path), f"overlaps the images; classes {', '.join(map(str, codes))}{by_name}"))
 
 
 def _vector_labels(bundle, path: Path, files: list[Path], field: str | None, out: list[Finding]) -> None:

@@ -97,6 +97,7 @@ def make_inputs(d: Path) -> dict[str, Path]:
     f["one_class"] = write_raster(d / "one_class.tif", np.full((SIZE, SIZE), 3, "uint8"), nodata=0)
     palette = np.array([[0, 0, 0], [215, 25, 28], [26, 120, 55], [43, 131, 186]], "uint8")  # the classes' colours
     f["rgb_labels"] = write_raster(d / "rendered_labels.tif", np.moveaxis(palette[labels % 4], -1, 0))
+    f["other_codes"] = write_raster(d / "other_codes.tif", (labels * 10).astype("uint8"), nodata=0)
     f["float_labels"] = write_raster(d / "float_labels.tif", labels.astype("float32") + 0.5, nodata=0)
     f["nodata"] = write_raster(d / "all_nodata.tif", np.full((3, SIZE, SIZE), -9999.0, "float32"), nodata=-9999.0)
     f["nodata_map"] = write_raster(d / "nodata_map.tif", np.zeros((SIZE, SIZE), "uint8"), nodata=0)

@@ -63,6 +63,8 @@ def evaluate_map(bundle, images: list[str], options: EvaluateOptions, *, progres
     log(f"{metrics['scope']}{frame}: OA {metrics['overall_accuracy']}, kappa {metrics['kappa']}, macro-F1 "
         f"{metrics.get('macro_f1')}, "
         f"{metrics['n']} pixels (coverage {metrics['coverage']})")
+    for note in metrics.get("notes", []):
+        log(note)
     if metrics.get("unlabelled_features"):
         log(f"note: {metrics['unlabelled_features']} features of {Path(o.reference).name} have no "
             f"{o.reference_field or 'class'} value (not labelled yet): left out")

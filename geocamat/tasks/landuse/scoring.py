@@ -12,6 +12,7 @@ import numpy as np
 from geocamat.data.vector_layers import VECTOR_SUFFIXES, is_vector, vector_file
 from geocamat.errors import InputNotFoundError, InvalidLabelsError, InvalidRasterError
 from geocamat.metrics import confusion_matrix, summarise
+from geocamat.tasks.landuse.reference_classes import ReferenceCodes, reference_codes
 
 #: Side (px) of the windows a map is scored by: a few float64 arrays of this size are held at a time (8 MiB
 #: each), whatever the size of the map or the reference.
@@ -324,8 +325,11 @@ def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names
             else:
                 ref = RasterOnGrid(Path(reference), m)
             sources.append(ref)  # closed below, also when the check refuses it
+            codes = ReferenceCodes()
             if not vector:
                 check_class_bands(ref.src, Path(reference), "reference raster")
+                codes = reference_codes(Path(reference), class_ids, class_names)  # by name where it names them
+            others: dict[int, int] = {}  # reference codes that are none of the model's: pixels
             mk = None
             if mask is not None:
                 mk = RasterOnGrid(Path(mask), m)
@@ -353,7 +357,13 @@ def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names
                     if mapped.any():
                         cm += confusion_matrix(codes[mapped], pred[rows[mapped], cols[mapped]], class_ids)
                     continue
+                values = codes.apply(values)
                 keep = np.isfinite(values) & scope
+                other = keep & ~np.isin(values, class_ids)
+                if other.any():  # not scored: the model has no such class
+                    for code, n in zip(*np.unique(values[other].astype(np.int64), return_counts=True), strict=True):
+                        others[int(code)] = others.get(int(code), 0) + int(n)
+                    keep &= ~other
                 mapped = keep & ~nodata
                 reference_pixels += int(keep.sum())
                 mapped_pixels += int(mapped.sum())
@@ -362,6 +372,11 @@ def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names
     finally:
         for source in sources:
             source.close()
+    if others and not reference_pixels:
+        model = ", ".join(f"{c} {n}" for c, n in zip(class_ids, class_names, strict=True))
+        raise InvalidLabelsError(f"reference {reference} holds class codes {', '.join(map(str, sorted(others)[:8]))} "
+                                 f"and none of the model's ({model}): recode it, or name its classes in a QGIS style "
+                                 f"beside it ({Path(reference).with_suffix('.qml').name}) to match them by name")
     if require_overlap and not mapped_pixels:
         where = " in the scored blocks/mask" if blocks or mask is not None else ""
         why = ("has no labelled pixel on the map's extent" if not reference_pixels
@@ -377,6 +392,12 @@ def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names
                                           "random sample of the scored map"}
     if vector and ref.unlabelled:
         out["unlabelled_features"] = ref.unlabelled
+    notes = list(codes.notes)
+    if others:
+        notes.append(f"note: {sum(others.values())} reference pixels of codes {', '.join(map(str, sorted(others)))} "
+                     "(none of the model's classes) are not scored")
+    if notes:
+        out["notes"] = notes
     out["reference_pixels"] = reference_pixels
     out["coverage"] = round(mapped_pixels / reference_pixels, 4) if reference_pixels else 0.0
     out["scope"] = f"{parity} blocks of a {blocks}x{blocks} checkerboard" if blocks else "all reference pixels"

@@ -15,8 +15,31 @@ def _camat_option(name: str, type_=None):
     return setting_option(C, f"camat.{name}", f"--camat-{name.replace('_', '-')}", f"camat_{name}", type=type_)
 
 
+#: endings of a settings file among the positional arguments (anything else that is no image is one too)
+CONFIG_SUFFIXES = (".yaml", ".yml")
+#: endings of the images that may follow the options (an unquoted glob the shell expanded)
+IMAGE_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2", ".png", ".jpg", ".jpeg")
+
+
+def split_inputs(inputs: tuple[str, ...]) -> tuple[str | None, list[str]]:
+    """The positional arguments as (the config file or None, images): images by their ending, folders and globs;
+    anything else is the config file, of which there is at most one."""
+    config, images = [], []
+    for item in inputs:
+        path = Path(item)
+        if path.suffix.lower() in CONFIG_SUFFIXES:
+            config.append(item)
+        elif path.suffix.lower() in IMAGE_SUFFIXES or path.is_dir() or any(c in item for c in "*?["):
+            images.append(item)
+        else:
+            config.append(item)
+    if len(config) > 1:
+        raise click.UsageError(f"give one config file, not {len(config)} ({', '.join(config)})")
+    return (config[0] if config else None), images
+
+
 @click.command()
-@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@click.argument("inputs", nargs=-1, metavar="[CONFIG] [IMAGES]...")
 @click.option("--out", "out", default="runs/train", show_default=True, type=click.Path(file_okay=False),
               help="Run folder: model.geocamat, metrics.json, confusion.png, training.png, config.yaml.")
 @click.option("--task", type=click.Choice(["landuse", "scenes", "detection"]), default=None,
@@ -64,10 +87,11 @@ def _camat_option(name: str, type_=None):
               help="Override any setting, e.g. --set camat.tau=0.6 (repeatable).")
 @overwrite_opt
 @quiet_opt
-def train(config, out, task, images, resume, assignments, overwrite, quiet, camat, **flags):
+def train(inputs, out, task, images, resume, assignments, overwrite, quiet, camat, **flags):
     """Train a model on GeoTIFF imagery and labels; CONFIG is an optional YAML file of settings.
 
-    Flags override the file, and --set overrides both. Example:
+    Flags override the file, and --set overrides both. IMAGES given as arguments are added to --images (so an
+    unquoted glob the shell expanded, --images S2/*.tif, takes every file). Example:
 
         geocamat train samples/nc_landsat.yaml --out runs/nc --epochs 20
     """
@@ -75,6 +99,8 @@ def train(config, out, task, images, resume, assignments, overwrite, quiet, cama
     from geocamat.settings import build, load_raw
     from geocamat.tasks import get_task, task_of_settings
 
+    config, more = split_inputs(inputs)
+    images = tuple(images) + tuple(more)
     if resume is not None:
         return _resume(Path(resume), config, task, images, assignments, camat, flags, quiet)
     camat_opts = {k.removeprefix("camat_"): v for k, v in flags.items() if k.startswith("camat_") and v is not None}

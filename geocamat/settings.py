@@ -68,6 +68,9 @@ def read_yaml(path: str | Path) -> dict:
         loaded = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not a YAML settings file (it is binary): give images with --images, a "
+                          "config file as the first argument") from exc
     if not isinstance(loaded, dict):
         raise ConfigError(f"{path} must hold a mapping of settings")
     for key in PATH_KEYS:

@@ -125,3 +125,27 @@ def test_train_predict_evaluate_info_end_to_end(tmp_path, synthetic_scene):
     result = runner.invoke(cli, ["predict", "--model", str(run / "model.geocamat"), "--out", str(out), "--quiet",
                                  str(synthetic_scene["image"])])
     _one_line_error(result, "--overwrite")
+
+
+def test_images_after_the_options_are_trained_on_as_an_expanded_glob_gives_them(tmp_path, synthetic_scene):
+    import yaml
+
+    from cli.train import split_inputs
+
+    assert split_inputs(("run.yaml", "a.tif", "b.JPG", str(tmp_path), "S2/*.tif")) == (
+        "run.yaml", ["a.tif", "b.JPG", str(tmp_path), "S2/*.tif"])
+    assert split_inputs(("settings.txt",)) == ("settings.txt", [])
+    # `--images scene/*.tif` unquoted: the shell gives the first file to --images and the rest as arguments
+    image = synthetic_scene["array"]
+    halves = [write_raster(tmp_path / f"half_{i}.tif", part, nodata=-9999.0, origin=(500000.0 + 480 * i, 4000000.0))
+              for i, part in enumerate((image[:, :, :48], image[:, :, 48:]))]
+    result = CliRunner().invoke(cli, ["train", "--images", str(halves[0]), str(halves[1]), "--labels",
+                                      str(synthetic_scene["labels"]), "--tile-size", "16", "--blocks", "2",
+                                      "--epochs", "1", "--arch", "camnet-xs", "--out", str(tmp_path / "run"),
+                                      "--quiet"])
+    assert result.exit_code == 0, result.output  # was: the second image read as a YAML file, an internal error
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert [Path(p).name for p in saved["images"]] == ["half_0.tif", "half_1.tif"]
+    (tmp_path / "notes.bin").write_bytes(b"\x00\xfe\xff binary")
+    result = CliRunner().invoke(cli, ["train", str(tmp_path / "notes.bin"), "--out", str(tmp_path / "r2")])
+    _one_line_error(result, "is not a YAML settings file (it is binary)")

@@ -34,7 +34,9 @@ def split_inputs(inputs: tuple[str, ...]) -> tuple[str | None, list[str]]:
         else:
             config.append(item)
     if len(config) > 1:
-        raise click.UsageError(f"give one config file, not {len(config)} ({', '.join(config)})")
+        shown = ", ".join(config[:3]) + (" ..." if len(config) > 3 else "")
+        raise click.UsageError(f"give one config file, not {len(config)} ({shown}); label files? quote their glob "
+                               "(--labels 'labels/*.xml') or give their folder")
     return (config[0] if config else None), images
 
 

@@ -325,10 +325,10 @@ def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names
             else:
                 ref = RasterOnGrid(Path(reference), m)
             sources.append(ref)  # closed below, also when the check refuses it
-            codes = ReferenceCodes()
+            matching = ReferenceCodes()
             if not vector:
                 check_class_bands(ref.src, Path(reference), "reference raster")
-                codes = reference_codes(Path(reference), class_ids, class_names)  # by name where it names them
+                matching = reference_codes(Path(reference), class_ids, class_names)  # by name where it names them
             others: dict[int, int] = {}  # reference codes that are none of the model's: pixels
             mk = None
             if mask is not None:
@@ -357,7 +357,7 @@ def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names
                     if mapped.any():
                         cm += confusion_matrix(codes[mapped], pred[rows[mapped], cols[mapped]], class_ids)
                     continue
-                values = codes.apply(values)
+                values = matching.apply(values)
                 keep = np.isfinite(values) & scope
                 other = keep & ~np.isin(values, class_ids)
                 if other.any():  # not scored: the model has no such class
@@ -392,7 +392,7 @@ def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names
                                           "random sample of the scored map"}
     if vector and ref.unlabelled:
         out["unlabelled_features"] = ref.unlabelled
-    notes = list(codes.notes)
+    notes = list(matching.notes)
     if others:
         notes.append(f"note: {sum(others.values())} reference pixels of codes {', '.join(map(str, sorted(others)))} "
                      "(none of the model's classes) are not scored")

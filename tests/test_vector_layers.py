@@ -174,3 +174,16 @@ def test_only_the_part_of_a_layer_over_the_imagery_is_read_and_it_burns_the_same
     far.to_file(tmp_path / "far.gpkg")
     with pytest.raises(InvalidLabelsError, match=f"none of its {len(layer)} features meets it"):
         labels_on_grid(tmp_path / "far.gpkg", grid, tmp_path, field="cls")
+
+
+def test_geoparquet_without_pyarrow_says_how_to_read_it(tmp_path, monkeypatch):
+    import geopandas as gpd
+
+    def no_pyarrow(*args, **kwargs):
+        raise ImportError("Missing optional dependency 'pyarrow.parquet'")
+
+    monkeypatch.setattr(gpd, "read_parquet", no_pyarrow)
+    (tmp_path / "parcels.parquet").write_bytes(b"PAR1")
+    with pytest.raises(InvalidLabelsError, match=r"parcels.parquet is GeoParquet, which needs pyarrow: `pip install "
+                                                 r"pyarrow`, or convert it \(ogr2ogr parcels.gpkg parcels.parquet\)"):
+        read_vector(tmp_path / "parcels.parquet")

@@ -22,6 +22,8 @@ from geocamat.errors import GeocamatError, InputNotFoundError, InvalidLabelsErro
 VECTOR_SUFFIXES = (".shp", ".gpkg", ".geojson", ".json", ".fgb", ".kml", ".parquet", ".gml", ".csv")
 #: A table of points rather than a GDAL vector layer.
 TABLE_SUFFIX = ".csv"
+#: GeoParquet: read with pyarrow (optional), as the GDAL of the wheels has no Parquet driver.
+PARQUET_SUFFIX = ".parquet"
 #: An archive read as vectors when it holds one of them (a zipped shapefile, as downloads come).
 ARCHIVE_SUFFIX = ".zip"
 #: QGIS's way of naming a layer in a data source (``FILE|layername=LAYER``).
@@ -154,6 +156,8 @@ def read_vector(spec: str | os.PathLike, what: str = "vector file", error: type[
         from geocamat.data.point_table import read_point_table
 
         return read_point_table(source.file, what, error)
+    if source.file.suffix.lower() == PARQUET_SUFFIX:
+        return _read_parquet(source.file, what, error, within)
     try:
         options = {"layer": source.layer} if source.layer else {}
         bbox = _layer_bbox(source, within) if within is not None else None
@@ -166,6 +170,29 @@ def read_vector(spec: str | os.PathLike, what: str = "vector file", error: type[
     except Exception as exc:  # noqa: BLE001 - any unreadable vector is the same user error
         text = " ".join(str(exc).split())[:120]
         raise error(f"{what} {source} cannot be read as a vector layer ({type(exc).__name__}: {text})") from exc
+
+
+def _read_parquet(path: Path, what: str, error: type[GeocamatError],
+                  within: tuple[tuple[float, float, float, float], str] | None):
+    """A GeoParquet file with geopandas and pyarrow (its features meeting ``within`` kept), or a one-line error
+    saying how to read it without pyarrow."""
+    import geopandas as gpd
+
+    try:
+        frame = gpd.read_parquet(path)
+    except ImportError as exc:
+        raise error(f"{what} {path.name} is GeoParquet, which needs pyarrow: `pip install pyarrow`, or convert it "
+                    f"(ogr2ogr {path.with_suffix('.gpkg').name} {path.name})") from exc
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
+        raise error(f"{what} {path.name} cannot be read as GeoParquet ({type(exc).__name__})") from exc
+    features = len(frame)
+    if within is not None and frame.crs is not None and features:
+        from rasterio.warp import transform_bounds
+        from shapely.geometry import box
+
+        frame = frame[frame.intersects(box(*transform_bounds(within[1], frame.crs, *within[0], densify_pts=21)))]
+    frame.attrs["layer_features"] = features
+    return frame
 
 
 def _layer_bbox(source: VectorSource, within: tuple[tuple[float, float, float, float], str]

@@ -98,7 +98,7 @@ def test_every_default_has_one_home():
     from cli.predict import predict
     from cli.train import train
 
-    structural = {"out", "config", "task", "images", "model_path", "assignments", "overwrite", "quiet", "as_json",
+    structural = {"out", "inputs", "task", "images", "model_path", "assignments", "overwrite", "quiet", "as_json",
                   "camat", "no_vector", "map_path"}
     for command in (train, predict, evaluate):
         for param in command.params:

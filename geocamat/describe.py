@@ -25,6 +25,8 @@ def describe(path: str | Path) -> dict:
     if source.layer is not None:
         return _describe_vector(source.file, source.layer)
     path = source.file
+    if _box_labels(path):
+        return _describe_boxes(path)
     if path.suffix in BUNDLE_SUFFIXES:
         from geocamat.bundle import Bundle, file_sha256
         from geocamat.tasks import task_of_bundle
@@ -68,6 +70,40 @@ def describe(path: str | Path) -> dict:
             raise CorruptInputError(f"{path} is broken: GDAL cannot open it ({one_line(str(exc), 200)}); "
                                     "re-download or re-export it") from exc
     return _describe_vector(path, None)
+
+
+#: box-label files (image pixels) listed by ``info``: the first images they name
+IMAGES_SHOWN = 10
+
+
+def _box_labels(path: Path) -> bool:
+    """Whether ``path`` is a detection label file in image pixels (VOC, DOTA/YOLO text, COCO, DeepForest CSV)."""
+    from geocamat.data.boxes import pixel_labels
+
+    if path.suffix.lower() == ".csv":  # a DeepForest CSV has box columns; a table of points has coordinates
+        with open(path, errors="replace") as fh:
+            return "xmin" in fh.readline().lower()
+    return path.is_file() and pixel_labels(path)
+
+
+def _describe_boxes(path: Path) -> dict:
+    """A box-label file: its format, boxes, classes (with counts) and the images it names."""
+    from collections import Counter
+
+    from geocamat.data.box_formats import is_coco, is_yolo
+    from geocamat.data.boxes import read_pixel_boxes
+
+    boxes = read_pixel_boxes(path)
+    suffix = path.suffix.lower()
+    if suffix == ".txt":
+        kind = "YOLO" if is_yolo(path.read_text(errors="replace").splitlines()) else "DOTA"
+    else:
+        kind = {".xml": "Pascal VOC", ".csv": "DeepForest CSV"}.get(suffix, "COCO" if is_coco(path) else suffix)
+    images = sorted({b.image_key for b in boxes})
+    return {"kind": "boxes in image pixels (detection labels)", "format": kind, "boxes": len(boxes),
+            "classes": dict(Counter(b.name for b in boxes).most_common()),
+            "images": images[:IMAGES_SHOWN] + ([f"... {len(images) - IMAGES_SHOWN} more"]
+                                               if len(images) > IMAGES_SHOWN else [])}
 
 
 def _named_classes(path: Path) -> dict:

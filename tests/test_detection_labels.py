@@ -215,3 +215,15 @@ def test_bad_coco_and_yolo_files_raise_one_line_errors(tmp_path):
     # only empty label files: no boxes at all
     (tmp_path / "a.txt").write_text("")
     assert "no boxes" in _one_line_error(lambda: load_boxes([tmp_path / "a.txt"], info))
+
+
+def test_info_describes_box_label_files_and_tells_a_box_csv_from_a_points_table(tmp_path):
+    from geocamat.describe import describe
+
+    for name, fmt in (("OSBS_029.csv", "DeepForest CSV"), ("OSBS_029.xml", "Pascal VOC")):
+        info = describe(TREES / name)  # were refused ("no coordinate columns", "neither a raster, a vector ...")
+        assert info["format"] == fmt and info["boxes"] == 61 and info["classes"] == {"Tree": 61}
+    dota = describe(DOTA / "labelTxt" / "P1888.txt")
+    assert dota["format"] == "DOTA" and dota["boxes"] == sum(dota["classes"].values()) > 0
+    (tmp_path / "plots.csv").write_text("plot,lon,lat,class\n1,-78.6,35.7,forest\n")
+    assert describe(tmp_path / "plots.csv")["kind"] == "points table"

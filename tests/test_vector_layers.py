@@ -44,7 +44,7 @@ def project(tmp_path_factory) -> Path:
 
 def test_paths_name_their_layer_and_keep_other_colons(tmp_path, project):
     assert parse_source(f"{project}:training") == VectorSource(project, "training")
-    assert parse_source(f"{project}|layername=points|subset=x") == VectorSource(project, "points")
+    assert parse_source(f"{project}|layername=points|subset=x") == VectorSource(project, "points", "x")
     assert parse_source(project) == VectorSource(project, None)
     odd = tmp_path / "a:b.gpkg"  # a file whose own name holds a colon stays a file
     odd.write_bytes(b"")
@@ -187,3 +187,17 @@ def test_geoparquet_without_pyarrow_says_how_to_read_it(tmp_path, monkeypatch):
     with pytest.raises(InvalidLabelsError, match=r"parcels.parquet is GeoParquet, which needs pyarrow: `pip install "
                                                  r"pyarrow`, or convert it \(ogr2ogr parcels.gpkg parcels.parquet\)"):
         read_vector(tmp_path / "parcels.parquet")
+
+
+def test_a_qgis_layer_filter_reads_the_features_qgis_shows(tmp_path, project):
+    spec = f"{project}|layername=training|subset=\"label\" IN ('forest', 'water')"
+    assert parse_source(spec) == VectorSource(project, "training", "\"label\" IN ('forest', 'water')")
+    frame = read_vector(spec)
+    assert set(frame.label) == {"forest", "water"} and 0 < len(frame) < 34
+    assert len(read_vector(f"{project.parent / 'training.gpkg'}|subset=label = 'forest'")) == (frame.label ==
+                                                                                              "forest").sum()
+    with pytest.raises(InvalidLabelsError, match="the filter 'klass = 1' cannot be applied .*no such column: klass"):
+        read_vector(f"{project}|layername=training|subset=klass = 1")
+    (tmp_path / "plots.csv").write_text("lon,lat,class\n-78.6,35.7,forest\n")
+    with pytest.raises(InvalidLabelsError, match=r"a filter \(\|subset=\) applies to GDAL layers"):
+        read_vector(f"{tmp_path / 'plots.csv'}|subset=class = 'forest'")

@@ -26,31 +26,37 @@ TABLE_SUFFIX = ".csv"
 PARQUET_SUFFIX = ".parquet"
 #: An archive read as vectors when it holds one of them (a zipped shapefile, as downloads come).
 ARCHIVE_SUFFIX = ".zip"
-#: QGIS's way of naming a layer in a data source (``FILE|layername=LAYER``).
-QGIS_LAYER = "|layername="
+#: QGIS's way of naming a layer in a data source (``FILE|layername=LAYER``), and of filtering its features
+#: (``|subset=`` an OGR SQL WHERE clause, as QGIS's Filter... sets it).
+QGIS_LAYER, QGIS_SUBSET = "|layername=", "|subset="
 
 
 @dataclass(frozen=True)
 class VectorSource:
-    """A vector file and the layer named in its path (None: the file's only layer)."""
+    """A vector file, the layer named in its path (None: the file's only layer) and a filter of its features (an
+    OGR SQL WHERE clause, None: all)."""
 
     file: Path
     layer: str | None = None
+    where: str | None = None
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.layer}" if self.layer else str(self.file)
+        text = f"{self.file}:{self.layer}" if self.layer else str(self.file)
+        return f"{text} (where {self.where})" if self.where else text
 
 
 def parse_source(spec: str | os.PathLike) -> VectorSource:
-    """The file and layer of ``spec``: ``FILE``, ``FILE:LAYER`` or ``FILE|layername=LAYER``.
+    """The file and layer of ``spec``: ``FILE``, ``FILE:LAYER``, or QGIS's data source ``FILE|layername=LAYER``
+    (``|subset=WHERE`` after it filters the features, as QGIS's layer filter does).
 
     ``FILE:LAYER`` is read as a layer only when ``spec`` itself is no file and a vector file's ending is followed by
     the ``:`` (``survey.gpkg:plots:2024`` is layer ``plots:2024``), so a path with a colon elsewhere (``C:\\data``)
     keeps its meaning."""
     text = str(spec)
-    if QGIS_LAYER in text:
+    if QGIS_LAYER in text or QGIS_SUBSET in text:
+        text, _, where = text.partition(QGIS_SUBSET)
         file, _, rest = text.partition(QGIS_LAYER)
-        return VectorSource(Path(file), rest.split("|")[0] or None)
+        return VectorSource(Path(file.split("|")[0]), rest.split("|")[0] or None, where.strip() or None)
     path = Path(text)
     if ":" in path.name and not path.exists():
         lower = text.lower()
@@ -118,7 +124,7 @@ def chosen_layer(spec: str | os.PathLike, what: str = "vector file",
         which = f"; {', '.join(having)} {'has' if len(having) == 1 else 'have'} the field {field!r}" if having else ""
         raise error(f"{what} {source.file.name} holds {len(layers)} layers ({', '.join(layers)}{which}): name the "
                     f"one to use as {source.file}:{(having or layers)[0]}")
-    return VectorSource(source.file, layers[0] if layers else None)
+    return VectorSource(source.file, layers[0] if layers else None, source.where)
 
 
 def _layers_with(path: Path, layers: list[str], field: str) -> list[str]:
@@ -152,6 +158,9 @@ def read_vector(spec: str | os.PathLike, what: str = "vector file", error: type[
     import geopandas as gpd
 
     source = chosen_layer(spec, what, error, field)
+    if source.where and source.file.suffix.lower() in (TABLE_SUFFIX, PARQUET_SUFFIX):
+        raise error(f"{what} {source.file.name}: a filter (|subset=) applies to GDAL layers, not to CSV or Parquet "
+                    "tables; filter the table itself, or save it as a GeoPackage")
     if source.file.suffix.lower() == TABLE_SUFFIX:
         from geocamat.data.point_table import read_point_table
 
@@ -161,14 +170,18 @@ def read_vector(spec: str | os.PathLike, what: str = "vector file", error: type[
     try:
         options = {"layer": source.layer} if source.layer else {}
         bbox = _layer_bbox(source, within) if within is not None else None
-        frame = gpd.read_file(source.file, bbox=bbox, rows=rows, **options)
+        where = {"where": source.where} if source.where else {}
+        frame = gpd.read_file(source.file, bbox=bbox, rows=rows, **options, **where)
         if bbox is not None:
             import pyogrio
 
             frame.attrs["layer_features"] = int(pyogrio.read_info(source.file, **options)["features"])
         return frame
     except Exception as exc:  # noqa: BLE001 - any unreadable vector is the same user error
-        text = " ".join(str(exc).split())[:120]
+        text = " ".join(str(exc).split())[:160]
+        if source.where:
+            raise error(f"{what} {source.file.name}: the filter {source.where!r} cannot be applied ({text}): write it "
+                        "as an OGR SQL WHERE clause on the layer's fields (as QGIS's Filter... does)") from exc
         raise error(f"{what} {source} cannot be read as a vector layer ({type(exc).__name__}: {text})") from exc
 
 

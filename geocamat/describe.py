@@ -141,11 +141,25 @@ def _describe_vector(path: Path, layer: str | None) -> dict:
         frame = gpd.read_file(path, layer=named)
     except Exception as exc:  # noqa: BLE001 - any failure means "not a readable vector file"
         raise InvalidRasterError(f"{path} is neither a raster, a vector layer nor a geocamat bundle") from exc
-    info = {"kind": "vector", "layer": named, "layers": layers}
+    info = {"kind": "vector", "layer": named, "layers": _layer_list(path, listed) if len(layers) > 1 else layers}
     if layer is None and len(spatial) > 1:
         info["note"] = (f"{len(spatial)} layers with geometry: this describes the first; geocamat reads one named "
                         f"as {path}:LAYER (e.g. {path}:{spatial[1]})")
     return _summary(frame, info)
+
+
+def _layer_list(path: Path, listed) -> list[dict]:
+    """Each layer of a file of several: name, geometry type and feature count (a table without geometry: none)."""
+    import pyogrio
+
+    out = []
+    for name, geometry in listed:
+        try:
+            features = int(pyogrio.read_info(path, layer=str(name))["features"])
+        except Exception:  # noqa: BLE001 - a layer GDAL cannot describe is listed without its count
+            features = None
+        out.append({"name": str(name), "geometry": geometry or "none (a table)", "features": features})
+    return out
 
 
 def _summary(frame, info: dict) -> dict:

@@ -58,6 +58,12 @@ def test_paths_name_their_layer_and_keep_other_colons(tmp_path, project):
 def test_tables_without_geometry_are_not_layers_to_choose(project):
     assert spatial_layers(project) == ["aoi", "training", "points"]
     assert "layer_styles" in [name for name, _ in pyogrio.list_layers(project)]
+    from geocamat.describe import describe
+
+    info = describe(project)  # `geocamat info`: every layer with its geometry and count, the first described
+    assert info["layers"][1] == {"name": "training", "geometry": "Polygon", "features": 34}
+    assert info["layer"] == "aoi" and "project.gpkg:training" in info["note"]
+    assert describe(f"{project}:points")["features"] == 1000
 
 
 def test_the_named_layer_is_read_and_an_unnamed_one_is_refused_with_the_layers_to_choose(project):

@@ -7,7 +7,9 @@ import click
 
 @click.command()
 @click.option("--map", "map_path", required=True, type=click.Path(), help="The class map (landuse.tif).")
-@click.option("--out", required=True, type=click.Path(), help="The GeoPackage of points to write (.gpkg).")
+@click.option("--out", required=True, type=click.Path(),
+              help="The points to write: a GeoPackage (.gpkg), or a CSV table of WGS 84 lon/lat (.csv) for a GPS or "
+                   "phone.")
 @click.option("--per-class", default=50, show_default=True, type=int,
               help="Points per map class (with --total: each class's minimum).")
 @click.option("--total", default=None, type=int,

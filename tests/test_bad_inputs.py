@@ -381,7 +381,7 @@ ROWS = [
     Row("sample-out-exists", "--out exists, no --overwrite", lambda e: _sample(e, e.labels), "--overwrite",
         lambda e: "points.gpkg", setup=lambda e: (e.tmp / "points.gpkg").write_text("a user's file\n")),
     Row("sample-out-not-gpkg", "--out not a GeoPackage",
-        lambda e: ["sample", "--map", e.labels, "--out", str(e.tmp / "points.shp")], "GeoPackage",
+        lambda e: ["sample", "--map", e.labels, "--out", str(e.tmp / "points.shp")], "GeoPackage (.gpkg) or a CSV",
         lambda e: "points.shp"),
     # -- info --------------------------------------------------------------------------------------------------
     Row("info-missing", "file does not exist", lambda e: ["info", str(e.tmp / "nothing.tif")], "no such file",

@@ -154,3 +154,34 @@ def test_target_se_sizes_the_sample_from_expected_users_accuracies(tmp_path):
     refused = CliRunner().invoke(cli, ["sample", "--map", str(path), "--out", str(tmp_path / "x.gpkg"),
                                        "--target-se", "0.05", "--total", "40"])
     assert refused.exit_code == 2 and "not both" in refused.output
+
+
+def test_a_csv_sample_of_lon_lat_scores_as_the_geopackage_does(tmp_path):
+    """For a field team: the same points as lon/lat in a CSV, labelled there, give the same scores."""
+    import pandas as pd
+
+    path, _ = _map(tmp_path)
+    bundle = tmp_path / "model.geocamat"
+    _bundle(bundle)
+    scores = []
+    for name in ("points.gpkg", "points.csv"):
+        out = tmp_path / name
+        result = CliRunner().invoke(cli, ["sample", "--map", str(path), "--out", str(out), "--total", "60",
+                                          "--per-class", "10"])
+        assert result.exit_code == 0, result.output
+        points = gpd.read_file(out, layer="sample") if name.endswith("gpkg") else pd.read_csv(out)
+        points["reference"] = points["map_class"].where(points["id"] % 7 != 0, "field")  # some points are field
+        if name.endswith("gpkg"):
+            points.to_file(out, layer="sample", driver="GPKG")
+        else:
+            assert list(points.columns) == ["id", "lon", "lat", "map_code", "map_class", "reference"]
+            assert points["lat"].between(-90, 90).all() and points["lon"].between(-180, 180).all()
+            points.to_csv(out, index=False)
+        scored = tmp_path / f"scores_{out.suffix[1:]}"
+        result = CliRunner().invoke(cli, ["evaluate", "--model", str(bundle), "--map", str(path), "--reference",
+                                          str(out), "--reference-field", "reference", "--out", str(scored)])
+        assert result.exit_code == 0, result.output
+        scores.append(json.loads((scored / "metrics.json").read_text()))
+    assert scores[0]["n"] == scores[1]["n"] == 60
+    assert scores[0]["confusion_matrix"] == scores[1]["confusion_matrix"]
+    assert scores[0]["area_estimates"] == scores[1]["area_estimates"]

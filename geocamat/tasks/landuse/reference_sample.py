@@ -210,8 +210,8 @@ def write_sample(map_path: str | os.PathLike, out: str | os.PathLike, *, per_cla
         raise ConfigError("--target-se is a standard error of the overall accuracy in (0, 0.5), e.g. 0.01, and "
                           "sets the total itself: give it or --total, not both")
     map_path, out = Path(map_path), Path(out)
-    if out.suffix.lower() != ".gpkg":
-        raise ConfigError(f"--out must be a GeoPackage (.gpkg), not {out.name}")
+    if out.suffix.lower() not in (".gpkg", ".csv"):
+        raise ConfigError(f"--out must be a GeoPackage (.gpkg) or a CSV table of lon/lat (.csv), not {out.name}")
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out} exists: pass --overwrite to replace it")
     check_writable(out.parent)  # a read-only or forbidden folder fails now, before the map is read
@@ -227,12 +227,19 @@ def write_sample(map_path: str | os.PathLike, out: str | os.PathLike, *, per_cla
          REFERENCE_FIELD: pd.Series([None] * len(sample["points"]), dtype="string")},
         geometry=[shapely.Point(*(t @ (col + 0.5, row + 0.5))) for _, row, col in sample["points"]],
         crs=sample["crs"])
-    tmp = out.with_name(f".{out.stem}.partial-{os.getpid()}.gpkg")
+    tmp = out.with_name(f".{out.stem}.partial-{os.getpid()}{out.suffix}")
     tmp.unlink(missing_ok=True)
     try:
-        pyogrio.write_dataframe(frame, tmp, layer=LAYER, driver="GPKG",
-                                dataset_options={"VERSION": "1.2"})  # what QGIS 3.22's GDAL reads in full
-        store_style(tmp, categorized_polygon_qml(style, field="map_code", marker=True), LAYER)
+        if out.suffix.lower() == ".csv":  # for a field team's GPS or phone: WGS 84 lon/lat, read back by evaluate
+            lonlat = frame.to_crs("EPSG:4326")
+            table = pd.DataFrame({"id": frame["id"], "lon": lonlat.geometry.x.round(9),
+                                  "lat": lonlat.geometry.y.round(9), "map_code": frame["map_code"],
+                                  "map_class": frame["map_class"], REFERENCE_FIELD: frame[REFERENCE_FIELD]})
+            table.to_csv(tmp, index=False)
+        else:
+            pyogrio.write_dataframe(frame, tmp, layer=LAYER, driver="GPKG",
+                                    dataset_options={"VERSION": "1.2"})  # what QGIS 3.22's GDAL reads in full
+            store_style(tmp, categorized_polygon_qml(style, field="map_code", marker=True), LAYER)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)

@@ -93,7 +93,13 @@ def _describe_boxes(path: Path) -> dict:
     from geocamat.data.box_formats import is_coco, is_yolo
     from geocamat.data.boxes import read_pixel_boxes
 
-    boxes = read_pixel_boxes(path)
+    from geocamat.errors import InvalidLabelsError
+
+    try:
+        boxes = read_pixel_boxes(path)
+    except InvalidLabelsError as exc:  # a text or XML file that is no label file either
+        raise InvalidRasterError(f"{path} is neither a raster, a vector layer, a box-label file nor a geocamat bundle "
+                                 f"(read as box labels: {exc})") from exc
     suffix = path.suffix.lower()
     if suffix == ".txt":
         kind = "YOLO" if is_yolo(path.read_text(errors="replace").splitlines()) else "DOTA"

@@ -92,7 +92,6 @@ def _describe_boxes(path: Path) -> dict:
 
     from geocamat.data.box_formats import is_coco, is_yolo
     from geocamat.data.boxes import read_pixel_boxes
-
     from geocamat.errors import InvalidLabelsError
 
     try:

@@ -49,7 +49,7 @@ def split_inputs(inputs: tuple[str, ...]) -> tuple[str | None, list[str]]:
 @setting_option(C, "images", "--images", multiple=True)
 @setting_option(C, "bands", "--bands", help_prefix="Comma-separated. ")
 @setting_option(C, "nodata", "--nodata", type=float)
-@setting_option(C, "labels", "--labels")
+@setting_option(C, "labels", "--labels", multiple=True)
 @setting_option(C, "scenes", "--scenes")
 @setting_option(C, "label_field", "--label-field")
 @setting_option(C, "label_nodata", "--label-nodata", type=int)
@@ -103,6 +103,8 @@ def train(inputs, out, task, images, resume, assignments, overwrite, quiet, cama
 
     config, more = split_inputs(inputs)
     images = tuple(images) + tuple(more)
+    labels = flags.get("labels")  # --labels repeated: several vector files
+    flags["labels"] = None if not labels else labels[0] if len(labels) == 1 else list(labels)
     if resume is not None:
         return _resume(Path(resume), config, task, images, assignments, camat, flags, quiet)
     camat_opts = {k.removeprefix("camat_"): v for k, v in flags.items() if k.startswith("camat_") and v is not None}

@@ -149,3 +149,23 @@ def test_images_after_the_options_are_trained_on_as_an_expanded_glob_gives_them(
     (tmp_path / "notes.bin").write_bytes(b"\x00\xfe\xff binary")
     result = CliRunner().invoke(cli, ["train", str(tmp_path / "notes.bin"), "--out", str(tmp_path / "r2")])
     _one_line_error(result, "is not a YAML settings file (it is binary)")
+
+
+def test_labels_repeated_train_on_a_file_per_class(tmp_path, synthetic_scene):
+    import geopandas as gpd
+    import yaml
+    from shapely.geometry import box
+
+    for name, x0 in (("dark", 500020.0), ("bright", 500500.0)):  # the scene's two halves, 10 m pixels
+        gpd.GeoDataFrame({"id": [1]}, geometry=[box(x0, 3999100.0, x0 + 400, 3999950.0)],
+                         crs="EPSG:32617").to_file(tmp_path / f"{name}.gpkg")
+    result = CliRunner().invoke(cli, ["train", "--images", str(synthetic_scene["image"]), "--labels",
+                                      str(tmp_path / "dark.gpkg"), "--labels", str(tmp_path / "bright.gpkg"),
+                                      "--label-field", "layer", "--tile-size", "16", "--blocks", "2", "--epochs", "1",
+                                      "--arch", "camnet-xs", "--out", str(tmp_path / "run"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert [Path(p).name for p in saved["labels"]] == ["dark.gpkg", "bright.gpkg"]
+    from geocamat.bundle import Bundle
+
+    assert sorted(c.name for c in Bundle.load(tmp_path / "run" / "model.geocamat").classes) == ["bright", "dark"]

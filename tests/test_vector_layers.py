@@ -207,3 +207,32 @@ def test_a_qgis_layer_filter_reads_the_features_qgis_shows(tmp_path, project):
     (tmp_path / "plots.csv").write_text("lon,lat,class\n-78.6,35.7,forest\n")
     with pytest.raises(InvalidLabelsError, match=r"a filter \(\|subset=\) applies to GDAL layers"):
         read_vector(f"{tmp_path / 'plots.csv'}|subset=class = 'forest'")
+
+
+def test_a_layer_or_a_file_per_class_with_label_field_layer(tmp_path, project):
+    import geopandas as gpd
+
+    polygons = gpd.read_file(project, layer="training")
+    per_class = tmp_path / "classes.gpkg"
+    for name, group in polygons.groupby("label"):
+        group[["id", "geometry"]].to_file(per_class, layer=name)  # no class field: the layer is the class
+        group[["id", "geometry"]].to_file(tmp_path / f"{name}.shp")
+    grid = grid_of_dataset(open_stack([str(NC / "lsat7_2000_*.tif")], tmp_path).dataset())
+    burnt = {}
+    for key, labels, field in (("field", project.parent / "training.gpkg", "label"), ("layers", per_class, "layer"),
+                               ("files", sorted(str(p) for p in tmp_path.glob("*.shp")), "layer")):
+        (tmp_path / key).mkdir()
+        result = labels_on_grid(labels, grid, tmp_path / key, field=field)
+        with rasterio.open(result.path) as src:
+            burnt[key] = (result.names, src.read(1))
+    assert burnt["layers"][0] == burnt["field"][0] == burnt["files"][0]  # the same classes, the same codes
+    assert np.array_equal(burnt["layers"][1], burnt["field"][1])
+    assert np.array_equal(burnt["files"][1], burnt["field"][1])
+    # QGIS's Merge vector layers keeps each feature's layer in a `layer` field: that field is the class
+    merged = polygons.rename(columns={"label": "layer"})
+    merged.to_file(tmp_path / "merged.gpkg")
+    (tmp_path / "merged").mkdir()
+    assert labels_on_grid(tmp_path / "merged.gpkg", grid, tmp_path / "merged", field="layer").names == \
+        burnt["field"][0]
+    with pytest.raises(InvalidLabelsError, match="a layer per class: --label-field layer"):
+        labels_on_grid(per_class, grid, tmp_path, field="label")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from geocamat.data.class_styles import raster_classes
-from geocamat.data.vector_layers import is_vector, read_vector, vector_file
+from geocamat.data.vector_layers import LAYER_FIELD, is_vector, read_label_layers, read_vector, vector_file
 from geocamat.errors import InputNotFoundError, InvalidLabelsError
 
 UNLABELLED = -1
@@ -200,15 +200,27 @@ def _usual_nodata(dtype: str) -> tuple[int, ...]:
     return (0, 255) if dtype == "uint8" else (0,)
 
 
-def _vector_frame(path: Path, field: str | None, grid: Grid, name_codes: dict[str, int] | None,
+def _shown(path) -> str:
+    """A label path (or several) as messages name it: the file names."""
+    return ", ".join(Path(str(p)).name for p in path) if isinstance(path, list | tuple) else Path(str(path)).name
+
+
+def _vector_frame(path: Path | list, field: str | None, grid: Grid, name_codes: dict[str, int] | None,
                   field_flag: str):
-    """The layer in the grid's CRS with its class codes: (frame, codes, names by code, points only)."""
+    """The layer (or the layers of several files, or with ``field`` ``layer`` each layer a class) in the grid's CRS
+    with its class codes: (frame, codes, names by code, points only)."""
     import pandas as pd
     from rasterio.transform import array_bounds
 
     what = "reference layer" if field_flag == "--reference-field" else "label layer"
     height, width = grid.shape
-    frame = read_vector(path, what, field=field, within=(array_bounds(height, width, grid.transform), grid.crs))
+    within = (array_bounds(height, width, grid.transform), grid.crs)
+    if isinstance(path, list | tuple) or field == LAYER_FIELD:
+        specs = list(path) if isinstance(path, list | tuple) else [path]
+        frame = read_label_layers(specs, what, field, within, grid.crs)
+        path = Path(_shown(specs))  # for the messages
+    else:
+        frame = read_vector(path, what, field=field, within=within)
     if frame.empty and frame.attrs.get("layer_features"):
         raise InvalidLabelsError(f"labels in {Path(path).name} do not overlap the imagery: none of its "
                                  f"{frame.attrs['layer_features']} features meets it; check both files' extents and "
@@ -386,11 +398,11 @@ def _burn_notes(path: Path, small: int, features: int, contested: int, sparse: b
     kind = "points" if sparse else "features"
     notes = []
     if small:
-        notes.append(f"warning: {small} of {features} polygons of {Path(path).name} are too small to cover a pixel's "
+        notes.append(f"warning: {small} of {features} polygons of {_shown(path)} are too small to cover a pixel's "
                      "centre: they label nothing; draw them larger or give them as points")
     if contested:
         pixels = "labelled pixel lies" if contested == 1 else "labelled pixels lie"
-        notes.append(f"warning: {contested} {pixels} under {kind} of {Path(path).name} of different "
+        notes.append(f"warning: {contested} {pixels} under {kind} of {_shown(path)} of different "
                      "classes: each takes the class of the feature that comes last in the layer; check the overlaps "
                      "in a GIS")
     return notes
@@ -416,12 +428,17 @@ def labels_on_grid(labels: str | Path, grid: Grid, workdir: Path, field: str | N
         InputNotFoundError: the file does not exist.
         InvalidLabelsError: unknown field, no CRS, non-integer classes, or no label inside the imagery.
     """
-    path = Path(labels)
-    if not vector_file(path).exists():
-        raise InputNotFoundError(f"labels not found: {vector_file(path)}")
-    vector = is_vector(path)
+    specs = list(labels) if isinstance(labels, list | tuple) else [labels]
+    for spec in specs:
+        if not vector_file(spec).exists():
+            raise InputNotFoundError(f"labels not found: {vector_file(spec)}")
+    vector = all(is_vector(spec) for spec in specs)
+    if len(specs) > 1 and not vector:
+        raise InvalidLabelsError(f"several label files must all be vector layers (got {', '.join(map(str, specs))}); "
+                                 "give one label raster")
+    path = Path(specs[0]) if len(specs) == 1 else specs
     if vector and nodata is not None:
-        raise InvalidLabelsError(f"--label-nodata applies to a label raster; {path.name} is a vector layer (leave "
+        raise InvalidLabelsError(f"--label-nodata applies to a label raster; {_shown(path)} is a vector layer (leave "
                                  "the unlabelled ground without features)")
     out = workdir / "labels_on_grid.tif"
     notes: list[str] = []
@@ -434,5 +451,6 @@ def labels_on_grid(labels: str | Path, grid: Grid, workdir: Path, field: str | N
             sparse = False
     if not codes:
         out.unlink(missing_ok=True)
-        raise InvalidLabelsError(f"labels in {path.name} do not overlap the imagery: check both files' extents and CRS")
+        raise InvalidLabelsError(f"labels in {_shown(path)} do not overlap the imagery: check both files' extents and "
+                                 "CRS")
     return LabelRaster(out, grid, sorted(codes), names, colours, sparse, notes)

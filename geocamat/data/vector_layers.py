@@ -20,6 +20,9 @@ from geocamat.errors import GeocamatError, InputNotFoundError, InvalidLabelsErro
 #: Endings of the vector files geocamat reads (labels, references, regions); ``.csv``: a table of points
 #: (:mod:`geocamat.data.point_table`; detection reads its own CSV boxes first).
 VECTOR_SUFFIXES = (".shp", ".gpkg", ".geojson", ".json", ".fgb", ".kml", ".parquet", ".gml", ".csv")
+#: ``label_field`` value: each layer is a class named by the layer (a GeoPackage of one layer per class, or one
+#: file per class), unless the layers have a field of that name (QGIS's Merge vector layers writes it).
+LAYER_FIELD = "layer"
 #: A table of points rather than a GDAL vector layer.
 TABLE_SUFFIX = ".csv"
 #: GeoParquet: read with pyarrow (optional), as the GDAL of the wheels has no Parquet driver.
@@ -122,8 +125,9 @@ def chosen_layer(spec: str | os.PathLike, what: str = "vector file",
     if len(layers) > 1:
         having = _layers_with(source.file, layers, field) if field else []
         which = f"; {', '.join(having)} {'has' if len(having) == 1 else 'have'} the field {field!r}" if having else ""
+        per_class = "; a layer per class: --label-field layer" if field and not having and "label" in what else ""
         raise error(f"{what} {source.file.name} holds {len(layers)} layers ({', '.join(layers)}{which}): name the "
-                    f"one to use as {source.file}:{(having or layers)[0]}")
+                    f"one to use as {source.file}:{(having or layers)[0]}{per_class}")
     return VectorSource(source.file, layers[0] if layers else None, source.where)
 
 
@@ -157,7 +161,7 @@ def read_vector(spec: str | os.PathLike, what: str = "vector file", error: type[
     """
     import geopandas as gpd
 
-    source = chosen_layer(spec, what, error, field)
+    source = spec if isinstance(spec, VectorSource) else chosen_layer(spec, what, error, field)
     if source.where and source.file.suffix.lower() in (TABLE_SUFFIX, PARQUET_SUFFIX):
         raise error(f"{what} {source.file.name}: a filter (|subset=) applies to GDAL layers, not to CSV or Parquet "
                     "tables; filter the table itself, or save it as a GeoPackage")
@@ -183,6 +187,39 @@ def read_vector(spec: str | os.PathLike, what: str = "vector file", error: type[
             raise error(f"{what} {source.file.name}: the filter {source.where!r} cannot be applied ({text}): write it "
                         "as an OGR SQL WHERE clause on the layer's fields (as QGIS's Filter... does)") from exc
         raise error(f"{what} {source} cannot be read as a vector layer ({type(exc).__name__}: {text})") from exc
+
+
+def read_label_layers(specs: list, what: str, field: str | None, within, crs,
+                      error: type[GeocamatError] = InvalidLabelsError):
+    """Several label files (or one) as one frame in ``crs``; with ``field`` :data:`LAYER_FIELD`, every spatial layer
+    of each file (or its named layer) with its layer's name in that field (the class), where no such field exists.
+
+    ``frame.attrs["layer_features"]``: the features of all of them (as :func:`read_vector` counts them)."""
+    import pandas as pd
+
+    frames, features = [], 0
+    for spec in specs:
+        if field != LAYER_FIELD:
+            parts = [(read_vector(spec, what, error, field, within), None)]
+        else:
+            source = parse_source(spec)
+            if not source.file.exists():
+                raise InputNotFoundError(f"{what} not found: {source.file}")
+            names = [source.layer] if source.layer else spatial_layers(source.file) or [None]
+            parts = [(read_vector(VectorSource(source.file, name, source.where), what, error, None, within),
+                      name or source.file.stem) for name in names]
+        for frame, name in parts:
+            features += int(frame.attrs.get("layer_features", len(frame)))
+            if frame.crs is None:
+                raise error(f"{what} {spec} has no CRS: set one (e.g. a .prj file or ogr2ogr -a_srs)")
+            if name is not None and LAYER_FIELD not in frame.columns:
+                frame = frame.assign(**{LAYER_FIELD: name})
+            frames.append(frame.to_crs(crs))
+    import geopandas as gpd
+
+    out = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=crs)
+    out.attrs["layer_features"] = features
+    return out
 
 
 def _read_parquet(path: Path, what: str, error: type[GeocamatError],

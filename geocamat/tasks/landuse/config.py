@@ -20,9 +20,11 @@ class LandUseConfig(ClassifierSettings):
     bands: list | None = setting(None, "Band selection: names (file stems / descriptions) or 1-based numbers.")
     nodata: float | None = setting(None, "Value of the images' fill pixels, replacing what the files declare "
                                    "(e.g. 0 for a collar of zeros with no nodata tag); the model keeps it.")
-    labels: str | None = setting(None, "Classified raster, or vector layer of polygons/points (FILE:LAYER for one "
-                                 "layer of a GeoPackage).", path=True)
-    label_field: str | None = setting(None, "Class field of a vector label layer.")
+    labels: str | list[str] | None = setting(None, "Classified raster, or vector layer of polygons/points (FILE:LAYER "
+                                                "for one layer of a GeoPackage; several vector files: a list, or "
+                                                "--labels repeated).", path=True)
+    label_field: str | None = setting(None, "Class field of a vector label layer ('layer': each layer, or each "
+                                            "file, is a class named by it).")
     label_nodata: int | None = setting(None, "Value of a label raster meaning 'not labelled', replacing what the "
                                        "file declares (e.g. 0).")
     classes: dict = setting(help="{code: {name: ..., color: '#rrggbb'}} or {code: name}.", factory=dict)
@@ -71,6 +73,8 @@ class LandUseConfig(ClassifierSettings):
         self.images = as_list(self.images)
         if not self.images:
             raise ConfigError("no images given: pass --images PATH (or `images:` in the config file)")
+        if isinstance(self.labels, list | tuple):  # several vector files (one per class, with label_field: layer)
+            self.labels = self.labels[0] if len(self.labels) == 1 else [str(p) for p in self.labels]
         if not self.labels:
             raise ConfigError("no labels given: pass --labels PATH (a classified raster or a vector layer)")
         positive_int(self, "tile_size", "epochs", "batch_size", "blocks", "max_tiles")

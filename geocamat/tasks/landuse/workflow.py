@@ -15,7 +15,7 @@ import torch
 
 from geocamat.bundle import Bundle
 from geocamat.errors import InvalidLabelsError
-from geocamat.settings import dump, field_map
+from geocamat.settings import as_list, dump, field_map
 from geocamat.tasks.landuse.config import LandUseConfig
 from geocamat.tasks.landuse.options import MIN_MAPPING_UNIT
 from geocamat.tasks.training import (
@@ -214,8 +214,9 @@ def train_landuse(config: LandUseConfig, out_dir: Path, *, overwrite: bool = Fal
         for note in stack.notes:
             log(note)
         check_inputs(stack.sources)  # a truncated file fails here, not after an epoch
-        if not is_vector(config.labels) and Path(config.labels).is_file():
-            check_inputs([config.labels])
+        rasters = [p for p in as_list(config.labels) if not is_vector(p) and Path(p).is_file()]
+        if rasters:
+            check_inputs(rasters)
         grid = grid_of_dataset(stack.dataset())
         labels = labels_on_grid(config.labels, grid, work, config.label_field, config.label_nodata)
         for note in labels.notes:

@@ -268,10 +268,13 @@ def _raster_labels(bundle, path: Path, files: list[Path], out: list[Finding]) ->
 
 
 def _vector_labels(bundle, path: Path, files: list[Path], field: str | None, out: list[Finding]) -> None:
-    from geocamat.data.vector_layers import read_vector
+    from geocamat.data.vector_layers import LAYER_FIELD, read_label_layers, read_vector
 
     try:
-        frame = read_vector(path, "labels")
+        if field == LAYER_FIELD:  # each layer a class
+            frame = read_label_layers([path], "labels", field, None, None)
+        else:
+            frame = read_vector(path, "labels", field=field)
     except GeocamatError as exc:
         out.append(Finding("problem", str(path), str(exc)))
         return

@@ -236,3 +236,27 @@ def test_a_layer_or_a_file_per_class_with_label_field_layer(tmp_path, project):
         burnt["field"][0]
     with pytest.raises(InvalidLabelsError, match="a layer per class: --label-field layer"):
         labels_on_grid(per_class, grid, tmp_path, field="label")
+
+
+def test_info_check_reads_a_layer_per_class(tmp_path, project):
+    import geopandas as gpd
+
+    from geocamat.bundle import Bundle, ClassInfo
+    from geocamat.check import check_against_bundle
+
+    polygons = gpd.read_file(project, layer="training")
+    per_class = tmp_path / "classes.gpkg"
+    for name, group in polygons.groupby("label"):
+        group[["geometry"]].to_file(per_class, layer=name)
+    names = sorted(polygons.label.unique())
+    bundle = tmp_path / "model.geocamat"
+    Bundle(task="landuse", model={"name": "camnet", "in_channels": 1, "num_classes": len(names), "tile_size": 16,
+                                  "arch": "camnet-xs"}, state_dict={}, bands=["b1"], mean=[0.0], std=[1.0],
+           classes=[ClassInfo(i + 1, n, "#808080") for i, n in enumerate(names)], tile_size=16).save(bundle)
+    image = str(NC / "lsat7_2000_10.tif")
+    found = check_against_bundle(bundle, [image], str(per_class), "layer")
+    assert [f.message for f in found if f.subject == str(per_class)] == ["34 features overlapping the images"]
+    (tmp_path / "wetland.gpkg").write_bytes((tmp_path / "classes.gpkg").read_bytes())
+    polygons[["geometry"]].head(1).to_file(tmp_path / "wetland.gpkg", layer="wetland")  # a class the model lacks
+    found = check_against_bundle(bundle, [image], str(tmp_path / "wetland.gpkg"), "layer")
+    assert any(f.level == "problem" and "wetland" in f.message for f in found)

@@ -191,8 +191,9 @@ def read_vector(spec: str | os.PathLike, what: str = "vector file", error: type[
 
 def read_label_layers(specs: list, what: str, field: str | None, within, crs,
                       error: type[GeocamatError] = InvalidLabelsError):
-    """Several label files (or one) as one frame in ``crs``; with ``field`` :data:`LAYER_FIELD`, every spatial layer
-    of each file (or its named layer) with its layer's name in that field (the class), where no such field exists.
+    """Several label files (or one) as one frame in ``crs`` (None: the first layer's); with ``field``
+    :data:`LAYER_FIELD`, every spatial layer of each file (or its named layer) with its layer's name in that field
+    (the class), where no such field exists.
 
     ``frame.attrs["layer_features"]``: the features of all of them (as :func:`read_vector` counts them)."""
     import pandas as pd
@@ -214,6 +215,7 @@ def read_label_layers(specs: list, what: str, field: str | None, within, crs,
                 raise error(f"{what} {spec} has no CRS: set one (e.g. a .prj file or ogr2ogr -a_srs)")
             if name is not None and LAYER_FIELD not in frame.columns:
                 frame = frame.assign(**{LAYER_FIELD: name})
+            crs = crs or frame.crs
             frames.append(frame.to_crs(crs))
     import geopandas as gpd
 

@@ -227,3 +227,27 @@ def test_info_describes_box_label_files_and_tells_a_box_csv_from_a_points_table(
     assert dota["format"] == "DOTA" and dota["boxes"] == sum(dota["classes"].values()) > 0
     (tmp_path / "plots.csv").write_text("plot,lon,lat,class\n1,-78.6,35.7,forest\n")
     assert describe(tmp_path / "plots.csv")["kind"] == "points table"
+
+
+def test_a_layer_is_read_around_images_in_two_crs_only(tmp_path):
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    from geocamat.data.boxes import _images_ground
+    from geocamat.data.vector_layers import read_vector
+
+    a = geotiff(tmp_path / "a.tif")  # UTM 17N, (404000, 3285000), 10 m x 8 m
+    b = geotiff(tmp_path / "b.tif", crs="EPSG:32618")  # the same numbers in UTM 18N: ~600 km east
+    near_a = gpd.GeoDataFrame({"label": ["car"]}, geometry=[box(404001, 3284997, 404003, 3284998)], crs="EPSG:32617")
+    near_b = gpd.GeoDataFrame({"label": ["bus"]}, geometry=[box(404004, 3284996, 404006, 3284997)],
+                              crs="EPSG:32618").to_crs("EPSG:32617")
+    far = gpd.GeoDataFrame({"label": ["far"] * 50}, geometry=[box(300000 + 100 * i, 3000000, 300010 + 100 * i,
+                                                                    3000010) for i in range(50)], crs="EPSG:32617")
+    gpd.GeoDataFrame(gpd.pd.concat([near_a, near_b, far], ignore_index=True), crs="EPSG:32617").to_file(
+        tmp_path / "boxes.gpkg")
+    infos = [image_info(str(a)), image_info(str(b))]
+    assert len(_images_ground(infos)) == 2
+    part = read_vector(tmp_path / "boxes.gpkg", within=_images_ground(infos))
+    assert sorted(part.label) == ["bus", "car"] and part.attrs["layer_features"] == 52  # the far ones not read
+    found, names = load_boxes([tmp_path / "boxes.gpkg"], infos)
+    assert names == ["bus", "car"] and [f.names for f in found] == [["car"], ["bus"]]

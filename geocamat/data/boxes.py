@@ -313,16 +313,21 @@ MAX_FIELDS_SHOWN = 6
 CRS_CHECK_FEATURES = 1000
 
 
-def _images_ground(images: list[ImageInfo]) -> tuple[tuple[float, float, float, float], object] | None:
-    """(bounds, CRS) of the georeferenced images when they share one CRS (the part of a label layer to read), else
-    None (read it all)."""
+def _images_ground(images: list[ImageInfo]) -> list | None:
+    """``[(bounds, CRS)]`` of the georeferenced images, one per CRS (the part of a label layer to read), or None
+    (read it all) when none is georeferenced."""
     from rasterio.transform import array_bounds
 
-    geo = [im for im in images if im.crs is not None and im.transform is not None]
-    if not geo or len({im.crs.to_string() for im in geo}) > 1:
-        return None
-    corners = np.array([array_bounds(im.height, im.width, im.transform) for im in geo])  # (west, south, east, north)
-    return (corners[:, 0].min(), corners[:, 1].min(), corners[:, 2].max(), corners[:, 3].max()), geo[0].crs
+    groups: dict[str, list] = {}
+    for im in images:
+        if im.crs is not None and im.transform is not None:
+            groups.setdefault(im.crs.to_string(), []).append(im)
+    out = []
+    for group in groups.values():
+        corners = np.array([array_bounds(im.height, im.width, im.transform) for im in group])  # west, south, ...
+        out.append(((corners[:, 0].min(), corners[:, 1].min(), corners[:, 2].max(), corners[:, 3].max()),
+                    group[0].crs))
+    return out or None
 
 
 def vector_boxes(path: Path, images: list[ImageInfo], label_field: str) -> dict[str, list]:

@@ -146,11 +146,11 @@ def _layers_with(path: Path, layers: list[str], field: str) -> list[str]:
 
 
 def read_vector(spec: str | os.PathLike, what: str = "vector file", error: type[GeocamatError] = InvalidLabelsError,
-                field: str | None = None, within: tuple[tuple[float, float, float, float], str] | None = None,
-                rows: int | None = None):
+                field: str | None = None, within=None, rows: int | None = None):
     """The layer ``spec`` names (see :func:`chosen_layer`) as a GeoDataFrame.
 
-    ``within``: ``(bounds, crs)`` of the ground the caller needs (the imagery): only the features whose bounding
+    ``within``: ``(bounds, crs)`` of the ground the caller needs (the imagery; or a list of them, images in several
+    CRSs): only the features whose bounding
     box meets it are read (GDAL's spatial filter, with the layer's spatial index), so a national layer of
     parcels costs what its part over the scene costs. ``frame.attrs["layer_features"]`` keeps the layer's count.
     ``rows``: only the first features (a sample).
@@ -247,21 +247,23 @@ def _read_parquet(path: Path, what: str, error: type[GeocamatError],
     return frame
 
 
-def _layer_bbox(source: VectorSource, within: tuple[tuple[float, float, float, float], str]
-                ) -> tuple[float, float, float, float] | None:
-    """``within``'s bounds in the layer's CRS (edges densified, grown by 1%), or None (read it all) when the layer
-    has no CRS or the bounds cannot be brought into it."""
+def _layer_bbox(source: VectorSource, within) -> tuple[float, float, float, float] | None:
+    """``within``'s bounds in the layer's CRS (edges densified, grown by 1%; several ``(bounds, crs)``: the box
+    around all of them), or None (read it all) when the layer has no CRS or a bounds cannot be brought into it."""
     import pyogrio
     from rasterio.warp import transform_bounds
 
     crs = pyogrio.read_info(source.file, **({"layer": source.layer} if source.layer else {})).get("crs")
     if not crs:
         return None
-    bounds, bounds_crs = within
-    try:
-        left, bottom, right, top = transform_bounds(bounds_crs, crs, *bounds, densify_pts=21)
-    except Exception:  # noqa: BLE001 - a CRS the bounds do not fit in: no filter rather than a wrong one
-        return None
+    boxes = []
+    for bounds, bounds_crs in (within if isinstance(within, list) else [within]):
+        try:
+            boxes.append(transform_bounds(bounds_crs, crs, *bounds, densify_pts=21))
+        except Exception:  # noqa: BLE001 - a CRS the bounds do not fit in: no filter rather than a wrong one
+            return None
+    left, bottom = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    right, top = max(b[2] for b in boxes), max(b[3] for b in boxes)
     pad_x, pad_y = 0.01 * (right - left), 0.01 * (top - bottom)
     if not all(map(math.isfinite, (left, bottom, right, top))):
         return None

@@ -269,6 +269,8 @@ ROWS = [
         lambda e: _predict(e, "--region", e.polygons, "--region-field", "zone"), "zone"),
     Row("predict-region-field-alone", "--region-field without --region",
         lambda e: _predict(e, "--region-field", "cls"), "--region"),
+    Row("predict-mapping-unit-twice", "--min-area and --min-polygon-pixels both given",
+        lambda e: _predict(e, "--min-area", "0.5", "--min-polygon-pixels", "9"), "--min-area (hectares) or"),
     Row("predict-overlap", "--overlap out of range", lambda e: _predict(e, "--overlap", "1.5"), "overlap"),
     Row("predict-batch", "--batch-size 0", lambda e: _predict(e, "--batch-size", "0"), "batch size"),
     Row("predict-tta-views", "unknown --tta-views", lambda e: _predict(e, "--tta-views", "some"), "--tta-views"),

@@ -458,3 +458,32 @@ def test_minimum_mapping_unit_sieves_the_map_and_its_polygons(tmp_path, bundle):
               head=PerPixel())
     assert cut["plan"]["units"] > 4
     assert sizes(tmp_path / "cut")[1].min() >= 6
+    # the unit in hectares: 0.06 ha of 10 m pixels is 6 pixels, the same map
+    hectares = run(bundle, [img], tmp_path / "ha", min_area_ha=0.06, head=PerPixel())
+    assert hectares["settings"]["min_polygon_pixels"] == 6 and hectares["settings"]["min_area_ha"] == 0.06
+    assert np.array_equal(read(tmp_path / "ha" / "landuse.tif")[0], read(tmp_path / "one" / "landuse.tif")[0])
+
+
+def test_a_mapping_unit_in_hectares_is_the_pixels_of_its_area_in_any_crs():
+    from pyproj import CRS
+
+    from geocamat.errors import ConfigError
+    from geocamat.inference.mapping_unit import pixel_area_m2, unit_pixels
+    from geocamat.tasks.landuse.options import PredictOptions
+
+    assert unit_pixels(0.5, CRS.from_epsg(32119).to_wkt(), (28.5, 28.5)) == 7  # 6.16 pixels of 812.25 m2
+    assert unit_pixels(0.5, CRS.from_epsg(32618).to_wkt(), (10.0, 10.0)) == 50  # exactly: no pixel more
+    us_foot = 1200 / 3937  # EPSG:2264 is in US survey feet
+    assert pixel_area_m2(CRS.from_epsg(2264).to_wkt(), (100.0, 100.0)) == pytest.approx((100 * us_foot) ** 2)
+    # a degree grid: the pixel (1 arc-second) at the map's centre, as pyproj's geodesic polygon area measures it
+    from pyproj import Geod
+
+    wgs84, side = CRS.from_epsg(4326).to_wkt(), 1 / 3600
+    for lat in (0.0, 35.8, 60.0):
+        lons, lats = [0, side, side, 0], [lat + side / 2, lat + side / 2, lat - side / 2, lat - side / 2]
+        geodesic = abs(Geod(ellps="WGS84").polygon_area_perimeter(lons, lats)[0])
+        assert pixel_area_m2(wgs84, (side, side), lat) == pytest.approx(geodesic, rel=1e-6)
+    with pytest.raises(ConfigError, match=r"--min-area \(hectares\) or --min-polygon-pixels"):
+        PredictOptions(min_area=0.5, min_polygon_pixels=9).check()
+    with pytest.raises(ConfigError, match="hectares and must be > 0"):
+        PredictOptions(min_area=0).check()

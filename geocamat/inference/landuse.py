@@ -97,6 +97,7 @@ def predict_landuse(
     write_probabilities: bool = False,
     vectorise: bool = True,
     min_polygon_pixels: int = 0,
+    min_area_ha: float | None = None,
     overwrite: bool = False,
     progress: bool = True,
     model_path: str | os.PathLike | None = None,
@@ -139,6 +140,8 @@ def predict_landuse(
         write_probabilities: also write ``probabilities.tif`` (one band per class).
         vectorise: write ``landuse.gpkg``.
         min_polygon_pixels: drop polygons smaller than this many pixels from ``landuse.gpkg``.
+        min_area_ha: the same unit in hectares (replaces ``min_polygon_pixels``; see
+            :mod:`geocamat.inference.mapping_unit`).
         overwrite: replace results already in ``out_dir``.
         progress: show a progress bar (tiles/s and ETA) on stderr.
         model_path: the bundle's file, for its SHA-256 in the report (weights are hashed in any case).
@@ -231,6 +234,10 @@ def predict_landuse(
         import shapely
 
         footprint = shapely.union_all(index.geometry.values)
+        if min_area_ha is not None:  # hectares -> pixels of this map (at its centre on a lon/lat grid)
+            from geocamat.inference.mapping_unit import unit_pixels
+
+            min_polygon_pixels = unit_pixels(min_area_ha, out_crs, out_res, footprint.centroid.y)
         aois: list[tuple[str | None, object]] = [(None, None)]
         if region is not None:
             aois = load_region(region, out_crs, region_field)
@@ -265,7 +272,8 @@ def predict_landuse(
         settings = dict(overlap=overlap, tta=tta, tta_views=tta_mode if tta else None, window=window,
                         batch_size=batch_size, device=str(dev),
                         write_probabilities=write_probabilities, vectorise=vectorise,
-                        min_polygon_pixels=min_polygon_pixels, region=str(region) if region else None,
+                        min_polygon_pixels=min_polygon_pixels, min_area_ha=min_area_ha,
+                        region=str(region) if region else None,
                         region_field=region_field, bbox=list(bbox) if bbox else None, bbox_crs=bbox_crs, crs=crs,
                         res=res, require_all_bands=require_all_bands, nodata=nodata)
         model_info = {"spec": bundle.model, "weights_sha256": weights_sha256(bundle),

@@ -82,7 +82,7 @@ def predict(bundle, images: list[str], out_dir: Path, options: PredictOptions, *
                            bbox=tuple(o.bbox) if o.bbox else None, bbox_crs=o.bbox_crs, crs=o.crs, res=o.res,
                            **map_settings(bundle, o.overlap, o.tta, o.window, o.tta_views), batch_size=o.batch_size,
                            workers=o.workers, device=o.device, resume=o.resume, write_probabilities=o.probabilities,
-                           vectorise=o.vector, min_polygon_pixels=o.min_polygon_pixels,
+                           vectorise=o.vector, min_polygon_pixels=o.min_polygon_pixels, min_area_ha=o.min_area,
                            require_all_bands=o.require_all_bands, nodata=o.nodata, overwrite=overwrite,
                            progress=progress, model_path=model_path, devices=o.devices, num_nodes=o.num_nodes)
 

@@ -47,6 +47,9 @@ class PredictOptions:
                                       "partial_bands.tif).")
     min_polygon_pixels: int = setting(4, "Minimum mapping unit: regions of the map smaller than this many pixels "
                                       "are merged into their largest neighbour before the polygons (0: keep all).")
+    min_area: float | None = setting(None, "Minimum mapping unit in hectares (e.g. 0.5), as land-cover "
+                                     "specifications give it: converted to pixels of the map (at its centre for a "
+                                     "longitude/latitude map) in place of --min-polygon-pixels.")
     devices: int | None = setting(None, "Processes on this machine sharing the map (default: a launcher's, else 1); "
                                   "without torchrun/srun they are started here: CPU processes, or one GPU each. "
                                   "The map is identical to one process's.")
@@ -59,6 +62,10 @@ class PredictOptions:
 
         if self.min_polygon_pixels < 0:
             raise ConfigError(f"--min-polygon-pixels must be >= 0, not {self.min_polygon_pixels}")
+        if self.min_area is not None and self.min_area <= 0:
+            raise ConfigError(f"--min-area is in hectares and must be > 0, not {self.min_area}")
+        if self.min_area is not None and self.min_polygon_pixels != type(self)().min_polygon_pixels:
+            raise ConfigError("give the minimum mapping unit once: --min-area (hectares) or --min-polygon-pixels")
 
 
 #: the minimum mapping unit of maps made without PredictOptions (validation maps, evaluate): the same as predict's

@@ -260,3 +260,13 @@ def test_info_check_reads_a_layer_per_class(tmp_path, project):
     polygons[["geometry"]].head(1).to_file(tmp_path / "wetland.gpkg", layer="wetland")  # a class the model lacks
     found = check_against_bundle(bundle, [image], str(tmp_path / "wetland.gpkg"), "layer")
     assert any(f.level == "problem" and "wetland" in f.message for f in found)
+
+
+def test_detection_labels_named_by_layer_as_strings_get_one_line_errors(tmp_path, project):
+    from geocamat.data.detection_images import image_info
+
+    image = image_info(str(NC / "lsat7_2000_10.tif"))
+    with pytest.raises(InvalidLabelsError, match="training.gpkg has no field 'kind'"):  # was an AttributeError
+        load_boxes([f"{project.parent / 'training.gpkg'}"], [image], label_field="kind")
+    with pytest.raises(InvalidLabelsError, match="has no field 'kind'"):
+        load_boxes([f"{project}:training"], [image], label_field="kind")

@@ -430,7 +430,7 @@ def load_boxes(
                 raise InvalidLabelsError(f"{path} holds no boxes; it must hold at least one box")
             found = match_pixel_boxes(raw, images, path)
         else:
-            found = vector_boxes(spec, images, label_field)
+            found = vector_boxes(Path(spec), images, label_field)
         for k, v in found.items():
             merged.setdefault(k, []).extend(v)
     merged = _one_spelling(merged, classes)

@@ -415,7 +415,7 @@ def box_of(bounds: tuple[float, float, float, float]):
     return box(*bounds)
 
 
-def labels_on_grid(labels: str | Path, grid: Grid, workdir: Path, field: str | None = None,
+def labels_on_grid(labels: str | Path | list, grid: Grid, workdir: Path, field: str | None = None,
                    nodata: int | None = None) -> LabelRaster:
     """Bring a label raster or vector layer onto the image grid (reprojected once) and write it.
 

@@ -149,11 +149,10 @@ def read_vector(spec: str | os.PathLike, what: str = "vector file", error: type[
                 field: str | None = None, within=None, rows: int | None = None):
     """The layer ``spec`` names (see :func:`chosen_layer`) as a GeoDataFrame.
 
-    ``within``: ``(bounds, crs)`` of the ground the caller needs (the imagery; or a list of them, images in several
-    CRSs): only the features whose bounding
-    box meets it are read (GDAL's spatial filter, with the layer's spatial index), so a national layer of
-    parcels costs what its part over the scene costs. ``frame.attrs["layer_features"]`` keeps the layer's count.
-    ``rows``: only the first features (a sample).
+    ``within``: ``(bounds, crs)`` of the ground the caller needs (the imagery; a list of them for images in several
+    CRSs): only the features whose bounding box meets it are read (GDAL's spatial filter, with the layer's spatial
+    index), so a national layer of parcels costs what its part over the scene costs. ``frame.attrs
+    ["layer_features"]`` keeps the layer's count. ``rows``: only the first features (a sample).
 
     Raises:
         InputNotFoundError: no such file.
@@ -224,8 +223,7 @@ def read_label_layers(specs: list, what: str, field: str | None, within, crs,
     return out
 
 
-def _read_parquet(path: Path, what: str, error: type[GeocamatError],
-                  within: tuple[tuple[float, float, float, float], str] | None):
+def _read_parquet(path: Path, what: str, error: type[GeocamatError], within):
     """A GeoParquet file with geopandas and pyarrow (its features meeting ``within`` kept), or a one-line error
     saying how to read it without pyarrow."""
     import geopandas as gpd
@@ -238,11 +236,11 @@ def _read_parquet(path: Path, what: str, error: type[GeocamatError],
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
         raise error(f"{what} {path.name} cannot be read as GeoParquet ({type(exc).__name__})") from exc
     features = len(frame)
-    if within is not None and frame.crs is not None and features:
-        from rasterio.warp import transform_bounds
+    bbox = _bbox_in(frame.crs.to_wkt(), within) if within is not None and frame.crs is not None and features else None
+    if bbox is not None:
         from shapely.geometry import box
 
-        frame = frame[frame.intersects(box(*transform_bounds(within[1], frame.crs, *within[0], densify_pts=21)))]
+        frame = frame[frame.intersects(box(*bbox))]
     frame.attrs["layer_features"] = features
     return frame
 
@@ -251,11 +249,16 @@ def _layer_bbox(source: VectorSource, within) -> tuple[float, float, float, floa
     """``within``'s bounds in the layer's CRS (edges densified, grown by 1%; several ``(bounds, crs)``: the box
     around all of them), or None (read it all) when the layer has no CRS or a bounds cannot be brought into it."""
     import pyogrio
-    from rasterio.warp import transform_bounds
 
     crs = pyogrio.read_info(source.file, **({"layer": source.layer} if source.layer else {})).get("crs")
-    if not crs:
-        return None
+    return _bbox_in(crs, within) if crs else None
+
+
+def _bbox_in(crs, within) -> tuple[float, float, float, float] | None:
+    """``within`` (``(bounds, crs)`` or a list of them) as one box in ``crs``, grown by 1%; None when a bounds
+    cannot be brought into it."""
+    from rasterio.warp import transform_bounds
+
     boxes = []
     for bounds, bounds_crs in (within if isinstance(within, list) else [within]):
         try:

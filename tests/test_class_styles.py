@@ -38,6 +38,57 @@ PAM_RAT = """<PAMDataset>
   </PAMRasterBand>
 </PAMDataset>
 """
+#: The table as GDAL 3.6 writes it (``band.SetDefaultRAT`` with integer colours, beside category names).
+GDAL_RAT = """<PAMDataset>
+  <PAMRasterBand band="1">
+    <CategoryNames>
+      <Category></Category>
+      <Category>developed</Category>
+    </CategoryNames>
+    <GDALRasterAttributeTable tableType="thematic">
+      <FieldDefn index="0">
+        <Name>Value</Name>
+        <Type>0</Type>
+        <Usage>5</Usage>
+      </FieldDefn>
+      <FieldDefn index="1">
+        <Name>Class_Name</Name>
+        <Type>2</Type>
+        <Usage>2</Usage>
+      </FieldDefn>
+      <FieldDefn index="2">
+        <Name>Red</Name>
+        <Type>0</Type>
+        <Usage>6</Usage>
+      </FieldDefn>
+      <FieldDefn index="3">
+        <Name>Green</Name>
+        <Type>0</Type>
+        <Usage>7</Usage>
+      </FieldDefn>
+      <FieldDefn index="4">
+        <Name>Blue</Name>
+        <Type>0</Type>
+        <Usage>8</Usage>
+      </FieldDefn>
+      <Row index="0">
+        <F>1</F>
+        <F>developed</F>
+        <F>215</F>
+        <F>25</F>
+        <F>28</F>
+      </Row>
+      <Row index="1">
+        <F>5</F>
+        <F>forest</F>
+        <F>26</F>
+        <F>120</F>
+        <F>55</F>
+      </Row>
+    </GDALRasterAttributeTable>
+  </PAMRasterBand>
+</PAMDataset>
+"""
 #: GDAL's category names (class n is the n-th name; class 0 has none).
 PAM_CATEGORIES = """<PAMDataset>
   <PAMRasterBand band="1">
@@ -85,6 +136,18 @@ def test_a_gdal_attribute_table_or_category_names_name_the_classes(tmp_path):
     assert any("(3 of 7 classes; 4 keep their codes)" in n for n in labels.notes)
     (tmp_path / "strata.tif.aux.xml").write_text(PAM_CATEGORIES)
     assert raster_classes(strata).names == {1: "Urban", 2: "Crops"}
+    (tmp_path / "strata.tif.aux.xml").write_text(GDAL_RAT)  # the table wins over the category names
+    found = raster_classes(strata)
+    assert found.names == {1: "developed", 5: "forest"} and found.colours == {1: "#d7191c", 5: "#1a7837"}
+
+
+def test_the_table_geocamat_writes_is_read_back_as_gdal_writes_it(tmp_path):
+    from geocamat.outputs.attribute_table import attribute_table_xml
+
+    style = ClassStyle([1, 5], ["developed", "forest"], ["#d7191c", "#1a7837"])
+    mine = attribute_table_xml(style)
+    gdal = GDAL_RAT.split("<GDALRasterAttributeTable")[1]
+    assert mine.split("<GDALRasterAttributeTable")[1].split() == gdal.split()  # the same table, token for token
 
 
 def test_an_arcgis_value_table_and_the_order_of_the_sources(tmp_path):

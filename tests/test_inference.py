@@ -75,6 +75,12 @@ def test_outputs_on_input_grid(tmp_path, bundle):
         assert src.colormap(1)[1][:3] == (0x1F, 0x77, 0xB4)
     assert category_names(out / "landuse.tif")[1:4] == ["class 1", "class 2", "class 3"]
     assert "class 3" in (out / "landuse.qml").read_text()
+    # the attribute table for ArcGIS/gdalinfo, merged into GDAL's own .aux.xml (category names kept)
+    from geocamat.data.class_styles import pam_classes
+
+    names, colours = pam_classes(out / "landuse.tif.aux.xml")
+    assert names == {1: "class 1", 2: "class 2", 3: "class 3"} and colours[1] == "#1f77b4"
+    assert "<Description>" in (out / "landuse.tif.aux.xml").read_text()
     conf, cprof = read(out / "confidence.tif")
     assert np.isnan(conf[~valid]).all() and (conf[valid] >= 1 / 3 - 1e-6).all() and (conf[valid] <= 1).all()
     cam, _ = read(out / "cam.tif")

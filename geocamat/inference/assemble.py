@@ -73,6 +73,7 @@ def assemble(work: Path, plan: Plan, *, style, dtype: str, nodata, floats: list[
     from affine import Affine
 
     from geocamat.outputs import partial_bands as mask
+    from geocamat.outputs.attribute_table import write_attribute_table
     from geocamat.outputs.qml import write_paletted_qml
     from geocamat.outputs.raster import Piece, mosaic_vrt, to_cog
     from geocamat.outputs.vector import write_polygons_gpkg
@@ -140,6 +141,7 @@ def assemble(work: Path, plan: Plan, *, style, dtype: str, nodata, floats: list[
             cog.result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+    write_attribute_table(work / "landuse.tif", style)  # the class names for ArcGIS and gdalinfo (moves with it)
     counts = sum(np.load(units / f"{n}_counts.npy") for n, _ in pieces)
     area_files = [units / f"{n}_area.npy" for n, _ in pieces]
     areas = sum(np.load(f) for f in area_files) if all(f.exists() for f in area_files) else None

@@ -52,3 +52,20 @@ def test_points_sharing_a_pixel_warn_only_when_their_classes_differ(tmp_path):
     notes = labels_on_grid(other, grid, tmp_path, field="cls").notes
     assert notes == ["warning: 1 labelled pixel lies under points of other.gpkg of different classes: each takes the "
                      "class of the feature that comes last in the layer; check the overlaps in a GIS"]
+
+
+def test_a_polygon_reference_says_what_its_burn_loses(tmp_path):
+    from geocamat.tasks.landuse.scoring import score_map
+    from tests.conftest import write_raster
+
+    mapped = np.ones((50, 50), "uint8")
+    mapped[:, 25:] = 2
+    map_path = write_raster(tmp_path / "landuse.tif", mapped, nodata=0, origin=(X0, Y0))
+    reference = _layer(tmp_path, "reference", ["field", "wood", "wood", "field"],
+                       [box(X0, Y0 - 200, X0 + 200, Y0), box(X0 + 100, Y0 - 300, X0 + 300, Y0 - 100),
+                        box(X0 + 402, Y0 - 408, X0 + 404, Y0 - 402), box(X0 + 260, Y0 - 300, X0 + 490, Y0 - 10)])
+    scores = score_map(map_path, reference, [1, 2], ["field", "wood"], reference_field="cls")  # 100 + 4 x 20 px
+    small = "warning: 1 of 4 polygons of reference.gpkg are too small to cover a pixel's centre: they are not scored"
+    assert small in scores["notes"][0]
+    assert scores["notes"][1].startswith("warning: 180 labelled pixels lie under features of reference.gpkg of "
+                                         "different classes")

@@ -334,7 +334,6 @@ def _vector_label_windows(path: Path, field: str | None, grid: Grid, dst
     otherwise: polygons too small to cover a pixel's centre on their own, and pixels under features of different
     classes (the later one's class taken).
     """
-    from rasterio.features import rasterize
     from rasterio.windows import bounds as window_bounds
     from rasterio.windows import transform as window_transform
 
@@ -347,27 +346,39 @@ def _vector_label_windows(path: Path, field: str | None, grid: Grid, dst
     contested = 0  # pixels whose features disagree on the class
     for window in label_windows(grid.shape):
         hits = np.sort(index.query(box_of(window_bounds(window, grid.transform))))
-        out = np.full((int(window.height), int(window.width)), UNLABELLED, dtype=np.int32)
-        if hits.size:
-            burn = dict(out_shape=out.shape, transform=window_transform(window, grid.transform), fill=0,
-                        dtype="int32", all_touched=sparse)
-            last = rasterize(((geometries[i], int(i) + 1) for i in hits), **burn)  # feature number + 1, last wins
-            first = rasterize(((geometries[i], int(i) + 1) for i in hits[::-1]), **burn)  # first wins
-            inside = last > 0
-            out[inside] = codes[last[inside] - 1]
-            burnt[np.unique(last[inside]) - 1] = True
-            contested += int((out[inside] != codes[first[inside] - 1]).sum())
-            found.update(int(v) for v in np.unique(out[inside]))
+        out, used, disagree = burn_window(geometries, codes, hits, (int(window.height), int(window.width)),
+                                          window_transform(window, grid.transform), sparse)
+        burnt[used] = True
+        contested += disagree
+        found.update(int(v) for v in np.unique(out[out != UNLABELLED]))
         dst.write(out, 1, window=window)
-    small = 0 if sparse else _too_small(geometries[~burnt][:MAX_SMALL_CHECKS], grid)
-    return found, names, sparse, _burn_notes(path, small, len(frame), contested, sparse)
+    small = 0 if sparse else too_small(geometries[~burnt][:MAX_SMALL_CHECKS], grid)
+    return found, names, sparse, burn_notes(path, small, len(frame), contested, sparse, "they add nothing to training")
+
+
+def burn_window(geometries, codes: np.ndarray, hits: np.ndarray, shape: tuple[int, int], transform,
+                all_touched: bool) -> tuple[np.ndarray, np.ndarray, int]:
+    """Burn the features ``hits`` (indices, in the layer's order: later over earlier) into a window: (int32 codes,
+    :data:`UNLABELLED` where none; the features that label a pixel; the pixels whose features disagree on the
+    class)."""
+    from rasterio.features import rasterize
+
+    out = np.full(shape, UNLABELLED, dtype=np.int32)
+    if not hits.size:
+        return out, np.zeros(0, dtype=np.int64), 0
+    burn = dict(out_shape=shape, transform=transform, fill=0, dtype="int32", all_touched=all_touched)
+    last = rasterize(((geometries[i], int(i) + 1) for i in hits), **burn)  # feature number + 1, the last wins
+    first = rasterize(((geometries[i], int(i) + 1) for i in hits[::-1]), **burn)  # the first wins
+    inside = last > 0
+    out[inside] = codes[last[inside] - 1]
+    return out, np.unique(last[inside]) - 1, int((out[inside] != codes[first[inside] - 1]).sum())
 
 
 #: unburnt features checked one by one for being smaller than a pixel (the rest are not counted)
 MAX_SMALL_CHECKS = 100_000
 
 
-def _too_small(geometries, grid: Grid) -> int:
+def too_small(geometries, grid: Grid) -> int:
     """How many of ``geometries`` (features that labelled no pixel) inside the grid would label none on their own:
     no pixel centre inside them. Those under other features or outside the imagery do not count."""
     from rasterio.errors import WindowError
@@ -393,13 +404,14 @@ def _too_small(geometries, grid: Grid) -> int:
     return small
 
 
-def _burn_notes(path: Path, small: int, features: int, contested: int, sparse: bool) -> list[str]:
-    """Warnings on what burning a label layer lost (see :func:`_vector_label_windows`)."""
+def burn_notes(path, small: int, features: int, contested: int, sparse: bool, lost: str) -> list[str]:
+    """Warnings on what burning a label layer lost (see :func:`_vector_label_windows`); ``lost``: what it means
+    for the run (e.g. "they add nothing to training")."""
     kind = "points" if sparse else "features"
     notes = []
     if small:
         notes.append(f"warning: {small} of {features} polygons of {_shown(path)} are too small to cover a pixel's "
-                     "centre: they label nothing; draw them larger or give them as points")
+                     f"centre: {lost}; draw them larger or give them as points")
     if contested:
         pixels = "labelled pixel lies" if contested == 1 else "labelled pixels lie"
         notes.append(f"warning: {contested} {pixels} under {kind} of {_shown(path)} of different "

@@ -150,6 +150,7 @@ class VectorOnGrid:
         self.geometries, self.index, self.like = frame.geometry.to_numpy(), frame.sindex, like
         self.unlabelled = int(frame.attrs.get("unlabelled", 0))  # features whose class field is empty
         self._points = None
+        self.path, self.burnt, self.contested = path, np.zeros(len(frame), dtype=bool), 0
 
     def points(self, window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A point reference's points in ``window``: (rows, cols) in the window and class codes, one entry per
@@ -173,20 +174,28 @@ class VectorOnGrid:
 
     def read(self, window) -> np.ndarray:
         """Class codes on ``window`` (float64, NaN where no feature)."""
-        from rasterio.features import rasterize
         from rasterio.windows import bounds as window_bounds
         from rasterio.windows import transform as window_transform
 
-        from geocamat.data.labels import UNLABELLED, box_of
+        from geocamat.data.labels import UNLABELLED, box_of, burn_window
 
         shape = (int(window.height), int(window.width))
         hits = np.sort(self.index.query(box_of(window_bounds(window, self.like.transform))))
-        if not hits.size:
-            return np.full(shape, np.nan)
-        codes = rasterize(((self.geometries[i], int(self.codes[i])) for i in hits), out_shape=shape,
-                          transform=window_transform(window, self.like.transform), fill=UNLABELLED, dtype="int32",
-                          all_touched=self.sparse)
+        codes, used, disagree = burn_window(self.geometries, np.asarray(self.codes, dtype=np.int32), hits, shape,
+                                            window_transform(window, self.like.transform), self.sparse)
+        self.burnt[used] = True
+        self.contested += disagree
         return np.where(codes == UNLABELLED, np.nan, codes.astype("float64"))
+
+    def notes(self) -> list[str]:
+        """What the burn lost, once every window was read (:func:`geocamat.data.labels.burn_notes`)."""
+        from geocamat.data.labels import MAX_SMALL_CHECKS, Grid, burn_notes, too_small
+
+        if self.sparse:  # points are scored one by one, not burnt
+            return []
+        grid = Grid(self.like.crs.to_wkt(), self.like.transform, (self.like.height, self.like.width))
+        small = too_small(self.geometries[~self.burnt][:MAX_SMALL_CHECKS], grid)
+        return burn_notes(self.path, small, len(self.geometries), self.contested, False, "they are not scored")
 
 
 class MappedAreas:
@@ -392,7 +401,7 @@ def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names
                                           "random sample of the scored map"}
     if vector and ref.unlabelled:
         out["unlabelled_features"] = ref.unlabelled
-    notes = list(matching.notes)
+    notes = list(matching.notes) + (ref.notes() if vector else [])
     if others:
         notes.append(f"note: {sum(others.values())} reference pixels of codes {', '.join(map(str, sorted(others)))} "
                      "(none of the model's classes) are not scored")

@@ -20,7 +20,8 @@ import click
 @click.option("--model", default=None, type=click.Path(),
               help="With --target-se: the model bundle whose validation precision per class is expected.")
 @click.option("--mask", default=None, type=click.Path(),
-              help="Sample only where this raster (any CRS) is non-zero; give evaluate the same --mask.")
+              help="Sample only inside this mask: a raster (any CRS, non-zero inside) or polygons (a study area); give "
+                   "evaluate the same --mask.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed (the same seed, the same points).")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 def sample(map_path, out, per_class, total, target_se, model, mask, seed, overwrite):

@@ -109,13 +109,20 @@ def _bundle(path, precision: float | None = None):
            classes=classes, tile_size=16, metrics=metrics).save(path)
 
 
-def test_a_mask_limits_the_sample_and_evaluate_counts_the_same_area(tmp_path):
-    """--mask (here the map's left half) keeps every point inside it; evaluate --mask counts the mapped area of the
-    same part."""
+@pytest.mark.parametrize("kind", ["raster", "polygon"])
+def test_a_mask_limits_the_sample_and_evaluate_counts_the_same_area(tmp_path, kind):
+    """--mask (here the map's left half: a raster, or a study-area polygon in WGS 84) keeps every point inside it;
+    evaluate --mask counts the mapped area of the same part."""
     path, mp = _map(tmp_path)
     half = np.zeros_like(mp)
     half[:, :25] = 1
     mask = write_raster(tmp_path / "mask.tif", half)
+    if kind == "polygon":
+        from shapely.geometry import box
+
+        area = box(500000.0, 4000000.0 - 600, 500250.0, 4000000.0)  # columns 0-24 of the 10 m map
+        mask = tmp_path / "study_area.gpkg"
+        gpd.GeoDataFrame({"name": ["west"]}, geometry=[area], crs="EPSG:32617").to_crs("EPSG:4326").to_file(mask)
     out = tmp_path / "points.gpkg"
     result = CliRunner().invoke(cli, ["sample", "--map", str(path), "--out", str(out), "--per-class", "8", "--mask",
                                       str(mask)])
@@ -185,3 +192,14 @@ def test_a_csv_sample_of_lon_lat_scores_as_the_geopackage_does(tmp_path):
     assert scores[0]["n"] == scores[1]["n"] == 60
     assert scores[0]["confusion_matrix"] == scores[1]["confusion_matrix"]
     assert scores[0]["area_estimates"] == scores[1]["area_estimates"]
+
+
+def test_a_mask_of_points_is_refused_in_one_line(tmp_path):
+    from shapely.geometry import Point
+
+    path, _ = _map(tmp_path)
+    gpd.GeoDataFrame({"id": [1]}, geometry=[Point(500100, 3999900)], crs="EPSG:32617").to_file(tmp_path / "pt.gpkg")
+    result = CliRunner().invoke(cli, ["sample", "--map", str(path), "--out", str(tmp_path / "s.gpkg"), "--mask",
+                                      str(tmp_path / "pt.gpkg")])
+    assert result.exit_code == 2 and "mask" in result.output and "has no polygon over the map" in result.output
+    assert not (tmp_path / "s.gpkg").exists()

@@ -82,7 +82,8 @@ class EvaluateOptions:
     blocks: int | None = setting(None, "Score only validation blocks of an N x N checkerboard.")
     parity: str = setting("odd", "Which checkerboard blocks are scored.", choices=("odd", "even"))
     map: str | None = setting(None, "Score this existing landuse.tif instead of mapping the images again.")
-    mask: str | None = setting(None, "Score only where this raster is non-zero.")
+    mask: str | None = setting(None, "Score only inside this mask: a raster (non-zero inside) or polygons (a study "
+                                     "area), any CRS.")
     out: str | None = setting(None, "Keep the map and metrics.json here (default: a temporary folder).")
     overlap: float | None = setting(None, "Window overlap fraction (default: the model's).")
     tta: bool | None = setting(None, "Test-time augmentation (default: the model's).")

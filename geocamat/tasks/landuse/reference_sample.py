@@ -84,7 +84,7 @@ def map_style(map_path: Path, codes: list[int]) -> ClassStyle:
 
 def _classes(src, window, mask=None) -> tuple[np.ndarray, np.ndarray]:
     """(class codes, mask of the mapped pixels to sample) of a window of the map; ``mask``: a
-    :class:`~geocamat.tasks.landuse.scoring.RasterOnGrid` whose zero and nodata pixels are left out."""
+    :func:`~geocamat.tasks.landuse.scoring.mask_on_grid` whose outside (zero, nodata) pixels are left out."""
     part = src.read(1, window=window, masked=True)
     keep = ~np.ma.getmaskarray(part)
     if mask is not None:
@@ -112,10 +112,11 @@ def draw(map_path: Path, per_class: int = 50, total: int | None = None, seed: in
     """
     import rasterio
 
+    from geocamat.data.vector_layers import vector_file
     from geocamat.preflight import check_blocks
-    from geocamat.tasks.landuse.scoring import RasterOnGrid
+    from geocamat.tasks.landuse.scoring import mask_on_grid
 
-    for path in (map_path,) + ((mask,) if mask is not None else ()):
+    for path in (map_path,) + ((vector_file(mask),) if mask is not None else ()):
         if not Path(path).exists():
             raise InputNotFoundError(f"file not found: {path}")
     check_blocks(map_path)  # a truncated map fails in one line, before its CRS or values are read
@@ -126,7 +127,7 @@ def draw(map_path: Path, per_class: int = 50, total: int | None = None, seed: in
         if src.crs is None:
             raise InvalidRasterError(f"{map_path} has no CRS: the sample's points would have no place on the ground; "
                                      "set one (gdal_edit.py -a_srs)")
-        within = RasterOnGrid(Path(mask), src) if mask is not None else None
+        within = mask_on_grid(Path(mask), src) if mask is not None else None
         try:
             return _draw(src, per_class, total, seed, within, map_path, target_se, users or {})
         finally:

@@ -135,6 +135,41 @@ class RasterOnGrid:
         return self._onto(part, source, window)
 
 
+class PolygonMask:
+    """Polygons (a study area, in any CRS) as a mask on the grid of the open dataset ``like``: inside are the pixels
+    whose centre they cover, as a raster mask's non-zero pixels are."""
+
+    def __init__(self, path: Path, like) -> None:
+        import shapely
+
+        from geocamat.data.vector_layers import read_vector
+
+        frame = read_vector(path, "mask", within=(tuple(like.bounds), like.crs.to_wkt()))
+        if frame.crs is None:
+            raise InvalidLabelsError(f"mask {path} has no CRS: set one (e.g. a .prj file or ogr2ogr -a_srs)")
+        polygons = frame[frame.geometry.notna() & frame.geom_type.isin(["Polygon", "MultiPolygon"])]
+        if polygons.empty:
+            raise InvalidLabelsError(f"mask {path} has no polygon over the map: give the study area's polygons (or a "
+                                     "raster, non-zero inside)")
+        self.area, self.like = shapely.union_all(polygons.to_crs(like.crs).geometry.values), like
+
+    def nonzero(self, window) -> np.ndarray:
+        """Where the polygons cover a pixel centre on ``window`` of the target grid."""
+        from rasterio.features import rasterize
+        from rasterio.windows import transform as window_transform
+
+        return rasterize([(self.area, 1)], out_shape=(int(window.height), int(window.width)),
+                         transform=window_transform(window, self.like.transform), fill=0, dtype="uint8").astype(bool)
+
+    def close(self) -> None:
+        pass
+
+
+def mask_on_grid(path: Path, like):
+    """A mask on the grid of ``like``: a raster (non-zero inside) or polygons (:class:`PolygonMask`)."""
+    return PolygonMask(path, like) if is_vector(path) else RasterOnGrid(Path(path), like)
+
+
 class VectorOnGrid:
     """A vector reference burnt onto the grid of the open dataset ``like`` one window at a time (each window
     burns the features whose bounding box meets it, in the layer's order, as a whole-grid burn would); class
@@ -320,7 +355,7 @@ def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names
 
     from geocamat.data.labels import check_class_bands, label_windows
 
-    for p in (map_path, vector_file(reference)) + ((mask,) if mask else ()):
+    for p in (map_path, vector_file(reference)) + ((vector_file(mask),) if mask else ()):
         if not Path(p).exists():
             raise InputNotFoundError(f"file not found: {p}")
     sources = []
@@ -341,7 +376,7 @@ def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names
             others: dict[int, int] = {}  # reference codes that are none of the model's: pixels
             mk = None
             if mask is not None:
-                mk = RasterOnGrid(Path(mask), m)
+                mk = mask_on_grid(Path(mask), m)
                 sources.append(mk)
             areas = MappedAreas(m, class_ids) if vector and ref.sparse else None  # a point sample
             points = vector and ref.sparse  # scored point by point, not burnt

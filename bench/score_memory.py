@@ -8,6 +8,8 @@ is per process), alternating: ``score_map`` by windows (:data:`SCORE_WINDOW`), a
 whole-array implementation of an earlier scoring.py (e.g. ``git show 6abbc8a:geocamat/tasks/landuse/scoring.py``).
 ``--points N``: the reference is N random points (a GeoPackage; classes from the reference raster under them)
 scored over the whole map, which adds the area estimates of a point sample (every mapped pixel counted by class).
+``--masks``: also score under a mask of the map's left half, given as a raster and as a polygon in WGS 84 (the
+same confusion matrix expected; time and memory side by side).
 """
 
 from __future__ import annotations
@@ -68,6 +70,19 @@ def _points(folder: Path, n: int) -> Path:
     return folder / "points.gpkg"
 
 
+def _masks(folder: Path, size: int) -> None:
+    """The map's left half as a raster mask (1 inside) and as a polygon in WGS 84."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    half = np.zeros((size, size), "uint8")
+    half[:, : size // 2] = 1
+    _write(folder / "mask.tif", half, None)
+    area = box(500000.0, 4000000.0 - 10 * size, 500000.0 + 10 * (size // 2), 4000000.0)
+    gpd.GeoDataFrame({"name": ["west"]}, geometry=[area.segmentize(100.0)], crs="EPSG:32617").to_crs(
+        "EPSG:4326").to_file(folder / "mask.gpkg")
+
+
 def one(which: str, folder: Path, old: str | None) -> dict:
     from geocamat.tasks.landuse.scoring import score_map  # both: the same imports before the baseline
 
@@ -80,6 +95,8 @@ def one(which: str, folder: Path, old: str | None) -> dict:
         score_map = module.score_map
     points = folder / "points.gpkg"
     kwargs = {"reference_field": "cls"} if points.exists() else {"blocks": 4}
+    if which.endswith("-mask"):
+        kwargs["mask"] = folder / ("mask.tif" if which == "raster-mask" else "mask.gpkg")
     base = _peak_mib()
     start = time.perf_counter()
     out = score_map(folder / "map.tif", points if points.exists() else folder / "ref.tif", list(range(1, 8)),
@@ -98,6 +115,7 @@ def main() -> None:
     ap.add_argument("--old", default=None)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--points", type=int, default=0, help="score against this many random points")
+    ap.add_argument("--masks", action="store_true", help="also score under a raster and a polygon mask")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     folder = Path(args.dir)
@@ -110,7 +128,9 @@ def main() -> None:
     if args.points:
         _points(folder, args.points)
     rows = []
-    kinds = ["windows"] + (["old"] if args.old else [])
+    kinds = ["windows"] + (["old"] if args.old else []) + (["raster-mask", "polygon-mask"] if args.masks else [])
+    if args.masks:
+        _masks(folder, args.size)
     for _ in range(args.rounds):
         for which in kinds:
             old = ["--old", args.old] if args.old else []
@@ -123,7 +143,11 @@ def main() -> None:
         print(f"| {r['which']} | {r['seconds']:.2f} | {r['peak_rss_mib']:.0f} | {r['extra_rss_mib']:.0f} | {r['n']} | "
               f"{r['oa']} |")
     if args.old:
-        print("same confusion matrix:", len({json.dumps(r["cm"]) for r in rows}) == 1)
+        print("same confusion matrix:", len({json.dumps(r["cm"]) for r in rows if r["which"] in ("windows", "old")})
+              == 1)
+    if args.masks:
+        print("masks give the same confusion matrix:",
+              len({json.dumps(r["cm"]) for r in rows if r["which"].endswith("-mask")}) == 1)
 
 
 if __name__ == "__main__":

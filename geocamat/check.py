@@ -58,7 +58,9 @@ def check_against_bundle(bundle_path: str | Path, images: list[str], labels: str
     else:
         _mosaics(files, out)
     _resolution(bundle, files[0], out)
-    if labels:
+    if labels and bundle.task == "detection":
+        _box_labels(bundle, labels, files, label_field, out)
+    elif labels:
         _labels(bundle, Path(labels), files, label_field, out)
     return out
 
@@ -215,6 +217,31 @@ def _image_bounds(files: list[Path], crs):
 
 def _overlaps(a, b) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _box_labels(bundle, labels: str, files: list[Path], field: str | None, out: list[Finding]) -> None:
+    """Boxes of any format (files, globs, folders, FILE:LAYER) as ``train --task detection`` reads them: how many
+    fall on the images, of which classes, and classes the model does not know."""
+    from collections import Counter
+
+    from geocamat.data.boxes import expand_label_paths, load_boxes
+    from geocamat.data.detection_images import image_info
+
+    try:
+        found, _ = load_boxes(expand_label_paths(labels), [image_info(str(f)) for f in files], field or "label")
+    except GeocamatError as exc:
+        out.append(Finding("problem", str(labels), str(exc)))
+        return
+    counts = Counter(name for image in found for name in image.names)
+    known = {c.name.casefold() for c in bundle.classes}  # as training and evaluate match them
+    unknown = sorted(name for name in counts if name.casefold() not in known)
+    if unknown:
+        out.append(Finding("problem", str(labels), f"holds classes the model does not know ({', '.join(unknown[:10])});"
+                           f" the model's: {', '.join(c.name for c in bundle.classes)}"))
+        return
+    per_image = sum(1 for image in found if image.names)
+    out.append(Finding("ok", str(labels), f"{sum(counts.values())} boxes on {per_image} of {len(found)} images; "
+                       + ", ".join(f"{name} {n}" for name, n in counts.most_common())))
 
 
 def _labels(bundle, path: Path, files: list[Path], field: str | None, out: list[Finding]) -> None:

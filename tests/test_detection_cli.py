@@ -550,3 +550,18 @@ def test_objects_counted_per_region(trained, tmp_path):
     err = [r["found"] - r["labelled"] for r in by_stand.values()]
     assert counts["counts_by_region"]["mae"] == pytest.approx(np.mean(np.abs(err)))
     assert counts["counts_by_region"]["bias"] == pytest.approx(np.mean(err))
+
+
+def test_info_check_reads_box_labels_as_training_does(trained, tmp_path):
+    """`info --check DET IMAGE --labels BOXES`: the boxes on the images, by class (was read as a land-use label
+    raster or layer: "not a raster", or "no coordinate columns" for a box CSV)."""
+    from tests.conftest import SHARED_DATA
+
+    trees = SHARED_DATA / "deepforest_neon_trees"
+    model, image = str(trained["run"] / "model.geocamat"), str(trees / "OSBS_029.tif")
+    boxes = tmp_path / "OSBS_029.csv"  # the 61 crowns, as the class this model knows
+    boxes.write_text((trees / "OSBS_029.csv").read_text().replace(",Tree", ",box"))
+    result = CliRunner().invoke(cli, ["info", "--check", model, image, "--labels", str(boxes)])
+    assert f"ok: {boxes}: 61 boxes on 1 of 1 images; box 61" in result.output, result.output
+    result = CliRunner().invoke(cli, ["info", "--check", model, image, "--labels", str(trees / "OSBS_029.csv")])
+    assert result.exit_code == 2 and "holds classes the model does not know (Tree)" in result.output

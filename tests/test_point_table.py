@@ -59,3 +59,15 @@ def test_tables_whose_points_cannot_be_placed_are_refused(tmp_path):
         (tmp_path / name).write_text(text)
         with pytest.raises(InvalidLabelsError, match=message.replace("(", r"\(").replace(")", r"\)")):
             read_vector(tmp_path / name)
+
+
+def test_tables_as_spreadsheets_save_them_are_read(tmp_path):
+    """A decimal comma with `;` (European spreadsheets), tabs, and Excel's byte-order mark."""
+    tables = {"semicolons.csv": "plot;lon;lat;class\n1;-78,67;35,78;forest\n",
+              "tabs.csv": "plot\tlon\tlat\tclass\n1\t-78.67\t35.78\tforest\n",
+              "excel.csv": "\ufeffLon,Lat,class\n-78.67,35.78,forest\n"}
+    for name, text in tables.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        frame = read_vector(tmp_path / name)
+        assert (frame.geometry.x[0], frame.geometry.y[0]) == (-78.67, 35.78), name
+        assert frame["class"][0] == "forest"

@@ -16,6 +16,15 @@ COORDINATE_COLUMNS = ((("lon", "lat"), "EPSG:4326"), (("longitude", "latitude"),
                       (("lng", "lat"), "EPSG:4326"), (("x", "y"), None), (("easting", "northing"), None))
 
 
+def _dialect(path: Path) -> tuple[str, str]:
+    """(separator, decimal mark) of a table: ``,`` and ``.``, a tab, or, as spreadsheets with a decimal comma save
+    it, ``;`` and ``,``: the mark that splits the header line most."""
+    with open(path, encoding="utf-8-sig", errors="replace") as fh:
+        header = fh.readline()
+    separator = max((",", ";", "\t"), key=header.count)  # the mark that splits the header most
+    return separator, "," if separator == ";" else "."
+
+
 def read_point_table(path: Path, what: str, error: type[GeocamatError]):
     """The rows of a CSV table as points (a GeoDataFrame).
 
@@ -27,7 +36,9 @@ def read_point_table(path: Path, what: str, error: type[GeocamatError]):
     import pandas as pd
 
     try:
-        table = pd.read_csv(path, skipinitialspace=True)
+        separator, decimal = _dialect(path)
+        table = pd.read_csv(path, sep=separator, decimal=decimal, skipinitialspace=True,
+                            encoding="utf-8-sig")  # Excel's byte-order mark would stick to the first column
     except (ValueError, UnicodeDecodeError) as exc:
         raise error(f"{what} {path.name} cannot be read as a CSV table ({' '.join(str(exc).split())[:100]})") from exc
     columns = {str(c).strip().lower(): c for c in table.columns}

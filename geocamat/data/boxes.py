@@ -46,19 +46,9 @@ def _one_spelling(merged: dict[str, list], classes: list[str] | None) -> dict[st
     spelling."""
     from collections import Counter
 
-    from geocamat.data.classes import one_spelling
+    from geocamat.data.classes import spellings
 
-    counts = Counter(str(b[4]) for v in merged.values() for b in v)
-    mapping, warning = one_spelling(dict(counts))
-    if warning:
-        import warnings
-
-        from geocamat.errors import GeocamatWarning
-
-        warnings.warn(f"labels: {warning}", GeocamatWarning, stacklevel=3)
-    if classes is not None:
-        folded = {str(c).casefold(): str(c) for c in classes}
-        mapping = {raw: folded.get(name.casefold(), name) for raw, name in mapping.items()}
+    mapping = spellings(dict(Counter(str(b[4]) for v in merged.values() for b in v)), "labels", classes)
     return {k: [(*b[:4], mapping[str(b[4])], *b[5:]) for b in v] for k, v in merged.items()}
 
 

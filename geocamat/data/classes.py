@@ -71,3 +71,19 @@ def one_spelling(counts: dict[str, int]) -> tuple[dict[str, str], str | None]:
                       for s in merged)
     return mapping, (f"class names that differ only in case are one class, spelled as most features spell it: "
                      f"{parts}; rename the features if they are different classes")
+
+
+def spellings(counts: dict[str, int], source: str, known=None) -> dict[str, str]:
+    """:func:`one_spelling`'s mapping, warning (:class:`~geocamat.errors.GeocamatWarning`, naming ``source``) when
+    names were merged; a name that is one of ``known`` (e.g. a model's classes) but for case takes its spelling."""
+    import warnings
+
+    from geocamat.errors import GeocamatWarning
+
+    mapping, warning = one_spelling(counts)
+    if warning:
+        warnings.warn(f"{source}: {warning}", GeocamatWarning, stacklevel=3)
+    if known is not None:
+        folded = {str(name).casefold(): str(name) for name in known}
+        mapping = {raw: folded.get(name.casefold(), name) for raw, name in mapping.items()}
+    return mapping

@@ -254,13 +254,13 @@ def _vector_frame(path: Path | list, field: str | None, grid: Grid, name_codes: 
                     names = {int(round(k)): str(v) for k, v in zip(pairs[field], pairs[col], strict=True)}
                     break
     else:
-        values = _one_spelling(values, path)
+        from geocamat.data.classes import spellings
+
+        values = values.astype(str)  # one spelling per class; "Forest" in a reference is the model's "forest"
+        values = values.map(spellings(values.value_counts().to_dict(), Path(path).name, name_codes))
         labels = sorted(str(v) for v in values.unique())
         lookup = {name: i + 1 for i, name in enumerate(labels)}
         if name_codes is not None:
-            folded = {name.casefold(): name for name in name_codes}  # "Forest" in a reference is the model's "forest"
-            values = values.map(lambda v: v if v in name_codes else folded.get(v.casefold(), v))
-            labels = sorted(str(v) for v in values.unique())
             unknown = [name for name in labels if name not in name_codes]
             if unknown:
                 raise InvalidLabelsError(f"{field_flag} {field!r} of {path.name} holds classes the model does not know "
@@ -271,22 +271,6 @@ def _vector_frame(path: Path | list, field: str | None, grid: Grid, name_codes: 
         names = {code: name for name, code in lookup.items()}
     sparse = set(frame.geom_type) <= {"Point", "MultiPoint"}
     return frame, codes, names, sparse
-
-
-def _one_spelling(values, path: Path):
-    """String class values with one spelling per class (:func:`geocamat.data.classes.one_spelling`), warning when
-    names differing only in case were merged."""
-    from geocamat.data.classes import one_spelling
-
-    values = values.astype(str)
-    mapping, warning = one_spelling(values.value_counts().to_dict())
-    if warning:
-        import warnings
-
-        from geocamat.errors import GeocamatWarning
-
-        warnings.warn(f"{Path(path).name}: {warning}", GeocamatWarning, stacklevel=3)
-    return values.map(mapping)
 
 
 def vector_labels(path: Path, field: str | None, grid: Grid, *, name_codes: dict[str, int] | None = None,

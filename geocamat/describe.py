@@ -22,8 +22,8 @@ def describe(path: str | Path) -> dict:
     source = parse_source(path)
     if not source.file.exists():
         raise InputNotFoundError(f"no such file: {source.file}")
-    if source.layer is not None:
-        return _describe_vector(source.file, source.layer)
+    if source.layer is not None or source.where:
+        return _describe_vector(source.file, source.layer, source.where)
     path = source.file
     if _box_labels(path):
         return _describe_boxes(path)
@@ -123,13 +123,15 @@ def _named_classes(path: Path) -> dict:
             "class_names_from": found.sources}
 
 
-def _describe_vector(path: Path, layer: str | None) -> dict:
+def _describe_vector(path: Path, layer: str | None, where: str | None = None) -> dict:
     """A vector file's ``layer`` (None: its first spatial layer), with the names of all its layers; a CSV table as
-    its points."""
-    from geocamat.data.vector_layers import TABLE_SUFFIX, read_vector
+    its points. With ``where`` (a layer filter, ``|subset=``), the features it keeps, as geocamat reads them."""
+    from geocamat.data.vector_layers import TABLE_SUFFIX, VectorSource, read_vector
 
+    filtered = {"filter": where} if where else {}
     if path.suffix.lower() == TABLE_SUFFIX:
-        return _summary(read_vector(path, "table", InvalidRasterError), {"kind": "points table"})
+        return _summary(read_vector(VectorSource(path, None, where), "table", InvalidRasterError),
+                        {"kind": "points table", **filtered})
     try:
         import geopandas as gpd
         import pyogrio
@@ -142,11 +144,15 @@ def _describe_vector(path: Path, layer: str | None) -> dict:
     if layer is not None and layer not in layers:
         raise InvalidRasterError(f"{path.name} has no layer {layer!r}: its layers are {', '.join(layers)}")
     named = layer or spatial[0]
-    try:
-        frame = gpd.read_file(path, layer=named)
-    except Exception as exc:  # noqa: BLE001 - any failure means "not a readable vector file"
-        raise InvalidRasterError(f"{path} is neither a raster, a vector layer nor a geocamat bundle") from exc
-    info = {"kind": "vector", "layer": named, "layers": _layer_list(path, listed) if len(layers) > 1 else layers}
+    if where:
+        frame = read_vector(VectorSource(path, named, where), "layer", InvalidRasterError)
+    else:
+        try:
+            frame = gpd.read_file(path, layer=named)
+        except Exception as exc:  # noqa: BLE001 - any failure means "not a readable vector file"
+            raise InvalidRasterError(f"{path} is neither a raster, a vector layer nor a geocamat bundle") from exc
+    info = {"kind": "vector", "layer": named, "layers": _layer_list(path, listed) if len(layers) > 1 else layers,
+            **filtered}
     if layer is None and len(spatial) > 1:
         info["note"] = (f"{len(spatial)} layers with geometry: this describes the first; geocamat reads one named "
                         f"as {path}:LAYER (e.g. {path}:{spatial[1]})")

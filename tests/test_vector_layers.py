@@ -64,6 +64,9 @@ def test_tables_without_geometry_are_not_layers_to_choose(project):
     assert info["layers"][1] == {"name": "training", "geometry": "Polygon", "features": 34}
     assert info["layer"] == "aoi" and "project.gpkg:training" in info["note"]
     assert describe(f"{project}:points")["features"] == 1000
+    filtered = describe(f"{project}|layername=points|subset=label = 'water'")  # info shows what geocamat reads
+    assert filtered["filter"] == "label = 'water'" and 0 < filtered["features"] == len(
+        read_vector(f"{project}|layername=points|subset=label = 'water'")) < 1000
 
 
 def test_the_named_layer_is_read_and_an_unnamed_one_is_refused_with_the_layers_to_choose(project):
@@ -204,9 +207,41 @@ def test_a_qgis_layer_filter_reads_the_features_qgis_shows(tmp_path, project):
                                                                                               "forest").sum()
     with pytest.raises(InvalidLabelsError, match="the filter 'klass = 1' cannot be applied .*no such column: klass"):
         read_vector(f"{project}|layername=training|subset=klass = 1")
-    (tmp_path / "plots.csv").write_text("lon,lat,class\n-78.6,35.7,forest\n")
-    with pytest.raises(InvalidLabelsError, match=r"a filter \(\|subset=\) applies to GDAL layers"):
-        read_vector(f"{tmp_path / 'plots.csv'}|subset=class = 'forest'")
+
+
+def test_a_layer_filter_applies_to_csv_and_parquet_tables_as_gdal_applies_it(tmp_path, project, monkeypatch):
+    import geopandas as gpd
+
+    points = gpd.read_file(project, layer="points")
+    clause = "\"label\" IN ('forest', 'water') AND id > 2"
+    by_gdal = read_vector(f"{project}|layername=points|subset={clause}")
+    assert 0 < len(by_gdal) < len(points)
+    lonlat = points.to_crs("EPSG:4326")
+    table = pd.DataFrame({"lon": lonlat.geometry.x, "lat": lonlat.geometry.y, "label": points.label, "id": points.id})
+    table.to_csv(tmp_path / "plots.csv", index=False)
+    by_table = read_vector(f"{tmp_path / 'plots.csv'}|subset={clause}")
+    assert list(by_table.label) == list(by_gdal.label) and list(by_table.id) == list(by_gdal.id)
+    assert len(read_vector(f"{tmp_path / 'plots.csv'}|subset=label LIKE 'FOR%'")) == (points.label == "forest").sum()
+    with pytest.raises(InvalidLabelsError, match=r"plots.csv: the filter 'klass = 1' cannot be applied \(no such "
+                                                 r"column: klass\): .*columns \(label, id\)"):
+        read_vector(f"{tmp_path / 'plots.csv'}|subset=klass = 1")
+    monkeypatch.setattr(gpd, "read_parquet", lambda path: points.copy())  # no pyarrow here: the frame it would read
+    (tmp_path / "plots.parquet").write_bytes(b"PAR1")
+    by_parquet = read_vector(f"{tmp_path / 'plots.parquet'}|subset={clause}")
+    assert list(by_parquet.id) == list(by_gdal.id) and by_parquet.crs == points.crs
+
+
+def test_none_of_a_filtered_layer_meets_the_scene_counts_the_features_the_filter_keeps(tmp_path, project):
+    import geopandas as gpd
+
+    polygons = gpd.read_file(project, layer="training")
+    polygons.assign(geometry=polygons.translate(xoff=500_000)).to_file(tmp_path / "far.gpkg")
+    left, bottom, right, top = polygons.total_bounds
+    within = ((left, bottom, right, top), polygons.crs)
+    far = read_vector(f"{tmp_path / 'far.gpkg'}|subset=label = 'water'", within=within)
+    assert far.empty and far.attrs["layer_features"] == (polygons.label == "water").sum() < len(polygons)
+    near = read_vector(f"{project}|layername=training|subset=label = 'water'", within=within)
+    assert len(near) == near.attrs["layer_features"] == (polygons.label == "water").sum()
 
 
 def test_a_layer_or_a_file_per_class_with_label_field_layer(tmp_path, project):

@@ -152,7 +152,8 @@ def read_vector(spec: str | os.PathLike, what: str = "vector file", error: type[
     ``within``: ``(bounds, crs)`` of the ground the caller needs (the imagery; a list of them for images in several
     CRSs): only the features whose bounding box meets it are read (GDAL's spatial filter, with the layer's spatial
     index), so a national layer of parcels costs what its part over the scene costs. ``frame.attrs
-    ["layer_features"]`` keeps the layer's count. ``rows``: only the first features (a sample).
+    ["layer_features"]``: the layer's feature count (with a filter: of the features it keeps, counted only when none
+    met ``within``, else those read). ``rows``: only the first features (a sample).
 
     Raises:
         InputNotFoundError: no such file.
@@ -161,24 +162,19 @@ def read_vector(spec: str | os.PathLike, what: str = "vector file", error: type[
     import geopandas as gpd
 
     source = spec if isinstance(spec, VectorSource) else chosen_layer(spec, what, error, field)
-    if source.where and source.file.suffix.lower() in (TABLE_SUFFIX, PARQUET_SUFFIX):
-        raise error(f"{what} {source.file.name}: a filter (|subset=) applies to GDAL layers, not to CSV or Parquet "
-                    "tables; filter the table itself, or save it as a GeoPackage")
     if source.file.suffix.lower() == TABLE_SUFFIX:
         from geocamat.data.point_table import read_point_table
 
-        return read_point_table(source.file, what, error)
+        return _filtered(read_point_table(source.file, what, error), source, what, error)
     if source.file.suffix.lower() == PARQUET_SUFFIX:
-        return _read_parquet(source.file, what, error, within)
+        return _read_parquet(source, what, error, within)
     try:
         options = {"layer": source.layer} if source.layer else {}
         bbox = _layer_bbox(source, within) if within is not None else None
         where = {"where": source.where} if source.where else {}
         frame = gpd.read_file(source.file, bbox=bbox, rows=rows, **options, **where)
         if bbox is not None:
-            import pyogrio
-
-            frame.attrs["layer_features"] = int(pyogrio.read_info(source.file, **options)["features"])
+            frame.attrs["layer_features"] = len(frame) if source.where and len(frame) else _feature_count(source)
         return frame
     except Exception as exc:  # noqa: BLE001 - any unreadable vector is the same user error
         text = " ".join(str(exc).split())[:160]
@@ -223,11 +219,33 @@ def read_label_layers(specs: list, what: str, field: str | None, within, crs,
     return out
 
 
-def _read_parquet(path: Path, what: str, error: type[GeocamatError], within):
-    """A GeoParquet file with geopandas and pyarrow (its features meeting ``within`` kept), or a one-line error
-    saying how to read it without pyarrow."""
+def _feature_count(source: VectorSource) -> int:
+    """How many features ``source``'s layer holds (those its filter keeps, when it has one)."""
+    import pyogrio
+
+    options = {"layer": source.layer} if source.layer else {}
+    if not source.where:
+        return int(pyogrio.read_info(source.file, **options)["features"])
+    # the attributes only; pyogrio reads no rows with columns=[] and a filter
+    return len(pyogrio.raw.read(source.file, where=source.where, read_geometry=False, return_fids=True,
+                                **options)[1])
+
+
+def _filtered(frame, source: VectorSource, what: str, error: type[GeocamatError]):
+    """``frame`` (a table GDAL did not read) with ``source``'s filter applied, as GDAL applies it to its layers."""
+    if not source.where:
+        return frame
+    from geocamat.data.attribute_filter import rows_matching
+
+    return rows_matching(frame, source.where, what, source.file.name, error)
+
+
+def _read_parquet(source: VectorSource, what: str, error: type[GeocamatError], within):
+    """A GeoParquet file with geopandas and pyarrow (filtered, its features meeting ``within`` kept), or a one-line
+    error saying how to read it without pyarrow."""
     import geopandas as gpd
 
+    path = source.file
     try:
         frame = gpd.read_parquet(path)
     except ImportError as exc:
@@ -235,6 +253,7 @@ def _read_parquet(path: Path, what: str, error: type[GeocamatError], within):
                     f"(ogr2ogr {path.with_suffix('.gpkg').name} {path.name})") from exc
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
         raise error(f"{what} {path.name} cannot be read as GeoParquet ({type(exc).__name__})") from exc
+    frame = _filtered(frame, source, what, error)
     features = len(frame)
     bbox = _bbox_in(frame.crs.to_wkt(), within) if within is not None and frame.crs is not None and features else None
     if bbox is not None:

@@ -305,3 +305,24 @@ def test_detection_labels_named_by_layer_as_strings_get_one_line_errors(tmp_path
         load_boxes([f"{project.parent / 'training.gpkg'}"], [image], label_field="kind")
     with pytest.raises(InvalidLabelsError, match="has no field 'kind'"):
         load_boxes([f"{project}:training"], [image], label_field="kind")
+
+
+def test_scenes_far_apart_read_their_own_parts_of_a_layer_not_the_land_between(tmp_path):
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    squares = [box(x, y, x + 50, y + 50) for x in np.arange(0, 100_000, 1000.0) for y in np.arange(0, 5_000, 1000.0)]
+    layer = gpd.GeoDataFrame({"cls": ["tree"] * len(squares)}, geometry=squares, crs="EPSG:32617")
+    layer.to_file(tmp_path / "crowns.gpkg")
+    west, east = (0, 0, 3_000, 3_000), (96_000, 0, 99_000, 3_000)
+    within = [(west, "EPSG:32617"), (east, "EPSG:32617"), ((1_000, 1_000, 4_000, 4_000), "EPSG:32617")]
+    frame = read_vector(tmp_path / "crowns.gpkg", within=within)
+    expected = layer[layer.intersects(box(*west).buffer(60)) | layer.intersects(box(*east).buffer(60))
+                     | layer.intersects(box(1_000, 1_000, 4_000, 4_000).buffer(60))]
+    read = list(frame.geometry.to_wkb())
+    assert set(expected.geometry.to_wkb()) <= set(read) and len(set(read)) == len(read)  # every one, each once
+    assert (frame.intersects(box(0, 0, 4_000, 4_000).buffer(100)) | frame.intersects(box(*east).buffer(100))).all()
+    assert frame.attrs["layer_features"] == len(layer) and len(frame) < len(layer) / 10
+    in_degrees = (gpd.GeoSeries([box(*east)], crs="EPSG:32617").to_crs("EPSG:4326").total_bounds, "EPSG:4326")
+    both = read_vector(tmp_path / "crowns.gpkg", within=[(west, "EPSG:32617"), in_degrees])
+    assert len(both) < len(layer) / 10 and both.geometry.intersects(box(*east).buffer(100)).any()

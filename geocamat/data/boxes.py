@@ -304,20 +304,12 @@ CRS_CHECK_FEATURES = 1000
 
 
 def _images_ground(images: list[ImageInfo]) -> list | None:
-    """``[(bounds, CRS)]`` of the georeferenced images, one per CRS (the part of a label layer to read), or None
-    (read it all) when none is georeferenced."""
+    """``[(bounds, CRS)]`` of each georeferenced image (the parts of a label layer to read), or None (read it all)
+    when none is georeferenced."""
     from rasterio.transform import array_bounds
 
-    groups: dict[str, list] = {}
-    for im in images:
-        if im.crs is not None and im.transform is not None:
-            groups.setdefault(im.crs.to_string(), []).append(im)
-    out = []
-    for group in groups.values():
-        corners = np.array([array_bounds(im.height, im.width, im.transform) for im in group])  # west, south, ...
-        out.append(((corners[:, 0].min(), corners[:, 1].min(), corners[:, 2].max(), corners[:, 3].max()),
-                    group[0].crs))
-    return out or None
+    return [(array_bounds(im.height, im.width, im.transform), im.crs) for im in images
+            if im.crs is not None and im.transform is not None] or None
 
 
 def vector_boxes(path: Path, images: list[ImageInfo], label_field: str) -> dict[str, list]:

@@ -15,6 +15,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from geocamat.errors import GeocamatError, InputNotFoundError, InvalidLabelsError
 
 #: Endings of the vector files geocamat reads (labels, references, regions); ``.csv``: a table of points
@@ -160,6 +162,7 @@ def read_vector(spec: str | os.PathLike, what: str = "vector file", error: type[
         ``error``: an unknown or ambiguous layer, or a file GDAL cannot read as vectors.
     """
     import geopandas as gpd
+    import pandas as pd
 
     source = spec if isinstance(spec, VectorSource) else chosen_layer(spec, what, error, field)
     if source.file.suffix.lower() == TABLE_SUFFIX:
@@ -170,10 +173,17 @@ def read_vector(spec: str | os.PathLike, what: str = "vector file", error: type[
         return _read_parquet(source, what, error, within)
     try:
         options = {"layer": source.layer} if source.layer else {}
-        bbox = _layer_bbox(source, within) if within is not None else None
+        boxes = _layer_boxes(source, within) if within is not None else None
         where = {"where": source.where} if source.where else {}
-        frame = gpd.read_file(source.file, bbox=bbox, rows=rows, **options, **where)
-        if bbox is not None:
+        if boxes is not None and len(boxes) > 1:  # images far apart: each part of the layer once
+            parts = [gpd.read_file(source.file, bbox=b, rows=rows, fid_as_index=True, **options, **where)
+                     for b in boxes]
+            frame = pd.concat(parts)
+            frame = gpd.GeoDataFrame(frame[~frame.index.duplicated()].sort_index().reset_index(drop=True),
+                                     crs=parts[0].crs)
+        else:
+            frame = gpd.read_file(source.file, bbox=boxes[0] if boxes else None, rows=rows, **options, **where)
+        if boxes is not None:
             frame.attrs["layer_features"] = len(frame) if source.where and len(frame) else _feature_count(source)
         return frame
     except Exception as exc:  # noqa: BLE001 - any unreadable vector is the same user error
@@ -255,38 +265,73 @@ def _read_parquet(source: VectorSource, what: str, error: type[GeocamatError], w
         raise error(f"{what} {path.name} cannot be read as GeoParquet ({type(exc).__name__})") from exc
     frame = _filtered(frame, source, what, error)
     features = len(frame)
-    bbox = _bbox_in(frame.crs.to_wkt(), within) if within is not None and frame.crs is not None and features else None
-    if bbox is not None:
+    boxes = _boxes_in(frame.crs.to_wkt(), within) if within is not None and frame.crs is not None and features else None
+    if boxes is not None:
         from shapely.geometry import box
 
-        frame = frame[frame.intersects(box(*bbox))]
+        frame = frame[np.logical_or.reduce([frame.intersects(box(*b)).to_numpy() for b in boxes])]
     frame.attrs["layer_features"] = features
     return frame
 
 
-def _layer_bbox(source: VectorSource, within) -> tuple[float, float, float, float] | None:
-    """``within``'s bounds in the layer's CRS (edges densified, grown by 1%; several ``(bounds, crs)``: the box
-    around all of them), or None (read it all) when the layer has no CRS or a bounds cannot be brought into it."""
+def _layer_boxes(source: VectorSource, within) -> list[tuple[float, float, float, float]] | None:
+    """``within`` as boxes in the layer's CRS (see :func:`_boxes_in`), or None (read it all) when the layer has no
+    CRS or a bounds cannot be brought into it."""
     import pyogrio
 
     crs = pyogrio.read_info(source.file, **({"layer": source.layer} if source.layer else {})).get("crs")
-    return _bbox_in(crs, within) if crs else None
+    return _boxes_in(crs, within) if crs else None
 
 
-def _bbox_in(crs, within) -> tuple[float, float, float, float] | None:
-    """``within`` (``(bounds, crs)`` or a list of them) as one box in ``crs``, grown by 1%; None when a bounds
-    cannot be brought into it."""
+#: boxes are read as one where the box around two covers at most this many times their own areas
+MERGE_SLACK = 2.0
+#: above this many separate areas, the layer is read in one box around them all
+MAX_BOXES = 64
+
+
+def _boxes_in(crs, within, merge: bool = True) -> list[tuple[float, float, float, float]] | None:
+    """Each of ``within``'s bounds (``(bounds, crs)`` or a list of them) in ``crs``, grown by 1%; with ``merge``,
+    bounds near each other joined (a box around them costs at most :data:`MERGE_SLACK` times their areas), so
+    scenes far apart read their own parts of a layer and not the land between them. None when a bounds cannot be
+    brought into ``crs``."""
     from rasterio.warp import transform_bounds
 
     boxes = []
     for bounds, bounds_crs in (within if isinstance(within, list) else [within]):
         try:
-            boxes.append(transform_bounds(bounds_crs, crs, *bounds, densify_pts=21))
+            left, bottom, right, top = transform_bounds(bounds_crs, crs, *bounds, densify_pts=21)
         except Exception:  # noqa: BLE001 - a CRS the bounds do not fit in: no filter rather than a wrong one
             return None
-    left, bottom = min(b[0] for b in boxes), min(b[1] for b in boxes)
-    right, top = max(b[2] for b in boxes), max(b[3] for b in boxes)
-    pad_x, pad_y = 0.01 * (right - left), 0.01 * (top - bottom)
-    if not all(map(math.isfinite, (left, bottom, right, top))):
-        return None
-    return left - pad_x, bottom - pad_y, right + pad_x, top + pad_y
+        if not all(map(math.isfinite, (left, bottom, right, top))):
+            return None
+        pad_x, pad_y = 0.01 * (right - left), 0.01 * (top - bottom)
+        boxes.append((left - pad_x, bottom - pad_y, right + pad_x, top + pad_y))
+    if not merge:
+        return boxes
+    boxes = _joined(boxes)
+    if len(boxes) > MAX_BOXES:
+        boxes = [(min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
+                  max(b[3] for b in boxes))]
+    return boxes
+
+
+def _joined(boxes: list) -> list:
+    """``boxes`` with boxes near each other (the box around two not much larger than the two:
+    :data:`MERGE_SLACK`) replaced by the box around them, until none are."""
+
+    def area(b):
+        return max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
+
+    while True:
+        out: list = []
+        for b in boxes:
+            for k, o in enumerate(out):
+                around = (min(o[0], b[0]), min(o[1], b[1]), max(o[2], b[2]), max(o[3], b[3]))
+                if area(around) <= MERGE_SLACK * (area(o) + area(b)):
+                    out[k] = around
+                    break
+            else:
+                out.append(b)
+        if len(out) == len(boxes):
+            return out
+        boxes = out

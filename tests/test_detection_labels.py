@@ -251,3 +251,55 @@ def test_a_layer_is_read_around_images_in_two_crs_only(tmp_path):
     assert sorted(part.label) == ["bus", "car"] and part.attrs["layer_features"] == 52  # the far ones not read
     found, names = load_boxes([tmp_path / "boxes.gpkg"], infos)
     assert names == ["bus", "car"] and [f.names for f in found] == [["car"], ["bus"]]
+
+
+@needs_data
+def test_label_files_as_other_tools_write_them(tmp_path):
+    """Excel's CSV UTF-8 (byte-order mark), DeepForest's rows of zeros for an image without objects, YOLO-OBB
+    corners: the same boxes as the plain files. Boxes drawn on another size of the image, and points instead of
+    boxes, are refused in one line."""
+    import json
+
+    import pandas as pd
+
+    info = [image_info(str(TREES / "OSBS_029.tif")), image_info(str(TREES / "SOAP_061.png"))]
+    (ref, _), names = load_boxes([TREES / "OSBS_029.csv"], info)
+    table = pd.read_csv(TREES / "OSBS_029.csv")
+    empty_row = pd.DataFrame([{"image_path": "SOAP_061.png", "xmin": 0, "ymin": 0, "xmax": 0, "ymax": 0,
+                               "label": "Tree"}])
+    pd.concat([table, empty_row]).to_csv(tmp_path / "excel.csv", index=False, encoding="utf-8-sig")
+    (bom, soap), bom_names = load_boxes([tmp_path / "excel.csv"], info)
+    assert bom_names == names and len(soap.boxes) == 0
+    np.testing.assert_array_equal(bom.boxes, ref.boxes)
+
+    obb = tmp_path / "obb" / "OSBS_029.txt"
+    obb.parent.mkdir()
+    w, h = ref.width, ref.height
+    obb.write_text("".join(f"0 {x0 / w} {y0 / h} {x1 / w} {y0 / h} {x1 / w} {y1 / h} {x0 / w} {y1 / h}\n"
+                           for x0, y0, x1, y1 in ref.boxes))
+    (obb.parent / "classes.txt").write_text("Tree\n")
+    (from_obb, _), obb_names = load_boxes([obb], info)
+    assert obb_names == names
+    np.testing.assert_allclose(from_obb.boxes, ref.boxes, atol=1e-3)
+
+    coco = {"images": [{"id": 1, "file_name": "OSBS_029.tif", "width": w // 2, "height": h // 2}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5]}],
+            "categories": [{"id": 1, "name": "Tree"}]}
+    (tmp_path / "half.json").write_text(json.dumps(coco))
+    with pytest.raises(InvalidLabelsError, match=rf"boxes of OSBS_029.tif were drawn on a {w // 2}x{h // 2} px image "
+                                                 rf".* but OSBS_029.tif is {w}x{h} px"):
+        load_boxes([tmp_path / "half.json"], info)
+    voc = (TREES / "OSBS_029.xml").read_text().replace(f"<width>{w}</width>", f"<width>{w * 2}</width>")
+    assert f"<width>{w * 2}</width>" in voc
+    (tmp_path / "double.xml").write_text(voc)
+    with pytest.raises(InvalidLabelsError, match=rf"drawn on a {w * 2}x{h} px image"):
+        load_boxes([tmp_path / "double.xml"], info)
+
+    import geopandas as gpd
+
+    tops = gpd.GeoSeries(gpd.points_from_xy([404_005.0, 404_008.0], [3_285_000.0 - 5, 3_285_000.0 - 7]),
+                         crs="EPSG:32617")
+    gpd.GeoDataFrame({"label": ["Tree", "Tree"]}, geometry=tops).to_file(tmp_path / "tops.gpkg")
+    with pytest.raises(InvalidLabelsError, match=r"tops.gpkg: 2 of its 2 features are Point, not areas: .*buffer "
+                                                 r"the points"):
+        load_boxes([tmp_path / "tops.gpkg"], [image_info(str(geotiff(tmp_path / "a.tif")))])

@@ -4,7 +4,8 @@
   ``[x, y, width, height]`` in pixels, ``category_id``) and ``categories`` (``id``, ``name``); boxes find their
   image by ``file_name``.
 - YOLO: one ``.txt`` per image, named after it, lines ``class x_centre y_centre width height`` as fractions of
-  the image's width and height; class names come from the dataset's ``data.yaml``/``dataset.yaml`` (``names``),
+  the image's width and height (YOLO-OBB's ``class x1 y1 ... x4 y4``: the box around the four corners); class
+  names come from the dataset's ``data.yaml``/``dataset.yaml`` (``names``),
   ``classes.txt`` or ``obj.names`` in the label folder or up to three folders above it, else the class ids.
 
 Both give :class:`geocamat.data.boxes.RawBox` lists (YOLO boxes flagged ``relative``: scaled by the matched
@@ -51,9 +52,12 @@ def read_coco(path: Path) -> list:
     if not isinstance(doc, dict) or not isinstance(doc.get("annotations"), list) \
             or not isinstance(doc.get("images"), list):
         raise InvalidLabelsError(f"{path}: a COCO file needs the lists 'images' and 'annotations' (and 'categories')")
+    from geocamat.data.boxes import declared_size
+
     try:
         files = {im["id"]: str(im["file_name"]) for im in doc["images"]}
-    except (KeyError, TypeError) as exc:
+        sizes = {im["id"]: declared_size(im.get("width"), im.get("height")) for im in doc["images"]}
+    except (KeyError, TypeError, AttributeError) as exc:
         raise InvalidLabelsError(f"{path}: every entry of 'images' needs 'id' and 'file_name'") from exc
     try:
         names = {c["id"]: str(c.get("name", c["id"])) for c in doc.get("categories") or []}
@@ -73,17 +77,32 @@ def read_coco(path: Path) -> list:
         cat = ann.get("category_id")
         if names and cat not in names:
             raise InvalidLabelsError(f"{where} has category_id {cat} that is not in its 'categories'; fix the file")
-        out.append(RawBox(files[ann["image_id"]], x, y, x + w, y + h, names.get(cat, str(cat)), str(path)))
+        out.append(RawBox(files[ann["image_id"]], x, y, x + w, y + h, names.get(cat, str(cat)), str(path),
+                          drawn_on=sizes[ann["image_id"]]))
     return out
 
 
+#: fields of a YOLO line: class and box (5), with a confidence (6), class and 4 corners (YOLO-OBB, 9)
+YOLO_FIELDS = (5, 6, 9)
+
+
 def is_yolo(lines: list[str]) -> bool:
-    """Whether the lines of a ``.txt`` label file are YOLO's (5 or 6 numbers) rather than DOTA's (>= 9 fields)."""
+    """Whether the lines of a ``.txt`` label file are YOLO's (5 or 6 numbers; YOLO-OBB's 9: a class id then four
+    corners in fractions) rather than DOTA's (four corners in pixels, then a class name)."""
     for line in lines:
         parts = line.split()
         if parts and not line.startswith(("imagesource:", "gsd:")):
-            return len(parts) in (5, 6)
+            return len(parts) in (5, 6) or len(parts) == 9 and _yolo_obb(parts)
     return False
+
+
+def _yolo_obb(parts: list[str]) -> bool:
+    """Whether nine fields are YOLO-OBB's (an integer class, then eight numbers none above 1.5)."""
+    try:
+        values = [float(v) for v in parts]
+    except ValueError:
+        return False
+    return values[0] == int(values[0]) and max(values[1:]) <= 1.5
 
 
 def _names_from_yaml(path: Path) -> list[str] | dict | None:
@@ -133,14 +152,20 @@ def read_yolo(path: Path, lines: list[str]) -> list:
         parts = line.split()
         if not parts:
             continue
-        if len(parts) not in (5, 6):
-            raise InvalidLabelsError(f"{path}: line {i + 1} is not 'class x_centre y_centre width height' (YOLO)")
+        if len(parts) not in YOLO_FIELDS:
+            raise InvalidLabelsError(f"{path}: line {i + 1} is not 'class x_centre y_centre width height' (YOLO) "
+                                     "nor 'class x1 y1 x2 y2 x3 y3 x4 y4' (YOLO-OBB)")
         try:
             cls = int(float(parts[0]))
-            cx, cy, w, h = (float(v) for v in parts[1:5])
+            values = [float(v) for v in parts[1:]]
         except ValueError as exc:
             raise InvalidLabelsError(f"{path}: line {i + 1} has a non-numeric value") from exc
-        if max(cx, cy, w, h) > 1.5:
+        if len(parts) == 9:  # YOLO-OBB: the box around the four corners
+            xs, ys = values[0::2], values[1::2]
+            cx, cy, w, h = (min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2, max(xs) - min(xs), max(ys) - min(ys)
+        else:
+            cx, cy, w, h = values[:4]
+        if max(cx, cy, w, h) > 1.5 or len(parts) == 9 and max(values) > 1.5:
             raise InvalidLabelsError(
                 f"{path}: line {i + 1} has coordinates above 1; YOLO boxes are fractions of the image size "
                 f"(for pixel boxes use CSV, VOC or COCO)")

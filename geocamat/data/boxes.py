@@ -129,6 +129,7 @@ class RawBox:
     name: str
     source: str
     relative: bool = False  # coordinates are fractions of the image's width and height (YOLO)
+    drawn_on: tuple[int, int] | None = None  # (width, height) of the image the file says the boxes were drawn on
 
 
 def _one_line(text: str) -> str:
@@ -148,6 +149,7 @@ def read_voc(path: Path) -> list[RawBox]:
     except ET.ParseError as exc:
         raise InvalidLabelsError(f"{path} is not a valid Pascal VOC xml file ({_one_line(exc)})") from exc
     filename = (root.findtext("filename") or "").strip() or path.stem
+    drawn_on = declared_size(root.findtext("size/width"), root.findtext("size/height"))
     out = []
     for i, obj in enumerate(root.iter("object")):
         name = (obj.findtext("name") or "").strip()
@@ -158,13 +160,24 @@ def read_voc(path: Path) -> list[RawBox]:
             coords = [float(bb.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")]
         except (TypeError, ValueError) as exc:
             raise InvalidLabelsError(f"{path}: object {i + 1} has a non-numeric box; fix the <bndbox>") from exc
-        out.append(RawBox(filename, *coords, name, str(path)))
+        out.append(RawBox(filename, *coords, name, str(path), drawn_on=drawn_on))
     return out
 
 
+def declared_size(width, height) -> tuple[int, int] | None:
+    """The image size a label file declares (VOC ``<size>``, COCO ``width``/``height``), None when it gives none
+    (or zeros, as some exporters write)."""
+    try:
+        size = int(float(width)), int(float(height))
+    except (TypeError, ValueError):
+        return None
+    return size if min(size) > 0 else None
+
+
 def read_csv_boxes(path: Path) -> list[RawBox]:
-    """Boxes of a DeepForest-style CSV (``image_path,xmin,ymin,xmax,ymax,label``)."""
-    with open(path, newline="") as fh:
+    """Boxes of a DeepForest-style CSV (``image_path,xmin,ymin,xmax,ymax,label``); a row of four zeros is
+    DeepForest's way of listing an image without objects and adds no box."""
+    with open(path, newline="", encoding="utf-8-sig") as fh:  # Excel's "CSV UTF-8" starts with a byte-order mark
         reader = csv.DictReader(fh)
         fields = [f.strip() for f in (reader.fieldnames or [])]
         need = ["image_path", "xmin", "ymin", "xmax", "ymax", "label"]
@@ -179,6 +192,8 @@ def read_csv_boxes(path: Path) -> list[RawBox]:
                 coords = [float(row[k]) for k in ("xmin", "ymin", "xmax", "ymax")]
             except (TypeError, ValueError) as exc:
                 raise InvalidLabelsError(f"{path}: row {i + 2} has a non-numeric box coordinate") from exc
+            if not any(coords):
+                continue
             out.append(RawBox(row["image_path"].strip(), *coords, str(row["label"]).strip(), str(path)))
     return out
 
@@ -279,6 +294,11 @@ def match_pixel_boxes(raw: list[RawBox], images: list[ImageInfo], source: Path) 
         if im is None:
             unmatched.add(b.image_key)
             continue
+        if b.drawn_on is not None and b.drawn_on != (im.width, im.height):
+            raise InvalidLabelsError(
+                f"{b.source}: its boxes of {Path(im.path).name} were drawn on a {b.drawn_on[0]}x{b.drawn_on[1]} px "
+                f"image (the size the file declares) but {Path(im.path).name} is {im.width}x{im.height} px: give the "
+                "image they were drawn on, or labels drawn on this one")
         if b.relative:
             b = RawBox(b.image_key, b.xmin * im.width, b.ymin * im.height, b.xmax * im.width, b.ymax * im.height,
                        b.name, b.source)
@@ -342,6 +362,13 @@ def vector_boxes(path: Path, images: list[ImageInfo], label_field: str) -> dict[
             f"{path.name} has no field {label_field!r}: give --label-field with each object's class (fields: "
             f"{shown or 'none'}), or --label-field {ONE_CLASS} for one class of objects")
     gdf = gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty]
+    flat = gdf[~gdf.geom_type.isin(["Polygon", "MultiPolygon"])]
+    if len(flat):
+        kinds = ", ".join(sorted(set(flat.geom_type)))
+        raise InvalidLabelsError(
+            f"{path.name}: {len(flat)} of its {len(gdf)} features are {kinds}, not areas: detection learns a box "
+            "around each object; draw polygons or boxes, or buffer the points to the objects' size (QGIS: "
+            "Vector > Geoprocessing Tools > Buffer, or Rectangles, Ovals, Diamonds)")
     geo = [im for im in images if im.crs is not None]
     if not geo:
         raise InvalidLabelsError(

@@ -96,4 +96,12 @@ def refuse_foreign(given_flags: dict, cls, task_name: str, command: str) -> None
     for key in given_flags:
         if key not in known:
             raise ConfigError(f"--{key.replace('_', '-')} does not apply to {command} with a {task_name} model "
-                              f"(its options: {', '.join('--' + k.replace('_', '-') for k in sorted(known))})")
+                              f"(its options: {', '.join(_flags_of(known))})")
+
+
+def _flags_of(keys: set[str]) -> list[str]:
+    """The running command's flags (``--name``) that set one of ``keys``, sorted."""
+    command = click.get_current_context().command
+    flags = {opt for p in command.params if isinstance(p, click.Option) for opt in p.opts
+             if opt.startswith("--") and opt[2:].replace("-", "_") in keys}
+    return sorted(flags)

@@ -41,6 +41,9 @@ P = "PredictOptions"
 @setting_option(P, "score_threshold", "--score-threshold", type=float)
 @setting_option(P, "chip_size", "--chip-size", type=int)
 @setting_option(P, "nms_iou", "--nms-iou", type=float)
+@setting_option(P, "match_iou", "--match-iou", type=float)
+@setting_option(P, "duplicate_iou", "--duplicate-iou", type=float)
+@setting_option(P, "duplicate_merge", "--duplicate-merge", type=click.Choice(["nms", "wbf", "none"]))
 @setting_option(P, "force", "--force", is_flag=True)
 @overwrite_opt
 @quiet_opt

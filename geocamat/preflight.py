@@ -119,8 +119,10 @@ def pixel_metres(crs, res: tuple[float, float], bounds=None) -> float | None:
     return side * factor
 
 
-def check_resolution(bundle, path: str | os.PathLike, res: float | None = None, force: bool = False) -> float | None:
-    """Compare an image's pixel size (or the output ``res``) with the model's; refuse beyond 4x unless ``force``.
+def check_resolution(bundle, path: str | os.PathLike, res: float | None = None, force: bool = False,
+                     res_option: bool = True) -> float | None:
+    """Compare an image's pixel size (or the output ``res``) with the model's; refuse beyond 4x unless ``force``
+    (``res_option``: the command can resample with ``--res``, so the message offers it).
 
     Returns:
         The ratio image / model (None when either has no georeference).
@@ -148,7 +150,8 @@ def check_resolution(bundle, path: str | os.PathLike, res: float | None = None, 
     message = (f"{what} {image_m:.3g} m pixels, {how} than the model's training imagery ({model_m:.3g} m): "
                "the model would see objects at a scale it never learnt")
     if not force:
-        fix = "give a --res nearer the model's" if res else "resample the imagery (gdalwarp -tr) or give --res"
+        fix = ("give a --res nearer the model's" if res else "resample the imagery (gdalwarp -tr)"
+               + (" or give --res" if res_option else ""))
         raise ConfigError(f"{message}; {fix}, or pass --force to map anyway")
     warnings.warn(message, GeocamatWarning, stacklevel=2)
     return ratio
@@ -288,8 +291,8 @@ def before_predict(bundle, images, out_dir: str | os.PathLike, *, res: float | N
     if window:
         check_window(paths, window)
     check_georeferenced(paths, force=force)
-    if paths:
-        check_resolution(bundle, paths[0], res=res, force=force)
+    for path in paths if bundle.task == "detection" else paths[:1]:  # detection runs each image on its own grid
+        check_resolution(bundle, path, res=res, force=force, res_option=bundle.task != "detection")
     need = 0
     if bundle.task != "detection":
         pixels = raster_pixels(paths)
@@ -316,4 +319,5 @@ def before_evaluate(images, map_path, reference, mask, bundle=None, force: bool 
             paths.append(Path(path))
     check_inputs(paths)
     if bundle is not None and images and not map_path:
-        check_resolution(bundle, paths[0], force=force)
+        for path in paths if bundle.task == "detection" else paths[:1]:
+            check_resolution(bundle, path, force=force, res_option=bundle.task != "detection")

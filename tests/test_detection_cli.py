@@ -565,3 +565,41 @@ def test_info_check_reads_box_labels_as_training_does(trained, tmp_path):
     assert f"ok: {boxes}: 61 boxes on 1 of 1 images; box 61" in result.output, result.output
     result = CliRunner().invoke(cli, ["info", "--check", model, image, "--labels", str(trees / "OSBS_029.csv")])
     assert result.exit_code == 2 and "holds classes the model does not know (Tree)" in result.output
+
+
+def test_every_image_is_checked_against_the_models_pixel_size_and_refusals_list_real_flags(trained, tmp_path):
+    import rasterio
+    from rasterio.transform import from_origin
+
+    with rasterio.open(trained["img"]) as src:
+        pixels = src.read()
+    profile = dict(driver="GTiff", width=pixels.shape[2], height=pixels.shape[1], count=3, dtype="uint8",
+                   crs="EPSG:32617")
+    for name, pixel_size in (("geo.tif", 0.1), ("fine.tif", 0.1 / 8)):
+        transform = from_origin(400_000, 3_300_000, pixel_size, pixel_size)
+        with rasterio.open(tmp_path / name, "w", **profile, transform=transform) as dst:
+            dst.write(pixels)
+    (tmp_path / "geo.csv").write_text(trained["csv"].read_text().replace("scene.png", "geo.tif"))
+    result = CliRunner().invoke(cli, [
+        "train", "--task", "detection", "--images", str(tmp_path / "geo.tif"), "--labels", str(tmp_path / "geo.csv"),
+        "--tile-size", "64", "--epochs", "1", "--set", "backbone=tiny", "--set", "max_tiles=2", "--set",
+        "fpn_channels=16", "--out", str(tmp_path / "run"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    model, images = str(tmp_path / "run" / "model.geocamat"), [str(tmp_path / "geo.tif"), str(tmp_path / "fine.tif")]
+    for command in (["predict", "--out", str(tmp_path / "out")], ["evaluate", "--reference", str(tmp_path / "geo.csv")]):
+        result = CliRunner().invoke(cli, [*command, "--model", model, *images])
+        assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+        assert "fine.tif has" in result.output and "8.0x finer" in result.output and "--res" not in result.output
+    assert not (tmp_path / "out").exists()
+    for command in (["predict", "--out", str(tmp_path / "out"), "--res", "2"], ["evaluate", "--mask", "m.tif"]):
+        result = CliRunner().invoke(cli, [*command, "--model", model, images[0]])
+        assert result.exit_code == 2 and "does not apply" in result.output, result.output
+        listed = result.output.split("its options: ")[1].rstrip(")\n").split(", ")
+        assert "--match-iou" in listed and ("--bbox" in listed) == (command[0] == "predict")
+        help_text = CliRunner().invoke(cli, [command[0], "--help"]).output
+        assert all(flag in help_text for flag in listed)  # every flag named is one the command takes
+    result = CliRunner().invoke(cli, ["predict", "--out", str(tmp_path / "dup"), "--model", model, "--quiet",
+                                      "--duplicate-iou", "0.3", "--duplicate-merge", "wbf", images[0]])
+    assert result.exit_code == 0, result.output
+    settings = json.loads((tmp_path / "dup" / "report.json").read_text())["settings"]
+    assert settings["duplicate_iou"] == 0.3 and settings["duplicate_merge"] == "wbf"

@@ -56,6 +56,10 @@ def evaluate_detection(bundle: Bundle, images: list[str], options: EvaluateOptio
     agnostic, label_field = options.class_agnostic, options.reference_field
     opts = resolve_options(bundle, options)
     paths = expand_paths(images, "image")
+    from geocamat.preflight import check_resolution
+
+    for path in paths:  # each image is detected on its own grid
+        check_resolution(bundle, path, force=options.force, res_option=False)
     label_paths = expand_label_paths(options.reference, "reference boxes")
     names = [c.name for c in bundle.classes]
     infos = [image_info(p) for p in paths]

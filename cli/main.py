@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -63,6 +64,8 @@ class LazyGroup(click.Group):
         import warnings
 
         debug = bool(ctx.params.get("debug"))
+        if not debug:  # GDAL's own "ERROR 1: ..." lines (printed from C) would be a second line beside ours
+            os.environ.setdefault("CPL_LOG", os.devnull)
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             if not debug:  # library warnings are noise for a user; --debug shows them

@@ -25,6 +25,14 @@ def test_help_does_not_import_the_heavy_stack():
     assert result.exit_code == 0 and "train" in result.output and "predict" in result.output
 
 
+def test_an_unknown_crs_is_one_line_without_projs_own_on_stderr():
+    code = ("from geocamat.errors import ConfigError\nfrom geocamat.inference.grid import crs_wkt\n"
+            "try:\n    crs_wkt('EPSG:999999')\nexcept ConfigError as exc:\n    print(exc)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.startswith("unknown CRS 'EPSG:999999'") and out.stderr == ""  # GDAL prints from C otherwise
+
+
 def _one_line_error(result, *needles):
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.strip().splitlines() if line.strip()]

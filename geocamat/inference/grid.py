@@ -44,11 +44,13 @@ class OutputGrid:
 
 def crs_wkt(crs) -> str:
     """WKT of anything rasterio understands (``EPSG:4326``, WKT, pyproj/rasterio CRS)."""
+    import rasterio
     from rasterio.crs import CRS
     from rasterio.errors import CRSError
 
     try:
-        return CRS.from_user_input(crs).to_wkt()
+        with rasterio.Env():  # PROJ's complaint goes to the exception, not as a second line on stderr
+            return CRS.from_user_input(crs).to_wkt()
     except (CRSError, ValueError, TypeError) as exc:
         raise ConfigError(f"unknown CRS {crs!r}: give e.g. EPSG:32618 or a WKT string") from exc
 

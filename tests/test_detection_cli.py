@@ -603,3 +603,22 @@ def test_every_image_is_checked_against_the_models_pixel_size_and_refusals_list_
     assert result.exit_code == 0, result.output
     settings = json.loads((tmp_path / "dup" / "report.json").read_text())["settings"]
     assert settings["duplicate_iou"] == 0.3 and settings["duplicate_merge"] == "wbf"
+
+
+def test_an_rgba_image_is_its_colour_bands_with_the_alpha_band_as_its_mask(trained, tmp_path):
+    from PIL import Image
+
+    from geocamat.data.detection_images import band_names, read_image
+
+    rgb = np.asarray(Image.open(trained["img"]))
+    alpha = np.full(rgb.shape[:2], 255, np.uint8)
+    alpha[:, :40] = 0  # a transparent strip, as an export of an irregular area has
+    Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(tmp_path / "scene.png")
+    assert band_names(str(tmp_path / "scene.png")) == band_names(str(trained["img"]))  # three bands, not four
+    data, valid = read_image(str(tmp_path / "scene.png"))
+    np.testing.assert_array_equal(data, rgb.transpose(2, 0, 1).astype(np.float32))
+    np.testing.assert_array_equal(valid, alpha > 0)
+    result = CliRunner().invoke(cli, ["predict", "--model", str(trained["run"] / "model.geocamat"), "--quiet",
+                                      "--out", str(tmp_path / "out"), str(tmp_path / "scene.png")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "detections.gpkg").is_file()

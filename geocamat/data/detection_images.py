@@ -40,24 +40,36 @@ def image_info(path: str) -> ImageInfo:
         return ImageInfo(str(path), src.width, src.height, crs, src.transform if crs else None)
 
 
+def alpha_band(src) -> int | None:
+    """The 1-based alpha band of an open image (an RGBA PNG, a GeoTIFF with transparency), or None. It is a mask,
+    not a band of the imagery: its zeros are nodata."""
+    from rasterio.enums import ColorInterp
+
+    alpha = [i + 1 for i, ci in enumerate(src.colorinterp) if ci == ColorInterp.alpha]
+    return alpha[-1] if alpha and src.count > 1 else None
+
+
 def band_names(path: str) -> list[str]:
-    """Band names from the file's descriptions, else ``band1``...``bandN``."""
+    """Band names from the file's descriptions, else ``band1``...``bandN`` (an alpha band is not one)."""
     with open_image(path) as src:
-        return [d or f"band{i + 1}" for i, d in enumerate(src.descriptions)]
+        alpha = alpha_band(src)
+        return [d or f"band{i + 1}" for i, d in enumerate(src.descriptions) if i + 1 != alpha]
 
 
 def band_indexes(src, bands: int | None) -> list[int]:
-    """The 1-based bands of an open image to read as ``bands`` bands: all of them, or a grey image's one band
-    repeated (a grey image among colour ones, as torchvision's ``ImageFolder`` does).
+    """The 1-based bands of an open image to read as ``bands`` bands: all of them but an alpha band, or a grey
+    image's one band repeated (a grey image among colour ones, as torchvision's ``ImageFolder`` does).
 
     Raises:
         InvalidRasterError: another band count, which only the user can fix.
     """
-    if bands is None or src.count == bands:
-        return list(range(1, src.count + 1))
-    if grey_for_colour(src.count, bands):
-        return [1, 1, 1]
-    raise InvalidRasterError(f"{src.name} has {src.count} bands where {bands} are needed; give images with the "
+    alpha = alpha_band(src)
+    own = [i for i in range(1, src.count + 1) if i != alpha]
+    if bands is None or len(own) == bands:
+        return own
+    if grey_for_colour(len(own), bands):
+        return [own[0]] * 3
+    raise InvalidRasterError(f"{src.name} has {len(own)} bands where {bands} are needed; give images with the "
                              f"same bands")
 
 
@@ -96,6 +108,9 @@ def _read_window(src, window: tuple[int, int, int, int] | None,
         ok = np.ones(arr.shape[1:], bool)
         if src.nodata is not None:
             ok &= ~(arr == src.nodata).all(axis=0)
+        alpha = alpha_band(src)
+        if alpha is not None:
+            ok &= src.read(alpha, window=Window(c0, r0, c1 - c0, r1 - r0)) > 0
         valid[r0 - row:r1 - row, c0 - col:c1 - col] = ok
     return data, valid
 
@@ -177,6 +192,8 @@ def _decimated(src, max_side: int, bands: int | None = None) -> tuple[np.ndarray
     shape = (len(indexes), max(1, round(src.height / scale)), max(1, round(src.width / scale)))
     arr = src.read(indexes, out_shape=shape).astype(np.float64)
     valid = ~(arr == src.nodata).all(axis=0) if src.nodata is not None else np.ones(shape[1:], bool)
+    if alpha_band(src) is not None:
+        valid &= src.read(alpha_band(src), out_shape=shape[1:]) > 0
     return arr, valid
 
 

@@ -128,6 +128,10 @@ def test_refusals_are_one_line(tmp_path, resnet18):
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(WeightsError, match="not a readable state dict"):
         load_weights(str(tmp_path / "junk.pth"))
+    torch.save(torchvision.models.resnet18(), tmp_path / "whole.pth")  # the model itself, not its weights
+    with pytest.raises(WeightsError, match=r"holds a whole pickled model \(torchvision.models.resnet.ResNet\), not "
+                                           r"a state dict: .*torch.save\(model.state_dict\(\), 'weights.pth'\)"):
+        load_weights(str(tmp_path / "whole.pth"))
     torch.save({"a.weight": torch.zeros(2)}, tmp_path / "other.pth")
     with pytest.raises(WeightsError, match="not a ResNet"):
         load_weights(str(tmp_path / "other.pth"))

@@ -201,6 +201,11 @@ def _read_state_file(path: Path) -> dict:
     except ImportError as exc:
         raise WeightsError(f"reading {path.name} needs the safetensors package (pip install safetensors)") from exc
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
+        pickled = re.findall(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        if pickled:  # torch.save(model): code to run, which a weights file must not need
+            raise WeightsError(f"{path} holds a whole pickled model ({pickled[0]}), not a state dict: load it where "
+                               "you trust it and save its weights, torch.save(model.state_dict(), 'weights.pth')"
+                               ) from exc
         raise WeightsError(f"{path} is not a readable state dict ({exc.__class__.__name__}): give a .pth/.pt "
                            ".safetensors state dict or a model.geocamat bundle") from exc
     if not isinstance(payload, dict):

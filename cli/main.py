@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -51,8 +52,8 @@ class LazyGroup(click.Group):
             exc.show()
             sys.exit(exc.exit_code)
         except click.exceptions.Abort:
-            click.echo("Aborted!", err=True)
-            sys.exit(1)
+            click.echo(_interrupted(list(sys.argv[1:] if args is None else args)), err=True)
+            sys.exit(130)
         sys.exit(rv if isinstance(rv, int) else 0)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
@@ -88,6 +89,23 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     from geocamat.failures import one_line
 
     click.echo(f"warning: {one_line(str(message), 400)}", err=True)
+
+
+def _interrupted(argv: list[str]) -> str:
+    """The line for a run stopped with Ctrl-C: how to continue it where it can be."""
+    out = _option(argv, "--out")
+    if out and "predict" in argv:
+        return (f"Interrupted: the windows finished are kept for {out}; the same command with --resume continues "
+                "from them")
+    out = out or ("train" in argv and _option(argv, "--resume"))
+    if out and "train" in argv:
+        from geocamat.outputs.staging import STAGE_MARK
+
+        run = Path(out)
+        if any(run.parent.glob(f".{run.name}{STAGE_MARK}*/checkpoints/last.ckpt")):
+            return f"Interrupted: `geocamat train --resume {out}` continues from the last checkpoint"
+        return "Interrupted before the first checkpoint: nothing to resume"
+    return "Interrupted."
 
 
 def _option(argv: list[str], name: str) -> str | None:

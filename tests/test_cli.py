@@ -33,6 +33,42 @@ def test_an_unknown_crs_is_one_line_without_projs_own_on_stderr():
     assert out.stdout.startswith("unknown CRS 'EPSG:999999'") and out.stderr == ""  # GDAL prints from C otherwise
 
 
+def test_an_interrupted_run_says_how_to_continue_it(tmp_path):
+    from cli.main import _interrupted
+    from geocamat.outputs.staging import stage_path
+
+    assert "the same command with --resume continues" in _interrupted(["predict", "--model", "m", "--out", "o", "x"])
+    run = tmp_path / "run"
+    assert _interrupted(["train", "cfg.yaml", f"--out={run}"]).endswith("before the first checkpoint: nothing to resume")
+    (stage_path(run) / "checkpoints").mkdir(parents=True)
+    (stage_path(run) / "checkpoints" / "last.ckpt").write_bytes(b"")
+    for argv in (["train", "cfg.yaml", f"--out={run}"], ["train", "--resume", str(run)]):
+        assert f"`geocamat train --resume {run}` continues" in _interrupted(argv)
+    assert _interrupted(["info", "x.tif"]) == "Interrupted."
+
+
+def test_ctrl_c_keeps_a_run_with_a_checkpoint_for_resume_and_removes_one_without(tmp_path):
+    from geocamat.outputs.staging import staged_output
+    from geocamat.tasks.training import fit
+
+    class Trainer:  # as Lightning's: a Ctrl-C ends in SystemExit(1) after its graceful shutdown
+        interrupted = False
+
+        def fit(self, *args, **kwargs):
+            self.interrupted = True
+            raise SystemExit(1)
+
+    for name, checkpoint in (("with", True), ("without", False)):
+        with pytest.raises(KeyboardInterrupt), staged_output(tmp_path / name) as stage:
+            if checkpoint:
+                (stage / "checkpoints").mkdir()
+                (stage / "checkpoints" / "last.ckpt").write_bytes(b"")
+            fit(Trainer())
+        assert stage.is_dir() == checkpoint and not (tmp_path / name).joinpath("model.geocamat").exists()
+    with pytest.raises(SystemExit):  # any other exit stays one
+        fit(type("Done", (), {"fit": lambda self: (_ for _ in ()).throw(SystemExit(0))})())
+
+
 def _one_line_error(result, *needles):
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.strip().splitlines() if line.strip()]

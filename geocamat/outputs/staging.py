@@ -141,8 +141,11 @@ def staged_output(out_dir: Path, overwrite: bool = False, owned: Sequence[str] =
     stage.mkdir(parents=True, exist_ok=True)
     try:
         yield stage
-    except BaseException:
-        if reuse is None:  # a resumed run that fails again keeps its checkpoint, to be resumed once more
+    except BaseException as exc:
+        # a resumed run that fails again keeps its checkpoint, to be resumed once more; so does a run stopped with
+        # Ctrl-C after its first checkpoint (`train --resume` continues it)
+        resumable = isinstance(exc, KeyboardInterrupt) and (stage / "checkpoints" / "last.ckpt").is_file()
+        if reuse is None and not resumable:
             shutil.rmtree(stage, ignore_errors=True)
         raise
     _publish(stage, out_dir, owned)

@@ -150,6 +150,18 @@ def run_folder(out_dir: Path, overwrite: bool, resume: bool) -> Iterator[tuple[P
         yield stage, checkpoint
 
 
+def fit(trainer, *args, **kwargs) -> None:
+    """``trainer.fit(*args, **kwargs)``; a Ctrl-C stays a KeyboardInterrupt (Lightning turns it into an exit with
+    code 1 after its graceful shutdown), so that the run's checkpoint is kept for ``--resume`` and the command
+    says so."""
+    try:
+        trainer.fit(*args, **kwargs)
+    except SystemExit:
+        if getattr(trainer, "interrupted", False):
+            raise KeyboardInterrupt from None
+        raise
+
+
 def atomic_checkpoints():
     """A Lightning checkpoint IO that writes each checkpoint to a temporary name, then renames it.
 

@@ -18,7 +18,7 @@ from geocamat.errors import InvalidLabelsError, InvalidRasterError
 from geocamat.outputs.jsonfile import write_json
 from geocamat.tasks.detection.config import DetectionConfig
 from geocamat.tasks.detection.inputs import labelled_units, load_labelled
-from geocamat.tasks.training import build_regulariser_from, build_trainer, set_zero_fill, use_threads
+from geocamat.tasks.training import build_regulariser_from, build_trainer, fit, set_zero_fill, use_threads
 
 
 def _accelerator(name: str | None) -> str:
@@ -259,7 +259,7 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
         resumed_from = int(torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"]) + 1
         log(f"resuming at epoch {resumed_from + 1} of {epochs}")
     t_fit = time.perf_counter()
-    trainer.fit(task, train_dl, val_dl, ckpt_path=str(checkpoint) if checkpoint is not None else None)
+    fit(trainer, task, train_dl, val_dl, ckpt_path=str(checkpoint) if checkpoint is not None else None)
     fit_s = time.perf_counter() - t_fit
     if not trainer.is_global_zero:
         raise SystemExit(0)

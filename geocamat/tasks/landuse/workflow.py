@@ -24,6 +24,7 @@ from geocamat.tasks.training import (
     build_regulariser_from,
     build_trainer,
     camnet_spec,
+    fit,
     last_checkpoint,
     quiet_lightning,
     run_folder,
@@ -276,8 +277,8 @@ def train_landuse(config: LandUseConfig, out_dir: Path, *, overwrite: bool = Fal
         if checkpoint_path:  # the first epoch this run trains (0-based), before the checkpoint moves on
             resumed_from = int(torch.load(checkpoint_path, map_location="cpu", weights_only=False)["epoch"]) + 1
             log(f"resuming at epoch {resumed_from + 1} of {config.epochs}")
-        trainer.fit(task, data.train_loader, data.val_loader,
-                    ckpt_path=str(checkpoint_path) if checkpoint_path else None)
+        fit(trainer, task, data.train_loader, data.val_loader,
+            ckpt_path=str(checkpoint_path) if checkpoint_path else None)
         if not trainer.is_global_zero:
             raise SystemExit(0)
         last = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)["state_dict"]

@@ -17,6 +17,7 @@ from geocamat.tasks.training import (
     build_regulariser_from,
     build_trainer,
     camnet_spec,
+    fit,
     quiet_lightning,
     set_zero_fill,
     start_task,
@@ -141,7 +142,7 @@ def train_scenes(config: SceneConfig, out_dir: Path, *, overwrite: bool = False,
         from geocamat.preflight import check_checkpoint
 
         check_checkpoint(stage, task, shown=Path(out_dir))  # a full or read-only disk fails now, not at the end
-        trainer.fit(task, train_loader, val_loader)
+        fit(trainer, task, train_loader, val_loader)
         if not trainer.is_global_zero:
             raise SystemExit(0)
         model = task.model.cpu().eval()

@@ -326,3 +326,17 @@ def test_scenes_far_apart_read_their_own_parts_of_a_layer_not_the_land_between(t
     in_degrees = (gpd.GeoSeries([box(*east)], crs="EPSG:32617").to_crs("EPSG:4326").total_bounds, "EPSG:4326")
     both = read_vector(tmp_path / "crowns.gpkg", within=[(west, "EPSG:32617"), in_degrees])
     assert len(both) < len(layer) / 10 and both.geometry.intersects(box(*east).buffer(100)).any()
+
+
+def test_a_self_intersecting_region_is_repaired_with_a_warning_not_a_crash(tmp_path):
+    import geopandas as gpd
+    from shapely.geometry import Polygon
+
+    from geocamat.errors import GeocamatWarning
+
+    bowtie = Polygon([(0, 0), (100, 100), (100, 0), (0, 100)])  # two triangles crossing at (50, 50)
+    gpd.GeoDataFrame({"zone": ["a"]}, geometry=[bowtie], crs="EPSG:32617").to_file(tmp_path / "aoi.gpkg")
+    with pytest.warns(GeocamatWarning, match="1 of 1 geometries in .*aoi.gpkg were invalid"):
+        ((name, geometry),) = load_region(tmp_path / "aoi.gpkg", "EPSG:32617")
+    assert name is None and geometry.is_valid and geometry.area == pytest.approx(5000)
+    assert geometry.intersection(Polygon([(0, 0), (100, 0), (100, 100), (0, 100)])).area == pytest.approx(5000)

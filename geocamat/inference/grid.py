@@ -75,6 +75,10 @@ def load_region(region: str | os.PathLike, out_crs: str, field: str | None = Non
     frame = frame[frame.geometry.notna() & frame.geom_type.isin(["Polygon", "MultiPolygon"])]
     if frame.empty:
         raise ConfigError(f"region {region} has no polygon: give polygons of the area to map")
+    from geocamat.data.labels import repair_geometries
+
+    frame = repair_geometries(frame, region)  # a self-intersecting AOI would break the overlays below
+    frame = frame.set_geometry(frame.geometry.map(_areas_of))
     frame = frame.to_crs(out_crs)
     if field is None:
         return [(None, shapely.union_all(frame.geometry.values))]
@@ -85,6 +89,15 @@ def load_region(region: str | os.PathLike, out_crs: str, field: str | None = Non
     for value, group in frame.groupby(field, sort=True):
         out.append((str(value), shapely.union_all(group.geometry.values)))
     return out
+
+
+def _areas_of(geometry):
+    """The polygonal part of a geometry (``make_valid`` may add lines or points to the polygons it returns)."""
+    import shapely
+
+    if geometry.geom_type in ("Polygon", "MultiPolygon"):
+        return geometry
+    return shapely.union_all([p for p in shapely.get_parts(geometry) if p.geom_type in ("Polygon", "MultiPolygon")])
 
 
 def bbox_geometry(bbox: tuple[float, float, float, float], bbox_crs: str | None, out_crs: str):

@@ -120,9 +120,10 @@ def pixel_metres(crs, res: tuple[float, float], bounds=None) -> float | None:
 
 
 def check_resolution(bundle, path: str | os.PathLike, res: float | None = None, force: bool = False,
-                     res_option: bool = True) -> float | None:
-    """Compare an image's pixel size (or the output ``res``) with the model's; refuse beyond 4x unless ``force``
-    (``res_option``: the command can resample with ``--res``, so the message offers it).
+                     res_option: bool = True, res_crs=None) -> float | None:
+    """Compare an image's pixel size (or the output ``res``, in ``res_crs``'s units: the output CRS, by default
+    the image's) with the model's; refuse beyond 4x unless ``force`` (``res_option``: the command can resample
+    with ``--res``, so the message offers it).
 
     Returns:
         The ratio image / model (None when either has no georeference).
@@ -138,7 +139,7 @@ def check_resolution(bundle, path: str | os.PathLike, res: float | None = None, 
         if src.crs is None:
             return None
         bounds = src.bounds
-        image_m = pixel_metres(src.crs, (res, res) if res else src.res, bounds)
+        image_m = output_pixel_metres(src, res, res_crs) if res else pixel_metres(src.crs, src.res, bounds)
         model_m = pixel_metres(bundle.crs, tuple(bundle.resolution), _bounds_in(bundle.crs, src.crs, bounds))
     if not image_m or not model_m:
         return None
@@ -155,6 +156,15 @@ def check_resolution(bundle, path: str | os.PathLike, res: float | None = None, 
         raise ConfigError(f"{message}; {fix}, or pass --force to map anyway")
     warnings.warn(message, GeocamatWarning, stacklevel=2)
     return ratio
+
+
+def output_pixel_metres(src, res: float, res_crs=None) -> float | None:
+    """The side in metres of an output pixel of ``res`` units of ``res_crs`` (default: the open image's CRS)
+    over the image ``src``."""
+    from geocamat.inference.grid import crs_wkt
+
+    crs = crs_wkt(res_crs) if res_crs else src.crs
+    return pixel_metres(crs, (res, res), _bounds_in(crs, src.crs, src.bounds) if res_crs else src.bounds)
 
 
 def _bounds_in(dst_crs, src_crs, bounds):
@@ -272,9 +282,10 @@ def check_checkpoint(folder: str | os.PathLike, module, shown: str | os.PathLike
 
 
 def before_predict(bundle, images, out_dir: str | os.PathLike, *, res: float | None = None, force: bool = False,
-                   probabilities: bool = False, window: int | None = None) -> list[Path]:
+                   probabilities: bool = False, window: int | None = None, res_crs=None) -> list[Path]:
     """Every check ``geocamat predict`` makes before mapping: inputs readable, georeferenced, at the model's
-    pixel size (within 4x, unless ``force``), and room for the outputs.
+    pixel size (within 4x, unless ``force``; ``res`` in ``res_crs``'s units, the output CRS), and room for the
+    outputs.
 
     Returns:
         The image files.
@@ -292,7 +303,7 @@ def before_predict(bundle, images, out_dir: str | os.PathLike, *, res: float | N
         check_window(paths, window)
     check_georeferenced(paths, force=force)
     for path in paths if bundle.task == "detection" else paths[:1]:  # detection runs each image on its own grid
-        check_resolution(bundle, path, res=res, force=force, res_option=bundle.task != "detection")
+        check_resolution(bundle, path, res=res, force=force, res_option=bundle.task != "detection", res_crs=res_crs)
     need = 0
     if bundle.task != "detection":
         pixels = raster_pixels(paths)
@@ -300,7 +311,7 @@ def before_predict(bundle, images, out_dir: str | os.PathLike, *, res: float | N
             import rasterio
 
             with rasterio.open(paths[0]) as src:
-                scale = pixel_metres(src.crs, src.res, src.bounds) / (pixel_metres(src.crs, (res, res), src.bounds)
+                scale = pixel_metres(src.crs, src.res, src.bounds) / (output_pixel_metres(src, res, res_crs)
                                                                       or 1.0) if src.crs else 1.0
             pixels = int(pixels * scale**2)
         need = map_bytes(pixels, len(bundle.classes), probabilities)

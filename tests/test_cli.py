@@ -39,7 +39,7 @@ def test_an_interrupted_run_says_how_to_continue_it(tmp_path):
 
     assert "the same command with --resume continues" in _interrupted(["predict", "--model", "m", "--out", "o", "x"])
     run = tmp_path / "run"
-    assert _interrupted(["train", "cfg.yaml", f"--out={run}"]).endswith("before the first checkpoint: nothing to resume")
+    assert _interrupted(["train", "cfg.yaml", f"--out={run}"]).endswith("first checkpoint: nothing to resume")
     (stage_path(run) / "checkpoints").mkdir(parents=True)
     (stage_path(run) / "checkpoints" / "last.ckpt").write_bytes(b"")
     for argv in (["train", "cfg.yaml", f"--out={run}"], ["train", "--resume", str(run)]):

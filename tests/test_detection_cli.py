@@ -586,7 +586,8 @@ def test_every_image_is_checked_against_the_models_pixel_size_and_refusals_list_
         "fpn_channels=16", "--out", str(tmp_path / "run"), "--quiet"])
     assert result.exit_code == 0, result.output
     model, images = str(tmp_path / "run" / "model.geocamat"), [str(tmp_path / "geo.tif"), str(tmp_path / "fine.tif")]
-    for command in (["predict", "--out", str(tmp_path / "out")], ["evaluate", "--reference", str(tmp_path / "geo.csv")]):
+    for command in (["predict", "--out", str(tmp_path / "out")],
+                    ["evaluate", "--reference", str(tmp_path / "geo.csv")]):
         result = CliRunner().invoke(cli, [*command, "--model", model, *images])
         assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
         assert "fine.tif has" in result.output and "8.0x finer" in result.output and "--res" not in result.output

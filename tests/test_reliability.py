@@ -370,3 +370,20 @@ def test_a_rasterio_argument_error_is_a_bug_not_a_corrupt_file():
     from geocamat.failures import user_error
 
     assert user_error(CRSError("The PROJ4 dict could not be understood")) is None
+
+
+def test_res_is_read_in_the_output_crs_units(tmp_path):
+    """--res with --crs EPSG:4326 is degrees: 0.0003 deg (~27 m at 35 N) is the model's 28.5 m, 30 deg is far."""
+    from geocamat.errors import ConfigError
+    from geocamat.preflight import check_resolution
+    from tests.conftest import write_raster
+
+    path = write_raster(tmp_path / "scene.tif", np.ones((1, 40, 40), np.float32), crs="EPSG:32617",
+                        origin=(500_000, 3_900_000), res=28.5)
+    bundle = SimpleNamespace(resolution=[28.5, 28.5], crs="EPSG:32617")
+    assert check_resolution(bundle, path, res=0.0003, res_crs="EPSG:4326") == pytest.approx(1.0, abs=0.2)
+    assert check_resolution(bundle, path, res=30, res_crs="EPSG:32617") == pytest.approx(30 / 28.5)
+    with pytest.raises(ConfigError, match="--res 30 gives 3.0.e\\+06 m pixels"):
+        check_resolution(bundle, path, res=30, res_crs="EPSG:4326")
+    with pytest.raises(ConfigError, match="unknown CRS"):
+        check_resolution(bundle, path, res=30, res_crs="EPSG:999999")

@@ -25,3 +25,10 @@ def test_regions_touching_an_inner_edge_are_kept():
     out = sieve_classes(a, 0, 4, inner_edges=(False, False, True, False))
     assert out[5, 2] == 3 and out[2, 2] == 1
     assert sieve_classes(a, 0, 4)[5, 2] == 1  # the bottom is the map's border: sieved
+
+
+def test_a_piece_smaller_than_the_unit_is_sieved_without_gdal_refusing_it():
+    classes = np.array([[1, 2], [1, 1]], np.uint8)
+    out = sieve_classes(classes, nodata=0, min_pixels=10)  # the whole map is 4 px, the unit 10
+    assert out.shape == classes.shape and (out == 1).all()
+    assert (sieve_classes(np.array([[3]], np.uint8), nodata=0, min_pixels=10) == 3).all()

@@ -21,7 +21,8 @@ def sieve_classes(classes: np.ndarray, nodata: int, min_pixels: int,
     Returns:
         The sieved class ids (same shape and dtype).
     """
-    if min_pixels <= 1 or classes.size == 0:
+    min_pixels = min(int(min_pixels), classes.size - 1)  # GDAL's sieve takes no unit as large as the piece
+    if min_pixels <= 1:
         return classes
     from rasterio.features import sieve
 

@@ -77,7 +77,8 @@ def predict(bundle, images: list[str], out_dir: Path, options: PredictOptions, *
     from geocamat.preflight import before_predict
 
     o = options
-    before_predict(bundle, images, out_dir, res=o.res, force=o.force, probabilities=o.probabilities, window=o.window)
+    before_predict(bundle, images, out_dir, res=o.res, force=o.force, probabilities=o.probabilities, window=o.window,
+                   res_crs=o.crs)
     return predict_landuse(bundle, list(images), Path(out_dir), region=o.region, region_field=o.region_field,
                            bbox=tuple(o.bbox) if o.bbox else None, bbox_crs=o.bbox_crs, crs=o.crs, res=o.res,
                            **map_settings(bundle, o.overlap, o.tta, o.window, o.tta_views), batch_size=o.batch_size,

@@ -229,3 +229,15 @@ def test_a_finer_reference_is_scored_by_its_majority_class_in_each_map_pixel(tmp
     twos = write_raster(tmp_path / "twos.tif", np.full((16, 16), 2, np.uint8), nodata=0)
     assert score_map(ones, ref, [1, 2], ["a", "b"])["overall_accuracy"] == 1.0
     assert score_map(twos, ref, [1, 2], ["a", "b"])["overall_accuracy"] == 0.0
+
+
+def test_class_codes_kept_as_text_are_codes_and_unknown_point_codes_are_told(tmp_path):
+    """'1', '2' in a text field (as shapefiles and CSVs often keep codes) score as codes 1, 2, not as names; points
+    of a code the model lacks are left out with a note, as reference pixels are."""
+    mp = np.ones((40, 40), "uint8")
+    mp[:, 20:] = 2
+    map_path = write_raster(tmp_path / "map.tif", mp)
+    ref = _points(tmp_path, ["1", "2", " 2", "1", "9"], [(5, 5), (5, 30), (30, 25), (30, 35), (20, 20)])
+    out = score_map(map_path, ref, [1, 2], ["field", "wood"], reference_field="cls")
+    assert out["reference_pixels"] == 4 and out["confusion_matrix"] == [[1, 1], [0, 2]]
+    assert out["notes"] == ["note: 1 reference points of codes 9 (none of the model's classes) are not scored"]

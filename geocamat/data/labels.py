@@ -241,6 +241,10 @@ def _vector_frame(path: Path | list, field: str | None, grid: Grid, name_codes: 
     frame = repair_geometries(frame, path)
     frame = frame.to_crs(grid.crs)
     values = frame[field]
+    if not pd.api.types.is_numeric_dtype(values):  # codes kept as text ('1', '311'), as shapefiles and CSVs often do
+        as_numbers = pd.to_numeric(values.astype(str).str.strip(), errors="coerce")
+        if as_numbers.notna().all() and np.allclose(as_numbers, np.round(as_numbers)):
+            values = as_numbers
     names: dict[int, str] = {}
     if pd.api.types.is_numeric_dtype(values):
         if not np.allclose(values, np.round(values)):
@@ -249,7 +253,7 @@ def _vector_frame(path: Path | list, field: str | None, grid: Grid, name_codes: 
         # A text column in one-to-one correspondence with the codes gives the names.
         for col in columns:
             if col != field and (pd.api.types.is_string_dtype(frame[col]) or frame[col].dtype == object):
-                pairs = frame[[field, col]].drop_duplicates()
+                pairs = pd.DataFrame({field: values, col: frame[col]}).drop_duplicates()
                 if pairs[field].is_unique and pairs[col].is_unique:
                     names = {int(round(k)): str(v) for k, v in zip(pairs[field], pairs[col], strict=True)}
                     break

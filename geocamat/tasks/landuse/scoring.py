@@ -395,6 +395,11 @@ def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names
                 if points:  # each point a sample unit, also where two share a pixel
                     rows, cols, codes = ref.points(window)
                     inside = scope[rows, cols]
+                    other = inside & ~np.isin(codes, class_ids)
+                    if other.any():  # not scored: the model has no such class
+                        for code, n in zip(*np.unique(codes[other], return_counts=True), strict=True):
+                            others[int(code)] = others.get(int(code), 0) + int(n)
+                        inside &= ~other
                     mapped = inside & ~nodata[rows, cols]
                     reference_pixels += int(inside.sum())
                     mapped_pixels += int(mapped.sum())
@@ -438,7 +443,8 @@ def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names
         out["unlabelled_features"] = ref.unlabelled
     notes = list(matching.notes) + (ref.notes() if vector else [])
     if others:
-        notes.append(f"note: {sum(others.values())} reference pixels of codes {', '.join(map(str, sorted(others)))} "
+        unit = "points" if vector and ref.sparse else "pixels"
+        notes.append(f"note: {sum(others.values())} reference {unit} of codes {', '.join(map(str, sorted(others)))} "
                      "(none of the model's classes) are not scored")
     if notes:
         out["notes"] = notes

@@ -24,3 +24,28 @@ def test_two_dates_of_one_place_are_named_in_a_warning(tmp_path):
     assert warnings == ["warning: 2019/scene.tif and 2021/scene.tif cover the same ground: the map shows the first "
                         "given where both have data, the other only fills its nodata; to map each date, run each "
                         "on its own"]
+
+
+def test_where_scenes_overlap_the_first_given_is_read_whatever_the_file_names(tmp_path):
+    """b_newer.tif given before a_older.tif: the mosaic shows b_newer's pixels (TorchGeo alone sorts by name)."""
+    from geocamat.data.torchgeo_datasets import stack_dataset
+    from geocamat.inference.grid import OutputGrid
+    from geocamat.inference.reader import MosaicReader
+
+    newer = write_raster(tmp_path / "b_newer.tif", np.full((3, 20, 20), 7, np.uint8))
+    older = write_raster(tmp_path / "a_older.tif", np.full((3, 20, 20), 3, np.uint8))
+    for given, on_top in (([newer, older], 7), ([older, newer], 3)):
+        stack = open_stack([str(p) for p in given], tmp_path / f"w{on_top}")
+        assert [p.name for p in stack.paths] == [p.name for p in given]
+        dataset = stack_dataset(stack.paths)
+        assert [p.split("/")[-1] for p in dataset.index.filepath] == [p.name for p in given]
+        import rasterio
+
+        with rasterio.open(newer) as src:
+            grid = OutputGrid(src.crs.to_wkt(), src.transform, 20, 20)
+        reader = MosaicReader(dataset.index, grid, 3, workers=1)
+        try:
+            window = reader.read_into(np.empty((3, 20, 20), np.float32), 0, 0)
+        finally:
+            reader.close()
+        assert (window == on_top).all()

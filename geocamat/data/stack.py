@@ -26,12 +26,13 @@ from geocamat.errors import InvalidRasterError
 
 
 def resolve_inputs(patterns: Sequence[str | os.PathLike], suffixes: Sequence[str] = RASTER_SUFFIXES) -> list[Path]:
-    """The rasters named by paths, globs and folders, absolute and sorted (one stack or mosaic).
+    """The rasters named by paths, globs and folders, absolute, in the order given (each glob or folder sorted),
+    without repeats: one stack or mosaic, where the first given is on top.
 
     Raises:
         InputNotFoundError: if a pattern matches nothing.
     """
-    return sorted(dict.fromkeys(p.resolve() for p in expand_paths(patterns, suffixes, "raster")))
+    return list(dict.fromkeys(p.resolve() for p in expand_paths(patterns, suffixes, "raster")))
 
 
 @dataclass
@@ -304,6 +305,7 @@ def open_stack(patterns: Sequence[str | os.PathLike], workdir: Path,
     nodata_values: list[float | None] = []
     for i, members in enumerate(groups.values()):
         if len(members) > 1 and all(counts[m] == 1 for m in members):
+            members = sorted(members)  # band order: the files' names, whatever order they were given in
             vrt = write_vrt([(m, 1, m.stem) for m in members], workdir / f"stack_{i}.vrt", targets.get(i), nodata)
             names, nd = [m.stem for m in members], [float("nan")] * len(members)
             stacks.append(vrt)

@@ -340,3 +340,19 @@ def test_a_self_intersecting_region_is_repaired_with_a_warning_not_a_crash(tmp_p
         ((name, geometry),) = load_region(tmp_path / "aoi.gpkg", "EPSG:32617")
     assert name is None and geometry.is_valid and geometry.area == pytest.approx(5000)
     assert geometry.intersection(Polygon([(0, 0), (100, 0), (100, 100), (0, 100)])).area == pytest.approx(5000)
+
+
+def test_region_values_get_a_folder_each_and_features_without_one_are_told(tmp_path):
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    from geocamat.errors import GeocamatWarning
+    from geocamat.inference.landuse import region_folders
+
+    assert region_folders(["Nord/Est", "Nord_Est", "nord est", "Süd"]) == {
+        "Nord/Est": "Nord_Est", "Nord_Est": "Nord_Est_2", "nord est": "nord_est_3", "Süd": "Süd"}
+    zones = gpd.GeoDataFrame({"zone": ["a", None, "b"]}, geometry=[box(0, 0, 1, 1), box(1, 0, 2, 1), box(2, 0, 3, 1)],
+                             crs="EPSG:32617")
+    zones.to_file(tmp_path / "zones.gpkg")
+    with pytest.warns(GeocamatWarning, match="1 of 3 features of .*zones.gpkg have no 'zone' value: they are left out"):
+        assert [name for name, _ in load_region(tmp_path / "zones.gpkg", "EPSG:32617", "zone")] == ["a", "b"]

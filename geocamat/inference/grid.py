@@ -85,6 +85,14 @@ def load_region(region: str | os.PathLike, out_crs: str, field: str | None = Non
     if field not in frame.columns:
         fields = ", ".join(c for c in frame.columns if c != frame.geometry.name)
         raise ConfigError(f"region field {field!r} not in {region} (fields: {fields})")
+    unnamed = int(frame[field].isna().sum())
+    if unnamed:
+        import warnings
+
+        from geocamat.errors import GeocamatWarning
+
+        warnings.warn(f"{unnamed} of {len(frame)} features of {region} have no {field!r} value: they are left out "
+                      "(give them one to map them)", GeocamatWarning, stacklevel=2)
     out = []
     for value, group in frame.groupby(field, sort=True):
         out.append((str(value), shapely.union_all(group.geometry.values)))

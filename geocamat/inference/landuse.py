@@ -71,6 +71,22 @@ def _safe_name(value: str) -> str:
     return name or "region"
 
 
+def region_folders(names: list[str]) -> dict[str, str]:
+    """A folder name for each region value: its safe spelling, numbered (``_2``, ``_3``...) where two values
+    spell the same (``Nord/Est`` and ``Nord_Est``) or differ only in case (one folder on macOS and Windows)."""
+    folders: dict[str, str] = {}
+    taken: set[str] = set()
+    for name in names:
+        base = _safe_name(name)
+        folder, k = base, 1
+        while folder.lower() in taken:
+            k += 1
+            folder = f"{base}_{k}"
+        folders[name] = folder
+        taken.add(folder.lower())
+    return folders
+
+
 def _has_results(path: Path) -> bool:
     return any((path / name).exists() for name in RESULT_FILES)
 
@@ -248,6 +264,7 @@ def predict_landuse(
             box = bbox_geometry(tuple(bbox), bbox_crs if bbox_crs or same_crs else stack.crs, out_crs)
             aois = [(name, box if geom is None else geom.intersection(box)) for name, geom in aois]
         jobs = []
+        folders = region_folders([name for name, _ in aois if name is not None])
         for name, geom in aois:
             if geom is not None and (geom.is_empty or not geom.intersects(footprint)):
                 if region_field is None:
@@ -257,7 +274,7 @@ def predict_landuse(
                 continue
             area = footprint if geom is None else geom.intersection(footprint)
             grid = snap_grid(area.bounds, out_res, out_crs, origin)
-            target = out_dir if name is None else out_dir / _safe_name(name)
+            target = out_dir if name is None else out_dir / folders[name]
             jobs.append((name, geom, grid, target))
         if not jobs:
             raise ConfigError(f"no feature of region {region} overlaps the images")
@@ -296,6 +313,7 @@ def predict_landuse(
                             units=units, blend=blend, ranks=ranks)
             report = engine.run(dict(settings=settings, model=model_info, inputs=inputs, notes=stack.notes,
                                      region={"name": name, "field": region_field,
+                                             "folder": target.name if name is not None else None,
                                              "bounds": list(geom.bounds) if geom is not None else None}))
             reports.append(report)
         if region_field is None:

@@ -30,8 +30,11 @@ def _rasters(tmp_path):
 def test_a_named_reference_is_scored_by_name_and_an_unnamed_one_by_code(tmp_path):
     map_path, reference, forest = _rasters(tmp_path)
     by_code = score_map(map_path, reference, IDS, NAMES)  # codes 1 and 2 swapped in meaning, 5 unknown
-    assert by_code["notes"] == [f"note: {forest} reference pixels of codes 5 (none of the model's classes) are not "
-                                "scored"]
+    assert by_code["notes"][1:] == [f"note: {forest} reference pixels of codes 5 (none of the model's classes) are "
+                                    "not scored"]
+    assert by_code["notes"][0].startswith("note: reference.tif names no classes, so its codes are read as the "
+                                          "model's (1 agriculture, 2 developed, 3 forest, ...), which it numbered "
+                                          "alphabetically")  # the shuffled legend is told, not only scored
     assert by_code["overall_accuracy"] < 0.5
     write_paletted_qml(reference.with_suffix(".qml"), ClassStyle([1, 2, 5], ["Developed", "agriculture", "forest"],
                                                                  ["#d7191c", "#f4d03f", "#1a7837"]))

@@ -46,7 +46,7 @@ def reference_codes(reference: Path, class_ids: list[int], class_names: list[str
 
     named = raster_classes(reference)
     if not named.names:
-        return ReferenceCodes()
+        return ReferenceCodes(notes=_unnamed_notes(reference, class_ids, class_names))
     by_name = {name.strip().casefold(): cid for cid, name in zip(class_ids, class_names, strict=True)}
     matched = {code: by_name.get(name.strip().casefold()) for code, name in named.names.items()}
     source = " and ".join(named.sources)
@@ -64,3 +64,19 @@ def reference_codes(reference: Path, class_ids: list[int], class_names: list[str
     if unscored:
         notes.append(f"note: reference classes that are none of the model's are not scored: {', '.join(unscored)}")
     return ReferenceCodes(lookup if moved or unscored else {}, notes)
+
+
+def _unnamed_notes(reference: Path, class_ids: list[int], class_names: list[str]) -> list[str]:
+    """A note when a reference without class names meets a model that looks coded from names (codes 1..N in the
+    names' alphabetical order, as vector labels with names give): code against code may be a shuffled legend."""
+    import re
+
+    from_names = (class_ids == list(range(1, len(class_ids) + 1)) and class_names == sorted(class_names)
+                  and not all(re.fullmatch(r"class_\d+", name) for name in class_names))
+    if not from_names or len(class_ids) < 2:
+        return []
+    legend = ", ".join(f"{cid} {name}" for cid, name in list(zip(class_ids, class_names, strict=True))[:4])
+    return [f"note: {reference.name} names no classes, so its codes are read as the model's ({legend}, ...), which "
+            f"it numbered alphabetically from its labels' names; if {reference.name} codes them otherwise, name its "
+            f"classes in {reference.with_suffix('.qml').name} beside it (QGIS: Symbology > Paletted/Unique values, "
+            "Style > Save as default) to match them by name"]

@@ -353,9 +353,10 @@ def test_bbox_in_other_crs_and_output_crs(tmp_path, bundle):
     box = gpd.GeoSeries([shapely.box(x0 + 200, y0 - 700, x0 + 600, y0 - 300)], crs="EPSG:32618").to_crs("EPSG:4326")
     report = run(bundle, [img], tmp_path / "out", bbox=tuple(box.total_bounds), bbox_crs="EPSG:4326",
                  vectorise=False)
-    _, profile = read(tmp_path / "out" / "landuse.tif")
+    classes, profile = read(tmp_path / "out" / "landuse.tif")
     assert profile["crs"].to_epsg() == 32618
     assert 38 <= profile["width"] <= 44 and 38 <= profile["height"] <= 44
+    assert (classes != 0).all()  # every pixel the box touches is mapped: no nodata rows or columns at its edges
     assert report["tiles"]["tiles_processed"] > 0
     run(bundle, [img], tmp_path / "merc", crs="EPSG:3857", res=20.0, vectorise=False)
     classes, profile = read(tmp_path / "merc" / "landuse.tif")

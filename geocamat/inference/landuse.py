@@ -274,6 +274,8 @@ def predict_landuse(
                 continue
             area = footprint if geom is None else geom.intersection(footprint)
             grid = snap_grid(area.bounds, out_res, out_crs, origin)
+            if region is None and geom is not None:  # a bbox: every pixel it touches is mapped, none left nodata
+                geom = grid.box(0, 0, grid.height, grid.width)
             target = out_dir if name is None else out_dir / folders[name]
             jobs.append((name, geom, grid, target))
         if not jobs:

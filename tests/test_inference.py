@@ -494,3 +494,16 @@ def test_a_mapping_unit_in_hectares_is_the_pixels_of_its_area_in_any_crs():
         PredictOptions(min_area=0.5, min_polygon_pixels=9).check()
     with pytest.raises(ConfigError, match="hectares and must be > 0"):
         PredictOptions(min_area=0).check()
+
+
+def test_a_map_in_feet_gives_its_areas_in_hectares_too(tmp_path, bundle):
+    import geopandas as gpd
+
+    img = make_raster(tmp_path / "img.tif", 60, 60)
+    report = run(bundle, [img], tmp_path / "ft", crs="EPSG:2264", res=30.0)  # NC State Plane, US survey feet
+    foot = 1200 / 3937  # metres
+    for entry in report["classes"]:
+        assert entry["area"] == entry["pixels"] * 900.0  # square feet
+        assert entry["area_ha"] == pytest.approx(entry["pixels"] * 900.0 * foot**2 / 1e4)
+    polygons = gpd.read_file(tmp_path / "ft" / "landuse.gpkg")
+    assert np.allclose(polygons.area_ha, polygons.geometry.area * foot**2 / 1e4, rtol=1e-6)

@@ -34,3 +34,14 @@ def same_crs(a: str, b: str) -> bool:
     from rasterio.crs import CRS
 
     return CRS.from_wkt(a) == CRS.from_wkt(b)
+
+
+def metres_per_unit(crs) -> float | None:
+    """The metres of one unit of a projected CRS (1 for metres, 0.3048006 for the US survey foot), None for a
+    geographic or unknown one."""
+    from rasterio.crs import CRS
+
+    crs = CRS.from_user_input(crs)
+    if not crs.is_projected or not crs.linear_units_factor:
+        return None
+    return float(crs.linear_units_factor[1])

@@ -126,10 +126,10 @@ def assemble(work: Path, plan: Plan, *, style, dtype: str, nodata, floats: list[
         if vectorise:
             from rasterio.crs import CRS
 
+            from geocamat.data.crs import metres_per_unit
             from geocamat.outputs.geodesic import geodesic_rows
 
-            crs = CRS.from_wkt(g.crs)
-            hectares = bool(crs.is_projected and crs.linear_units_factor[1] == 1.0)
+            hectares = metres_per_unit(CRS.from_wkt(g.crs)) or 0.0
             start = time.perf_counter()
             polygons = write_polygons_gpkg(
                 work / "landuse.gpkg", [units / f"{n}_poly.npz" for n, _ in pieces], transform=g.transform,

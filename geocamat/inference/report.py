@@ -47,10 +47,13 @@ def run_report(meta: dict, plan: Plan, done: dict, assembly: Assembly, *, style,
     """
     from rasterio.crs import CRS
 
+    from geocamat.data.crs import metres_per_unit
+
     g = plan.grid
     crs = CRS.from_wkt(g.crs)
     pixel_area = abs(g.transform.a * g.transform.e)
-    metres = bool(crs.is_projected and crs.linear_units_factor[1] == 1.0)
+    unit_m = metres_per_unit(crs)
+    metres = unit_m == 1.0
     tiles = {key: sum(u[key] for u in done.values()) for key in TILE_KEYS}
     counts = assembly.counts
     classes = []
@@ -58,8 +61,8 @@ def run_report(meta: dict, plan: Plan, done: dict, assembly: Assembly, *, style,
     for cid, name, color in zip(style.ids, style.names, style.colors, strict=True):
         pixels = int(counts[cid]) if cid < len(counts) else 0
         entry = {"id": cid, "name": name, "color": color, "pixels": pixels, "area": pixels * pixel_area}
-        if metres:
-            entry["area_ha"] = pixels * pixel_area / 1e4
+        if unit_m:
+            entry["area_ha"] = pixels * pixel_area * unit_m**2 / 1e4
         elif geodesic is not None:
             entry["area"] = float(geodesic[cid]) if cid < len(geodesic) else 0.0
             entry["area_ha"] = entry["area"] / 1e4

@@ -197,6 +197,18 @@ ROWS = [
         setup=lambda e: (e.tmp / "coco.json").write_text(
             '{"images": [{"id": 1, "file_name": "scene.tif"}], "categories": [{"id": 1, "name": "car"}], '
             '"annotations": [{"image_id": 2, "bbox": [1, 1, 5, 5], "category_id": 1}]}')),
+    Row("train-detection-coco-size", "COCO boxes drawn on another size of the image",
+        lambda e: ["train", "--task", "detection", "--out", str(e.out), "--quiet", "--images", e.scene,
+                   "--labels", str(e.tmp / "half.json")], "drawn on a 32x32 px image", lambda e: "half.json",
+        setup=lambda e: (e.tmp / "half.json").write_text(
+            '{"images": [{"id": 1, "file_name": "scene.tif", "width": 32, "height": 32}], "categories": [{"id": 1, '
+            '"name": "car"}], "annotations": [{"image_id": 1, "bbox": [1, 1, 5, 5], "category_id": 1}]}')),
+    Row("train-detection-points", "detection labels that are points (tree tops), not boxes",
+        lambda e: ["train", "--task", "detection", "--out", str(e.out), "--quiet", "--images", e.scene,
+                   "--labels", str(e.tmp / "tops.geojson"), "--label-field", "none"], "not areas",
+        lambda e: "tops.geojson", setup=lambda e: (e.tmp / "tops.geojson").write_text(
+            '{"type": "FeatureCollection", "crs": {"type": "name", "properties": {"name": "EPSG:32617"}}, "features": '
+            '[{"type": "Feature", "properties": {}, "geometry": {"type": "Point", "coordinates": [500100, 3999800]}}]}')),
     Row("train-detection-typo", "a typo'd detection setting",
         lambda e: ["train", "--task", "detection", "--out", str(e.out), "--quiet", "--images", e.scene,
                    "--labels", e.boxes, "--set", "tile_sise=64"], "tile_sise"),

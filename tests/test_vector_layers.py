@@ -356,3 +356,18 @@ def test_region_values_get_a_folder_each_and_features_without_one_are_told(tmp_p
     zones.to_file(tmp_path / "zones.gpkg")
     with pytest.warns(GeocamatWarning, match="1 of 3 features of .*zones.gpkg have no 'zone' value: they are left out"):
         assert [name for name, _ in load_region(tmp_path / "zones.gpkg", "EPSG:32617", "zone")] == ["a", "b"]
+
+
+def test_thousands_of_chips_at_three_sites_read_three_parts_of_a_layer():
+    from geocamat.data.vector_layers import _boxes_in
+
+    rng = np.random.default_rng(0)
+    sites = [(0, 0), (100_000, 0), (0, 100_000)]
+    within = []
+    for i in range(3000):
+        x, y = np.add(sites[i % 3], rng.uniform(0, 5000, 2))
+        within.append(((x, y, x + 100, y + 100), "EPSG:32617"))
+    boxes = _boxes_in("EPSG:32617", within)
+    assert len(boxes) == 3 and all(b[2] - b[0] < 6000 and b[3] - b[1] < 6000 for b in boxes)
+    scattered = [((x, y, x + 100, y + 100), "EPSG:32617") for x, y in rng.uniform(0, 1e6, (3000, 2))]
+    assert len(_boxes_in("EPSG:32617", scattered)) == 1  # too many places: one box around them

@@ -322,16 +322,37 @@ def _joined(boxes: list) -> list:
     def area(b):
         return max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
 
+    def near(a, b) -> bool:
+        return area((min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))) <= MERGE_SLACK * (
+            area(a) + area(b))
+
+    if len(boxes) > 4 * MAX_BOXES:  # thousands of chips: first those in one cell of a 64 x 64 grid as one
+        boxes = _by_cells(boxes)
+    if len(boxes) > 4 * MAX_BOXES:  # scattered too widely to join pair by pair: one box around them (the caller)
+        return boxes
     while True:
         out: list = []
         for b in boxes:
             for k, o in enumerate(out):
-                around = (min(o[0], b[0]), min(o[1], b[1]), max(o[2], b[2]), max(o[3], b[3]))
-                if area(around) <= MERGE_SLACK * (area(o) + area(b)):
-                    out[k] = around
+                if near(o, b):
+                    out[k] = (min(o[0], b[0]), min(o[1], b[1]), max(o[2], b[2]), max(o[3], b[3]))
                     break
             else:
                 out.append(b)
         if len(out) == len(boxes):
             return out
         boxes = out
+
+
+def _by_cells(boxes: list, cells: int = 64) -> list:
+    """One box around the boxes whose centres fall in each cell of a ``cells`` x ``cells`` grid over them all."""
+    array = np.asarray(boxes, float)
+    left, bottom = array[:, 0].min(), array[:, 1].min()
+    side = max(array[:, 2].max() - left, array[:, 3].max() - bottom) / cells or 1.0
+    keys = np.floor(((array[:, :2] + array[:, 2:]) / 2 - (left, bottom)) / side).astype(np.int64)
+    _, group = np.unique(keys, axis=0, return_inverse=True)
+    out = []
+    for g in range(group.max() + 1):
+        part = array[group.reshape(-1) == g]
+        out.append((part[:, 0].min(), part[:, 1].min(), part[:, 2].max(), part[:, 3].max()))
+    return out

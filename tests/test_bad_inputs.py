@@ -207,8 +207,9 @@ ROWS = [
         lambda e: ["train", "--task", "detection", "--out", str(e.out), "--quiet", "--images", e.scene,
                    "--labels", str(e.tmp / "tops.geojson"), "--label-field", "none"], "not areas",
         lambda e: "tops.geojson", setup=lambda e: (e.tmp / "tops.geojson").write_text(
-            '{"type": "FeatureCollection", "crs": {"type": "name", "properties": {"name": "EPSG:32617"}}, "features": '
-            '[{"type": "Feature", "properties": {}, "geometry": {"type": "Point", "coordinates": [500100, 3999800]}}]}')),
+            '{"type": "FeatureCollection", "crs": {"type": "name", "properties": {"name": "EPSG:32617"}}, '
+            '"features": [{"type": "Feature", "properties": {}, "geometry": {"type": "Point", "coordinates": '
+            '[500100, 3999800]}}]}')),
     Row("train-detection-typo", "a typo'd detection setting",
         lambda e: ["train", "--task", "detection", "--out", str(e.out), "--quiet", "--images", e.scene,
                    "--labels", e.boxes, "--set", "tile_sise=64"], "tile_sise"),

@@ -218,9 +218,14 @@ def test_grey_images_among_colour_ones_are_read_as_three_equal_bands(tmp_path):
     assert ev["scene"]["labelled"] == 8
     import rasterio
 
-    two = tmp_path / "two.png"
-    with rasterio.open(two, "w", driver="PNG", width=64, height=64, count=2, dtype="uint8") as dst:
+    two = tmp_path / "two.tif"  # two bands of imagery (a 2-band PNG is grey with alpha: a grey image)
+    with rasterio.open(two, "w", driver="GTiff", width=64, height=64, count=2, dtype="uint8", crs="EPSG:32617",
+                       transform=rasterio.transform.from_origin(500_000, 4_000_000, 0.1, 0.1)) as dst:
         dst.write(np.zeros((2, 64, 64), np.uint8))
+    grey_alpha = tmp_path / "grey_alpha.png"
+    Image.open(img).convert("LA").save(grey_alpha)
+    data, valid = read_image(str(grey_alpha), (0, 0, 32, 32), bands=3)
+    assert data.shape == (3, 32, 32) and (data[0] == data[2]).all() and valid.all()
     from geocamat.errors import InvalidRasterError
 
     with pytest.raises(InvalidRasterError, match="2 bands but the model expects 3"):

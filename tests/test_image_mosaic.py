@@ -20,7 +20,8 @@ OBJECTS = [(130, 20, 170, 50), (20, 85, 50, 115), (140, 90, 165, 112), (200, 150
 
 def _write(path: Path, arr: np.ndarray, x0: float, y0: float, crs: str = "EPSG:32617", res: float = 1.0) -> str:
     with rasterio.open(path, "w", driver="GTiff", width=arr.shape[2], height=arr.shape[1], count=arr.shape[0],
-                       dtype="uint8", crs=crs, transform=from_origin(x0, y0, res, res)) as dst:
+                       dtype="uint8", crs=crs, transform=from_origin(x0, y0, res, res),
+                       photometric="MINISBLACK") as dst:  # four bands of imagery, none of them alpha
         dst.write(arr)
     return str(path)
 

@@ -42,11 +42,12 @@ def image_info(path: str) -> ImageInfo:
 
 def alpha_band(src) -> int | None:
     """The 1-based alpha band of an open image (an RGBA PNG, a GeoTIFF with transparency), or None. It is a mask,
-    not a band of the imagery: its zeros are nodata."""
-    from rasterio.enums import ColorInterp
+    not a band of the imagery: its zeros are nodata (a band tagged alpha that holds imagery is a band:
+    :mod:`geocamat.data.alpha`)."""
+    from geocamat.data.alpha import alpha_bands
 
-    alpha = [i + 1 for i, ci in enumerate(src.colorinterp) if ci == ColorInterp.alpha]
-    return alpha[-1] if alpha and src.count > 1 else None
+    alpha = alpha_bands(src)
+    return alpha[-1] + 1 if alpha else None
 
 
 def band_names(path: str) -> list[str]:

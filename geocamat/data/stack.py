@@ -97,10 +97,13 @@ def _grid_text(path: Path) -> str:
 
 def mask_kind(src) -> tuple[bool, list[int]]:
     """(whether GDAL gives the file a per-dataset mask: an internal mask or an alpha band, 0-based alpha bands)."""
-    from rasterio.enums import ColorInterp, MaskFlags
+    from rasterio.enums import MaskFlags
 
-    alpha = [b for b, ci in enumerate(src.colorinterp) if ci == ColorInterp.alpha]
-    masked = any(MaskFlags.per_dataset in flags for flags in src.mask_flag_enums)
+    from geocamat.data.alpha import alpha_bands
+
+    alpha = alpha_bands(src)  # a band tagged alpha that holds imagery (an RGBN Byte GeoTIFF's NIR) is not one
+    masked = any(MaskFlags.per_dataset in flags and (MaskFlags.alpha not in flags or alpha)
+                 for flags in src.mask_flag_enums)
     return masked, alpha
 
 
@@ -125,7 +128,8 @@ def write_vrt(sources: Sequence[tuple[Path, int, str]], out_path: Path, target: 
     for i, (path, band, description) in enumerate(sources, start=1):
         with rasterio.open(path) as src:
             declared = src.nodatavals[band - 1] if nodata is None else nodata
-            masked = MaskFlags.per_dataset in src.mask_flag_enums[band - 1]
+            flags = src.mask_flag_enums[band - 1]
+            masked = MaskFlags.per_dataset in flags and (MaskFlags.alpha not in flags or bool(mask_kind(src)[1]))
             grid = BandGrid.of(src)
         nodata_xml = f"<NODATA>{declared!r}</NODATA>" if declared is not None else ""
         if masked:

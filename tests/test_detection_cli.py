@@ -623,3 +623,37 @@ def test_an_rgba_image_is_its_colour_bands_with_the_alpha_band_as_its_mask(train
                                       "--out", str(tmp_path / "out"), str(tmp_path / "scene.png")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "out" / "detections.gpkg").is_file()
+
+
+def test_detection_trains_on_the_bands_picked_and_predicts_with_the_same(trained, tmp_path):
+    import rasterio
+    from PIL import Image
+
+    from geocamat.data.detection_images import read_image
+
+    rgb = np.asarray(Image.open(trained["img"])).transpose(2, 0, 1)
+    bgrn = np.concatenate([rgb[::-1], rgb[:1] // 2])  # blue, green, red, near-infrared
+    profile = dict(driver="GTiff", width=rgb.shape[2], height=rgb.shape[1], count=4, dtype="uint8",
+                   photometric="MINISBLACK")
+    with rasterio.open(tmp_path / "bgrn.tif", "w", **profile) as dst:
+        dst.write(bgrn)
+    data, _ = read_image(str(tmp_path / "bgrn.tif"), bands=(3, 2, 1))
+    np.testing.assert_array_equal(data, rgb.astype(np.float32))
+    (tmp_path / "bgrn.csv").write_text(trained["csv"].read_text().replace("scene.png", "bgrn.tif"))
+    result = CliRunner().invoke(cli, [
+        "train", "--task", "detection", "--images", str(tmp_path / "bgrn.tif"), "--labels", str(tmp_path / "bgrn.csv"),
+        "--bands", "3,2,1", "--tile-size", "64", "--epochs", "1", "--set", "backbone=tiny", "--set", "max_tiles=2",
+        "--set", "fpn_channels=16", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert "bands: band3, band2, band1 (bands 3, 2, 1 of 4), in this order" in result.output
+    bundle = Bundle.load(tmp_path / "run" / "model.geocamat")
+    assert bundle.extra["band_selection"] == [3, 2, 1] and bundle.bands == ["band3", "band2", "band1"]
+    model = str(tmp_path / "run" / "model.geocamat")
+    result = CliRunner().invoke(cli, ["predict", "--model", model, "--out", str(tmp_path / "out"), "--quiet",
+                                      "--force", str(tmp_path / "bgrn.tif")])
+    assert result.exit_code == 0, result.output
+    with rasterio.open(tmp_path / "two.tif", "w", **{**profile, "count": 2}) as dst:
+        dst.write(bgrn[:2])
+    result = CliRunner().invoke(cli, ["predict", "--model", model, "--out", str(tmp_path / "o2"), "--force",
+                                      str(tmp_path / "two.tif")])
+    assert result.exit_code == 2 and "its bands 3, 2, 1" in result.output, result.output

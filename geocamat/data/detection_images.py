@@ -57,18 +57,26 @@ def band_names(path: str) -> list[str]:
         return [d or f"band{i + 1}" for i, d in enumerate(src.descriptions) if i + 1 != alpha]
 
 
-def band_indexes(src, bands: int | None) -> list[int]:
-    """The 1-based bands of an open image to read as ``bands`` bands: all of them but an alpha band, or a grey
-    image's one band repeated (a grey image among colour ones, as torchvision's ``ImageFolder`` does).
+def band_indexes(src, bands: int | tuple[int, ...] | None) -> list[int]:
+    """The 1-based bands of an open image to read: all of them but an alpha band (``bands`` None or their count),
+    those a selection names (``bands`` a tuple of 1-based numbers of those bands, in the model's order, e.g.
+    (3, 2, 1)), or a grey image's one band repeated (a grey image among colour ones, as torchvision's
+    ``ImageFolder`` does).
 
     Raises:
         InvalidRasterError: another band count, which only the user can fix.
     """
     alpha = alpha_band(src)
     own = [i for i in range(1, src.count + 1) if i != alpha]
-    if bands is None or len(own) == bands:
+    wanted = len(bands) if isinstance(bands, tuple) else bands
+    if isinstance(bands, tuple) and len(own) >= max(bands):
+        return [own[b - 1] for b in bands]
+    if isinstance(bands, tuple) and not grey_for_colour(len(own), wanted):
+        raise InvalidRasterError(f"{src.name} has {len(own)} bands but the model reads bands "
+                                 f"{', '.join(map(str, bands))} of them; give images with the training bands")
+    if bands is None or len(own) == wanted:
         return own
-    if grey_for_colour(len(own), bands):
+    if grey_for_colour(len(own), wanted):
         return [own[0]] * 3
     raise InvalidRasterError(f"{src.name} has {len(own)} bands where {bands} are needed; give images with the "
                              f"same bands")

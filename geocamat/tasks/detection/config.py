@@ -31,6 +31,9 @@ class DetectionConfig(TrainSettings):
     label_field: str = setting("label", "Class field of vector box layers / CSV files ('none': every feature of a "
                                         "vector layer is one class, 'object').")
     classes: list[str] | None = setting(None, "Class names to train (default: every name in the labels).")
+    bands: list | None = setting(None, "Bands to train on, in this order: 1-based numbers or names (band "
+                                 "descriptions), e.g. 3,2,1 for BGR imagery and RGB weights (default: all); "
+                                 "predict and evaluate read the same bands.")
     tile_size: int = setting(400, "Tile side in pixels (whole objects in most tiles).")
     epochs: int = setting(10, "Training epochs.")
     batch_size: int = setting(4, "Tiles per batch.")
@@ -99,6 +102,8 @@ class DetectionConfig(TrainSettings):
                 raise ConfigError(f"`{key}` is required for detection training (--{key} PATH, paths or globs)")
         if isinstance(self.classes, str):
             self.classes = [self.classes]
+        if isinstance(self.bands, str | int):
+            self.bands = str(self.bands).split(",")
         if not isinstance(self.tile_size, int) or not 64 <= self.tile_size <= 4096:
             raise ConfigError(f"tile_size must be an integer in [64, 4096] for detection, not {self.tile_size!r}")
         positive_int(self, "epochs", "batch_size")

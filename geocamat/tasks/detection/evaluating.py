@@ -17,6 +17,7 @@ from geocamat.tasks.detection.inputs import (
     evaluation_units,
     load_labelled,
     normalisation_for,
+    read_bands,
     unit_name,
 )
 from geocamat.tasks.detection.predicting import threshold_notes
@@ -105,8 +106,8 @@ def evaluate_detection(bundle: Bundle, images: list[str], options: EvaluateOptio
             bar = progress_bar(total=len(tiles), unit="tile", desc=f"evaluate tiles {unit_name(unit)}",
                                file=sys.stderr, disable=None if progress else True, dynamic_ncols=True, leave=False)
             for col, row in tiles:
-                data, valid = (mosaic.read((col, row, ts, ts), len(bundle.bands)) if mosaic else
-                               read_image(unit, (col, row, ts, ts), len(bundle.bands)))
+                data, valid = (mosaic.read((col, row, ts, ts), read_bands(bundle)) if mosaic else
+                               read_image(unit, (col, row, ts, ts), read_bands(bundle)))
                 x = (torch.from_numpy(data) - m) / s
                 x[:, ~torch.from_numpy(valid)] = 0
                 d = tile_fn(x[None].to(device))[0][0]
@@ -184,7 +185,7 @@ def render_overlay(bundle: Bundle, image: str, out_png: Path, options: PredictOp
     check_bands(bundle, image)
     model = bundle.build_model().to(device_for(opts))
     det = detect_scene(bundle, model, image, opts, device_for(opts), float(opts["score_threshold"]))
-    data, _ = read_image(image, bands=len(bundle.bands))
+    data, _ = read_image(image, bands=read_bands(bundle))
     rgb = data[:3].transpose(1, 2, 0) if data.shape[0] >= 3 else np.repeat(data[:1].transpose(1, 2, 0), 3, axis=2)
     lo, hi = np.percentile(rgb, 2), np.percentile(rgb, 98)
     rgb = np.clip((rgb - lo) / max(hi - lo, 1e-6), 0, 1)

@@ -66,16 +66,26 @@ def check_bundle(bundle: Bundle) -> None:
         raise BundleError(f"this model was trained for {bundle.task!r}, not detection; use a detection model")
 
 
+def read_bands(bundle: Bundle) -> int | tuple[int, ...]:
+    """How a detection model reads an image's bands: the 1-based bands it was trained on (``bands`` at training,
+    e.g. (3, 2, 1)), else all of them (their count)."""
+    selection = bundle.extra.get("band_selection")
+    return tuple(int(b) for b in selection) if selection else len(bundle.bands)
+
+
 def check_bands(bundle: Bundle, path: str) -> bool:
-    """Refuse an image without the model's band count; True when it is a grey image a colour model reads as 3
+    """Refuse an image without the model's bands; True when it is a grey image a colour model reads as 3
     equal bands."""
     from geocamat.data.detection_images import band_names
     from geocamat.data.grey import fits, grey_for_colour
 
-    n, want = len(band_names(path)), len(bundle.bands)
+    n, want, bands = len(band_names(path)), len(bundle.bands), read_bands(bundle)
+    if isinstance(bands, tuple) and n >= max(bands):
+        return False
     if not fits(n, want):
+        picked = f", its bands {', '.join(map(str, bands))}" if isinstance(bands, tuple) else ""
         raise InvalidRasterError(f"{path} has {n} bands but the model expects {want} "
-                                 f"({', '.join(bundle.bands)}); give imagery with the training bands")
+                                 f"({', '.join(bundle.bands)}{picked}); give imagery with the training bands")
     return grey_for_colour(n, want)
 
 
@@ -87,8 +97,8 @@ def normalisation_for(bundle: Bundle, path) -> tuple[list[float], list[float]]:
 
     mode = bundle.extra.get("normalise", "dataset")
     if isinstance(path, ImageMosaic) and mode == "image":
-        return band_stats(path.paths, bands=len(bundle.bands))
-    return normalisation(path, mode, bundle.mean, bundle.std, len(bundle.bands))
+        return band_stats(path.paths, bands=read_bands(bundle))
+    return normalisation(path, mode, bundle.mean, bundle.std, read_bands(bundle))
 
 
 def detection_units(paths: list[str], infos: list) -> tuple[list, list]:

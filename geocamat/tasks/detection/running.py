@@ -9,7 +9,7 @@ from pathlib import Path
 from geocamat.bundle import Bundle
 from geocamat.errors import ConfigError
 from geocamat.tasks.detection.config import PredictOptions
-from geocamat.tasks.detection.inputs import normalisation_for, unit_name
+from geocamat.tasks.detection.inputs import normalisation_for, read_bands, unit_name
 
 
 def detector_fn(model, opts: dict, with_cam: bool = True):
@@ -52,7 +52,7 @@ def detect_raw(bundle, model, path, opts, device, score_threshold, progress: boo
 
     t0 = time.perf_counter()
     mean, std = normalisation_for(bundle, path)
-    info, windows, read = image_windows(path, bundle.tile_size, float(opts["overlap"]), len(bundle.bands), within)
+    info, windows, read = image_windows(path, bundle.tile_size, float(opts["overlap"]), read_bands(bundle), within)
     batch = int(opts["batch_size"])
     mine = list(range(len(windows))) if ranks is None else rank_share(len(windows), batch, ranks)
     mine = [i for i in mine if i not in done]

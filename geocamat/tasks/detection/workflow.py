@@ -162,8 +162,8 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
     if sum(counts) == 0:
         raise InvalidLabelsError("no box falls on the training images" + (" inside labelled_area" if areas else "") +
                                  "; check the label files and image names")
-    bands = _training_bands(images, log)
-    mean, std = band_stats(images, bands=len(bands))
+    bands, read = _training_bands(images, cfg.bands, log)
+    mean, std = band_stats(images, bands=read)
     seed = int(cfg.seed)
     L.seed_everything(seed, workers=True, verbose=False)
     random.seed(seed)
@@ -179,7 +179,7 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
     elif init is not None and (init.source_spec or {}).get("name") == "detector" and \
             cfg.anchor_sizes == (init.source_spec or {}).get("anchor_sizes"):
         anchors_from = "starting detector"
-    sources = open_normalised(units, mean, std, cfg.normalise, cfg.scene_cache_mb, len(bands))
+    sources = open_normalised(units, mean, std, cfg.normalise, cfg.scene_cache_mb, read)
     if areas is not None:
         from geocamat.data.labelled_area import MaskedImage
 
@@ -193,7 +193,7 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
         _, v_boxes, _ = load_labelled(v_images, v_labels, cfg.label_field, classes)
         v_tiles = [Tile(i, c, r) for i, b in enumerate(v_boxes) for c in grid_offsets(b.width, ts, ts)
                    for r in grid_offsets(b.height, ts, ts)]
-        v_sources = open_normalised(v_images, mean, std, cfg.normalise, cfg.scene_cache_mb, len(bands))
+        v_sources = open_normalised(v_images, mean, std, cfg.normalise, cfg.scene_cache_mb, read)
         val_ds = DetectionTiles(v_sources, v_boxes, class_index, v_tiles, ts)
         train_tiles, _ = plan_tiles(boxes, ts, val_fraction=0.0, empty_ratio=float(cfg.empty_ratio),
                                     max_tiles=cfg.max_tiles, seed=seed)
@@ -294,7 +294,8 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
                "training_images": [str(p) for p in images], "labels": [str(p) for p in labels],
                "label_field": cfg.label_field, "init": task.init_record,
                "weights": "ema" if task.ema_model is not None else "last", "normalise": cfg.normalise,
-               "anchor_sizes_from": anchors_from},
+               "anchor_sizes_from": anchors_from,
+               "band_selection": list(read) if isinstance(read, tuple) else None},
     )
     bundle.save(out_dir / "model.geocamat")
     write_json(out_dir / "metrics.json", metrics)
@@ -322,9 +323,10 @@ def _inside(tiles: list, areas: list, tile_size: int, log, what: str) -> list:
     return kept
 
 
-def _training_bands(images: list[str], log) -> list[str]:
-    """The band names of the training images: one count for all, or grey images among colour ones (read as 3
-    equal bands, said in one line); any other mix is refused."""
+def _training_bands(images: list[str], selection: list | None, log) -> tuple[list[str], int | tuple[int, ...]]:
+    """The band names the model trains on and how the images' bands are read: all of them (their count; one
+    count for all, or grey images among colour ones, read as 3 equal bands, said in one line; any other mix is
+    refused), or the ``selection`` (names or 1-based numbers, in the model's order: a 1-based tuple)."""
     from geocamat.data.detection_images import band_names
     from geocamat.data.grey import fits, grey_for_colour
 
@@ -336,4 +338,12 @@ def _training_bands(images: list[str], log) -> list[str]:
     grey = sum(grey_for_colour(c, max(counts)) for c in counts)
     if grey:
         log(f"note: {grey} grey image{'s' if grey > 1 else ''} among colour ones, read as 3 equal bands")
-    return max(names, key=len)
+    full = max(names, key=len)
+    if not selection:
+        return full, len(full)
+    from geocamat.data.stack import band_indexes
+
+    picked = band_indexes(full, [str(b).strip() for b in selection])
+    log(f"bands: {', '.join(full[i] for i in picked)} (bands {', '.join(str(i + 1) for i in picked)} of "
+        f"{len(full)}), in this order")
+    return [full[i] for i in picked], tuple(i + 1 for i in picked)

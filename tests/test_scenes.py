@@ -134,3 +134,33 @@ def test_scene_training_decodes_as_drawn_above_cache_mb(tmp_path):
     assert "decoded as they are drawn (more than cache_mb 0 MB decoded)" in result.output
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["held_out"]["overall_accuracy"] >= 0.8 and metrics["robustness"]["n"] == 6
+
+
+def test_scene_folders_as_copies_and_zips_leave_them(tmp_path):
+    """Hidden files (macOS's ._x.jpg) are not images, NFD folder names are the NFC classes, a class folder without
+    images is named in a warning, a class of one image is refused, a colour-mapped TIFF is read in colour."""
+    import unicodedata
+
+    from geocamat.data.scenes import list_scenes
+    from geocamat.errors import GeocamatWarning
+
+    name = unicodedata.normalize("NFD", "forêt")
+    _make(tmp_path, classes=(name, "city"), per_class=4)
+    (tmp_path / name / "._img0.jpg").write_bytes(b"\x00\x05\x16\x07 not an image")
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    with pytest.warns(GeocamatWarning, match="class folder\\(s\\) empty of .* hold no image directly"):
+        classes, items = list_scenes(tmp_path)
+    assert classes == ["city", "forêt"] and len(items) == 8 and not any(p.name.startswith(".") for p, _ in items)
+    (tmp_path / "lone").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "lone" / "x.png")
+    with pytest.raises(InvalidLabelsError, match="class lone of .* has one image"):
+        split_scenes(tmp_path)
+    colour = Image.fromarray(np.dstack([np.full((8, 8), v, np.uint8) for v in (200, 30, 60)]))
+    colour.convert("P").save(tmp_path / "palette.tif")
+    image = load_image(tmp_path / "palette.tif")
+    assert image.shape[0] == 3 and abs(float(image[0].mean()) - 200 / 255) < 0.05
+    from geocamat.tasks.scenes.classify import scene_files
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / ".ipynb_checkpoints" / "x-checkpoint.png")
+    found = scene_files([str(tmp_path)])
+    assert found and not any(part.startswith(".") for p in found for part in p.relative_to(tmp_path).parts)

@@ -40,27 +40,51 @@ class SceneSplit:
     test: list[tuple[Path, int]]
 
 
+def hidden(path: Path) -> bool:
+    """Whether a file or folder is hidden (``.DS_Store``, macOS's ``._x.jpg`` copies, ``.ipynb_checkpoints``):
+    not one of the user's images."""
+    return path.name.startswith(".")
+
+
+def class_name(folder: Path) -> str:
+    """A class folder's name as a class (Unicode NFC: a folder unzipped on macOS spells ``à`` as ``a`` + accent)."""
+    import unicodedata
+
+    return unicodedata.normalize("NFC", folder.name)
+
+
 def list_scenes(root: str | Path) -> tuple[list[str], list[tuple[Path, int]]]:
-    """Class names and all (path, label) pairs under ``root``, in a fixed (sorted) order.
+    """Class names and all (path, label) pairs under ``root``, in a fixed (sorted) order; hidden files and folders
+    are not read, and class folders without images are named in a warning.
 
     Raises:
         InputNotFoundError: ``root`` does not exist.
         InvalidLabelsError: no class folder with images was found.
     """
+    import warnings
+
+    from geocamat.errors import GeocamatWarning
+
     root = Path(root)
     if not root.is_dir():
         raise InputNotFoundError(f"scene folder {root} not found: give a folder with one sub-folder per class")
-    classes, items = [], []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+    classes, items, empty = [], [], []
+    for folder in sorted((p for p in root.iterdir() if p.is_dir() and not hidden(p)), key=class_name):
+        files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and not hidden(f))
         if not files:
+            empty.append(folder.name)
             continue
         label = len(classes)
-        classes.append(folder.name)
+        classes.append(class_name(folder))
         items.extend((f, label) for f in files)
     if not classes:
+        splits = [p.name for p in root.iterdir() if p.is_dir() and not hidden(p)][:3]
+        hint = f" (a train/val/test layout? give {root / splits[0]})" if splits else ""
         raise InvalidLabelsError(
-            f"no class folders with images in {root}: expected {root}/<class>/*.jpg|png|tif")
+            f"no class folders with images in {root}: expected {root}/<class>/{{{','.join(IMAGE_SUFFIXES)}}}{hint}")
+    if empty:
+        warnings.warn(f"class folder(s) {', '.join(empty[:5])} of {root} hold no image directly (images in "
+                      "sub-folders are not read): left out", GeocamatWarning, stacklevel=2)
     return classes, items
 
 
@@ -82,9 +106,12 @@ def split_scenes(root: str | Path, train_fraction: float = 0.5, seed: int = 0) -
     train, test = [], []
     for label in range(len(classes)):
         files = [it for it in items if it[1] == label]
+        if len(files) < 2:
+            raise InvalidLabelsError(f"class {classes[label]} of {root} has one image: a class needs at least two "
+                                     "(one to train on, one held out to score); add images or remove the folder")
         order = list(range(len(files)))
         rng.shuffle(order)
-        k = round(train_fraction * len(files))
+        k = min(max(round(train_fraction * len(files)), 1), len(files) - 1)  # each part holds one at least
         chosen = set(order[:k])
         for i, it in enumerate(files):
             (train if i in chosen else test).append(it)
@@ -220,9 +247,15 @@ def _read_pillow(path: Path) -> np.ndarray:
 
 def _read_raster(path: Path) -> np.ndarray:
     import rasterio
+    from rasterio.enums import ColorInterp
 
     with rasterio.open(path) as src:
-        return np.moveaxis(src.read(_image_bands(src)), 0, -1)
+        pixels = np.moveaxis(src.read(_image_bands(src)), 0, -1)
+        if src.count == 1 and src.colorinterp[0] == ColorInterp.palette:  # a colour-mapped TIFF: its colours
+            table = src.colormap(1)
+            lut = np.array([table.get(i, (0, 0, 0, 0))[:3] for i in range(max(table) + 1)], np.uint8)
+            pixels = lut[np.clip(pixels[..., 0], 0, len(lut) - 1)]
+        return pixels
 
 
 def _image_bands(src) -> list[int]:

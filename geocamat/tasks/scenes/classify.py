@@ -148,11 +148,14 @@ def scene_files(items: list[str]) -> list[Path]:
     """Image files from paths, globs and folders (searched recursively: a folder per class works), in argument
     order, each part sorted, without repeats."""
     from geocamat.data.paths import expand_paths
+    from geocamat.data.scenes import hidden
 
     found: list[Path] = []
     for item in items:
         if Path(item).is_dir():
-            files = sorted(p for p in Path(item).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            root = Path(item)
+            files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                           and not any(hidden(part) for part in p.relative_to(root).parents) and not hidden(p))
             if not files:
                 raise InputNotFoundError(f"no image ({', '.join(IMAGE_SUFFIXES)}) in folder {item} or below it")
             found.extend(files)

@@ -150,7 +150,8 @@ def train_scenes(config: SceneConfig, out_dir: Path, *, overwrite: bool = False,
                         bands=[f"band{i + 1}" for i in range(len(mean))], mean=mean, std=std, classes=classes,
                         tile_size=size, regulariser=regulariser.settings(),
                         extra={"train_fraction": config.train_fraction, "seed": config.seed,
-                               "scenes": str(config.scenes), "init": init_record, **sizes})
+                               "scenes": str(config.scenes), "init": init_record, **sizes,
+                               "training_scenes": sorted(scene_key(p, split.classes[k]) for p, k in split.train)})
         with torch.no_grad():
             pairs = [(model(b["image"]).argmax(1), b["label"]) for b in val_loader]
         pred, truth = torch.cat([p for p, _ in pairs]), torch.cat([t for _, t in pairs])
@@ -180,23 +181,42 @@ def scored_scenes(bundle: Bundle, scenes: str | Path, whole: bool = False) -> tu
     Raises:
         InvalidLabelsError: a class folder the model does not know.
     """
+    import unicodedata
+
     from geocamat.data.scenes import list_scenes, split_scenes
     from geocamat.errors import InvalidLabelsError
 
-    names = [c.name for c in bundle.classes]
+    names = [unicodedata.normalize("NFC", c.name) for c in bundle.classes]
     classes, items = list_scenes(scenes)
     unknown = [c for c in classes if c not in names]
     if unknown:
         raise InvalidLabelsError(f"class folder(s) {', '.join(unknown[:5])} in {scenes} are not classes of the "
                                  f"model ({', '.join(names)}); remove them or rename them to the model's classes")
+    trained = bundle.extra.get("training_scenes")
     if whole:
         what = "every image of the folder"
-    else:
+    elif trained is not None:  # the model lists the images it trained on: every other image is held out
+        seen = set(trained)
+        kept = [(p, k) for p, k in items if scene_key(p, classes[k]) not in seen]
+        what = (f"the images the model did not train on ({len(kept)} of {len(items)}; --all-images scores every "
+                "image of a test folder)")
+        items = kept
+        if not items:
+            raise InvalidLabelsError(f"every image of {scenes} is one the model trained on: nothing held out to "
+                                     "score; give a test folder with --all-images")
+    else:  # a model from before training_scenes: its split made again (same fraction and seed)
         fraction = bundle.extra.get("train_fraction", 0.5)
         items = split_scenes(scenes, fraction, bundle.extra.get("seed", 0)).test
         what = (f"the held-out part ({1 - fraction:.0%} of each class, the model's split; --all-images scores every "
                 "image of a test folder)")
     return [(p, names.index(classes[k])) for p, k in items], what
+
+
+def scene_key(path: Path, class_name: str) -> str:
+    """How a model lists an image it trained on: ``class/file name`` (the same wherever the folder is copied)."""
+    import unicodedata
+
+    return f"{class_name}/{unicodedata.normalize('NFC', Path(path).name)}"
 
 
 def evaluate_scenes(bundle: Bundle, scenes: str | Path, *, whole: bool = False, device: str | None = None,

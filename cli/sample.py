@@ -44,8 +44,9 @@ def sample(map_path, out, per_class, total, target_se, model, mask, seed, overwr
                            target_se=target_se, users=users, overwrite=overwrite)
     if target_se is not None:
         source = "the model's validation map" if users else "0.8 for every class"
-        click.echo(f"{summary['total']} points for a standard error of {target_se:g} on the overall accuracy "
-                   f"(user's accuracies expected from {source}; Olofsson et al. 2014)")
+        click.echo(f"{summary['points']} points for a standard error of {target_se:g} on the overall accuracy "
+                   f"(expected {summary['expected_se']:.4f} with these points per class; user's accuracies expected "
+                   f"from {source}; Olofsson et al. 2014)")
     counts = ", ".join(f"{name} {n}" for name, n in summary["per_class"].items())
     click.echo(f"wrote {summary['out']}: {summary['points']} points ({counts}); fill in their `reference` field, "
                "then: geocamat evaluate --model M --map MAP --reference OUT --reference-field reference")

@@ -94,6 +94,16 @@ def _producers_variance(j: int, area: np.ndarray, share: np.ndarray, row_var: np
     return float((own + producers**2 * others) / estimated**2)
 
 
+def allocation_se(weights: np.ndarray, users: np.ndarray, points: np.ndarray, pixels: np.ndarray) -> float:
+    """The standard error of the overall accuracy a stratified sample of ``points`` per class gives (Olofsson et
+    al. 2014, eq. 5, with the finite-population correction: a class sampled whole adds none), from the classes'
+    area shares ``weights``, expected user's accuracies ``users`` and ``pixels``."""
+    u = np.clip(np.asarray(users, float), 0.0, 1.0)
+    n, big_n = np.asarray(points, float), np.asarray(pixels, float)
+    share = np.where(n > 1, (1.0 - n / np.maximum(big_n, 1.0)) / np.maximum(n - 1.0, 1.0), 0.0)
+    return float(np.sqrt(np.sum(np.asarray(weights, float) ** 2 * u * (1.0 - u) * share)))
+
+
 def sample_size(weights: np.ndarray, users: np.ndarray, target_se: float) -> int:
     """Points a stratified sample needs for the overall accuracy's standard error to be ``target_se`` (Olofsson et
     al. 2014, equation 13: ``n = (sum W_i S_i / S(O))^2`` with ``S_i = sqrt(U_i (1 - U_i))``), from the map classes'

@@ -14,6 +14,7 @@ uniform sample without replacement, the same for a seed on every run.
 
 from __future__ import annotations
 
+import math
 import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -62,7 +63,20 @@ def allocate(areas: dict[int, int], per_class: int, total: int | None) -> dict[i
         cut = min(over, wanted[c] - per_class)
         wanted[c] -= cut
         over -= cut
-    return {c: min(n, areas[c]) for c, n in wanted.items()}
+    out = {c: min(n, areas[c]) for c, n in wanted.items()}
+    short = min(total, pixels) - sum(out.values())  # points a class too small to take them left over
+    while short > 0:  # to the classes with pixels to spare, by area
+        room = [c for c in classes if out[c] < areas[c]]
+        share = sum(areas[c] for c in room)
+        given = 0
+        for c in sorted(room, key=lambda c: -areas[c]):
+            extra = min(areas[c] - out[c], max(1, round(short * areas[c] / share)), short - given)
+            out[c] += extra
+            given += extra
+            if given >= short:
+                break
+        short -= given
+    return out
 
 
 def map_style(map_path: Path, codes: list[int]) -> ClassStyle:
@@ -121,6 +135,9 @@ def draw(map_path: Path, per_class: int = 50, total: int | None = None, seed: in
             raise InputNotFoundError(f"file not found: {path}")
     check_blocks(map_path)  # a truncated map fails in one line, before its CRS or values are read
     with rasterio.open(map_path) as src:
+        from geocamat.data.labels import check_class_bands
+
+        check_class_bands(src, Path(map_path), "map")  # an RGB image or a rendering is not a class map
         if not np.issubdtype(np.dtype(src.dtypes[0]), np.integer):
             raise InvalidRasterError(f"{map_path} holds {src.dtypes[0]} values, not class codes: give a class map "
                                      "(landuse.tif from geocamat predict)")
@@ -149,13 +166,21 @@ def _draw(src, per_class: int, total: int | None, seed: int, within, map_path: P
     if not areas:
         where = " inside the mask" if within is not None else " (all nodata)"
         raise InvalidRasterError(f"{map_path} has no mapped pixel{where}: nothing to sample")
+    expected_se = None
     if target_se is not None:
-        from geocamat.metrics.area import sample_size
+        from geocamat.metrics.area import allocation_se, sample_size
 
         codes = sorted(areas)
-        weights = np.array([areas[c] for c in codes], np.float64) / sum(areas.values())
+        pixels = np.array([areas[c] for c in codes], np.float64)
+        weights = pixels / pixels.sum()
         expected = np.array([users.get(c, EXPECTED_USERS) for c in codes])
         total = max(sample_size(weights, expected, target_se), per_class * len(codes))
+        while True:  # equation 13 assumes areas-proportional points; the minimums and small classes may not be
+            allocation = allocate(areas, per_class, total)
+            expected_se = allocation_se(weights, expected, np.array([allocation[c] for c in codes]), pixels)
+            if expected_se <= target_se * 1.0001 or total >= pixels.sum():
+                break
+            total = min(int(pixels.sum()), math.ceil(total * 1.05) + 1)
     allocation = allocate(areas, per_class, total)
     best: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # class -> (keys, rows, cols), smallest
     for window in label_windows((src.height, src.width), WINDOW):
@@ -183,7 +208,7 @@ def _draw(src, per_class: int, total: int | None, seed: int, within, map_path: P
         order = np.argsort(kk)
         points += [(c, int(r), int(col)) for r, col in zip(rows[order], cols[order], strict=True)]
     return {"points": points, "areas": areas, "allocation": allocation, "total": total,
-            "transform": src.transform, "crs": src.crs}
+            "transform": src.transform, "crs": src.crs, "expected_se": expected_se}
 
 
 def write_sample(map_path: str | os.PathLike, out: str | os.PathLike, *, per_class: int = 50,
@@ -207,9 +232,11 @@ def write_sample(map_path: str | os.PathLike, out: str | os.PathLike, *, per_cla
 
     if per_class < 1 or (total is not None and total < 1):
         raise ConfigError("--per-class and --total must be positive integers")
-    if target_se is not None and (total is not None or not 0 < target_se < 0.5):
-        raise ConfigError("--target-se is a standard error of the overall accuracy in (0, 0.5), e.g. 0.01, and "
-                          "sets the total itself: give it or --total, not both")
+    if target_se is not None and total is not None:
+        raise ConfigError("--target-se sets the total itself: give it or --total, not both")
+    if target_se is not None and not 0 < target_se < 0.5:
+        raise ConfigError(f"--target-se is a standard error of the overall accuracy in (0, 0.5), e.g. 0.01, not "
+                          f"{target_se:g}")
     map_path, out = Path(map_path), Path(out)
     if out.suffix.lower() not in (".gpkg", ".csv"):
         raise ConfigError(f"--out must be a GeoPackage (.gpkg) or a CSV table of lon/lat (.csv), not {out.name}")
@@ -246,4 +273,5 @@ def write_sample(map_path: str | os.PathLike, out: str | os.PathLike, *, per_cla
         tmp.unlink(missing_ok=True)
     counts = {name[c]: sample["allocation"][c] for c in codes}  # each class gets its allocation (capped by its pixels)
     return {"out": str(out), "points": len(sample["points"]), "per_class": counts,
-            "pixels": {name[c]: sample["areas"][c] for c in codes}, "seed": seed, "total": sample["total"]}
+            "pixels": {name[c]: sample["areas"][c] for c in codes}, "seed": seed, "total": sample["total"],
+            "expected_se": sample["expected_se"]}

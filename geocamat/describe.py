@@ -25,6 +25,9 @@ def describe(path: str | Path) -> dict:
     if source.layer is not None or source.where:
         return _describe_vector(source.file, source.layer, source.where)
     path = source.file
+    if path.is_dir() and path.suffix.lower() != ".gdb":  # a File Geodatabase is a folder GDAL reads as vectors
+        raise InvalidRasterError(f"{path} is a folder: give one file (a raster, a vector layer, box labels or a "
+                                 "model bundle); a folder of class folders is read by `geocamat train --scenes`")
     if _box_labels(path):
         return _describe_boxes(path)
     if path.suffix in BUNDLE_SUFFIXES:
@@ -61,7 +64,9 @@ def describe(path: str | Path) -> dict:
             except ValueError:
                 pass
             if src.crs is None:
-                info["warning"] = "no CRS: geocamat cannot use this raster until one is assigned"
+                info["bounds"] = [0.0, 0.0, float(src.width), float(src.height)]  # pixels: no map coordinates
+                info["warning"] = ("no CRS: fine as a scene image or a photo for detection with pixel labels; land "
+                                   "use and maps need one (gdal_edit.py -a_srs EPSG:XXXX -a_ullr ...)")
         info |= _named_classes(path)
         check_blocks(path)  # a truncated or corrupt file is broken, whatever its header says
         return info

@@ -72,6 +72,24 @@ def check_writable(out_dir: str | os.PathLike, need_bytes: int = 0) -> None:
                                   f"{_size(free)} free on its disk: free some space or choose another --out")
 
 
+def _missing_source(path) -> str | None:
+    """The first source file a VRT names that does not exist (None: not a VRT, or all there)."""
+    import xml.etree.ElementTree as ET
+
+    if Path(path).suffix.lower() != ".vrt":
+        return None
+    try:
+        root = ET.parse(path).getroot()
+    except (ET.ParseError, OSError):
+        return None
+    for element in root.iter("SourceFilename"):
+        name = (element.text or "").strip()
+        source = Path(path).parent / name if element.get("relativeToVRT") == "1" else Path(name)
+        if name and not name.startswith("/vsi") and not source.exists():
+            return str(source)
+    return None
+
+
 def check_blocks(path: str | os.PathLike) -> None:
     """Open a raster and read its first and last blocks (all bands): catches truncated and corrupt files.
 
@@ -90,6 +108,10 @@ def check_blocks(path: str | os.PathLike) -> None:
         if not is_gdal(exc):
             raise
         cause = exc.__cause__ or exc
+        missing = _missing_source(path)
+        if missing:  # a VRT (or a file with sidecar sources) that points at a file that is not there
+            raise CorruptInputError(f"{path} refers to {missing}, which does not exist: move it back, or rebuild "
+                                    f"{Path(path).name} (gdalbuildvrt) from the files where they are now") from exc
         raise CorruptInputError(f"{path} is broken: GDAL cannot read its blocks ({one_line(str(cause), 200)}); "
                                 "the file is truncated or corrupt: "
                                 "re-download or re-export it") from exc

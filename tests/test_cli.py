@@ -69,6 +69,26 @@ def test_ctrl_c_keeps_a_run_with_a_checkpoint_for_resume_and_removes_one_without
         fit(type("Done", (), {"fit": lambda self: (_ for _ in ()).throw(SystemExit(0))})())
 
 
+def test_info_on_a_folder_a_vrt_missing_its_source_and_a_photo(tmp_path):
+    from PIL import Image
+
+    result = CliRunner().invoke(cli, ["info", str(tmp_path)])
+    _one_line_error(result, "is a folder: give one file", "geocamat train --scenes")
+    source = write_raster(tmp_path / "source.tif", np.ones((1, 8, 8), np.float32))
+    (tmp_path / "mosaic.vrt").write_text(
+        f'<VRTDataset rasterXSize="8" rasterYSize="8"><VRTRasterBand dataType="Float32" band="1"><SimpleSource>'
+        f'<SourceFilename relativeToVRT="1">{source.name}</SourceFilename><SourceBand>1</SourceBand></SimpleSource>'
+        f'</VRTRasterBand></VRTDataset>')
+    assert CliRunner().invoke(cli, ["info", str(tmp_path / "mosaic.vrt")]).exit_code == 0
+    source.unlink()
+    result = CliRunner().invoke(cli, ["info", str(tmp_path / "mosaic.vrt")])
+    _one_line_error(result, "mosaic.vrt refers to", "source.tif, which does not exist")
+    Image.fromarray(np.zeros((6, 10, 3), np.uint8)).save(tmp_path / "photo.jpg")
+    result = CliRunner().invoke(cli, ["info", str(tmp_path / "photo.jpg")])
+    assert result.exit_code == 0 and "bounds: [0.0, 0.0, 10.0, 6.0]" in result.output
+    assert "fine as a scene image or a photo for detection" in result.output
+
+
 def _one_line_error(result, *needles):
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.strip().splitlines() if line.strip()]

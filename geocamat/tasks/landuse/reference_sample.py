@@ -137,10 +137,10 @@ def draw(map_path: Path, per_class: int = 50, total: int | None = None, seed: in
     with rasterio.open(map_path) as src:
         from geocamat.data.labels import check_class_bands
 
-        check_class_bands(src, Path(map_path), "map")  # an RGB image or a rendering is not a class map
         if not np.issubdtype(np.dtype(src.dtypes[0]), np.integer):
             raise InvalidRasterError(f"{map_path} holds {src.dtypes[0]} values, not class codes: give a class map "
                                      "(landuse.tif from geocamat predict)")
+        check_class_bands(src, Path(map_path), "map")  # an RGB image or a rendering is not a class map
         if src.crs is None:
             raise InvalidRasterError(f"{map_path} has no CRS: the sample's points would have no place on the ground; "
                                      "set one (gdal_edit.py -a_srs)")

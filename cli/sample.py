@@ -43,10 +43,13 @@ def sample(map_path, out, per_class, total, target_se, model, mask, seed, overwr
     summary = write_sample(map_path, out, per_class=per_class, total=total, seed=seed, mask=mask,
                            target_se=target_se, users=users, overwrite=overwrite)
     if target_se is not None:
-        source = "the model's validation map" if users else "0.8 for every class"
+        source = ("the model's validation map" if users else
+                  "0.8 for every class, as the model has no validation map of classes" if model else
+                  "0.8 for every class")
         click.echo(f"{summary['points']} points for a standard error of {target_se:g} on the overall accuracy "
                    f"(expected {summary['expected_se']:.4f} with these points per class; user's accuracies expected "
                    f"from {source}; Olofsson et al. 2014)")
     counts = ", ".join(f"{name} {n}" for name, n in summary["per_class"].items())
+    masked = f" --mask {mask}" if mask else ""  # the same area, so that the area estimates add up to it
     click.echo(f"wrote {summary['out']}: {summary['points']} points ({counts}); fill in their `reference` field, "
-               "then: geocamat evaluate --model M --map MAP --reference OUT --reference-field reference")
+               f"then: geocamat evaluate --model M --map MAP --reference OUT --reference-field reference{masked}")

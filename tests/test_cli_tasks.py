@@ -93,7 +93,7 @@ def test_scenes_train_predict_evaluate_info(scenes):
     assert f"wrote {out}: 12 images (" in line and "the class is the folder's name for" in line
     assert (out / "scenes.csv").is_file() and (out / "report.json").is_file()
     text = run("evaluate", "--model", scenes["model"], "--scenes", scenes["data"])
-    assert "6 scenes: the held-out part" in text and "clean" in text
+    assert "6 scenes: the images the model did not train on (6 of 12" in text and "clean" in text
     info = run("info", scenes["model"])
     assert "task: scenes" in info and "split:" in info
 

@@ -148,6 +148,7 @@ def test_a_mask_limits_the_sample_and_evaluate_counts_the_same_area(tmp_path, ki
                                       str(mask)])
     assert result.exit_code == 0, result.output
     assert "16 points (field 8, wood 8)" in result.output  # water lies outside the mask
+    assert f"--reference-field reference --mask {mask}" in result.output  # the hint scores the same area
     points = gpd.read_file(out, layer="sample")
     with rasterio.open(path) as src:
         assert all(src.index(p.x, p.y)[1] < 25 for p in points.geometry)

@@ -36,9 +36,10 @@ class PredictOptions:
 class EvaluateOptions:
     """How a scene model is scored: on the held-out part of its scene folder, clean and under occlusion."""
 
-    scenes: str | None = setting(None, "The class-folder dataset; its held-out part (the model's split) is scored.")
-    all_images: bool = setting(False, "Score every image of --scenes (a test folder of its own), not the held-out "
-                               "part of the model's split.")
+    scenes: str | None = setting(None, "The class-folder dataset; the images the model did not train on are "
+                                       "scored.")
+    all_images: bool = setting(False, "Score every image of --scenes (a test folder of its own), not only those "
+                               "the model did not train on.")
     out: str | None = setting(None, "Write robustness.json here.")
     device: str = setting("auto", "auto | cpu | cuda")
 

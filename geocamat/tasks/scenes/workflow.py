@@ -174,8 +174,8 @@ def train_scenes(config: SceneConfig, out_dir: Path, *, overwrite: bool = False,
 def scored_scenes(bundle: Bundle, scenes: str | Path, whole: bool = False) -> tuple[list[tuple[Path, int]], str]:
     """The (image, model class index) pairs to score in ``scenes`` and what they are.
 
-    By default the held-out part of the model's split of the folder (same fraction and seed: on the training
-    folder, or a copy of it, no training image is scored); ``whole``: every image (a test set of its own).
+    By default the images the model did not train on (the bundle lists its training images; a model from before
+    that list: its split made again, same fraction and seed); ``whole``: every image (a test set of its own).
     Labels are the model's class indices by folder name, so a folder with fewer classes is scored right.
 
     Raises:

@@ -157,7 +157,8 @@ def _scene_images(bundle, images: list[str], out: list[Finding]) -> None:
         out.append(Finding("problem", "images", f"{len(problems) - MAX_LISTED} more images with problems"))
     if not good:
         return
-    said = f"{len(good)} images readable with the model's bands, {min(sizes)}-{max(sizes)} px a side"
+    side = f"{min(sizes)}" if min(sizes) == max(sizes) else f"{min(sizes)}-{max(sizes)}"
+    said = (f"{len(good)} image{'s' if len(good) != 1 else ''} readable with the model's bands, {side} px a side")
     if greys:
         said += f"; {greys} grey, repeated into 3 bands"
     if big:
@@ -168,8 +169,9 @@ def _scene_images(bundle, images: list[str], out: list[Finding]) -> None:
     x, _ = same_bands([load_image(p, int(bundle.tile_size)) for p in good[:VALUE_SAMPLE]], good[:VALUE_SAMPLE], want)
     warned = scaling_warning(torch.stack(x).double().mean(dim=(0, 2, 3)).numpy(), bundle.bands, bundle.mean,
                              bundle.std)
+    values = f"the first {len(x)} images' values" if len(x) > 1 else "the image's values"
     out.append(Finding("warning", "values", warned[0].removeprefix("warning: ")) if warned else
-               Finding("ok", "values", f"the first {len(x)} images' values are like the training images'"))
+               Finding("ok", "values", f"{values} are like the training images'"))
 
 
 def _bands(bundle, files: list[Path], out: list[Finding]) -> None:

@@ -190,7 +190,7 @@ def test_values_unlike_the_training_images_are_said_and_info_check_knows_scene_m
     assert result.exit_code == 0 and "warning: the images' values are unlike the training imagery's" in result.output
     check = CliRunner().invoke(cli, ["info", "--check", bundle, str(model / "data")])
     assert check.exit_code == 0, check.output
-    assert "ok: images: 12 images readable with the model's bands, 16-16 px a side" in check.output
+    assert "ok: images: 12 images readable with the model's bands, 16 px a side" in check.output
     assert "ok: values: the first 12 images' values are like the training images'" in check.output
     with rasterio.open(chips / "two.tif", "w", driver="GTiff", width=16, height=16, count=2, dtype="uint16") as dst:
         dst.write(np.zeros((2, 16, 16), np.uint16))

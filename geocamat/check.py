@@ -157,8 +157,8 @@ def _scene_images(bundle, images: list[str], out: list[Finding]) -> None:
         out.append(Finding("problem", "images", f"{len(problems) - MAX_LISTED} more images with problems"))
     if not good:
         return
-    side = f"{min(sizes)}" if min(sizes) == max(sizes) else f"{min(sizes)}-{max(sizes)}"
-    said = (f"{len(good)} image{'s' if len(good) != 1 else ''} readable with the model's bands, {side} px a side")
+    sides = f"{min(sizes)}" if min(sizes) == max(sizes) else f"{min(sizes)}-{max(sizes)}"
+    said = f"{len(good)} image{'s' if len(good) != 1 else ''} readable with the model's bands, {sides} px a side"
     if greys:
         said += f"; {greys} grey, repeated into 3 bands"
     if big:

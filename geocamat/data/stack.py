@@ -128,8 +128,7 @@ def write_vrt(sources: Sequence[tuple[Path, int, str]], out_path: Path, target: 
     for i, (path, band, description) in enumerate(sources, start=1):
         with rasterio.open(path) as src:
             declared = src.nodatavals[band - 1] if nodata is None else nodata
-            flags = src.mask_flag_enums[band - 1]
-            masked = MaskFlags.per_dataset in flags and (MaskFlags.alpha not in flags or bool(mask_kind(src)[1]))
+            masked = MaskFlags.per_dataset in src.mask_flag_enums[band - 1] and mask_kind(src)[0]
             grid = BandGrid.of(src)
         nodata_xml = f"<NODATA>{declared!r}</NODATA>" if declared is not None else ""
         if masked:

@@ -322,9 +322,11 @@ def _joined(boxes: list) -> list:
     def area(b):
         return max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
 
+    def around(a, b):
+        return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
+
     def near(a, b) -> bool:
-        return area((min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))) <= MERGE_SLACK * (
-            area(a) + area(b))
+        return area(around(a, b)) <= MERGE_SLACK * (area(a) + area(b))
 
     if len(boxes) > 4 * MAX_BOXES:  # thousands of chips: first those in one cell of a 64 x 64 grid as one
         boxes = _by_cells(boxes)
@@ -335,7 +337,7 @@ def _joined(boxes: list) -> list:
         for b in boxes:
             for k, o in enumerate(out):
                 if near(o, b):
-                    out[k] = (min(o[0], b[0]), min(o[1], b[1]), max(o[2], b[2]), max(o[3], b[3]))
+                    out[k] = around(o, b)
                     break
             else:
                 out.append(b)

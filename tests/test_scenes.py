@@ -102,8 +102,8 @@ def test_scenes_decoded_when_drawn_serve_what_the_in_memory_ones_serve(tmp_path)
     items = s.train + [(grey, 0)]
     assert scene_header(grey)[0] == 1 and scene_header(s.train[0][0])[0] == 3
     notes = []
-    memory, mean, std, streamed, sizes = _data(items, 16, cache_mb=1e6, log=notes.append)
-    assert not streamed and notes == ["note: 1 grey scene image repeated into the 3 bands of the others"]
+    memory, mean, std, streamed, sizes = _data(items, 16, cache_mb=1e6, log=notes.append, part="training")
+    assert not streamed and notes == ["note: 1 grey training scene image repeated into the 3 bands of the others"]
     assert 20 <= sizes["source_side"] <= 25  # median sqrt(w * h) of the images (20-25 x 24 px)
     assert sizes["source_metres"] is None  # PNGs: no ground size
     drawn, _, _, streamed, _ = _data(items, 16, cache_mb=0, mean=mean, std=std)

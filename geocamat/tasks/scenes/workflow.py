@@ -59,7 +59,7 @@ def _ground(sizes: dict, pixel_metres: float | None, log: Callable[[str], None])
 
 
 def _data(items, size: int, cache_mb: float, mean=None, std=None, log: Callable[[str], None] | None = None,
-          source: str = "the model expects", together: int | None = None):
+          source: str = "the model expects", together: int | None = None, part: str = ""):
     """The scenes as a dataset of normalised samples, with the normalisation (computed when not given).
 
     When ``together`` images (default: these; e.g. the training and held-out ones, which are in memory at the
@@ -73,7 +73,8 @@ def _data(items, size: int, cache_mb: float, mean=None, std=None, log: Callable[
 
     bands, greys, sizes = _bands_of(items, None if mean is None else len(mean), source)
     if greys and log is not None:
-        log(f"note: {greys} grey scene image{'s' if greys != 1 else ''} repeated into the 3 bands of the others")
+        log(f"note: {greys} grey {part + ' ' if part else ''}scene image{'s' if greys != 1 else ''} repeated into "
+            "the 3 bands of the others")
     if (together or len(items)) * bands * size * size * 4 > cache_mb * 2**20:
         if mean is None:
             mean, std = sampled_band_stats(items, size, bands)
@@ -116,8 +117,9 @@ def train_scenes(config: SceneConfig, out_dir: Path, *, overwrite: bool = False,
     size = int(config.image_size)
     with staged_output(Path(out_dir), overwrite, TRAIN_RESULTS) as stage:
         both = len(split.train) + len(split.test)
-        train_ds, mean, std, streamed, sizes = _data(split.train, size, config.cache_mb, log=log, together=both)
-        test_ds, _, _, _, _ = _data(split.test, size, config.cache_mb, mean, std, log=log,
+        train_ds, mean, std, streamed, sizes = _data(split.train, size, config.cache_mb, log=log, together=both,
+                                                     part="training")
+        test_ds, _, _, _, _ = _data(split.test, size, config.cache_mb, mean, std, log=log, part="held-out",
                                     source="the training images have", together=both)
         sizes = _ground(sizes, config.pixel_metres, log)
         log(f"{len(train_ds)} training and {len(test_ds)} held-out scenes of {size} px, {len(split.classes)} classes"

@@ -152,7 +152,7 @@ def test_write_polygons_gpkg_min_pixels_and_style(tmp_path):
         units.append(save_unit_polygons(tmp_path / f"u{k}.npz", polys))
     transform = from_origin(1000, 2000, 10, 10)
     n = write_polygons_gpkg(tmp_path / "p.gpkg", units, transform=transform, crs_wkt="EPSG:32618", style=STYLE,
-                            min_pixels=5, hectares=True)
+                            min_pixels=5, unit_metres=1.0)
     frame = gpd.read_file(tmp_path / "p.gpkg", layer="landuse")
     assert n == len(frame) == 2  # the island is dropped; class 1 (with a hole) and class 5 (merged across the seam)
     assert sorted(frame.class_id) == [1, 5] and set(frame.class_name) == {"water", "urban area & roads"}

@@ -201,8 +201,9 @@ def _decimated(src, max_side: int, bands: int | None = None) -> tuple[np.ndarray
     shape = (len(indexes), max(1, round(src.height / scale)), max(1, round(src.width / scale)))
     arr = src.read(indexes, out_shape=shape).astype(np.float64)
     valid = ~(arr == src.nodata).all(axis=0) if src.nodata is not None else np.ones(shape[1:], bool)
-    if alpha_band(src) is not None:
-        valid &= src.read(alpha_band(src), out_shape=shape[1:]) > 0
+    alpha = alpha_band(src)
+    if alpha is not None:
+        valid &= src.read(alpha, out_shape=shape[1:]) > 0
     return arr, valid
 
 

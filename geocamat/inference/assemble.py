@@ -129,11 +129,11 @@ def assemble(work: Path, plan: Plan, *, style, dtype: str, nodata, floats: list[
             from geocamat.data.crs import metres_per_unit
             from geocamat.outputs.geodesic import geodesic_rows
 
-            hectares = metres_per_unit(CRS.from_wkt(g.crs)) or 0.0
+            unit_metres = metres_per_unit(CRS.from_wkt(g.crs)) or 0.0
             start = time.perf_counter()
             polygons = write_polygons_gpkg(
                 work / "landuse.gpkg", [units / f"{n}_poly.npz" for n, _ in pieces], transform=g.transform,
-                crs_wkt=g.crs, style=style, min_pixels=min_polygon_pixels, hectares=hectares,
+                crs_wkt=g.crs, style=style, min_pixels=min_polygon_pixels, unit_metres=unit_metres,
                 row_areas=geodesic_rows(g))
             outputs.append("landuse.gpkg")
             seconds["landuse.gpkg_s"] = time.perf_counter() - start

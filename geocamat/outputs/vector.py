@@ -143,7 +143,7 @@ def write_polygons_gpkg(
     crs_wkt: str,
     style: ClassStyle,
     min_pixels: int = 0,
-    hectares: float = 0.0,
+    unit_metres: float = 0.0,
     row_areas=None,
 ) -> int:
     """Write the land-use polygons of all units into one GeoPackage layer (``landuse``) with a QGIS style.
@@ -155,8 +155,8 @@ def write_polygons_gpkg(
         crs_wkt: CRS of the grid.
         style: classes (names for ``class_name``, colours for the stored style).
         min_pixels: drop polygons smaller than this many pixels.
-        hectares: add ``area_ha``: the metres of one map unit (1 for metres, 0.3048006 for US survey feet; 0:
-            none, the map is not projected).
+        unit_metres: the metres of one map unit, to add ``area_ha`` (1 for metres, 0.3048006 for US survey feet;
+            0: none, the map is not projected).
         row_areas: for a geographic grid (:func:`geocamat.outputs.geodesic.geodesic_rows`): ``area_ha`` on the
             ellipsoid, each polygon's pixels at the pixel area of its centroid's row.
 
@@ -185,8 +185,8 @@ def write_polygons_gpkg(
         data = {"class_id": ids.astype(np.int32),
                 "class_name": np.array([names.get(int(i), str(i)) for i in ids], dtype=object),
                 "pixels": np.rint(pixels).astype(np.int64), "area": pixels * pixel_area}
-        if hectares:
-            data["area_ha"] = pixels * pixel_area * float(hectares) ** 2 / 1e4
+        if unit_metres:
+            data["area_ha"] = pixels * pixel_area * unit_metres**2 / 1e4
         elif row_areas is not None and len(geoms):
             rows = np.clip(shapely.get_y(shapely.centroid(geoms)).astype(np.int64), 0, None)
             lo = int(rows.min())

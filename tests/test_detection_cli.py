@@ -487,7 +487,8 @@ def test_a_run_killed_in_one_process_resumes_on_two_ranks(trained, tmp_path, mon
 
 def test_objects_counted_per_region(trained, tmp_path):
     """--region stands.gpkg --region-field stand: each object carries the stand holding its centre; counts.csv has
-    every stand and class (zeros too) with its area and objects per ha."""
+    every stand the image covers and class (zeros too) with the area of its covered part, the share covered and
+    objects per ha; stands that miss the image are not read (their counts would be zeros of unseen ground)."""
     import geopandas as gpd
     import pandas as pd
     import shapely
@@ -496,9 +497,13 @@ def test_objects_counted_per_region(trained, tmp_path):
     arr = np.asarray(Image.open(trained["img"])).transpose(2, 0, 1)
     write(tmp_path / "scene.tif", arr, 0)
     x0, y0 = 500000, 4000000
-    stands = gpd.GeoDataFrame({"stand": ["A", "B", "C"]}, crs="EPSG:32617", geometry=[
-        shapely.box(x0, y0 - 176, x0 + 80, y0), shapely.box(x0 + 80, y0 - 176, x0 + 176, y0),
-        shapely.box(x0 + 1000, y0, x0 + 1100, y0 + 100)])  # C: beside the image, no object
+    ring = shapely.box(x0 - 50, y0 - 250, x0 + 250, y0 + 50).difference(shapely.box(x0 - 10, y0 - 190, x0 + 190,
+                                                                                       y0 + 10))
+    stands = gpd.GeoDataFrame({"stand": ["A", "B", "C", "D"]}, crs="EPSG:32617", geometry=[
+        shapely.box(x0, y0 - 176, x0 + 80, y0),
+        shapely.box(x0 + 80, y0 - 176, x0 + 300, y0),  # B: 96 of its 220 m across the image
+        shapely.box(x0 + 1000, y0, x0 + 1100, y0 + 100),  # C: far from the image (not read)
+        ring])  # D: around the image, missing it
     stands.to_crs("EPSG:4326").to_file(tmp_path / "stands.gpkg")
     model = str(trained["run"] / "model.geocamat")
     result = CliRunner().invoke(cli, ["predict", "--model", model, "--out", str(tmp_path / "out"), "--score-threshold",
@@ -512,15 +517,19 @@ def test_objects_counted_per_region(trained, tmp_path):
     bad = objects[["region"]].assign(x=centre_x)[clear & ((centre_x < 80) != (objects["region"] == "A"))]
     assert bad.empty, bad
     counts = pd.read_csv(tmp_path / "out" / "counts.csv")
-    assert list(counts["region"]) == ["A", "B", "C"] and list(counts["class_name"]) == ["box"] * 3
-    assert counts["objects"].sum() == len(objects) and counts["objects"].iloc[2] == 0
-    np.testing.assert_allclose(counts["area_ha"], [80 * 176 / 1e4, 96 * 176 / 1e4, 1.0], rtol=2e-3)
+    assert list(counts["region"]) == ["A", "B"] and list(counts["class_name"]) == ["box"] * 2
+    assert counts["objects"].sum() == len(objects)
+    np.testing.assert_allclose(counts["area_ha"], [80 * 176 / 1e4, 96 * 176 / 1e4], rtol=2e-3)  # the covered part
+    np.testing.assert_allclose(counts["imaged_pct"], [100, 100 * 96 / 220], atol=0.2)
     np.testing.assert_allclose(counts["objects_per_ha"], counts["objects"] / counts["area_ha"], rtol=1e-2)
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["counts_by_region"]["A"]["objects"] == int((objects["region"] == "A").sum())
+    assert report["skipped_regions"] == [] and report["counts_by_region"]["B"]["imaged_pct"] < 44  # C, D not read
+    assert any("only partly covered by the images (B)" in n for n in report["notes"]), report["notes"]
+    assert "only partly covered" in result.output
     # the same counts as a styled layer of the stands: graduated by objects per ha
     layer = gpd.read_file(tmp_path / "out" / "regions.gpkg", layer="regions")
-    assert list(layer["region"]) == ["A", "B", "C"] and list(layer["objects"]) == list(counts["objects"])
+    assert list(layer["region"]) == ["A", "B"] and list(layer["objects"]) == list(counts["objects"])
     assert list(layer["n_box"]) == list(counts["objects"]) and layer.crs.to_epsg() == 32617
     np.testing.assert_allclose(layer.to_crs(32617).area / 1e4, counts["area_ha"], rtol=2e-3)
     qml = (tmp_path / "out" / "regions.qml").read_text()

@@ -233,7 +233,7 @@ def test_a_layer_is_read_around_images_in_two_crs_only(tmp_path):
     import geopandas as gpd
     from shapely.geometry import box
 
-    from geocamat.data.boxes import _images_ground
+    from geocamat.data.boxes import images_ground
     from geocamat.data.vector_layers import read_vector
 
     a = geotiff(tmp_path / "a.tif")  # UTM 17N, (404000, 3285000), 10 m x 8 m
@@ -246,8 +246,8 @@ def test_a_layer_is_read_around_images_in_two_crs_only(tmp_path):
     gpd.GeoDataFrame(gpd.pd.concat([near_a, near_b, far], ignore_index=True), crs="EPSG:32617").to_file(
         tmp_path / "boxes.gpkg")
     infos = [image_info(str(a)), image_info(str(b))]
-    assert len(_images_ground(infos)) == 2
-    part = read_vector(tmp_path / "boxes.gpkg", within=_images_ground(infos))
+    assert len(images_ground(infos)) == 2
+    part = read_vector(tmp_path / "boxes.gpkg", within=images_ground(infos))
     assert sorted(part.label) == ["bus", "car"] and part.attrs["layer_features"] == 52  # the far ones not read
     found, names = load_boxes([tmp_path / "boxes.gpkg"], infos)
     assert names == ["bus", "car"] and [f.names for f in found] == [["car"], ["bus"]]

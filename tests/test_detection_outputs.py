@@ -91,3 +91,32 @@ def test_each_removed_box_joins_the_best_leader_a_scan_of_every_leader_finds():
     match = (box_iou(boxes[removed], boxes[keep]) > 0.4) & (labels[removed][:, None] == labels[keep][None, :])
     match &= scores[keep][None, :] >= scores[removed][:, None]
     assert torch.equal(group[removed], match.to(torch.uint8).argmax(dim=1))  # the first (best) leader
+
+
+def test_regions_are_cut_to_the_images_and_those_between_them_skipped():
+    """Counting regions: each is cut to the images' extents (two sheets with a gap; one in another CRS), its covered
+    share kept; a region in the gap between the images is skipped, not counted as zero objects."""
+    import shapely
+    from rasterio.crs import CRS
+    from rasterio.transform import from_origin
+
+    from geocamat.data.boxes import ImageInfo
+    from geocamat.tasks.detection.inputs import imaged_regions
+
+    utm = CRS.from_epsg(32617)
+    x0, y0 = 500000.0, 4000000.0
+    left = ImageInfo("a.tif", 100, 100, utm, from_origin(x0, y0, 1, 1))
+    right = ImageInfo("b.tif", 100, 100, utm, from_origin(x0 + 200, y0, 1, 1))
+    regions = imaged_regions([("across", shapely.box(x0 + 50, y0 - 100, x0 + 250, y0)),  # half in each, gap between
+                              ("gap", shapely.box(x0 + 120, y0 - 80, x0 + 180, y0 - 20)),
+                              ("inside", shapely.box(x0 + 10, y0 - 30, x0 + 40, y0 - 10))], [left, right], utm)
+    assert [v for v, _ in regions.parts] == ["across", "inside"] and regions.skipped == ["gap"]
+    assert regions.parts[0][1].area == pytest.approx(100 * 100) and regions.imaged_share == pytest.approx([0.5, 1.0])
+    # an image in geographic coordinates: its footprint reprojected with densified edges
+    geo = ImageInfo("c.tif", 100, 100, CRS.from_epsg(4326), from_origin(-81.0, 36.1, 0.001, 0.001))
+    corner = shapely.box(-81.05, 36.0, -80.95, 36.1)  # half of it over the image
+    import geopandas as gpd
+
+    in_utm = gpd.GeoSeries([corner], crs=4326).to_crs(utm).iloc[0]
+    (_, part), = imaged_regions([("q", in_utm)], [geo], utm).parts
+    assert part.area / in_utm.area == pytest.approx(0.5, abs=0.01)

@@ -329,16 +329,18 @@ def test_region_field_one_output_per_value(tmp_path, bundle):
 
     img = make_raster(tmp_path / "img.tif", 80, 60)
     x0, y0 = 500000.0, 4100000.0
-    frame = gpd.GeoDataFrame({"zone": ["north", "south", "far away"]}, crs="EPSG:32618", geometry=[
+    ring = shapely.box(x0 - 500, y0 - 1100, x0 + 1300, y0 + 500).difference(
+        shapely.box(x0 - 100, y0 - 700, x0 + 900, y0 + 100))  # around the image, missing it
+    frame = gpd.GeoDataFrame({"zone": ["north", "south", "far away", "around"]}, crs="EPSG:32618", geometry=[
         shapely.box(x0, y0 - 250, x0 + 600, y0), shapely.box(x0, y0 - 600, x0 + 600, y0 - 300),
-        shapely.box(x0 + 1e5, y0, x0 + 2e5, y0 + 1e5)])
+        shapely.box(x0 + 1e5, y0, x0 + 2e5, y0 + 1e5), ring])
     frame.to_file(tmp_path / "zones.gpkg")
     with pytest.raises(ConfigError, match="unknown|not in"):
         run(bundle, [img], tmp_path / "bad", region=str(tmp_path / "zones.gpkg"), region_field="nope")
     report = run(bundle, [img], tmp_path / "out", region=str(tmp_path / "zones.gpkg"), region_field="zone",
                  vectorise=False)
     assert [r["region"]["name"] for r in report["regions"]] == ["north", "south"]
-    assert report["skipped_regions"] == ["far away"]
+    assert report["skipped_regions"] == []  # "far away" and "around" (its bounding box meets the image) are not read
     for name in ("north", "south"):
         assert (tmp_path / "out" / name / "landuse.tif").exists()
     assert read(tmp_path / "out" / "north" / "landuse.tif")[1]["height"] == 25

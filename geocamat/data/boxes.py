@@ -323,7 +323,7 @@ MAX_FIELDS_SHOWN = 6
 CRS_CHECK_FEATURES = 1000
 
 
-def _images_ground(images: list[ImageInfo]) -> list | None:
+def images_ground(images: list[ImageInfo]) -> list | None:
     """``[(bounds, CRS)]`` of each georeferenced image (the parts of a label layer to read), or None (read it all)
     when none is georeferenced."""
     from rasterio.transform import array_bounds
@@ -345,7 +345,7 @@ def vector_boxes(path: Path, images: list[ImageInfo], label_field: str) -> dict[
         ``{image path: [(xmin, ymin, xmax, ymax, name), ...]}``.
     """
     gdf = read_vector(path, "label file", field=None if label_field == ONE_CLASS else label_field,
-                      within=_images_ground(images))
+                      within=images_ground(images))
     if len(gdf) == 0 and gdf.attrs.get("layer_features"):  # elsewhere, or in a CRS they do not fit (told below)
         gdf = read_vector(path, "label file", rows=CRS_CHECK_FEATURES)
     if len(gdf) == 0:

@@ -55,8 +55,13 @@ def crs_wkt(crs) -> str:
         raise ConfigError(f"unknown CRS {crs!r}: give e.g. EPSG:32618 or a WKT string") from exc
 
 
-def load_region(region: str | os.PathLike, out_crs: str, field: str | None = None) -> list[tuple[str | None, object]]:
+def load_region(region: str | os.PathLike, out_crs: str, field: str | None = None,
+                within=None) -> list[tuple[str | None, object]]:
     """Read a vector AOI and reproject it to the output CRS.
+
+    ``within``: ``(bounds, crs)`` of the images (a list for several, as :func:`geocamat.data.vector_layers.read_vector`
+    takes it): only the features whose bounding box meets them are read, so a national layer of districts or stands
+    costs its part over the scene.
 
     Returns:
         ``[(None, merged geometry)]`` without ``field``, else ``[(value, geometry)]`` per distinct value of
@@ -69,16 +74,19 @@ def load_region(region: str | os.PathLike, out_crs: str, field: str | None = Non
 
     from geocamat.data.vector_layers import read_vector
 
-    frame = read_vector(region, "region file", ConfigError, field)
+    frame = read_vector(region, "region file", ConfigError, field, within=within)
     if frame.crs is None:
         raise ConfigError(f"region {region} has no CRS: add a .prj (or save it as GeoPackage with a CRS)")
+    if within is not None and frame.empty and frame.attrs.get("layer_features"):
+        raise ConfigError(f"region {region} does not overlap the images: none of its {frame.attrs['layer_features']} "
+                          "features meets them; check its coordinates and CRS")
     frame = frame[frame.geometry.notna() & frame.geom_type.isin(["Polygon", "MultiPolygon"])]
     if frame.empty:
         raise ConfigError(f"region {region} has no polygon: give polygons of the area to map")
     from geocamat.data.labels import repair_geometries
 
     frame = repair_geometries(frame, region)  # a self-intersecting AOI would break the overlays below
-    frame = frame.set_geometry(frame.geometry.map(_areas_of))
+    frame = frame.set_geometry(frame.geometry.map(areas_of))
     frame = frame.to_crs(out_crs)
     if field is None:
         return [(None, shapely.union_all(frame.geometry.values))]
@@ -99,7 +107,7 @@ def load_region(region: str | os.PathLike, out_crs: str, field: str | None = Non
     return out
 
 
-def _areas_of(geometry):
+def areas_of(geometry):
     """The polygonal part of a geometry (``make_valid`` may add lines or points to the polygons it returns)."""
     import shapely
 

@@ -256,7 +256,8 @@ def predict_landuse(
             min_polygon_pixels = unit_pixels(min_area_ha, out_crs, out_res, footprint.centroid.y)
         aois: list[tuple[str | None, object]] = [(None, None)]
         if region is not None:
-            aois = load_region(region, out_crs, region_field)
+            # only the features near the images are read (a national layer costs its part over the scene)
+            aois = load_region(region, out_crs, region_field, within=(tuple(index.total_bounds), out_crs))
         elif region_field is not None:
             raise ConfigError("region_field needs a region file (--region)")
         if bbox is not None:

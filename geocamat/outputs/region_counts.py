@@ -1,7 +1,7 @@
 """Objects counted per region (``--region-field``) as a layer that opens styled in QGIS: ``regions.gpkg``.
 
-One polygon per region value with ``region``, ``objects`` (all classes), ``area_ha``, ``objects_per_ha`` and one
-``n_<class>`` count per class. The style (``regions.qml``, also stored in the GeoPackage as its default) is a
+One polygon per region value (its part the images cover) with ``region``, ``objects`` (all classes), ``area_ha``,
+``imaged_pct`` (the share of the region the images cover), ``objects_per_ha`` and one ``n_<class>`` count per class. The style (``regions.qml``, also stored in the GeoPackage as its default) is a
 graduated fill on ``objects_per_ha`` in five quantile classes, light to dark, 60% opaque so that the imagery shows
 through, with each region's count written in it.
 """
@@ -77,7 +77,7 @@ def write_region_counts(path: str | os.PathLike, table, regions: list, crs, out_
 
     Args:
         path: output ``.gpkg``.
-        table: rows ``region, class_name, objects, area_ha`` (every region and class).
+        table: rows ``region, class_name, objects, area_ha, imaged_pct`` (every region and class).
         regions: ``[(value, geometry)]`` in ``crs``.
         crs: CRS of the region geometries.
         out_crs: CRS of the layer (default: ``crs``).
@@ -95,6 +95,7 @@ def write_region_counts(path: str | os.PathLike, table, regions: list, crs, out_
         area = float(table.loc[table["region"] == value, "area_ha"].iloc[0])
         total = int(counts.sum()) if counts is not None else 0
         rows.append({"region": value, "objects": total, "area_ha": area,
+                     "imaged_pct": float(table.loc[table["region"] == value, "imaged_pct"].iloc[0]),
                      FIELD: round(total / area, 3) if area > 0 else None,
                      **({class_column(c): int(n) for c, n in counts.items()} if counts is not None else {})})
     gdf = gpd.GeoDataFrame(rows, geometry=[g for _, g in regions], crs=crs)

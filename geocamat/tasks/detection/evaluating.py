@@ -85,7 +85,7 @@ def evaluate_detection(bundle: Bundle, images: list[str], options: EvaluateOptio
     if options.region_field is not None:
         from geocamat.tasks.detection.inputs import regions_of_interest
 
-        _, regions = regions_of_interest(opts, infos[0].crs, [i.crs is not None for i in infos])
+        _, regions = regions_of_interest(opts, infos[0].crs, infos)
     scene_p, scene_t, tile_p, tile_t = [], [], [], []
     ts = bundle.tile_size
     tile_fn = detector_fn(model, opts, with_cam=False)
@@ -120,7 +120,7 @@ def evaluate_detection(bundle: Bundle, images: list[str], options: EvaluateOptio
             bar.close()
     counts = None
     if regions is not None:
-        counts = region_count_errors(scene_p, scene_t, unit_infos, regions, infos[0].crs, thr)
+        counts = region_count_errors(scene_p, scene_t, unit_infos, regions.parts, infos[0].crs, thr)
     scene = detection_metrics(scene_p, scene_t, k, thr)
     scene["iou_40"] = precision_recall(scene_p, scene_t, thr, iou=0.4)
     scene["found"] = int(sum((np.asarray(p["scores"]) >= thr).sum() for p in scene_p))

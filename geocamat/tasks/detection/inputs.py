@@ -3,6 +3,7 @@ an area of interest in their pixels."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -152,27 +153,75 @@ def check_map_options(opts: dict, georef: list[bool]) -> None:
                           "coordinates")
 
 
-def area_of_interest(opts: dict, crs, georef: list[bool]):
+def area_of_interest(opts: dict, crs, infos: list):
     """The AOI (``region`` and/or ``bbox``: their intersection) as a geometry in ``crs``; None: none given."""
-    return regions_of_interest(opts, crs, georef)[0]
+    return regions_of_interest(opts, crs, infos)[0]
 
 
-def regions_of_interest(opts: dict, crs, georef: list[bool]):
-    """(the AOI as in :func:`area_of_interest`, and with ``region_field`` the region's parts in ``crs``, one per
-    value of the field, each cut to the bbox: ``[(value, geometry)]``, else None)."""
+@dataclass
+class CountRegions:
+    """The areas objects are counted in (``--region-field``), in the AOI's CRS: each value's part that the images
+    cover (what is counted, and what its area and density are of), the share of the value's area that part is,
+    and the values read near the images whose polygons the images miss."""
+
+    parts: list[tuple[str, object]]
+    imaged_share: list[float]
+    skipped: list[str]
+
+
+def regions_of_interest(opts: dict, crs, infos: list):
+    """(the AOI as in :func:`area_of_interest`, and with ``region_field`` the :class:`CountRegions`, each value's
+    polygons cut to the bbox; else None). Only the region layer's features whose bounding box meets the images are
+    read."""
     import shapely
 
+    from geocamat.data.boxes import images_ground
     from geocamat.inference.grid import bbox_geometry, load_region
 
-    check_map_options(opts, georef)
+    check_map_options(opts, [i.crs is not None for i in infos])
     if opts.get("region") is None and opts.get("bbox") is None:
         return None, None
-    parts = load_region(opts["region"], crs, opts.get("region_field")) if opts.get("region") is not None else None
+    parts = None
+    if opts.get("region") is not None:
+        parts = load_region(opts["region"], crs, opts.get("region_field"), within=images_ground(infos))
     if opts.get("bbox") is not None:
         box = bbox_geometry(tuple(opts["bbox"]), opts.get("bbox_crs"), crs)
         parts = [(None, box)] if parts is None else [(v, g.intersection(box)) for v, g in parts]
     geom = shapely.union_all([g for _, g in parts])
-    return geom, parts if opts.get("region_field") is not None else None
+    return geom, imaged_regions(parts, infos, crs) if opts.get("region_field") is not None else None
+
+
+def imaged_regions(parts: list, infos: list, crs) -> CountRegions:
+    """The regions cut to the images' footprint (:func:`images_footprint`), as :class:`CountRegions`: a stand half
+    outside the orthophoto is counted, and its density given, over the half the images show."""
+    from geocamat.inference.grid import areas_of
+
+    footprint = images_footprint(infos, crs)
+    kept, share, skipped = [], [], []
+    for value, geometry in parts:
+        inside = geometry.intersection(footprint)
+        if inside.is_empty or inside.area <= 0:
+            skipped.append(value)
+            continue
+        kept.append((value, areas_of(inside)))
+        share.append(float(inside.area / geometry.area) if geometry.area > 0 else 1.0)
+    return CountRegions(kept, share, skipped)
+
+
+def images_footprint(infos: list, crs):
+    """The union of the images' extents (each its four corners, edges densified) in ``crs``."""
+    import geopandas as gpd
+    import shapely
+
+    polygons = []
+    for info in infos:
+        t = info.transform
+        ring = shapely.Polygon([t @ (0, 0), t @ (info.width, 0), t @ (info.width, info.height), t @ (0, info.height)])
+        if info.crs != crs:
+            ring = shapely.segmentize(ring, max(ring.length / 256, 1e-9))
+            ring = gpd.GeoSeries([ring], crs=info.crs).to_crs(crs).iloc[0]
+        polygons.append(ring)
+    return shapely.union_all(polygons)
 
 
 def aoi_in_pixels(aoi, aoi_crs, info):

@@ -76,7 +76,7 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
         out_dir.mkdir(parents=True, exist_ok=True)
     out_crs = _output_crs(opts.get("crs"), infos)
     aoi_crs = infos[0].crs  # a bbox without --bbox-crs is in the images' CRS, whatever --crs the output takes
-    aoi, regions = regions_of_interest(opts, aoi_crs, georef)
+    aoi, regions = regions_of_interest(opts, aoi_crs, infos)
     units, unit_infos = detection_units(paths, infos)
     filters = [(None, None, True)] * len(units)
     if aoi is not None:
@@ -108,7 +108,7 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
     raws = [(info, n, raw, seconds) for (info, n, _, seconds, _), raw in zip(runs, store.load(len(units)),
                                                                              strict=True)]
     frames, per_image, mosaics = [], [], []
-    tree = region_tree(regions) if regions is not None else None
+    tree = region_tree(regions.parts) if regions is not None else None
     for unit, (_, inside, _), (info, n_windows, raw, seconds) in zip(units, filters, raws, strict=True):
         det = merge_windows(raw, info, n_windows, opts)
         det.seconds = seconds
@@ -119,7 +119,7 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
         mosaic = unit if not isinstance(unit, str) else None
         g, sheet = _objects(bundle, unit, info, det, out_crs)
         if regions is not None:
-            g.insert(1, "region", region_of(det.boxes, info, regions, aoi_crs, tree))
+            g.insert(1, "region", region_of(det.boxes, info, regions.parts, aoi_crs, tree))
         frames.append(g)
         run = {"detections": len(det.boxes), "windows": det.windows, "raw_detections": det.raw_detections,
                "seconds": round(det.seconds, 3)}
@@ -142,7 +142,7 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
         files["counts"] = str(out_dir / "counts.csv")
         from geocamat.outputs.region_counts import write_region_counts
 
-        layer = write_region_counts(out_dir / "regions.gpkg", by_region, regions, aoi_crs, out_crs)
+        layer = write_region_counts(out_dir / "regions.gpkg", by_region, regions.parts, aoi_crs, out_crs)
         files.update(regions_gpkg=layer["gpkg"], regions_qml=layer["qml"])
     home = Path(final_dir if final_dir is not None else out_dir).resolve()
     files = {k: str(home / Path(v).name) if isinstance(v, str) else v for k, v in files.items()}
@@ -163,10 +163,12 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
         "mosaics": mosaics,
         "counts_by_region": None if by_region is None else {
             str(r): {"objects": int(g["objects"].sum()), "area_ha": float(g["area_ha"].iloc[0]),
+                     "imaged_pct": float(g["imaged_pct"].iloc[0]),
                      **{c: int(n) for c, n in zip(g["class_name"], g["objects"], strict=True)}}
             for r, g in by_region.groupby("region", sort=False)},
+        "skipped_regions": None if regions is None else regions.skipped,
         "notes": threshold_notes(bundle, float(opts["score_threshold"]), int(len(frame))) + grey_notes(grey)
-        + mosaic_notes(mosaics) + stacked_notes(infos),
+        + mosaic_notes(mosaics) + stacked_notes(infos) + region_notes(regions),
         "timings": {"seconds": round(time.perf_counter() - t0, 3)},
         "machine": platform.node(),
     }
@@ -243,19 +245,39 @@ def region_of(boxes: np.ndarray, info, regions: list, regions_crs, tree) -> list
     return [regions[k][0] if k < len(regions) else None for k in first]
 
 
-def region_counts(frame, regions: list, regions_crs, classes: list[str]):
-    """Objects of each class in each region (zeros included), the region's area and the objects per hectare."""
+def region_counts(frame, regions, regions_crs, classes: list[str]):
+    """Objects of each class in each region the images cover (zeros included), the area of its covered part, the
+    share of the region that part is (``imaged_pct``) and the objects per hectare of it (``regions``: the
+    :class:`~geocamat.tasks.detection.inputs.CountRegions`)."""
     import pandas as pd
 
     from geocamat.outputs.detections import polygon_areas_m2
 
-    area_ha = polygon_areas_m2([g for _, g in regions], regions_crs) / 1e4
+    area_ha = polygon_areas_m2([g for _, g in regions.parts], regions_crs) / 1e4
     counted = frame.groupby(["region", "class_name"]).size()
     rows = [{"region": value, "class_name": c, "objects": int(counted.get((value, c), 0)),
-             "area_ha": round(float(a), 4)} for (value, _), a in zip(regions, area_ha, strict=True) for c in classes]
-    table = pd.DataFrame(rows, columns=["region", "class_name", "objects", "area_ha"])
+             "area_ha": round(float(a), 4), "imaged_pct": round(100 * share, 1)}
+            for (value, _), a, share in zip(regions.parts, area_ha, regions.imaged_share, strict=True)
+            for c in classes]
+    table = pd.DataFrame(rows, columns=["region", "class_name", "objects", "area_ha", "imaged_pct"])
     table["objects_per_ha"] = (table["objects"] / table["area_ha"].where(table["area_ha"] > 0)).round(3)
     return table
+
+
+def region_notes(regions) -> list[str]:
+    """Lines on regions the images cover only in part, or miss (``regions``: CountRegions or None)."""
+    if regions is None:
+        return []
+    notes = []
+    partial = [v for (v, _), share in zip(regions.parts, regions.imaged_share, strict=True) if share < 0.995]
+    if partial:
+        shown = ", ".join(map(str, partial[:3])) + (f" and {len(partial) - 3} more" if len(partial) > 3 else "")
+        notes.append(f"note: {len(partial)} of {len(regions.parts)} regions are only partly covered by the images "
+                     f"({shown}): their counts, area_ha and objects_per_ha are of the covered part (imaged_pct)")
+    if regions.skipped:
+        notes.append(f"note: {len(regions.skipped)} regions near the images do not meet them (no count given; "
+                     "skipped_regions in report.json)")
+    return notes
 
 
 def mosaic_notes(mosaics: list[dict]) -> list[str]:

@@ -75,7 +75,16 @@ def peak_rss_mib() -> float | None:
 
 
 def progress_bar(**kwargs):
-    """A tqdm bar (tiles/s, ETA) on stderr; a silent stand-in if tqdm is not installed."""
+    """A tqdm bar (tiles/s, ETA) on stderr (``file``); a line every 30 s when that is not a terminal (a log file, a
+    pipe: :class:`geocamat.progress_lines.LineProgress`), none with ``disable=True``; a silent stand-in if tqdm is
+    not installed."""
+    import math
+    import sys
+
+    from geocamat.progress_lines import LineProgress, is_terminal
+
+    if not is_terminal(kwargs.get("file") or sys.stderr):
+        return LineProgress(**kwargs) if kwargs.get("disable") is not True else LineProgress(every=math.inf, quiet=True)
     try:
         from tqdm import tqdm
     except ImportError:  # pragma: no cover - tqdm comes with lightning

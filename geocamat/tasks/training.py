@@ -68,17 +68,28 @@ def use_threads(config) -> None:
 
 def build_trainer(config, stage: Path | None, callbacks: list, progress: bool, **kwargs):
     """A Lightning Trainer from the run's settings (devices, strategy, nodes, precision: bf16 on GPU); without
-    ``progress``, Lightning's INFO lines are silenced too (:func:`quiet_lightning`), for every task."""
+    ``progress``, Lightning's INFO lines are silenced too (:func:`quiet_lightning`), for every task. Progress is
+    Lightning's bar on a terminal, a line per epoch in a log file or pipe (:class:`~geocamat.tasks.epoch_lines.
+    EpochLines`)."""
+    import sys
+
     import lightning as L
     import torch
 
+    from geocamat.progress_lines import is_terminal
+
     quiet_lightning(progress)
+    bar = progress and is_terminal(sys.stdout)  # Lightning's bar writes to stdout
+    if progress and not bar:
+        from geocamat.tasks.epoch_lines import EpochLines
+
+        callbacks = [*callbacks, EpochLines()]
 
     gpu = torch.cuda.is_available() and config.accelerator in ("auto", "gpu", "cuda")
     return L.Trainer(max_epochs=config.epochs, accelerator=config.accelerator, devices=config.devices,
                      strategy=config.strategy, num_nodes=config.num_nodes,
                      precision=config.precision or ("bf16-mixed" if gpu else "32-true"), callbacks=callbacks,
-                     enable_progress_bar=progress, enable_model_summary=False, default_root_dir=stage, **kwargs)
+                     enable_progress_bar=bar, enable_model_summary=False, default_root_dir=stage, **kwargs)
 
 
 def camnet_spec(spec: dict, init) -> str:

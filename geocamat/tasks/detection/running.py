@@ -43,7 +43,7 @@ def detect_raw(bundle, model, path, opts, device, score_threshold, progress: boo
 
     With a :class:`geocamat.inference.detect_store.WindowStore`, each chunk of finished windows is saved there as
     unit ``unit``; the windows ``done`` (already there) are skipped. ``progress`` shows a bar of the windows on a
-    terminal (none in logs and pipes)."""
+    terminal (a line every 30 s in logs and pipes)."""
     import sys
 
     from geocamat.inference.detect import detect_windows, image_windows

@@ -92,3 +92,36 @@ def test_no_mask_without_such_pixels_nor_with_require_all_bands(tmp_path):
     assert strict["pixels"] == {"partial_bands": int((valid & ~inner).sum()), "partial_bands_mapped": False}
     assert not (tmp_path / "strict" / "partial_bands.tif").exists()  # those pixels are nodata in the map
     assert (read(tmp_path / "strict" / "landuse.tif")[valid & ~inner] == 0).all()
+
+
+def test_a_reprojected_map_keeps_each_bands_own_fill(tmp_path):
+    """--crs (and any input read through a warp): a band's fill stays nodata for that band only. GDAL's default
+    for one nodata value on every band treated a pixel as nodata only where all bands were, and blended the
+    missing band's fill value (0 here, -32768 or -99999 in real scenes) into the map as data, without a note."""
+    from geocamat.inference.grid import crs_wkt, snap_grid
+    from geocamat.inference.reader import MosaicReader
+
+    height, width, collar, frame = 80, 100, 2, 9
+    img = make_raster(tmp_path / "img.tif", width, height, collar=collar, missing_frame=frame, dtype="float32",
+                      nodata=-99999.0)
+    plain = run(make_bundle(tile=16), [img], tmp_path / "plain")
+    warped = run(make_bundle(tile=16), [img], tmp_path / "warped", crs="EPSG:32617")
+    assert plain["pixels"]["partial_bands"] > 0
+    share = warped["pixels"]["partial_bands"] / plain["pixels"]["partial_bands"]
+    assert 0.8 < share < 1.25, (plain["pixels"], warped["pixels"])  # the same frame, on a grid 0.9 degrees turned
+    # the reader itself: no value of the last band comes near the fill value
+    import geopandas as gpd
+    import shapely
+
+    with rasterio.open(img) as src:
+        footprint = gpd.GeoSeries([shapely.box(*src.bounds)], crs=src.crs).to_crs("EPSG:32617")
+    grid = snap_grid(tuple(footprint.total_bounds), (10.0, 10.0), crs_wkt("EPSG:32617"))
+    index = gpd.GeoDataFrame({"filepath": [str(img)]}, geometry=footprint.values, crs="EPSG:32617")
+    reader = MosaicReader(index, grid, 3, workers=1)
+    try:
+        out = np.empty((3, grid.height, grid.width), np.float32)
+        reader.read_into(out, 0, 0)
+    finally:
+        reader.close()
+    last = out[-1][np.isfinite(out[-1])]
+    assert last.min() > 0 and np.isnan(out[-1]).sum() > np.isnan(out[0]).sum()

@@ -68,8 +68,10 @@ class MosaicReader:
                    and t.b == 0 and t.d == 0 and abs(col - round(col)) < 1e-6 and abs(row - round(row)) < 1e-6)
         if aligned:
             return ("direct", src, int(round(row)), int(round(col)))
+        # UNIFIED_SRC_NODATA=NO: each band's fill is its own nodata (GDAL's default for one nodata value on every
+        # band treats a pixel as nodata only where all bands are, and blends one band's fill into the others' data)
         vrt = WarpedVRT(src, crs=g.crs, transform=gt, width=g.width, height=g.height, resampling=Resampling.bilinear,
-                        dtype="float32", nodata=float("nan"), src_nodata=src.nodata)
+                        dtype="float32", nodata=float("nan"), src_nodata=src.nodata, UNIFIED_SRC_NODATA="NO")
         return ("warp", vrt, 0, 0)
 
     def close(self) -> None:

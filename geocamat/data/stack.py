@@ -260,6 +260,24 @@ def same_ground_notes(scenes: Sequence[Path], shown: Sequence[Path]) -> list[str
             f"on its own"]
 
 
+def _north_up(path: Path, folder: Path, notes: list[str], nodata: float | None = None) -> Path:
+    """``path``, or a north-up VRT of it in ``folder`` when its geotransform is rotated (:mod:`.north_up`; ``nodata``:
+    the user's fill value, else the file's), said in ``notes``."""
+    import rasterio
+
+    from geocamat.data.north_up import is_rotated, north_up_note, north_up_vrt
+
+    try:
+        with rasterio.open(path) as src:
+            rotated = src.crs is not None and is_rotated(src.transform)
+    except rasterio.errors.RasterioIOError as exc:
+        raise InvalidRasterError(f"cannot read {path} as a raster: {exc}") from exc
+    if not rotated:
+        return path
+    notes.append(north_up_note(path))
+    return north_up_vrt(path, folder / f"{path.stem}.vrt", nodata)
+
+
 def open_stack(patterns: Sequence[str | os.PathLike], workdir: Path,
                bands: Sequence[str | int] | None = None, nodata: float | None = None) -> ImageStack:
     """Resolve the user's imagery into an :class:`ImageStack`.
@@ -278,7 +296,9 @@ def open_stack(patterns: Sequence[str | os.PathLike], workdir: Path,
     """
     import rasterio
 
-    files = resolve_inputs(patterns)
+    given = resolve_inputs(patterns)
+    notes: list[str] = []
+    files = [_north_up(path, workdir / "north_up" / str(k), notes, nodata) for k, path in enumerate(given)]
     groups: dict[tuple, list[Path]] = {}
     counts: dict[Path, int] = {}
     descriptions: dict[Path, tuple] = {}
@@ -299,9 +319,9 @@ def open_stack(patterns: Sequence[str | os.PathLike], workdir: Path,
         except rasterio.errors.RasterioIOError as exc:
             raise InvalidRasterError(f"cannot read {path} as a raster: {exc}") from exc
     targets: dict[int, BandGrid] = {}
-    notes: list[str] = []
     if len(groups) > 1 and all(counts[m] == 1 for m in files):
-        groups, targets, notes = _scenes_of_band_files(groups, grids)
+        groups, targets, scene_notes = _scenes_of_band_files(groups, grids)
+        notes += scene_notes
     stacks: list[Path] = []
     shown: list[Path] = []  # a file of each stack, for messages
     band_names: list[str] | None = None
@@ -343,7 +363,7 @@ def open_stack(patterns: Sequence[str | os.PathLike], workdir: Path,
     with rasterio.open(stacks[0]) as first:
         crs, res = first.crs.to_wkt(), first.res
     if nodata is None:
-        notes += undeclared_fill_notes(files)
+        notes += undeclared_fill_notes(given)
     notes += same_ground_notes(stacks, shown)
-    stack = ImageStack(stacks, band_names or [], nodata_values, crs, res, files, notes)
+    stack = ImageStack(stacks, band_names or [], nodata_values, crs, res, given, notes)
     return select_bands(stack, bands, workdir) if bands else stack

@@ -137,8 +137,10 @@ def pixel_metres(crs, res: tuple[float, float], bounds=None) -> float | None:
     if crs.is_geographic:
         lat = (bounds[1] + bounds[3]) / 2 if bounds is not None else 0.0
         return side * 111_320 * math.sqrt(max(math.cos(math.radians(lat)), 0.05))  # mean of x and y scale
-    factor = crs.linear_units_factor[1] if crs.linear_units_factor else 1.0
-    return side * factor
+    from geocamat.data.crs import metres_per_unit
+
+    factor = metres_per_unit(crs)
+    return side * (factor if factor is not None else 1.0)
 
 
 def check_resolution(bundle, path: str | os.PathLike, res: float | None = None, force: bool = False,

@@ -509,3 +509,23 @@ def test_a_map_in_feet_gives_its_areas_in_hectares_too(tmp_path, bundle):
         assert entry["area_ha"] == pytest.approx(entry["pixels"] * 900.0 * foot**2 / 1e4)
     polygons = gpd.read_file(tmp_path / "ft" / "landuse.gpkg")
     assert np.allclose(polygons.area_ha, polygons.geometry.area * foot**2 / 1e4, rtol=1e-6)
+
+
+LOCAL_CS = ('LOCAL_CS["site grid",LOCAL_DATUM["local",0],UNIT["US survey foot",0.304800609601219],'
+            'AXIS["Easting",EAST],AXIS["Northing",NORTH]]')
+
+
+def test_an_image_in_a_local_engineering_crs_is_mapped_with_its_unit(tmp_path, bundle):
+    """A site grid without EPSG code (LOCAL_CS, as survey and drone software write): GDAL gives it no linear unit;
+    the pixel-size check and the areas read the unit of its axes (was an internal error, exit 1)."""
+    from geocamat.data.crs import metres_per_unit
+    from geocamat.preflight import pixel_metres
+
+    assert metres_per_unit(LOCAL_CS) == pytest.approx(0.3048006)
+    assert metres_per_unit(LOCAL_CS.replace('UNIT["US survey foot",0.304800609601219]', 'UNIT["metre",1]')) == 1.0
+    assert metres_per_unit("EPSG:4326") is None and metres_per_unit("EPSG:32618") == 1.0
+    assert pixel_metres(LOCAL_CS, (10.0, 10.0)) == pytest.approx(3.048006)
+    img = make_raster(tmp_path / "img.tif", 60, 40, crs=LOCAL_CS, res=32.8)  # ~10 m pixels in feet: the model's
+    report = run(bundle, [img], tmp_path / "out")
+    assert report["classes"] and all(e["area_ha"] == pytest.approx(e["pixels"] * 32.8**2 * 0.3048006**2 / 1e4)
+                                     for e in report["classes"])

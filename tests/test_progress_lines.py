@@ -40,9 +40,8 @@ def test_durations_read_as_people_write_them(seconds, text):
 def test_training_in_a_log_prints_a_line_per_epoch_and_no_bar(capsys):
     """build_trainer with progress on, stdout not a terminal (pytest's capture): Lightning's bar is off and each
     epoch is one line with its metrics."""
-    import torch
-
     import lightning as L
+    import torch
 
     from geocamat.tasks.training import build_trainer
 

@@ -37,11 +37,21 @@ def same_crs(a: str, b: str) -> bool:
 
 
 def metres_per_unit(crs) -> float | None:
-    """The metres of one unit of a projected CRS (1 for metres, 0.3048006 for the US survey foot), None for a
-    geographic or unknown one."""
+    """The metres of one unit of a projected or local (engineering, ``LOCAL_CS``) CRS: 1 for metres, 0.3048006 for
+    the US survey foot; None for a geographic or unknown one."""
     from rasterio.crs import CRS
+    from rasterio.errors import CRSError
 
     crs = CRS.from_user_input(crs)
-    if not crs.is_projected or not crs.linear_units_factor:
+    if crs.is_geographic:
         return None
-    return float(crs.linear_units_factor[1])
+    try:
+        factor = crs.linear_units_factor
+    except CRSError:  # a local CRS: GDAL gives no linear unit, its axes have one
+        import pyproj
+
+        axes = pyproj.CRS.from_wkt(crs.to_wkt()).axis_info
+        linear = [a for a in axes if a.unit_conversion_factor and "degree" not in a.unit_name.lower()
+                  and "radian" not in a.unit_name.lower()]
+        return float(linear[0].unit_conversion_factor) if axes and len(linear) == len(axes) else None
+    return float(factor[1]) if crs.is_projected and factor else None

@@ -1,9 +1,10 @@
 """Objects counted per region (``--region-field``) as a layer that opens styled in QGIS: ``regions.gpkg``.
 
 One polygon per region value (its part the images cover) with ``region``, ``objects`` (all classes), ``area_ha``,
-``imaged_pct`` (the share of the region the images cover), ``objects_per_ha`` and one ``n_<class>`` count per class. The style (``regions.qml``, also stored in the GeoPackage as its default) is a
-graduated fill on ``objects_per_ha`` in five quantile classes, light to dark, 60% opaque so that the imagery shows
-through, with each region's count written in it.
+``imaged_pct`` (the share of the region the images cover), ``objects_per_ha`` and one ``n_<class>`` count per
+class. The style (``regions.qml``, also stored in the GeoPackage as its default) is a graduated fill on
+``objects_per_ha`` in five quantile classes, light to dark, 60% opaque so that the imagery shows through, with each
+region's count written in it.
 """
 
 from __future__ import annotations

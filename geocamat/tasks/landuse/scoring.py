@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from geocamat.data.crs import metres_per_unit
 from geocamat.data.vector_layers import VECTOR_SUFFIXES, is_vector, vector_file
 from geocamat.errors import InputNotFoundError, InvalidLabelsError, InvalidRasterError
 from geocamat.metrics import confusion_matrix, summarise
@@ -248,8 +249,8 @@ class MappedAreas:
         if crs is not None and crs.is_geographic and t.b == 0 and t.d == 0:
             self.unit, wkt = "ha", crs.to_wkt()
             self._rows = lambda row0, rows: row_areas_m2(wkt, t, row0, rows) / 1e4
-        elif crs is not None and crs.is_projected and crs.linear_units_factor:
-            self.unit, self._pixel = "ha", abs(t.a * t.e - t.b * t.d) * crs.linear_units_factor[1] ** 2 / 1e4
+        elif crs is not None and metres_per_unit(crs):
+            self.unit, self._pixel = "ha", abs(t.a * t.e - t.b * t.d) * metres_per_unit(crs) ** 2 / 1e4
 
     def add(self, pred: np.ndarray, region: np.ndarray, row0: int) -> None:
         """Add the classes of ``pred`` where ``region`` (a window whose first row is ``row0``)."""

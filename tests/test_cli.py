@@ -215,6 +215,34 @@ def test_images_after_the_options_are_trained_on_as_an_expanded_glob_gives_them(
     _one_line_error(result, "is not a YAML settings file (it is binary)")
 
 
+def test_a_runs_saved_config_trains_again_from_anywhere(tmp_path, synthetic_scene, monkeypatch):
+    """config.yaml holds absolute paths: trained with paths relative to the working folder, `geocamat train
+    RUN/config.yaml` from another folder finds the same images (they were saved relative and read beside the file:
+    "no raster found at RUN/data/scene.tif")."""
+    import shutil
+
+    import yaml
+
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(synthetic_scene["image"], data / "scene.tif")
+    shutil.copy(synthetic_scene["labels"], data / "labels.tif")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["train", "--images", "data/scene.tif", "--labels", "data/labels.tif",
+                                      "--tile-size", "16", "--blocks", "2", "--epochs", "1", "--arch", "camnet-xs",
+                                      "--out", "run", "--quiet"])
+    assert result.exit_code == 0, result.output
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["images"] == [str(data / "scene.tif")] and saved["labels"] in (str(data / "labels.tif"),
+                                                                          [str(data / "labels.tif")])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = CliRunner().invoke(cli, ["train", str(tmp_path / "run" / "config.yaml"), "--out", "again", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert (elsewhere / "again" / "model.geocamat").is_file()
+
+
 def test_labels_repeated_train_on_a_file_per_class(tmp_path, synthetic_scene):
     import geopandas as gpd
     import yaml

@@ -19,7 +19,7 @@ def train(config: Config, out_dir: Path, *, overwrite: bool = False, progress: b
     With ``resume``, continue the killed run of ``out_dir`` from its last checkpoint (``config``: the settings
     it saved).
     """
-    from geocamat.settings import as_dict, dump
+    from geocamat.settings import dump
     from geocamat.tasks.detection.workflow import train_detection
     from geocamat.tasks.training import absolute_paths, run_folder
 
@@ -28,7 +28,7 @@ def train(config: Config, out_dir: Path, *, overwrite: bool = False, progress: b
         dump(absolute_paths(config, task="detection"), stage / "config.yaml")
         metrics = train_detection(config, stage, progress=progress, log=log, checkpoint=checkpoint,
                                   shown=Path(out_dir))
-        dump({"task": "detection", **as_dict(config)}, stage / "config.yaml")  # as given: rerun it with train
+        dump(absolute_paths(config, task="detection"), stage / "config.yaml")  # `geocamat train` runs it again
     return metrics
 
 

@@ -322,7 +322,7 @@ def train_landuse(config: LandUseConfig, out_dir: Path, *, overwrite: bool = Fal
         plot_confusion(vm["confusion_matrix"], [c.name for c in classes], stage / "confusion.png",
                        title=f"validation blocks: OA {vm['overall_accuracy']}, kappa {vm['kappa']}")
         plot_history(history.rows, stage / "training.png")
-        dump(config, stage / "config.yaml")
+        dump(absolute_paths(config), stage / "config.yaml")  # `geocamat train RUN/config.yaml` runs it again
         for leftover in ("work", "checkpoints", "logs"):
             shutil.rmtree(stage / leftover, ignore_errors=True)
     return metrics

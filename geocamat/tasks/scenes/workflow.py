@@ -169,7 +169,7 @@ def train_scenes(config: SceneConfig, out_dir: Path, *, overwrite: bool = False,
         plot_confusion(held_out["confusion_matrix"], split.classes, stage / "confusion.png",
                        title=f"held-out scenes: OA {held_out['overall_accuracy']}")
         plot_history(history.rows, stage / "training.png")
-        dump(config, stage / "config.yaml")
+        dump(absolute_paths(config), stage / "config.yaml")  # `geocamat train RUN/config.yaml` runs it again
     return metrics
 
 

@@ -95,16 +95,21 @@ def test_labelled_points_give_area_estimates_and_unlabelled_ones_are_left_out(tm
     out = tmp_path / "points.gpkg"
     assert CliRunner().invoke(cli, ["sample", "--map", str(path), "--out", str(out), "--total", "60",
                                     "--per-class", "10"]).exit_code == 0
+    bundle = tmp_path / "model.geocamat"
+    _bundle(bundle)
+    command = ["evaluate", "--model", str(bundle), "--map", str(path), "--reference", str(out), "--reference-field",
+               "reference", "--out", str(tmp_path / "ev")]
+    fresh = CliRunner().invoke(cli, command)  # scored before the field visit: said, not "does not overlap the map"
+    assert fresh.exit_code == 2 and fresh.output.count("\n") == 1, fresh.output
+    assert "none of the 60 features of points.gpkg has a 'reference' value yet: fill in" in fresh.output
+    assert not (tmp_path / "ev").exists()
     points = gpd.read_file(out, layer="sample")
     wood = np.flatnonzero(points["map_class"] == "wood")
     points["reference"] = points["map_class"]
     points.loc[points.index[wood[:4]], "reference"] = "field"  # four wood points are really field
     points.loc[points.index[:2], "reference"] = [None, " "]
     points.to_file(out, layer="sample", driver="GPKG")
-    bundle = tmp_path / "model.geocamat"
-    _bundle(bundle)
-    result = CliRunner().invoke(cli, ["evaluate", "--model", str(bundle), "--map", str(path), "--reference", str(out),
-                                      "--reference-field", "reference", "--out", str(tmp_path / "ev")])
+    result = CliRunner().invoke(cli, command)
     assert result.exit_code == 0, result.output
     assert "note: 2 features of points.gpkg have no reference value (not labelled yet): left out" in result.output
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())

@@ -236,6 +236,10 @@ def _vector_frame(path: Path | list, field: str | None, grid: Grid, name_codes: 
         raise InvalidLabelsError(f"{field_flag} {field!r} not in {path.name}: choose one of {', '.join(columns)}")
     blank = frame[field].astype(str).str.strip() == ""  # a reference point not labelled yet, as a null one
     unlabelled = int((frame[field].isna() | blank).sum())
+    if unlabelled == len(frame):  # e.g. a reference sample just drawn by `geocamat sample`, before the field visit
+        raise InvalidLabelsError(f"none of the {len(frame)} features of {_shown(path)} has a {field!r} value yet: "
+                                 "fill in each one's class (at reference points from `geocamat sample`: the class "
+                                 "seen there), then run this again")
     frame = frame[frame[field].notna() & ~blank & frame.geometry.notna() & ~frame.geometry.is_empty]
     frame.attrs["unlabelled"] = unlabelled  # features left out for an empty class field (said by evaluate)
     frame = repair_geometries(frame, path)

@@ -45,9 +45,7 @@ def evaluate_map(bundle, images: list[str], options: EvaluateOptions, *, progres
     before_evaluate(images, o.map, o.reference, o.mask, bundle=bundle, force=o.force)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(o.out) if o.out else Path(tmp) / "map"
-        if o.map:
-            folder.mkdir(parents=True, exist_ok=True)
-        else:
+        if not o.map:
             predict_landuse(bundle, list(images), folder,
                             **map_settings(bundle, o.overlap, o.tta, o.window, o.tta_views),
                             device=o.device, vectorise=False, min_polygon_pixels=MIN_MAPPING_UNIT, overwrite=True,
@@ -55,7 +53,8 @@ def evaluate_map(bundle, images: list[str], options: EvaluateOptions, *, progres
         metrics = score_map(Path(o.map) if o.map else folder / "landuse.tif", Path(o.reference), bundle.class_ids,
                             [c.name for c in bundle.classes], blocks=o.blocks, parity=o.parity,
                             mask=Path(o.mask) if o.mask else None, offset=offset, reference_field=o.reference_field)
-        if o.out:
+        if o.out:  # made only now: a reference that cannot be scored leaves no empty folder
+            folder.mkdir(parents=True, exist_ok=True)
             (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
             if "area_estimates" in metrics:
                 write_area_table(folder / "area_estimates.csv", metrics["area_estimates"])

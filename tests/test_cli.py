@@ -261,3 +261,5 @@ def test_labels_repeated_train_on_a_file_per_class(tmp_path, synthetic_scene):
     from geocamat.bundle import Bundle
 
     assert sorted(c.name for c in Bundle.load(tmp_path / "run" / "model.geocamat").classes) == ["bright", "dark"]
+    notes = json.loads((tmp_path / "run" / "metrics.json").read_text())["validation_map"].get("notes", [])
+    assert not any("names no classes" in n for n in notes), notes  # its own burned labels: coded as the model

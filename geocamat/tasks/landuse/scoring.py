@@ -326,7 +326,7 @@ def scored_bounds(reference: Path, blocks: int | None, parity: str, margin: int,
 def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names: list[str], *,
               blocks: int | None = None, parity: str = "odd", mask: Path | None = None,
               offset: tuple[int, int] | None = None, reference_field: str | None = None,
-              require_overlap: bool = True, window_size: int = SCORE_WINDOW) -> dict:
+              require_overlap: bool = True, window_size: int = SCORE_WINDOW, model_codes: bool = False) -> dict:
     """Metrics of a class map against a reference raster or vector layer (any CRS; brought onto the map's grid).
 
     Args:
@@ -342,6 +342,8 @@ def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names
             ``reference[i, j]``, for labels registered off the imagery (see :mod:`geocamat.data.registration`).
         reference_field: class field of a vector reference.
         require_overlap: raise when no reference pixel falls on a mapped pixel (an empty score is no score).
+        model_codes: the reference raster is coded as the model is (training's own labels): no matching of codes
+            by name, and no note on it.
         window_size: side of the windows the map is scored by (:data:`SCORE_WINDOW`; the numbers do not
             depend on it, memory does).
 
@@ -373,7 +375,8 @@ def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names
             matching = ReferenceCodes()
             if not vector:
                 check_class_bands(ref.src, Path(reference), "reference raster")
-                matching = reference_codes(Path(reference), class_ids, class_names)  # by name where it names them
+                if not model_codes:
+                    matching = reference_codes(Path(reference), class_ids, class_names)  # by name where it names them
             others: dict[int, int] = {}  # reference codes that are none of the model's: pixels
             mk = None
             if mask is not None:

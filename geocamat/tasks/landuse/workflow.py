@@ -388,7 +388,7 @@ def _score(bundle: Bundle, stage: Path, labels, config: LandUseConfig, offset: l
 
     return score_map(stage / "work" / "validation_map" / "landuse.tif", labels.path, bundle.class_ids,
                      [c.name for c in bundle.classes], blocks=config.blocks, parity=config.val_parity,
-                     offset=tuple(offset) if offset else None, require_overlap=False)
+                     offset=tuple(offset) if offset else None, require_overlap=False, model_codes=True)
 
 
 def _check_registration(config: LandUseConfig, x: torch.Tensor, masks: torch.Tensor, num_classes: int,

@@ -183,6 +183,7 @@ def test_train_predict_evaluate_info_end_to_end(tmp_path, synthetic_scene):
     assert result.exit_code == 0, result.output
     result = runner.invoke(cli, ["info", str(run2 / "model.geocamat")])
     assert "band3" in result.output and "band1" in result.output
+    assert "'overlap': 0.75" in result.output  # what predict maps a dense model at (the bundle stores 0.5)
     result = runner.invoke(cli, ["info", str(run / "model.geocamat")])
     assert result.exit_code == 0 and "classes" in result.output
     # refuses to overwrite without --overwrite

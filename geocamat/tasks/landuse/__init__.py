@@ -97,6 +97,12 @@ def evaluate(bundle, images: list[str], options: EvaluateOptions, *, progress: b
 
 
 def describe(bundle) -> dict:
-    """The mapping settings a land-use bundle carries (for ``geocamat info``)."""
-    return {"mapping": {k: bundle.extra[k] for k in ("overlap", "tta", "footprint", "label_offset", "image_nodata")
-                        if bundle.extra.get(k) is not None}}
+    """The mapping settings a land-use bundle carries (for ``geocamat info``); ``overlap`` is the one ``predict``
+    uses without ``--overlap`` (a dense model's stored 0.5 is raised to 0.75)."""
+    from geocamat.inference.landuse import default_overlap
+
+    mapping = {k: bundle.extra[k] for k in ("overlap", "tta", "footprint", "label_offset", "image_nodata")
+               if bundle.extra.get(k) is not None}
+    if "overlap" in mapping:
+        mapping["overlap"] = default_overlap(bundle)
+    return {"mapping": mapping}

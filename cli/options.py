@@ -75,12 +75,14 @@ def setting_option(kind: str, key: str, *decls: str, **kwargs):
     """A click option for the setting ``key`` of the ``kind`` settings, default None, help from the dataclass.
 
     ``kind`` is Config (training), PredictOptions or EvaluateOptions. ``decls`` are click's declarations (the
-    flag, and the parameter name where it differs from ``key``).
+    flag, and the parameter name where it differs from ``key``); ``help_prefix`` goes before the setting's help,
+    ``help_text`` replaces it.
     """
     text, default = _describe(kind, key)
     extra = kwargs.pop("help_prefix", "")
+    own = kwargs.pop("help_text", None)  # a flag that negates the setting says what it does itself
     kwargs.setdefault("default", None)
-    return click.option(*decls, help=f"{extra}{text}  [default: {default}]", show_default=False, **kwargs)
+    return click.option(*decls, help=own or f"{extra}{text}  [default: {default}]", show_default=False, **kwargs)
 
 
 def given(**values) -> dict:

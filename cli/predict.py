@@ -31,7 +31,8 @@ P = "PredictOptions"
 @setting_option(P, "device", "--device")
 @setting_option(P, "resume", "--resume", is_flag=True)
 @setting_option(P, "probabilities", "--probabilities", is_flag=True)
-@setting_option(P, "vector", "--no-vector", "no_vector", is_flag=True, help_prefix="Skip landuse.gpkg. ")
+@setting_option(P, "vector", "--no-vector", "no_vector", is_flag=True,
+                help_text="Skip landuse.gpkg (the polygons of the classes, written by default).")
 @setting_option(P, "min_polygon_pixels", "--min-polygon-pixels", type=int)
 @setting_option(P, "min_area", "--min-area", type=float, metavar="HECTARES")
 @setting_option(P, "require_all_bands", "--require-all-bands", is_flag=True)

@@ -126,6 +126,14 @@ def load_raw(path: str | Path | None = None, flags: dict | None = None,
     return RawSettings(values, explicit, assigned)
 
 
+def _did_you_mean(name: str, known) -> str:
+    """`` (did you mean 'x'?)`` for the closest known name, or nothing."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), sorted(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def build[T](cls: type[T], values: dict, *, what: str) -> T:
     """Instantiate the settings class ``cls`` from a raw dict: unknown keys refused, ``camat`` nested.
 
@@ -139,7 +147,8 @@ def build[T](cls: type[T], values: dict, *, what: str) -> T:
     known = field_map(cls)
     unknown = sorted(set(values) - set(known))
     if unknown:
-        raise ConfigError(f"{unknown[0]!r} is not a setting of {what}: its settings are {', '.join(sorted(known))}")
+        raise ConfigError(f"{unknown[0]!r} is not a setting of {what}{_did_you_mean(unknown[0], known)}: its "
+                          f"settings are {', '.join(sorted(known))}")
     kwargs = dict(values)
     if "camat" in known and "camat" in kwargs:
         given = kwargs["camat"] or {}
@@ -147,7 +156,8 @@ def build[T](cls: type[T], values: dict, *, what: str) -> T:
             raise ConfigError("camat must be a mapping of CAMAT options")
         bad = sorted(set(given) - set(CamatConfig.names()))
         if bad:
-            raise ConfigError(f"unknown CAMAT option {bad[0]!r}: the options are {', '.join(CamatConfig.names())}")
+            raise ConfigError(f"unknown CAMAT option {bad[0]!r}{_did_you_mean(bad[0], CamatConfig.names())}: the "
+                              f"options are {', '.join(CamatConfig.names())}")
         try:
             kwargs["camat"] = type(default_of(known["camat"]))(**given)  # the task's own CAMAT defaults
         except (TypeError, ValueError) as exc:

@@ -219,8 +219,10 @@ ROWS = [
     # -- train: settings ---------------------------------------------------------------------------------------
     Row("train-epochs-0", "--epochs 0", lambda e: _train(e, "--epochs", "0"), "epochs"),
     Row("train-purity", "--purity out of range", lambda e: _train(e, "--purity", "2"), "purity"),
-    Row("train-typo-set", "a typo'd --set key", lambda e: _train(e, "--set", "tile_sise=16"), "tile_sise"),
-    Row("train-typo-camat", "a typo'd --set camat key", lambda e: _train(e, "--set", "camat.taux=0.5"), "taux"),
+    Row("train-typo-set", "a typo'd --set key", lambda e: _train(e, "--set", "tile_sise=16"),
+        "'tile_sise' is not a setting of land-use training (did you mean 'tile_size'?)"),
+    Row("train-typo-camat", "a typo'd --set camat key", lambda e: _train(e, "--set", "camat.taux=0.5"),
+        "'taux' (did you mean 'tau'?)"),
     Row("train-bad-set", "--set without =", lambda e: _train(e, "--set", "epochs"), "key=value"),
     Row("train-camat-choice", "a CAMAT option outside its choices", lambda e: _train(e, "--set", "camat.schedule=up"),
         "rising"),

@@ -83,9 +83,11 @@ def test_no_mask_without_such_pixels_nor_with_require_all_bands(tmp_path):
     out = tmp_path / "out"
     run(bundle, [framed], out)
     assert (out / "partial_bands.tif").exists() and (out / "partial_bands.qml").exists()
+    (out / "partial_bands.tif.aux.xml").write_text("<PAMDataset/>")  # GDAL's side-car (QGIS writes statistics)
     report = run(bundle, [whole], out, overwrite=True)  # the earlier run's mask goes with its map
     assert report["pixels"]["partial_bands"] == 0
     assert not (out / "partial_bands.tif").exists() and not (out / "partial_bands.qml").exists()
+    assert not (out / "partial_bands.tif.aux.xml").exists()
     assert not any(name.startswith("partial_bands") for name in report["outputs"])
     strict = run(bundle, [framed], tmp_path / "strict", require_all_bands=True)
     valid, inner = frame_mask(50, 60, 2, 5)

@@ -307,8 +307,9 @@ class Engine:
                 from geocamat.outputs.raster import move_raster
 
                 move_raster(src, self.out_dir / name)
-            elif (self.out_dir / name).exists():
-                (self.out_dir / name).unlink()
+            else:  # an earlier run's result this run does not make goes, with GDAL's side-car
+                for stale in (self.out_dir / name, self.out_dir / f"{name}.aux.xml"):
+                    stale.unlink(missing_ok=True)
         shutil.rmtree(self.work, ignore_errors=True)
         return report
 

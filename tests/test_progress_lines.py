@@ -63,10 +63,13 @@ def test_training_in_a_log_prints_a_line_per_epoch_and_no_bar(capsys):
     assert trainer.progress_bar_callback is None
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(8, 2)), batch_size=4)
     trainer.fit(Tiny(), data)
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.err
     epochs = [line for line in err.splitlines() if line.startswith("epoch ")]
     assert [e.split(":")[0] for e in epochs] == ["epoch 1/2", "epoch 2/2"], err
     assert "train_loss " in epochs[0] and "\r" not in err
+    said = captured.out + err  # Lightning's lines that say nothing of the run are dropped
+    assert "TPU available" not in said and "Trainer.fit` stopped" not in said, said
 
 
 def test_a_disabled_bar_counts_and_writes_nothing():

@@ -40,6 +40,14 @@ def set_zero_fill(regulariser, mean, std) -> None:
     regulariser.zero_value = -mean_t / std_t.clamp_min(1e-12)
 
 
+#: Lightning's INFO lines that say nothing about this run (its "GPU available: ..., used: ..." line stays)
+LIGHTNING_NOISE = ("Tip:", "TPU available", "HPU available", "IPU available", "Loading `train_dataloader`",
+                   "`Trainer.fit` stopped", "LOCAL_RANK:")
+#: the loggers Lightning makes them in
+NOISY_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
+                 "lightning.pytorch.accelerators.cuda")
+
+
 def quiet_lightning(progress: bool) -> None:
     """Silence Lightning's tips and known third-party deprecation noise; keep its INFO lines unless quiet."""
     import logging
@@ -47,12 +55,13 @@ def quiet_lightning(progress: bool) -> None:
 
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    for handler in logging.getLogger("lightning.pytorch").handlers:  # records of child loggers pass here
-        if not any(getattr(f, "geocamat", False) for f in handler.filters):
-            drop_tips = logging.Filter()
-            drop_tips.filter = lambda record: "Tip:" not in str(record.msg)
-            drop_tips.geocamat = True
-            handler.addFilter(drop_tips)
+    for name in NOISY_LOGGERS:  # a logger's filter sees the records made there, whatever handler prints them
+        emitter = logging.getLogger(name)
+        if not any(getattr(f, "geocamat", False) for f in emitter.filters):
+            drop_noise = logging.Filter()
+            drop_noise.filter = lambda record: not any(text in str(record.msg) for text in LIGHTNING_NOISE)
+            drop_noise.geocamat = True
+            emitter.addFilter(drop_noise)
     if not progress:
         for name in ("lightning.pytorch", "lightning.fabric"):  # fabric: "Initializing distributed" under DDP
             logging.getLogger(name).setLevel(logging.WARNING)

@@ -11,7 +11,7 @@ import click
 overwrite_opt = click.option("--overwrite", is_flag=True, default=None,
                              help="Replace the results of an earlier run in the output folder (other files stay).")
 quiet_opt = click.option("--quiet", "-q", is_flag=True,
-                         help="No progress bars (predict: no summary line; train: nothing but warnings, on stderr). "
+                         help="No progress bars (predict: no summary line; train: only warnings and notes, on stderr). "
                               "Without it, output to a file or pipe gets a progress line every 30 s "
                               "(GEOCAMAT_PROGRESS_SECONDS) and a line per training epoch instead of bars.")
 

@@ -79,6 +79,11 @@ def predict(images, model_path, out, no_vector, overwrite, quiet, **flags):
         click.echo(note, err=True)
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 image``, ``2 images``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def summary_line(out: Path, report: dict) -> str:
     """One short line about a finished predict (the details are in report.json)."""
     if "rank" in report:  # a rank other than 0 of a run across ranks
@@ -87,11 +92,13 @@ def summary_line(out: Path, report: dict) -> str:
         return f"wrote {out}: {len(report['regions'])} regions (report.json)"
     if report.get("task") == "scenes":
         agree = report.get("folder_agreement")
-        what = f"{report['images']} images" + (f", {report['chips']} chips" if report.get("chips") else "")
+        chips = f", {_count(report['chips'], 'chip')}" if report.get("chips") else ""
+        what = _count(report["images"], "image") + chips
         return (f"wrote {out}: {what} (" + ", ".join(f"{k} {v}" for k, v in report["counts"].items())
                 + ")" + (f"; the class is the folder's name for {agree['share']:.1%} of them" if agree else ""))
     if report.get("task") == "detection":
-        return (f"wrote {out}: {report.get('total', 0)} objects in {len(report.get('inputs', []))} images ("
+        return (f"wrote {out}: {_count(report.get('total', 0), 'object')} in "
+                f"{_count(len(report.get('inputs', [])), 'image')} ("
                 + ", ".join(f"{k} {v}" for k, v in report.get("counts", {}).items()) + ")")
     tiles = report.get("tiles") or {}
     parts = [f"{tiles[k]} {label}" for k, label in (("tiles_processed", "tiles mapped"),

@@ -52,4 +52,5 @@ def sample(map_path, out, per_class, total, target_se, model, mask, seed, overwr
     counts = ", ".join(f"{name} {n}" for name, n in summary["per_class"].items())
     masked = f" --mask {mask}" if mask else ""  # the same area, so that the area estimates add up to it
     click.echo(f"wrote {summary['out']}: {summary['points']} points ({counts}); fill in their `reference` field, "
-               f"then: geocamat evaluate --model M --map MAP --reference OUT --reference-field reference{masked}")
+               f"then: geocamat evaluate --model {model or 'MODEL'} --map {map_path} --reference {summary['out']} "
+               f"--reference-field reference{masked}")

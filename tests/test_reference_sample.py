@@ -112,6 +112,7 @@ def test_labelled_points_give_area_estimates_and_unlabelled_ones_are_left_out(tm
     result = CliRunner().invoke(cli, command)
     assert result.exit_code == 0, result.output
     assert "note: 2 features of points.gpkg have no reference value (not labelled yet): left out" in result.output
+    assert "58 points (coverage" in result.output  # scored points, not pixels
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     est = metrics["area_estimates"]
     assert est["points"] == 58 and metrics["n"] == 58 and metrics["unlabelled_features"] == 2

@@ -167,7 +167,7 @@ def test_a_scene_larger_than_the_training_images_is_classified_in_chips(model, t
     assert (out / "cells" / "scene.qml").exists() and report["outputs"]["cell_rasters"] == ["cells/scene.tif"]
     whole = CliRunner().invoke(cli, ["predict", "--model", str(model / "run" / "model.geocamat"), "--out",
                                      str(tmp_path / "whole"), "--chip-size", "0", str(scene)])
-    assert whole.exit_code == 0 and "1 images (" in whole.output, whole.output
+    assert whole.exit_code == 0 and "1 image (" in whole.output, whole.output
     with rasterio.open(scene, "r+") as dst:  # every pixel nodata: refused in one line, nothing written
         dst.write(np.zeros((3, 50, 70), np.uint8))
     empty = CliRunner().invoke(cli, ["predict", "--model", str(model / "run" / "model.geocamat"), "--out",

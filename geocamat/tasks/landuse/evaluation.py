@@ -61,7 +61,7 @@ def evaluate_map(bundle, images: list[str], options: EvaluateOptions, *, progres
     frame = f", map read at offset {list(offset)} px" if offset and any(offset) else ""
     log(f"{metrics['scope']}{frame}: OA {metrics['overall_accuracy']}, kappa {metrics['kappa']}, macro-F1 "
         f"{metrics.get('macro_f1')}, "
-        f"{metrics['n']} pixels (coverage {metrics['coverage']})")
+        f"{metrics['n']} {metrics.get('reference_unit', 'pixels')} (coverage {metrics['coverage']})")
     for note in metrics.get("notes", []):
         log(note)
     if metrics.get("unlabelled_features"):

@@ -453,6 +453,7 @@ def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names
     if notes:
         out["notes"] = notes
     out["reference_pixels"] = reference_pixels
+    out["reference_unit"] = "points" if vector and ref.sparse else "pixels"
     out["coverage"] = round(mapped_pixels / reference_pixels, 4) if reference_pixels else 0.0
     out["scope"] = f"{parity} blocks of a {blocks}x{blocks} checkerboard" if blocks else "all reference pixels"
     if offset and any(offset):

@@ -14,6 +14,7 @@ from geocamat.outputs.staging import TRAIN_RESULTS, staged_output
 from geocamat.settings import dump
 from geocamat.tasks.scenes.config import SceneConfig
 from geocamat.tasks.training import (
+    absolute_paths,
     build_regulariser_from,
     build_trainer,
     camnet_spec,

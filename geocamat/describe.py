@@ -44,10 +44,11 @@ def describe(path: str | Path) -> dict:
 
     from geocamat.data.stack import RASTER_SUFFIXES
     from geocamat.failures import one_line
-    from geocamat.preflight import check_blocks
+    from geocamat.preflight import check_blocks, refuse_bandless
 
     try:
         with rasterio.open(path) as src:
+            refuse_bandless(src, path)
             info = {"kind": "raster", "driver": src.driver, "crs": crs_label(src.crs), "width": src.width,
                     "height": src.height, "bands": src.count, "dtypes": sorted(set(src.dtypes)),
                     "nodata": src.nodata, "resolution": list(src.res), "bounds": list(src.bounds),
@@ -67,6 +68,12 @@ def describe(path: str | Path) -> dict:
                 info["bounds"] = [0.0, 0.0, float(src.width), float(src.height)]  # pixels: no map coordinates
                 info["warning"] = ("no CRS: fine as a scene image or a photo for detection with pixel labels; land "
                                    "use and maps need one (gdal_edit.py -a_srs EPSG:XXXX -a_ullr ...)")
+                from geocamat.preflight import refuse_unrectified
+
+                try:
+                    refuse_unrectified(src, path)
+                except InvalidRasterError as exc:  # GCPs or RPCs: what to do with it instead
+                    info["warning"] = str(exc).replace(f"{path} is", "no geotransform:", 1)
         info |= _named_classes(path)
         check_blocks(path)  # a truncated or corrupt file is broken, whatever its header says
         return info

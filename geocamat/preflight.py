@@ -90,6 +90,18 @@ def _missing_source(path) -> str | None:
     return None
 
 
+def refuse_bandless(src, path) -> None:
+    """A file GDAL opens without raster bands (a netCDF or HDF container of subdatasets) in one line."""
+    if src.count:
+        return
+    subs = list(src.subdatasets)
+    if subs:
+        shown = ", ".join(subs[:3]) + (f" and {len(subs) - 3} more" if len(subs) > 3 else "")
+        raise InvalidRasterError(f"{path} holds no raster bands but {len(subs)} subdatasets ({shown}): convert the "
+                                 f"ones to use to a GeoTIFF (gdal_translate '{subs[0]}' out.tif) and give that")
+    raise InvalidRasterError(f"{path} holds no raster bands: give a raster image (GeoTIFF, VRT, ...)")
+
+
 def check_blocks(path: str | os.PathLike) -> None:
     """Open a raster and read its first and last blocks (all bands): catches truncated and corrupt files.
 
@@ -100,6 +112,7 @@ def check_blocks(path: str | os.PathLike) -> None:
 
     try:
         with rasterio.open(path) as src:
+            refuse_bandless(src, path)
             bh, bw = src.block_shapes[0]
             last = src.block_window(1, math.ceil(src.height / bh) - 1, math.ceil(src.width / bw) - 1)
             src.read(window=src.block_window(1, 0, 0))
@@ -200,6 +213,24 @@ def _bounds_in(dst_crs, src_crs, bounds):
         return None
 
 
+def refuse_unrectified(src, path) -> None:
+    """An image georeferenced by ground control points or RPCs (a raw satellite or scanned product), not by a
+    geotransform, in one line that says how to orthorectify it."""
+    from geocamat.data.crs import crs_label
+
+    gcps, gcp_crs = src.gcps
+    name = Path(str(path)).name
+    if src.rpcs is not None:
+        raise InvalidRasterError(f"{path} is georeferenced by RPCs, not by a geotransform: orthorectify it first "
+                                 f"(gdalwarp -rpc -t_srs EPSG:XXXX -tr RES RES {name} ortho.tif; with a DEM: -to "
+                                 "RPC_DEM=dem.tif) and give that")
+    if gcps:
+        crs = f" in {crs_label(gcp_crs)}" if gcp_crs is not None else ""
+        raise InvalidRasterError(f"{path} is georeferenced by {len(gcps)} ground control points{crs}, not by a "
+                                 f"geotransform: warp it first (gdalwarp -t_srs EPSG:XXXX -tr RES RES {name} "
+                                 "warped.tif) and give that")
+
+
 def check_georeferenced(paths: Iterable[str | os.PathLike], force: bool = False) -> None:
     """Refuse GeoTIFFs without georeference (they would be mapped in pixel coordinates) unless ``force``.
 
@@ -213,6 +244,7 @@ def check_georeferenced(paths: Iterable[str | os.PathLike], force: bool = False)
         with rasterio.open(path) as src:
             if src.crs is not None:
                 continue
+            refuse_unrectified(src, path)
             if src.driver != "GTiff":
                 plain.append(str(path))
                 continue

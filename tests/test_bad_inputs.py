@@ -64,6 +64,34 @@ def _predict(e: Env, *args: str, images: tuple[str, ...] | None = None, model: s
             *(images if images is not None else (e.scene,))]
 
 
+def _netcdf(source: str, path: Path) -> None:
+    """A netCDF copy of a multi-band raster: GDAL opens it as a container of subdatasets, no bands of its own."""
+    import rasterio.shutil
+
+    rasterio.shutil.copy(source, path, driver="netCDF")
+
+
+def _unrectified(source: str, path: Path, rpcs: bool) -> None:
+    """A copy of ``source`` without geotransform or CRS, georeferenced by its four corners as GCPs or by RPCs."""
+    import rasterio
+    from rasterio.control import GroundControlPoint
+    from rasterio.rpc import RPC
+
+    with rasterio.open(source) as src:
+        profile, data, t, crs = src.profile, src.read(), src.transform, src.crs
+    profile.pop("transform"), profile.pop("crs")
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+        if rpcs:
+            dst.rpcs = RPC(height_off=0, height_scale=100, lat_off=36, lat_scale=0.1, line_den_coeff=[1] + [0] * 19,
+                           line_num_coeff=[0, 0, -1] + [0] * 17, line_off=50, line_scale=50, long_off=-80,
+                           long_scale=0.1, samp_den_coeff=[1] + [0] * 19, samp_num_coeff=[0, 1] + [0] * 18,
+                           samp_off=50, samp_scale=50)
+        else:
+            corners = [(0, 0), (0, dst.width), (dst.height, 0), (dst.height, dst.width)]
+            dst.gcps = ([GroundControlPoint(r, c, *(t * (c, r))) for r, c in corners], crs)
+
+
 def _evaluate(e: Env, *args: str) -> list[str]:
     return ["evaluate", "--model", str(e.model), "--quiet", *args]
 
@@ -248,6 +276,21 @@ ROWS = [
         "not found", lambda e: "m.geocamat"),
     Row("predict-broken-model", "a file that is not a bundle", lambda e: _predict(e, model=e.not_a_bundle),
         "bundle", lambda e: e.not_a_bundle),
+    Row("predict-netcdf-container", "a netCDF file of several variables (no bands of its own)",
+        lambda e: _predict(e, images=(str(e.tmp / "scene.nc"),)), "holds no raster bands but 3 subdatasets",
+        lambda e: "scene.nc", setup=lambda e: _netcdf(e.scene, e.tmp / "scene.nc")),
+    Row("info-netcdf-container", "info on a netCDF file of several variables",
+        lambda e: ["info", str(e.tmp / "scene.nc")], "gdal_translate", lambda e: "scene.nc",
+        setup=lambda e: _netcdf(e.scene, e.tmp / "scene.nc")),
+    Row("predict-gdal-name", "a GDAL subdataset name as an image",
+        lambda e: _predict(e, images=(f'NETCDF:"{e.tmp / "scene.nc"}":Band1',)), "is a GDAL dataset name",
+        setup=lambda e: _netcdf(e.scene, e.tmp / "scene.nc")),
+    Row("predict-gcps", "an image georeferenced by ground control points only",
+        lambda e: _predict(e, "--force", images=(str(e.tmp / "gcps.tif"),)), "georeferenced by 4 ground control points",
+        lambda e: "gcps.tif", setup=lambda e: _unrectified(e.scene, e.tmp / "gcps.tif", rpcs=False)),
+    Row("train-rpcs", "training on an image georeferenced by RPCs only",
+        lambda e: _train(e, images=str(e.tmp / "rpcs.tif")), "georeferenced by RPCs", lambda e: "rpcs.tif",
+        setup=lambda e: _unrectified(e.scene, e.tmp / "rpcs.tif", rpcs=True)),
     Row("predict-missing-image", "image does not exist", lambda e: _predict(e, images=(str(e.tmp / "x.tif"),)),
         "no raster found", lambda e: "x.tif"),
     Row("predict-no-crs", "image without CRS", lambda e: _predict(e, images=(e.nocrs,)), "no CRS",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,6 +12,10 @@ from geocamat.data.vector_layers import parse_source, vector_file
 from geocamat.errors import InputNotFoundError
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")
+
+
+#: a GDAL dataset name rather than a path: a subdataset (``NETCDF:"f.nc":var``, ``HDF5:...``) or a virtual file
+GDAL_NAME = re.compile(r"^([A-Z][A-Z0-9_]+:|/vsi[a-z0-9]+/)")
 
 
 def expand_paths(patterns: str | os.PathLike | Sequence[str | os.PathLike], suffixes: Sequence[str] | None = None,
@@ -37,6 +42,9 @@ def expand_paths(patterns: str | os.PathLike | Sequence[str | os.PathLike], suff
             matches = [path]  # a file, or a layer of one (FILE:LAYER)
         else:
             matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+        if not matches and GDAL_NAME.match(pattern):
+            raise InputNotFoundError(f"{pattern!r} is a GDAL dataset name, which geocamat does not read: convert it to "
+                                     f"a GeoTIFF first (gdal_translate '{pattern}' out.tif) and give that")
         if not matches:
             raise InputNotFoundError(f"no {what} found at {pattern!r}: check the path or glob")
         found.extend(matches)

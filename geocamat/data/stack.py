@@ -309,6 +309,9 @@ def open_stack(patterns: Sequence[str | os.PathLike], workdir: Path,
         try:
             with rasterio.open(path) as src:
                 if src.crs is None:
+                    from geocamat.preflight import refuse_unrectified
+
+                    refuse_unrectified(src, path)
                     raise InvalidRasterError(
                         f"{path} has no CRS: assign one (e.g. `gdal_edit.py -a_srs EPSG:32617 {path.name}`)")
                 key = _grid_key(src)

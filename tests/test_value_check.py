@@ -26,3 +26,20 @@ def test_a_rescaled_image_is_reported_and_the_training_imagery_is_not(tmp_path, 
     assert "another product or scaling" in notes[0]
     empty = write_raster(tmp_path / "empty.tif", np.full((3, 32, 32), -9999.0, "float32"), nodata=-9999.0)
     assert scaling_notes([empty], names, mean, std) == []  # nothing valid to compare: other checks speak
+
+
+def test_a_declared_scale_and_offset_is_named_with_the_fix(tmp_path, synthetic_scene):
+    """Digital numbers with a declared scale and offset (Landsat Collection 2 style), given to a model trained on
+    the scaled values: the warning names them and how to unscale."""
+    import rasterio
+
+    image = synthetic_scene["array"]
+    valid = image[:, 4:, :]
+    mean, std = valid.mean(axis=(1, 2)).tolist(), valid.std(axis=(1, 2)).tolist()
+    dn = write_raster(tmp_path / "dn.tif", np.where(image > -9999, (image + 0.2) / 0.01, image), nodata=-9999.0)
+    with rasterio.open(dn, "r+") as dst:
+        dst.scales, dst.offsets = [0.01] * 3, [-0.2] * 3
+    (note,) = scaling_notes([dn], ["b1", "b2", "b3"], mean, std)
+    assert "dn.tif declares scale 0.01 and offset -0.2 (read as stored)" in note and "gdal_translate -unscale" in note
+    plain = write_raster(tmp_path / "plain.tif", np.where(image > -9999, image / 1000, image), nodata=-9999.0)
+    assert "declares" not in scaling_notes([plain], ["b1", "b2", "b3"], mean, std)[0]

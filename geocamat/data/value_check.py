@@ -9,6 +9,7 @@ factor of :data:`MAX_RATIO` or more are reported.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -39,8 +40,27 @@ def sampled_means(paths: Sequence) -> np.ndarray | None:
 
 
 def scaling_notes(paths: Sequence, names: Sequence[str], mean: Sequence[float], std: Sequence[float]) -> list[str]:
-    """A warning line when the sampled images sit far from the training statistics, else nothing."""
-    return scaling_warning(sampled_means(paths), names, mean, std)
+    """A warning line when the sampled images sit far from the training statistics, else nothing; it names a
+    scale and offset that a file declares (geocamat reads the stored values, as GDAL gives them)."""
+    lines = scaling_warning(sampled_means(paths), names, mean, std)
+    declared = declared_scaling(paths)
+    if lines and declared:
+        lines[0] += (f"; {declared} (read as stored): if the model learned the scaled values, unscale the images "
+                     "first (gdal_translate -unscale -ot Float32 in.tif out.tif)")
+    return lines
+
+
+def declared_scaling(paths: Sequence) -> str | None:
+    """``X declares scale S and offset O`` for the first sampled file whose bands carry a scale or offset (Landsat
+    Collection 2 digital numbers: 2.75e-05 and -0.2), else None."""
+    import rasterio
+
+    for path in sample_files(paths):
+        with rasterio.open(path) as src:
+            scales, offsets = src.scales, src.offsets
+        if any(v != 1 for v in scales) or any(v != 0 for v in offsets):
+            return f"{Path(str(path)).name} declares scale {scales[0]:g} and offset {offsets[0]:g}"
+    return None
 
 
 def scaling_warning(means: np.ndarray | None, names: Sequence[str], mean: Sequence[float],

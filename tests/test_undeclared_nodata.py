@@ -129,3 +129,24 @@ def test_labels_finer_than_the_imagery_are_resampled_by_majority(tmp_path, synth
     assert labels.notes and "4x finer" in labels.notes[0] and "majority" in labels.notes[0]
     same = labels_on_grid(synthetic_scene["labels"], grid, tmp_path / "s")
     assert same.notes == []  # labels on the imagery's own grid: nearest, nothing to say
+
+
+def test_a_jpeg_compressed_image_with_a_nodata_value_and_no_mask_is_warned(tmp_path):
+    """JPEG moves the collar's fill values (0 becomes 1, 2, 3 ... near the data): they are read as data."""
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from geocamat.data.stack import open_stack
+
+    data = np.zeros((3, 64, 64), "uint8")
+    data[:, 8:56, 8:56] = 120
+    profile = dict(driver="GTiff", width=64, height=64, count=3, dtype="uint8", crs="EPSG:32618", nodata=0,
+                   transform=from_origin(500000, 4100000, 10, 10), tiled=True, blockxsize=64, blockysize=64)
+    with rasterio.open(tmp_path / "jpeg.tif", "w", compress="jpeg", **profile) as dst:
+        dst.write(data)
+    with rasterio.open(tmp_path / "deflate.tif", "w", compress="deflate", **profile) as dst:
+        dst.write(data)
+    warned = open_stack([tmp_path / "jpeg.tif"], tmp_path / "w1").notes
+    assert any("jpeg.tif is JPEG-compressed with nodata 0 and no mask" in n for n in warned), warned
+    assert not any("JPEG" in n for n in open_stack([tmp_path / "deflate.tif"], tmp_path / "w2").notes)

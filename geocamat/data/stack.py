@@ -260,6 +260,13 @@ def same_ground_notes(scenes: Sequence[Path], shown: Sequence[Path]) -> list[str
             f"on its own"]
 
 
+def lossy_fill(src, masked: bool) -> bool:
+    """Whether a raster's fill is a nodata value under lossy (JPEG) compression without a mask: its collar then
+    holds values near, not at, the nodata value."""
+    compression = src.compression.value.upper() if src.compression is not None else ""
+    return "JPEG" in compression and src.nodata is not None and not masked
+
+
 def _north_up(path: Path, folder: Path, notes: list[str], nodata: float | None = None) -> Path:
     """``path``, or a north-up VRT of it in ``folder`` when its geotransform is rotated (:mod:`.north_up`; ``nodata``:
     the user's fill value, else the file's), said in ``notes``."""
@@ -319,6 +326,11 @@ def open_stack(patterns: Sequence[str | os.PathLike], workdir: Path,
                 grids.setdefault(key, BandGrid.of(src))
                 counts[path], descriptions[path], nodatas[path] = src.count, src.descriptions, src.nodatavals
                 masks[path] = mask_kind(src)
+                if lossy_fill(src, masks[path][0] or bool(masks[path][1])) and nodata is None:
+                    notes.append(f"warning: {path.name} is JPEG-compressed with nodata {src.nodata:g} and no mask: "
+                                 "the compression moves fill values near the data's edge, and those pixels are read "
+                                 "as data; give it an internal mask (gdal_translate -co COMPRESS=JPEG -mask 1 ... "
+                                 "with GDAL_TIFF_INTERNAL_MASK=YES) or a lossless copy")
         except rasterio.errors.RasterioIOError as exc:
             raise InvalidRasterError(f"cannot read {path} as a raster: {exc}") from exc
     targets: dict[int, BandGrid] = {}

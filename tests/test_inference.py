@@ -269,10 +269,12 @@ def test_resume_after_interrupt_is_identical(tmp_path, bundle):
     assert report["tiles"] == ref["tiles"] and report["classes"] == ref["classes"]
 
 
-def test_existing_results_need_overwrite(tmp_path, bundle, capsys):
+def test_existing_results_need_overwrite(tmp_path, bundle, capsys, monkeypatch):
     img = make_raster(tmp_path / "img.tif", 40, 40)
+    monkeypatch.setenv("GEOCAMAT_PROGRESS_SECONDS", "0")  # stderr is not a terminal here: lines, each update
     run(bundle, [img], tmp_path / "out", vectorise=False, progress=True)
-    assert "tile/s" in capsys.readouterr().err  # progress bar with the rate on stderr
+    err = capsys.readouterr().err
+    assert "tile/s" in err and "\r" not in err  # progress with the rate on stderr, as lines
     with pytest.raises(OutputExistsError):
         run(bundle, [img], tmp_path / "out", vectorise=False)
     run(bundle, [img], tmp_path / "out", vectorise=False, overwrite=True)

@@ -319,8 +319,10 @@ def test_region_skips_tiles_and_masks_outside(tmp_path, bundle):
     assert tiles["tiles_planned"] == tiles["tiles_processed"] + tiles["skipped_outside_aoi"] + tiles["skipped_no_data"]
     classes, profile = read(tmp_path / "out" / "landuse.tif")
     b = profile["transform"]
-    assert b.c >= x0 + 90 and b.f <= y0 - 90  # grid cut to the region's bounds
-    assert classes[-1, -1] == 0 and classes[0, 0] != 0  # outside / inside the triangle
+    # grid cut to the region's bounds, started on the whole map's tile lattice (stride 8 px: up to 7 px before)
+    assert x0 + 100 - 80 < b.c <= x0 + 100 and y0 - 100 <= b.f < y0 - 100 + 80 and b.c % 80 == b.f % 80 == 0
+    corner = round((b.f - (y0 - 100)) / 10), round((x0 + 100 - b.c) / 10)  # the triangle's right-angle corner
+    assert classes[-1, -1] == 0 and classes[corner] != 0 and classes[0, 0] == 0  # outside / inside / outside
     polys = gpd.read_file(tmp_path / "out" / "landuse.gpkg", layer="landuse")
     assert polys.crs.to_epsg() == 32618 and polys.union_all().within(tri.buffer(15))
 
@@ -359,7 +361,7 @@ def test_bbox_in_other_crs_and_output_crs(tmp_path, bundle):
                  vectorise=False)
     classes, profile = read(tmp_path / "out" / "landuse.tif")
     assert profile["crs"].to_epsg() == 32618
-    assert 38 <= profile["width"] <= 44 and 38 <= profile["height"] <= 44
+    assert 38 <= profile["width"] <= 44 + 7 and 38 <= profile["height"] <= 44 + 7  # + the lattice's start
     assert (classes != 0).all()  # every pixel the box touches is mapped: no nodata rows or columns at its edges
     assert report["tiles"]["tiles_processed"] > 0
     run(bundle, [img], tmp_path / "merc", crs="EPSG:3857", res=20.0, vectorise=False)
@@ -370,7 +372,7 @@ def test_bbox_in_other_crs_and_output_crs(tmp_path, bundle):
     run(bundle, [img], tmp_path / "merc_box", crs="EPSG:3857", res=20.0, vectorise=False,
         bbox=(x0 + 200, y0 - 700, x0 + 600, y0 - 300))
     _, profile = read(tmp_path / "merc_box" / "landuse.tif")
-    assert profile["crs"].to_epsg() == 3857 and 18 <= profile["width"] <= 26 and 18 <= profile["height"] <= 26
+    assert profile["crs"].to_epsg() == 3857 and 18 <= profile["width"] <= 26 + 7 and 18 <= profile["height"] <= 26 + 7
 
 
 def test_user_errors(tmp_path, bundle):
@@ -531,3 +533,25 @@ def test_an_image_in_a_local_engineering_crs_is_mapped_with_its_unit(tmp_path, b
     report = run(bundle, [img], tmp_path / "out")
     assert report["classes"] and all(e["area_ha"] == pytest.approx(e["pixels"] * 32.8**2 * 0.3048006**2 / 1e4)
                                      for e in report["classes"])
+
+
+def test_a_bbox_map_tiles_as_the_whole_scene_map_does(tmp_path, bundle):
+    """A --bbox (or --region) map starts its tiles, and their test-time views, where the whole scene's map does:
+    away from its edges it equals the whole map (its tiles started at the bbox's corner: 3-5% of the pixels of a
+    region differed, spread over it, and per-district areas did not add up to the whole map's)."""
+    import rasterio
+
+    img = make_raster(tmp_path / "img.tif", 120, 100)
+    whole = run(bundle, [img], tmp_path / "whole", tta=True, tta_views="spread", overlap=0.75)
+    x0, y0 = 500000.0, 4100000.0
+    part = run(bundle, [img], tmp_path / "part", tta=True, tta_views="spread", overlap=0.75,
+               bbox=(x0 + 21 * 10 + 3, y0 - 83 * 10 - 3, x0 + 101 * 10 + 3, y0 - 13 * 10 - 3))
+    assert whole["tiles"]["tiles_processed"] > part["tiles"]["tiles_processed"] > 0
+    with (rasterio.open(tmp_path / "whole" / "confidence.tif") as w,
+          rasterio.open(tmp_path / "part" / "confidence.tif") as p):
+        col, row = (~w.transform) * (p.transform.c, p.transform.f)
+        col, row = round(col), round(row)
+        assert col % 4 == 0 and row % 4 == 0  # on the whole map's tile lattice (stride 4 at 16 px, overlap 0.75)
+        a, b = w.read(1)[row:row + p.height, col:col + p.width], p.read(1)
+    inner = (slice(16, -16), slice(16, -16))  # a tile from the edges: the same tiles cover these pixels
+    np.testing.assert_allclose(b[inner], a[inner], rtol=0, atol=1e-5)

@@ -545,8 +545,9 @@ class Engine:
                 bi, bj = ti[b:b + self.batch_size], tj[b:b + self.batch_size]
                 t0 = clock.mark()
                 views = None
-                if self.tta == "spread":  # tile indices on the global grid: the same views in every unit and rank
-                    views = torch.from_numpy(tile_views(ps[bi] // s, qs[bj] // s)).to(self.dev)
+                if self.tta == "spread":  # tile indices on the whole scene's grid: the same views in every unit,
+                    lr, lc = self.grid.lattice  # rank and region
+                    views = torch.from_numpy(tile_views((ps[bi] + lr) // s, (qs[bj] + lc) // s)).to(self.dev)
                 outputs = self._forward(x, bi, bj, bufs["batch"], views)
                 t1 = clock.mark()
                 torch.set_num_threads(1)

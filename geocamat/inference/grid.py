@@ -13,12 +13,14 @@ from geocamat.errors import ConfigError
 
 @dataclass
 class OutputGrid:
-    """A north-up pixel grid: CRS (WKT), affine transform, size."""
+    """A north-up pixel grid: CRS (WKT), affine transform, size; ``lattice``: the (row, col) of its top-left pixel in
+    the grid of the whole scene, where the tiles of a map start (a region's map tiles as the whole map does)."""
 
     crs: str
     transform: object  # rasterio Affine
     width: int
     height: int
+    lattice: tuple[int, int] = (0, 0)
 
     @property
     def res(self) -> tuple[float, float]:
@@ -129,6 +131,20 @@ def bbox_geometry(bbox: tuple[float, float, float, float], bbox_crs: str | None,
         return geom
     geom = shapely.segmentize(geom, max(xmax - xmin, ymax - ymin) / 64)
     return gpd.GeoSeries([geom], crs=crs_wkt(bbox_crs)).to_crs(out_crs).iloc[0]
+
+
+def on_lattice(grid: OutputGrid, whole: OutputGrid, stride: int) -> OutputGrid:
+    """``grid`` (a region's, on ``whole``'s pixels) grown up and left to the nearest tile origin of ``whole``'s
+    tiling (multiples of ``stride`` from its top-left pixel), with its place there as ``lattice``: its tiles, and
+    their test-time views, are then those of the whole scene's map."""
+    from rasterio.transform import Affine
+
+    t, w = grid.transform, whole.transform
+    col = max(0, round((t.c - w.c) / w.a))
+    row = max(0, round((t.f - w.f) / w.e))
+    dc, dr = col % stride, row % stride
+    transform = Affine(t.a, 0.0, t.c - dc * t.a, 0.0, t.e, t.f - dr * t.e)
+    return OutputGrid(grid.crs, transform, grid.width + dc, grid.height + dr, (row - dr, col - dc))
 
 
 def snap_grid(bounds: tuple[float, float, float, float], res: tuple[float, float], crs: str,

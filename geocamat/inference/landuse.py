@@ -24,7 +24,7 @@ from geocamat.bundle import Bundle
 from geocamat.devices import resolve_device
 from geocamat.errors import BundleError, ConfigError, OutputExistsError
 from geocamat.inference.engine import RESULT_FILES, Engine
-from geocamat.inference.grid import bbox_geometry, crs_wkt, load_region, snap_grid
+from geocamat.inference.grid import bbox_geometry, crs_wkt, load_region, on_lattice, snap_grid
 from geocamat.inference.heads import PixelHead, head_for
 from geocamat.inference.manifest import PARTIAL, refuse_interrupted
 from geocamat.inference.plan import UnitSizes, tile_stride
@@ -266,6 +266,8 @@ def predict_landuse(
             aois = [(name, box if geom is None else geom.intersection(box)) for name, geom in aois]
         jobs = []
         folders = region_folders([name for name, _ in aois if name is not None])
+        tile = int(window or bundle.tile_size)
+        whole = snap_grid(footprint.bounds, out_res, out_crs, origin)  # the whole scene's map: where tiles start
         for name, geom in aois:
             if geom is not None and (geom.is_empty or not geom.intersects(footprint)):
                 if region_field is None:
@@ -274,7 +276,7 @@ def predict_landuse(
                                       f"{tuple(round(float(v), 3) for v in index.total_bounds)} in the output CRS)")
                 continue
             area = footprint if geom is None else geom.intersection(footprint)
-            grid = snap_grid(area.bounds, out_res, out_crs, origin)
+            grid = on_lattice(snap_grid(area.bounds, out_res, out_crs, origin), whole, tile_stride(tile, overlap))
             if region is None and geom is not None:  # a bbox: every pixel it touches is mapped, none left nodata
                 geom = grid.box(0, 0, grid.height, grid.width)
             target = out_dir if name is None else out_dir / folders[name]
@@ -287,7 +289,6 @@ def predict_landuse(
                                         "--resume to continue an interrupted run")
             if not overwrite and not resume:
                 refuse_interrupted(target)
-        tile = int(window or bundle.tile_size)
         tta_mode = resolve_tta(tta, tta_views, tile, tile_stride(tile, overlap))
         settings = dict(overlap=overlap, tta=tta, tta_views=tta_mode if tta else None, window=window,
                         batch_size=batch_size, device=str(dev),

@@ -525,7 +525,9 @@ def test_objects_counted_per_region(trained, tmp_path):
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["counts_by_region"]["A"]["objects"] == int((objects["region"] == "A").sum())
     assert report["skipped_regions"] == [] and report["counts_by_region"]["B"]["imaged_pct"] < 44  # C, D not read
+    assert report["regions_not_read"] == 2  # ... and counted, and said
     assert any("only partly covered by the images (B)" in n for n in report["notes"]), report["notes"]
+    assert any("2 features of the region layer do not meet the images" in n for n in report["notes"])
     assert "only partly covered" in result.output
     # the same counts as a styled layer of the stands: graduated by objects per ha
     layer = gpd.read_file(tmp_path / "out" / "regions.gpkg", layer="regions")

@@ -345,6 +345,7 @@ def test_region_field_one_output_per_value(tmp_path, bundle):
                  vectorise=False)
     assert [r["region"]["name"] for r in report["regions"]] == ["north", "south"]
     assert report["skipped_regions"] == []  # "far away" and "around" (its bounding box meets the image) are not read
+    assert report["regions_not_read"] == 2  # ... but counted
     for name in ("north", "south"):
         assert (tmp_path / "out" / name / "landuse.tif").exists()
     assert read(tmp_path / "out" / "north" / "landuse.tif")[1]["height"] == 25

@@ -66,8 +66,8 @@ def load_region(region: str | os.PathLike, out_crs: str, field: str | None = Non
     costs its part over the scene.
 
     Returns:
-        ``[(None, merged geometry)]`` without ``field``, else ``[(value, geometry)]`` per distinct value of
-        ``field`` (features sharing a value are merged).
+        :class:`RegionParts`: ``[(None, merged geometry)]`` without ``field``, else ``[(value, geometry)]`` per
+        distinct value of ``field`` (features sharing a value are merged).
 
     Raises:
         InputNotFoundError, ConfigError: missing/unreadable file, no CRS, unknown field, no polygon.
@@ -77,6 +77,7 @@ def load_region(region: str | os.PathLike, out_crs: str, field: str | None = Non
     from geocamat.data.vector_layers import read_vector
 
     frame = read_vector(region, "region file", ConfigError, field, within=within)
+    not_read = max(0, int(frame.attrs.get("layer_features") or 0) - len(frame)) if within is not None else 0
     if frame.crs is None:
         raise ConfigError(f"region {region} has no CRS: add a .prj (or save it as GeoPackage with a CRS)")
     if within is not None and frame.empty and frame.attrs.get("layer_features"):
@@ -91,7 +92,7 @@ def load_region(region: str | os.PathLike, out_crs: str, field: str | None = Non
     frame = frame.set_geometry(frame.geometry.map(areas_of))
     frame = frame.to_crs(out_crs)
     if field is None:
-        return [(None, shapely.union_all(frame.geometry.values))]
+        return RegionParts([(None, shapely.union_all(frame.geometry.values))], not_read)
     if field not in frame.columns:
         fields = ", ".join(c for c in frame.columns if c != frame.geometry.name)
         raise ConfigError(f"region field {field!r} not in {region} (fields: {fields})")
@@ -103,10 +104,19 @@ def load_region(region: str | os.PathLike, out_crs: str, field: str | None = Non
 
         warnings.warn(f"{unnamed} of {len(frame)} features of {region} have no {field!r} value: they are left out "
                       "(give them one to map them)", GeocamatWarning, stacklevel=2)
-    out = []
+    out = RegionParts([], not_read)
     for value, group in frame.groupby(field, sort=True):
         out.append((str(value), shapely.union_all(group.geometry.values)))
     return out
+
+
+class RegionParts(list):
+    """:func:`load_region`'s ``[(value, geometry)]``, with ``not_read``: the layer's features that do not meet the
+    images (not read, so neither mapped nor counted; the user is told how many)."""
+
+    def __init__(self, parts=(), not_read: int = 0) -> None:
+        super().__init__(parts)
+        self.not_read = not_read
 
 
 def areas_of(geometry):

@@ -255,9 +255,18 @@ def predict_landuse(
 
             min_polygon_pixels = unit_pixels(min_area_ha, out_crs, out_res, footprint.centroid.y)
         aois: list[tuple[str | None, object]] = [(None, None)]
+        not_read = 0  # the region layer's features that miss the images (not read)
         if region is not None:
             # only the features near the images are read (a national layer costs its part over the scene)
             aois = load_region(region, out_crs, region_field, within=(tuple(index.total_bounds), out_crs))
+            not_read = aois.not_read
+            if not_read and region_field is not None:
+                import warnings
+
+                from geocamat.errors import GeocamatWarning
+
+                warnings.warn(f"{not_read} features of {region} do not meet the images: not mapped "
+                              "(regions_not_read in report.json)", GeocamatWarning, stacklevel=2)
         elif region_field is not None:
             raise ConfigError("region_field needs a region file (--region)")
         if bbox is not None:
@@ -322,7 +331,8 @@ def predict_landuse(
             reports.append(report)
         if region_field is None:
             return reports[0]
-        summary = {"regions": reports, "skipped_regions": [n for n, g in aois if n not in {j[0] for j in jobs}]}
+        summary = {"regions": reports, "skipped_regions": [n for n, g in aois if n not in {j[0] for j in jobs}],
+                   "regions_not_read": not_read}
         if ranks.main:
             write_json(out_dir / "report.json", summary)
         return summary

@@ -162,11 +162,13 @@ def area_of_interest(opts: dict, crs, infos: list):
 class CountRegions:
     """The areas objects are counted in (``--region-field``), in the AOI's CRS: each value's part that the images
     cover (what is counted, and what its area and density are of), the share of the value's area that part is,
-    and the values read near the images whose polygons the images miss."""
+    the values read near the images whose polygons the images miss, and how many of the layer's features miss the
+    images (not read)."""
 
     parts: list[tuple[str, object]]
     imaged_share: list[float]
     skipped: list[str]
+    not_read: int = 0  # the layer's features that miss the images (not read, not counted)
 
 
 def regions_of_interest(opts: dict, crs, infos: list):
@@ -186,7 +188,12 @@ def regions_of_interest(opts: dict, crs, infos: list):
         parts = load_region(opts["region"], crs, opts.get("region_field"), within=images_ground(infos))
     if opts.get("bbox") is not None:
         box = bbox_geometry(tuple(opts["bbox"]), opts.get("bbox_crs"), crs)
+        not_read = getattr(parts, "not_read", 0)
         parts = [(None, box)] if parts is None else [(v, g.intersection(box)) for v, g in parts]
+        if not_read:
+            from geocamat.inference.grid import RegionParts
+
+            parts = RegionParts(parts, not_read)
     geom = shapely.union_all([g for _, g in parts])
     return geom, imaged_regions(parts, infos, crs) if opts.get("region_field") is not None else None
 
@@ -205,7 +212,7 @@ def imaged_regions(parts: list, infos: list, crs) -> CountRegions:
             continue
         kept.append((value, areas_of(inside)))
         share.append(float(inside.area / geometry.area) if geometry.area > 0 else 1.0)
-    return CountRegions(kept, share, skipped)
+    return CountRegions(kept, share, skipped, getattr(parts, "not_read", 0))
 
 
 def images_footprint(infos: list, crs):

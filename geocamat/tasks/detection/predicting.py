@@ -167,6 +167,7 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
                      **{c: int(n) for c, n in zip(g["class_name"], g["objects"], strict=True)}}
             for r, g in by_region.groupby("region", sort=False)},
         "skipped_regions": None if regions is None else regions.skipped,
+        "regions_not_read": None if regions is None else regions.not_read,
         "notes": threshold_notes(bundle, float(opts["score_threshold"]), int(len(frame))) + grey_notes(grey)
         + mosaic_notes(mosaics) + stacked_notes(infos) + region_notes(regions),
         "timings": {"seconds": round(time.perf_counter() - t0, 3)},
@@ -277,6 +278,9 @@ def region_notes(regions) -> list[str]:
     if regions.skipped:
         notes.append(f"note: {len(regions.skipped)} regions near the images do not meet them (no count given; "
                      "skipped_regions in report.json)")
+    if regions.not_read:
+        notes.append(f"note: {regions.not_read} features of the region layer do not meet the images: not counted "
+                     "(regions_not_read in report.json)")
     return notes
 
 

@@ -534,8 +534,14 @@ def test_objects_counted_per_region(trained, tmp_path):
     assert list(layer["region"]) == ["A", "B"] and list(layer["objects"]) == list(counts["objects"])
     assert list(layer["n_box"]) == list(counts["objects"]) and layer.crs.to_epsg() == 32617
     np.testing.assert_allclose(layer.to_crs(32617).area / 1e4, counts["area_ha"], rtol=2e-3)
+    import sqlite3
+
+    for name in ("detections.gpkg", "regions.gpkg"):  # GeoPackage 1.2: what QGIS 3.22 reads without a warning
+        with sqlite3.connect(tmp_path / "out" / name) as db:
+            assert db.execute("pragma user_version").fetchone()[0] == 10200, name
     qml = (tmp_path / "out" / "regions.qml").read_text()
-    assert 'type="graduatedSymbol" attr="objects_per_ha"' in qml and qml.count("<range ") >= 2
+    assert 'type="graduatedSymbol" attr="objects_per_ha"' in qml and qml.count("<range ") == 2  # 2 stands, 2 classes
+    assert "concat(&quot;region&quot;, ': ', &quot;objects&quot;)" in qml and 'priority="9"' in qml  # name: count
     refused = CliRunner().invoke(cli, ["predict", "--model", model, "--out", str(tmp_path / "x"), "--region-field",
                                        "stand", str(tmp_path / "scene.tif")])
     assert refused.exit_code == 2 and "--region-field needs --region" in refused.output

@@ -176,7 +176,8 @@ def write_detections(path: str | os.PathLike, frame, classes: list, crs=None) ->
     tmp = path.with_name(path.stem + ".part.gpkg")
     if tmp.exists():
         tmp.unlink()
-    gdf.to_file(tmp, layer=LAYER, driver="GPKG", engine="pyogrio", geometry_type="Polygon")
+    gdf.to_file(tmp, layer=LAYER, driver="GPKG", engine="pyogrio", geometry_type="Polygon",
+                VERSION="1.2")  # what QGIS 3.22's GDAL reads in full (1.4 is "only partially supported")
     qml = detections_qml(classes)
     stored = True
     try:

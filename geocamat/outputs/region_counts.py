@@ -21,6 +21,8 @@ from geocamat.outputs.qml import QGIS_VERSION
 
 LAYER = "regions"
 FIELD = "objects_per_ha"
+#: each region's label: its name and object count (a QGIS expression)
+LABEL = "concat(\"region\", ': ', \"objects\")"
 #: light to dark (ColorBrewer YlOrRd): the densest regions read first
 RAMP = ("255,255,178", "254,204,92", "253,141,60", "240,59,32", "189,0,38")
 
@@ -30,12 +32,14 @@ def class_column(name: str) -> str:
     return "n_" + (re.sub(r"[^0-9A-Za-z_]+", "_", str(name)).strip("_") or "class")
 
 
-def graduated_qml(values: np.ndarray, field: str = FIELD, label_field: str = "objects") -> str:
-    """QML of a graduated fill on ``field``: up to five quantile classes of ``values`` (one when they are all
-    equal), each region labelled with ``label_field``."""
+def graduated_qml(values: np.ndarray, field: str = FIELD, label: str = LABEL) -> str:
+    """QML of a graduated fill on ``field``: up to five quantile classes of ``values``, no more than its distinct
+    values (one when they are all equal: no empty legend entries), each region labelled with the expression
+    ``label`` (its name and count), above the labels of other layers."""
     v = np.asarray(values, float)
     v = v[np.isfinite(v)]
-    edges = np.unique(np.quantile(v, np.linspace(0, 1, len(RAMP) + 1))) if len(v) else np.array([0.0, 0.0])
+    classes = min(len(RAMP), max(1, len(np.unique(v))))
+    edges = np.unique(np.quantile(v, np.linspace(0, 1, classes + 1))) if len(v) else np.array([0.0, 0.0])
     if len(edges) < 2:
         edges = np.array([edges[0], edges[0]])
     ranges, symbols = [], []
@@ -53,11 +57,11 @@ def graduated_qml(values: np.ndarray, field: str = FIELD, label_field: str = "ob
                        '          <prop k="style" v="solid"/>\n'
                        "        </layer>\n      </symbol>\n")
     label = ("  <labeling type=\"simple\">\n    <settings calloutType=\"simple\">\n"
-             f"      <text-style fieldName={quoteattr(label_field)} fontSize=\"9\" textColor=\"0,0,0,255\" "
-             "fontWeight=\"75\" isExpression=\"0\">\n"
+             f"      <text-style fieldName={quoteattr(label)} fontSize=\"9\" textColor=\"0,0,0,255\" "
+             "fontWeight=\"75\" isExpression=\"1\">\n"
              "        <text-buffer bufferDraw=\"1\" bufferSize=\"0.8\" bufferColor=\"255,255,255,255\"/>\n"
              "      </text-style>\n"
-             "      <placement placement=\"1\" centroidInside=\"1\" fitInPolygonOnly=\"0\"/>\n"
+             "      <placement placement=\"1\" centroidInside=\"1\" fitInPolygonOnly=\"0\" priority=\"9\"/>\n"
              "      <rendering obstacle=\"0\" displayAll=\"1\"/>\n"
              "    </settings>\n  </labeling>\n")
     return (
@@ -105,7 +109,8 @@ def write_region_counts(path: str | os.PathLike, table, regions: list, crs, out_
     tmp = path.with_name(path.stem + ".part.gpkg")
     if tmp.exists():
         tmp.unlink()
-    gdf.to_file(tmp, layer=LAYER, driver="GPKG", engine="pyogrio", promote_to_multi=True)
+    gdf.to_file(tmp, layer=LAYER, driver="GPKG", engine="pyogrio", promote_to_multi=True,
+                VERSION="1.2")  # what QGIS 3.22's GDAL reads in full
     qml = graduated_qml(gdf[FIELD].to_numpy(dtype=float))
     store_style(tmp, qml, LAYER)
     qml_path = path.with_suffix(".qml")

@@ -257,7 +257,7 @@ def region_counts(frame, regions, regions_crs, classes: list[str]):
     area_ha = polygon_areas_m2([g for _, g in regions.parts], regions_crs) / 1e4
     counted = frame.groupby(["region", "class_name"]).size()
     rows = [{"region": value, "class_name": c, "objects": int(counted.get((value, c), 0)),
-             "area_ha": round(float(a), 4), "imaged_pct": round(100 * share, 1)}
+             "area_ha": round(float(a), 6), "imaged_pct": round(100 * share, 1)}
             for (value, _), a, share in zip(regions.parts, area_ha, regions.imaged_share, strict=True)
             for c in classes]
     table = pd.DataFrame(rows, columns=["region", "class_name", "objects", "area_ha", "imaged_pct"])

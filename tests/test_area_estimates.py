@@ -132,6 +132,8 @@ def test_evaluate_prints_and_keeps_the_area_estimates_of_a_point_reference(table
     table = list(csv.DictReader((tmp_path / "ev" / "area_estimates.csv").open()))
     assert [r["class"] for r in table] == [*est["per_class"], "overall accuracy"]
     assert float(table[0]["estimated_ha"]) == pytest.approx(next(iter(est["per_class"].values()))["area"])
+    assert float(table[-1]["overall_accuracy"]) == est["overall_accuracy"] and table[-1]["users_accuracy"] == ""
+    assert (tmp_path / "ev" / "area_estimates.csvt").read_text().startswith('"String","Real"')  # numbers in QGIS
     assert est["unit"] == "ha" and est["points"] == 40
 
 

@@ -517,6 +517,8 @@ def test_objects_counted_per_region(trained, tmp_path):
     bad = objects[["region"]].assign(x=centre_x)[clear & ((centre_x < 80) != (objects["region"] == "A"))]
     assert bad.empty, bad
     counts = pd.read_csv(tmp_path / "out" / "counts.csv")
+    assert (tmp_path / "out" / "counts.csvt").read_text().strip() == \
+        '"String","String","Integer","Real","Real","Real"'  # QGIS reads the counts as numbers
     assert list(counts["region"]) == ["A", "B"] and list(counts["class_name"]) == ["box"] * 2
     assert counts["objects"].sum() == len(objects)
     np.testing.assert_allclose(counts["area_ha"], [80 * 176 / 1e4, 96 * 176 / 1e4], rtol=2e-3)  # the covered part

@@ -216,6 +216,7 @@ def test_a_csv_sample_of_lon_lat_scores_as_the_geopackage_does(tmp_path):
             points.to_file(out, layer="sample", driver="GPKG")
         else:
             assert list(points.columns) == ["id", "lon", "lat", "map_code", "map_class", "reference"]
+            assert out.with_suffix(".csvt").read_text().strip() == '"Integer","Real","Real","Integer","String","String"'
             assert points["lat"].between(-90, 90).all() and points["lon"].between(-180, 180).all()
             points.to_csv(out, index=False)
         scored = tmp_path / f"scores_{out.suffix[1:]}"

@@ -44,6 +44,8 @@ def test_predict_classifies_every_image_and_scores_class_folders(model, tmp_path
                                       "--batch-size", "5", str(model / "data")])
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader((out / "scenes.csv").open()))
+    types = (out / "scenes.csvt").read_text().strip().split(",")  # QGIS reads the numbers as numbers
+    assert len(types) == len(rows[0]) and types[2] == '"Integer"' and types[-1] == '"Real"'
     assert len(rows) == 12 and {r["folder"] for r in rows} == {"dark", "bright"}
     assert all(abs(sum(float(r[k]) for k in ("p_bright", "p_dark")) - 1) < 1e-3 for r in rows)
     assert all(float(r["confidence"]) == max(float(r["p_bright"]), float(r["p_dark"])) for r in rows)

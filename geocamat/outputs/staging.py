@@ -21,7 +21,7 @@ from geocamat.leftovers import pid_alive
 #: What ``geocamat train`` writes into its run folder (land use and scene models; detection writes a subset).
 TRAIN_RESULTS = ("model.geocamat", "metrics.json", "confusion.png", "training.png", "config.yaml")
 #: What ``geocamat predict`` writes for a detection model.
-DETECTION_RESULTS = ("detections.gpkg", "detections.qml", "counts.csv", "regions.gpkg", "regions.qml",
+DETECTION_RESULTS = ("detections.gpkg", "detections.qml", "counts.csv", "counts.csvt", "regions.gpkg", "regions.qml",
                      "report.json")
 STAGE_MARK = ".partial-"
 

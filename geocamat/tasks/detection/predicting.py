@@ -139,6 +139,9 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
     if regions is not None:
         by_region = region_counts(frame, regions, aoi_crs, [c.name for c in bundle.classes])
         by_region.to_csv(out_dir / "counts.csv", index=False)
+        from geocamat.outputs.csv_types import types_of, write_csvt
+
+        write_csvt(out_dir / "counts.csv", types_of(by_region))  # QGIS reads the counts as numbers
         files["counts"] = str(out_dir / "counts.csv")
         from geocamat.outputs.region_counts import write_region_counts
 

@@ -84,15 +84,21 @@ def write_area_table(path: Path, est: dict) -> None:
     """The area estimates as a CSV table (a row per class, then the overall accuracy), for a spreadsheet."""
     import csv
 
+    from geocamat.outputs.csv_types import write_csvt
+
     unit = est["unit"]
     with open(path, "w", newline="", encoding="utf-8") as fh:
         out = csv.writer(fh)
         out.writerow(["class", f"mapped_{unit}", f"estimated_{unit}", f"estimated_{unit}_ci95", "users_accuracy",
-                      "users_accuracy_ci95", "producers_accuracy", "producers_accuracy_ci95"])
+                      "users_accuracy_ci95", "producers_accuracy", "producers_accuracy_ci95", "overall_accuracy",
+                      "overall_accuracy_ci95"])
         for name, c in est["per_class"].items():
             out.writerow([name, c["mapped_area"], c["area"], c["area_ci"], c["users"], c["users_ci"], c["producers"],
-                          c["producers_ci"]])
-        out.writerow(["overall accuracy", "", "", "", est["overall_accuracy"], est["overall_accuracy_ci"], "", ""])
+                          c["producers_ci"], "", ""])
+        # the map's overall accuracy in columns of its own (a row of its own, so that a spreadsheet sums the classes)
+        out.writerow(["overall accuracy", "", "", "", "", "", "", "", est["overall_accuracy"],
+                      est["overall_accuracy_ci"]])
+    write_csvt(path, ["String"] + ["Real"] * 9)
 
 
 def area_lines(est: dict) -> list[str]:

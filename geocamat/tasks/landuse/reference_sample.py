@@ -264,6 +264,9 @@ def write_sample(map_path: str | os.PathLike, out: str | os.PathLike, *, per_cla
                                   "lat": lonlat.geometry.y.round(9), "map_code": frame["map_code"],
                                   "map_class": frame["map_class"], REFERENCE_FIELD: frame[REFERENCE_FIELD]})
             table.to_csv(tmp, index=False)
+            from geocamat.outputs.csv_types import types_of, write_csvt
+
+            write_csvt(out, types_of(table))  # the reference column stays text: codes or names
         else:
             pyogrio.write_dataframe(frame, tmp, layer=LAYER, driver="GPKG",
                                     dataset_options={"VERSION": "1.2"})  # what QGIS 3.22's GDAL reads in full

@@ -27,7 +27,7 @@ from geocamat.tasks.scenes.cell_maps import CellMaps
 from geocamat.tasks.scenes.ground import SCALE_WARNING, auto_chip, describe, training_side
 
 #: the results ``geocamat predict`` writes for a scene model
-SCENE_RESULTS = ("scenes.csv", "scenes.gpkg", "scenes.qml", "cells", "report.json")
+SCENE_RESULTS = ("scenes.csv", "scenes.csvt", "scenes.gpkg", "scenes.qml", "cells", "report.json")
 LAYER = "scenes"
 #: the footprints' fill opacity in the stored style: the imagery under each chip shows through
 FILL_OPACITY = 0.55
@@ -324,6 +324,10 @@ def predict_scenes(bundle, images: list[str], stage: Path, *, batch_size: int = 
             out = csv.writer(fh)
             out.writerow(["image", "folder", "col", "row", "width", "height", "class_id", "class_name", "confidence",
                           *[f"p_{n}" for n in names]])
+            from geocamat.outputs.csv_types import write_csvt
+
+            types = ["String"] * 2 + ["Integer"] * 5 + ["String"] + ["Real"] * (len(names) + 1)
+            write_csvt(stage / "scenes.csv", types)
             with torch.inference_mode():
                 for first, batch in enumerate(batched(chain.from_iterable(p.units() for p in plans), batch_size)):
                     read = [(u, *reader.read(u)) for u in batch]

@@ -97,6 +97,8 @@ def test_macro_f1_counts_a_class_the_map_never_predicts():
     assert m["overall_accuracy"] == 0.9
     f1_first = 2 * 0.9 * 1.0 / 1.9
     assert m["macro_f1"] == round((f1_first + 0.0) / 2, 4)  # class 3 occurs nowhere: not counted
+    assert m["confusion_matrix"][1] == [10, 0, 0]  # the row of reference class 2: all 10 mapped as class 1
+    assert m["confusion_matrix"][0][0] == 90 and m["confusion_matrix_axes"] == "rows: reference, columns: predicted"
 
 
 # -- scoring by windows: the numbers of a whole-array score, in bounded memory --------------------------------

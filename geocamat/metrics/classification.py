@@ -58,4 +58,5 @@ def summarise(cm: np.ndarray, class_ids: list[int], class_names: list[str] | Non
                            "f1": round(float(f1), 4), "support": int(ref_n)}
     return {"n": int(total), "overall_accuracy": round(float(oa), 4), "kappa": round(float(kappa), 4),
             "macro_f1": round(macro_f1(cm), 4), "per_class": per_class,
-            "confusion_matrix": cm.astype(int).tolist(), "class_ids": list(map(int, class_ids))}
+            "confusion_matrix": cm.astype(int).tolist(), "confusion_matrix_axes": "rows: reference, columns: predicted",
+            "class_ids": list(map(int, class_ids))}

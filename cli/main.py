@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -39,6 +40,8 @@ class LazyGroup(click.Group):
         """As click's, but a usage error (unknown option, bad value) is one line too, with where to look."""
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        stopped = []
+        previous = _on_sigterm(stopped)
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.exceptions.UsageError as exc:
@@ -53,7 +56,10 @@ class LazyGroup(click.Group):
             sys.exit(exc.exit_code)
         except click.exceptions.Abort:
             click.echo(_interrupted(list(sys.argv[1:] if args is None else args)), err=True)
-            sys.exit(130)
+            sys.exit(143 if stopped else 130)  # 128 + the signal: SIGTERM (a batch system's stop), SIGINT
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
         sys.exit(rv if isinstance(rv, int) else 0)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
@@ -82,6 +88,19 @@ class LazyGroup(click.Group):
                 if debug:
                     raise
                 _fail(exc, ctx.invoked_subcommand, _option(ctx.meta.get("geocamat.argv", []), "--out"))
+
+
+def _on_sigterm(stopped: list):
+    """Make SIGTERM (how SLURM, Kubernetes and ``kill`` stop a job) stop a run as Ctrl-C does: the finished work is
+    kept and the line says how to continue. Returns the previous handler (None where it cannot be set)."""
+    def handler(signum, frame):
+        stopped.append(signum)
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (an embedding application): leave its handling alone
+        return None
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

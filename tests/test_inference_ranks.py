@@ -241,3 +241,18 @@ def test_without_overlap_ranks_need_no_warm_up(tmp_path):
     for name in OUTPUTS:
         np.testing.assert_array_equal(read(tmp_path / "ref" / name), read(tmp_path / "two" / name), err_msg=name)
     assert report["tiles"] == ref["tiles"]  # no carry, so nothing computed twice
+
+
+def test_a_killed_rank_is_told_with_the_way_to_continue():
+    """A rank killed (kill -9, the kernel's OOM killer) left no error of its own: one line with the signal and
+    --resume (was 'internal error (RuntimeError: prediction rank 1 stopped with exit code -9); this is a bug')."""
+    import signal
+
+    from geocamat.failures import user_error
+    from geocamat.inference.launch import rank_failure
+    from geocamat.inference.ranks import RankFailed
+
+    text = rank_failure(1, -signal.SIGKILL)
+    assert text.startswith("prediction rank 1 was killed (SIGKILL: out of memory?)") and "--resume" in text
+    assert "stopped with exit code 3" in rank_failure(0, 3)
+    assert user_error(RankFailed(text)) is not None  # a user error: exit 2, not "this is a bug"

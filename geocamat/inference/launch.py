@@ -187,7 +187,23 @@ def spawn(fn: Callable, nprocs: int, args: tuple, kwargs: dict, *, cuda: bool) -
             if errors:
                 name, message = json.loads(errors[0].read_text())
                 raise _error(name, message)
-            raise RuntimeError(f"prediction rank {failed} stopped with exit code {procs[failed].returncode}")
+            raise RankFailed(rank_failure(failed, procs[failed].returncode))
+
+
+def rank_failure(rank: int, code: int) -> str:
+    """What to tell of rank ``rank`` that ended with exit ``code`` (negative: killed by that signal) and no error."""
+    import signal
+
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        why = f"was killed ({name}{': out of memory?' if -code == signal.SIGKILL else ''})"
+    else:
+        why = f"stopped with exit code {code}"
+    return (f"prediction rank {rank} {why}; the windows finished are kept: the same command with --resume "
+            "continues from them")
 
 
 def _worker(call: Path, rank: int, nprocs: int) -> int:

@@ -56,6 +56,49 @@ class TrainSettings:
             raise ConfigError(f"num_workers must be an integer >= 0, not {self.num_workers!r}")
         if self.num_threads is not None:
             positive_int(self, "num_threads")
+        self._check_engine()
+
+    def _check_engine(self) -> None:
+        """The Lightning settings in one line each, before Lightning meets them (it raised tracebacks)."""
+        import os
+
+        if self.accelerator not in ACCELERATORS:
+            raise ConfigError(f"accelerator must be one of {', '.join(ACCELERATORS)}, not {self.accelerator!r}")
+        if not _devices_ok(self.devices):
+            raise ConfigError(f"devices must be a number of devices >= 1 (-1: all), a list of device indexes "
+                              f"(e.g. [0, 2]) or auto, not {self.devices!r}")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, not {self.strategy!r}")
+        if self.precision is not None and str(self.precision) not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:
+            raise ConfigError(f"seed must be an integer from 0 to 2**32 - 1, not {self.seed!r}")
+        lr = getattr(self, "lr", 1.0)
+        if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
+            raise ConfigError(f"lr must be a positive number, not {lr!r}")
+        if self.num_nodes > 1 and not any(k in os.environ for k in ("WORLD_SIZE", "SLURM_NTASKS")):
+            raise ConfigError(f"--num-nodes {self.num_nodes} needs a launcher on each machine (torchrun --nnodes "
+                              f"{self.num_nodes} ... $(which geocamat) train ..., or srun --nodes {self.num_nodes} "
+                              "geocamat train ...): without one the run waits for machines that never join")
+
+
+def _devices_ok(devices) -> bool:
+    """Lightning's ``devices``: auto, a count >= 1 or -1, or device indexes (a list, or "0,2")."""
+    if devices == "auto":
+        return True
+    if isinstance(devices, bool):
+        return False
+    if isinstance(devices, int):
+        return devices >= 1 or devices == -1
+    if isinstance(devices, list):
+        return bool(devices) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in devices)
+    return isinstance(devices, str) and all(part.strip().isdigit() for part in devices.split(","))
+
+
+#: what ``accelerator``, ``strategy`` and ``precision`` may be (Lightning's names that a geocamat run can use)
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true", "fsdp", "deepspeed", "single_device")
+PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "transformer-engine")
 
 
 @dataclass

@@ -94,11 +94,23 @@ def build_trainer(config, stage: Path | None, callbacks: list, progress: bool, *
 
         callbacks = [*callbacks, EpochLines()]
 
+    if config.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--accelerator {config.accelerator}: no GPU is visible to torch here (torch "
+                          f"{torch.__version__}); train on the CPU (--accelerator cpu or auto), or install a CUDA "
+                          "build")
     gpu = torch.cuda.is_available() and config.accelerator in ("auto", "gpu", "cuda")
-    return L.Trainer(max_epochs=config.epochs, accelerator=config.accelerator, devices=config.devices,
-                     strategy=config.strategy, num_nodes=config.num_nodes,
-                     precision=config.precision or ("bf16-mixed" if gpu else "32-true"), callbacks=callbacks,
-                     enable_progress_bar=bar, enable_model_summary=False, default_root_dir=stage, **kwargs)
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return L.Trainer(max_epochs=config.epochs, accelerator=config.accelerator, devices=config.devices,
+                         strategy=config.strategy, num_nodes=config.num_nodes,
+                         precision=config.precision or ("bf16-mixed" if gpu else "32-true"), callbacks=callbacks,
+                         enable_progress_bar=bar, enable_model_summary=False, default_root_dir=stage, **kwargs)
+    except (MisconfigurationException, ValueError) as exc:  # e.g. more devices than the machine has
+        from geocamat.failures import one_line
+
+        raise ConfigError(f"Lightning refuses these settings (accelerator {config.accelerator}, devices "
+                          f"{config.devices}, strategy {config.strategy}): {one_line(str(exc), 200)}") from exc
 
 
 def camnet_spec(spec: dict, init) -> str:

@@ -67,9 +67,15 @@ class Bundle:
 
     def build_model(self) -> nn.Module:
         """The trained model, in eval mode, on the CPU."""
+        from geocamat.errors import ConfigError
         from geocamat.models import build_model
 
-        model = build_model(self.model)
+        try:
+            model = build_model(self.model)
+        except ConfigError as exc:  # an architecture (or head) this geocamat does not have: the bundle is not at fault
+            raise BundleError(f"the model's architecture ({self.model.get('arch') or self.model.get('name')}) is "
+                              f"unknown to this geocamat ({exc}): it was written by another version; use that "
+                              "version, or retrain") from exc
         model.load_state_dict(self.state_dict)
         return model.eval()
 
@@ -98,6 +104,24 @@ class Bundle:
         if payload.get("version", 0) > VERSION:
             raise BundleError(f"{path} was written by a newer geocamat (bundle version {payload['version']})")
         payload.pop("format"), payload.pop("version")
+        import dataclasses
+
+        known = {f.name for f in dataclasses.fields(cls)}
+        extra = sorted(set(payload) - known)
+        if extra:  # written by another geocamat (a field added without a version bump): read what is understood
+            import warnings
+
+            from geocamat.errors import GeocamatWarning
+
+            warnings.warn(f"{path} holds fields this geocamat does not know ({', '.join(extra)}): written by another "
+                          "version; they are ignored", GeocamatWarning, stacklevel=2)
+            for key in extra:
+                payload.pop(key)
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in payload
+                   and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        if missing:
+            raise BundleError(f"{path} lacks {', '.join(missing)}: it was not written by geocamat's Bundle.save, or "
+                              "by an incompatible version")
         payload["classes"] = [ClassInfo(**c) for c in payload["classes"]]
         if payload.get("resolution") is not None:
             payload["resolution"] = tuple(payload["resolution"])

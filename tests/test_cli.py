@@ -285,3 +285,25 @@ def test_sigterm_stops_a_run_as_ctrl_c_does():
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert stopped == [signal.SIGTERM]
+
+
+def test_a_bundle_with_fields_of_another_version_loads_with_a_warning(tmp_path):
+    """A field this geocamat does not know (a newer one added it without a version bump): ignored with a warning (was
+    an internal error: Bundle.__init__() got an unexpected keyword argument); a bundle missing a field is refused."""
+    import torch
+
+    from geocamat.bundle import Bundle
+    from geocamat.errors import BundleError, GeocamatWarning
+    from tests.inference_helpers import make_bundle
+
+    make_bundle(tile=16).save(tmp_path / "m.geocamat")
+    payload = torch.load(tmp_path / "m.geocamat", weights_only=True)
+    torch.save({**payload, "new_field": 1}, tmp_path / "newer.geocamat")
+    with pytest.warns(GeocamatWarning, match="fields this geocamat does not know \\(new_field\\)"):
+        assert Bundle.load(tmp_path / "newer.geocamat").tile_size == 16
+    torch.save({k: v for k, v in payload.items() if k != "classes"}, tmp_path / "lacking.geocamat")
+    with pytest.raises(BundleError, match="lacks classes"):
+        Bundle.load(tmp_path / "lacking.geocamat")
+    torch.save({**payload, "model": {**payload["model"], "arch": "camnet-xxl"}}, tmp_path / "arch.geocamat")
+    with pytest.raises(BundleError, match=r"architecture \(camnet-xxl\) is unknown to this geocamat"):
+        Bundle.load(tmp_path / "arch.geocamat").build_model()  # was "unknown --arch", an option nobody gave

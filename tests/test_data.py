@@ -186,3 +186,16 @@ def test_a_label_raster_with_an_alpha_band_is_read_from_its_band_of_codes(tmp_pa
     with rasterio.open(labels.path) as out:
         read = out.read(1)
     assert (read[:, -5:] == UNLABELLED).all() and (read[:, :5] > 0).mean() > 0.9  # the alpha's right half masked
+
+
+def test_a_quoted_glob_in_a_folder_named_like_a_pattern_finds_its_files(tmp_path):
+    """'odd dir [ü] ,x/*.tif' (a folder whose name holds [ ]): the folder is taken as named, the rest as the
+    pattern (was 'no raster found'); a real pattern in the folder part still works."""
+    from geocamat.data.paths import expand_paths
+
+    folder = tmp_path / "odd dir [ü] ,x"
+    folder.mkdir()
+    for name in ("a.tif", "b.tif", "c.txt"):
+        (folder / name).write_bytes(b"x")
+    assert [p.name for p in expand_paths(f"{folder}/*.tif")] == ["a.tif", "b.tif"]
+    assert [p.name for p in expand_paths(f"{tmp_path}/odd*/b.tif")] == ["b.tif"]

@@ -18,6 +18,17 @@ RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")
 GDAL_NAME = re.compile(r"^([A-Z][A-Z0-9_]+:|/vsi[a-z0-9]+/)")
 
 
+def _literal_folder(pattern: str) -> str:
+    """``pattern`` with its longest leading folder that exists as written escaped, so that ``[`` ``]`` ``*`` ``?``
+    in a folder's name are that name, and only the rest is a pattern."""
+    parts = Path(pattern).parts
+    for k in range(len(parts) - 1, 0, -1):
+        folder = Path(*parts[:k])
+        if folder.is_dir():
+            return str(Path(glob.escape(str(folder)), *parts[k:]))
+    return pattern
+
+
 def expand_paths(patterns: str | os.PathLike | Sequence[str | os.PathLike], suffixes: Sequence[str] | None = None,
                  what: str = "raster") -> list[Path]:
     """Expand paths, globs and folders into existing files, in argument order (each sorted), without repeats.
@@ -42,6 +53,9 @@ def expand_paths(patterns: str | os.PathLike | Sequence[str | os.PathLike], suff
             matches = [path]  # a file, or a layer of one (FILE:LAYER)
         else:
             matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+            if not matches and glob.has_magic(pattern):  # a folder named like a pattern: 'scenes [2024]/*.tif'
+                literal = _literal_folder(pattern)
+                matches = sorted(Path(p) for p in glob.glob(literal, recursive=True) if Path(p).is_file())
         if not matches and GDAL_NAME.match(pattern):
             raise InputNotFoundError(f"{pattern!r} is a GDAL dataset name, which geocamat does not read: convert it to "
                                      f"a GeoTIFF first (gdal_translate '{pattern}' out.tif) and give that")

@@ -73,6 +73,7 @@ class LazyGroup(click.Group):
         debug = bool(ctx.params.get("debug"))
         if not debug:  # GDAL's own "ERROR 1: ..." lines (printed from C) would be a second line beside ours
             os.environ.setdefault("CPL_LOG", os.devnull)
+        _matplotlib_cache()
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             if not debug:  # library warnings are noise for a user; --debug shows them
@@ -88,6 +89,25 @@ class LazyGroup(click.Group):
                 if debug:
                     raise
                 _fail(exc, ctx.invoked_subcommand, _option(ctx.meta.get("geocamat.argv", []), "--out"))
+
+
+def _matplotlib_cache() -> None:
+    """Give Matplotlib a cache folder it can write when the home folder is read-only (a batch job's or container's
+    HOME): it otherwise prints two long lines about it on every run, also with --quiet."""
+    import tempfile
+
+    if "MPLCONFIGDIR" in os.environ:
+        return
+    folder = Path(os.environ.get("XDG_CONFIG_HOME") or Path(os.environ.get("HOME") or "/") / ".config")
+    existing = next((p for p in (folder / "matplotlib", *(folder / "matplotlib").parents) if p.exists()), None)
+    if existing is not None and existing.is_dir() and os.access(existing, os.W_OK):  # (/dev/null/home: a file)
+        return
+    fallback = Path(tempfile.gettempdir()) / f"geocamat-matplotlib-{os.getuid() if hasattr(os, 'getuid') else 0}"
+    try:
+        fallback.mkdir(exist_ok=True)
+    except OSError:
+        return
+    os.environ["MPLCONFIGDIR"] = str(fallback)
 
 
 def _on_sigterm(stopped: list):

@@ -307,3 +307,21 @@ def test_a_bundle_with_fields_of_another_version_loads_with_a_warning(tmp_path):
     torch.save({**payload, "model": {**payload["model"], "arch": "camnet-xxl"}}, tmp_path / "arch.geocamat")
     with pytest.raises(BundleError, match=r"architecture \(camnet-xxl\) is unknown to this geocamat"):
         Bundle.load(tmp_path / "arch.geocamat").build_model()  # was "unknown --arch", an option nobody gave
+
+
+def test_a_read_only_home_gets_matplotlib_a_cache_folder(monkeypatch):
+    """HOME where nothing can be written (a batch job's, a container's): Matplotlib gets a temporary cache folder
+    instead of printing two lines about it on every run, also with --quiet."""
+    import os
+
+    from cli.main import _matplotlib_cache
+
+    monkeypatch.delenv("MPLCONFIGDIR", raising=False)
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.setenv("HOME", "/dev/null/home")
+    _matplotlib_cache()
+    folder = os.environ["MPLCONFIGDIR"]
+    assert os.path.isdir(folder) and os.access(folder, os.W_OK)
+    monkeypatch.setenv("MPLCONFIGDIR", "/mine")
+    _matplotlib_cache()
+    assert os.environ["MPLCONFIGDIR"] == "/mine"  # the user's own stays

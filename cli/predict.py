@@ -67,8 +67,11 @@ def predict(images, model_path, out, no_vector, overwrite, quiet, **flags):
     if no_vector:
         options["vector"] = False
     refuse_foreign(options, task.PredictOptions, task.NAME, "predict")
-    report = task.predict(bundle, list(images), Path(out), build(task.PredictOptions, options, what="predict"),
-                          overwrite=bool(overwrite), progress=not quiet, model_path=model_path)
+    from geocamat.output_lock import output_lock
+
+    with output_lock(Path(out)):  # one run at a time writes --out
+        report = task.predict(bundle, list(images), Path(out), build(task.PredictOptions, options, what="predict"),
+                              overwrite=bool(overwrite), progress=not quiet, model_path=model_path)
     partial = report.get("pixels", {}).get("partial_bands", 0)
     if partial and not options.get("require_all_bands"):
         click.echo(f"note: {partial} pixels have some bands nodata and were classified with those bands filled by "

@@ -145,7 +145,10 @@ def train(inputs, out, task, images, resume, assignments, overwrite, quiet, cama
             raise ConfigError(f"--{key.replace('_', '-')} does not apply to {module.NAME} training; its settings "
                               f"are {', '.join(sorted(known))}")
     cfg = build(module.Config, settings, what=f"{module.NAME} training")
-    metrics = module.train(cfg, Path(out), overwrite=bool(overwrite), progress=not quiet, log=_log(quiet))
+    from geocamat.output_lock import output_lock
+
+    with output_lock(Path(out), inside=False):  # one run at a time writes --out
+        metrics = module.train(cfg, Path(out), overwrite=bool(overwrite), progress=not quiet, log=_log(quiet))
     if not quiet:
         for line in module.summary(metrics):
             click.echo(line)
@@ -202,7 +205,10 @@ def _resume(run: Path, config, task, images, assignments, camat, flags: dict, qu
     cfg = build(module.Config, saved, what=f"the resumed {module.NAME} training")
     log = _log(quiet)
     log(f"resuming {run} from {stage / 'checkpoints' / 'last.ckpt'}")
-    metrics = module.train(cfg, run, progress=not quiet, log=log, resume=True)
+    from geocamat.output_lock import output_lock
+
+    with output_lock(Path(run), inside=False):
+        metrics = module.train(cfg, run, progress=not quiet, log=log, resume=True)
     if not quiet:
         for line in module.summary(metrics):
             click.echo(line)

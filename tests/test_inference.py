@@ -556,3 +556,27 @@ def test_a_bbox_map_tiles_as_the_whole_scene_map_does(tmp_path, bundle):
         a, b = w.read(1)[row:row + p.height, col:col + p.width], p.read(1)
     inner = (slice(16, -16), slice(16, -16))  # a tile from the edges: the same tiles cover these pixels
     np.testing.assert_allclose(b[inner], a[inner], rtol=0, atol=1e-5)
+
+
+def test_results_cut_short_while_moved_into_place_carry_no_report(tmp_path, bundle, monkeypatch):
+    """A run killed while its files move into place (after an earlier run's): the folder must not hold the earlier
+    run's report.json beside this run's first files, as if complete; the manifest stays for --resume."""
+    import geocamat.outputs.raster as raster
+
+    img = make_raster(tmp_path / "img.tif", 40, 40)
+    run(bundle, [img], tmp_path / "out", vectorise=False)
+    moved, real = [], raster.move_raster
+
+    def killed_after_two(src, dst):
+        if len(moved) == 2:
+            raise KeyboardInterrupt
+        moved.append(dst.name)
+        real(src, dst)
+
+    monkeypatch.setattr(raster, "move_raster", killed_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        run(bundle, [img], tmp_path / "out", vectorise=False, overwrite=True, overlap=0.75)
+    assert moved == ["landuse.tif", "landuse.qml"] and not (tmp_path / "out" / "report.json").exists()
+    monkeypatch.setattr(raster, "move_raster", real)
+    resumed = run(bundle, [img], tmp_path / "out", vectorise=False, resume=True, overlap=0.75)
+    assert resumed["settings"]["overlap"] == 0.75 and (tmp_path / "out" / "report.json").exists()

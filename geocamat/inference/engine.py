@@ -301,6 +301,9 @@ class Engine:
         if ranks.world > 1:
             report["ranks"] = {"world": ranks.world, "per_rank": per_rank}
         write_json(self.work / "report.json", report)
+        # an earlier run's report goes first and this run's comes last: a set of results cut short by a kill carries
+        # no report that would vouch for it (the manifest stays until every file is in place: --resume redoes it)
+        (self.out_dir / "report.json").unlink(missing_ok=True)
         for name in self.result_files:  # rename everything into place at once
             src = self.work / name
             if src.exists():
@@ -310,6 +313,8 @@ class Engine:
             else:  # an earlier run's result this run does not make goes, with GDAL's side-car
                 for stale in (self.out_dir / name, self.out_dir / f"{name}.aux.xml"):
                     stale.unlink(missing_ok=True)
+        for manifest in self.work.glob("manifest*.json"):  # done: a kill during the clean-up leaves no run to resume
+            manifest.unlink()
         shutil.rmtree(self.work, ignore_errors=True)
         return report
 

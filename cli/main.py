@@ -134,6 +134,8 @@ def _interrupted(argv: list[str]) -> str:
     """The line for a run stopped with Ctrl-C: how to continue it where it can be."""
     out = _option(argv, "--out")
     if out and "predict" in argv:
+        if not Path(out).is_dir():
+            return f"Interrupted before anything was written to {out}."
         return (f"Interrupted: the windows finished are kept for {out}; the same command with --resume continues "
                 "from them")
     out = out or ("train" in argv and _option(argv, "--resume"))

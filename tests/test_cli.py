@@ -37,7 +37,12 @@ def test_an_interrupted_run_says_how_to_continue_it(tmp_path):
     from cli.main import _interrupted
     from geocamat.outputs.staging import stage_path
 
-    assert "the same command with --resume continues" in _interrupted(["predict", "--model", "m", "--out", "o", "x"])
+    out = tmp_path / "o"
+    assert _interrupted(["predict", "--model", "m", "--out", str(out), "x"]) == \
+        f"Interrupted before anything was written to {out}."  # (said windows were kept in a folder never made)
+    out.mkdir()
+    assert "the same command with --resume continues" in _interrupted(["predict", "--model", "m", "--out", str(out),
+                                                                        "x"])
     run = tmp_path / "run"
     assert _interrupted(["train", "cfg.yaml", f"--out={run}"]).endswith("first checkpoint: nothing to resume")
     (stage_path(run) / "checkpoints").mkdir(parents=True)

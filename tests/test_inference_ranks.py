@@ -256,3 +256,31 @@ def test_a_killed_rank_is_told_with_the_way_to_continue():
     assert text.startswith("prediction rank 1 was killed (SIGKILL: out of memory?)") and "--resume" in text
     assert "stopped with exit code 3" in rank_failure(0, 3)
     assert user_error(RankFailed(text)) is not None  # a user error: exit 2, not "this is a bug"
+
+
+def test_ranks_that_never_meet_end_in_one_line_and_the_wait_hears_ctrl_c(monkeypatch):
+    """A launcher's other rank that never comes: a line says what is awaited, the end of the wait is one line
+    (was 'internal error (DistStoreError ...)' after 10 silent minutes); Ctrl-C stops the wait (it was deaf)."""
+    import os
+    import signal
+    import socket
+    import threading
+    import time
+
+    import geocamat.inference.launch as launch
+    from geocamat.errors import ConfigError
+    from geocamat.inference.ranks import Ranks
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(launch, "START_TIMEOUT_S", 2.0)
+    start = time.monotonic()
+    with pytest.raises(ConfigError, match="processes of the run did not all meet at 127.0.0.1"):
+        launch._init_group(Ranks(0, 2, 0, 2), {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    assert time.monotonic() - start < 30
+    threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        launch._meet(lambda: time.sleep(20), "here", 2)
+    assert time.monotonic() - start < 5

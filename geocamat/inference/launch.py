@@ -109,8 +109,40 @@ def _init_group(ranks: Ranks, env: Mapping[str, str] | None) -> None:
     if addr is None or port is None:
         raise ConfigError("the ranks cannot meet: set MASTER_ADDR (the first machine) and MASTER_PORT (a free "
                           "port), or launch with torchrun")
-    dist.init_process_group("gloo", init_method=f"tcp://{addr}:{port}", rank=ranks.rank, world_size=ranks.world,
-                            timeout=timedelta(seconds=START_TIMEOUT_S))
+    if ranks.rank == 0:
+        import sys
+
+        print(f"waiting for the other {ranks.world - 1} process(es) of the run at {addr}:{port} (up to "
+              f"{START_TIMEOUT_S / 60:.0f} min)", file=sys.stderr, flush=True)
+    _meet(lambda: dist.init_process_group("gloo", init_method=f"tcp://{addr}:{port}", rank=ranks.rank,
+                                          world_size=ranks.world, timeout=timedelta(seconds=START_TIMEOUT_S)),
+          f"{addr}:{port}", ranks.world)
+
+
+def _meet(join, where: str, world: int) -> None:
+    """Run ``join`` (the blocking meeting of the ranks) in a thread, so that Ctrl-C and SIGTERM stop the wait (a
+    signal is not handled while the main thread is blocked in C++); its failure to meet is one line."""
+    import threading
+
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            join()
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name="geocamat-meet", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(timeout=0.2)
+    if failure:
+        exc = failure[0]
+        if isinstance(exc, RuntimeError | OSError):  # torch's DistStoreError, DistNetworkError, timeouts
+            raise ConfigError(f"the {world} processes of the run did not all meet at {where} within "
+                              f"{START_TIMEOUT_S / 60:.0f} min ({type(exc).__name__}): check that the launcher "
+                              "started every rank and that MASTER_ADDR/MASTER_PORT reach the first machine") from exc
+        raise exc
 
 
 def _slurm_first_host(env: Mapping[str, str]) -> str | None:

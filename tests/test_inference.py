@@ -580,3 +580,19 @@ def test_results_cut_short_while_moved_into_place_carry_no_report(tmp_path, bund
     monkeypatch.setattr(raster, "move_raster", real)
     resumed = run(bundle, [img], tmp_path / "out", vectorise=False, resume=True, overlap=0.75)
     assert resumed["settings"]["overlap"] == 0.75 and (tmp_path / "out" / "report.json").exists()
+
+
+def test_the_float_rasters_open_in_qgis_as_a_colour_ramp(tmp_path, bundle):
+    """confidence.tif, cam.tif and probabilities.tif come with a .qml: viridis over [0, 1] (QGIS opened them as
+    stretched grey, and probabilities.tif as an RGB of three classes; checked rendered in QGIS 3.22)."""
+    import xml.etree.ElementTree as ET
+
+    img = make_raster(tmp_path / "img.tif", 40, 40)
+    report = run(bundle, [img], tmp_path / "out", write_probabilities=True)
+    for name in ("confidence", "cam", "probabilities"):
+        root = ET.parse(tmp_path / "out" / f"{name}.qml").getroot()
+        renderer = root.find("pipe/rasterrenderer")
+        assert renderer.get("type") == "singlebandpseudocolor" and renderer.get("band") == "1"
+        items = root.findall(".//colorrampshader/item")
+        assert [float(i.get("value")) for i in items][::4] == [0.0, 1.0] and len(items) == 5
+        assert f"{name}.qml" in report["outputs"] or any(o.endswith(f"{name}.qml") for o in report["outputs"])

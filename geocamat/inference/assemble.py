@@ -74,7 +74,7 @@ def assemble(work: Path, plan: Plan, *, style, dtype: str, nodata, floats: list[
 
     from geocamat.outputs import partial_bands as mask
     from geocamat.outputs.attribute_table import write_attribute_table
-    from geocamat.outputs.qml import write_paletted_qml
+    from geocamat.outputs.qml import pseudocolor_qml, write_paletted_qml
     from geocamat.outputs.raster import Piece, mosaic_vrt, to_cog
     from geocamat.outputs.vector import write_polygons_gpkg
 
@@ -107,7 +107,8 @@ def assemble(work: Path, plan: Plan, *, style, dtype: str, nodata, floats: list[
         vrt = mosaic(out.name, "float", dtype="float32", count=len(out.bands), nodata=float("nan"),
                      descriptions=out.descriptions, source_bands=out.bands)
         jobs.append((vrt, f"{out.name}.tif", "AVERAGE", "ZSTD"))  # float COGs: ZSTD writes ~2.5x faster
-        outputs.append(f"{out.name}.tif")
+        (work / f"{out.name}.qml").write_text(pseudocolor_qml(label=out.name))  # a colour ramp in QGIS, not grey
+        outputs += [f"{out.name}.tif", f"{out.name}.qml"]
     # on machines with cores to spare the COGs are built side by side (GDAL works without the GIL; each
     # build holds its own full-width overview buffers) while the polygons are merged here
     cpus = os.cpu_count() or 1

@@ -46,8 +46,9 @@ from geocamat.outputs.jsonfile import write_json
 #: the cache of decoded input blocks grow with the scene.
 GDAL_CACHE_MB = 128
 #: Files a finished run leaves in the output folder (with the CamNet heads).
-RESULT_FILES = ("landuse.tif", "landuse.qml", "confidence.tif", "cam.tif", "probabilities.tif", "landuse.gpkg",
-                partial_bands.TIF, partial_bands.QML, "report.json")
+RESULT_FILES = ("landuse.tif", "landuse.qml", "confidence.tif", "confidence.qml", "cam.tif", "cam.qml",
+                "probabilities.tif", "probabilities.qml", "landuse.gpkg", partial_bands.TIF, partial_bands.QML,
+                "report.json")
 
 
 class Engine:
@@ -124,7 +125,8 @@ class Engine:
         self.overview_factors = needed if aligned else []
         self.plan = Plan.over(grid, tile, stride, band_rows, block_cols)
         self.work = self.out_dir / PARTIAL
-        self.result_files = tuple(dict.fromkeys((*RESULT_FILES, *(f"{name}.tif" for name in self.extras))))
+        self.result_files = tuple(dict.fromkeys((*RESULT_FILES, *(f"{name}.{ext}" for name in self.extras
+                                                                     for ext in ("tif", "qml")))))
         if aoi is not None:
             import shapely
 

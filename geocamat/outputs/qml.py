@@ -39,6 +39,41 @@ def paletted_qml(style: ClassStyle, band: int = 1, opacity: float = 1.0) -> str:
     )
 
 
+#: viridis at five stops: dark purple (low) to yellow (high), readable in grey and by colour-blind readers
+VIRIDIS = ("#440154", "#3b528b", "#21918c", "#5ec962", "#fde725")
+
+
+def pseudocolor_qml(band: int = 1, low: float = 0.0, high: float = 1.0, label: str = "") -> str:
+    """The QML text of a single-band pseudocolour renderer (viridis from ``low`` to ``high``, NaN transparent): a
+    [0, 1] float raster (confidence, CAM, a class probability) opens as a legible colour ramp, not stretched grey."""
+    items = "".join(
+        f'            <item alpha="255" value="{low + (high - low) * k / (len(VIRIDIS) - 1):g}" '
+        f'label="{low + (high - low) * k / (len(VIRIDIS) - 1):g}" color="{color}"/>\n'
+        for k, color in enumerate(VIRIDIS))
+    title = f" <!-- {label} -->" if label else ""
+    return (
+        "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
+        f'<qgis version="{QGIS_VERSION}" styleCategories="AllStyleCategories">{title}\n'
+        "  <pipe>\n"
+        f'    <rasterrenderer type="singlebandpseudocolor" band="{band}" opacity="1" alphaBand="-1" '
+        f'classificationMin="{low:g}" classificationMax="{high:g}" nodataColor="">\n'
+        "      <rasterTransparency/>\n"
+        "      <rastershader>\n"
+        f'        <colorrampshader colorRampType="INTERPOLATED" classificationMode="1" clip="0" '
+        f'minimumValue="{low:g}" maximumValue="{high:g}">\n'
+        f"{items}"
+        "        </colorrampshader>\n"
+        "      </rastershader>\n"
+        "    </rasterrenderer>\n"
+        '    <brightnesscontrast brightness="0" contrast="0" gamma="1"/>\n'
+        '    <huesaturation saturation="0" grayscaleMode="0" colorizeOn="0"/>\n'
+        '    <rasterresampler maxOversampling="2"/>\n'
+        "  </pipe>\n"
+        "  <blendMode>0</blendMode>\n"
+        "</qgis>\n"
+    )
+
+
 def categorized_polygon_qml(style: ClassStyle, field: str = "class_id", opacity: float = 1.0,
                             marker: bool = False) -> str:
     """The QML text of a categorised fill renderer on ``field`` (one category per class); ``opacity`` < 1 lets

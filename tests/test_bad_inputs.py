@@ -258,7 +258,7 @@ ROWS = [
         "precision must be one of"),
     Row("train-seed", "a negative seed", lambda e: _train(e, "--set", "seed=-1"), "seed must be an integer from 0"),
     Row("train-lr-text", "a learning rate that is not a number", lambda e: _train(e, "--set", "lr=1e-3x"),
-        "lr must be a positive number"),
+        "lr must be a number >= 0"),
     Row("train-nodes-no-launcher", "--num-nodes 2 without torchrun or srun", lambda e: _train(e, "--num-nodes", "2"),
         "needs a launcher on each machine",
         patch=lambda e, mp: [mp.delenv(k, raising=False) for k in ("WORLD_SIZE", "SLURM_NTASKS")]),

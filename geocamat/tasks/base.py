@@ -74,8 +74,8 @@ class TrainSettings:
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:
             raise ConfigError(f"seed must be an integer from 0 to 2**32 - 1, not {self.seed!r}")
         lr = getattr(self, "lr", 1.0)
-        if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
-            raise ConfigError(f"lr must be a positive number, not {lr!r}")
+        if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr >= 0:  # (0: the weights stay)
+            raise ConfigError(f"lr must be a number >= 0, not {lr!r}")
         if self.num_nodes > 1 and not any(k in os.environ for k in ("WORLD_SIZE", "SLURM_NTASKS")):
             raise ConfigError(f"--num-nodes {self.num_nodes} needs a launcher on each machine (torchrun --nnodes "
                               f"{self.num_nodes} ... $(which geocamat) train ..., or srun --nodes {self.num_nodes} "

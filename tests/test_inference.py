@@ -349,6 +349,14 @@ def test_region_field_one_output_per_value(tmp_path, bundle):
     for name in ("north", "south"):
         assert (tmp_path / "out" / name / "landuse.tif").exists()
     assert read(tmp_path / "out" / "north" / "landuse.tif")[1]["height"] == 25
+    import pandas as pd  # the per-region areas as one table, for a spreadsheet or a join to the region layer
+
+    table = pd.read_csv(tmp_path / "out" / "regions.csv")
+    assert list(table.columns) == ["region", "folder", "class_id", "class_name", "pixels", "area_ha"]
+    assert set(table["region"]) == {"north", "south"} and (tmp_path / "out" / "regions.csvt").is_file()
+    north = table[table["region"] == "north"]
+    assert north["pixels"].sum() == sum(e["pixels"] for e in report["regions"][0]["classes"])
+    np.testing.assert_allclose(north["area_ha"], north["pixels"] * 100 / 1e4)  # 10 m pixels
 
 
 def test_bbox_in_other_crs_and_output_crs(tmp_path, bundle):

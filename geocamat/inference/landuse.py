@@ -334,10 +334,32 @@ def predict_landuse(
         summary = {"regions": reports, "skipped_regions": [n for n, g in aois if n not in {j[0] for j in jobs}],
                    "regions_not_read": not_read}
         if ranks.main:
+            summary["outputs"] = [write_region_table(out_dir / "regions.csv", reports)]
             write_json(out_dir / "report.json", summary)
         return summary
     finally:
         shutil.rmtree(stack_dir, ignore_errors=True)
+
+
+def write_region_table(path: Path, reports: list[dict]) -> str:
+    """``regions.csv`` (and its ``.csvt``): a row per region and class, the pixels and hectares the region's map
+    gives it, for a spreadsheet or a join to the region layer (the per-region figures were only in report.json)."""
+    import csv
+
+    from geocamat.outputs.csv_types import write_csvt
+
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        out = csv.writer(fh)
+        out.writerow(["region", "folder", "class_id", "class_name", "pixels", "area_ha"])
+        for report in reports:
+            region = report.get("region") or {}
+            for entry in report.get("classes", []):
+                out.writerow([region.get("name"), region.get("folder"), entry["id"], entry["name"], entry["pixels"],
+                              entry.get("area_ha", "")])
+    write_csvt(path, ["String", "String", "Integer", "String", "Integer", "Real"])
+    os.replace(tmp, path)
+    return str(path)
 
 
 def model_stack(bundle, images, workdir: Path, nodata: float | None = None):

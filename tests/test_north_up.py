@@ -36,9 +36,9 @@ def test_a_rotated_scene_becomes_a_north_up_vrt_with_the_same_ground(tmp_path):
         inv = ~rotated.transform
         rng = np.random.default_rng(0)
         cols, rows = rng.uniform(35, 115, 200), rng.uniform(5, 85, 200)  # inside the file, off the missing strip
-        xs, ys = rotated.transform * (cols, rows)
+        xs, ys = rotated.transform @ (cols, rows)
         got = np.array(list(north.sample(zip(xs, ys, strict=True))))
-        col, row = np.floor(inv * (xs, ys)).astype(int)
+        col, row = np.floor(inv @ (xs, ys)).astype(int)
         want = data[:, row, col].T
         assert np.isfinite(got).all()
         assert np.abs(got - want).max() < 12, np.abs(got - want).max()  # a smooth raster: bilinear vs nearest

@@ -23,7 +23,7 @@ def test_a_rotated_scene_becomes_a_north_up_vrt_with_the_same_ground(tmp_path):
     with rasterio.open(flat) as src:
         profile, data = src.profile, src.read()
     data[2, :, :30] = -9999.0  # the last band missing in a strip
-    profile.update(transform=profile["transform"] * Affine.rotation(20))
+    profile.update(transform=profile["transform"] @ Affine.rotation(20))
     with rasterio.open(tmp_path / "rotated.tif", "w", **profile) as dst:
         dst.write(data)
         dst.descriptions = ("red", "green", "nir")

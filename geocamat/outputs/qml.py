@@ -20,16 +20,22 @@ def paletted_qml(style: ClassStyle, band: int = 1, opacity: float = 1.0) -> str:
         ' alpha="255"/>\n'
         for cid, name, color in zip(style.ids, style.names, style.colors, strict=True)
     )
-    return (
-        "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
-        f'<qgis version="{QGIS_VERSION}" styleCategories="AllStyleCategories">\n'
-        "  <pipe>\n"
+    return _raster_qml(
         f'    <rasterrenderer type="paletted" band="{band}" opacity="{opacity}" alphaBand="-1" nodataColor="">\n'
         "      <rasterTransparency/>\n"
         "      <colorPalette>\n"
         f"{entries}"
         "      </colorPalette>\n"
-        "    </rasterrenderer>\n"
+        "    </rasterrenderer>\n")
+
+
+def _raster_qml(renderer: str, comment: str = "") -> str:
+    """A raster layer's QML around its ``renderer`` element (the pipe's other filters at their defaults)."""
+    return (
+        "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
+        f'<qgis version="{QGIS_VERSION}" styleCategories="AllStyleCategories">{comment}\n'
+        "  <pipe>\n"
+        f"{renderer}"
         '    <brightnesscontrast brightness="0" contrast="0" gamma="1"/>\n'
         '    <huesaturation saturation="0" grayscaleMode="0" colorizeOn="0"/>\n'
         '    <rasterresampler maxOversampling="2"/>\n'
@@ -50,11 +56,7 @@ def pseudocolor_qml(band: int = 1, low: float = 0.0, high: float = 1.0, label: s
         f'            <item alpha="255" value="{low + (high - low) * k / (len(VIRIDIS) - 1):g}" '
         f'label="{low + (high - low) * k / (len(VIRIDIS) - 1):g}" color="{color}"/>\n'
         for k, color in enumerate(VIRIDIS))
-    title = f" <!-- {label} -->" if label else ""
-    return (
-        "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
-        f'<qgis version="{QGIS_VERSION}" styleCategories="AllStyleCategories">{title}\n'
-        "  <pipe>\n"
+    return _raster_qml(
         f'    <rasterrenderer type="singlebandpseudocolor" band="{band}" opacity="1" alphaBand="-1" '
         f'classificationMin="{low:g}" classificationMax="{high:g}" nodataColor="">\n'
         "      <rasterTransparency/>\n"
@@ -64,14 +66,7 @@ def pseudocolor_qml(band: int = 1, low: float = 0.0, high: float = 1.0, label: s
         f"{items}"
         "        </colorrampshader>\n"
         "      </rastershader>\n"
-        "    </rasterrenderer>\n"
-        '    <brightnesscontrast brightness="0" contrast="0" gamma="1"/>\n'
-        '    <huesaturation saturation="0" grayscaleMode="0" colorizeOn="0"/>\n'
-        '    <rasterresampler maxOversampling="2"/>\n'
-        "  </pipe>\n"
-        "  <blendMode>0</blendMode>\n"
-        "</qgis>\n"
-    )
+        "    </rasterrenderer>\n", f" <!-- {label} -->" if label else "")
 
 
 def categorized_polygon_qml(style: ClassStyle, field: str = "class_id", opacity: float = 1.0,

@@ -355,8 +355,9 @@ def write_region_table(path: Path, reports: list[dict]) -> str:
         for report in reports:
             region = report.get("region") or {}
             for entry in report.get("classes", []):
+                area = entry.get("area_ha")
                 out.writerow([region.get("name"), region.get("folder"), entry["id"], entry["name"], entry["pixels"],
-                              entry.get("area_ha", "")])
+                              "" if area is None else round(float(area), 6)])
     write_csvt(path, ["String", "String", "Integer", "String", "Integer", "Real"])
     os.replace(tmp, path)
     return str(path)

@@ -319,8 +319,9 @@ def test_region_skips_tiles_and_masks_outside(tmp_path, bundle):
     assert tiles["tiles_planned"] == tiles["tiles_processed"] + tiles["skipped_outside_aoi"] + tiles["skipped_no_data"]
     classes, profile = read(tmp_path / "out" / "landuse.tif")
     b = profile["transform"]
-    # grid cut to the region's bounds, started on the whole map's tile lattice (stride 8 px: up to 7 px before)
-    assert x0 + 100 - 80 < b.c <= x0 + 100 and y0 - 100 <= b.f < y0 - 100 + 80 and b.c % 80 == b.f % 80 == 0
+    # grid cut to the region's bounds and a tile's margin (16 px) of context, inside the image, started on the whole
+    # map's tile lattice (stride 8 px)
+    assert (b.c, b.f) == (x0, y0) and profile["width"] == 160 and b.c % 80 == b.f % 80 == 0  # (the image: 160)
     corner = round((b.f - (y0 - 100)) / 10), round((x0 + 100 - b.c) / 10)  # the triangle's right-angle corner
     assert classes[-1, -1] == 0 and classes[corner] != 0 and classes[0, 0] == 0  # outside / inside / outside
     polys = gpd.read_file(tmp_path / "out" / "landuse.gpkg", layer="landuse")
@@ -348,7 +349,7 @@ def test_region_field_one_output_per_value(tmp_path, bundle):
     assert report["regions_not_read"] == 2  # ... but counted
     for name in ("north", "south"):
         assert (tmp_path / "out" / name / "landuse.tif").exists()
-    assert read(tmp_path / "out" / "north" / "landuse.tif")[1]["height"] == 25
+    assert read(tmp_path / "out" / "north" / "landuse.tif")[1]["height"] == 25 + 16  # + a tile's margin below
     import pandas as pd  # the per-region areas as one table, for a spreadsheet or a join to the region layer
 
     table = pd.read_csv(tmp_path / "out" / "regions.csv")
@@ -558,7 +559,7 @@ def test_a_bbox_map_tiles_as_the_whole_scene_map_does(tmp_path, bundle):
     assert whole["tiles"]["tiles_processed"] > part["tiles"]["tiles_processed"] > 0
     with (rasterio.open(tmp_path / "whole" / "confidence.tif") as w,
           rasterio.open(tmp_path / "part" / "confidence.tif") as p):
-        col, row = (~w.transform) * (p.transform.c, p.transform.f)
+        col, row = (~w.transform) @ (p.transform.c, p.transform.f)
         col, row = round(col), round(row)
         assert col % 4 == 0 and row % 4 == 0  # on the whole map's tile lattice (stride 4 at 16 px, overlap 0.75)
         a, b = w.read(1)[row:row + p.height, col:col + p.width], p.read(1)
@@ -604,3 +605,26 @@ def test_the_float_rasters_open_in_qgis_as_a_colour_ramp(tmp_path, bundle):
         items = root.findall(".//colorrampshader/item")
         assert [float(i.get("value")) for i in items][::4] == [0.0, 1.0] and len(items) == 5
         assert f"{name}.qml" in report["outputs"] or any(o.endswith(f"{name}.qml") for o in report["outputs"])
+
+
+def test_a_region_map_equals_the_whole_map_up_to_its_edges(tmp_path, bundle):
+    """A region's map reads a tile's margin of context around it: every pixel of the region, edges included, is
+    mapped as the whole map maps it (its edges were mapped from cut tiles)."""
+    import geopandas as gpd
+    import rasterio
+    import shapely
+
+    img = make_raster(tmp_path / "img.tif", 120, 100)
+    x0, y0 = 500000.0, 4100000.0
+    zone = shapely.Polygon([(x0 + 213, y0 - 133), (x0 + 1013, y0 - 233), (x0 + 613, y0 - 833)])
+    gpd.GeoDataFrame({"zone": ["z"]}, geometry=[zone], crs="EPSG:32618").to_file(tmp_path / "zone.gpkg")
+    run(bundle, [img], tmp_path / "whole", tta=True, tta_views="spread", overlap=0.75)
+    run(bundle, [img], tmp_path / "part", tta=True, tta_views="spread", overlap=0.75,
+        region=str(tmp_path / "zone.gpkg"), region_field="zone")
+    with (rasterio.open(tmp_path / "whole" / "confidence.tif") as w,
+          rasterio.open(tmp_path / "part" / "z" / "confidence.tif") as p):
+        col, row = (round(v) for v in (~w.transform) @ (p.transform.c, p.transform.f))
+        a, b = w.read(1)[row:row + p.height, col:col + p.width], p.read(1)
+    inside = np.isfinite(b)
+    assert inside.sum() > 2000 and np.isnan(b[0]).all()  # the region, and a margin of nodata around it
+    np.testing.assert_allclose(b[inside], a[inside], rtol=0, atol=1e-5)

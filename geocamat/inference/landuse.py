@@ -285,6 +285,8 @@ def predict_landuse(
                                       f"{tuple(round(float(v), 3) for v in index.total_bounds)} in the output CRS)")
                 continue
             area = footprint if geom is None else geom.intersection(footprint)
+            if region is not None and geom is not None:  # a tile's margin of context around a region (nodata in
+                area = area.buffer(tile * max(out_res)).intersection(footprint)  # its map): its edges are the whole
             grid = on_lattice(snap_grid(area.bounds, out_res, out_crs, origin), whole, tile_stride(tile, overlap))
             if region is None and geom is not None:  # a bbox: every pixel it touches is mapped, none left nodata
                 geom = grid.box(0, 0, grid.height, grid.width)

@@ -343,13 +343,15 @@ def test_region_field_one_output_per_value(tmp_path, bundle):
     with pytest.raises(ConfigError, match="unknown|not in"):
         run(bundle, [img], tmp_path / "bad", region=str(tmp_path / "zones.gpkg"), region_field="nope")
     report = run(bundle, [img], tmp_path / "out", region=str(tmp_path / "zones.gpkg"), region_field="zone",
-                 vectorise=False)
+                 vectorise=True)
     assert [r["region"]["name"] for r in report["regions"]] == ["north", "south"]
     assert report["skipped_regions"] == []  # "far away" and "around" (its bounding box meets the image) are not read
     assert report["regions_not_read"] == 2  # ... but counted
     for name in ("north", "south"):
         assert (tmp_path / "out" / name / "landuse.tif").exists()
     assert read(tmp_path / "out" / "north" / "landuse.tif")[1]["height"] == 25 + 16  # + a tile's margin below
+    polygons = gpd.read_file(tmp_path / "out" / "south" / "landuse.gpkg", layer="landuse")
+    assert list(polygons.columns[:2]) == ["region", "class_id"] and set(polygons["region"]) == {"south"}
     import pandas as pd  # the per-region areas as one table, for a spreadsheet or a join to the region layer
 
     table = pd.read_csv(tmp_path / "out" / "regions.csv")

@@ -52,7 +52,7 @@ def unit_pieces(plan: Plan) -> list:
 
 def assemble(work: Path, plan: Plan, *, style, dtype: str, nodata, floats: list[FloatOutput],
              overview_factors: list[int], vectorise: bool, min_polygon_pixels: int,
-             partial_bands: bool = False) -> Assembly:
+             partial_bands: bool = False, fields: dict | None = None) -> Assembly:
     """Build the final outputs in ``work`` from the unit files in ``work/units``.
 
     Args:
@@ -67,6 +67,7 @@ def assemble(work: Path, plan: Plan, *, style, dtype: str, nodata, floats: list[
         min_polygon_pixels: drop smaller polygons.
         partial_bands: also write ``partial_bands.tif`` (with its ``.qml``) from the units' mask pieces
             (:mod:`geocamat.outputs.partial_bands`).
+        fields: columns of one value for every polygon of ``landuse.gpkg`` (a region's ``region``).
     """
     from dataclasses import replace
 
@@ -135,7 +136,7 @@ def assemble(work: Path, plan: Plan, *, style, dtype: str, nodata, floats: list[
             polygons = write_polygons_gpkg(
                 work / "landuse.gpkg", [units / f"{n}_poly.npz" for n, _ in pieces], transform=g.transform,
                 crs_wkt=g.crs, style=style, min_pixels=min_polygon_pixels, unit_metres=unit_metres,
-                row_areas=geodesic_rows(g))
+                row_areas=geodesic_rows(g), fields=fields)
             outputs.append("landuse.gpkg")
             seconds["landuse.gpkg_s"] = time.perf_counter() - start
         for cog in cogs:

@@ -51,6 +51,12 @@ RESULT_FILES = ("landuse.tif", "landuse.qml", "confidence.tif", "confidence.qml"
                 "report.json")
 
 
+def _region_fields(meta: dict) -> dict:
+    """The columns every polygon of a region's landuse.gpkg carries: the region's value (merged layers keep it)."""
+    region = meta.get("region") or {}
+    return {"region": str(region["name"])} if region.get("name") is not None else {}
+
+
 class Engine:
     """One prediction run over one output grid (one region).
 
@@ -280,7 +286,8 @@ class Engine:
         assembly = assemble(self.work, plan, style=self.style, dtype=self.dtype, nodata=self.nodata,
                             floats=self.float_outputs(), overview_factors=self.overview_factors,
                             vectorise=self.vectorise, min_polygon_pixels=self.min_polygon_pixels,
-                            partial_bands=self.partial_pieces and partial_pixels > 0)
+                            partial_bands=self.partial_pieces and partial_pixels > 0,
+                            fields=_region_fields(meta))
         assemble_seconds = time.perf_counter() - t_assemble
         counts = assembly.counts
         if not sum(int(counts[c]) for c in self.style.ids if c < len(counts)):  # an empty map: no result

@@ -145,6 +145,7 @@ def write_polygons_gpkg(
     min_pixels: int = 0,
     unit_metres: float = 0.0,
     row_areas=None,
+    fields: dict | None = None,
 ) -> int:
     """Write the land-use polygons of all units into one GeoPackage layer (``landuse``) with a QGIS style.
 
@@ -159,6 +160,7 @@ def write_polygons_gpkg(
             0: none, the map is not projected).
         row_areas: for a geographic grid (:func:`geocamat.outputs.geodesic.geodesic_rows`): ``area_ha`` on the
             ellipsoid, each polygon's pixels at the pixel area of its centroid's row.
+        fields: columns of one value for every polygon (e.g. ``{"region": "north"}``), before the class ones.
 
     Returns:
         the number of polygons written.
@@ -182,7 +184,8 @@ def write_polygons_gpkg(
         geoms, ids, pixels = geoms[keep], ids[keep], pixels[keep]
         if not len(geoms) and not final:  # never create the layer from an empty frame (field types unknown)
             return
-        data = {"class_id": ids.astype(np.int32),
+        data = {**{k: np.full(len(ids), v, dtype=object) for k, v in (fields or {}).items()},
+                "class_id": ids.astype(np.int32),
                 "class_name": np.array([names.get(int(i), str(i)) for i in ids], dtype=object),
                 "pixels": np.rint(pixels).astype(np.int64), "area": pixels * pixel_area}
         if unit_metres:

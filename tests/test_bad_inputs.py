@@ -89,7 +89,7 @@ def _unrectified(source: str, path: Path, rpcs: bool) -> None:
                            samp_off=50, samp_scale=50)
         else:
             corners = [(0, 0), (0, dst.width), (dst.height, 0), (dst.height, dst.width)]
-            dst.gcps = ([GroundControlPoint(r, c, *(t * (c, r))) for r, c in corners], crs)
+            dst.gcps = ([GroundControlPoint(r, c, *(t @ (c, r))) for r, c in corners], crs)
 
 
 def _evaluate(e: Env, *args: str) -> list[str]:

@@ -39,5 +39,5 @@ def north_up_vrt(path: Path, out: Path, nodata: float | None = None) -> Path:
 
 def north_up_note(path: Path) -> str:
     """The line telling the user a file was read north-up."""
-    return (f"note: {path.name} has a rotated geotransform: read north-up through a warped VRT (bilinear); "
+    return (f"note: {path.name} has a rotated or sheared geotransform: read north-up through a warped VRT (bilinear); "
             "the outputs are north-up")

@@ -78,13 +78,12 @@ def progress_bar(**kwargs):
     """A tqdm bar (tiles/s, ETA) on stderr (``file``); a line every 30 s when that is not a terminal (a log file, a
     pipe: :class:`geocamat.progress_lines.LineProgress`), none with ``disable=True``; a silent stand-in if tqdm is
     not installed."""
-    import math
     import sys
 
     from geocamat.progress_lines import LineProgress, is_terminal
 
     if not is_terminal(kwargs.get("file") or sys.stderr):
-        return LineProgress(**kwargs) if kwargs.get("disable") is not True else LineProgress(every=math.inf, quiet=True)
+        return LineProgress(**kwargs, quiet=kwargs.get("disable") is True)
     try:
         from tqdm import tqdm
     except ImportError:  # pragma: no cover - tqdm comes with lightning

@@ -52,10 +52,9 @@ VIRIDIS = ("#440154", "#3b528b", "#21918c", "#5ec962", "#fde725")
 def pseudocolor_qml(band: int = 1, low: float = 0.0, high: float = 1.0, label: str = "") -> str:
     """The QML text of a single-band pseudocolour renderer (viridis from ``low`` to ``high``, NaN transparent): a
     [0, 1] float raster (confidence, CAM, a class probability) opens as a legible colour ramp, not stretched grey."""
-    items = "".join(
-        f'            <item alpha="255" value="{low + (high - low) * k / (len(VIRIDIS) - 1):g}" '
-        f'label="{low + (high - low) * k / (len(VIRIDIS) - 1):g}" color="{color}"/>\n'
-        for k, color in enumerate(VIRIDIS))
+    stops = [low + (high - low) * k / (len(VIRIDIS) - 1) for k in range(len(VIRIDIS))]
+    items = "".join(f'            <item alpha="255" value="{v:g}" label="{v:g}" color="{color}"/>\n'
+                    for v, color in zip(stops, VIRIDIS, strict=True))
     return _raster_qml(
         f'    <rasterrenderer type="singlebandpseudocolor" band="{band}" opacity="1" alphaBand="-1" '
         f'classificationMin="{low:g}" classificationMax="{high:g}" nodataColor="">\n'

@@ -178,7 +178,7 @@ def regions_of_interest(opts: dict, crs, infos: list):
     import shapely
 
     from geocamat.data.boxes import images_ground
-    from geocamat.inference.grid import bbox_geometry, load_region
+    from geocamat.inference.grid import RegionParts, bbox_geometry, load_region
 
     check_map_options(opts, [i.crs is not None for i in infos])
     if opts.get("region") is None and opts.get("bbox") is None:
@@ -188,12 +188,8 @@ def regions_of_interest(opts: dict, crs, infos: list):
         parts = load_region(opts["region"], crs, opts.get("region_field"), within=images_ground(infos))
     if opts.get("bbox") is not None:
         box = bbox_geometry(tuple(opts["bbox"]), opts.get("bbox_crs"), crs)
-        not_read = getattr(parts, "not_read", 0)
-        parts = [(None, box)] if parts is None else [(v, g.intersection(box)) for v, g in parts]
-        if not_read:
-            from geocamat.inference.grid import RegionParts
-
-            parts = RegionParts(parts, not_read)
+        parts = RegionParts([(None, box)] if parts is None else [(v, g.intersection(box)) for v, g in parts],
+                            getattr(parts, "not_read", 0))  # the count of features not read stays
     geom = shapely.union_all([g for _, g in parts])
     return geom, imaged_regions(parts, infos, crs) if opts.get("region_field") is not None else None
 

@@ -168,6 +168,15 @@ def test_train_predict_evaluate_info_end_to_end(tmp_path, synthetic_scene):
     result = runner.invoke(cli, ["evaluate", "--model", str(run / "model.geocamat"), "--reference",
                                  str(synthetic_scene["labels"]), "--quiet", str(synthetic_scene["image"])])
     assert result.exit_code == 0 and "OA" in result.output, result.output
+    scored = tmp_path / "scored"  # mapped aside, moved into --out once scored (an existing folder keeps other files)
+    scored.mkdir()
+    (scored / "notes.txt").write_text("mine")
+    result = runner.invoke(cli, ["evaluate", "--model", str(run / "model.geocamat"), "--reference",
+                                 str(synthetic_scene["labels"]), "--quiet", "--out", str(scored),
+                                 str(synthetic_scene["image"])])
+    assert result.exit_code == 0, result.output
+    assert {"landuse.tif", "metrics.json", "report.json", "notes.txt"} <= {p.name for p in scored.iterdir()}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".geocamat-evaluate-")]
     not_a_reference = tmp_path / "reference.dbf"
     not_a_reference.write_bytes(b"not a dataset")
     result = runner.invoke(cli, ["evaluate", "--model", str(run / "model.geocamat"), "--reference",

@@ -43,8 +43,8 @@ def evaluate_map(bundle, images: list[str], options: EvaluateOptions, *, progres
         raise ConfigError("give --reference and IMAGES or --map (or --scenes DIR for a scene-classification model)")
     offset = label_offset(o.label_offset, bundle)
     before_evaluate(images, o.map, o.reference, o.mask, bundle=bundle, force=o.force)
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(o.out) if o.out else Path(tmp) / "map"
+    with tempfile.TemporaryDirectory(prefix=".geocamat-evaluate-", dir=_staging_parent(o.out)) as tmp:
+        folder = Path(tmp) / "map"  # moved to --out only once scored: a failed scoring leaves no map behind
         if not o.map:
             predict_landuse(bundle, list(images), folder,
                             **map_settings(bundle, o.overlap, o.tta, o.window, o.tta_views),
@@ -58,6 +58,7 @@ def evaluate_map(bundle, images: list[str], options: EvaluateOptions, *, progres
             (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
             if "area_estimates" in metrics:
                 write_area_table(folder / "area_estimates.csv", metrics["area_estimates"])
+            place_into(folder, Path(o.out))
     frame = f", map read at offset {list(offset)} px" if offset and any(offset) else ""
     log(f"{metrics['scope']}{frame}: OA {metrics['overall_accuracy']}, kappa {metrics['kappa']}, macro-F1 "
         f"{metrics.get('macro_f1')}, "
@@ -78,6 +79,26 @@ def evaluate_map(bundle, images: list[str], options: EvaluateOptions, *, progres
         for line in area_lines(metrics["area_estimates"]):
             log(line)
     return metrics
+
+
+def _staging_parent(out: str | None) -> str | None:
+    """Where the map is made before scoring: beside ``--out`` when its folder exists (a rename, not a copy)."""
+    parent = Path(out).absolute().parent if out else None
+    return str(parent) if parent is not None and parent.is_dir() else None
+
+
+def place_into(folder: Path, out: Path) -> None:
+    """Move each result of ``folder`` into ``out``, replacing results of the same name already there."""
+    import shutil
+
+    out.mkdir(parents=True, exist_ok=True)
+    for item in sorted(folder.iterdir()):
+        dest = out / item.name
+        if dest.is_dir() and not dest.is_symlink():
+            shutil.rmtree(dest)
+        elif dest.exists() or dest.is_symlink():
+            dest.unlink()
+        shutil.move(str(item), str(dest))
 
 
 def write_area_table(path: Path, est: dict) -> None:

@@ -79,6 +79,10 @@ def test_georeferenced_chips_become_a_styled_footprint_layer(model, tmp_path):
     a = layer[layer["image"].str.endswith("a.tif")].iloc[0]
     assert a.geometry.bounds == pytest.approx((400_000, 3_284_840, 400_160, 3_285_000))
     assert a["class_name"] == "dark" and set(layer["class_name"]) == {"dark", "bright"}
+    rows = {r["image"]: r for r in csv.DictReader((out / "scenes.csv").open())}  # the CSV's columns, joinable
+    assert [c for c in rows[a["image"]] if c not in layer.columns] == []
+    assert a["folder"] == "chips" and a[["col", "row", "width", "height"]].isna().all()  # a whole image: no cell
+    assert a["p_dark"] == pytest.approx(float(rows[a["image"]]["p_dark"]), abs=1e-4)
     with sqlite3.connect(out / "scenes.gpkg") as db:
         (qml,) = db.execute("SELECT styleQML FROM layer_styles WHERE f_table_name = 'scenes'").fetchone()
     assert 'attr="class_id"' in qml and "bright" in qml and 'alpha="0.55"' in qml
@@ -156,6 +160,8 @@ def test_a_scene_larger_than_the_training_images_is_classified_in_chips(model, t
     assert shapely.equals(union.union(nodata_cell), shapely.box(400_000, 3_284_500, 400_700, 3_285_000))
     assert abs(layer.geometry.area.sum() - (700 * 500 - 160 * 180)) < 1e-6  # cells do not overlap
     rows = list(csv.DictReader((out / "scenes.csv").open()))
+    by_cell = {(int(r["col"]), int(r["row"])): r["class_name"] for r in rows}
+    assert {(int(f["col"]), int(f["row"])): f["class_name"] for _, f in layer.iterrows()} == by_cell
     left = [r["class_name"] for r in rows if int(r["col"]) + int(r["width"]) <= 32]
     right = [r["class_name"] for r in rows if int(r["col"]) >= 32]
     assert left.count("dark") >= len(left) - 1 and right.count("bright") >= len(right) - 1

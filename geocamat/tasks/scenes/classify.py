@@ -210,14 +210,16 @@ class Footprints:
 
     def __init__(self, gpkg: Path, classes) -> None:
         self.gpkg, self.classes, self.places = gpkg, classes, Places()
-        self.rows: list[tuple[str, int, str, float, str, tuple]] = []
+        self.rows: list[tuple] = []  # image, folder, cell (col, row, width, height) or None, class, probabilities
         self.target: str | None = None
         self.written = 0
 
-    def add(self, unit: Unit, class_id: int, name: str, confidence: float) -> None:
+    def add(self, unit: Unit, class_id: int, name: str, confidence: float, probabilities) -> None:
+        """One classified unit (its row of scenes.csv: the same columns, and its footprint)."""
         where = self.places.bounds(unit)
         if where is not None:
-            self.rows.append((str(unit.path), class_id, name, confidence, *where))
+            self.rows.append((str(unit.path), unit.path.parent.name, unit.cell, class_id, name, confidence,
+                              [float(v) for v in probabilities], *where))
             if len(self.rows) >= FLUSH_ROWS:
                 self.flush()
 
@@ -230,15 +232,22 @@ class Footprints:
 
         if not self.rows:
             return
-        image, class_id, name, confidence, wkt, bounds = (list(c) for c in zip(*self.rows, strict=True))
+        image, folder, cell, class_id, name, confidence, prob, wkt, bounds = (
+            list(c) for c in zip(*self.rows, strict=True))
         self.target = self.target or wkt[0]
+        cells = [c or (None,) * 4 for c in cell]  # a whole image has no cell: null, as scenes.csv leaves it empty
         parts = []
         for crs in dict.fromkeys(wkt):
             idx = [i for i, c in enumerate(wkt) if c == crs]
-            frame = gpd.GeoDataFrame(
-                {"image": [image[i] for i in idx], "class_id": np.array([class_id[i] for i in idx], np.int32),
-                 "class_name": [name[i] for i in idx], "confidence": np.array([confidence[i] for i in idx], float)},
-                geometry=shapely.box(*np.array([bounds[i] for i in idx], float).T), crs=crs)
+            columns = {"image": [image[i] for i in idx], "folder": [folder[i] for i in idx]}
+            for k, key in enumerate(("col", "row", "width", "height")):
+                columns[key] = pd.array([cells[i][k] for i in idx], dtype="Int32")
+            columns |= {"class_id": np.array([class_id[i] for i in idx], np.int32),
+                        "class_name": [name[i] for i in idx],
+                        "confidence": np.array([confidence[i] for i in idx], float)}
+            columns |= {f"p_{c.name}": np.array([prob[i][k] for i in idx], float) for k, c in enumerate(self.classes)}
+            frame = gpd.GeoDataFrame(columns, geometry=shapely.box(*np.array([bounds[i] for i in idx], float).T),
+                                     crs=crs)
             parts.append(frame.to_crs(self.target) if crs != self.target else frame)
         layer = gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=self.target)
         options = {"append": True} if self.written else {"dataset_options": {"VERSION": "1.2"}}  # QGIS 3.22's GDAL
@@ -353,7 +362,7 @@ def predict_scenes(bundle, images: list[str], stage: Path, *, batch_size: int = 
                         cell_maps.add(u, cls.id)
                         out.writerow([str(u.path), u.path.parent.name, *(u.cell or ("", "", "", "")), cls.id,
                                       cls.name, f"{row[k]:.4f}", *[f"{v:.4f}" for v in row]])
-                        places.add(u, cls.id, cls.name, float(row[k]))
+                        places.add(u, cls.id, cls.name, float(row[k]), row)
         places.close()
         cell_maps.finish()
     finally:

@@ -31,7 +31,7 @@ class ClassInfo:
     color: str
 
 
-@dataclass
+@dataclass(repr=False)
 class Bundle:
     """A trained model and everything needed to apply it.
 
@@ -76,12 +76,34 @@ class Bundle:
             raise BundleError(f"the model's architecture ({self.model.get('arch') or self.model.get('name')}) is "
                               f"unknown to this geocamat ({exc}): it was written by another version; use that "
                               "version, or retrain") from exc
+        bad = self.non_finite()
+        if bad:  # a diverged training's weights: the map would be one class everywhere
+            raise BundleError(f"this model holds NaN or infinite weights ({len(bad)} tensors, e.g. {bad[0]}): its "
+                              "training diverged; retrain it with a lower learning rate (--lr)")
         model.load_state_dict(self.state_dict)
         return model.eval()
+
+    def non_finite(self) -> list[str]:
+        """The names of the weight tensors holding NaN or infinite values (none in a model that trained)."""
+        return [k for k, v in self.state_dict.items()
+                if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+    def __repr__(self) -> str:  # the dataclass's would print every weight tensor (~100 KB for a small model)
+        arch = self.model.get("arch") or self.model.get("name")
+        params = sum(v.numel() for v in self.state_dict.values() if torch.is_tensor(v))
+        return (f"Bundle(task={self.task!r}, arch={arch!r}, bands={self.bands!r}, classes="
+                f"{[c.name for c in self.classes]!r}, tile_size={self.tile_size}, resolution={self.resolution}, "
+                f"weights={params:,} values in {len(self.state_dict)} tensors, metrics={sorted(self.metrics)!r})")
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the bundle atomically (temporary name, then rename)."""
         path = Path(path)
+        bad = self.non_finite()
+        if bad:
+            from geocamat.errors import TrainingDivergedError
+
+            raise TrainingDivergedError(f"training diverged: {len(bad)} weight tensors hold NaN or infinite values "
+                                        f"(e.g. {bad[0]}); no model was written: lower the learning rate (--lr)")
         payload = asdict(self)
         payload["format"], payload["version"] = FORMAT, VERSION
         payload["state_dict"] = {k: v.detach().cpu() for k, v in self.state_dict.items()}

@@ -55,3 +55,7 @@ class WeightsError(GeocamatError):
 
 class ResumeError(GeocamatError):
     """There is no interrupted run to resume, or it cannot be continued."""
+
+
+class TrainingDivergedError(GeocamatError):
+    """The training loss became NaN or infinite (too high a learning rate, or non-finite input values)."""

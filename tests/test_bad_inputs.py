@@ -259,6 +259,8 @@ ROWS = [
     Row("train-seed", "a negative seed", lambda e: _train(e, "--set", "seed=-1"), "seed must be an integer from 0"),
     Row("train-lr-text", "a learning rate that is not a number", lambda e: _train(e, "--set", "lr=1e-3x"),
         "lr must be a number >= 0"),
+    Row("train-diverges", "a learning rate so high that the loss becomes NaN (a model of NaN weights mapped one "
+        "class everywhere)", lambda e: _train(e, "--lr", "1e38"), "training diverged", lambda e: "--lr"),
     Row("train-nodes-no-launcher", "--num-nodes 2 without torchrun or srun", lambda e: _train(e, "--num-nodes", "2"),
         "needs a launcher on each machine",
         patch=lambda e, mp: [mp.delenv(k, raising=False) for k in ("WORLD_SIZE", "SLURM_NTASKS")]),

@@ -323,6 +323,29 @@ def test_a_bundle_with_fields_of_another_version_loads_with_a_warning(tmp_path):
         Bundle.load(tmp_path / "arch.geocamat").build_model()  # was "unknown --arch", an option nobody gave
 
 
+def test_a_bundle_of_nan_weights_is_neither_saved_nor_applied(tmp_path):
+    """A diverged training's weights (NaN) mapped class 1 everywhere: such a bundle is not written, and one written
+    by an older geocamat is refused when applied; its repr is one line, not every weight tensor."""
+    import torch
+
+    from geocamat.bundle import Bundle
+    from geocamat.errors import BundleError, TrainingDivergedError
+    from tests.inference_helpers import make_bundle
+
+    bundle = make_bundle(tile=16)
+    assert len(repr(bundle)) < 500 and "classes=" in repr(bundle)
+    name = next(k for k, v in bundle.state_dict.items() if v.is_floating_point())
+    bundle.state_dict[name] = torch.full_like(bundle.state_dict[name], torch.nan)
+    with pytest.raises(TrainingDivergedError, match="NaN or infinite"):
+        bundle.save(tmp_path / "m.geocamat")
+    assert not list(tmp_path.iterdir())
+    torch.save({"format": "geocamat-bundle", "version": 1, **{k: getattr(bundle, k) for k in (
+        "task", "model", "state_dict", "bands", "mean", "std", "tile_size")},
+        "classes": [vars(c) for c in bundle.classes]}, tmp_path / "old.geocamat")
+    with pytest.raises(BundleError, match=f"NaN or infinite weights .*{name}.*lower learning rate"):
+        Bundle.load(tmp_path / "old.geocamat").build_model()
+
+
 def test_a_read_only_home_gets_matplotlib_a_cache_folder(monkeypatch):
     """HOME where nothing can be written (a batch job's, a container's): Matplotlib gets a temporary cache folder
     instead of printing two lines about it on every run, also with --quiet."""

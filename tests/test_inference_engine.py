@@ -52,6 +52,24 @@ def test_a_toy_per_pixel_head_plugs_into_the_engine(tmp_path):
     assert report["plan"]["units"] > 4
 
 
+def test_pixels_a_model_gives_nan_are_nodata_not_its_first_class(tmp_path):
+    class NanAbove(PixelHead):  # a diverged model: NaN probabilities where the first band is bright
+        outputs = {"probabilities": 3}
+
+        def __call__(self, batch):
+            probs = torch.cat([torch.full_like(batch[:, :1], 0.2), torch.full_like(batch[:, :1], 0.7),
+                               torch.full_like(batch[:, :1], 0.1)], dim=1)
+            return {"probabilities": torch.where(batch[:, :1] > 0, torch.nan, probs)}
+
+    img = make_raster(tmp_path / "img.tif", 60, 50, nodata=None)
+    run(make_bundle(tile=16), [img], tmp_path / "out", head=NanAbove(), overlap=0.0)
+    bright = (read(img)[0].astype(np.float32) - 100.0) / 50.0 > 0
+    with rasterio.open(tmp_path / "out" / "landuse.tif") as src:
+        mapped = src.read(1, masked=True)
+    assert bright.any() and (~bright).any()
+    assert mapped.mask[bright].all() and (mapped[~bright] == 2).all()
+
+
 def test_a_head_with_the_wrong_number_of_classes_is_refused(tmp_path):
     class TwoClasses(PixelHead):
         outputs = {"probabilities": 2}

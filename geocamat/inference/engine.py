@@ -584,11 +584,12 @@ class Engine:
             inside = torch.from_numpy(self._aoi_mask(y0, x0, rows, x1 - x0)).to(self.dev)
             ok &= inside
             partial = partial & inside
+        best, arg = a[:k].max(dim=0)
+        ok &= torch.isfinite(best)  # a model's NaN output is no class (argmax would call it the first class)
         stats["partial_band_pixels"] = int(partial.sum())
         if self.partial_pieces:  # 1 = mapped from partly filled bands, 0 = every band valid, nodata off the map
             mask = torch.where(ok, partial.to(torch.uint8), partial_bands.NODATA).to(torch.uint8)
         inv = torch.where(ok, 1.0 / wsum.clamp_min(1e-30), torch.nan)  # NaN where there is no result
-        best, arg = a[:k].max(dim=0)
         cls = torch.where(ok, self.lut[arg], self.nodata)
         floats = [best * inv, *(a[c] * inv for c in range(k, weight_channel))]
         if self.write_probabilities:

@@ -86,8 +86,10 @@ def build_trainer(config, stage: Path | None, callbacks: list, progress: bool, *
     import torch
 
     from geocamat.progress_lines import is_terminal
+    from geocamat.tasks.divergence import FiniteLoss
 
     quiet_lightning(progress)
+    callbacks = [FiniteLoss(), *callbacks]  # a diverged run ends in one line, not in a model of NaN weights
     bar = progress and is_terminal(sys.stdout)  # Lightning's bar writes to stdout
     if progress and not bar:
         from geocamat.tasks.epoch_lines import EpochLines

@@ -184,11 +184,9 @@ HARDWARE = ("accelerator", "devices", "strategy", "num_nodes")
 def _resume(run: Path, config, task, images, assignments, camat, flags: dict, quiet: bool) -> None:
     """``--resume RUN``: the killed run's own settings (saved in its stage, with its task), from its last
     checkpoint."""
-    import yaml
-
     from geocamat.errors import ConfigError
     from geocamat.outputs.staging import interrupted_run
-    from geocamat.settings import build
+    from geocamat.settings import build, load_yaml
     from geocamat.tasks import get_task
 
     given = sorted(k for k, v in flags.items() if v is not None and k not in HARDWARE)
@@ -196,7 +194,7 @@ def _resume(run: Path, config, task, images, assignments, camat, flags: dict, qu
         raise ConfigError("--resume continues a run with the settings it saved: give no config file or setting "
                           f"beside it (got {', '.join(given) or 'a config file, --set or images'})")
     stage = interrupted_run(run)
-    saved = yaml.safe_load((stage / "config.yaml").read_text())
+    saved = load_yaml((stage / "config.yaml").read_text())
     name = saved.pop("task", None) or "landuse"  # land-use runs saved no task
     saved.update({k: flags[k] for k in HARDWARE if flags.get(k) is not None})
     if str(saved.get("devices", "")).isdigit():

@@ -9,6 +9,7 @@ Relative paths in a YAML file are resolved against the file's folder. Torch-free
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -37,10 +38,24 @@ def field_map(cls) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in fields(cls)}
 
 
+class SettingsLoader(yaml.SafeLoader):
+    """YAML as users write numbers: ``1e-3`` is a float (YAML 1.2; PyYAML's 1.1 reads it as the text '1e-3')."""
+
+
+SettingsLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"), list("-+0123456789."))
+
+
+def load_yaml(text: str):
+    """``yaml.safe_load`` with :class:`SettingsLoader`'s numbers."""
+    return yaml.load(text, Loader=SettingsLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def _coerce(text: str):
     """Parse a --set value as YAML (numbers, booleans, lists), falling back to the string."""
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except yaml.YAMLError:
         return text
 
@@ -65,7 +80,7 @@ def read_yaml(path: str | Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        loaded = yaml.safe_load(path.read_text()) or {}
+        loaded = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
     except UnicodeDecodeError as exc:

@@ -30,6 +30,16 @@ def test_yaml_paths_resolve_against_the_file_and_flags_override(tmp_path: Path):
     assert raw.explicit == {"epochs", "camat.p", "camat.fill", "tile_size"}
 
 
+def test_numbers_in_exponent_form_are_numbers(tmp_path: Path):
+    """``lr: 1e-3`` (YAML 1.1 reads it as text: 'lr must be a number >= 0, not '1e-3'') in a file and in --set."""
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("images: [a.tif]\nlabels: b.tif\nlr: 1e-3\nweight_decay: 5E-5\ncamat: {tau: 6e-1}\n")
+    cfg = build(LandUseConfig, load_raw(cfg_file, {}, ["label_smoothing=2.5e-2"]).values, what="land-use training")
+    assert (cfg.lr, cfg.weight_decay, cfg.camat.tau, cfg.label_smoothing) == (1e-3, 5e-5, 0.6, 0.025)
+    with pytest.raises(ConfigError, match="lr must be a number"):
+        landuse({"images": ["a.tif"], "labels": "b.tif"}, ["lr=1e-3x"])
+
+
 @pytest.mark.parametrize("assignment, message", [
     ("epochs=0", "epochs"), ("purity=2", "purity"), ("regulariser=magic", "regulariser"), ("colour=red", "colour"),
     ("pixel_loss=-1", "pixel_loss"), ("pixel_loss=lots", "pixel_loss"), ("output=fancy", "output"),

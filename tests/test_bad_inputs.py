@@ -382,6 +382,9 @@ ROWS = [
     Row("predict-detection-bbox-off", "detection in a bbox that misses the images",
         lambda e: _predict(e, "--bbox", "0", "0", "1", "1", model=str(e.det_model)), "does not overlap",
         lambda e: "bbox"),
+    Row("predict-detection-score-over-1", "a detection score threshold above 1 (no object, silently)",
+        lambda e: _predict(e, "--score-threshold", "5", model=str(e.det_model)), "score_threshold must be",
+        lambda e: "score_threshold"),
     Row("predict-detection-interrupted", "detection into a folder with an interrupted run, without --resume",
         lambda e: _predict(e, model=str(e.det_model)), "--resume", lambda e: str(e.out),
         setup=lambda e: (e.tmp / ".out.detect-work").mkdir() or (e.tmp / ".out.detect-work" / "run.json").write_text(

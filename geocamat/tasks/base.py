@@ -116,3 +116,25 @@ class ClassifierSettings(TrainSettings):
         super().check()
         if self.camat.negatives:
             raise ConfigError("camat.negatives is only for detection (occluders outside the boxes); leave it at 0")
+
+
+def checked(settings):
+    """``settings`` validated as the command line's are (:func:`geocamat.settings.build` checks them; a dataclass
+    made in Python was not: ``epochs=-3`` ran, ``min_area=-1`` was recorded). Settings without ``check``: as given."""
+    check = getattr(settings, "check", None)
+    if check is not None:
+        check()
+    return settings
+
+
+def image_list(images, *, required: bool = True) -> list[str]:
+    """The images of a Python call as a list of paths: one path (str or Path) is one image, not its characters
+    ("no raster found at 'c'"); an empty list is refused when images are required."""
+    import os
+
+    if isinstance(images, str | os.PathLike):
+        images = [images]
+    out = [os.fspath(i) for i in images or ()]
+    if required and not out:
+        raise ConfigError("no images given: give one or more image files, folders or globs")
+    return out

@@ -20,9 +20,11 @@ def train(config: Config, out_dir: Path, *, overwrite: bool = False, progress: b
     it saved).
     """
     from geocamat.settings import dump
+    from geocamat.tasks.base import checked
     from geocamat.tasks.detection.workflow import train_detection
     from geocamat.tasks.training import absolute_paths, run_folder
 
+    config = checked(config)
     with run_folder(Path(out_dir), overwrite, resume) as (stage, checkpoint):
         # first, with absolute paths and the task: `train --resume` reads them from a killed run
         dump(absolute_paths(config, task="detection"), stage / "config.yaml")
@@ -53,8 +55,11 @@ def predict(bundle, images: list[str], out_dir: Path, options: PredictOptions, *
     from geocamat.inference import launch as rank_tools
     from geocamat.outputs.staging import DETECTION_RESULTS, staged_output
     from geocamat.preflight import before_predict
+    from geocamat.tasks.base import checked, image_list
     from geocamat.tasks.detection.inputs import check_map_options
     from geocamat.tasks.detection.predicting import predict_detection
+
+    options, images = checked(options), image_list(images)
 
     if any(v is not None for v in (options.region, options.region_field, options.bbox, options.crs)):  # before a
         # warning about images without a CRS
@@ -83,7 +88,12 @@ def evaluate(bundle, images: list[str], options: EvaluateOptions, *, progress: b
              log: Callable[[str], None] = print) -> dict:
     """Score the detector's output on ``images`` against reference boxes; print mAP, precision and recall."""
     from geocamat.errors import ConfigError
+    from geocamat.tasks.base import checked, image_list
     from geocamat.tasks.detection.evaluating import evaluate_detection
+
+    options, images = checked(options), image_list(images, required=False)
+    if isinstance(options.reference, str):
+        options.reference = [options.reference]
 
     if not images or not options.reference:
         raise ConfigError("give IMAGES and --reference BOXES (Pascal VOC XML, CSV, GeoPackage/Shapefile, COCO JSON, "

@@ -166,6 +166,19 @@ class PredictOptions:
     num_nodes: int | None = setting(None, "Machines sharing the windows (> 1 needs torchrun or srun on each; the "
                                     "output folder must be on a disk they share).")
 
+    def check(self) -> None:
+        """Scores and IoUs are fractions (a threshold of 5 returned no object, silently)."""
+        from geocamat.settings import in_range, positive_int
+
+        positive_int(self, "batch_size")
+        if self.score_threshold is not None:
+            in_range(self, "score_threshold", 0.0, 1.0)
+        for key in ("nms_iou", "match_iou", "duplicate_iou"):
+            if getattr(self, key) is not None:
+                in_range(self, key, 0.0, 1.0, low_open=True)
+        if self.overlap is not None:
+            in_range(self, "overlap", 0.0, 1.0, high_open=True)
+
 
 @dataclass
 class EvaluateOptions(PredictOptions):

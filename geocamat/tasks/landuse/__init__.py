@@ -16,9 +16,10 @@ def train(config: Config, out_dir: Path, *, overwrite: bool = False, progress: b
           log: Callable[[str], None] = print, resume: bool = False) -> dict:
     """Train on the stack and labels of ``config``; write the run folder; return the metrics. ``resume``:
     continue the killed run of ``out_dir`` from its last checkpoint (``config``: the settings it saved)."""
+    from geocamat.tasks.base import checked
     from geocamat.tasks.landuse.workflow import train_landuse
 
-    return train_landuse(config, out_dir, overwrite=overwrite, progress=progress, log=log, resume=resume)
+    return train_landuse(checked(config), out_dir, overwrite=overwrite, progress=progress, log=log, resume=resume)
 
 
 def summary(metrics: dict) -> list[str]:
@@ -75,8 +76,9 @@ def predict(bundle, images: list[str], out_dir: Path, options: PredictOptions, *
     """Map ``images`` with a land-use (or scene) model; write landuse.tif and the rest; return the report."""
     from geocamat.inference.landuse import predict_landuse
     from geocamat.preflight import before_predict
+    from geocamat.tasks.base import checked, image_list
 
-    o = options
+    o, images = checked(options), image_list(images)
     before_predict(bundle, images, out_dir, res=o.res, force=o.force, probabilities=o.probabilities, window=o.window,
                    res_crs=o.crs)
     return predict_landuse(bundle, list(images), Path(out_dir), region=o.region, region_field=o.region_field,
@@ -91,9 +93,10 @@ def predict(bundle, images: list[str], out_dir: Path, options: PredictOptions, *
 def evaluate(bundle, images: list[str], options: EvaluateOptions, *, progress: bool = True,
              log: Callable[[str], None] = print) -> dict:
     """Map ``images`` (or read ``options.map``) and score it against ``options.reference``; print the scores."""
+    from geocamat.tasks.base import checked, image_list
     from geocamat.tasks.landuse.evaluation import evaluate_map
 
-    return evaluate_map(bundle, images, options, progress=progress, log=log)
+    return evaluate_map(bundle, image_list(images, required=False), checked(options), progress=progress, log=log)
 
 
 def describe(bundle) -> dict:

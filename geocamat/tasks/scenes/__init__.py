@@ -47,9 +47,10 @@ class EvaluateOptions:
 def train(config: Config, out_dir: Path, *, overwrite: bool = False, progress: bool = True,
           log: Callable[[str], None] = print) -> dict:
     """Train on a stratified split of the scene folder; score the held-out part; write the run folder."""
+    from geocamat.tasks.base import checked
     from geocamat.tasks.scenes.workflow import train_scenes
 
-    return train_scenes(config, out_dir, overwrite=overwrite, progress=progress, log=log)
+    return train_scenes(checked(config), out_dir, overwrite=overwrite, progress=progress, log=log)
 
 
 def summary(metrics: dict) -> list[str]:
@@ -92,8 +93,10 @@ def predict(bundle, images: list[str], out_dir: Path, options: PredictOptions, *
     for georeferenced images, ``scenes.gpkg`` of their footprints styled by class (see
     :mod:`geocamat.tasks.scenes.classify`)."""
     from geocamat.outputs.staging import staged_output
+    from geocamat.tasks.base import checked, image_list
     from geocamat.tasks.scenes.classify import SCENE_RESULTS, predict_scenes
 
+    options, images = checked(options), image_list(images)
     with staged_output(Path(out_dir), overwrite, SCENE_RESULTS) as stage:
         report = predict_scenes(bundle, images, stage, batch_size=int(options.batch_size), device=options.device,
                                 chip_size=options.chip_size, progress=progress, model_path=model_path)

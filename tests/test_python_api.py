@@ -1,0 +1,57 @@
+"""The task functions called from Python (a notebook, a script) check what the command line checks: settings made
+as dataclasses, one image given as a path, no image at all."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from inference_helpers import make_bundle, make_raster  # noqa: E402
+
+from geocamat.errors import ConfigError  # noqa: E402
+from geocamat.settings import build  # noqa: E402
+from geocamat.tasks import get_task  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_one_image_as_a_path_is_one_image_and_no_image_is_refused(tmp_path):
+    lu = get_task("landuse")
+    image = make_raster(tmp_path / "scene.tif", 40, 30)
+    report = lu.predict(make_bundle(tile=16), str(image), tmp_path / "map", lu.PredictOptions(vector=False),
+                        progress=False)  # was "no raster found at 's'": the path read one character at a time
+    assert report["inputs"]["images"] == [str(image)] and (tmp_path / "map" / "landuse.tif").is_file()
+    for task in ("landuse", "detection", "scenes"):
+        module = get_task(task)
+        with pytest.raises(ConfigError, match="no images given"):  # was an IndexError
+            module.predict(make_bundle(tile=16), [], tmp_path / task, module.PredictOptions(), progress=False)
+    assert not (tmp_path / "landuse").exists()
+
+
+def test_settings_made_in_python_are_checked_as_the_command_line_checks_them(tmp_path):
+    lu = get_task("landuse")
+    image = make_raster(tmp_path / "scene.tif", 40, 30)
+    for options, needle in ((lu.PredictOptions(min_area=-1), "--min-area"),  # was recorded as -12 px
+                            (lu.PredictOptions(min_polygon_pixels=-3), "--min-polygon-pixels")):
+        with pytest.raises(ConfigError, match=needle):
+            lu.predict(make_bundle(tile=16), [str(image)], tmp_path / "map", options, progress=False)
+    with pytest.raises(ConfigError, match="epochs must be a positive integer"):  # ran 12 s, then torch's ValueError
+        lu.train(lu.Config(images=[str(image)], labels=str(image), epochs=-3), tmp_path / "run", progress=False)
+    assert not (tmp_path / "map").exists() and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("values, needle", [({"score_threshold": 5}, "score_threshold"),
+                                            ({"nms_iou": 0}, "nms_iou"), ({"overlap": 1}, "overlap"),
+                                            ({"batch_size": 0}, "batch_size")])
+def test_detection_scores_and_ious_are_fractions(values, needle):
+    """A score threshold of 5 returned no object, silently (from Python and from the command line)."""
+    det = get_task("detection")
+    with pytest.raises(ConfigError, match=needle):
+        build(det.PredictOptions, values, what="detection")
+    with pytest.raises(ConfigError, match=needle):
+        det.evaluate(make_bundle(tile=16), ["a.tif"], det.EvaluateOptions(reference=["b.csv"], **values),
+                     progress=False)

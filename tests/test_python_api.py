@@ -55,3 +55,49 @@ def test_detection_scores_and_ious_are_fractions(values, needle):
     with pytest.raises(ConfigError, match=needle):
         det.evaluate(make_bundle(tile=16), ["a.tif"], det.EvaluateOptions(reference=["b.csv"], **values),
                      progress=False)
+
+
+def test_a_map_that_fails_leaves_torch_threads_as_they_were(tmp_path):
+    """The engine runs per-tile copies and blending on one thread; a head that fails there (a notebook's own head)
+    left the caller's process on one thread."""
+    import torch
+
+    from geocamat.inference.heads import PixelHead
+    from geocamat.inference.landuse import predict_landuse
+
+    class CutShort(PixelHead):  # a tile's outputs one pixel short: blending fails
+        outputs = {"probabilities": 3}
+
+        def __call__(self, batch):
+            return {"probabilities": torch.softmax(batch[:, :3, :-1, :-1], dim=1)}
+
+    image = make_raster(tmp_path / "scene.tif", 40, 30)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(RuntimeError):
+            predict_landuse(make_bundle(tile=16), [str(image)], tmp_path / "map", head=CutShort(), progress=False)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_training_from_python_puts_the_callers_state_back():
+    """Threads, warnings filters, Lightning's log levels and its seed variables, as they were before the call."""
+    import logging
+    import os
+    import warnings
+
+    import torch
+
+    from geocamat.tasks.training import caller_state, quiet_lightning, use_threads
+
+    before = (torch.get_num_threads(), list(warnings.filters), logging.getLogger("lightning.pytorch").level,
+              os.environ.get("PL_GLOBAL_SEED"))
+    with caller_state():
+        use_threads(get_task("landuse").Config(num_threads=1))
+        quiet_lightning(progress=False)
+        os.environ["PL_GLOBAL_SEED"] = "7"
+        assert torch.get_num_threads() == 1 and warnings.filters != before[1]
+    assert (torch.get_num_threads(), list(warnings.filters), logging.getLogger("lightning.pytorch").level,
+            os.environ.get("PL_GLOBAL_SEED")) == before

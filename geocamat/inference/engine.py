@@ -21,7 +21,9 @@ import shutil
 import sys
 import time
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +51,20 @@ GDAL_CACHE_MB = 128
 RESULT_FILES = ("landuse.tif", "landuse.qml", "confidence.tif", "confidence.qml", "cam.tif", "cam.qml",
                 "probabilities.tif", "probabilities.qml", "landuse.gpkg", partial_bands.TIF, partial_bands.QML,
                 "report.json")
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """torch on one CPU thread for the block (per-tile copies and blending), the caller's count back after it, also
+    when it raises (a notebook kept 1 thread after a failed map)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _region_fields(meta: dict) -> dict:
@@ -482,17 +498,15 @@ class Engine:
             with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
                 out = self.head(batch)
         else:
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)
-            if t <= SCATTER_MAX_TILE:  # one indexed copy out of a strided view
-                batch = gather_tiles(x, bi, bj, t, s).contiguous()
-            else:  # copy the tiles into a reused buffer (slice copies beat a gather for large tiles)
-                batch = batch_buf[: len(bi)]
-                for n, (r, q) in enumerate(zip(bi, bj, strict=True)):
-                    batch[n].copy_(x[:, r * s:r * s + t, q * s:q * s + t])
-            if views is not None:
-                batch = dihedral(batch, views)
-            torch.set_num_threads(threads)
+            with one_thread():
+                if t <= SCATTER_MAX_TILE:  # one indexed copy out of a strided view
+                    batch = gather_tiles(x, bi, bj, t, s).contiguous()
+                else:  # copy the tiles into a reused buffer (slice copies beat a gather for large tiles)
+                    batch = batch_buf[: len(bi)]
+                    for n, (r, q) in enumerate(zip(bi, bj, strict=True)):
+                        batch[n].copy_(x[:, r * s:r * s + t, q * s:q * s + t])
+                if views is not None:
+                    batch = dihedral(batch, views)
             with torch.no_grad():
                 out = self.head(batch)
         outputs = [out["probabilities"], *(out[name] for name in self.extras)]
@@ -551,7 +565,6 @@ class Engine:
                 stats["tiles_processed"] = sum(len(ti[b:b + self.batch_size]) for b in batches)
                 stats["recomputed_at_seams"] = 0
             start = time.perf_counter()
-            threads = torch.get_num_threads()
             clock = self.clock
             # Per-tile work on the CPU runs on one thread: with several OpenMP threads on busy cores, threads
             # spinning at barriers make small ops up to 50x slower.
@@ -564,10 +577,9 @@ class Engine:
                     views = torch.from_numpy(tile_views((ps[bi] + lr) // s, (qs[bj] + lc) // s)).to(self.dev)
                 outputs = self._forward(x, bi, bj, bufs["batch"], views)
                 t1 = clock.mark()
-                torch.set_num_threads(1)
-                values = torch.cat([o.float() for o in outputs], dim=1)
-                accumulate(acc, values, self.w2, bi, bj, t, s, self.blend)
-                torch.set_num_threads(threads)
+                with one_thread():
+                    values = torch.cat([o.float() for o in outputs], dim=1)
+                    accumulate(acc, values, self.w2, bi, bj, t, s, self.blend)
                 clock.add("model", t0, t1)
                 clock.add("blend", t1, clock.mark())
             self.t_model += time.perf_counter() - start

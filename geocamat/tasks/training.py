@@ -67,6 +67,32 @@ def quiet_lightning(progress: bool) -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
+@contextmanager
+def caller_state() -> Iterator[None]:
+    """Training from Python (a notebook) leaves the caller's process as it found it: torch's thread count, the
+    warnings filters, Lightning's log levels and the seed variables Lightning sets are put back afterwards."""
+    import logging
+    import warnings
+
+    import torch
+
+    threads = torch.get_num_threads()
+    levels = {name: logging.getLogger(name).level for name in ("lightning.pytorch", "lightning.fabric")}
+    env = {name: os.environ.get(name) for name in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS")}
+    try:
+        with warnings.catch_warnings():
+            yield
+    finally:
+        torch.set_num_threads(threads)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+        for name, value in env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def use_threads(config) -> None:
     """Set torch's CPU threads to the run's ``num_threads`` (unset: torch's default)."""
     import torch

@@ -22,10 +22,10 @@ def train(config: Config, out_dir: Path, *, overwrite: bool = False, progress: b
     from geocamat.settings import dump
     from geocamat.tasks.base import checked
     from geocamat.tasks.detection.workflow import train_detection
-    from geocamat.tasks.training import absolute_paths, run_folder
+    from geocamat.tasks.training import absolute_paths, caller_state, run_folder
 
     config = checked(config)
-    with run_folder(Path(out_dir), overwrite, resume) as (stage, checkpoint):
+    with caller_state(), run_folder(Path(out_dir), overwrite, resume) as (stage, checkpoint):
         # first, with absolute paths and the task: `train --resume` reads them from a killed run
         dump(absolute_paths(config, task="detection"), stage / "config.yaml")
         metrics = train_detection(config, stage, progress=progress, log=log, checkpoint=checkpoint,

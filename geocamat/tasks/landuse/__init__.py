@@ -18,8 +18,11 @@ def train(config: Config, out_dir: Path, *, overwrite: bool = False, progress: b
     continue the killed run of ``out_dir`` from its last checkpoint (``config``: the settings it saved)."""
     from geocamat.tasks.base import checked
     from geocamat.tasks.landuse.workflow import train_landuse
+    from geocamat.tasks.training import caller_state
 
-    return train_landuse(checked(config), out_dir, overwrite=overwrite, progress=progress, log=log, resume=resume)
+    with caller_state():
+        return train_landuse(checked(config), out_dir, overwrite=overwrite, progress=progress, log=log,
+                             resume=resume)
 
 
 def summary(metrics: dict) -> list[str]:

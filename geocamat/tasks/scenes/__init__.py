@@ -49,8 +49,10 @@ def train(config: Config, out_dir: Path, *, overwrite: bool = False, progress: b
     """Train on a stratified split of the scene folder; score the held-out part; write the run folder."""
     from geocamat.tasks.base import checked
     from geocamat.tasks.scenes.workflow import train_scenes
+    from geocamat.tasks.training import caller_state
 
-    return train_scenes(checked(config), out_dir, overwrite=overwrite, progress=progress, log=log)
+    with caller_state():
+        return train_scenes(checked(config), out_dir, overwrite=overwrite, progress=progress, log=log)
 
 
 def summary(metrics: dict) -> list[str]:

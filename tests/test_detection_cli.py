@@ -46,26 +46,26 @@ def test_train_records_the_threshold_and_its_origin(trained):
 def test_predict_writes_detections_and_says_when_nothing_is_found(trained):
     out = trained["root"] / "pred"
     result = CliRunner().invoke(cli, ["predict", "--model", str(trained["run"] / "model.geocamat"), "--out", str(out),
-                                      "--score-threshold", "1.01", "--quiet", str(trained["img"])])
+                                      "--score-threshold", "1", "--quiet", str(trained["img"])])
     assert result.exit_code == 0, result.output
-    assert "note: 0 objects at score >= 1.01" in result.output
+    assert "note: 0 objects at score >= 1" in result.output
     report = json.loads((out / "report.json").read_text())
-    assert report["total"] == 0 and report["settings"]["score_threshold"] == 1.01
+    assert report["total"] == 0 and report["settings"]["score_threshold"] == 1
     assert (out / "detections.gpkg").is_file()
 
 
 def test_evaluate_prints_map_pr_at_two_ious_and_counts(trained):
     out = trained["root"] / "eval"
     args = ["evaluate", "--model", str(trained["run"] / "model.geocamat"), "--reference", str(trained["csv"]),
-            "--score-threshold", "1.01", "--out", str(out), str(trained["img"])]
+            "--score-threshold", "1", "--out", str(out), str(trained["img"])]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0] == "1 image: 10 labelled objects, 0 found at score >= 1.01"
+    assert lines[0] == "1 image: 10 labelled objects, 0 found at score >= 1"
     assert lines[1].startswith("  mAP@0.5 ") and "mAP@[.5:.95]" in lines[1]
     assert lines[2].startswith("  IoU 0.5: precision 0.000  recall 0.000")
     assert lines[3].startswith("  IoU 0.4: precision")
-    assert any(line.startswith("note: 0 objects at score >= 1.01 for 10 labelled") for line in lines)
+    assert any(line.startswith("note: 0 objects at score >= 1 for 10 labelled") for line in lines)
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["scene"]["labelled"] == 10 and saved["scene"]["found"] == 0 and "iou_40" in saved["scene"]
     # mAP does not depend on the threshold: the same as at the model's own threshold

@@ -101,3 +101,16 @@ def test_training_from_python_puts_the_callers_state_back():
         assert torch.get_num_threads() == 1 and warnings.filters != before[1]
     assert (torch.get_num_threads(), list(warnings.filters), logging.getLogger("lightning.pytorch").level,
             os.environ.get("PL_GLOBAL_SEED")) == before
+
+
+def test_metric_functions_refuse_what_they_would_silently_miscount():
+    import numpy as np
+
+    from geocamat.metrics.classification import confusion_matrix
+    from geocamat.metrics.detection import mean_average_precision
+
+    assert confusion_matrix(np.array([], int), np.array([], int), [1, 2]).tolist() == [[0, 0], [0, 0]]  # TypeError
+    target = {"boxes": np.array([[0, 0, 4, 4]], float), "labels": np.array([3])}
+    pred = {"boxes": np.array([[0, 0, 4, 4]], float), "scores": np.array([0.9]), "labels": np.array([0])}
+    with pytest.raises(ValueError, match="target label is 3: labels must be class indexes 0..1"):  # was a NaN mAP
+        mean_average_precision([pred], [target], num_classes=2)

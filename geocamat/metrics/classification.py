@@ -14,6 +14,10 @@ def confusion_matrix(reference: np.ndarray, predicted: np.ndarray, class_ids: li
     k = len(class_ids)
     ref = np.asarray(reference).ravel()
     pred = np.asarray(predicted).ravel()
+    if ref.size != pred.size:
+        raise ValueError(f"reference and predicted differ in size ({ref.size} and {pred.size} values)")
+    if not ref.size:
+        return np.zeros((k, k), np.int64)
     ri = np.array([lookup.get(int(v), -1) for v in np.unique(ref)])
     pi = np.array([lookup.get(int(v), -1) for v in np.unique(pred)])
     ref_idx = ri[np.searchsorted(np.unique(ref), ref)] if ref.size else ref

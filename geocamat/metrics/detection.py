@@ -123,7 +123,17 @@ def mean_average_precision(preds: list[dict], targets: list[dict], num_classes: 
 
     Returns:
         ``{"map_50", "map_75", "map", "ap_50_per_class": [...]}`` (NaN for a class without ground truth).
+
+    Raises:
+        ValueError: a label outside 0..K-1 (its boxes would be left out of every class: a NaN mAP, silently).
     """
+    for kind, items in (("target", targets), ("prediction", preds)):
+        for item in items:
+            labels = _np(item["labels"])
+            bad = labels[(labels < 0) | (labels >= num_classes)] if labels.size else labels
+            if bad.size:
+                raise ValueError(f"a {kind} label is {int(bad[0])}: labels must be class indexes 0..{num_classes - 1} "
+                                 f"(num_classes {num_classes})")
     table = np.full((num_classes, len(IOU_THRESHOLDS)), np.nan)
     for c in range(num_classes):
         candidates = _candidates(preds, targets, c, min(IOU_THRESHOLDS))  # searched once for every threshold

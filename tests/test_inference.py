@@ -148,6 +148,23 @@ def test_alpha_band_is_read_as_nodata(tmp_path, bundle):
     assert report["tiles"]["skipped_no_data"] > 0
 
 
+def test_infinite_values_are_nodata_not_a_class(tmp_path, bundle):
+    """A 10 x 10 px block of inf in a float image: nodata there, the map elsewhere as without it (the normalised
+    inf became the largest float and turned 1,024 px around it into a class)."""
+    image = make_raster(tmp_path / "scene.tif", 80, 60, dtype="float32", nodata=None)
+    with rasterio.open(image) as src:
+        data, profile = src.read(), src.profile
+    data[:, 20:30, 30:40] = np.inf
+    with rasterio.open(tmp_path / "inf.tif", "w", **profile) as dst:
+        dst.write(data)
+    run(bundle, [image], tmp_path / "clean", vectorise=False, overlap=0.5)
+    run(bundle, [tmp_path / "inf.tif"], tmp_path / "out", vectorise=False, overlap=0.5)
+    with rasterio.open(tmp_path / "out" / "landuse.tif") as m, rasterio.open(tmp_path / "clean" / "landuse.tif") as c:
+        mapped, clean = m.read(1, masked=True), c.read(1)
+    assert mapped.mask[20:30, 30:40].all() and mapped.mask.sum() == 100
+    assert (mapped[~mapped.mask] == clean[~mapped.mask]).mean() > 0.9
+
+
 def test_mosaic_of_rgba_files_keeps_each_files_transparency(tmp_path, bundle):
     left, right = _rgba(tmp_path / "left.tif", 500000), _rgba(tmp_path / "right.tif", 500700)
     run(bundle, [left, right], tmp_path / "out", vectorise=False)

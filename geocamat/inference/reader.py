@@ -133,6 +133,8 @@ class MosaicReader:
 
     @staticmethod
     def _nodata_to_nan(data: np.ndarray, ds, kind: str) -> None:
+        if any(np.dtype(t).kind == "f" for t in ds.dtypes):  # an infinite value is no reflectance: nodata, as NaN
+            np.copyto(data, np.nan, where=np.isinf(data))  # (it turned a 10 x 10 px block into 1,024 px of class)
         if kind != "direct":
             return
         for b, nd in enumerate(ds.nodatavals):

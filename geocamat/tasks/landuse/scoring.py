@@ -323,6 +323,39 @@ def scored_bounds(reference: Path, blocks: int | None, parity: str, margin: int,
         return rasterio.windows.bounds(rasterio.windows.Window(c0, r0, c1 - c0, r1 - r0), r.transform)
 
 
+def scored_blocks(reference: Path, blocks: int, parity: str) -> list[tuple[float, float, float, float]]:
+    """Bounds (in the reference's CRS) of the ``parity`` blocks of the checkerboard holding a labelled pixel:
+    what :func:`score_map` scores, so what a validation map needs (its training blocks cost as much, for nothing).
+    """
+    import rasterio
+
+    from geocamat.data.labels import label_windows
+
+    found: set[int] = set()
+    with _bounded_gdal_cache(), rasterio.open(reference) as r:
+        rows, cols = r.height, r.width
+        for window in label_windows((rows, cols), SCORE_WINDOW):  # bounded memory
+            keep = ~np.ma.getmaskarray(r.read(1, window=window, masked=True))
+            keep &= checkerboard_part((rows, cols), blocks, parity, window).astype(bool)
+            if not keep.any():
+                continue
+            r0, c0 = int(window.row_off), int(window.col_off)
+            rr, cc = np.nonzero(keep)
+            found.update(np.unique(((rr + r0) * blocks // rows) * blocks + (cc + c0) * blocks // cols).tolist())
+        transform = r.transform
+
+    def edge(i: int, size: int) -> int:  # first pixel of block i: the smallest p with p * blocks // size == i
+        return -(-i * size // blocks)
+
+    out = []
+    for code in sorted(found):
+        i, j = divmod(code, blocks)
+        window = rasterio.windows.Window(edge(j, cols), edge(i, rows), edge(j + 1, cols) - edge(j, cols),
+                                         edge(i + 1, rows) - edge(i, rows))
+        out.append(rasterio.windows.bounds(window, transform))
+    return out
+
+
 def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names: list[str], *,
               blocks: int | None = None, parity: str = "odd", mask: Path | None = None,
               offset: tuple[int, int] | None = None, reference_field: str | None = None,

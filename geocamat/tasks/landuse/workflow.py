@@ -369,18 +369,38 @@ def _validation_map_metrics(bundle: Bundle, stage: Path, stack, labels, config: 
     """Map the labelled part of the validation blocks with the trained bundle and score it there."""
     from geocamat.inference.landuse import predict_landuse
     from geocamat.inference.ranks import Ranks
+    from geocamat.tasks.landuse import map_settings
     from geocamat.tasks.landuse.scoring import scored_bounds
 
     bbox = scored_bounds(labels.path, config.blocks, config.val_parity, margin=2 * bundle.tile_size)
+    region = _validation_blocks(labels.path, config, stage / "work") if config.blocks else None
     log("mapping the validation blocks to score the run" + (" (the box around their labels)" if bbox else ""))
     map_dir = stage / "work" / "validation_map"
-    from geocamat.tasks.landuse import map_settings
-
-    predict_landuse(bundle, [str(p) for p in stack.sources], map_dir, bbox=bbox,  # as geocamat predict maps it
+    # as geocamat predict maps it; only the validation blocks that hold labels (a tile's context around them)
+    predict_landuse(bundle, [str(p) for p in stack.sources], map_dir, bbox=bbox, region=region,
                     **map_settings(bundle, None, None, None), vectorise=False, min_polygon_pixels=MIN_MAPPING_UNIT,
                     progress=progress, overwrite=True,
                     ranks=Ranks())  # this process alone, even under a launcher (DDP training)
     return _score(bundle, stage, labels, config, offset)
+
+
+def _validation_blocks(reference: Path, config: LandUseConfig, folder: Path) -> str | None:
+    """A GeoPackage of the validation blocks holding labels: the region the validation map covers (None: none)."""
+    import geopandas as gpd
+    import rasterio
+    import shapely
+
+    from geocamat.tasks.landuse.scoring import scored_blocks
+
+    boxes = scored_blocks(reference, config.blocks, config.val_parity)
+    if not boxes:
+        return None
+    with rasterio.open(reference) as r:
+        crs = r.crs
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "validation_blocks.gpkg"
+    gpd.GeoDataFrame(geometry=[shapely.box(*b) for b in boxes], crs=crs).to_file(path, driver="GPKG")
+    return str(path)
 
 
 def _score(bundle: Bundle, stage: Path, labels, config: LandUseConfig, offset: list[int] | None) -> dict:

@@ -148,6 +148,28 @@ def test_alpha_band_is_read_as_nodata(tmp_path, bundle):
     assert report["tiles"]["skipped_no_data"] > 0
 
 
+@pytest.mark.parametrize("bands, dtype", [(6, "uint16"), (3, "float32")])
+def test_an_alpha_band_gdal_does_not_take_as_a_mask_is_one(tmp_path, bands, dtype):
+    """gdalwarp -dstalpha on UInt16/Float32 data (or 6 bands + alpha): GDAL gives the file no mask, and the
+    transparent collar (36% of the audit's map) was mapped as forest."""
+    from rasterio.enums import ColorInterp
+
+    base = make_raster(tmp_path / "base.tif", 60, 50, bands=bands, dtype=dtype, nodata=None)
+    with rasterio.open(base) as src:
+        data, profile = src.read(), src.profile
+    alpha = np.full((1, 50, 60), 255, dtype)
+    alpha[:, :, :15] = 0
+    profile.update(count=bands + 1)
+    with rasterio.open(tmp_path / "alpha.tif", "w", **profile) as dst:
+        dst.write(np.concatenate([data, alpha]))
+    with rasterio.open(tmp_path / "alpha.tif", "r+") as dst:
+        dst.colorinterp = [ColorInterp.gray] + [ColorInterp.undefined] * (bands - 1) + [ColorInterp.alpha]
+    run(make_bundle(bands=bands, tile=16), [tmp_path / "alpha.tif"], tmp_path / "out", vectorise=False)
+    with rasterio.open(tmp_path / "out" / "landuse.tif") as m:
+        mapped = m.read(1, masked=True)
+    assert mapped.mask[:, :15].all() and not mapped.mask[:, 15:].any()
+
+
 def test_infinite_values_are_nodata_not_a_class(tmp_path, bundle):
     """A 10 x 10 px block of inf in a float image: nodata there, the map elsewhere as without it (the normalised
     inf became the largest float and turned 1,024 px around it into a class)."""

@@ -128,8 +128,13 @@ def write_vrt(sources: Sequence[tuple[Path, int, str]], out_path: Path, target: 
     for i, (path, band, description) in enumerate(sources, start=1):
         with rasterio.open(path) as src:
             declared = src.nodatavals[band - 1] if nodata is None else nodata
-            masked = MaskFlags.per_dataset in src.mask_flag_enums[band - 1] and mask_kind(src)[0]
+            gdal_mask, alpha = mask_kind(src)
+            masked = MaskFlags.per_dataset in src.mask_flag_enums[band - 1] and gdal_mask
             grid = BandGrid.of(src)
+            if alpha and not masked and band - 1 not in alpha:  # an alpha band GDAL does not take as the mask
+                # (one that is not the extra sample of a Byte RGB: gdalwarp -dstalpha on UInt16 or Float32 data)
+                path, band, masked = _alpha_masked(src, band, alpha[0], out_path.with_name(
+                    f"{out_path.stem}.alpha{i}.vrt")), 1, True
         nodata_xml = f"<NODATA>{declared!r}</NODATA>" if declared is not None else ""
         if masked:
             nodata_xml += "<UseMaskBand>true</UseMaskBand>"
@@ -156,6 +161,35 @@ def write_vrt(sources: Sequence[tuple[Path, int, str]], out_path: Path, target: 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(xml)
     return out_path
+
+
+def _alpha_masked(src, band: int, alpha: int, path: Path) -> Path:
+    """A VRT of band ``band`` (1-based) of ``src`` whose mask is its alpha band ``alpha`` (0-based): a source
+    GDAL then masks (``UseMaskBand``), for the alpha bands GDAL itself does not take as a mask."""
+    import html
+
+    a, b, c, d, e, f = tuple(src.transform)[:6]
+    gt = ", ".join(repr(v) for v in (c, a, b, f, d, e))
+    name = html.escape(str(src.name))
+    dtype = {"uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32", "int32": "Int32",
+             "float32": "Float32", "float64": "Float64", "int8": "Int8"}.get(src.dtypes[band - 1], "Float64")
+    xml = (f'<VRTDataset rasterXSize="{src.width}" rasterYSize="{src.height}">\n'
+           f"  <GeoTransform>{gt}</GeoTransform>\n"
+           f'  <VRTRasterBand dataType="{dtype}" band="1">\n'
+           f'    <SimpleSource><SourceFilename relativeToVRT="0">{name}</SourceFilename>'
+           f"<SourceBand>{band}</SourceBand></SimpleSource>\n"
+           f"  </VRTRasterBand>\n"
+           f"  <MaskBand>\n"
+           f'    <VRTRasterBand dataType="Byte">\n'
+           f'      <ComplexSource><SourceFilename relativeToVRT="0">{name}</SourceFilename>'
+           f"<SourceBand>{alpha + 1}</SourceBand><ScaleRatio>0</ScaleRatio><ScaleOffset>255</ScaleOffset>"
+           f"<NODATA>0</NODATA></ComplexSource>\n"
+           f"    </VRTRasterBand>\n"
+           f"  </MaskBand>\n"
+           "</VRTDataset>\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(xml)
+    return path
 
 
 def band_indexes(names: Sequence[str], selection: Sequence[str | int]) -> list[int]:

@@ -114,3 +114,24 @@ def test_metric_functions_refuse_what_they_would_silently_miscount():
     pred = {"boxes": np.array([[0, 0, 4, 4]], float), "scores": np.array([0.9]), "labels": np.array([0])}
     with pytest.raises(ValueError, match="target label is 3: labels must be class indexes 0..1"):  # was a NaN mAP
         mean_average_precision([pred], [target], num_classes=2)
+
+
+def test_evaluate_says_what_predict_says_of_the_images(tmp_path):
+    """Images 40x the training values: predict warned, evaluate printed only the (bad) scores."""
+    import numpy as np
+    import rasterio
+
+    lu = get_task("landuse")
+    image = make_raster(tmp_path / "scene.tif", 48, 40, dtype="float32", nodata=None)
+    with rasterio.open(image) as src:
+        data, profile = src.read(), src.profile
+    with rasterio.open(tmp_path / "x40.tif", "w", **profile) as dst:
+        dst.write(data * 40)
+    profile.update(count=1, dtype="uint8")
+    with rasterio.open(tmp_path / "ref.tif", "w", **profile) as dst:
+        dst.write(np.arange(48 * 40, dtype="uint8").reshape(1, 40, 48) % 3 + 1)
+    lines = []
+    lu.evaluate(make_bundle(tile=16), [str(tmp_path / "x40.tif")],
+                lu.EvaluateOptions(reference=str(tmp_path / "ref.tif")), progress=False, log=lines.append)
+    assert any(line.startswith("warning: the images' values are unlike the training imagery's") for line in lines)
+    assert any(" OA " in line for line in lines)

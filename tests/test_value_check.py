@@ -28,6 +28,20 @@ def test_a_rescaled_image_is_reported_and_the_training_imagery_is_not(tmp_path, 
     assert scaling_notes([empty], names, mean, std) == []  # nothing valid to compare: other checks speak
 
 
+def test_one_band_in_another_scaling_is_reported(tmp_path, synthetic_scene):
+    """One band delivered x40 (a 0-10,000 product among digital numbers): the median band matched, so nothing was
+    said and the map collapsed to one class."""
+    image = synthetic_scene["array"]
+    valid = image[:, 4:, :]
+    mean, std = valid.mean(axis=(1, 2)).tolist(), valid.std(axis=(1, 2)).tolist()
+    mixed = image.copy()
+    mixed[2] = np.where(image[2] > -9999, image[2] * 40, image[2])
+    path = write_raster(tmp_path / "mixed.tif", mixed, nodata=-9999.0)
+    (note,) = scaling_notes([path], ["b1", "b2", "b3"], mean, std)
+    assert note.startswith("warning: a band of the images is a scaling away") and "b3 (mean" in note
+    assert "b1" not in note and "b2" not in note
+
+
 def test_a_declared_scale_and_offset_is_named_with_the_fix(tmp_path, synthetic_scene):
     """Digital numbers with a declared scale and offset (Landsat Collection 2 style), given to a model trained on
     the scaled values: the warning names them and how to unscale."""

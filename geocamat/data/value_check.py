@@ -3,7 +3,8 @@ model trained on digital numbers 0-10,000, 8-bit given to a 16-bit model) gives 
 
 The stack is sampled in the windows of :func:`geocamat.data.fill_check.sample_windows` (the cost does not grow
 with the scene) and each band's mean is compared with the training mean: images whose median band is off by a
-factor of :data:`MAX_RATIO` or more are reported.
+factor of :data:`MAX_RATIO` or more are reported, and so is a single band off by that factor among bands that
+match (one band delivered in another scaling).
 """
 
 from __future__ import annotations
@@ -75,7 +76,13 @@ def scaling_warning(means: np.ndarray | None, names: Sequence[str], mean: Sequen
     factor = np.full(len(means), np.nan)
     factor[positive] = np.abs(np.log(means[positive] / train_mean[positive]))
     if float(np.nanmedian(factor)) <= np.log(MAX_RATIO):
-        return []
+        off = np.flatnonzero(factor > np.log(MAX_RATIO)).tolist()  # one band of another product among the rest
+        if not off:
+            return []
+        said = ", ".join(f"{names[b]} (mean {means[b]:.4g} vs {train_mean[b]:.4g} in training)" for b in off[:3])
+        which = "a band of the images is" if len(off) == 1 else f"{len(off)} bands of the images are"
+        return [f"warning: {which} a scaling away from the training imagery's while the others match: {said}; "
+                "another product or scaling for that band (or bands in another order)? the map may be wrong"]
     b = int(np.nanargmax(factor))
     return [f"warning: the images' values are unlike the training imagery's (band {names[b]}: mean {means[b]:.4g} vs "
             f"{train_mean[b]:.4g} +- {train_std[b]:.3g} in training): another product or scaling? the map may be "

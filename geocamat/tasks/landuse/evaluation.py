@@ -45,8 +45,9 @@ def evaluate_map(bundle, images: list[str], options: EvaluateOptions, *, progres
     before_evaluate(images, o.map, o.reference, o.mask, bundle=bundle, force=o.force)
     with tempfile.TemporaryDirectory(prefix=".geocamat-evaluate-", dir=_staging_parent(o.out)) as tmp:
         folder = Path(tmp) / "map"  # moved to --out only once scored: a failed scoring leaves no map behind
+        mapped = {}
         if not o.map:
-            predict_landuse(bundle, list(images), folder,
+            mapped = predict_landuse(bundle, list(images), folder,
                             **map_settings(bundle, o.overlap, o.tta, o.window, o.tta_views),
                             device=o.device, vectorise=False, min_polygon_pixels=MIN_MAPPING_UNIT, overwrite=True,
                             progress=progress, ranks=Ranks())  # this process alone, even under a launcher
@@ -59,6 +60,8 @@ def evaluate_map(bundle, images: list[str], options: EvaluateOptions, *, progres
             if "area_estimates" in metrics:
                 write_area_table(folder / "area_estimates.csv", metrics["area_estimates"])
             place_into(folder, Path(o.out))
+    for note in mapped.get("notes", []):  # what predict says of these images (values, bands, fill): the scores
+        log(note)  # below are of this map
     frame = f", map read at offset {list(offset)} px" if offset and any(offset) else ""
     log(f"{metrics['scope']}{frame}: OA {metrics['overall_accuracy']}, kappa {metrics['kappa']}, macro-F1 "
         f"{metrics.get('macro_f1')}, "

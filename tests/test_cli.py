@@ -195,6 +195,12 @@ def test_train_predict_evaluate_info_end_to_end(tmp_path, synthetic_scene):
     result = runner.invoke(cli, ["predict", "--model", str(run2 / "model.geocamat"), "--out", str(tmp_path / "m2"),
                                  "--quiet", "--no-vector", str(synthetic_scene["image"])])
     assert result.exit_code == 0, result.output
+    # other imagery holding just the two bands (another scene's stack of them): used in their order, with a warning
+    # (was "band 3 does not exist", with no way round it)
+    picked = write_raster(tmp_path / "picked.tif", synthetic_scene["array"][[2, 0]], nodata=-9999.0)
+    result = runner.invoke(cli, ["predict", "--model", str(run2 / "model.geocamat"), "--out", str(tmp_path / "m3"),
+                                 "--quiet", "--no-vector", str(picked)])
+    assert result.exit_code == 0 and "warning: band names differ" in result.output, result.output
     result = runner.invoke(cli, ["info", str(run2 / "model.geocamat")])
     assert "band3" in result.output and "band1" in result.output
     assert "'overlap': 0.75" in result.output  # what predict maps a dense model at (the bundle stores 0.5)

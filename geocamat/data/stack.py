@@ -192,23 +192,27 @@ def _alpha_masked(src, band: int, alpha: int, path: Path) -> Path:
     return path
 
 
+class BandNotFoundError(InvalidRasterError):
+    """A band selection names a band (or number) the images do not have."""
+
+
 def band_indexes(names: Sequence[str], selection: Sequence[str | int]) -> list[int]:
     """0-based indexes of the selected bands, given by name or by 1-based number.
 
     Raises:
-        InvalidRasterError: a name or number that the imagery does not have.
+        BandNotFoundError: a name or number that the imagery does not have.
     """
     out = []
     for item in selection:
         if isinstance(item, int) or (isinstance(item, str) and item.isdigit()):
             number = int(item)
             if not 1 <= number <= len(names):
-                raise InvalidRasterError(f"band {number} does not exist: the images have bands 1-{len(names)}")
+                raise BandNotFoundError(f"band {number} does not exist: the images have bands 1-{len(names)}")
             out.append(number - 1)
         elif item in names:
             out.append(list(names).index(item))
         else:
-            raise InvalidRasterError(f"band {item!r} not found: the images have {', '.join(names)}")
+            raise BandNotFoundError(f"band {item!r} not found: the images have {', '.join(names)}")
     return out
 
 
@@ -243,7 +247,9 @@ def match_bands(stack: ImageStack, wanted: Sequence[str], workdir: Path) -> Imag
         return picked
     if len(names) != len(wanted):
         raise BundleError(f"the model expects {len(wanted)} bands ({', '.join(wanted)}) but the images have "
-                          f"{len(names)} ({', '.join(names)}): give the same bands as in training")
+                          f"{len(names)} ({', '.join(names)}): give the same bands as in training, e.g. pick them in "
+                          "the model's order with gdal_translate -b N -b N ... in.tif out.tif (or name the images' "
+                          "bands as the model's: band descriptions)")
     stack.notes = [*stack.notes, f"warning: band names differ (images {', '.join(names)}; model {', '.join(wanted)}): "
                                  "they are used in this order; check that it is the training order"]
     return stack

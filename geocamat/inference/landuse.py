@@ -369,12 +369,16 @@ def model_stack(bundle, images, workdir: Path, nodata: float | None = None):
     """The images as a land-use model needs them: its band selection and fill value (``nodata`` overrides the
     model's), its bands found by name (:func:`geocamat.data.stack.match_bands`), and a warning in ``notes`` when
     their values look scaled unlike the training imagery's (:mod:`geocamat.data.value_check`)."""
-    from geocamat.data.stack import match_bands, open_stack
+    from geocamat.data.stack import BandNotFoundError, match_bands, open_stack
     from geocamat.data.value_check import scaling_notes
 
     if nodata is None:
         nodata = bundle.extra.get("image_nodata")
-    stack = open_stack(images, workdir, bands=bundle.extra.get("band_selection"), nodata=nodata)
+    try:
+        stack = open_stack(images, workdir, bands=bundle.extra.get("band_selection"), nodata=nodata)
+    except BandNotFoundError:  # other imagery than training's (another date's file names, a stack of the bands
+        # picked): its bands are matched to the model's by name, or used in order when their count is the model's
+        stack = open_stack(images, workdir, nodata=nodata)
     stack = match_bands(stack, bundle.bands, workdir)
     stack.notes += scaling_notes(stack.paths, stack.band_names, bundle.mean, bundle.std)
     return stack

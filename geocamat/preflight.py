@@ -375,11 +375,33 @@ def before_predict(bundle, images, out_dir: str | os.PathLike, *, res: float | N
     return paths
 
 
+def _check_class_map(path: Path) -> None:
+    """A ``--map`` to score holds class codes (an image or confidence.tif was "scored": OA None on 0 pixels)."""
+    import numpy as np
+    import rasterio
+
+    from geocamat.data.labels import check_class_bands
+
+    try:
+        with rasterio.open(path) as src:
+            dtype = src.dtypes[0]
+            if not np.issubdtype(np.dtype(dtype), np.integer):
+                raise InvalidRasterError(f"{path} holds {dtype} values, not class codes: give a class map "
+                                         "(landuse.tif from geocamat predict)")
+            check_class_bands(src, path, "map")  # an RGB image or a rendering is not a class map
+    except rasterio.errors.RasterioIOError:
+        return  # not a raster: check_inputs says so in its words
+
+
 def before_evaluate(images, map_path, reference, mask, bundle=None, force: bool = False) -> None:
     """Every check ``geocamat evaluate`` makes first: each input raster opened and its first/last blocks read;
     images to map at a pixel size within 4x of the ``bundle``'s (unless ``force``)."""
     from geocamat.data.stack import RASTER_SUFFIXES, resolve_inputs
 
+    if images and map_path:  # the images were silently ignored
+        raise ConfigError("give IMAGES to map and score, or --map to score an existing map, not both")
+    if map_path and Path(map_path).is_file():
+        _check_class_map(Path(map_path))
     paths: list[Path] = resolve_inputs(list(images)) if images and not map_path else []
     for path in (map_path, reference, mask):  # other files get their own messages where they are read
         if path and Path(path).is_file() and Path(path).suffix.lower() in RASTER_SUFFIXES:
@@ -387,4 +409,4 @@ def before_evaluate(images, map_path, reference, mask, bundle=None, force: bool 
     check_inputs(paths)
     if bundle is not None and images and not map_path:
         for path in paths if bundle.task == "detection" else paths[:1]:
-            check_resolution(bundle, path, force=force, res_option=bundle.task != "detection")
+            check_resolution(bundle, path, force=force, res_option=False)  # evaluate has no --res

@@ -39,7 +39,17 @@ def field_map(cls) -> dict[str, dataclasses.Field]:
 
 
 class SettingsLoader(yaml.SafeLoader):
-    """YAML as users write numbers: ``1e-3`` is a float (YAML 1.2; PyYAML's 1.1 reads it as the text '1e-3')."""
+    """YAML as users write numbers: ``1e-3`` is a float (YAML 1.2; PyYAML's 1.1 reads it as the text '1e-3'); a key
+    given twice in one mapping is an error (PyYAML kept the last, silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"{key!r} is given twice", key_node.start_mark)
+            seen.add(key if isinstance(key, str | int | float | bool) else id(key_node))
+        return super().construct_mapping(node, deep)
 
 
 SettingsLoader.add_implicit_resolver(
@@ -82,7 +92,10 @@ def read_yaml(path: str | Path) -> dict:
     try:
         loaded = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise ConfigError(f"{path} is not valid YAML: {problem}{where}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path} is not a YAML settings file (it is binary): give images with --images, a "
                           "config file as the first argument") from exc

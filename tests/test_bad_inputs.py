@@ -259,6 +259,11 @@ ROWS = [
     Row("train-seed", "a negative seed", lambda e: _train(e, "--set", "seed=-1"), "seed must be an integer from 0"),
     Row("train-lr-text", "a learning rate that is not a number", lambda e: _train(e, "--set", "lr=1e-3x"),
         "lr must be a number >= 0"),
+    Row("train-classes-list", "classes as a list of names (as detection takes them): an internal error",
+        lambda e: _train(e, "--set", "classes=[a, b]"), "classes must map", lambda e: "classes"),
+    Row("train-classes-colour", "a class colour that is not #rrggbb",
+        lambda e: _train(e, "--set", "classes={1: {name: a, color: notacolor}}"), "is not #rrggbb",
+        lambda e: "notacolor"),
     Row("train-diverges", "a learning rate so high that the loss becomes NaN (a model of NaN weights mapped one "
         "class everywhere)", lambda e: _train(e, "--lr", "1e38"), "training diverged", lambda e: "--lr"),
     Row("train-nodes-no-launcher", "--num-nodes 2 without torchrun or srun", lambda e: _train(e, "--num-nodes", "2"),
@@ -274,6 +279,10 @@ ROWS = [
         "--tile-size"),
     Row("train-config-missing", "CONFIG file does not exist",
         lambda e: ["train", str(e.tmp / "nope.yaml"), "--out", str(e.out)], "nope.yaml", lambda e: "nope.yaml"),
+    Row("train-config-duplicate-key", "a setting given twice in the config file (the last one won, silently)",
+        lambda e: ["train", str(e.tmp / "twice.yaml"), "--out", str(e.out)], "'epochs' is given twice (line 3",
+        lambda e: "twice.yaml", setup=lambda e: (e.tmp / "twice.yaml").write_text(
+            f"images: [{e.scene}]\nepochs: 1\nepochs: 2\n"), leaves=("twice.yaml",)),
     # -- train: output location --------------------------------------------------------------------------------
     Row("train-out-exists", "--out holds results, no --overwrite", lambda e: _train(e), "already holds results",
         lambda e: str(e.out), setup=_results),

@@ -77,6 +77,7 @@ class LandUseConfig(ClassifierSettings):
             self.labels = self.labels[0] if len(self.labels) == 1 else [str(p) for p in self.labels]
         if not self.labels:
             raise ConfigError("no labels given: pass --labels PATH (a classified raster or a vector layer)")
+        check_class_table(self.classes)
         positive_int(self, "tile_size", "epochs", "batch_size", "blocks", "max_tiles")
         if self.tile_size < 8:
             raise ConfigError("tile_size must be at least 8 pixels for a meaningful class activation map")
@@ -109,3 +110,26 @@ class LandUseConfig(ClassifierSettings):
         if self.cutmix and self.camat.source == "cached" and self.regulariser == "camat":
             raise ConfigError("cutmix needs fresh class activation maps: cached maps belong to unmixed tiles "
                               "(set camat.source: fresh or cutmix: 0)")
+
+
+def check_class_table(classes) -> None:
+    """``classes``: ``{code: name}`` or ``{code: {name: ..., color: '#rrggbb'}}`` (a list or a number was an internal
+    error after the labels were read)."""
+    import re
+
+    example = "e.g. {1: developed, 2: {name: water, color: '#1f78b4'}}"
+    if not isinstance(classes, dict):
+        raise ConfigError(f"classes must map the labels' class codes to names ({example}), not {classes!r}")
+    for code, spec in classes.items():
+        if isinstance(code, bool) or not (isinstance(code, int) or str(code).strip().lstrip("-").isdigit()):
+            raise ConfigError(f"classes: {code!r} is not a class code (the integers of the labels; {example})")
+        if isinstance(spec, dict):
+            unknown = sorted(set(map(str, spec)) - {"name", "color"})
+            if unknown:
+                raise ConfigError(f"classes: class {code} has {unknown[0]!r}: give name and color only ({example})")
+            color = spec.get("color")
+            if color is not None and not re.fullmatch(r"#[0-9a-fA-F]{6}", str(color)):
+                raise ConfigError(f"classes: class {code}'s color {color!r} is not #rrggbb (e.g. '#1f78b4'; quote it "
+                                  "in YAML, where # starts a comment)")
+        elif not isinstance(spec, str | int | float) or isinstance(spec, bool):
+            raise ConfigError(f"classes: class {code}'s name {spec!r} is not a name ({example})")

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from geocamat.tasks.landuse.scoring import score_map, scored_bounds
+from geocamat.tasks.landuse.scoring import score_map, scored_blocks, scored_bounds
 from tests.conftest import write_raster
 
 ORIGIN, RES = (500000.0, 4000000.0), 10.0
@@ -25,6 +25,19 @@ def test_bounds_are_the_box_of_the_scored_labels_grown_by_the_margin(tmp_path):
     assert scored_bounds(path, 4, "even", margin=5) == (x0 + 19 * RES, y1 - 11 * RES, x0 + 33 * RES, y1)
     # no blocks: every labelled pixel
     assert scored_bounds(path, None, "odd", margin=0) == (x0 + 3 * RES, y1 - 15 * RES, x0 + 28 * RES, y1 - 2 * RES)
+
+
+def test_the_validation_map_covers_the_scored_blocks_that_hold_labels(tmp_path):
+    """The blocks a validation map needs: the scored parity's blocks with a labelled pixel (the training blocks
+    cost as much to map, for nothing: the whole 10x scene was mapped after training)."""
+    path, _ = _sparse_reference(tmp_path)
+    x0, y1 = ORIGIN
+    assert scored_blocks(path, 4, "odd") == [(x0, y1 - 20 * RES, x0 + 10 * RES, y1 - 10 * RES)]  # block (1, 0)
+    assert scored_blocks(path, 4, "even") == [(x0 + 20 * RES, y1 - 10 * RES, x0 + 30 * RES, y1)]  # block (0, 2)
+    odd = write_raster(tmp_path / "full.tif", np.ones((41, 43), "uint8"), nodata=0)  # blocks of unequal sides
+    boxes = scored_blocks(odd, 4, "odd")
+    assert len(boxes) == 8 and sum((b[2] - b[0]) * (b[3] - b[1]) for b in boxes) / RES**2 == sum(
+        ((r * 4 // 41) + (c * 4 // 43)) % 2 == 1 for r in range(41) for c in range(43))
 
 
 def test_whole_raster_when_the_labels_cover_most_of_it(tmp_path):

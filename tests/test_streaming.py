@@ -151,7 +151,23 @@ def test_sampler_draws_a_fixed_number_and_balances_classes():
     assert len(plain) == 300 and len(set(plain)) == 300  # fewer than the windows: without replacement
 
 
-@pytest.mark.parametrize("key, value", [("data_pipeline", "disk"), ("samples_per_epoch", 0),
+def test_validation_scores_a_fixed_sample_of_its_windows_every_epoch():
+    """val_samples: a 10x scene's 139,772 validation windows were all read every epoch (70x a 2,000-window
+    epoch); now a sample drawn once, the same every epoch, in index order, shared out across ranks."""
+    from geocamat.data.samplers import WindowSampler
+
+    chunks, labels = np.repeat(np.arange(50), 20), np.zeros(1000, int)
+    val = WindowSampler(chunks, labels, shuffle=False, num_samples=300, seed=4, rank=0, world=1)
+    first = list(val)
+    val.set_epoch(1)
+    assert first == list(val) and len(first) == 300 == len(set(first)) and first == sorted(first)
+    shards = [list(WindowSampler(chunks, labels, shuffle=False, num_samples=300, seed=4, rank=r, world=2))
+              for r in range(2)]
+    assert sorted(shards[0] + shards[1]) == first
+    assert list(WindowSampler(chunks, labels, shuffle=False, num_samples=5000, rank=0, world=1)) == list(range(1000))
+
+
+@pytest.mark.parametrize("key, value", [("data_pipeline", "disk"), ("samples_per_epoch", 0), ("val_samples", 0),
                                         ("class_balance", 1.5), ("window_cache_mb", -1)])
 def test_streaming_settings_are_checked(key, value):
     from geocamat.errors import ConfigError

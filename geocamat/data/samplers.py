@@ -29,7 +29,8 @@ class WindowSampler(Sampler[int]):
     Training (``shuffle=True``): a full pass over every window in random order, or ``num_samples`` windows
     drawn at random (``class_balance`` > 0: rare classes drawn more often, with replacement); the epoch's windows
     are then grouped by chunk: chunks in random order, ``group`` chunks at a time, the windows of a group
-    shuffled together. Validation (``shuffle=False``): every window in index order, every epoch.
+    shuffled together. Validation (``shuffle=False``): every window (or ``num_samples`` drawn once) in index order,
+    every epoch.
 
     Args:
         chunks: chunk id of every window.
@@ -71,7 +72,7 @@ class WindowSampler(Sampler[int]):
         """Every rank's windows of this epoch, in order (before sharding)."""
         n = len(self.chunks)
         if not self.shuffle:
-            return np.arange(n)
+            return self.fixed_subset()
         rng = np.random.default_rng([self.seed, self.epoch])
         if self.class_balance > 0:
             counts = np.bincount(self.labels).astype(np.float64)
@@ -87,6 +88,14 @@ class WindowSampler(Sampler[int]):
         group = rank_of_chunk[self.chunks[ids]] // self.group
         return ids[np.lexsort((rng.random(len(ids)), group))]
 
+    def fixed_subset(self) -> np.ndarray:
+        """Validation's windows: every window, or ``num_samples`` of them drawn once with the seed (the same every
+        epoch, in index order: each chunk read once)."""
+        n = len(self.chunks)
+        if self.num_samples is None or self.num_samples >= n:
+            return np.arange(n)
+        return np.sort(np.random.default_rng([self.seed, 1]).choice(n, size=self.num_samples, replace=False))
+
     def __iter__(self) -> Iterator[int]:
         order = self.epoch_order()
         rank, world = self._placement()
@@ -96,7 +105,9 @@ class WindowSampler(Sampler[int]):
         return iter(order[rank * per_rank:(rank + 1) * per_rank].tolist())
 
     def __len__(self) -> int:
-        n = len(self.chunks) if (not self.shuffle or self.num_samples is None) else self.num_samples
+        if not self.shuffle:
+            return math.ceil(len(self.fixed_subset()) / self._placement()[1])
+        n = len(self.chunks) if self.num_samples is None else self.num_samples
         if self.shuffle and self.class_balance > 0 and self.num_samples is None:
             n = len(self.chunks)
         return math.ceil(n / self._placement()[1])

@@ -45,6 +45,9 @@ class LandUseConfig(ClassifierSettings):
                                  choices=("stream", "memory"))
     samples_per_epoch: int | None = setting(None, "stream: windows drawn per epoch (default: every training window "
                                             "once per epoch).")
+    val_samples: int | None = setting(20000, "stream: validation windows scored each epoch, a fixed sample drawn "
+                                      "once (the validation map scores every validation block); null: all of them "
+                                      "(a 10x scene's 139,772 cost 70x a 2,000-window epoch).")
     class_balance: float = setting(0.0, "stream: draw a window of a class with n windows with probability ~ "
                                    "n^-class_balance (0: as labelled, 0.5: square-root, 1: every class equally).")
     window_cache_mb: float = setting(256, "stream: bound of each data process's cache of decoded chunks (MB).")
@@ -100,6 +103,8 @@ class LandUseConfig(ClassifierSettings):
         in_range(self, "ema_decay", 0, 1, high_open=True)
         if self.samples_per_epoch is not None:
             positive_int(self, "samples_per_epoch")
+        if self.val_samples is not None:
+            positive_int(self, "val_samples")
         in_range(self, "class_balance", 0, 1)
         in_range(self, "calibration_max_loss", 0, 1)
         in_range(self, "window_cache_mb", 0, float("inf"))

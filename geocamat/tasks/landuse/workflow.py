@@ -145,7 +145,8 @@ def prepare_data(config: LandUseConfig, stack, labels, num_classes: int,
     per_epoch = config.samples_per_epoch
     train_sampler = WindowSampler(train_ds.chunks(), data.train.labels, num_samples=per_epoch,
                                   class_balance=float(config.class_balance), group=group, seed=config.seed)
-    val_sampler = WindowSampler(val_ds.chunks(), data.val.labels, shuffle=False)
+    val_sampler = WindowSampler(val_ds.chunks(), data.val.labels, shuffle=False, num_samples=config.val_samples,
+                                seed=config.seed)
     drawn = per_epoch or len(data.train)
     train_loader = DataLoader(train_ds, batch_size=config.batch_size, sampler=train_sampler,
                               drop_last=drawn > config.batch_size, **_loader_kwargs(config))
@@ -234,8 +235,11 @@ def train_landuse(config: LandUseConfig, out_dir: Path, *, overwrite: bool = Fal
         data = prepare_data(config, stack, labels, len(classes), log)
         counts = data.counts
         per_epoch = config.samples_per_epoch if config.data_pipeline == "stream" else None
+        val_per_epoch = config.val_samples if config.data_pipeline == "stream" else None
         log(f"{data.n_train} training and {data.n_val} validation tiles of {opts.tile_size} px"
             + (f" ({per_epoch} drawn per epoch)" if per_epoch else "")
+            + (f" ({val_per_epoch} of them scored each epoch)" if val_per_epoch and val_per_epoch < data.n_val
+               else "")
             + "; training tiles per class: " + ", ".join(f"{c.name} {n}" for c, n in zip(classes, counts, strict=True)))
         untrained = [c.name for c, n in zip(classes, counts, strict=True) if n == 0]
         if untrained:
@@ -358,7 +362,8 @@ def _tile_accuracy(bundle: Bundle, data: LandUseData) -> float:
         else:
             from torch.utils.data import DataLoader
 
-            for batch in DataLoader(data.val_loader.dataset, batch_size=512):  # every window, not a rank's shard
+            windows = data.val_loader.sampler.fixed_subset().tolist()  # validation's windows, not a rank's shard
+            for batch in DataLoader(data.val_loader.dataset, batch_size=512, sampler=windows):
                 correct += int((model(batch["image"]).argmax(dim=1) == batch["label"]).sum())
                 total += len(batch["label"])
     return round(correct / max(1, total), 4)

@@ -166,7 +166,11 @@ def _default(config_class, name: str):
 
 def _log(quiet: bool):
     """Where the training workflow's lines go: stdout; with --quiet only its warnings and notes, on stderr
-    (a run that went well prints nothing)."""
+    (a run that went well prints nothing). Under DDP only rank 0 says them (each line was printed once per rank)."""
+    from geocamat.tasks.training import global_rank_from_env
+
+    if global_rank_from_env() != 0:
+        return lambda line: None
     if not quiet:
         return click.echo
 

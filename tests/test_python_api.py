@@ -135,3 +135,14 @@ def test_evaluate_says_what_predict_says_of_the_images(tmp_path):
                 lu.EvaluateOptions(reference=str(tmp_path / "ref.tif")), progress=False, log=lines.append)
     assert any(line.startswith("warning: the images' values are unlike the training imagery's") for line in lines)
     assert any(" OA " in line for line in lines)
+
+
+def test_training_lines_are_said_by_rank_0_only(monkeypatch, capsys):
+    """Under DDP every rank runs the command: its lines ("4479 training and 1102 validation tiles ...") came twice."""
+    from cli.train import _log
+
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    _log(quiet=False)("4479 training and 1102 validation tiles")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    _log(quiet=False)("said once")
+    assert capsys.readouterr().out == "said once\n"

@@ -146,3 +146,25 @@ def test_training_lines_are_said_by_rank_0_only(monkeypatch, capsys):
     monkeypatch.setenv("LOCAL_RANK", "0")
     _log(quiet=False)("said once")
     assert capsys.readouterr().out == "said once\n"
+
+
+def test_detection_reads_nan_pixels_as_nodata(tmp_path):
+    """0.1% of NaN pixels (a float orthophoto without a nodata tag): its statistics were NaN, every pixel
+    normalised to NaN, and predict found 0 objects, saying to lower the score threshold."""
+    import numpy as np
+    import rasterio
+
+    from geocamat.data.detection_images import NormalisedImage, image_band_stats, read_image
+
+    image = make_raster(tmp_path / "rgb.tif", 64, 48, dtype="float32", nodata=None)
+    with rasterio.open(image) as src:
+        data, profile = src.read(), src.profile
+    data[:, 5, 7] = np.nan
+    data[1, 20, 30] = np.inf
+    with rasterio.open(tmp_path / "nan.tif", "w", **profile) as dst:
+        dst.write(data)
+    mean, std = image_band_stats(str(tmp_path / "nan.tif"))
+    assert np.isfinite(mean).all() and np.isfinite(std).all()
+    pixels, valid = read_image(str(tmp_path / "nan.tif"))
+    assert not valid[5, 7] and not valid[20, 30] and valid.sum() == 64 * 48 - 2 and np.isfinite(pixels).all()
+    assert np.isfinite(NormalisedImage(str(tmp_path / "nan.tif"), mean, std).read(0, 0, 64, 48)).all()

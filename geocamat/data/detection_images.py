@@ -113,8 +113,11 @@ def _read_window(src, window: tuple[int, int, int, int] | None,
     c1, r1 = min(col + w, src.width), min(row + h, src.height)
     if c1 > c0 and r1 > r0:
         arr = src.read(indexes, window=Window(c0, r0, c1 - c0, r1 - r0)).astype(np.float32)
+        finite = np.isfinite(arr)
+        ok = finite.all(axis=0)  # a NaN or inf pixel is nodata (0.1% of NaN pixels gave 0 objects, silently)
+        if not ok.all():
+            arr = np.where(finite, arr, 0.0).astype(np.float32)
         data[:, r0 - row:r1 - row, c0 - col:c1 - col] = arr
-        ok = np.ones(arr.shape[1:], bool)
         if src.nodata is not None:
             ok &= ~(arr == src.nodata).all(axis=0)
         alpha = alpha_band(src)
@@ -201,6 +204,10 @@ def _decimated(src, max_side: int, bands: int | None = None) -> tuple[np.ndarray
     shape = (len(indexes), max(1, round(src.height / scale)), max(1, round(src.width / scale)))
     arr = src.read(indexes, out_shape=shape).astype(np.float64)
     valid = ~(arr == src.nodata).all(axis=0) if src.nodata is not None else np.ones(shape[1:], bool)
+    finite = np.isfinite(arr)
+    if not finite.all():  # NaN/inf pixels are no statistics (a NaN mean normalised every pixel to NaN)
+        valid &= finite.all(axis=0)
+        arr = np.where(finite, arr, 0.0)
     alpha = alpha_band(src)
     if alpha is not None:
         valid &= src.read(alpha, out_shape=shape[1:]) > 0

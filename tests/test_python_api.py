@@ -168,3 +168,20 @@ def test_detection_reads_nan_pixels_as_nodata(tmp_path):
     pixels, valid = read_image(str(tmp_path / "nan.tif"))
     assert not valid[5, 7] and not valid[20, 30] and valid.sum() == 64 * 48 - 2 and np.isfinite(pixels).all()
     assert np.isfinite(NormalisedImage(str(tmp_path / "nan.tif"), mean, std).read(0, 0, 64, 48)).all()
+
+
+def test_boxes_mostly_off_the_image_are_dropped():
+    """A detector sees padding around a small image: a 1 x 1 px image gave 201 boxes, each clipped to its pixel.
+    A box cut by the image's edge keeps its part inside when that is at least a quarter of it."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from geocamat.inference.detect import RawDetections, merge_raw
+
+    boxes = np.array([[10, 10, 30, 30], [90, 40, 110, 60], [95, 10, 135, 50]], np.float32)  # in, half out, 1/8 in
+    raw = RawDetections(boxes, np.array([0.9, 0.8, 0.7], np.float32), np.zeros(3, np.int64), np.zeros(3, bool),
+                        np.tile(np.array([0, 0, 100, 100], np.float32), (3, 1)), np.ones(3, np.float32),
+                        np.zeros(3, np.int64))
+    out = merge_raw(raw, SimpleNamespace(width=100, height=100), windows=1)
+    assert out.boxes.tolist() == [[10, 10, 30, 30], [90, 40, 100, 60]]

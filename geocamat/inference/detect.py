@@ -272,6 +272,14 @@ def detect_windows(read, info, windows: list[tuple[int, int]], detect_fn: Detect
     return RawDetections(**{f: np.concatenate(v) for f, v in parts.items()})
 
 
+#: a box keeps at least this share of its area inside the image once clipped to it, or it is dropped
+MIN_SHARE_INSIDE = 0.25
+
+
+def _areas(boxes: np.ndarray) -> np.ndarray:
+    return np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
+
+
 def merge_raw(raw: RawDetections, info, windows: int, *, nms_iou: float = 0.5, match_iou: float = 0.5,
               duplicate_iou: float = 0.4, duplicate_merge: str = "nms") -> SceneDetections:
     """The detections of every window of an image merged into objects (see the module docstring)."""
@@ -280,8 +288,11 @@ def merge_raw(raw: RawDetections, info, windows: int, *, nms_iou: float = 0.5, m
         merged, idx = merge_tiles(raw.boxes, raw.scores, raw.labels, raw.truncated, raw.windows, nms_iou, match_iou)
         merged, lead = merge_duplicates(merged, raw.scores[idx], raw.labels[idx], duplicate_iou, duplicate_merge)
         idx = idx[lead]
+        whole = _areas(merged)
         merged[:, [0, 2]] = merged[:, [0, 2]].clip(0, info.width)
         merged[:, [1, 3]] = merged[:, [1, 3]].clip(0, info.height)
+        inside = _areas(merged) >= MIN_SHARE_INSIDE * whole  # mostly off the image: found in the padding around it
+        merged, idx = merged[inside], idx[inside]  # (a 1 x 1 px image gave 201 boxes, all clipped to its pixel)
         out = SceneDetections(merged, raw.scores[idx].astype(np.float32), raw.labels[idx],
                               raw.evidence[idx].astype(np.float32), windows, len(raw.boxes))
     return out

@@ -185,3 +185,20 @@ def test_boxes_mostly_off_the_image_are_dropped():
                         np.zeros(3, np.int64))
     out = merge_raw(raw, SimpleNamespace(width=100, height=100), windows=1)
     assert out.boxes.tolist() == [[10, 10, 30, 30], [90, 40, 100, 60]]
+
+
+def test_detection_warns_of_images_of_one_value(tmp_path):
+    """A white image: the detector 'found' 462 objects, nothing said."""
+    import numpy as np
+    import rasterio
+
+    from geocamat.tasks.detection.predicting import value_notes
+
+    image = make_raster(tmp_path / "scene.tif", 40, 30)
+    with rasterio.open(image) as src:
+        profile = src.profile
+    with rasterio.open(tmp_path / "white.tif", "w", **profile) as dst:
+        dst.write(np.full((3, 30, 40), 255, "uint8"))
+    (note,) = value_notes(make_bundle(tile=16), [tmp_path / "white.tif", image])
+    assert note.startswith("warning: 1 image holds one value in every band (white.tif (255, 255, 255))")
+    assert value_notes(make_bundle(tile=16), [image]) == []

@@ -172,7 +172,7 @@ def predict_detection(bundle: Bundle, images: list[str], out_dir: Path, options:
         "skipped_regions": None if regions is None else regions.skipped,
         "regions_not_read": None if regions is None else regions.not_read,
         "notes": threshold_notes(bundle, float(opts["score_threshold"]), int(len(frame))) + grey_notes(grey)
-        + mosaic_notes(mosaics) + stacked_notes(infos) + region_notes(regions),
+        + mosaic_notes(mosaics) + stacked_notes(infos) + region_notes(regions) + value_notes(bundle, paths),
         "timings": {"seconds": round(time.perf_counter() - t0, 3)},
         "machine": platform.node(),
     }
@@ -307,6 +307,32 @@ def stacked_notes(infos: list) -> list[str]:
     names = ", ".join(Path(infos[i].path).name for i in stacked[:3]) + (" ..." if len(stacked) > 3 else "")
     return [f"note: {len(stacked)} images cover the same ground as another ({names}): each detected alone, not in "
             "a mosaic, where one would hide the other"]
+
+
+def value_notes(bundle: Bundle, paths: list) -> list[str]:
+    """Warnings on the images' values (a sample of the files): images of one value in every band (white, a fill:
+    a detector "found" 462 objects in one), and, for a model normalised by its training statistics, values a
+    scaling away from them (:mod:`geocamat.data.value_check`)."""
+    from geocamat.data.detection_images import image_band_stats
+    from geocamat.data.fill_check import sample_files
+    from geocamat.data.value_check import scaling_notes
+    from geocamat.errors import InvalidRasterError
+
+    flat = []
+    for path in sample_files(paths):
+        try:
+            mean, std = image_band_stats(str(path), max_side=256)
+        except InvalidRasterError:  # no valid pixel: said where it is read
+            continue
+        if max(std) <= 1e-6:  # (the statistics floor a constant band's std at 1e-6)
+            flat.append(f"{Path(path).name} ({', '.join(f'{v:g}' for v in mean)})")
+    notes = []
+    if flat:
+        notes.append(f"warning: {len(flat)} image{'s hold' if len(flat) > 1 else ' holds'} one value in every band "
+                     f"({'; '.join(flat[:3])}): there is nothing to detect there, whatever is reported")
+    if bundle.extra.get("normalise", "dataset") == "dataset":
+        notes += scaling_notes([Path(p) for p in paths], bundle.bands, bundle.mean, bundle.std)
+    return notes
 
 
 def grey_notes(names: list[str]) -> list[str]:

@@ -103,6 +103,11 @@ def test_an_undeclared_zero_in_a_label_raster_is_named_and_label_nodata_makes_it
         out = src.read(1)
     assert (out[:, :30] == UNLABELLED).all() and (out[:, 30:] != UNLABELLED).all()
     assert labels_on_grid(declared, grid, tmp_path / "c").notes == []
+    for fill, dtype in ((65535, "uint16"), (-9999, "int16")):  # other usual fills: trained as class_65535, unsaid
+        other = synthetic_scene["label_array"].astype(dtype)
+        other[:, :30] = fill
+        named = labels_on_grid(write_raster(tmp_path / f"{dtype}.tif", other), grid, tmp_path / dtype)
+        assert len(named.notes) == 1 and f"--label-nodata {fill}" in named.notes[0], named.notes
     vector = tmp_path / "labels.gpkg"
     import geopandas as gpd
     from shapely.geometry import box

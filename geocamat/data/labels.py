@@ -105,8 +105,8 @@ def _raster_label_windows(path: Path, grid: Grid, dst, nodata: int | None = None
     Nearest neighbour, or the majority (GDAL's ``mode``) when the labels' pixels are finer than the grid's
     (:data:`FINER_LABELS` of a grid pixel or less), so that a grid pixel takes the class covering most of it, not
     the one under its centre (a note says so). ``nodata``: the user's "not labelled" value, replacing the file's;
-    without either, a 0 (or a uint8 255) that labels pixels is named in a note, since it is usually "not labelled"
-    and is trained as a class."""
+    without either, a value that usually means "not labelled" (0, the type's maximum, -1, -9999: see
+    :func:`_usual_nodata`) that labels pixels is named in a note, since it is trained as a class."""
     import rasterio
     from rasterio.enums import Resampling
     from rasterio.vrt import WarpedVRT
@@ -197,7 +197,8 @@ def pixel_share(src, crs, transform) -> float:
 
 def _usual_nodata(dtype: str) -> tuple[int, ...]:
     """Label values that usually mean "not labelled" in a raster of this data type."""
-    return (0, 255) if dtype == "uint8" else (0,)
+    return {"uint8": (0, 255), "uint16": (0, 65535), "uint32": (0, 4294967295), "int8": (0, -1, -128),
+            "int16": (0, -1, -9999, -32768), "int32": (0, -1, -9999)}.get(dtype, (0, -9999))
 
 
 def _shown(path) -> str:

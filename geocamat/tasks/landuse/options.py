@@ -58,8 +58,15 @@ class PredictOptions:
 
     def check(self) -> None:
         """Validate the values a user can get wrong."""
+        import math
+
         from geocamat.errors import ConfigError
 
+        if self.res is not None and not (isinstance(self.res, int | float) and math.isfinite(self.res)
+                                         and self.res > 0):
+            raise ConfigError(f"--res must be a pixel size > 0 in the output CRS's units, not {self.res}")
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError(f"--workers must be >= 1 (reader threads), not {self.workers}")
         if self.min_polygon_pixels < 0:
             raise ConfigError(f"--min-polygon-pixels must be >= 0, not {self.min_polygon_pixels}")
         if self.min_area is not None and self.min_area <= 0:
@@ -94,3 +101,11 @@ class EvaluateOptions:
                                 "training found) or DY,DX.")
     device: str = setting("auto", "auto | cpu | cuda")
     force: bool = setting(False, "Map anyway images at a pixel size beyond 4x the model's.")
+
+    def check(self) -> None:
+        """Validate the values a user can get wrong (--blocks 0 scored every pixel, 500 a 48 px map's)."""
+        from geocamat.errors import ConfigError
+
+        if self.blocks is not None and (not isinstance(self.blocks, int) or self.blocks < 1):
+            raise ConfigError(f"--blocks must be >= 1 (a checkerboard of N x N blocks; leave it out to score every "
+                              f"pixel), not {self.blocks}")

@@ -70,6 +70,15 @@ def test_training_in_a_log_prints_a_line_per_epoch_and_no_bar(capsys):
     assert "train_loss " in epochs[0] and "\r" not in err
     said = captured.out + err  # Lightning's lines that say nothing of the run are dropped
     assert "TPU available" not in said and "Trainer.fit` stopped" not in said, said
+    # within an epoch, a line every GEOCAMAT_PROGRESS_SECONDS (a 10x scene's epoch was 10 minutes of silence)
+    from geocamat.tasks.epoch_lines import EpochLines
+
+    lines = EpochLines(every=1e-9)
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=[lines])
+    trainer.fit(Tiny(), data)
+    inner = [line for line in capsys.readouterr().err.splitlines() if "batches" in line]
+    assert inner[0].startswith("epoch 1/1: 1/2 batches (50%), ~") and inner[0].endswith(" left"), inner
 
 
 def test_a_disabled_bar_counts_and_writes_nothing():

@@ -50,6 +50,9 @@ def _classes(config: LandUseConfig, labels) -> list:
     return build_classes(labels.class_ids, names, colours)
 
 
+#: pixels of an image grid from which training says what it reads before its first window (a 10x scene: 105 s)
+LARGE_GRID = 4_000_000
+
 # smallest per-pixel agreement gain (on training tiles) for which an offset of the labels is reported, and
 # the fewest labelled pixels the check needs
 REGISTRATION_MIN_GAIN = 0.005
@@ -220,6 +223,9 @@ def train_landuse(config: LandUseConfig, out_dir: Path, *, overwrite: bool = Fal
         if rasters:
             check_inputs(rasters)
         grid = grid_of_dataset(stack.dataset())
+        if grid.shape[0] * grid.shape[1] >= LARGE_GRID:  # minutes of reading before the first other line
+            log(f"placing the labels on the images' {grid.shape[1]} x {grid.shape[0]} px grid and listing the "
+                "training windows ...")
         labels = labels_on_grid(config.labels, grid, work, config.label_field, config.label_nodata)
         for note in labels.notes:
             log(note)

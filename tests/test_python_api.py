@@ -202,3 +202,29 @@ def test_detection_warns_of_images_of_one_value(tmp_path):
     (note,) = value_notes(make_bundle(tile=16), [tmp_path / "white.tif", image])
     assert note.startswith("warning: 1 image holds one value in every band (white.tif (255, 255, 255))")
     assert value_notes(make_bundle(tile=16), [image]) == []
+
+
+def test_the_validation_map_continues_the_killed_runs_and_starts_again_when_it_cannot(tmp_path, monkeypatch):
+    """A kill during a 10x scene's validation map: --resume restarted the map from zero (overwrite). Now the map
+    is resumed; a map of other weights (killed before the last epoch) is started again."""
+    import geocamat.inference.landuse as inference
+    import geocamat.tasks.landuse.scoring as scoring
+    import geocamat.tasks.landuse.workflow as workflow
+    from geocamat.errors import ConfigError
+
+    calls = []
+
+    def fake_predict(*args, resume=False, **kwargs):
+        calls.append(resume)
+        if resume and len(calls) == 1:
+            raise ConfigError("cannot resume: the inputs or settings differ from the interrupted run")
+
+    monkeypatch.setattr(inference, "predict_landuse", fake_predict)
+    monkeypatch.setattr(scoring, "scored_bounds", lambda *a, **k: None)
+    monkeypatch.setattr(workflow, "_score", lambda *a, **k: {"scored": True})
+    config = get_task("landuse").Config(images=["a.tif"], labels="b.tif", blocks=None)
+    labels = type("Labels", (), {"path": tmp_path / "labels.tif"})()
+    stack = type("Stack", (), {"sources": [tmp_path / "a.tif"]})()
+    out = workflow._validation_map_metrics(make_bundle(tile=16), tmp_path, stack, labels, config, None, False,
+                                           lambda line: None)
+    assert out == {"scored": True} and calls == [True, False]

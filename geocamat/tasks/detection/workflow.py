@@ -257,7 +257,8 @@ def train_detection(cfg: DetectionConfig, out_dir: Path, progress: bool = True, 
     resumed_from = None
     if checkpoint is not None:  # the first epoch this run trains (0-based)
         resumed_from = int(torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"]) + 1
-        log(f"resuming at epoch {resumed_from + 1} of {epochs}")
+        log(f"resuming at epoch {resumed_from + 1} of {epochs}" if resumed_from < epochs else
+            f"resuming after the last epoch ({epochs}): the training is done; finishing the run")
     t_fit = time.perf_counter()
     fit(trainer, task, train_dl, val_dl, ckpt_path=str(checkpoint) if checkpoint is not None else None)
     fit_s = time.perf_counter() - t_fit

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from geocamat.bundle import Bundle
-from geocamat.errors import InvalidLabelsError
+from geocamat.errors import ConfigError, InvalidLabelsError
 from geocamat.settings import as_list, dump, field_map
 from geocamat.tasks.landuse.config import LandUseConfig
 from geocamat.tasks.landuse.options import MIN_MAPPING_UNIT
@@ -286,7 +286,8 @@ def train_landuse(config: LandUseConfig, out_dir: Path, *, overwrite: bool = Fal
         resumed_from = None
         if checkpoint_path:  # the first epoch this run trains (0-based), before the checkpoint moves on
             resumed_from = int(torch.load(checkpoint_path, map_location="cpu", weights_only=False)["epoch"]) + 1
-            log(f"resuming at epoch {resumed_from + 1} of {config.epochs}")
+            log(f"resuming at epoch {resumed_from + 1} of {config.epochs}" if resumed_from < config.epochs else
+                f"resuming after the last epoch ({config.epochs}): the training is done; finishing the run")
         fit(trainer, task, data.train_loader, data.val_loader,
             ckpt_path=str(checkpoint_path) if checkpoint_path else None)
         if not trainer.is_global_zero:
@@ -388,10 +389,16 @@ def _validation_map_metrics(bundle: Bundle, stage: Path, stack, labels, config: 
     log("mapping the validation blocks to score the run" + (" (the box around their labels)" if bbox else ""))
     map_dir = stage / "work" / "validation_map"
     # as geocamat predict maps it; only the validation blocks that hold labels (a tile's context around them)
-    predict_landuse(bundle, [str(p) for p in stack.sources], map_dir, bbox=bbox, region=region,
-                    **map_settings(bundle, None, None, None), vectorise=False, min_polygon_pixels=MIN_MAPPING_UNIT,
-                    progress=progress, overwrite=True,
-                    ranks=Ranks())  # this process alone, even under a launcher (DDP training)
+    def run(resume: bool) -> None:  # resume: a resumed run's stage holds the map its killed run began
+        predict_landuse(bundle, [str(p) for p in stack.sources], map_dir, bbox=bbox, region=region,
+                        **map_settings(bundle, None, None, None), vectorise=False, min_polygon_pixels=MIN_MAPPING_UNIT,
+                        progress=progress, overwrite=True, resume=resume,
+                        ranks=Ranks())  # this process alone, even under a launcher (DDP training)
+
+    try:
+        run(resume=True)  # (a fresh run's stage has no map to continue: it starts one)
+    except ConfigError:  # the killed run's map was of other weights (it was killed before its last epoch)
+        run(resume=False)
     return _score(bundle, stage, labels, config, offset)
 
 

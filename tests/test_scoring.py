@@ -86,6 +86,17 @@ def test_a_vector_reference_is_scored_by_the_models_class_names(tmp_path):
     assert odd["reference_pixels"] == 1 and odd["overall_accuracy"] == 1.0
 
 
+def test_a_reference_numbered_from_0_for_a_model_numbered_from_1_is_named(tmp_path):
+    """Codes 0-2 for the model's 1-3: each class compared with its neighbour (OA 0.018 on the NC sample), and only
+    a note that code 0 was not scored."""
+    mp = np.repeat(np.array([1, 2, 3], "uint8"), [14, 13, 13])[None].repeat(40, axis=0)
+    map_path = write_raster(tmp_path / "map.tif", mp)
+    out = score_map(map_path, write_raster(tmp_path / "ref.tif", mp - 1), [1, 2, 3], ["a", "b", "c"])
+    assert any("reference's codes 0-2 look like the model's 1-3 numbered from 0" in n for n in out["notes"])
+    same = score_map(map_path, write_raster(tmp_path / "same.tif", mp), [1, 2, 3], ["a", "b", "c"])
+    assert not any("look like" in n for n in same.get("notes", []))
+
+
 def test_a_vector_reference_with_unknown_classes_or_no_field_is_refused(tmp_path):
     import pytest
 

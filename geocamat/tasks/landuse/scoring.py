@@ -356,6 +356,21 @@ def scored_blocks(reference: Path, blocks: int, parity: str) -> list[tuple[float
     return out
 
 
+def shifted_codes_note(reference_codes: set[int], class_ids: list[int], overall) -> list[str]:
+    """A warning when the reference's codes are the model's shifted by one (0-based 0-6 for 1-7) and the scores
+    are poor: every pixel is compared with the wrong class (OA 0.018 on the NC sample, only a note on code 0)."""
+    model = set(class_ids)
+    if len(reference_codes) < 2 or reference_codes <= model or (overall is not None and overall >= 0.5):
+        return []
+    for k in (1, -1):
+        if {c + k for c in reference_codes} <= model:
+            lo, hi = min(reference_codes), max(reference_codes)
+            return [f"warning: the reference's codes {lo}-{hi} look like the model's {lo + k}-{hi + k} numbered "
+                    f"from {'0' if k == 1 else '2'}: each class is compared with its neighbour; renumber the reference "
+                    f"(e.g. gdal_calc.py --calc \"A{k:+d}\") or name its classes"]
+    return []
+
+
 def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names: list[str], *,
               blocks: int | None = None, parity: str = "odd", mask: Path | None = None,
               offset: tuple[int, int] | None = None, reference_field: str | None = None,
@@ -483,6 +498,8 @@ def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names
         unit = "points" if vector and ref.sparse else "pixels"
         notes.append(f"note: {sum(others.values())} reference {unit} of codes {', '.join(map(str, sorted(others)))} "
                      "(none of the model's classes) are not scored")
+        notes += shifted_codes_note(set(others) | {c for c, row in zip(class_ids, cm, strict=True) if row.sum()},
+                                    class_ids, out.get("overall_accuracy"))
     if notes:
         out["notes"] = notes
     out["reference_pixels"] = reference_pixels

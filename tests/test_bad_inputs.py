@@ -391,6 +391,8 @@ ROWS = [
     Row("predict-detection-bbox-off", "detection in a bbox that misses the images",
         lambda e: _predict(e, "--bbox", "0", "0", "1", "1", model=str(e.det_model)), "does not overlap",
         lambda e: "bbox"),
+    Row("predict-min-area-over-map", "a minimum mapping unit larger than the whole map (an empty landuse.gpkg)",
+        lambda e: _predict(e, "--min-area", "1e9"), "larger than the map", lambda e: "--min-area"),
     Row("predict-res-nan", "--res nan ('nan m pixels, nanx finer')", lambda e: _predict(e, "--res", "nan"),
         "--res must be a pixel size > 0"),
     Row("predict-workers-0", "--workers 0", lambda e: _predict(e, "--workers", "0"), "--workers must be >= 1",

@@ -294,6 +294,12 @@ def predict_landuse(
             jobs.append((name, geom, grid, target))
         if not jobs:
             raise ConfigError(f"no feature of region {region} overlaps the images")
+        largest = max(g.width * g.height for _, _, g, _ in jobs)
+        if min_polygon_pixels > largest:  # every region of the map is under the unit: landuse.gpkg came out empty
+            raise ConfigError(f"the minimum mapping unit ({min_polygon_pixels} px"
+                              + (f", {min_area_ha:g} ha" if min_area_ha is not None else "")
+                              + f") is larger than the map ({largest} px): give a smaller --min-area or "
+                              "--min-polygon-pixels")
         for _, _, _, target in jobs:
             if _has_results(target) and not overwrite and not resume:
                 raise OutputExistsError(f"{target} already holds results: use --overwrite to replace them or "

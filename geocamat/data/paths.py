@@ -61,5 +61,9 @@ def expand_paths(patterns: str | os.PathLike | Sequence[str | os.PathLike], suff
                                      f"a GeoTIFF first (gdal_translate '{pattern}' out.tif) and give that")
         if not matches:
             raise InputNotFoundError(f"no {what} found at {pattern!r}: check the path or glob")
+        bundles = [m for m in matches if m.suffix.lower() == ".geocamat"]
+        if bundles and what != "model":  # read as an image it was "truncated or corrupt: re-download"
+            raise InputNotFoundError(f"{bundles[0]} is a model bundle, not {'an' if what[0] in 'aeiou' else 'a'} "
+                                     f"{what}: give it with --model (geocamat info --check MODEL IMAGE...)")
         found.extend(matches)
     return list(dict.fromkeys(found))

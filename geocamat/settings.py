@@ -104,7 +104,8 @@ def read_yaml(path: str | Path) -> dict:
     for key in PATH_KEYS:
         if loaded.get(key) is not None:
             values = loaded[key] if isinstance(loaded[key], list) else [loaded[key]]
-            resolved = [str(v) if Path(str(v)).is_absolute() else str(path.parent / str(v)) for v in values]
+            resolved = [v if not isinstance(v, str) or Path(v).is_absolute() else str(path.parent / v)
+                        for v in values]  # (not a path: left as written, for the settings' check to name)
             loaded[key] = resolved if isinstance(loaded[key], list) else resolved[0]
     for key in MAYBE_PATH_KEYS:
         value = loaded.get(key)

@@ -40,6 +40,14 @@ def test_numbers_in_exponent_form_are_numbers(tmp_path: Path):
         landuse({"images": ["a.tif"], "labels": "b.tif"}, ["lr=1e-3x"])
 
 
+def test_labels_that_are_not_paths_are_named(tmp_path: Path):
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("images: [a.tif]\nlabels: {a: 1}\n")  # was "labels not found: .../{'a': 1}"
+    with pytest.raises(ConfigError, match="labels must be a path"):
+        build(LandUseConfig, load_raw(cfg_file).values, what="land-use training")
+    assert build(LandUseConfig, {"images": ["a.tif"], "labels": tmp_path / "b.tif"}, what="t").labels
+
+
 @pytest.mark.parametrize("assignment, message", [
     ("epochs=0", "epochs"), ("purity=2", "purity"), ("regulariser=magic", "regulariser"), ("colour=red", "colour"),
     ("pixel_loss=-1", "pixel_loss"), ("pixel_loss=lots", "pixel_loss"), ("output=fancy", "output"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from geocamat.errors import ConfigError
@@ -76,6 +77,10 @@ class LandUseConfig(ClassifierSettings):
         self.images = as_list(self.images)
         if not self.images:
             raise ConfigError("no images given: pass --images PATH (or `images:` in the config file)")
+        paths = self.labels if isinstance(self.labels, list | tuple) else [self.labels]
+        if self.labels and not all(isinstance(p, str | os.PathLike) for p in paths):  # ({a: 1}: "not found")
+            raise ConfigError(f"labels must be a path (a classified raster or a vector layer) or a list of paths, not "
+                              f"{self.labels!r}")
         if isinstance(self.labels, list | tuple):  # several vector files (one per class, with label_field: layer)
             self.labels = self.labels[0] if len(self.labels) == 1 else [str(p) for p in self.labels]
         if not self.labels:

@@ -13,7 +13,8 @@ overwrite_opt = click.option("--overwrite", is_flag=True, default=None,
 quiet_opt = click.option("--quiet", "-q", is_flag=True,
                          help="No progress bars (predict: no summary line; train: only warnings and notes, on stderr). "
                               "Without it, output to a file or pipe gets a progress line every 30 s "
-                              "(GEOCAMAT_PROGRESS_SECONDS) and a line per training epoch instead of bars.")
+                              "(GEOCAMAT_PROGRESS_SECONDS; in training too, within each epoch) and a line per training "
+                              "epoch instead of bars.")
 
 
 def _classes(kind: str) -> dict:

@@ -36,6 +36,20 @@ def test_zero_collar_without_nodata_is_reported_and_declared_nodata_is_not(tmp_p
     assert zero_share(write_raster(tmp_path / "partial.tif", partial)) == 0.0
 
 
+def test_other_fill_values_and_a_zero_collar_beside_a_declared_nodata_are_reported(tmp_path, synthetic_scene):
+    """An undeclared -9999 collar, and a 0 collar in a file that declares -9999: both were mapped as forest."""
+    image = synthetic_scene["array"].copy()  # its collar (rows 0-3) is -9999
+    image[:, :, :8] = -9999.0
+    undeclared = write_raster(tmp_path / "fill9999.tif", image)
+    zeros = image.copy()
+    zeros[zeros == -9999.0] = 0.0
+    beside = write_raster(tmp_path / "zero_beside.tif", zeros, nodata=-9999.0)
+    first, second = undeclared_fill_notes([undeclared, beside])
+    assert first.startswith("warning: fill9999.tif declares no nodata but") and first.endswith("--nodata -9999")
+    assert second.startswith("warning: zero_beside.tif declares nodata -9999 but") and "are 0 in every band" in second
+    assert undeclared_fill_notes([write_raster(tmp_path / "ok.tif", image, nodata=-9999.0)]) == []
+
+
 def test_nodata_override_masks_the_fill_and_silences_the_warning(tmp_path, synthetic_scene):
     collared = _collared(synthetic_scene, tmp_path / "collar.tif")
     stack = open_stack([str(collared)], tmp_path / "w1")

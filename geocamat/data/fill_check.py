@@ -1,9 +1,9 @@
 """Fill pixels a file does not declare: a Landsat Level-1 scene's collar of zeros with no nodata tag.
 
 Such pixels are trained and mapped as imagery (a class painted over the collar, band statistics pulled
-towards 0). A file without nodata, mask or alpha band is sampled in a few small windows spread over it
-(edges included, so the cost does not grow with the scene) and the share of pixels at 0 in every band is
-reported; the user decides (``--nodata 0``) since a real 0 can be data.
+towards 0). A file without mask or alpha band is sampled in a few small windows spread over it (edges included,
+so the cost does not grow with the scene) and the share of pixels at a usual fill value (0, -9999, -32768, 65535,
+...; not the one it declares) in every band is reported; the user decides (``--nodata V``): a real 0 can be data.
 """
 
 from __future__ import annotations
@@ -19,22 +19,50 @@ FILL_SHARE = 0.01
 GRID, SIDE, MAX_FILES = 6, 48, 16
 
 
+#: values that fill a collar when a file does not say so (besides 0): GDAL/ArcGIS and 16-bit conventions
+FILL_VALUES = (0.0, -9999.0, -32768.0, 65535.0, -3.4028234663852886e38)
+
+
 def zero_share(path: Path) -> float:
     """Share of sampled pixels at 0 in every band of ``path``; 0.0 when the file declares nodata, a mask or alpha."""
+    value, share = fill_share(path)
+    return share if value == 0 else 0.0
+
+
+def fill_share(path: Path) -> tuple[float | None, float]:
+    """(the usual fill value (:data:`FILL_VALUES`) most sampled pixels of ``path`` hold in every band, their
+    share); (None, 0.0) when the file has a mask or alpha band. A declared nodata value is not a candidate, the
+    others are (a 0 collar in a file that declares -9999 was mapped as forest)."""
     import rasterio
 
     from geocamat.data.stack import mask_kind
 
     with rasterio.open(path) as src:
         masked, alpha = mask_kind(src)
-        if masked or alpha or any(v is not None for v in src.nodatavals):
-            return 0.0
-        zero = total = 0
+        if masked or alpha:
+            return None, 0.0
+        declared = {float(v) for v in src.nodatavals if v is not None}
+        candidates = [v for v in FILL_VALUES if v not in declared and _fits(v, src.dtypes[0])]
+        if not candidates:
+            return None, 0.0
+        counts = dict.fromkeys(candidates, 0)
+        total = 0
         for window in sample_windows(src.height, src.width):
             block = src.read(window=window)
-            zero += int((block == 0).all(axis=0).sum())
+            for v in candidates:
+                counts[v] += int((block == v).all(axis=0).sum())
             total += int(window.width * window.height)
-    return zero / total if total else 0.0
+    value = max(counts, key=counts.get)
+    return (value, counts[value] / total) if total and counts[value] else (None, 0.0)
+
+
+def _fits(value: float, dtype: str) -> bool:
+    """Whether a raster of ``dtype`` can hold ``value``."""
+    kind = np.dtype(dtype)
+    if kind.kind == "f":
+        return True
+    info = np.iinfo(kind)
+    return info.min <= value <= info.max
 
 
 def sample_windows(height: int, width: int) -> list:
@@ -56,11 +84,16 @@ def sample_files(files: Sequence) -> list:
 
 def undeclared_fill_notes(files: Sequence[Path]) -> list[str]:
     """A warning line per file (of :func:`sample_files`) that seems to hold undeclared zero fill."""
+    import rasterio
+
     notes = []
     for path in sample_files(files):
-        share = zero_share(path)
-        if share >= FILL_SHARE:
-            notes.append(f"warning: {path.name} declares no nodata but {share:.0%} of its sampled pixels are 0 in "
+        value, share = fill_share(path)
+        if value is not None and share >= FILL_SHARE:
+            with rasterio.open(path) as src:
+                declared = next((v for v in src.nodatavals if v is not None), None)
+            said = f"declares nodata {declared:g}" if declared is not None else "declares no nodata"
+            notes.append(f"warning: {path.name} {said} but {share:.0%} of its sampled pixels are {value:g} in "
                          "every band: they are trained and mapped as imagery; if they are fill (a collar), give "
-                         "--nodata 0")
+                         f"--nodata {value:g}")
     return notes

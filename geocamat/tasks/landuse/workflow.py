@@ -242,11 +242,11 @@ def train_landuse(config: LandUseConfig, out_dir: Path, *, overwrite: bool = Fal
         counts = data.counts
         per_epoch = config.samples_per_epoch if config.data_pipeline == "stream" else None
         val_per_epoch = config.val_samples if config.data_pipeline == "stream" else None
-        sampled = [f"{per_epoch} training" if per_epoch else "",
-                   f"{val_per_epoch} validation" if val_per_epoch and val_per_epoch < data.n_val else ""]
-        said = " and ".join(s for s in sampled if s)
+        sampled = [f"{per_epoch} drawn per epoch" if per_epoch else "",
+                   f"{val_per_epoch} validation tiles scored" if val_per_epoch and val_per_epoch < data.n_val else ""]
+        said = "; ".join(s for s in sampled if s)
         log(f"{data.n_train} training and {data.n_val} validation tiles of {opts.tile_size} px"
-            + (f" ({said} drawn per epoch)" if said else "")
+            + (f" ({said})" if said else "")
             + "; training tiles per class: " + ", ".join(f"{c.name} {n}" for c, n in zip(classes, counts, strict=True)))
         untrained = [c.name for c, n in zip(classes, counts, strict=True) if n == 0]
         if untrained:

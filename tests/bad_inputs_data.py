@@ -48,7 +48,7 @@ def _no_crs(path: Path, array: np.ndarray) -> Path:
 
 
 def _polygons(path: Path, crs: str | None = "EPSG:32617", where=(500000.0, 4000000.0), bowtie: bool = False,
-              names=("field", "wood"), layer: str | None = None) -> Path:
+              names=("field", "wood"), layer: str | None = None, codes=(1, 2)) -> Path:
     import geopandas as gpd
     from shapely.geometry import Polygon, box
 
@@ -59,7 +59,7 @@ def _polygons(path: Path, crs: str | None = "EPSG:32617", where=(500000.0, 40000
     if bowtie:  # self-intersecting
         left = Polygon([(x0 + 20, y1 - 20), (x0 + half - 20, y1 - SIZE * 10 + 20), (x0 + half - 20, y1 - 20),
                         (x0 + 20, y1 - SIZE * 10 + 20)])
-    frame = gpd.GeoDataFrame({"cls": list(names), "code": [1, 2]}, geometry=[left, right], crs=crs)
+    frame = gpd.GeoDataFrame({"cls": list(names), "code": list(codes)}, geometry=[left, right], crs=crs)
     if crs is None:
         frame.to_file(path, driver="ESRI Shapefile")
     else:
@@ -118,6 +118,7 @@ def make_inputs(d: Path) -> dict[str, Path]:
     f["far_polygons"] = _polygons(d / "far_polygons.gpkg", where=(900000.0, 100000.0))
     f["nocrs_polygons"] = _polygons(d / "nocrs_polygons.shp", crs=None)
     f["odd_classes"] = _polygons(d / "odd_classes.gpkg", names=("lake", "moon"))
+    f["minus_one"] = _polygons(d / "minus_one.gpkg", codes=(-1, 0))
     for layer in ("aoi", "training"):  # a QGIS-style GeoPackage: the AOI beside the training polygons
         f["layers"] = _polygons(d / "layers.gpkg", layer=layer)
     import geopandas as gpd

@@ -255,6 +255,9 @@ def _vector_frame(path: Path | list, field: str | None, grid: Grid, name_codes: 
         if not np.allclose(values, np.round(values)):
             raise InvalidLabelsError(f"label field {field!r} holds non-integer numbers: use a class code or name")
         codes = np.round(values).astype(int).to_numpy()
+        if (codes == UNLABELLED).any():  # the "not labelled" mark of the label rasters: its features would vanish
+            raise InvalidLabelsError(f"label field {field!r} of {_shown(path)} holds the code {UNLABELLED}, which "
+                                     "geocamat keeps for 'not labelled': renumber that class (or give class names)")
         # A text column in one-to-one correspondence with the codes gives the names.
         for col in columns:
             if col != field and (pd.api.types.is_string_dtype(frame[col]) or frame[col].dtype == object):

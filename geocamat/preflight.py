@@ -400,13 +400,13 @@ def before_evaluate(images, map_path, reference, mask, bundle=None, force: bool 
 
     if images and map_path:  # the images were silently ignored
         raise ConfigError("give IMAGES to map and score, or --map to score an existing map, not both")
-    if map_path and Path(map_path).is_file():
-        _check_class_map(Path(map_path))
     paths: list[Path] = resolve_inputs(list(images)) if images and not map_path else []
     for path in (map_path, reference, mask):  # other files get their own messages where they are read
         if path and Path(path).is_file() and Path(path).suffix.lower() in RASTER_SUFFIXES:
             paths.append(Path(path))
     check_inputs(paths)
+    if map_path and Path(map_path).is_file():  # (after check_inputs: a truncated map is said to be truncated)
+        _check_class_map(Path(map_path))
     if bundle is not None and images and not map_path:
         for path in paths if bundle.task == "detection" else paths[:1]:
             check_resolution(bundle, path, force=force, res_option=False)  # evaluate has no --res

@@ -285,7 +285,7 @@ ROWS = [
     Row("train-config-duplicate-key", "a setting given twice in the config file (the last one won, silently)",
         lambda e: ["train", str(e.tmp / "twice.yaml"), "--out", str(e.out)], "'epochs' is given twice (line 3",
         lambda e: "twice.yaml", setup=lambda e: (e.tmp / "twice.yaml").write_text(
-            f"images: [{e.scene}]\nepochs: 1\nepochs: 2\n"), leaves=("twice.yaml",)),
+            f"images: [{e.scene}]\nepochs: 1\nepochs: 2\n")),
     # -- train: output location --------------------------------------------------------------------------------
     Row("train-out-exists", "--out holds results, no --overwrite", lambda e: _train(e), "already holds results",
         lambda e: str(e.out), setup=_results),

@@ -48,7 +48,10 @@ def fill_share(path: Path) -> tuple[float | None, float]:
         counts = dict.fromkeys(candidates, 0)
         total = 0
         for window in sample_windows(src.height, src.width):
-            block = src.read(window=window)
+            try:
+                block = src.read(window=window)
+            except rasterio.errors.RasterioIOError:  # a truncated file: its own check says so, naming it
+                return None, 0.0
             for v in candidates:
                 counts[v] += int((block == v).all(axis=0).sum())
             total += int(window.width * window.height)

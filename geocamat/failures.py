@@ -42,9 +42,13 @@ _UNITS = {"bytes": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12, "kib": 2**10,
 
 
 def one_line(text: str, limit: int = 300) -> str:
-    """``text`` with whitespace runs (newlines too) collapsed, cut at ``limit`` characters."""
+    """``text`` with whitespace runs (newlines too) collapsed, cut at ``limit`` characters (at a word's end)."""
     text = _SPACE.sub(" ", str(text)).strip()
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 3]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit // 2 else cut).rstrip(" ,;:") + "..."
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

@@ -228,3 +228,18 @@ def test_the_validation_map_continues_the_killed_runs_and_starts_again_when_it_c
     out = workflow._validation_map_metrics(make_bundle(tile=16), tmp_path, stack, labels, config, None, False,
                                            lambda line: None)
     assert out == {"scored": True} and calls == [True, False]
+
+
+def test_camat_pieces_refuse_options_they_do_not_have_in_their_words():
+    import torch
+
+    from geocamat.camat import build_regulariser
+    from geocamat.camat.masks import top_area_mask
+
+    with pytest.raises(ValueError, match="camat has no option 'tua' \\(did you mean 'tau'\\?\\)"):  # TypeError
+        build_regulariser("camat", tua=0.5)
+    with pytest.raises(ValueError, match="cutout option area is a fraction in \\[0, 1\\], not 5"):  # taken
+        build_regulariser("cutout", area=5)
+    assert type(build_regulariser("random-erasing", area=(0.1, 0.3))).__name__ == "RandomErasing"
+    with pytest.raises(ValueError, match="area is a fraction"):  # torch's "selected index k out of range"
+        top_area_mask(torch.rand(2, 8, 8), 1.5)

@@ -44,6 +44,8 @@ def top_area_mask(maps: Tensor, area: float) -> Tensor:
         (N, 1, H, W) boolean mask with ``round(area * H * W)`` pixels set per sample (ties broken by
         position, so the count is exact).
     """
+    if not 0 <= area <= 1:  # (1.5 was torch's "selected index k out of range")
+        raise ValueError(f"area is a fraction of the pixels in [0, 1], not {area}")
     n, h, w = maps.shape
     k = int(round(area * h * w))
     mask = torch.zeros(n, h * w, dtype=torch.bool, device=maps.device)

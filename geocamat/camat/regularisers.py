@@ -441,4 +441,20 @@ def build_regulariser(name: str, **options) -> Regulariser:
                "hide-and-seek": HideAndSeek}
     if name not in classes:
         raise ValueError(f"unknown regulariser {name!r}: choose one of {', '.join(REGULARISERS)}")
+    import difflib
+    import inspect
+
+    known = [p for p in inspect.signature(classes[name]).parameters if p not in ("self", "args", "kwargs", "options")]
+    if name == "camat":
+        known += list(CamatConfig.names())
+    unknown = [k for k in options if k not in known]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], known, n=1, cutoff=0.6)  # (was a TypeError from __init__)
+        raise ValueError(f"{name} has no option {unknown[0]!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                         + f": its options are {', '.join(known) or 'none'}")
+    for key in ("area", "p"):  # fractions (cutout area=5 was taken); random erasing's area is a (low, high) range
+        value = options.get(key)
+        values = list(value) if isinstance(value, list | tuple) else [value]
+        if value is not None and not all(isinstance(v, int | float) and 0 <= v <= 1 for v in values):
+            raise ValueError(f"{name} option {key} is a fraction in [0, 1], not {value!r}")
     return classes[name](**options)

@@ -131,9 +131,20 @@ def check_blocks(path: str | os.PathLike) -> None:
 
 
 def check_inputs(paths: Iterable[str | os.PathLike]) -> None:
-    """:func:`check_blocks` on every file."""
+    """:func:`check_blocks` on every file, and no complex values (a SAR SLC was mapped from its real part)."""
+    import rasterio
+
     for path in paths:
         check_blocks(path)
+        try:
+            with rasterio.open(path) as src:
+                dtype = src.dtypes[0] if src.count else ""
+        except rasterio.errors.RasterioIOError:
+            continue  # not a raster: said where it is read
+        if dtype.startswith("complex"):
+            raise InvalidRasterError(f"{path} holds complex values ({dtype}, e.g. a SAR SLC): geocamat reads real "
+                                     "bands; write the amplitude first (gdal_translate -ot Float32 in.tif out.tif "
+                                     "keeps the real part; gdal_calc.py --calc 'abs(A)' the amplitude)")
 
 
 def pixel_metres(crs, res: tuple[float, float], bounds=None) -> float | None:

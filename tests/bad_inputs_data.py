@@ -88,6 +88,7 @@ def make_inputs(d: Path) -> dict[str, Path]:
     f["scene"] = _tiled(d / "scene.tif", image, nodata=-9999.0)
     f["labels"] = write_raster(d / "labels.tif", labels, nodata=0)
     f["trunc"] = _truncate(f["scene"], d / "truncated.tif")
+    f["complex"] = _tiled(d / "complex.tif", image.astype(np.complex64))  # a SAR SLC
     f["trunc_labels"] = _truncate(_tiled(d / "labels_tiled.tif", labels[None], nodata=0), d / "truncated_labels.tif")
     f["garbage"] = d / "garbage.tif"
     f["garbage"].write_bytes(b"II*\x00" + rng.bytes(2000))

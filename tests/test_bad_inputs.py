@@ -394,6 +394,8 @@ ROWS = [
     Row("predict-detection-bbox-off", "detection in a bbox that misses the images",
         lambda e: _predict(e, "--bbox", "0", "0", "1", "1", model=str(e.det_model)), "does not overlap",
         lambda e: "bbox"),
+    Row("predict-complex", "a complex-valued image (SAR SLC): it was mapped from its real part",
+        lambda e: _predict(e, images=(e.complex,)), "holds complex values", lambda e: e.complex),
     Row("predict-bundle-as-image", "the model bundle given among the images ('truncated or corrupt: re-download')",
         lambda e: _predict(e, images=(e.scene, str(e.model))), "is a model bundle, not a raster",
         lambda e: str(e.model)),

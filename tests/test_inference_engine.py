@@ -213,3 +213,16 @@ def test_crs_in_words_names_an_epsg_code_only_when_exact(tmp_path):
     assert crs_label(CRS.from_epsg(32617)) == "EPSG:32617"
     assert crs_label(ProjCRS.from_epsg(4326)) == "EPSG:4326"
     assert crs_label(None) is None
+
+
+def test_progress_moves_within_a_unit_and_ends_at_the_total(tmp_path, monkeypatch, capsys):
+    """A unit of a big scene took 70-120 s: progress lines came once per unit, not every 30 s."""
+    monkeypatch.setenv("GEOCAMAT_PROGRESS_SECONDS", "0")
+    img = make_raster(tmp_path / "img.tif", 90, 70, nodata=None)
+    report = run(make_bundle(tile=16), [img], tmp_path / "out", progress=True, batch_size=2,
+                 units=UnitSizes(band_rows=48, block_cols=96))
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("predict out")]
+    counts = [int(line.split(": ")[1].split("/")[0]) for line in lines]
+    total = int(lines[-1].split("/")[1].split()[0])
+    assert counts == sorted(counts) and counts[-1] == total
+    assert len(set(counts)) > report["plan"]["units"] + 1  # lines between the units' ends

@@ -116,6 +116,7 @@ class Engine:
         from geocamat.outputs.style import ClassStyle, class_dtype_nodata
 
         self.head, self.bundle, self.stack, self.index, self.grid, self.aoi = head, bundle, stack, index, grid, aoi
+        self._bar, self._ticked = None, 0
         self.out_dir, self.dev, self.overlap, self.batch_size, self.tta = Path(out_dir), dev, overlap, batch_size, tta
         self.workers, self.write_probabilities, self.vectorise = workers, write_probabilities, vectorise
         self.min_polygon_pixels, self.resume = min_polygon_pixels, resume
@@ -233,6 +234,7 @@ class Engine:
         desc = f"predict {self.out_dir.name}" + (f" [rank {ranks.rank}/{ranks.world}]" if ranks.world > 1 else "")
         bar = progress_bar(total=total_tiles, initial=done_tiles, unit="tile", desc=desc, file=sys.stderr,
                            disable=not self.progress, smoothing=0.1, dynamic_ncols=True)
+        self._bar, self._ticked = bar, 0  # tiles said within the unit being run (a unit can take minutes)
         reader = MosaicReader(self.index, self.grid, self.stack.num_bands, workers=self.workers)
         writers = max(1, min(self.sizes.max_writers, (os.cpu_count() or 2) // 4))
         from geocamat.outputs.vector import Polygoniser
@@ -264,7 +266,8 @@ class Engine:
                     for name, future, stats in self._run_block(j, start, stop, reader, warm):
                         processed_now += stats["tiles_processed"]
                         pending.append((name, future))
-                        bar.update(stats["tiles_planned"])
+                        bar.update(stats["tiles_planned"] - self._ticked)  # the rest of the unit (skipped tiles)
+                        self._ticked = 0
                         self.host.timed("wait_write_s", self._drain, pending, keep=writers + 1)
                 self.host.timed("wait_write_s", self._drain, pending, keep=0)
             finally:
@@ -580,6 +583,10 @@ class Engine:
                 with one_thread():
                     values = torch.cat([o.float() for o in outputs], dim=1)
                     accumulate(acc, values, self.w2, bi, bj, t, s, self.blend)
+                if finish and self._bar is not None:  # progress within the unit: its own tiles of the batch
+                    mine = int(owned[bj].sum())
+                    self._ticked += mine
+                    self._bar.update(mine)
                 clock.add("model", t0, t1)
                 clock.add("blend", t1, clock.mark())
             self.t_model += time.perf_counter() - start

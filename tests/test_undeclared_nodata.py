@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from cli.main import cli
 from geocamat.bundle import Bundle
-from geocamat.data.fill_check import undeclared_fill_notes, zero_share
+from geocamat.data.fill_check import fill_share, undeclared_fill_notes
 from geocamat.data.stack import open_stack
 from tests.conftest import write_raster
 
@@ -25,15 +25,16 @@ def test_zero_collar_without_nodata_is_reported_and_declared_nodata_is_not(tmp_p
     collared = _collared(synthetic_scene, tmp_path / "collar.tif")
     declared = _collared(synthetic_scene, tmp_path / "declared.tif", nodata=0.0)
     clean = write_raster(tmp_path / "clean.tif", synthetic_scene["array"][:, 4:, :] + 1000.0)
-    assert zero_share(collared) > 0.02  # 12% of the pixels; the sampled windows (edges included) see some
-    assert zero_share(declared) == 0.0 and zero_share(clean) == 0.0
+    value, share = fill_share(collared)
+    assert value == 0 and share > 0.02  # 12% of the pixels; the sampled windows (edges included) see some
+    assert fill_share(declared) == fill_share(clean) == (None, 0.0)
     notes = undeclared_fill_notes([collared, declared, clean])
     assert len(notes) == 1 and "--nodata 0" in notes[0]
     assert notes[0].startswith("warning: collar.tif declares no nodata")
     # one image with 0 in a band but not in every band: not fill
     partial = synthetic_scene["array"][:, 4:, :].copy() + 1000.0
     partial[0, :, :20] = 0.0
-    assert zero_share(write_raster(tmp_path / "partial.tif", partial)) == 0.0
+    assert fill_share(write_raster(tmp_path / "partial.tif", partial)) == (None, 0.0)
 
 
 def test_other_fill_values_and_a_zero_collar_beside_a_declared_nodata_are_reported(tmp_path, synthetic_scene):

@@ -23,12 +23,6 @@ GRID, SIDE, MAX_FILES = 6, 48, 16
 FILL_VALUES = (0.0, -9999.0, -32768.0, 65535.0, -3.4028234663852886e38)
 
 
-def zero_share(path: Path) -> float:
-    """Share of sampled pixels at 0 in every band of ``path``; 0.0 when the file declares nodata, a mask or alpha."""
-    value, share = fill_share(path)
-    return share if value == 0 else 0.0
-
-
 def fill_share(path: Path) -> tuple[float | None, float]:
     """(the usual fill value (:data:`FILL_VALUES`) most sampled pixels of ``path`` hold in every band, their
     share); (None, 0.0) when the file has a mask or alpha band. A declared nodata value is not a candidate, the

@@ -171,11 +171,9 @@ def _alpha_masked(src, band: int, alpha: int, path: Path) -> Path:
     a, b, c, d, e, f = tuple(src.transform)[:6]
     gt = ", ".join(repr(v) for v in (c, a, b, f, d, e))
     name = html.escape(str(src.name))
-    dtype = {"uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32", "int32": "Int32",
-             "float32": "Float32", "float64": "Float64", "int8": "Int8"}.get(src.dtypes[band - 1], "Float64")
     xml = (f'<VRTDataset rasterXSize="{src.width}" rasterYSize="{src.height}">\n'
            f"  <GeoTransform>{gt}</GeoTransform>\n"
-           f'  <VRTRasterBand dataType="{dtype}" band="1">\n'
+           f'  <VRTRasterBand dataType="Float64" band="1">\n'  # any data type's values, as they are
            f'    <SimpleSource><SourceFilename relativeToVRT="0">{name}</SourceFilename>'
            f"<SourceBand>{band}</SourceBand></SimpleSource>\n"
            f"  </VRTRasterBand>\n"

@@ -57,3 +57,29 @@ def test_a_declared_scale_and_offset_is_named_with_the_fix(tmp_path, synthetic_s
     assert "dn.tif declares scale 0.01 and offset -0.2 (read as stored)" in note and "gdal_translate -unscale" in note
     plain = write_raster(tmp_path / "plain.tif", np.where(image > -9999, image / 1000, image), nodata=-9999.0)
     assert "declares" not in scaling_notes([plain], ["b1", "b2", "b3"], mean, std)[0]
+
+
+def test_values_outside_the_training_range_are_reported(tmp_path):
+    """+3 training standard deviations (haze, another calibration: under the 4x of a scaling) and one band out of
+    place (bands swapped) gave confident wrong maps with no word; the training imagery itself, none."""
+    import torch
+
+    from geocamat.data.value_check import band_range, range_notes
+
+    rng = np.random.default_rng(0)
+    mean, std = [100.0, 60.0, 80.0], [10.0, 8.0, 12.0]
+    image = np.stack([rng.normal(m, s, (64, 64)) for m, s in zip(mean, std, strict=True)]).astype("float32")
+    sample = torch.from_numpy(((image - np.array(mean)[:, None, None]) / np.array(std)[:, None, None])
+                              .reshape(3, 16, 4, 16, 4).transpose(1, 3, 0, 2, 4).reshape(-1, 3, 4, 4).copy())
+    ranges = band_range(sample, mean, std)
+    assert ranges[0][0] < 100 < ranges[0][1] and len(ranges) == 3
+    names = ["b1", "b2", "b3"]
+    assert range_notes([write_raster(tmp_path / "same.tif", image)], names, ranges) == []
+    hazy = image + 3 * np.array(std, "float32")[:, None, None]
+    (note,) = range_notes([write_raster(tmp_path / "hazy.tif", hazy)], names, ranges)
+    assert note.startswith("warning: ") and "(median band) lie outside the training imagery's 1st-99th" in note
+    swapped = image.copy()
+    swapped[0] = image[1] + 0  # a band of another mean in the first place
+    (note,) = range_notes([write_raster(tmp_path / "swapped.tif", swapped)], names, ranges)
+    assert "one band's values lie outside its training range" in note and "band b1" in note
+    assert range_notes([write_raster(tmp_path / "old.tif", hazy)], names, None) == []  # a bundle without a range

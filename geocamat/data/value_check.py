@@ -87,3 +87,59 @@ def scaling_warning(means: np.ndarray | None, names: Sequence[str], mean: Sequen
     return [f"warning: the images' values are unlike the training imagery's (band {names[b]}: mean {means[b]:.4g} vs "
             f"{train_mean[b]:.4g} +- {train_std[b]:.3g} in training): another product or scaling? the map may be "
             "wrong"]
+
+
+#: share of the images' sampled pixels (median band) outside the training imagery's 1st-99th percentiles (2% on the
+#: training imagery itself; 1-3% on it resampled, reprojected or cropped) from which images are reported: values
+#: the model never saw (+50 DN of haze: 15%; x3: 96%; both under the 4x of :data:`MAX_RATIO`)
+RANGE_SHARE = 0.1
+#: one band this far outside while the others are not: bands in another order (swapped: 72%, reversed: 76%)
+BAND_RANGE_SHARE = 0.5
+#: values per band kept to find the training range
+RANGE_SAMPLE = 200_000
+
+
+def band_range(sample, mean: Sequence[float], std: Sequence[float], seed: int = 0) -> list[list[float]]:
+    """The 1st and 99th percentiles of each band of the training statistics sample (normalised (N, C, T, T)), in
+    the raw units: what :func:`range_notes` compares new imagery with (stored in the bundle)."""
+    values = np.asarray(sample, dtype=np.float32).transpose(1, 0, 2, 3).reshape(len(mean), -1)
+    if values.shape[1] > RANGE_SAMPLE:
+        values = values[:, np.random.default_rng(seed).choice(values.shape[1], RANGE_SAMPLE, replace=False)]
+    lo, hi = np.percentile(values, [1, 99], axis=1)
+    m, s = np.asarray(mean, float), np.asarray(std, float)
+    return [[round(float(a), 6), round(float(b), 6)] for a, b in zip(lo * s + m, hi * s + m, strict=True)]
+
+
+def range_notes(paths: Sequence, names: Sequence[str], ranges: Sequence[Sequence[float]] | None) -> list[str]:
+    """A warning when most sampled pixels of the median band lie outside the training range (:func:`band_range`)."""
+    import rasterio
+
+    if not ranges:
+        return []
+    outside, counted = np.zeros(len(ranges)), np.zeros(len(ranges))
+    lo, hi = np.asarray(ranges, float).T
+    for path in sample_files(paths):
+        with rasterio.open(path) as src:
+            if src.count != len(ranges):
+                return []
+            for window in sample_windows(src.height, src.width):
+                block = src.read(window=window, masked=True).astype("float64").filled(np.nan)
+                block = block.reshape(block.shape[0], -1)
+                valid = np.isfinite(block)
+                out = valid & ((block < lo[:, None]) | (block > hi[:, None]))
+                outside += out.sum(axis=1)
+                counted += valid.sum(axis=1)
+    if not (counted > 0).all():
+        return []
+    share = outside / counted
+    b = int(np.argmax(share))
+    worst = f"band {names[b]}: {share[b]:.0%} outside {lo[b]:.4g}-{hi[b]:.4g}"
+    if float(np.median(share)) >= RANGE_SHARE:
+        return [f"warning: {float(np.median(share)):.0%} of the images' sampled pixels (median band) lie outside the "
+                f"training imagery's 1st-99th percentiles (2% expected; {worst}): another calibration, haze or a "
+                "scene unlike the training one? the map may be wrong"]
+    if share[b] >= BAND_RANGE_SHARE:
+        return [f"warning: one band's values lie outside its training range while the others match ({worst}, its "
+                "1st-99th percentiles in training): bands in another order, or that band of another product? the "
+                "map may be wrong"]
+    return []

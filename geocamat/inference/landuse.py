@@ -376,7 +376,7 @@ def model_stack(bundle, images, workdir: Path, nodata: float | None = None):
     model's), its bands found by name (:func:`geocamat.data.stack.match_bands`), and a warning in ``notes`` when
     their values look scaled unlike the training imagery's (:mod:`geocamat.data.value_check`)."""
     from geocamat.data.stack import BandNotFoundError, match_bands, open_stack
-    from geocamat.data.value_check import scaling_notes
+    from geocamat.data.value_check import range_notes, scaling_notes
 
     if nodata is None:
         nodata = bundle.extra.get("image_nodata")
@@ -386,7 +386,8 @@ def model_stack(bundle, images, workdir: Path, nodata: float | None = None):
         # picked): its bands are matched to the model's by name, or used in order when their count is the model's
         stack = open_stack(images, workdir, nodata=nodata)
     stack = match_bands(stack, bundle.bands, workdir)
-    stack.notes += scaling_notes(stack.paths, stack.band_names, bundle.mean, bundle.std)
+    scaled = scaling_notes(stack.paths, stack.band_names, bundle.mean, bundle.std)
+    stack.notes += scaled or range_notes(stack.paths, stack.band_names, bundle.extra.get("band_range"))
     return stack
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from geocamat.bundle import Bundle
+from geocamat.data.value_check import band_range
 from geocamat.errors import ConfigError, InvalidLabelsError
 from geocamat.settings import as_list, dump, field_map
 from geocamat.tasks.landuse.config import LandUseConfig
@@ -257,6 +258,7 @@ def train_landuse(config: LandUseConfig, out_dir: Path, *, overwrite: bool = Fal
             log(f"warning: only {data.n_val} validation tile{'s' if data.n_val != 1 else ''}: the scores will say "
                 "little; label more in the validation blocks (or change --blocks)")
         mean, std = data.mean, data.std
+        value_range = band_range(data.sample_images, mean, std, config.seed)  # what predict compares images with
         registration = _check_registration(config, data.sample_images, data.sample_masks, len(classes), log)
         calibration_sample = None
         if config.calibration != "none":
@@ -305,7 +307,7 @@ def train_landuse(config: LandUseConfig, out_dir: Path, *, overwrite: bool = Fal
                                "band_selection": config.bands, "image_nodata": config.nodata,
                                "training_tiles": data.n_train,
                                "validation_tiles": data.n_val, "label_offset": registration["applied"],
-                               "init": init_record, "calibration": calibration})
+                               "init": init_record, "calibration": calibration, "band_range": value_range})
         bundle.save(stage / "model.geocamat")
         offset = registration["applied"]
         metrics = {"validation_map": _validation_map_metrics(bundle, stage, stack, labels, config, offset,

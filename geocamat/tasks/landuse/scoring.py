@@ -11,7 +11,7 @@ import numpy as np
 
 from geocamat.data.crs import metres_per_unit
 from geocamat.data.vector_layers import VECTOR_SUFFIXES, is_vector, vector_file
-from geocamat.errors import InputNotFoundError, InvalidLabelsError, InvalidRasterError
+from geocamat.errors import ConfigError, InputNotFoundError, InvalidLabelsError, InvalidRasterError
 from geocamat.metrics import confusion_matrix, summarise
 from geocamat.tasks.landuse.reference_classes import ReferenceCodes, reference_codes
 
@@ -414,6 +414,9 @@ def score_map(map_path: Path, reference: Path, class_ids: list[int], class_names
     reference_pixels = mapped_pixels = 0
     try:
         with _bounded_gdal_cache(), rasterio.open(map_path) as m:
+            if blocks and blocks > min(m.height, m.width):  # blocks under a pixel: a checkerboard of pixels
+                raise ConfigError(f"--blocks {blocks} on a {m.width} x {m.height} px map makes blocks under a pixel: "
+                                  f"give at most {min(m.height, m.width)} (the training run's, e.g. 4)")
             vector = is_vector(reference)
             if vector:
                 ref = VectorOnGrid(Path(reference), m, reference_field, class_ids, class_names)

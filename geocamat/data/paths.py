@@ -59,6 +59,11 @@ def expand_paths(patterns: str | os.PathLike | Sequence[str | os.PathLike], suff
         if not matches and GDAL_NAME.match(pattern):
             raise InputNotFoundError(f"{pattern!r} is a GDAL dataset name, which geocamat does not read: convert it to "
                                      f"a GeoTIFF first (gdal_translate '{pattern}' out.tif) and give that")
+        if not matches and path.is_dir() and suffixes is not None:  # a folder of other files (JPEGs for a map)
+            others = sorted({p.suffix.lower() or p.name for p in path.iterdir() if p.is_file()})
+            if others:
+                raise InputNotFoundError(f"no {what} in folder {pattern!r}: it holds {', '.join(others[:5])} files, "
+                                         f"and {what}s are read from {', '.join(suffixes)} files")
         if not matches:
             raise InputNotFoundError(f"no {what} found at {pattern!r}: check the path or glob")
         bundles = [m for m in matches if m.suffix.lower() == ".geocamat"]

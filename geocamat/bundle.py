@@ -120,7 +120,10 @@ class Bundle:
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
-            if path.suffix.lower() in (".tif", ".tiff", ".vrt", ".jp2", ".img", ".png", ".jpg", ".jpeg"):
+            from geocamat.data.detection_images import IMAGE_SUFFIXES
+            from geocamat.data.paths import RASTER_SUFFIXES
+
+            if path.suffix.lower() in RASTER_SUFFIXES + IMAGE_SUFFIXES:
                 raise BundleError(f"{path} is an image, not a model bundle: give the model first (geocamat info "
                                   "--check RUN/model.geocamat IMAGE...; --model RUN/model.geocamat)") from exc
             raise BundleError(f"{path} is not a readable geocamat model bundle ({exc.__class__.__name__})") from exc

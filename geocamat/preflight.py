@@ -386,8 +386,9 @@ def before_predict(bundle, images, out_dir: str | os.PathLike, *, res: float | N
     return paths
 
 
-def _check_class_map(path: Path) -> None:
-    """A ``--map`` to score holds class codes (an image or confidence.tif was "scored": OA None on 0 pixels)."""
+def check_class_map(path: Path) -> None:
+    """A ``--map`` to score or sample holds class codes (an image or confidence.tif was "scored": OA None on 0
+    pixels)."""
     import numpy as np
     import rasterio
 
@@ -417,7 +418,7 @@ def before_evaluate(images, map_path, reference, mask, bundle=None, force: bool 
             paths.append(Path(path))
     check_inputs(paths)
     if map_path and Path(map_path).is_file():  # (after check_inputs: a truncated map is said to be truncated)
-        _check_class_map(Path(map_path))
+        check_class_map(Path(map_path))
     if bundle is not None and images and not map_path:
         for path in paths if bundle.task == "detection" else paths[:1]:
             check_resolution(bundle, path, force=force, res_option=False)  # evaluate has no --res

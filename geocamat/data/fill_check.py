@@ -27,30 +27,37 @@ def fill_share(path: Path) -> tuple[float | None, float]:
     """(the usual fill value (:data:`FILL_VALUES`) most sampled pixels of ``path`` hold in every band, their
     share); (None, 0.0) when the file has a mask or alpha band. A declared nodata value is not a candidate, the
     others are (a 0 collar in a file that declares -9999 was mapped as forest)."""
+    value, share, _ = _fill_sample(path)
+    return value, share
+
+
+def _fill_sample(path: Path) -> tuple[float | None, float, float | None]:
+    """:func:`fill_share` and the nodata value the file declares (read in the same opening)."""
     import rasterio
 
     from geocamat.data.stack import mask_kind
 
     with rasterio.open(path) as src:
+        stated = next((v for v in src.nodatavals if v is not None), None)
         masked, alpha = mask_kind(src)
         if masked or alpha:
-            return None, 0.0
+            return None, 0.0, stated
         declared = {float(v) for v in src.nodatavals if v is not None}
         candidates = [v for v in FILL_VALUES if v not in declared and _fits(v, src.dtypes[0])]
         if not candidates:
-            return None, 0.0
+            return None, 0.0, stated
         counts = dict.fromkeys(candidates, 0)
         total = 0
         for window in sample_windows(src.height, src.width):
             try:
                 block = src.read(window=window)
             except rasterio.errors.RasterioIOError:  # a truncated file: its own check says so, naming it
-                return None, 0.0
+                return None, 0.0, stated
             for v in candidates:
                 counts[v] += int((block == v).all(axis=0).sum())
             total += int(window.width * window.height)
     value = max(counts, key=counts.get)
-    return (value, counts[value] / total) if total and counts[value] else (None, 0.0)
+    return (value, counts[value] / total, stated) if total and counts[value] else (None, 0.0, stated)
 
 
 def _fits(value: float, dtype: str) -> bool:
@@ -80,15 +87,11 @@ def sample_files(files: Sequence) -> list:
 
 
 def undeclared_fill_notes(files: Sequence[Path]) -> list[str]:
-    """A warning line per file (of :func:`sample_files`) that seems to hold undeclared zero fill."""
-    import rasterio
-
+    """A warning line per file (of :func:`sample_files`) that seems to hold undeclared fill (:func:`fill_share`)."""
     notes = []
     for path in sample_files(files):
-        value, share = fill_share(path)
+        value, share, declared = _fill_sample(path)
         if value is not None and share >= FILL_SHARE:
-            with rasterio.open(path) as src:
-                declared = next((v for v in src.nodatavals if v is not None), None)
             said = f"declares nodata {declared:g}" if declared is not None else "declares no nodata"
             notes.append(f"warning: {path.name} {said} but {share:.0%} of its sampled pixels are {value:g} in "
                          "every band: they are trained and mapped as imagery; if they are fill (a collar), give "

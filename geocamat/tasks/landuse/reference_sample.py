@@ -127,20 +127,15 @@ def draw(map_path: Path, per_class: int = 50, total: int | None = None, seed: in
     import rasterio
 
     from geocamat.data.vector_layers import vector_file
-    from geocamat.preflight import check_blocks
+    from geocamat.preflight import check_blocks, check_class_map
     from geocamat.tasks.landuse.scoring import mask_on_grid
 
     for path in (map_path,) + ((vector_file(mask),) if mask is not None else ()):
         if not Path(path).exists():
             raise InputNotFoundError(f"file not found: {path}")
     check_blocks(map_path)  # a truncated map fails in one line, before its CRS or values are read
+    check_class_map(Path(map_path))  # an image, a rendering or confidence.tif is not a class map
     with rasterio.open(map_path) as src:
-        from geocamat.data.labels import check_class_bands
-
-        if not np.issubdtype(np.dtype(src.dtypes[0]), np.integer):
-            raise InvalidRasterError(f"{map_path} holds {src.dtypes[0]} values, not class codes: give a class map "
-                                     "(landuse.tif from geocamat predict)")
-        check_class_bands(src, Path(map_path), "map")  # an RGB image or a rendering is not a class map
         if src.crs is None:
             raise InvalidRasterError(f"{map_path} has no CRS: the sample's points would have no place on the ground; "
                                      "set one (gdal_edit.py -a_srs)")
